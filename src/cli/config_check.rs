@@ -1,0 +1,67 @@
+//! `stella config check`: load and validate `stella.toml`.
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::{Context, Failure, exit, print_json};
+use crate::config::{Config, ConfigError};
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate stella.toml: every problem with FILE:LINE:COL and what was expected
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Print {"valid", "path", "problems": [{"line", "col", "message"}]}
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &Context, cmd: ConfigCommand) -> Result<u8, Failure> {
+    let ConfigCommand::Check(args) = cmd;
+    let ws = ctx.workspace()?;
+    let path = ws.config_path();
+    match (ws.load_config(), args.json) {
+        (Ok(config), false) => {
+            println!("{} is valid: {}", path.display(), summary(&config));
+            Ok(exit::OK)
+        }
+        (Ok(_), true) => {
+            print_json(&json!({"valid": true, "path": path, "problems": []}))?;
+            Ok(exit::OK)
+        }
+        (Err(ConfigError::Invalid { path, problems }), true) => {
+            let problems: Vec<_> = problems
+                .iter()
+                .map(|p| json!({"line": p.line, "col": p.col, "message": p.message}))
+                .collect();
+            print_json(&json!({"valid": false, "path": path, "problems": problems}))?;
+            Ok(exit::ERROR)
+        }
+        (Err(e), _) => Err(Failure::from(e)),
+    }
+}
+
+fn summary(c: &Config) -> String {
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let linear = c
+        .environments
+        .windows(2)
+        .all(|w| w[1].1.from.as_ref().map(|f| f.get_ref()) == Some(&w[0].0));
+    let names: Vec<&str> = c.environments.iter().map(|(n, _)| n.as_str()).collect();
+    let lanes = if names.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", names.join(if linear { " → " } else { ", " }))
+    };
+    format!(
+        "workspace `{}`, {}, {}{lanes}, {}, {}",
+        c.name,
+        plural(c.apps.len(), "app"),
+        plural(c.environments.len(), "environment"),
+        plural(c.targets.len(), "target"),
+        plural(c.freeze.len(), "freeze window"),
+    )
+}

@@ -1,0 +1,113 @@
+//! The command line: one file per subcommand, all returning `Failure` on
+//! error so exit codes live in one place (`exit.rs`).
+
+mod config_check;
+pub mod exit;
+mod init;
+mod logging;
+mod release;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+pub use exit::Failure;
+
+use crate::workspace::Workspace;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stella",
+    version,
+    about = "Release orchestration that proves why each release was safe",
+    long_about = "Release orchestration that proves why each release was safe.\n\n\
+        Releases are identified by OCI digest; tags are resolved once and recorded.\n\n\
+        Exit codes: 0 done, 1 error, 2 usage, 3 blocked by a gate."
+)]
+pub struct Cli {
+    /// The workspace folder (holding stella.toml); default: search upward from here
+    #[arg(long, global = true, env = "STELLA_WORKSPACE", value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+
+    /// Also log to stderr (the log file is .stella/logs/stella.log; filter with STELLA_LOG)
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a starter workspace: stella.toml, policies/, workflows/, .stella/
+    Init(init::InitArgs),
+    /// Inspect the workspace configuration
+    #[command(subcommand)]
+    Config(config_check::ConfigCommand),
+    /// Resolve and list releases (an app at one digest)
+    #[command(subcommand)]
+    Release(release::ReleaseCommand),
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> u8 {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let found = Workspace::find(cli.workspace.as_deref(), &cwd);
+    let logs = match (&cli.command, &found) {
+        (Command::Init(_), _) | (_, Err(_)) => None,
+        (_, Ok(ws)) => Some(ws.logs_dir()),
+    };
+    let _guard = logging::init(logs.as_deref(), cli.verbose);
+    tracing::debug!(command = ?cli.command, "start");
+
+    let ctx = Context {
+        cwd,
+        workspace: found,
+    };
+    let result = match cli.command {
+        Command::Init(args) => init::run(&ctx, args),
+        Command::Config(cmd) => config_check::run(&ctx, cmd),
+        Command::Release(cmd) => release::run(&ctx, cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(f) => {
+            tracing::error!(code = f.code, "{}", f.message);
+            eprintln!("error: {}", f.message);
+            if let Some(h) = &f.hint {
+                eprintln!("hint: {h}");
+            }
+            f.code
+        }
+    }
+}
+
+/// What every command may need: where it runs and the workspace, if any.
+pub struct Context {
+    pub cwd: PathBuf,
+    pub workspace: Result<Workspace, crate::workspace::WorkspaceError>,
+}
+
+impl Context {
+    /// The workspace, or a failure saying how to get one.
+    pub fn workspace(&self) -> Result<&Workspace, Failure> {
+        self.workspace.as_ref().map_err(|e| match e {
+            crate::workspace::WorkspaceError::NotFound { searched } => {
+                Failure::from(crate::workspace::WorkspaceError::NotFound {
+                    searched: searched.clone(),
+                })
+            }
+            crate::workspace::WorkspaceError::NoConfig { dir } => {
+                Failure::from(crate::workspace::WorkspaceError::NoConfig { dir: dir.clone() })
+            }
+            other => Failure::error(other),
+        })
+    }
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
+    let s = serde_json::to_string_pretty(value).map_err(Failure::error)?;
+    println!("{s}");
+    Ok(())
+}

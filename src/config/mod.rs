@@ -1,0 +1,466 @@
+//! `stella.toml` → a validated `Config`. Every error names `FILE:LINE:COL`
+//! and says what was expected.
+
+mod error;
+pub mod model;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+pub use error::{ConfigError, Locator, Problem};
+pub use model::{EnvironmentConfig, Strategy, TargetConfig, TargetKind};
+
+use crate::domain::duration::parse_duration;
+use crate::domain::reference::{ImageRef, Repository};
+use crate::domain::release::valid_app_name;
+
+/// The file name stella looks for.
+pub const CONFIG_FILE: &str = "stella.toml";
+
+/// A config that passed every check.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    /// The workspace root (the folder holding `stella.toml`).
+    pub root: PathBuf,
+    pub name: String,
+    pub apps: BTreeMap<String, App>,
+    /// Environments in lane order: every environment after the one it
+    /// promotes from.
+    pub environments: Vec<(String, EnvironmentConfig)>,
+    pub targets: BTreeMap<String, TargetConfig>,
+    pub freeze: BTreeMap<String, model::FreezeWindowConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    pub name: String,
+    pub image: ImageRef,
+    pub insecure: bool,
+}
+
+impl Config {
+    /// Reads and validates the config at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(path, &src)
+    }
+
+    /// Validates `src` as if read from `path` (relative paths in it are
+    /// checked against `path`'s folder).
+    pub fn parse(path: &Path, src: &str) -> Result<Config, ConfigError> {
+        let loc = Locator::new(src);
+        let invalid = |problems| ConfigError::Invalid {
+            path: path.to_owned(),
+            problems,
+        };
+        let file: model::File = toml::from_str(src).map_err(|e| {
+            invalid(vec![
+                loc.problem(e.span(), e.message().trim_end().to_owned()),
+            ])
+        })?;
+        let root = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let mut v = Validator {
+            loc: &loc,
+            root: &root,
+            problems: Vec::new(),
+        };
+        let config = v.check(&file, path);
+        if v.problems.is_empty() {
+            Ok(config)
+        } else {
+            let mut problems = v.problems;
+            problems.sort_by_key(|p| (p.line, p.col));
+            problems.dedup();
+            Err(invalid(problems))
+        }
+    }
+
+    pub fn environment(&self, name: &str) -> Option<&EnvironmentConfig> {
+        self.environments
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, e)| e)
+    }
+}
+
+struct Validator<'a> {
+    loc: &'a Locator<'a>,
+    root: &'a Path,
+    problems: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn at<T>(&mut self, item: &Spanned<T>, message: impl Into<String>) {
+        let p = self.loc.problem(Some(item.span()), message);
+        self.problems.push(p);
+    }
+
+    fn check(&mut self, file: &model::File, path: &Path) -> Config {
+        let name = file.workspace.name.get_ref().trim().to_owned();
+        if name.is_empty() {
+            self.at(
+                &file.workspace.name,
+                "the workspace name is empty; expected e.g. `name = \"acme\"`",
+            );
+        }
+
+        for key in file
+            .apps
+            .keys()
+            .chain(file.environments.keys())
+            .chain(file.targets.keys())
+            .chain(file.freeze.keys())
+        {
+            if !valid_app_name(key.get_ref()) {
+                self.at(
+                    key,
+                    format!(
+                        "`{}` is not a valid name: use letters, digits, `-`, `_` and `.`, starting with a letter or digit",
+                        key.get_ref()
+                    ),
+                );
+            }
+        }
+
+        let apps = self.check_apps(file);
+        self.check_targets(file);
+        self.check_freeze(file);
+        let environments = self.check_environments(file);
+
+        Config {
+            path: path.to_owned(),
+            root: self.root.to_owned(),
+            name,
+            apps,
+            environments,
+            targets: unspan(&file.targets),
+            freeze: unspan(&file.freeze),
+        }
+    }
+
+    fn check_apps(&mut self, file: &model::File) -> BTreeMap<String, App> {
+        let mut apps = BTreeMap::new();
+        for (name, app) in &file.apps {
+            match ImageRef::parse(app.image.get_ref()) {
+                Ok(image) if image.selector.is_some() => self.at(
+                    &app.image,
+                    format!(
+                        "app `{}`: `image` names a repository, without a tag or digest (expected e.g. `{}`); releases pick the tag or digest",
+                        name.get_ref(),
+                        image.repository
+                    ),
+                ),
+                Ok(image) => {
+                    if let Repository::Layout(p) = &image.repository
+                        && p.as_os_str().is_empty()
+                    {
+                        self.at(&app.image, "the layout path is empty");
+                    }
+                    apps.insert(
+                        name.get_ref().clone(),
+                        App {
+                            name: name.get_ref().clone(),
+                            image,
+                            insecure: app.insecure,
+                        },
+                    );
+                }
+                Err(e) => self.at(&app.image, format!("app `{}`: {e}", name.get_ref())),
+            }
+        }
+        apps
+    }
+
+    fn check_targets(&mut self, file: &model::File) {
+        for (name, t) in &file.targets {
+            let n = name.get_ref();
+            let need = |field: &str| {
+                format!(
+                    "target `{n}` of kind `{}` needs `{field}`",
+                    format!("{:?}", t.kind).to_lowercase()
+                )
+            };
+            match t.kind {
+                TargetKind::Dir if t.path.is_none() => self.at(name, need("path")),
+                TargetKind::Script if t.deploy.is_none() => self.at(name, need("deploy")),
+                TargetKind::Nginx | TargetKind::Router => {
+                    if t.path.is_none() {
+                        self.at(name, need("path"));
+                    }
+                    match &t.listen {
+                        None => self.at(name, need("listen")),
+                        Some(l) if l.get_ref().parse::<std::net::SocketAddr>().is_err() => self
+                            .at(
+                                l,
+                                format!(
+                                    "`{}` is not an address to listen on; expected `IP:PORT`, e.g. `127.0.0.1:8080`",
+                                    l.get_ref()
+                                ),
+                            ),
+                        Some(_) => {}
+                    }
+                }
+                _ => {}
+            }
+            if let Some(p) = &t.path
+                && p.get_ref().trim().is_empty()
+            {
+                self.at(p, format!("target `{n}`: `path` is empty"));
+            }
+        }
+    }
+
+    fn check_freeze(&mut self, file: &model::File) {
+        for (name, w) in &file.freeze {
+            let n = name.get_ref();
+            let recurring = [&w.start, &w.end, &w.timezone];
+            let one_off = [&w.from, &w.until];
+            let has_recurring = recurring.iter().any(|f| f.is_some());
+            let has_one_off = one_off.iter().any(|f| f.is_some());
+            match (has_recurring, has_one_off) {
+                (true, true) => self.at(
+                    name,
+                    format!("freeze window `{n}` mixes `start`/`end`/`timezone` (recurring) with `from`/`until` (one-off); pick one"),
+                ),
+                (false, false) => self.at(
+                    name,
+                    format!("freeze window `{n}` needs `start`, `end` and `timezone` (recurring) or `from` and `until` (one-off)"),
+                ),
+                (true, false) => {
+                    for (field, value) in [("start", &w.start), ("end", &w.end)] {
+                        match value {
+                            None => self.at(name, format!("freeze window `{n}` needs `{field}` (a cron expression like \"0 18 * * FRI\")")),
+                            Some(v) if v.get_ref().split_whitespace().count() != 5 => self.at(
+                                v,
+                                format!("`{}` is not a 5-field cron expression (minute hour day-of-month month day-of-week), e.g. \"0 18 * * FRI\"", v.get_ref()),
+                            ),
+                            Some(_) => {}
+                        }
+                    }
+                    match &w.timezone {
+                        None => self.at(name, format!("freeze window `{n}` needs `timezone` (an IANA zone like \"Europe/Madrid\" or \"UTC\")")),
+                        Some(tz) if tz.get_ref().trim().is_empty() || tz.get_ref().contains(' ') => self.at(tz, format!("`{}` is not an IANA time zone name like \"Europe/Madrid\"", tz.get_ref())),
+                        Some(_) => {}
+                    }
+                }
+                (false, true) => {
+                    let mut times = Vec::new();
+                    for (field, value) in [("from", &w.from), ("until", &w.until)] {
+                        match value {
+                            None => self.at(name, format!("freeze window `{n}` needs `{field}` (an RFC 3339 time like \"2026-11-27T00:00:00Z\")")),
+                            Some(v) => match chrono::DateTime::parse_from_rfc3339(v.get_ref()) {
+                                Ok(t) => times.push(t),
+                                Err(e) => self.at(v, format!("`{}` is not an RFC 3339 time ({e}); expected e.g. \"2026-11-27T00:00:00Z\"", v.get_ref())),
+                            },
+                        }
+                    }
+                    if let ([from, until], Some(u)) = (times.as_slice(), &w.until)
+                        && until <= from
+                    {
+                        self.at(u, format!("freeze window `{n}` ends before it starts"));
+                    }
+                }
+            }
+            for e in &w.exceptions {
+                self.check_email(e);
+            }
+        }
+    }
+
+    fn check_email(&mut self, e: &Spanned<String>) {
+        let s = e.get_ref();
+        let ok = s.split_once('@').is_some_and(|(user, host)| {
+            !user.is_empty() && host.contains('.') && !s.contains(char::is_whitespace)
+        });
+        if !ok {
+            self.at(
+                e,
+                format!("`{s}` is not an email address like \"alice@example.com\""),
+            );
+        }
+    }
+
+    fn check_path(&mut self, p: &Spanned<String>, what: &str) {
+        let full = self.root.join(p.get_ref());
+        if !full.is_file() {
+            self.at(
+                p,
+                format!(
+                    "{what} `{}` not found (paths are relative to the folder of stella.toml)",
+                    p.get_ref()
+                ),
+            );
+        }
+    }
+
+    fn check_environments(&mut self, file: &model::File) -> Vec<(String, EnvironmentConfig)> {
+        let names: BTreeSet<&str> = file
+            .environments
+            .keys()
+            .map(|k| k.get_ref().as_str())
+            .collect();
+        let list = |set: &mut dyn Iterator<Item = &str>| {
+            let v: Vec<String> = set.map(|s| format!("`{s}`")).collect();
+            if v.is_empty() {
+                "none are defined".to_owned()
+            } else {
+                format!("defined: {}", v.join(", "))
+            }
+        };
+        for (name, env) in &file.environments {
+            let n = name.get_ref();
+            if let Some(from) = &env.from {
+                if from.get_ref() == n {
+                    self.at(
+                        from,
+                        format!("environment `{n}` cannot promote from itself"),
+                    );
+                } else if !names.contains(from.get_ref().as_str()) {
+                    let known = list(&mut names.iter().copied());
+                    self.at(
+                        from,
+                        format!("environment `{n}` promotes from `{}`, which is not an environment ({known})", from.get_ref()),
+                    );
+                }
+            }
+            for t in &env.targets {
+                if !file.targets.keys().any(|k| k.get_ref() == t.get_ref()) {
+                    let known = list(&mut file.targets.keys().map(|k| k.get_ref().as_str()));
+                    self.at(
+                        t,
+                        format!("environment `{n}` deploys to target `{}`, which is not defined under [targets] ({known})", t.get_ref()),
+                    );
+                }
+            }
+            if let Some(w) = &env.workflow {
+                self.check_path(w, "workflow");
+            }
+            let gates = &env.gates;
+            if let Some(f) = &gates.freeze {
+                for w in &f.windows {
+                    if !file.freeze.keys().any(|k| k.get_ref() == w.get_ref()) {
+                        let known = list(&mut file.freeze.keys().map(|k| k.get_ref().as_str()));
+                        self.at(
+                            w,
+                            format!("environment `{n}` uses freeze window `{}`, which is not defined under [freeze] ({known})", w.get_ref()),
+                        );
+                    }
+                }
+            }
+            if let Some(p) = &gates.policy {
+                for m in &p.modules {
+                    self.check_path(m, "policy module");
+                }
+            }
+            if let Some(a) = &gates.approval {
+                let cfg = a.get_ref();
+                if cfg.required == 0 {
+                    self.at(a, format!("environment `{n}`: approval `required` must be at least 1 (remove the gate to need no approvals)"));
+                } else if cfg.required as usize > cfg.approvers.len() {
+                    self.at(
+                        a,
+                        format!(
+                            "environment `{n}` requires {} approvals but lists only {} approvers",
+                            cfg.required,
+                            cfg.approvers.len()
+                        ),
+                    );
+                }
+                for e in &cfg.approvers {
+                    self.check_email(e);
+                }
+            }
+            if let Some(u) = &gates.upstream {
+                if env.from.is_none() {
+                    self.at(u, format!("environment `{n}` has an upstream gate but no `from` environment to check"));
+                }
+                if let Some(soak) = &u.get_ref().soak
+                    && let Err(e) = parse_duration(soak.get_ref())
+                {
+                    self.at(soak, format!("soak: {e}"));
+                }
+            }
+        }
+        self.lane_order(file)
+    }
+
+    /// Orders environments so each follows the one it promotes from, and
+    /// reports cycles in `from`.
+    fn lane_order(&mut self, file: &model::File) -> Vec<(String, EnvironmentConfig)> {
+        let mut order: Vec<(String, EnvironmentConfig)> = Vec::new();
+        let mut placed: BTreeSet<String> = BTreeSet::new();
+        loop {
+            let before = placed.len();
+            for (name, env) in &file.environments {
+                let n = name.get_ref();
+                if placed.contains(n) {
+                    continue;
+                }
+                let ready = match &env.from {
+                    None => true,
+                    Some(f) => {
+                        placed.contains(f.get_ref())
+                            || !file.environments.keys().any(|k| k.get_ref() == f.get_ref())
+                            || f.get_ref() == n
+                    }
+                };
+                if ready {
+                    placed.insert(n.clone());
+                    order.push((n.clone(), env.clone()));
+                }
+            }
+            if placed.len() == before {
+                break;
+            }
+        }
+        // Whatever is left sits on a cycle, or downstream of one.
+        for (name, env) in &file.environments {
+            let n = name.get_ref();
+            if placed.contains(n) {
+                continue;
+            }
+            let mut path = vec![n.clone()];
+            let mut cur = env;
+            while let Some(f) = &cur.from {
+                let f = f.get_ref();
+                if let Some(pos) = path.iter().position(|p| p == f) {
+                    if pos == 0 {
+                        path.push(f.clone());
+                        if let Some(from) = &env.from {
+                            self.at(
+                                from,
+                                format!(
+                                    "environments promote from each other in a cycle: {}",
+                                    path.join(" → ")
+                                ),
+                            );
+                        }
+                    }
+                    break;
+                }
+                path.push(f.clone());
+                match file.environments.iter().find(|(k, _)| k.get_ref() == f) {
+                    Some((_, e)) => cur = e,
+                    None => break,
+                }
+            }
+            order.push((n.clone(), env.clone()));
+        }
+        order
+    }
+}
+
+fn unspan<V: Clone>(m: &BTreeMap<Spanned<String>, V>) -> BTreeMap<String, V> {
+    m.iter()
+        .map(|(k, v)| (k.get_ref().clone(), v.clone()))
+        .collect()
+}

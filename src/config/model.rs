@@ -1,0 +1,159 @@
+//! The shape of `stella.toml`. Unknown keys are errors everywhere; fields
+//! that later checks must point at are `Spanned`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub workspace: WorkspaceSection,
+    #[serde(default)]
+    pub apps: BTreeMap<Spanned<String>, AppConfig>,
+    #[serde(default)]
+    pub environments: BTreeMap<Spanned<String>, EnvironmentConfig>,
+    #[serde(default)]
+    pub targets: BTreeMap<Spanned<String>, TargetConfig>,
+    #[serde(default)]
+    pub freeze: BTreeMap<Spanned<String>, FreezeWindowConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceSection {
+    pub name: Spanned<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// `oci-layout:PATH` or `HOST[:PORT]/REPO`.
+    pub image: Spanned<String>,
+    /// Plain HTTP to the registry (loopback registries use it anyway).
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    #[default]
+    Direct,
+    Bluegreen,
+    Canary,
+    Ab,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentConfig {
+    pub from: Option<Spanned<String>>,
+    #[serde(default)]
+    pub targets: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub strategy: Strategy,
+    pub workflow: Option<Spanned<String>>,
+    #[serde(default)]
+    pub gates: GatesConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatesConfig {
+    pub security: Option<SecurityGateConfig>,
+    pub approval: Option<Spanned<ApprovalGateConfig>>,
+    pub freeze: Option<FreezeGateConfig>,
+    pub policy: Option<PolicyGateConfig>,
+    pub upstream: Option<Spanned<UpstreamGateConfig>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityGateConfig {
+    #[serde(default)]
+    pub max_reachable: SeverityLimits,
+    /// Without scan evidence the gate fails, unless this is `false`.
+    #[serde(default = "yes")]
+    pub require_scan: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Per-severity limits; a severity left out is unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeverityLimits {
+    pub critical: Option<u32>,
+    pub high: Option<u32>,
+    pub medium: Option<u32>,
+    pub low: Option<u32>,
+    pub unknown: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalGateConfig {
+    pub required: u32,
+    pub approvers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub four_eyes: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreezeGateConfig {
+    pub windows: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyGateConfig {
+    pub modules: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamGateConfig {
+    pub soak: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    Dir,
+    Script,
+    Nginx,
+    Router,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub kind: TargetKind,
+    pub path: Option<Spanned<String>>,
+    pub listen: Option<Spanned<String>>,
+    pub command: Option<String>,
+    pub deploy: Option<String>,
+    pub health: Option<String>,
+    pub rollback: Option<String>,
+    /// How many unpacked releases to keep.
+    pub keep: Option<u32>,
+}
+
+/// A freeze window: recurring (`start`, `end`, `timezone`) or one-off
+/// (`from`, `until`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreezeWindowConfig {
+    pub start: Option<Spanned<String>>,
+    pub end: Option<Spanned<String>>,
+    pub timezone: Option<Spanned<String>>,
+    pub from: Option<Spanned<String>>,
+    pub until: Option<Spanned<String>>,
+    #[serde(default)]
+    pub exceptions: Vec<Spanned<String>>,
+}

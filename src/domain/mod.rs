@@ -1,0 +1,10 @@
+//! Plain types of the problem: no I/O here.
+
+pub mod digest;
+pub mod duration;
+pub mod reference;
+pub mod release;
+
+pub use digest::{Digest, DigestError};
+pub use reference::{ImageRef, ReferenceError, Repository, Selector};
+pub use release::{ReleaseSpec, Resolution};

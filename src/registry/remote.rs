@@ -1,0 +1,172 @@
+//! Resolution against a remote registry through the distribution API.
+
+use std::time::Duration;
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::{Client, Reference};
+
+use super::RegistryError;
+use super::auth::{CredentialSource, credentials_for};
+use crate::domain::reference::is_loopback_registry;
+use crate::domain::{Digest, Selector};
+
+/// What a tag may point at: single images and multi-arch indexes, OCI and
+/// Docker flavours alike. A multi-arch tag resolves to its index digest.
+const ACCEPTED: &[&str] = &[
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+
+/// Resolves `selector` in `registry/repository` to the digest of the bytes
+/// the registry serves, which must hash to the digest it advertises.
+pub async fn resolve(
+    registry: &str,
+    repository: &str,
+    selector: &Selector,
+    insecure: bool,
+    reference: &str,
+) -> Result<Digest, RegistryError> {
+    let plain_http = insecure || is_loopback_registry(registry);
+    let client = Client::new(ClientConfig {
+        protocol: if plain_http {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        },
+        connect_timeout: Some(Duration::from_secs(5)),
+        read_timeout: Some(Duration::from_secs(30)),
+        ..Default::default()
+    });
+    let oci_ref = match selector {
+        Selector::Tag(t) => Reference::with_tag(registry.into(), repository.into(), t.clone()),
+        Selector::Digest(d) => {
+            Reference::with_digest(registry.into(), repository.into(), d.to_string())
+        }
+    };
+    let (auth, source) = credentials_for(registry);
+    let (bytes, advertised) = client
+        .pull_manifest_raw(&oci_ref, &auth, ACCEPTED)
+        .await
+        .map_err(|e| classify(e, registry, reference, &source))?;
+
+    let actual = Digest::of(&bytes);
+    let advertised = advertised
+        .parse::<Digest>()
+        .map_err(|e| RegistryError::Registry {
+            reference: reference.to_owned(),
+            detail: format!("the registry advertised {e}"),
+        })?;
+    if actual != advertised {
+        return Err(RegistryError::DigestMismatch {
+            reference: reference.to_owned(),
+            expected: advertised,
+            actual,
+            source_desc: "the manifest served by the registry".into(),
+        });
+    }
+    Ok(actual)
+}
+
+fn classify(
+    e: OciDistributionError,
+    registry: &str,
+    reference: &str,
+    source: &CredentialSource,
+) -> RegistryError {
+    let denied = |detail: String| RegistryError::Unauthorized {
+        reference: reference.to_owned(),
+        detail: match source {
+            CredentialSource::Anonymous => {
+                format!("{detail}; no credentials were found for {registry}")
+            }
+            CredentialSource::Environment => {
+                format!("{detail}; credentials from STELLA_REGISTRY_USERNAME/PASSWORD were refused")
+            }
+            CredentialSource::DockerConfig(p) => {
+                format!("{detail}; credentials from {} were refused", p.display())
+            }
+        },
+    };
+    match e {
+        OciDistributionError::RequestError(re) if re.is_connect() || re.is_timeout() => {
+            RegistryError::Unreachable {
+                registry: registry.to_owned(),
+                detail: chain(&re),
+            }
+        }
+        OciDistributionError::RequestError(re) => RegistryError::Unreachable {
+            registry: registry.to_owned(),
+            detail: chain(&re),
+        },
+        OciDistributionError::UnauthorizedError { url } => denied(format!("401 from {url}")),
+        OciDistributionError::AuthenticationFailure(m) => denied(m),
+        OciDistributionError::RegistryError { envelope, .. } => {
+            let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
+            if codes.iter().any(|c| {
+                matches!(
+                    c,
+                    OciErrorCode::ManifestUnknown
+                        | OciErrorCode::NameUnknown
+                        | OciErrorCode::NotFound
+                )
+            }) {
+                RegistryError::TagNotFound {
+                    reference: reference.to_owned(),
+                    available: Vec::new(),
+                }
+            } else if codes
+                .iter()
+                .any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied))
+            {
+                denied(envelope.to_string())
+            } else {
+                RegistryError::Registry {
+                    reference: reference.to_owned(),
+                    detail: envelope.to_string(),
+                }
+            }
+        }
+        OciDistributionError::ServerError { code: 404, .. } => RegistryError::TagNotFound {
+            reference: reference.to_owned(),
+            available: Vec::new(),
+        },
+        OciDistributionError::DigestError(oci_client::errors::DigestError::VerificationError {
+            expected,
+            actual,
+        }) => match (expected.parse::<Digest>(), actual.parse::<Digest>()) {
+            (Ok(expected), Ok(actual)) => RegistryError::DigestMismatch {
+                reference: reference.to_owned(),
+                expected,
+                actual,
+                source_desc: "the manifest served by the registry".into(),
+            },
+            _ => RegistryError::Registry {
+                reference: reference.to_owned(),
+                detail: format!("manifest digest {expected} does not match its content ({actual})"),
+            },
+        },
+        other => RegistryError::Registry {
+            reference: reference.to_owned(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// An error and its causes on one line: reqwest's top-level message alone
+/// ("error sending request") hides the useful part.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let msg = s.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = s.source();
+    }
+    out
+}

@@ -1,0 +1,160 @@
+//! The SQLite store (`.stella/stella.db`) and the evidence CAS beside it.
+//!
+//! WAL mode so readers never block the writer; `foreign_keys` on; every
+//! write in an `IMMEDIATE` transaction so two processes never interleave a
+//! read-then-write.
+
+mod evidence;
+mod releases;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite_migration::{M, Migrations};
+
+pub use evidence::{EvidenceError, EvidenceStore};
+
+/// The schema, one migration per step; never edit a released one.
+const MIGRATIONS: &[M<'static>] = &[M::up(include_str!("migrations/0001_init.sql"))];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the store {path} was written by a newer stella (schema {found}, this one knows up to {supported}); upgrade stella to use it"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("cannot migrate the store {path}: {message}")]
+    Migrate { path: PathBuf, message: String },
+    #[error("store: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// An open connection to a workspace's store.
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` and brings its schema
+    /// up to date. A store from a newer schema is refused, never downgraded.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let mut conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+
+        let found: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(open_err)?;
+        let supported = MIGRATIONS.len() as i64;
+        if found > supported {
+            return Err(StoreError::TooNew {
+                path: path.to_owned(),
+                found,
+                supported,
+            });
+        }
+        if found < supported {
+            Migrations::from_slice(MIGRATIONS)
+                .to_latest(&mut conn)
+                .map_err(|e| StoreError::Migrate {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?;
+        }
+        Ok(Store { conn })
+    }
+
+    /// The schema version this build writes.
+    pub fn schema_version() -> i64 {
+        MIGRATIONS.len() as i64
+    }
+
+    /// Runs `f` in an `IMMEDIATE` transaction, committing only if it succeeds.
+    pub fn write<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_in_wal_with_foreign_keys_and_refuses_newer_schemas() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stella.db");
+        let store = Store::open(&path).unwrap();
+        let mode: String = store
+            .conn()
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let fk: i64 = store
+            .conn()
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .unwrap();
+        assert_eq!(fk, 1);
+        drop(store);
+
+        // Reopening is idempotent.
+        Store::open(&path).unwrap();
+
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", Store::schema_version() + 1)
+            .unwrap();
+        drop(conn);
+        let err = Store::open(&path).err().unwrap().to_string();
+        assert!(err.contains("written by a newer stella"), "{err}");
+    }
+
+    #[test]
+    fn foreign_keys_are_enforced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        let r = store.write(|tx| {
+            tx.execute(
+                "INSERT INTO evidence_links (subject_digest, evidence_digest) VALUES ('a', 'b')",
+                [],
+            )
+        });
+        assert!(r.is_err());
+    }
+}

@@ -1,0 +1,146 @@
+//! Finding a workspace (the folder holding `stella.toml`) and the paths
+//! stella keeps under `.stella/`.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{CONFIG_FILE, Config, ConfigError};
+use crate::store::{EvidenceStore, Store, StoreError};
+
+/// The folder under the workspace root that holds stella's own state.
+pub const STATE_DIR: &str = ".stella";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    #[error("not inside a stella workspace (no {CONFIG_FILE} in {} or any folder above it)", .searched.display())]
+    NotFound { searched: PathBuf },
+    #[error("{} has no {CONFIG_FILE}", .dir.display())]
+    NoConfig { dir: PathBuf },
+    #[error("cannot create {}: {source}", .path.display())]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    root: PathBuf,
+}
+
+impl Workspace {
+    /// `explicit` (from `--workspace` or `STELLA_WORKSPACE`) must hold a
+    /// `stella.toml`; otherwise search upward from `start`, as git does.
+    pub fn find(explicit: Option<&Path>, start: &Path) -> Result<Workspace, WorkspaceError> {
+        if let Some(dir) = explicit {
+            let dir = absolute(dir, start);
+            return if dir.join(CONFIG_FILE).is_file() {
+                Ok(Workspace { root: dir })
+            } else {
+                Err(WorkspaceError::NoConfig { dir })
+            };
+        }
+        let start = absolute(start, start);
+        start
+            .ancestors()
+            .find(|d| d.join(CONFIG_FILE).is_file())
+            .map(|d| Workspace {
+                root: d.to_path_buf(),
+            })
+            .ok_or(WorkspaceError::NotFound { searched: start })
+    }
+
+    /// A workspace at `root`, whether or not it exists yet (for `init`).
+    pub fn at(root: PathBuf) -> Workspace {
+        Workspace { root }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join(CONFIG_FILE)
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join(STATE_DIR)
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.state_dir().join("stella.db")
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.state_dir().join("logs")
+    }
+
+    pub fn keys_dir(&self) -> PathBuf {
+        self.state_dir().join("keys")
+    }
+
+    pub fn evidence(&self) -> EvidenceStore {
+        EvidenceStore::new(self.state_dir().join("evidence"))
+    }
+
+    pub fn load_config(&self) -> Result<Config, ConfigError> {
+        Config::load(&self.config_path())
+    }
+
+    /// Creates `.stella/` and its folders if missing (keys 0700).
+    pub fn ensure_state_dirs(&self) -> Result<(), WorkspaceError> {
+        for dir in [
+            self.state_dir(),
+            self.logs_dir(),
+            self.keys_dir(),
+            self.state_dir().join("evidence").join("sha256"),
+        ] {
+            std::fs::create_dir_all(&dir).map_err(|source| WorkspaceError::Create {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let keys = self.keys_dir();
+            std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700))
+                .map_err(|source| WorkspaceError::Create { path: keys, source })?;
+        }
+        Ok(())
+    }
+
+    pub fn open_store(&self) -> Result<Store, StoreError> {
+        Store::open(&self.db_path())
+    }
+}
+
+fn absolute(p: &Path, base: &Path) -> PathBuf {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    };
+    joined.canonicalize().unwrap_or(joined)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_workspace_above() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::write(root.join(CONFIG_FILE), "").unwrap();
+        let deep = root.join("a/b/c");
+        std::fs::create_dir_all(&deep).unwrap();
+        assert_eq!(Workspace::find(None, &deep).unwrap().root(), root);
+        assert_eq!(
+            Workspace::find(Some(Path::new("../..")), &deep)
+                .err()
+                .map(|e| e.to_string()),
+            Some(format!("{} has no {CONFIG_FILE}", root.join("a").display()))
+        );
+        assert_eq!(Workspace::find(Some(&root), &deep).unwrap().root(), root);
+    }
+}
