@@ -3,7 +3,7 @@
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::{Context, Failure, exit, print_json};
+use super::{Context, Failure, exit, load_config, print_json};
 use crate::config::{Config, ConfigError};
 
 #[derive(Debug, Subcommand)]
@@ -23,7 +23,7 @@ pub fn run(ctx: &Context, cmd: ConfigCommand) -> Result<u8, Failure> {
     let ConfigCommand::Check(args) = cmd;
     let ws = ctx.workspace()?;
     let path = ws.config_path();
-    match (ws.load_config(), args.json) {
+    match (load_config(ctx, ws), args.json) {
         (Ok(config), false) => {
             println!("{} is valid: {}", path.display(), summary(&config));
             Ok(exit::OK)

@@ -105,6 +105,15 @@ impl Context {
     }
 }
 
+/// Loads the workspace's config; errors name the file relative to here.
+pub fn load_config(
+    ctx: &Context,
+    ws: &Workspace,
+) -> Result<crate::config::Config, crate::config::ConfigError> {
+    let cwd = ctx.cwd.canonicalize().unwrap_or_else(|_| ctx.cwd.clone());
+    ws.load_config().map_err(|e| e.relative_to(&cwd))
+}
+
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
     let s = serde_json::to_string_pretty(value).map_err(Failure::error)?;

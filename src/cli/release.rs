@@ -5,7 +5,7 @@ use std::path::Path;
 use chrono::{SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 
-use super::{Context, Failure, exit, print_json};
+use super::{Context, Failure, exit, load_config, print_json};
 use crate::config::Config;
 use crate::domain::{ImageRef, ReleaseSpec, Resolution, Selector};
 use crate::registry;
@@ -50,7 +50,7 @@ pub fn run(ctx: &Context, cmd: ReleaseCommand) -> Result<u8, Failure> {
 fn resolve(ctx: &Context, args: ResolveArgs) -> Result<u8, Failure> {
     let spec = ReleaseSpec::parse(&args.reference).map_err(Failure::usage)?;
     let ws = ctx.workspace.as_ref().ok();
-    let config = ws.map(|w| w.load_config()).transpose()?;
+    let config = ws.map(|w| load_config(ctx, w)).transpose()?;
     let (app, image, insecure) = match spec {
         ReleaseSpec::App { app, selector } => {
             let Some(config) = &config else {

@@ -80,6 +80,27 @@ impl fmt::Display for Problem {
     }
 }
 
+impl ConfigError {
+    /// The same error naming its file relative to `base` when it lies under
+    /// it (`stella.toml:3:1` reads better than a long absolute path).
+    pub fn relative_to(self, base: &Path) -> ConfigError {
+        let rel = |p: PathBuf| match p.strip_prefix(base) {
+            Ok(r) if !r.as_os_str().is_empty() => r.to_path_buf(),
+            _ => p,
+        };
+        match self {
+            ConfigError::Read { path, source } => ConfigError::Read {
+                path: rel(path),
+                source,
+            },
+            ConfigError::Invalid { path, problems } => ConfigError::Invalid {
+                path: rel(path),
+                problems,
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,9 +60,11 @@ impl Config {
             problems,
         };
         let file: model::File = toml::from_str(src).map_err(|e| {
-            invalid(vec![
-                loc.problem(e.span(), e.message().trim_end().to_owned()),
-            ])
+            let mut message = e.message().trim_end().to_owned();
+            if message == "missing field `workspace`" {
+                message.push_str(": start the file with `[workspace]` and `name = \"…\"`");
+            }
+            invalid(vec![loc.problem(e.span(), message)])
         })?;
         let root = path
             .parent()

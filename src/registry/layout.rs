@@ -161,3 +161,139 @@ fn check_manifest(bytes: &[u8]) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Media types stella writes.
+pub mod media {
+    pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    pub const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    pub const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+    pub const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+}
+
+/// A file to put in an image layer.
+pub struct LayerFile<'a> {
+    pub path: &'a str,
+    pub mode: u32,
+    pub contents: &'a [u8],
+}
+
+/// Writes OCI image layouts: images with one gzip layer, tagged in
+/// `index.json`. Output is deterministic (zero mtimes, sorted keys), so the
+/// same files always give the same digest.
+pub struct LayoutWriter {
+    path: PathBuf,
+}
+
+impl LayoutWriter {
+    /// Creates (or reopens) a layout directory.
+    pub fn create(path: &Path) -> std::io::Result<LayoutWriter> {
+        fs::create_dir_all(path.join("blobs").join("sha256"))?;
+        let marker = path.join("oci-layout");
+        if !marker.exists() {
+            fs::write(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        let index = path.join("index.json");
+        if !index.exists() {
+            fs::write(&index, index_json(&[]))?;
+        }
+        Ok(LayoutWriter {
+            path: path.to_owned(),
+        })
+    }
+
+    /// Writes a blob; returns its descriptor.
+    pub fn blob(&self, media_type: &str, bytes: &[u8]) -> std::io::Result<serde_json::Value> {
+        let digest = Digest::of(bytes);
+        fs::write(self.path.join("blobs/sha256").join(digest.hex()), bytes)?;
+        Ok(
+            serde_json::json!({"mediaType": media_type, "digest": digest.to_string(), "size": bytes.len()}),
+        )
+    }
+
+    /// Builds an image of one layer holding `files`, tags it, and returns
+    /// the manifest digest. A tag already present is moved.
+    pub fn add_image(&self, tag: &str, files: &[LayerFile<'_>]) -> std::io::Result<Digest> {
+        let mut tar_bytes = Vec::new();
+        {
+            let mut tar = tar::Builder::new(&mut tar_bytes);
+            for f in files {
+                let mut h = tar::Header::new_ustar();
+                h.set_size(f.contents.len() as u64);
+                h.set_mode(f.mode);
+                h.set_mtime(0);
+                h.set_entry_type(tar::EntryType::Regular);
+                tar.append_data(&mut h, f.path, f.contents)?;
+            }
+            tar.finish()?;
+        }
+        let diff_id = Digest::of(&tar_bytes);
+        let mut gz = flate2::GzBuilder::new()
+            .mtime(0)
+            .write(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, &tar_bytes)?;
+        let layer = self.blob(media::LAYER_GZIP, &gz.finish()?)?;
+        let config = serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Labels": {"org.opencontainers.image.version": tag}},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]},
+        });
+        let config = self.blob(media::CONFIG, &serde_json::to_vec(&config)?)?;
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media::MANIFEST,
+            "config": config,
+            "layers": [layer],
+        });
+        let desc = self.blob(media::MANIFEST, &serde_json::to_vec(&manifest)?)?;
+        self.tag(tag, desc)
+    }
+
+    /// Tags an index of `manifests` (digests of manifests in this layout)
+    /// as a multi-platform image; returns the index digest.
+    pub fn add_index(&self, tag: &str, manifests: &[(Digest, &str)]) -> std::io::Result<Digest> {
+        let mut entries = Vec::new();
+        for (d, arch) in manifests {
+            let bytes = fs::read(self.path.join("blobs/sha256").join(d.hex()))?;
+            entries.push(serde_json::json!({
+                "mediaType": media::MANIFEST, "digest": d.to_string(), "size": bytes.len(),
+                "platform": {"architecture": arch, "os": "linux"},
+            }));
+        }
+        let index = serde_json::json!({"schemaVersion": 2, "mediaType": media::INDEX, "manifests": entries});
+        let desc = self.blob(media::INDEX, &serde_json::to_vec(&index)?)?;
+        self.tag(tag, desc)
+    }
+
+    /// Points `tag` at `desc` in index.json, replacing an earlier entry.
+    fn tag(&self, tag: &str, mut desc: serde_json::Value) -> std::io::Result<Digest> {
+        let index_path = self.path.join("index.json");
+        let current: serde_json::Value = serde_json::from_slice(&fs::read(&index_path)?)?;
+        let mut entries: Vec<serde_json::Value> = current["manifests"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m["annotations"][ANNOTATION_REF_NAME] != tag)
+            .collect();
+        desc["annotations"] = serde_json::json!({ ANNOTATION_REF_NAME: tag });
+        let digest = desc["digest"]
+            .as_str()
+            .and_then(|d| d.parse().ok())
+            .expect("descriptors written here carry a digest");
+        entries.push(desc);
+        let tmp = self.path.join(".index.json.tmp");
+        fs::write(&tmp, index_json(&entries))?;
+        fs::rename(tmp, index_path)?;
+        Ok(digest)
+    }
+}
+
+fn index_json(manifests: &[serde_json::Value]) -> Vec<u8> {
+    serde_json::to_vec_pretty(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media::INDEX,
+        "manifests": manifests,
+    }))
+    .expect("JSON values serialize")
+}
