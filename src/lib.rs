@@ -4,6 +4,9 @@
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod gates;
 pub mod registry;
+pub mod scan;
+pub mod sign;
 pub mod store;
 pub mod workspace;

@@ -154,6 +154,10 @@ pub struct FreezeWindowConfig {
     pub timezone: Option<Spanned<String>>,
     pub from: Option<Spanned<String>>,
     pub until: Option<Spanned<String>>,
+    /// Emails who may sign a break-glass approval for this window.
     #[serde(default)]
     pub exceptions: Vec<Spanned<String>>,
+    /// How many break-glass approvals from `exceptions` a promotion needs
+    /// to go through while this window is active (default 1).
+    pub break_glass_approvals: Option<Spanned<u32>>,
 }

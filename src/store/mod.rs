@@ -5,6 +5,9 @@
 //! read-then-write.
 
 mod evidence;
+mod evidence_index;
+mod keys;
+mod live;
 mod releases;
 
 use std::path::{Path, PathBuf};
@@ -14,9 +17,15 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use rusqlite_migration::{M, Migrations};
 
 pub use evidence::{EvidenceError, EvidenceStore};
+pub use evidence_index::EvidenceRecord;
+pub use keys::KeyRecord;
+pub use live::LiveRecord;
 
 /// The schema, one migration per step; never edit a released one.
-const MIGRATIONS: &[M<'static>] = &[M::up(include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(include_str!("migrations/0001_init.sql")),
+    M::up(include_str!("migrations/0002_keys_live.sql")),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -111,6 +120,31 @@ impl Store {
     pub fn conn(&self) -> &Connection {
         &self.conn
     }
+}
+
+/// Times are stored as RFC 3339 UTC with microseconds, which sort as text.
+pub(crate) fn time_to_sql(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+pub(crate) fn time_from_sql(
+    col: usize,
+    s: &str,
+) -> Result<chrono::DateTime<chrono::Utc>, rusqlite::Error> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, e.into())
+        })
+}
+
+pub(crate) fn digest_from_sql(
+    col: usize,
+    s: &str,
+) -> Result<crate::domain::Digest, rusqlite::Error> {
+    s.parse().map_err(|e: crate::domain::DigestError| {
+        rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, e.into())
+    })
 }
 
 #[cfg(test)]

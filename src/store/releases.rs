@@ -1,10 +1,9 @@
 //! Tag → digest resolutions.
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::params;
 
 use super::{Store, StoreError};
-use crate::domain::{Digest, Resolution};
+use crate::domain::Resolution;
 
 impl Store {
     /// Records a resolution; returns its row id.
@@ -17,7 +16,7 @@ impl Store {
                     r.reference,
                     r.tag,
                     r.digest.to_string(),
-                    r.resolved_at.to_rfc3339_opts(SecondsFormat::Micros, true)
+                    super::time_to_sql(&r.resolved_at)
                 ],
             )?;
             Ok(tx.last_insert_rowid())
@@ -37,22 +36,8 @@ impl Store {
                 app: row.get(0)?,
                 reference: row.get(1)?,
                 tag: row.get(2)?,
-                digest: digest.parse::<Digest>().map_err(|e| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        3,
-                        rusqlite::types::Type::Text,
-                        e.into(),
-                    )
-                })?,
-                resolved_at: DateTime::parse_from_rfc3339(&at)
-                    .map_err(|e| {
-                        rusqlite::Error::FromSqlConversionFailure(
-                            4,
-                            rusqlite::types::Type::Text,
-                            e.into(),
-                        )
-                    })?
-                    .with_timezone(&Utc),
+                digest: super::digest_from_sql(3, &digest)?,
+                resolved_at: super::time_from_sql(4, &at)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -62,6 +47,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Digest;
+    use chrono::Utc;
 
     #[test]
     fn records_and_lists_in_order() {

@@ -1,0 +1,302 @@
+//! The security gate: reachable findings per severity against the
+//! environment's limits.
+//!
+//! A finding counts as reachable unless a VEX statement attached to the same
+//! digest, matching its id (or an alias) and its package, says
+//! `not_affected` with a reachability justification — then it is
+//! *suppressed*, and the verdict names the statement. `*_not_present`,
+//! `fixed` and `false_positive` make it not applicable. Anything else —
+//! `under_investigation`, `affected`, other justifications, no VEX at all —
+//! counts (fail closed). Where several statements match, the last attached
+//! wins, so a newer VEX document overrides an older one.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::{EvidenceKind, ScanEvidence, Subject};
+use crate::config::model::{SecurityGateConfig, SeverityLimits};
+use crate::domain::{GateKind, Outcome, Verdict};
+use crate::scan::{Finding, ReportMark, Severity, VexStatement, purl_matches};
+
+/// How a finding was judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Reachable { note: Option<String> },
+    Suppressed { by: String },
+    NotApplicable { by: String },
+}
+
+/// A finding after deduplication, with its judgement.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    pub finding: Finding,
+    pub status: Status,
+}
+
+fn limit(l: &SeverityLimits, s: Severity) -> Option<u32> {
+    match s {
+        Severity::Critical => l.critical,
+        Severity::High => l.high,
+        Severity::Medium => l.medium,
+        Severity::Low => l.low,
+        Severity::Unknown => l.unknown,
+    }
+}
+
+/// The same vulnerability in the same package, however many reports say it.
+fn identity(f: &Finding) -> (String, String) {
+    let pkg = match &f.purl {
+        Some(p) => p.split(['?', '#']).next().unwrap_or(p).to_ascii_lowercase(),
+        None => format!("{}@{}", f.package, f.version.as_deref().unwrap_or("")),
+    };
+    (f.key_id().to_ascii_uppercase(), pkg)
+}
+
+fn product_is_release(id: &str, subject: &Subject) -> bool {
+    if id.contains(subject.digest.hex()) || id == subject.app {
+        return true;
+    }
+    // pkg:oci/NAME@sha256%3A… — the digest check above covers pinned ones.
+    id.strip_prefix("pkg:oci/")
+        .map(|rest| rest.split(['@', '?']).next().unwrap_or(rest))
+        .is_some_and(|name| name == subject.app)
+}
+
+fn applies(st: &VexStatement, f: &Finding, subject: &Subject) -> bool {
+    let vuln = f.known_as(&st.vulnerability) || st.aliases.iter().any(|a| f.known_as(a));
+    if !vuln {
+        return false;
+    }
+    let package =
+        |id: &String| f.purl.as_deref().is_some_and(|p| purl_matches(id, p)) || *id == f.package;
+    let products_ok = st.products.is_empty()
+        || st
+            .products
+            .iter()
+            .any(|p| product_is_release(p, subject) || package(p));
+    if st.subcomponents.is_empty() {
+        products_ok
+    } else {
+        products_ok && st.subcomponents.iter().any(package)
+    }
+}
+
+/// Deduplicates findings across reports and judges each against the VEX.
+pub fn judge(scans: &[ScanEvidence], subject: &Subject) -> Vec<Judged> {
+    let mut unique: BTreeMap<(String, String), Finding> = BTreeMap::new();
+    for f in scans
+        .iter()
+        .filter(|s| s.kind == EvidenceKind::Scan)
+        .flat_map(|s| &s.report.findings)
+    {
+        unique
+            .entry(identity(f))
+            .and_modify(|seen| {
+                seen.severity = seen.severity.min(f.severity);
+                for a in &f.aliases {
+                    if !seen.aliases.contains(a) && *a != seen.id {
+                        seen.aliases.push(a.clone());
+                    }
+                }
+                if seen.purl.is_none() {
+                    seen.purl.clone_from(&f.purl);
+                }
+                if seen.fixed_version.is_none() {
+                    seen.fixed_version.clone_from(&f.fixed_version);
+                }
+                if seen.mark == ReportMark::None {
+                    seen.mark = f.mark.clone();
+                }
+            })
+            .or_insert_with(|| f.clone());
+    }
+    let statements: Vec<(&ScanEvidence, &VexStatement)> = scans
+        .iter()
+        .flat_map(|s| s.report.statements.iter().map(move |st| (s, st)))
+        .collect();
+    unique
+        .into_values()
+        .map(|finding| {
+            let last = statements
+                .iter()
+                .rev()
+                .find(|(_, st)| applies(st, &finding, subject));
+            let status = match last {
+                Some((ev, st)) => {
+                    let by = format!(
+                        "{} {} {}{}",
+                        ev.format.name(),
+                        ev.digest,
+                        st.locator,
+                        st.justification
+                            .as_deref()
+                            .map(|j| format!(" ({j})"))
+                            .unwrap_or_default()
+                    );
+                    if st.says_unreachable() {
+                        Status::Suppressed { by }
+                    } else if st.says_not_applicable() {
+                        Status::NotApplicable { by }
+                    } else {
+                        Status::Reachable {
+                            note: Some(format!("VEX {by} does not show it unreachable")),
+                        }
+                    }
+                }
+                None => match &finding.mark {
+                    ReportMark::Unreachable { why } => Status::Suppressed { by: why.clone() },
+                    ReportMark::Ignored { why } => Status::Reachable {
+                        note: Some(why.clone()),
+                    },
+                    ReportMark::None => Status::Reachable { note: None },
+                },
+            };
+            Judged { finding, status }
+        })
+        .collect()
+}
+
+fn describe(f: &Finding) -> String {
+    let mut s = format!("{} in {}", f.id, f.package);
+    if let Some(v) = &f.version {
+        s.push_str(&format!(" {v}"));
+    }
+    if let Some(fix) = &f.fixed_version {
+        s.push_str(&format!(" (fixed in {fix})"));
+    }
+    s
+}
+
+/// The verdict. `measured` holds `reachable` per severity, `suppressed`,
+/// `not_applicable`, `findings` (unique) and `suppressed_by`.
+pub fn evaluate(cfg: &SecurityGateConfig, scans: &[ScanEvidence], subject: &Subject) -> Verdict {
+    let reports = scans
+        .iter()
+        .filter(|s| s.kind == EvidenceKind::Scan)
+        .count();
+    if reports == 0 {
+        let mut v = if cfg.require_scan {
+            let mut v = Verdict::new(
+                GateKind::Security,
+                Outcome::Fail,
+                format!("no scan evidence for {}", subject.digest),
+            );
+            v.unblock.push(format!(
+                "attach a scan report: `stella evidence add {}@{} REPORT.json`",
+                subject.app, subject.digest
+            ));
+            v
+        } else {
+            Verdict::new(
+                GateKind::Security,
+                Outcome::Skipped,
+                format!("no scan evidence; not required in {}", subject.environment),
+            )
+        };
+        v.measured = json!({
+            "reachable": {"critical": 0, "high": 0, "medium": 0, "low": 0, "unknown": 0},
+            "suppressed": 0, "not_applicable": 0, "findings": 0, "reports": 0, "suppressed_by": [],
+        });
+        return v;
+    }
+
+    let judged = judge(scans, subject);
+    let mut counts: BTreeMap<Severity, u32> = Severity::ALL.iter().map(|s| (*s, 0)).collect();
+    let mut reachable: Vec<&Judged> = Vec::new();
+    let mut suppressed_by = Vec::new();
+    let mut not_applicable = 0;
+    let mut reasons = Vec::new();
+    for j in &judged {
+        match &j.status {
+            Status::Reachable { note } => {
+                *counts.entry(j.finding.severity).or_default() += 1;
+                reachable.push(j);
+                if let Some(n) = note {
+                    reasons.push(format!("{} counted: {n}", describe(&j.finding)));
+                }
+            }
+            Status::Suppressed { by } => {
+                suppressed_by
+                    .push(json!({"id": j.finding.id, "package": j.finding.package, "by": by}));
+                reasons.push(format!(
+                    "{} suppressed: unreachable per {by}",
+                    describe(&j.finding)
+                ));
+            }
+            Status::NotApplicable { by } => {
+                not_applicable += 1;
+                reasons.push(format!("{} not applicable per {by}", describe(&j.finding)));
+            }
+        }
+    }
+    reachable.sort_by(|a, b| {
+        (a.finding.severity, &a.finding.id, &a.finding.package).cmp(&(
+            b.finding.severity,
+            &b.finding.id,
+            &b.finding.package,
+        ))
+    });
+    let total: u32 = counts.values().sum();
+
+    let mut over = Vec::new();
+    let mut near = Vec::new();
+    let mut unblock = Vec::new();
+    for s in Severity::ALL {
+        let Some(max) = limit(&cfg.max_reachable, s) else {
+            continue;
+        };
+        let n = counts[&s];
+        if n > max {
+            over.push(format!("{n} reachable {s} CVEs over the limit of {max}"));
+            let worst: Vec<String> = reachable
+                .iter()
+                .filter(|j| j.finding.severity == s)
+                .map(|j| describe(&j.finding))
+                .collect();
+            let shown = worst
+                .iter()
+                .take(10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
+            let more = worst.len().saturating_sub(10);
+            unblock.push(format!(
+                "bring reachable {s} CVEs from {n} to at most {max} — fix them or attach VEX showing them unreachable: {shown}{}",
+                if more > 0 { format!(", and {more} more") } else { String::new() }
+            ));
+        } else if max > 0 && n * 5 >= max * 4 {
+            near.push(format!("{n} reachable {s} CVEs, near the limit of {max}"));
+        }
+    }
+    reasons.splice(0..0, over.iter().chain(&near).cloned());
+
+    let (outcome, summary) = if !over.is_empty() {
+        (Outcome::Fail, over.join("; "))
+    } else if !near.is_empty() {
+        (Outcome::Warn, near.join("; "))
+    } else {
+        (
+            Outcome::Pass,
+            format!("{total} reachable CVEs below threshold"),
+        )
+    };
+    let mut v = Verdict::new(GateKind::Security, outcome, summary);
+    v.reasons = reasons;
+    v.unblock = unblock;
+    v.measured = json!({
+        "reachable": {
+            "critical": counts[&Severity::Critical],
+            "high": counts[&Severity::High],
+            "medium": counts[&Severity::Medium],
+            "low": counts[&Severity::Low],
+            "unknown": counts[&Severity::Unknown],
+        },
+        "suppressed": suppressed_by.len(),
+        "not_applicable": not_applicable,
+        "findings": judged.len(),
+        "reports": reports,
+        "suppressed_by": suppressed_by,
+    });
+    v
+}
