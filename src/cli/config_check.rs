@@ -24,13 +24,23 @@ pub fn run(ctx: &Context, cmd: ConfigCommand) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
     let path = ws.config_path();
     match (load_config(ctx, ws), args.json) {
-        (Ok(config), false) => {
-            println!("{} is valid: {}", path.display(), summary(&config));
-            Ok(exit::OK)
-        }
-        (Ok(_), true) => {
-            print_json(&json!({"valid": true, "path": path, "problems": []}))?;
-            Ok(exit::OK)
+        (Ok(config), json) => {
+            let problems = policy_problems(&config);
+            if json {
+                let list: Vec<_> = problems.iter().map(|m| json!({"message": m})).collect();
+                print_json(&json!({"valid": problems.is_empty(), "path": path, "problems": list}))?;
+            } else if problems.is_empty() {
+                println!("{} is valid: {}", path.display(), summary(&config));
+            } else {
+                for p in &problems {
+                    eprintln!("error: {p}");
+                }
+            }
+            Ok(if problems.is_empty() {
+                exit::OK
+            } else {
+                exit::ERROR
+            })
         }
         (Err(ConfigError::Invalid { path, problems }), true) => {
             let problems: Vec<_> = problems
@@ -42,6 +52,35 @@ pub fn run(ctx: &Context, cmd: ConfigCommand) -> Result<u8, Failure> {
         }
         (Err(e), _) => Err(Failure::from(e)),
     }
+}
+
+/// Compiles every policy module the environments use: a syntax error is
+/// reported here, as `FILE:LINE:COL: message`, not first at a promotion.
+fn policy_problems(c: &Config) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut problems = Vec::new();
+    for (_, env) in &c.environments {
+        for m in env.gates.policy.iter().flat_map(|p| &p.modules) {
+            let path = m.get_ref();
+            if !seen.insert(path.clone()) {
+                continue;
+            }
+            let module = match std::fs::read_to_string(c.root.join(path)) {
+                Ok(source) => crate::gates::PolicyModule {
+                    path: path.clone(),
+                    source,
+                },
+                Err(e) => {
+                    problems.push(format!("{path}: {e}"));
+                    continue;
+                }
+            };
+            if let Err(e) = crate::gates::policy::engine(&[module], 0) {
+                problems.push(e);
+            }
+        }
+    }
+    problems
 }
 
 fn summary(c: &Config) -> String {

@@ -1,11 +1,16 @@
 //! The command line: one file per subcommand, all returning `Failure` on
 //! error so exit codes live in one place (`exit.rs`).
 
+mod approve;
 mod config_check;
+mod evidence;
 pub mod exit;
+mod freeze;
+pub mod gate;
 mod init;
+mod key;
 mod logging;
-mod release;
+pub mod release;
 
 use std::path::PathBuf;
 
@@ -47,6 +52,20 @@ pub enum Command {
     /// Resolve and list releases (an app at one digest)
     #[command(subcommand)]
     Release(release::ReleaseCommand),
+    /// Attach and list evidence: scan reports, VEX, SBOMs
+    #[command(subcommand)]
+    Evidence(evidence::EvidenceCommand),
+    /// Sign an approval for a release into an environment
+    Approve(approve::ApproveArgs),
+    /// Evaluate gates
+    #[command(subcommand)]
+    Gate(gate::GateCommand),
+    /// Freeze calendars
+    #[command(subcommand)]
+    Freeze(freeze::FreezeCommand),
+    /// Manage ed25519 keys (approvers', and the workspace's)
+    #[command(subcommand)]
+    Key(key::KeyCommand),
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -68,6 +87,11 @@ pub fn run(cli: Cli) -> u8 {
         Command::Init(args) => init::run(&ctx, args),
         Command::Config(cmd) => config_check::run(&ctx, cmd),
         Command::Release(cmd) => release::run(&ctx, cmd),
+        Command::Evidence(cmd) => evidence::run(&ctx, cmd),
+        Command::Approve(args) => approve::run(&ctx, args),
+        Command::Gate(cmd) => gate::run(&ctx, cmd),
+        Command::Freeze(cmd) => freeze::run(&ctx, cmd),
+        Command::Key(cmd) => key::run(&ctx, cmd),
     };
     match result {
         Ok(code) => code,
@@ -112,6 +136,33 @@ pub fn load_config(
 ) -> Result<crate::config::Config, crate::config::ConfigError> {
     let cwd = ctx.cwd.canonicalize().unwrap_or_else(|_| ctx.cwd.clone());
     ws.load_config().map_err(|e| e.relative_to(&cwd))
+}
+
+/// "no environment X", with the ones there are.
+pub fn unknown_environment(name: &str, config: &crate::config::Config) -> Failure {
+    let known: Vec<&str> = config
+        .environments
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    Failure::usage(format!(
+        "no environment `{name}` in {}",
+        config.path.display()
+    ))
+    .hint(format!("environments: {}", known.join(", ")))
+}
+
+/// The decision clock: `--at RFC3339`, or now.
+pub fn parse_at(at: Option<&str>) -> Result<chrono::DateTime<chrono::Utc>, Failure> {
+    match at {
+        None => Ok(chrono::Utc::now()),
+        Some(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .map_err(|e| {
+                Failure::usage(format!("--at `{s}` is not an RFC 3339 time ({e})"))
+                    .hint("write it like 2026-11-27T18:30:00Z or 2026-11-27T19:30:00+01:00")
+            }),
+    }
 }
 
 /// Prints `value` as pretty JSON on stdout.

@@ -2,13 +2,14 @@
 
 use std::path::Path;
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 
 use super::{Context, Failure, exit, load_config, print_json};
 use crate::config::Config;
-use crate::domain::{ImageRef, ReleaseSpec, Resolution, Selector};
+use crate::domain::{Digest, ImageRef, ReleaseSpec, Resolution, Selector};
 use crate::registry;
+use crate::workspace::Workspace;
 
 #[derive(Debug, Subcommand)]
 pub enum ReleaseCommand {
@@ -20,6 +21,20 @@ pub enum ReleaseCommand {
     Resolve(ResolveArgs),
     /// List recorded resolutions, oldest first
     List(ListArgs),
+    /// Record that a release is live in an environment (deployed outside stella)
+    MarkLive(MarkLiveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MarkLiveArgs {
+    /// APP:TAG or APP@sha256:HEX
+    pub reference: String,
+    /// The environment it is live in
+    #[arg(long)]
+    pub env: String,
+    /// Since when (RFC 3339; default now)
+    #[arg(long)]
+    pub at: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -44,6 +59,7 @@ pub fn run(ctx: &Context, cmd: ReleaseCommand) -> Result<u8, Failure> {
     match cmd {
         ReleaseCommand::Resolve(args) => resolve(ctx, args),
         ReleaseCommand::List(args) => list(ctx, args),
+        ReleaseCommand::MarkLive(args) => mark_live(ctx, args),
     }
 }
 
@@ -51,9 +67,28 @@ fn resolve(ctx: &Context, args: ResolveArgs) -> Result<u8, Failure> {
     let spec = ReleaseSpec::parse(&args.reference).map_err(Failure::usage)?;
     let ws = ctx.workspace.as_ref().ok();
     let config = ws.map(|w| load_config(ctx, w)).transpose()?;
+    let resolution = resolve_and_record(ctx, config.as_ref(), spec, args.json)?;
+    if args.json {
+        print_json(&resolution)?;
+    } else {
+        println!("{}", resolution.digest);
+    }
+    Ok(exit::OK)
+}
+
+/// Resolves a release spec to its digest (from the layout or registry) and
+/// records it in the workspace's store, if there is a workspace. Notes go
+/// to stderr unless `quiet`.
+pub fn resolve_and_record(
+    ctx: &Context,
+    config: Option<&Config>,
+    spec: ReleaseSpec,
+    quiet: bool,
+) -> Result<Resolution, Failure> {
+    let ws = ctx.workspace.as_ref().ok();
     let (app, image, insecure) = match spec {
         ReleaseSpec::App { app, selector } => {
-            let Some(config) = &config else {
+            let Some(config) = config else {
                 return Err(ctx
                     .workspace()
                     .err()
@@ -90,7 +125,7 @@ fn resolve(ctx: &Context, args: ResolveArgs) -> Result<u8, Failure> {
             store.record_resolution(&resolution)?;
             if let Some(prev) = previous
                 && prev.digest != resolution.digest
-                && !args.json
+                && !quiet
             {
                 eprintln!(
                     "note: {} moved: it was {} at {}",
@@ -100,17 +135,73 @@ fn resolve(ctx: &Context, args: ResolveArgs) -> Result<u8, Failure> {
                 );
             }
         }
-        None if !args.json => {
+        None if !quiet => {
             eprintln!("note: not inside a workspace, so this resolution was not recorded");
         }
         None => {}
     }
-    if args.json {
-        print_json(&resolution)?;
-    } else {
-        println!("{}", resolution.digest);
+    Ok(resolution)
+}
+
+/// A release of an app from stella.toml: what gates, approvals and
+/// promotions are about.
+#[derive(Debug, Clone)]
+pub struct AppRelease {
+    pub app: String,
+    pub digest: Digest,
+    pub tag: Option<String>,
+}
+
+/// Names the release a deciding command is about. `APP` alone, with an
+/// environment that promotes from another, means what is live upstream at
+/// `now`; otherwise tags resolve as `resolve` does.
+pub fn app_release(
+    ctx: &Context,
+    ws: &Workspace,
+    config: &Config,
+    reference: &str,
+    env: Option<&str>,
+    now: &DateTime<Utc>,
+    quiet: bool,
+) -> Result<AppRelease, Failure> {
+    let spec = ReleaseSpec::parse(reference).map_err(Failure::usage)?;
+    if let ReleaseSpec::App {
+        app,
+        selector: None,
+    } = &spec
+        && config.apps.contains_key(app)
+        && let Some(from) = env
+            .and_then(|e| config.environment(e))
+            .and_then(|e| e.from.as_ref())
+    {
+        let store = ws.open_store()?;
+        if let Some(live) = store.live_at(from.get_ref(), app, now)? {
+            if !quiet {
+                eprintln!(
+                    "note: {app} means the release live in {}: {}",
+                    from.get_ref(),
+                    live.digest
+                );
+            }
+            return Ok(AppRelease {
+                app: app.clone(),
+                digest: live.digest,
+                tag: None,
+            });
+        }
     }
-    Ok(exit::OK)
+    if let ReleaseSpec::Direct(_) = spec {
+        return Err(Failure::usage(format!(
+            "`{reference}` is not an app: gates, approvals and promotions are about apps in stella.toml"
+        ))
+        .hint("name it APP:TAG or APP@sha256:HEX, with the app defined under [apps]"));
+    }
+    let r = resolve_and_record(ctx, Some(config), spec, quiet)?;
+    Ok(AppRelease {
+        app: r.app.expect("app specs resolve with their app"),
+        digest: r.digest,
+        tag: r.tag,
+    })
 }
 
 /// A tag-less reference resolves `latest`; record it as such.
@@ -165,6 +256,35 @@ fn list(ctx: &Context, args: ListArgs) -> Result<u8, Failure> {
             r.reference
         );
     }
+    Ok(exit::OK)
+}
+
+fn mark_live(ctx: &Context, args: MarkLiveArgs) -> Result<u8, Failure> {
+    let ws = ctx.workspace()?;
+    let config = load_config(ctx, ws)?;
+    let at = super::parse_at(args.at.as_deref())?;
+    if config.environment(&args.env).is_none() {
+        return Err(super::unknown_environment(&args.env, &config));
+    }
+    let rel = app_release(ctx, ws, &config, &args.reference, None, &at, false)?;
+    let mut store = ws.open_store()?;
+    store.mark_live(
+        &crate::store::LiveRecord {
+            environment: args.env.clone(),
+            app: rel.app.clone(),
+            digest: rel.digest.clone(),
+            since: at,
+            source: "mark-live".into(),
+        },
+        None,
+    )?;
+    println!(
+        "{}@{} is live in {} since {}",
+        rel.app,
+        rel.digest,
+        args.env,
+        at.to_rfc3339_opts(SecondsFormat::Secs, true)
+    );
     Ok(exit::OK)
 }
 

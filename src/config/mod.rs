@@ -15,6 +15,7 @@ pub use model::{EnvironmentConfig, Strategy, TargetConfig, TargetKind};
 use crate::domain::duration::parse_duration;
 use crate::domain::reference::{ImageRef, Repository};
 use crate::domain::release::valid_app_name;
+use crate::domain::schedule::{parse_cron, parse_tz};
 
 /// The file name stella looks for.
 pub const CONFIG_FILE: &str = "stella.toml";
@@ -241,17 +242,20 @@ impl Validator<'_> {
                     for (field, value) in [("start", &w.start), ("end", &w.end)] {
                         match value {
                             None => self.at(name, format!("freeze window `{n}` needs `{field}` (a cron expression like \"0 18 * * FRI\")")),
-                            Some(v) if v.get_ref().split_whitespace().count() != 5 => self.at(
-                                v,
-                                format!("`{}` is not a 5-field cron expression (minute hour day-of-month month day-of-week), e.g. \"0 18 * * FRI\"", v.get_ref()),
-                            ),
-                            Some(_) => {}
+                            Some(v) => {
+                                if let Err(e) = parse_cron(v.get_ref()) {
+                                    self.at(v, e);
+                                }
+                            }
                         }
                     }
                     match &w.timezone {
                         None => self.at(name, format!("freeze window `{n}` needs `timezone` (an IANA zone like \"Europe/Madrid\" or \"UTC\")")),
-                        Some(tz) if tz.get_ref().trim().is_empty() || tz.get_ref().contains(' ') => self.at(tz, format!("`{}` is not an IANA time zone name like \"Europe/Madrid\"", tz.get_ref())),
-                        Some(_) => {}
+                        Some(tz) => {
+                            if let Err(e) = parse_tz(tz.get_ref()) {
+                                self.at(tz, e);
+                            }
+                        }
                     }
                 }
                 (false, true) => {
@@ -274,6 +278,19 @@ impl Validator<'_> {
             }
             for e in &w.exceptions {
                 self.check_email(e);
+            }
+            if let Some(n) = &w.break_glass_approvals
+                && *n.get_ref() as usize > w.exceptions.len()
+            {
+                self.at(
+                    n,
+                    format!(
+                        "freeze window `{}` needs {} break-glass approvals but lists only {} exceptions",
+                        name.get_ref(),
+                        n.get_ref(),
+                        w.exceptions.len()
+                    ),
+                );
             }
         }
     }

@@ -5,6 +5,7 @@ pub mod digest;
 pub mod duration;
 pub mod reference;
 pub mod release;
+pub mod schedule;
 pub mod verdict;
 
 pub use digest::{Digest, DigestError};

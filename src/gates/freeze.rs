@@ -16,12 +16,15 @@ use serde_json::json;
 use super::GateInputs;
 use crate::config::model::{FreezeGateConfig, FreezeWindowConfig};
 use crate::domain::approval::Purpose;
+pub use crate::domain::schedule::{parse_cron, parse_tz};
 use crate::domain::{GateKind, Outcome, Verdict};
 
 /// A window ready to evaluate.
 #[derive(Debug, Clone)]
 pub struct Window {
     pub name: String,
+    /// How the config wrote it: `0 18 * * FRI → 0 8 * * MON, Europe/Madrid`.
+    pub described: String,
     pub kind: Kind,
     pub exceptions: Vec<String>,
     pub break_glass_approvals: u32,
@@ -51,22 +54,6 @@ pub struct Period {
 /// far enough for yearly windows.
 const MAX_PERIODS: usize = 2_000;
 
-pub fn parse_cron(expr: &str) -> Result<Cron, String> {
-    if expr.split_whitespace().count() != 5 {
-        return Err(format!(
-            "`{expr}` is not a 5-field cron expression (minute hour day-of-month month day-of-week), e.g. \"0 18 * * FRI\""
-        ));
-    }
-    expr.parse::<Cron>()
-        .map_err(|e| format!("`{expr}` is not a valid cron expression: {e}"))
-}
-
-pub fn parse_tz(name: &str) -> Result<Tz, String> {
-    name.parse::<Tz>().map_err(|_| {
-        format!("`{name}` is not an IANA time zone name like \"Europe/Madrid\" or \"UTC\"")
-    })
-}
-
 impl Window {
     pub fn from_config(name: &str, c: &FreezeWindowConfig) -> Result<Window, String> {
         let kind = match (&c.start, &c.end, &c.timezone, &c.from, &c.until) {
@@ -92,8 +79,21 @@ impl Window {
                 ));
             }
         };
+        let described = match (&c.start, &c.end, &c.timezone, &c.from, &c.until) {
+            (Some(s), Some(e), Some(tz), _, _) => {
+                format!(
+                    "recurring: {} → {}, {}",
+                    s.get_ref(),
+                    e.get_ref(),
+                    tz.get_ref()
+                )
+            }
+            (_, _, _, Some(f), Some(u)) => format!("one-off: {} → {}", f.get_ref(), u.get_ref()),
+            _ => String::new(),
+        };
         Ok(Window {
             name: name.to_owned(),
+            described,
             kind,
             exceptions: c.exceptions.iter().map(|e| e.get_ref().clone()).collect(),
             break_glass_approvals: c.break_glass_approvals.as_ref().map_or(1, |n| *n.get_ref()),
@@ -334,6 +334,7 @@ mod tests {
     fn weekend() -> Window {
         Window {
             name: "weekend".into(),
+            described: String::new(),
             kind: Kind::Recurring {
                 start: Box::new(parse_cron("0 18 * * FRI").unwrap()),
                 end: Box::new(parse_cron("0 8 * * MON").unwrap()),
@@ -379,6 +380,7 @@ mod tests {
     fn a_start_inside_the_skipped_hour_still_freezes() {
         let w = Window {
             name: "night".into(),
+            described: String::new(),
             kind: Kind::Recurring {
                 start: Box::new(parse_cron("30 2 * * *").unwrap()),
                 end: Box::new(parse_cron("0 5 * * *").unwrap()),
@@ -396,6 +398,7 @@ mod tests {
     fn one_off_windows_and_periods() {
         let w = Window {
             name: "bf".into(),
+            described: String::new(),
             kind: Kind::OneOff {
                 from: t("2026-11-27T00:00:00Z"),
                 until: t("2026-11-30T23:59:59Z"),

@@ -82,7 +82,7 @@ pub fn engine(modules: &[super::PolicyModule], now_ns: i64) -> Result<Engine, St
     for m in modules {
         let package = engine
             .add_policy(m.path.clone(), m.source.clone())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| one_line(&e.to_string()))?;
         if package != "data.stella.gates" {
             return Err(format!(
                 "{}: package is `{}`, expected `package stella.gates`",
@@ -95,9 +95,20 @@ pub fn engine(modules: &[super::PolicyModule], now_ns: i64) -> Result<Engine, St
 }
 
 fn messages(engine: &mut Engine, rule: &str) -> Result<Vec<String>, String> {
-    let v = engine
-        .eval_rule(format!("data.stella.gates.{rule}"))
-        .map_err(|e| e.to_string())?;
+    // A query, not `eval_rule`: a module need not define both rules, and an
+    // undefined one is simply empty.
+    let results = engine
+        .eval_query(format!("data.stella.gates.{rule}"), false)
+        .map_err(|e| one_line(&e.to_string()))?;
+    let Some(v) = results
+        .result
+        .into_iter()
+        .next()
+        .and_then(|r| r.expressions.into_iter().next())
+        .map(|e| e.value)
+    else {
+        return Ok(Vec::new());
+    };
     if v == Value::Undefined {
         return Ok(Vec::new());
     }
@@ -111,6 +122,21 @@ fn messages(engine: &mut Engine, rule: &str) -> Result<Vec<String>, String> {
             Err(_) => m.to_string(),
         })
         .collect())
+}
+
+/// regorus reports `--> FILE:LINE:COL`, a source excerpt and `error: …`
+/// on separate lines; this makes it `FILE:LINE:COL: …`.
+pub fn one_line(err: &str) -> String {
+    let location = err.lines().find_map(|l| l.trim().strip_prefix("--> "));
+    let message = err
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .unwrap_or_else(|| err.trim());
+    match location {
+        Some(loc) => format!("{loc}: {message}"),
+        None => message.to_owned(),
+    }
 }
 
 pub fn evaluate(cfg: &PolicyGateConfig, inputs: &GateInputs, facts: &Facts<'_>) -> Verdict {

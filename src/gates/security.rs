@@ -19,12 +19,40 @@ use crate::config::model::{SecurityGateConfig, SeverityLimits};
 use crate::domain::{GateKind, Outcome, Verdict};
 use crate::scan::{Finding, ReportMark, Severity, VexStatement, purl_matches};
 
+/// Who said a finding is unreachable or not applicable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// `OpenVEX`, `CycloneDX JSON`, or the report that marked it.
+    pub what: String,
+    /// The evidence blob holding the statement.
+    pub evidence: Option<crate::domain::Digest>,
+    /// Where in it: `statements[2]`.
+    pub locator: String,
+    pub justification: Option<String>,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.what)?;
+        if let Some(d) = &self.evidence {
+            write!(f, " sha256:{}…", d.short())?;
+        }
+        if !self.locator.is_empty() {
+            write!(f, " {}", self.locator)?;
+        }
+        if let Some(j) = &self.justification {
+            write!(f, " ({j})")?;
+        }
+        Ok(())
+    }
+}
+
 /// How a finding was judged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
     Reachable { note: Option<String> },
-    Suppressed { by: String },
-    NotApplicable { by: String },
+    Suppressed { by: Source },
+    NotApplicable { by: Source },
 }
 
 /// A finding after deduplication, with its judgement.
@@ -124,16 +152,12 @@ pub fn judge(scans: &[ScanEvidence], subject: &Subject) -> Vec<Judged> {
                 .find(|(_, st)| applies(st, &finding, subject));
             let status = match last {
                 Some((ev, st)) => {
-                    let by = format!(
-                        "{} {} {}{}",
-                        ev.format.name(),
-                        ev.digest,
-                        st.locator,
-                        st.justification
-                            .as_deref()
-                            .map(|j| format!(" ({j})"))
-                            .unwrap_or_default()
-                    );
+                    let by = Source {
+                        what: ev.format.name().to_owned(),
+                        evidence: Some(ev.digest.clone()),
+                        locator: st.locator.clone(),
+                        justification: st.justification.clone(),
+                    };
                     if st.says_unreachable() {
                         Status::Suppressed { by }
                     } else if st.says_not_applicable() {
@@ -145,7 +169,14 @@ pub fn judge(scans: &[ScanEvidence], subject: &Subject) -> Vec<Judged> {
                     }
                 }
                 None => match &finding.mark {
-                    ReportMark::Unreachable { why } => Status::Suppressed { by: why.clone() },
+                    ReportMark::Unreachable { why } => Status::Suppressed {
+                        by: Source {
+                            what: why.clone(),
+                            evidence: None,
+                            locator: String::new(),
+                            justification: None,
+                        },
+                    },
                     ReportMark::Ignored { why } => Status::Reachable {
                         note: Some(why.clone()),
                     },
@@ -217,8 +248,14 @@ pub fn evaluate(cfg: &SecurityGateConfig, scans: &[ScanEvidence], subject: &Subj
                 }
             }
             Status::Suppressed { by } => {
-                suppressed_by
-                    .push(json!({"id": j.finding.id, "package": j.finding.package, "by": by}));
+                suppressed_by.push(json!({
+                    "id": j.finding.id,
+                    "package": j.finding.package,
+                    "by": by.what,
+                    "evidence": by.evidence.as_ref().map(ToString::to_string),
+                    "statement": by.locator,
+                    "justification": by.justification,
+                }));
                 reasons.push(format!(
                     "{} suppressed: unreachable per {by}",
                     describe(&j.finding)
@@ -269,7 +306,6 @@ pub fn evaluate(cfg: &SecurityGateConfig, scans: &[ScanEvidence], subject: &Subj
             near.push(format!("{n} reachable {s} CVEs, near the limit of {max}"));
         }
     }
-    reasons.splice(0..0, over.iter().chain(&near).cloned());
 
     let (outcome, summary) = if !over.is_empty() {
         (Outcome::Fail, over.join("; "))

@@ -1,0 +1,125 @@
+//! `stella approve REF --env ENV --key NAME`: sign an approval bound to one
+//! app, digest and environment, and attach it to the digest as evidence.
+
+use chrono::{SecondsFormat, Utc};
+use clap::Args;
+
+use super::key::load_private;
+use super::release::app_release;
+use super::{Context, Failure, exit, load_config, parse_at, print_json, unknown_environment};
+use crate::domain::approval::{APPROVAL_PAYLOAD_TYPE, APPROVAL_TYPE, ApprovalStatement, Purpose};
+use crate::gates::EvidenceKind;
+use crate::sign::Envelope;
+use crate::store::EvidenceRecord;
+
+/// The media type approvals are stored under.
+pub const APPROVAL_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// APP:TAG or APP@sha256:HEX (`APP` alone: what is live upstream of ENV)
+    pub reference: String,
+    /// The environment the approval is for
+    #[arg(long)]
+    pub env: String,
+    /// Your key (see `stella key list`)
+    #[arg(long)]
+    pub key: String,
+    /// Why, for the record
+    #[arg(long)]
+    pub comment: Option<String>,
+    /// A break-glass approval: counts only toward breaking a freeze
+    #[arg(long)]
+    pub break_glass: bool,
+    /// Signing time (RFC 3339; default now)
+    #[arg(long)]
+    pub at: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &Context, a: ApproveArgs) -> Result<u8, Failure> {
+    let ws = ctx.workspace()?;
+    let config = load_config(ctx, ws)?;
+    let at = parse_at(a.at.as_deref())?;
+    let Some(env) = config.environment(&a.env) else {
+        return Err(unknown_environment(&a.env, &config));
+    };
+    let (key, rec) = load_private(ws, &a.key)?;
+    let release = app_release(ctx, ws, &config, &a.reference, Some(&a.env), &at, a.json)?;
+    let purpose = if a.break_glass {
+        Purpose::BreakGlass
+    } else {
+        Purpose::Promote
+    };
+    let statement = ApprovalStatement {
+        type_: APPROVAL_TYPE.into(),
+        app: release.app.clone(),
+        digest: release.digest.clone(),
+        environment: a.env.clone(),
+        promotion_id: None,
+        signer: rec.email.clone(),
+        signed_at: at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        purpose,
+        comment: a.comment.clone(),
+    };
+    let payload = serde_json_canonicalizer::to_vec(&statement).map_err(Failure::error)?;
+    let envelope = Envelope::sign(APPROVAL_PAYLOAD_TYPE, &payload, &key);
+    let bytes = serde_json::to_vec_pretty(&envelope).map_err(Failure::error)?;
+    let digest = ws.evidence().put(&bytes)?;
+    let record = EvidenceRecord {
+        digest,
+        media_type: APPROVAL_MEDIA_TYPE.into(),
+        kind: EvidenceKind::Approval.as_str().into(),
+        size: bytes.len() as u64,
+        added_at: Utc::now(),
+    };
+    ws.open_store()?.attach_evidence(&release.digest, &record)?;
+
+    if a.json {
+        print_json(&serde_json::json!({
+            "approval": record.digest,
+            "statement": statement,
+        }))?;
+        return Ok(exit::OK);
+    }
+    println!(
+        "Approved {}@{} for {} as {}{} (approval {})",
+        release.app,
+        release.digest,
+        a.env,
+        rec.email,
+        if a.break_glass { ", break-glass" } else { "" },
+        record.digest
+    );
+    if !a.break_glass
+        && let Some(g) = &env.gates.approval
+        && !g
+            .get_ref()
+            .approvers
+            .iter()
+            .any(|s| *s.get_ref() == rec.email)
+    {
+        eprintln!(
+            "note: {} is not on {}'s approver list; this approval will not count",
+            rec.email, a.env
+        );
+    }
+    if a.break_glass {
+        let exceptions: Vec<&String> = env
+            .gates
+            .freeze
+            .iter()
+            .flat_map(|f| &f.windows)
+            .filter_map(|w| config.freeze.get(w.get_ref()))
+            .flat_map(|w| w.exceptions.iter().map(|e| e.get_ref()))
+            .collect();
+        if !exceptions.contains(&&rec.email) {
+            eprintln!(
+                "note: {} is not an exception of {}'s freeze windows; this break-glass approval will not count",
+                rec.email, a.env
+            );
+        }
+    }
+    Ok(exit::OK)
+}

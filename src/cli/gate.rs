@@ -1,0 +1,164 @@
+//! `stella gate check REF --env ENV [--at T]`: every configured gate, one
+//! line each, then one explanation of what would unblock the release.
+//! Seals nothing. Exit 0 allowed, 3 blocked.
+
+use chrono::{DateTime, Local, SecondsFormat, Utc};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::release::app_release;
+use super::{Context, Failure, exit, load_config, parse_at, print_json, unknown_environment};
+use crate::domain::{Decision, Outcome, Verdict};
+use crate::gates::{self, collect};
+
+#[derive(Debug, Subcommand)]
+pub enum GateCommand {
+    /// Evaluate every gate of an environment for a release, without deciding
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// APP:TAG or APP@sha256:HEX (`APP` alone: what is live upstream of ENV)
+    pub reference: String,
+    /// The environment to check against
+    #[arg(long)]
+    pub env: String,
+    /// Evaluate at this clock (RFC 3339) instead of now: what-if, and replay
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Who asks (four-eyes discards their own approval); default $STELLA_USER
+    #[arg(long = "as", env = "STELLA_USER", value_name = "EMAIL")]
+    pub requester: Option<String>,
+    /// Break a freeze, with this reason (needs break-glass approvals)
+    #[arg(long, value_name = "REASON")]
+    pub break_glass: Option<String>,
+    /// Print the decision as JSON (same inputs and --at → same bytes)
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &Context, cmd: GateCommand) -> Result<u8, Failure> {
+    let GateCommand::Check(a) = cmd;
+    let ws = ctx.workspace()?;
+    let config = load_config(ctx, ws)?;
+    let now = parse_at(a.at.as_deref())?;
+    if config.environment(&a.env).is_none() {
+        return Err(unknown_environment(&a.env, &config));
+    }
+    let release = app_release(ctx, ws, &config, &a.reference, Some(&a.env), &now, a.json)?;
+    let store = ws.open_store()?;
+    let inputs = collect::collect(
+        &config,
+        &store,
+        &ws.evidence(),
+        collect::Request {
+            app: release.app.clone(),
+            digest: release.digest.clone(),
+            tag: release.tag.clone(),
+            environment: a.env.clone(),
+            requested_by: requester(a.requester),
+            promotion_id: None,
+            break_glass: a.break_glass.clone(),
+            now,
+        },
+    )
+    .map_err(Failure::error)?;
+    let (decision, verdicts) = gates::evaluate(&inputs);
+
+    if a.json {
+        print_json(&decision_json(decision, &inputs.subject, &now, &verdicts))?;
+    } else {
+        println!(
+            "Checking {} ({}) for {} at {}",
+            release.app,
+            release.digest,
+            a.env,
+            now.to_rfc3339_opts(SecondsFormat::Secs, true)
+        );
+        print_verdicts(&verdicts);
+        print_explanation(decision, &verdicts);
+    }
+    Ok(match decision {
+        Decision::Allow => exit::OK,
+        Decision::Deny => exit::BLOCKED,
+    })
+}
+
+/// Who is asking, when nobody said.
+pub fn requester(given: Option<String>) -> String {
+    given
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The `--json` contract: `{"decision", "app", "digest", "environment",
+/// "evaluated_at", "gates": [...]}`.
+pub fn decision_json(
+    decision: Decision,
+    subject: &gates::Subject,
+    now: &DateTime<Utc>,
+    verdicts: &[Verdict],
+) -> serde_json::Value {
+    json!({
+        "decision": decision,
+        "app": subject.app,
+        "digest": subject.digest,
+        "environment": subject.environment,
+        "evaluated_at": now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        "gates": verdicts,
+    })
+}
+
+const MAX_REASONS: usize = 6;
+
+pub fn print_verdicts(verdicts: &[Verdict]) {
+    for v in verdicts {
+        println!("{}: {}", v.gate.title(), v.summary);
+        if v.verdict == Outcome::Pass {
+            continue;
+        }
+        for r in v.reasons.iter().take(MAX_REASONS) {
+            println!("    {r}");
+        }
+        if v.reasons.len() > MAX_REASONS {
+            println!("    … {} more (see --json)", v.reasons.len() - MAX_REASONS);
+        }
+    }
+}
+
+pub fn print_explanation(decision: Decision, verdicts: &[Verdict]) {
+    if decision == Decision::Allow {
+        println!("Allowed");
+        return;
+    }
+    println!();
+    println!("Blocked. What would unblock it:");
+    for v in verdicts.iter().filter(|v| v.blocks()) {
+        let mut lines = v.unblock.clone();
+        if lines.is_empty() {
+            lines.push("see the reasons above".into());
+        }
+        for (i, line) in lines.iter().enumerate() {
+            let label = if i == 0 { v.gate.as_str() } else { "" };
+            println!("  {label:<9} {line}");
+        }
+        if v.gate == crate::domain::GateKind::Freeze
+            && let Some(windows) = v.measured["windows"].as_array()
+        {
+            for w in windows {
+                if let Some(end) = w["ends"]
+                    .as_str()
+                    .and_then(|e| DateTime::parse_from_rfc3339(e).ok())
+                {
+                    println!(
+                        "  {:<9} {} ends {} your time",
+                        "",
+                        w["name"].as_str().unwrap_or("?"),
+                        end.with_timezone(&Local).format("%a %Y-%m-%d %H:%M %:z")
+                    );
+                }
+            }
+        }
+    }
+}

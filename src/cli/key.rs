@@ -1,0 +1,232 @@
+//! `stella key gen|list|export|import`: ed25519 keys. Private keys live in
+//! `.stella/keys/NAME.key` (PKCS#8 PEM, mode 0600); the store knows every
+//! key's owner email and id.
+
+use std::io::Write;
+use std::path::Path;
+
+use chrono::{SecondsFormat, Utc};
+use clap::{Args, Subcommand};
+
+use super::{Context, Failure, exit, print_json};
+use crate::domain::release::valid_app_name;
+use crate::sign::{PrivateKey, PublicKey};
+use crate::store::KeyRecord;
+use crate::workspace::Workspace;
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Generate an ed25519 key pair for EMAIL
+    Gen(GenArgs),
+    /// List the keys this workspace knows
+    List(ListArgs),
+    /// Print a key's public half (SPKI PEM), to give to other workspaces
+    Export(ExportArgs),
+    /// Trust someone else's public key (SPKI PEM) as EMAIL's
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    pub name: String,
+    #[arg(long)]
+    pub email: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    pub name: String,
+    #[arg(long)]
+    pub email: String,
+    /// A public key file (`-----BEGIN PUBLIC KEY-----`)
+    pub file: std::path::PathBuf,
+}
+
+pub fn run(ctx: &Context, cmd: KeyCommand) -> Result<u8, Failure> {
+    let ws = ctx.workspace()?;
+    match cmd {
+        KeyCommand::Gen(a) => gen_key(ws, a),
+        KeyCommand::List(a) => list(ws, a),
+        KeyCommand::Export(a) => export(ws, a),
+        KeyCommand::Import(a) => import(ws, a),
+    }
+}
+
+fn check_name_email(name: &str, email: &str) -> Result<(), Failure> {
+    if !valid_app_name(name) {
+        return Err(Failure::usage(format!("`{name}` cannot be a key name"))
+            .hint("use letters, digits, `-`, `_` and `.`, e.g. alice"));
+    }
+    let ok = email.split_once('@').is_some_and(|(u, h)| {
+        !u.is_empty() && h.contains('.') && !email.contains(char::is_whitespace)
+    });
+    if !ok {
+        return Err(Failure::usage(format!(
+            "`{email}` is not an email address like alice@example.com"
+        )));
+    }
+    Ok(())
+}
+
+fn refuse_existing(ws: &Workspace, name: &str, keyid: &str) -> Result<(), Failure> {
+    let store = ws.open_store()?;
+    if store.key(name)?.is_some() || ws.keys_dir().join(format!("{name}.key")).exists() {
+        return Err(Failure::error(format!(
+            "a key named `{name}` already exists; not overwriting it"
+        ))
+        .hint("pick another name; `stella key list` shows the keys there are"));
+    }
+    if let Some(k) = store.keys()?.into_iter().find(|k| k.keyid == keyid) {
+        return Err(Failure::error(format!(
+            "this key is already known as `{}` ({})",
+            k.name, k.email
+        )));
+    }
+    Ok(())
+}
+
+/// Reads a private key of this workspace.
+pub fn load_private(ws: &Workspace, name: &str) -> Result<(PrivateKey, KeyRecord), Failure> {
+    let rec = ws.open_store()?.key(name)?.ok_or_else(|| {
+        Failure::usage(format!("no key named `{name}`"))
+            .hint("`stella key list` shows the keys; `stella key gen NAME --email EMAIL` makes one")
+    })?;
+    if !rec.private {
+        return Err(Failure::usage(format!(
+            "key `{name}` is {}'s public key (imported); only its owner can sign with it",
+            rec.email
+        )));
+    }
+    let path = ws.keys_dir().join(format!("{name}.key"));
+    let pem = std::fs::read_to_string(&path)
+        .map_err(|e| Failure::error(format!("cannot read {}: {e}", path.display())))?;
+    let key = PrivateKey::from_pem(&pem)
+        .map_err(|e| Failure::error(format!("{}: {e}", path.display())))?;
+    if key.public().keyid() != rec.keyid {
+        return Err(Failure::error(format!(
+            "{} does not hold the key the store knows as `{name}` (keyid {}); it was replaced",
+            path.display(),
+            rec.keyid
+        )));
+    }
+    Ok((key, rec))
+}
+
+fn write_private(path: &Path, pem: &str) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(pem.as_bytes())?;
+    f.sync_all()
+}
+
+fn gen_key(ws: &Workspace, a: GenArgs) -> Result<u8, Failure> {
+    check_name_email(&a.name, &a.email)?;
+    ws.ensure_state_dirs()?;
+    let key = PrivateKey::generate().map_err(Failure::error)?;
+    let public = key.public();
+    refuse_existing(ws, &a.name, public.keyid())?;
+    let path = ws.keys_dir().join(format!("{}.key", a.name));
+    write_private(&path, &key.to_pem())
+        .map_err(|e| Failure::error(format!("cannot write {}: {e}", path.display())))?;
+    let rec = KeyRecord {
+        name: a.name.clone(),
+        email: a.email.clone(),
+        keyid: public.keyid().to_owned(),
+        public_pem: public.to_pem(),
+        private: true,
+        added_at: Utc::now(),
+    };
+    if let Err(e) = ws.open_store().and_then(|mut s| s.add_key(&rec)) {
+        // Nothing half-made: without its record the file is an orphan.
+        let _ = std::fs::remove_file(&path);
+        return Err(e.into());
+    }
+    println!(
+        "Created key `{}` for {} (keyid {})",
+        a.name,
+        a.email,
+        &public.keyid()[..16]
+    );
+    println!("  private: {} (mode 0600)", path.display());
+    println!("  public:  `stella key export {}`", a.name);
+    Ok(exit::OK)
+}
+
+fn list(ws: &Workspace, a: ListArgs) -> Result<u8, Failure> {
+    let keys = ws.open_store()?.keys()?;
+    if a.json {
+        print_json(&keys)?;
+        return Ok(exit::OK);
+    }
+    if keys.is_empty() {
+        eprintln!("no keys yet; `stella key gen NAME --email EMAIL` makes one");
+        return Ok(exit::OK);
+    }
+    let wn = keys.iter().map(|k| k.name.len()).max().unwrap_or(4).max(4);
+    let we = keys.iter().map(|k| k.email.len()).max().unwrap_or(5).max(5);
+    println!(
+        "{:<wn$}  {:<we$}  {:<16}  {:<7}  ADDED",
+        "NAME", "EMAIL", "KEYID", "PRIVATE"
+    );
+    for k in keys {
+        println!(
+            "{:<wn$}  {:<we$}  {:<16}  {:<7}  {}",
+            k.name,
+            k.email,
+            &k.keyid[..16],
+            if k.private { "yes" } else { "no" },
+            k.added_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn export(ws: &Workspace, a: ExportArgs) -> Result<u8, Failure> {
+    let rec = ws.open_store()?.key(&a.name)?.ok_or_else(|| {
+        Failure::usage(format!("no key named `{}`", a.name))
+            .hint("`stella key list` shows the keys")
+    })?;
+    print!("{}", rec.public_pem);
+    Ok(exit::OK)
+}
+
+fn import(ws: &Workspace, a: ImportArgs) -> Result<u8, Failure> {
+    check_name_email(&a.name, &a.email)?;
+    let file = a.file.display().to_string();
+    let pem = std::fs::read_to_string(&a.file)
+        .map_err(|e| Failure::error(format!("cannot read {file}: {e}")))?;
+    let public = PublicKey::from_pem(&pem).map_err(|e| Failure::error(format!("{file}: {e}")))?;
+    refuse_existing(ws, &a.name, public.keyid())?;
+    ws.open_store()?.add_key(&KeyRecord {
+        name: a.name.clone(),
+        email: a.email.clone(),
+        keyid: public.keyid().to_owned(),
+        public_pem: public.to_pem(),
+        private: false,
+        added_at: Utc::now(),
+    })?;
+    println!(
+        "Imported `{}` as {}'s key (keyid {})",
+        a.name,
+        a.email,
+        &public.keyid()[..16]
+    );
+    Ok(exit::OK)
+}
