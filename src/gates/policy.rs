@@ -48,7 +48,7 @@ pub fn input_document(inputs: &GateInputs, facts: &Facts<'_>) -> serde_json::Val
         .map(|a| json!({"email": a.email, "signed_at": rfc3339(a.signed_at)}))
         .collect();
     approvals.sort_by_key(|a| a.to_string());
-    json!({
+    let mut doc = json!({
         "release": {"app": s.app, "digest": s.digest.to_string(), "tag": s.tag},
         "environment": {"name": s.environment, "from": s.from},
         "requested_by": s.requested_by,
@@ -61,7 +61,20 @@ pub fn input_document(inputs: &GateInputs, facts: &Facts<'_>) -> serde_json::Val
             "digest": u.digest.to_string(),
             "since": rfc3339(u.since),
         })),
-    })
+    });
+    drop_nulls(&mut doc);
+    doc
+}
+
+/// Absent, not null: Rego's `not input.release.tag` is true only for an
+/// undefined value, and that is the idiom policy authors reach for.
+fn drop_nulls(v: &mut serde_json::Value) {
+    if let serde_json::Value::Object(map) = v {
+        map.retain(|_, x| !x.is_null());
+        map.values_mut().for_each(drop_nulls);
+    } else if let serde_json::Value::Array(items) = v {
+        items.iter_mut().for_each(drop_nulls);
+    }
 }
 
 /// Loads the modules into a fresh engine with the decision clock.
