@@ -216,7 +216,11 @@ pub fn evaluate(cfg: &PolicyGateConfig, inputs: &GateInputs, facts: &Facts<'_>) 
     } else {
         (
             Outcome::Pass,
-            format!("{n} module{} allow it", if n == 1 { "" } else { "s" }),
+            if n == 1 {
+                "1 module allows it".to_owned()
+            } else {
+                format!("{n} modules allow it")
+            },
         )
     };
     let mut v = Verdict::new(GateKind::Policy, outcome, summary);

@@ -10,7 +10,8 @@
 //! counts (fail closed). Where several statements match, the last attached
 //! wins, so a newer VEX document overrides an older one.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::json;
 
@@ -57,8 +58,9 @@ pub enum Status {
 
 /// A finding after deduplication, with its judgement.
 #[derive(Debug, Clone)]
-pub struct Judged {
-    pub finding: Finding,
+pub struct Judged<'a> {
+    /// Borrowed from its report unless duplicates were merged into it.
+    pub finding: Cow<'a, Finding>,
     pub status: Status,
 }
 
@@ -73,12 +75,22 @@ fn limit(l: &SeverityLimits, s: Severity) -> Option<u32> {
 }
 
 /// The same vulnerability in the same package, however many reports say it.
-fn identity(f: &Finding) -> (String, String) {
-    let pkg = match &f.purl {
-        Some(p) => p.split(['?', '#']).next().unwrap_or(p).to_ascii_lowercase(),
-        None => format!("{}@{}", f.package, f.version.as_deref().unwrap_or("")),
-    };
-    (f.key_id().to_ascii_uppercase(), pkg)
+/// One string per finding (`CVE-…` NUL package), built without temporaries:
+/// this runs for every finding of every report.
+fn identity(f: &Finding) -> String {
+    let id = f.key_id();
+    let mut key = String::with_capacity(id.len() + 48);
+    key.extend(id.chars().map(|c| c.to_ascii_uppercase()));
+    key.push('\0');
+    match &f.purl {
+        Some(p) => key.extend(p.split(['?', '#']).next().unwrap_or(p).chars().map(|c| c.to_ascii_lowercase())),
+        None => {
+            key.push_str(&f.package);
+            key.push('@');
+            key.push_str(f.version.as_deref().unwrap_or(""));
+        }
+    }
+    key
 }
 
 fn product_is_release(id: &str, subject: &Subject) -> bool {
@@ -110,9 +122,19 @@ fn applies(st: &VexStatement, f: &Finding, subject: &Subject) -> bool {
     }
 }
 
+/// Finds a name in the uppercase index, allocating only for names that are
+/// not uppercase already.
+fn lookup<'m>(by_name: &'m HashMap<String, Vec<usize>>, name: &str) -> Option<&'m Vec<usize>> {
+    if name.bytes().any(|b| b.is_ascii_lowercase()) {
+        by_name.get(&name.to_ascii_uppercase())
+    } else {
+        by_name.get(name)
+    }
+}
+
 /// Deduplicates findings across reports and judges each against the VEX.
-pub fn judge(scans: &[ScanEvidence], subject: &Subject) -> Vec<Judged> {
-    let mut unique: BTreeMap<(String, String), Finding> = BTreeMap::new();
+pub fn judge<'a>(scans: &'a [ScanEvidence], subject: &Subject) -> Vec<Judged<'a>> {
+    let mut unique: BTreeMap<String, Cow<'a, Finding>> = BTreeMap::new();
     for f in scans
         .iter()
         .filter(|s| s.kind == EvidenceKind::Scan)
@@ -121,6 +143,7 @@ pub fn judge(scans: &[ScanEvidence], subject: &Subject) -> Vec<Judged> {
         unique
             .entry(identity(f))
             .and_modify(|seen| {
+                let seen = seen.to_mut();
                 seen.severity = seen.severity.min(f.severity);
                 for a in &f.aliases {
                     if !seen.aliases.contains(a) && *a != seen.id {
@@ -137,18 +160,36 @@ pub fn judge(scans: &[ScanEvidence], subject: &Subject) -> Vec<Judged> {
                     seen.mark = f.mark.clone();
                 }
             })
-            .or_insert_with(|| f.clone());
+            .or_insert(Cow::Borrowed(f));
     }
     let statements: Vec<(&ScanEvidence, &VexStatement)> = scans
         .iter()
         .flat_map(|s| s.report.statements.iter().map(move |st| (s, st)))
         .collect();
+    // Statements by every name they go by, so each finding looks only at
+    // the statements about it (a 2,000-finding report against a large VEX
+    // is otherwise quadratic).
+    let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, (_, st)) in statements.iter().enumerate() {
+        for n in std::iter::once(&st.vulnerability).chain(&st.aliases) {
+            by_name.entry(n.to_ascii_uppercase()).or_default().push(i);
+        }
+    }
     unique
         .into_values()
         .map(|finding| {
-            let last = statements
+            let mut candidates: Vec<usize> = std::iter::once(&finding.id)
+                .chain(&finding.aliases)
+                .filter_map(|n| lookup(&by_name, n))
+                .flatten()
+                .copied()
+                .collect();
+            candidates.sort_unstable();
+            candidates.dedup();
+            let last = candidates
                 .iter()
                 .rev()
+                .map(|&i| statements[i])
                 .find(|(_, st)| applies(st, &finding, subject));
             let status = match last {
                 Some((ev, st)) => {

@@ -85,32 +85,62 @@ const EXPECTED: &str = "Trivy JSON, Grype JSON, SARIF 2.1.0, CycloneDX JSON or O
 
 /// Detects the format of a document from its content.
 pub fn detect(bytes: &[u8]) -> Result<Format, ScanError> {
-    let v: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| ScanError::NotJson(e.to_string()))?;
-    let obj = v.as_object().ok_or(ScanError::Unknown)?;
-    let s = |k: &str| obj.get(k).and_then(|x| x.as_str()).unwrap_or("");
-    if s("bomFormat") == "CycloneDX" {
+    /// Only the top-level keys that tell formats apart; every value is
+    /// skipped without being built, so detection costs one lexing pass.
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(rename = "bomFormat")]
+        bom_format: Option<serde::de::IgnoredAny>,
+        #[serde(rename = "@context")]
+        context: Option<String>,
+        version: Option<serde_json::Value>,
+        #[serde(rename = "$schema")]
+        schema: Option<String>,
+        runs: Option<serde::de::IgnoredAny>,
+        #[serde(rename = "SchemaVersion")]
+        trivy_schema: Option<serde::de::IgnoredAny>,
+        #[serde(rename = "Results")]
+        results: Option<serde::de::IgnoredAny>,
+        #[serde(rename = "ArtifactName")]
+        artifact: Option<serde::de::IgnoredAny>,
+        matches: Option<serde::de::IgnoredAny>,
+        descriptor: Option<serde::de::IgnoredAny>,
+        source: Option<serde::de::IgnoredAny>,
+        distro: Option<serde::de::IgnoredAny>,
+    }
+    let p: Probe = match serde_json::from_slice(bytes) {
+        Ok(p) => p,
+        Err(e) if e.is_data() => return Err(ScanError::Unknown),
+        Err(e) => return Err(ScanError::NotJson(e.to_string())),
+    };
+    // `bomFormat` must say CycloneDX; check it without a second parse of
+    // everything by looking for the exact key/value pair.
+    if p.bom_format.is_some() && bom_is_cyclonedx(bytes) {
         return Ok(Format::CycloneDx);
     }
-    if s("@context").starts_with("https://openvex.dev/ns") {
+    if p.context.as_deref().is_some_and(|c| c.starts_with("https://openvex.dev/ns")) {
         return Ok(Format::OpenVex);
     }
-    if obj.contains_key("runs") && (s("version") == "2.1.0" || s("$schema").contains("sarif")) {
+    let version = p.version.as_ref().and_then(|v| v.as_str()).unwrap_or("");
+    if p.runs.is_some() && (version == "2.1.0" || p.schema.as_deref().is_some_and(|s| s.contains("sarif"))) {
         return Ok(Format::Sarif);
     }
-    if obj.contains_key("SchemaVersion")
-        && (obj.contains_key("Results") || obj.contains_key("ArtifactName"))
-    {
+    if p.trivy_schema.is_some() && (p.results.is_some() || p.artifact.is_some()) {
         return Ok(Format::Trivy);
     }
-    if obj.contains_key("matches")
-        && (obj.contains_key("descriptor")
-            || obj.contains_key("source")
-            || obj.contains_key("distro"))
-    {
+    if p.matches.is_some() && (p.descriptor.is_some() || p.source.is_some() || p.distro.is_some()) {
         return Ok(Format::Grype);
     }
     Err(ScanError::Unknown)
+}
+
+fn bom_is_cyclonedx(bytes: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Bom {
+        #[serde(rename = "bomFormat")]
+        bom_format: String,
+    }
+    serde_json::from_slice::<Bom>(bytes).is_ok_and(|b| b.bom_format == "CycloneDX")
 }
 
 /// Parses a document of a known format.
