@@ -11,7 +11,8 @@ use stella::config::Config;
 use stella::domain::Digest;
 use stella::domain::approval::{APPROVAL_PAYLOAD_TYPE, APPROVAL_TYPE, ApprovalStatement, Purpose};
 use stella::gates::{
-    self, ApprovalEvidence, EvidenceKind, GateInputs, LiveState, PolicyModule, ScanEvidence, Subject, TrustedKey,
+    self, ApprovalEvidence, EvidenceKind, GateInputs, LiveState, PolicyModule, ScanEvidence,
+    Subject, TrustedKey,
 };
 use stella::scan;
 use stella::sign::{Envelope, PrivateKey};
@@ -54,7 +55,10 @@ fn openvex(n: usize) -> Vec<u8> {
             })
         })
         .collect();
-    serde_json::to_vec(&serde_json::json!({"@context": "https://openvex.dev/ns/v0.2.0", "statements": statements})).unwrap()
+    serde_json::to_vec(
+        &serde_json::json!({"@context": "https://openvex.dev/ns/v0.2.0", "statements": statements}),
+    )
+    .unwrap()
 }
 
 /// About twenty rules of the kind teams write.
@@ -167,8 +171,12 @@ fn inputs() -> GateInputs {
                 comment: None,
             };
             let payload = serde_json_canonicalizer::to_vec(&st).unwrap();
-            let bytes = serde_json::to_vec(&Envelope::sign(APPROVAL_PAYLOAD_TYPE, &payload, k)).unwrap();
-            ApprovalEvidence { digest: Digest::of(&bytes), bytes }
+            let bytes =
+                serde_json::to_vec(&Envelope::sign(APPROVAL_PAYLOAD_TYPE, &payload, k)).unwrap();
+            ApprovalEvidence {
+                digest: Digest::of(&bytes),
+                bytes,
+            }
         })
         .collect();
     GateInputs {
@@ -188,10 +196,21 @@ fn inputs() -> GateInputs {
         keys: keys
             .iter()
             .zip(emails)
-            .map(|(k, e)| TrustedKey { name: e.into(), email: e.into(), key: k.public() })
+            .map(|(k, e)| TrustedKey {
+                name: e.into(),
+                email: e.into(),
+                key: k.public(),
+            })
             .collect(),
-        policies: vec![PolicyModule { path: "policies/bench.rego".into(), source: POLICY.into() }],
-        upstream: Some(LiveState { environment: "dev".into(), digest, since: "2026-12-01T00:00:00Z".parse().unwrap() }),
+        policies: vec![PolicyModule {
+            path: "policies/bench.rego".into(),
+            source: POLICY.into(),
+        }],
+        upstream: Some(LiveState {
+            environment: "dev".into(),
+            digest,
+            since: "2026-12-01T00:00:00Z".parse().unwrap(),
+        }),
         break_glass: None,
         now,
     }
@@ -209,16 +228,19 @@ fn bench(c: &mut Criterion) {
         verdicts.iter().all(|v| !v.blocks()),
         "the bench decision must exercise every gate to the end: {decision:?} {verdicts:#?}"
     );
-    c.bench_function("gate check: all five gates, 2,000 findings, 20-rule policy", |b| {
-        b.iter(|| gates::evaluate(black_box(&inputs)))
-    });
+    c.bench_function(
+        "gate check: all five gates, 2,000 findings, 20-rule policy",
+        |b| b.iter(|| gates::evaluate(black_box(&inputs))),
+    );
     // The parts, to see where the time goes.
     let security = inputs.gates.security.clone().unwrap();
     c.bench_function("part: security gate", |b| {
         b.iter(|| gates::security::evaluate(&security, black_box(&inputs.scans), &inputs.subject))
     });
     let freeze = inputs.gates.freeze.clone().unwrap();
-    c.bench_function("part: freeze gate", |b| b.iter(|| gates::freeze::evaluate(&freeze, black_box(&inputs))));
+    c.bench_function("part: freeze gate", |b| {
+        b.iter(|| gates::freeze::evaluate(&freeze, black_box(&inputs)))
+    });
     c.bench_function("part: approvals verified", |b| {
         b.iter(|| gates::approval::check(black_box(&inputs), Purpose::Promote))
     });

@@ -271,7 +271,7 @@ fn a_release_walks_from_blocked_to_allowed_one_input_at_a_time() {
     assert_eq!(out.status.code(), Some(3));
     let text = stdout(&out);
     assert!(
-        text.contains("Security gate: WARN — 1 reachable high CVEs, near the limit of 1"),
+        text.contains("Security gate: WARN — 1 reachable high CVE, near the limit of 1"),
         "{text}"
     );
     assert!(

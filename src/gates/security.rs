@@ -83,7 +83,13 @@ fn identity(f: &Finding) -> String {
     key.extend(id.chars().map(|c| c.to_ascii_uppercase()));
     key.push('\0');
     match &f.purl {
-        Some(p) => key.extend(p.split(['?', '#']).next().unwrap_or(p).chars().map(|c| c.to_ascii_lowercase())),
+        Some(p) => key.extend(
+            p.split(['?', '#'])
+                .next()
+                .unwrap_or(p)
+                .chars()
+                .map(|c| c.to_ascii_lowercase()),
+        ),
         None => {
             key.push_str(&f.package);
             key.push('@');
@@ -229,6 +235,10 @@ pub fn judge<'a>(scans: &'a [ScanEvidence], subject: &Subject) -> Vec<Judged<'a>
         .collect()
 }
 
+fn cves(n: u32) -> &'static str {
+    if n == 1 { "CVE" } else { "CVEs" }
+}
+
 fn describe(f: &Finding) -> String {
     let mut s = format!("{} in {}", f.id, f.package);
     if let Some(v) = &f.version {
@@ -326,7 +336,10 @@ pub fn evaluate(cfg: &SecurityGateConfig, scans: &[ScanEvidence], subject: &Subj
         };
         let n = counts[&s];
         if n > max {
-            over.push(format!("{n} reachable {s} CVEs over the limit of {max}"));
+            over.push(format!(
+                "{n} reachable {s} {} over the limit of {max}",
+                cves(n)
+            ));
             let worst: Vec<String> = reachable
                 .iter()
                 .filter(|j| j.finding.severity == s)
@@ -344,7 +357,10 @@ pub fn evaluate(cfg: &SecurityGateConfig, scans: &[ScanEvidence], subject: &Subj
                 if more > 0 { format!(", and {more} more") } else { String::new() }
             ));
         } else if max > 0 && n * 5 >= max * 4 {
-            near.push(format!("{n} reachable {s} CVEs, near the limit of {max}"));
+            near.push(format!(
+                "{n} reachable {s} {}, near the limit of {max}",
+                cves(n)
+            ));
         }
     }
 
@@ -355,7 +371,7 @@ pub fn evaluate(cfg: &SecurityGateConfig, scans: &[ScanEvidence], subject: &Subj
     } else {
         (
             Outcome::Pass,
-            format!("{total} reachable CVEs below threshold"),
+            format!("{total} reachable {} below threshold", cves(total)),
         )
     };
     let mut v = Verdict::new(GateKind::Security, outcome, summary);

@@ -118,11 +118,16 @@ pub fn detect(bytes: &[u8]) -> Result<Format, ScanError> {
     if p.bom_format.is_some() && bom_is_cyclonedx(bytes) {
         return Ok(Format::CycloneDx);
     }
-    if p.context.as_deref().is_some_and(|c| c.starts_with("https://openvex.dev/ns")) {
+    if p.context
+        .as_deref()
+        .is_some_and(|c| c.starts_with("https://openvex.dev/ns"))
+    {
         return Ok(Format::OpenVex);
     }
     let version = p.version.as_ref().and_then(|v| v.as_str()).unwrap_or("");
-    if p.runs.is_some() && (version == "2.1.0" || p.schema.as_deref().is_some_and(|s| s.contains("sarif"))) {
+    if p.runs.is_some()
+        && (version == "2.1.0" || p.schema.as_deref().is_some_and(|s| s.contains("sarif")))
+    {
         return Ok(Format::Sarif);
     }
     if p.trivy_schema.is_some() && (p.results.is_some() || p.artifact.is_some()) {
