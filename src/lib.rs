@@ -1,6 +1,7 @@
 //! stella: release orchestration that proves why each release was safe.
 #![forbid(unsafe_code)]
 
+pub mod capsule;
 pub mod cli;
 pub mod config;
 pub mod domain;

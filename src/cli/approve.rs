@@ -1,19 +1,19 @@
 //! `stella approve REF --env ENV --key NAME`: sign an approval bound to one
 //! app, digest and environment, and attach it to the digest as evidence.
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use clap::Args;
 
 use super::key::load_private;
-use super::release::app_release;
+use super::release::{AppRelease, app_release};
 use super::{Context, Failure, exit, load_config, parse_at, print_json, unknown_environment};
-use crate::domain::approval::{APPROVAL_PAYLOAD_TYPE, APPROVAL_TYPE, ApprovalStatement, Purpose};
+use crate::domain::approval::{
+    APPROVAL_MEDIA_TYPE, APPROVAL_PAYLOAD_TYPE, APPROVAL_TYPE, ApprovalStatement, Purpose,
+};
 use crate::gates::EvidenceKind;
-use crate::sign::Envelope;
+use crate::sign::{Envelope, PrivateKey};
 use crate::store::EvidenceRecord;
-
-/// The media type approvals are stored under.
-pub const APPROVAL_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
+use crate::workspace::Workspace;
 
 #[derive(Debug, Args)]
 pub struct ApproveArgs {
@@ -38,6 +38,44 @@ pub struct ApproveArgs {
     pub json: bool,
 }
 
+/// Signs an approval statement and attaches it to the release's digest.
+#[allow(clippy::too_many_arguments)]
+pub fn sign_approval(
+    ws: &Workspace,
+    key: &PrivateKey,
+    signer: &str,
+    release: &AppRelease,
+    env: &str,
+    purpose: Purpose,
+    comment: Option<String>,
+    at: &DateTime<Utc>,
+) -> Result<(ApprovalStatement, EvidenceRecord), Failure> {
+    let statement = ApprovalStatement {
+        type_: APPROVAL_TYPE.into(),
+        app: release.app.clone(),
+        digest: release.digest.clone(),
+        environment: env.to_owned(),
+        promotion_id: None,
+        signer: signer.to_owned(),
+        signed_at: at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        purpose,
+        comment,
+    };
+    let payload = serde_json_canonicalizer::to_vec(&statement).map_err(Failure::error)?;
+    let envelope = Envelope::sign(APPROVAL_PAYLOAD_TYPE, &payload, key);
+    let bytes = serde_json::to_vec_pretty(&envelope).map_err(Failure::error)?;
+    let digest = ws.evidence().put(&bytes)?;
+    let record = EvidenceRecord {
+        digest,
+        media_type: APPROVAL_MEDIA_TYPE.into(),
+        kind: EvidenceKind::Approval.as_str().into(),
+        size: bytes.len() as u64,
+        added_at: Utc::now(),
+    };
+    ws.open_store()?.attach_evidence(&release.digest, &record)?;
+    Ok((statement, record))
+}
+
 pub fn run(ctx: &Context, a: ApproveArgs) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
     let config = load_config(ctx, ws)?;
@@ -52,29 +90,16 @@ pub fn run(ctx: &Context, a: ApproveArgs) -> Result<u8, Failure> {
     } else {
         Purpose::Promote
     };
-    let statement = ApprovalStatement {
-        type_: APPROVAL_TYPE.into(),
-        app: release.app.clone(),
-        digest: release.digest.clone(),
-        environment: a.env.clone(),
-        promotion_id: None,
-        signer: rec.email.clone(),
-        signed_at: at.to_rfc3339_opts(SecondsFormat::Secs, true),
+    let (statement, record) = sign_approval(
+        ws,
+        &key,
+        &rec.email,
+        &release,
+        &a.env,
         purpose,
-        comment: a.comment.clone(),
-    };
-    let payload = serde_json_canonicalizer::to_vec(&statement).map_err(Failure::error)?;
-    let envelope = Envelope::sign(APPROVAL_PAYLOAD_TYPE, &payload, &key);
-    let bytes = serde_json::to_vec_pretty(&envelope).map_err(Failure::error)?;
-    let digest = ws.evidence().put(&bytes)?;
-    let record = EvidenceRecord {
-        digest,
-        media_type: APPROVAL_MEDIA_TYPE.into(),
-        kind: EvidenceKind::Approval.as_str().into(),
-        size: bytes.len() as u64,
-        added_at: Utc::now(),
-    };
-    ws.open_store()?.attach_evidence(&release.digest, &record)?;
+        a.comment.clone(),
+        &at,
+    )?;
 
     if a.json {
         print_json(&serde_json::json!({

@@ -47,24 +47,15 @@ pub fn run(ctx: &Context, cmd: GateCommand) -> Result<u8, Failure> {
         return Err(unknown_environment(&a.env, &config));
     }
     let release = app_release(ctx, ws, &config, &a.reference, Some(&a.env), &now, a.json)?;
-    let store = ws.open_store()?;
-    let inputs = collect::collect(
+    let (inputs, decision, verdicts) = evaluate_release(
+        ws,
         &config,
-        &store,
-        &ws.evidence(),
-        collect::Request {
-            app: release.app.clone(),
-            digest: release.digest.clone(),
-            tag: release.tag.clone(),
-            environment: a.env.clone(),
-            requested_by: requester(a.requester),
-            promotion_id: None,
-            break_glass: a.break_glass.clone(),
-            now,
-        },
-    )
-    .map_err(Failure::error)?;
-    let (decision, verdicts) = gates::evaluate(&inputs);
+        &release,
+        &a.env,
+        requester(a.requester),
+        a.break_glass.clone(),
+        now,
+    )?;
 
     if a.json {
         print_json(&decision_json(decision, &inputs.subject, &now, &verdicts))?;
@@ -83,6 +74,37 @@ pub fn run(ctx: &Context, cmd: GateCommand) -> Result<u8, Failure> {
         Decision::Allow => exit::OK,
         Decision::Deny => exit::BLOCKED,
     })
+}
+
+/// Collects a release's gate inputs from the workspace and evaluates them.
+pub fn evaluate_release(
+    ws: &crate::workspace::Workspace,
+    config: &crate::config::Config,
+    release: &super::release::AppRelease,
+    env: &str,
+    requested_by: String,
+    break_glass: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<(gates::GateInputs, Decision, Vec<Verdict>), Failure> {
+    let store = ws.open_store()?;
+    let inputs = collect::collect(
+        config,
+        &store,
+        &ws.evidence(),
+        collect::Request {
+            app: release.app.clone(),
+            digest: release.digest.clone(),
+            tag: release.tag.clone(),
+            environment: env.to_owned(),
+            requested_by,
+            promotion_id: None,
+            break_glass,
+            now,
+        },
+    )
+    .map_err(Failure::error)?;
+    let (decision, verdicts) = gates::evaluate(&inputs);
+    Ok((inputs, decision, verdicts))
 }
 
 /// Who is asking, when nobody said.

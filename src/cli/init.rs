@@ -67,6 +67,10 @@ pub fn run(ctx: &Context, args: InitArgs) -> Result<u8, Failure> {
     let ws = Workspace::at(dir.clone());
     ws.ensure_state_dirs()?;
     ws.open_store()?;
+    if ws.open_store()?.key(super::key::SEALING_KEY)?.is_none() {
+        let email = format!("sealing@{}.workspace", name.to_ascii_lowercase());
+        super::key::create_key(&ws, super::key::SEALING_KEY, &email)?;
+    }
     // What `init` writes must pass `config check`.
     Config::load(&config_path)?;
 
@@ -75,7 +79,8 @@ pub fn run(ctx: &Context, args: InitArgs) -> Result<u8, Failure> {
         "  stella.toml            apps, lanes dev → staging → prod, gates, freeze windows, targets",
         "  policies/staging.rego  a custom policy gate",
         "  workflows/             workflow templates",
-        "  .stella/               the store, evidence, keys and logs (git-ignored)",
+        "  .stella/               the store, evidence, keys and logs (git-ignored);",
+        "                         keys/workspace.key seals decision capsules",
     ] {
         println!("{line}");
     }

@@ -16,7 +16,8 @@ use crate::workspace::Workspace;
 
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
-    /// Generate an ed25519 key pair for EMAIL
+    /// Generate an ed25519 key pair for EMAIL (`workspace` is the key that
+    /// seals capsules; `stella init` makes it)
     Gen(GenArgs),
     /// List the keys this workspace knows
     List(ListArgs),
@@ -136,18 +137,23 @@ fn write_private(path: &Path, pem: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-fn gen_key(ws: &Workspace, a: GenArgs) -> Result<u8, Failure> {
-    check_name_email(&a.name, &a.email)?;
+/// Generates a key pair: the private half to `.stella/keys/NAME.key`
+/// (0600), the record to the store.
+pub fn create_key(
+    ws: &Workspace,
+    name: &str,
+    email: &str,
+) -> Result<(PublicKey, std::path::PathBuf), Failure> {
     ws.ensure_state_dirs()?;
     let key = PrivateKey::generate().map_err(Failure::error)?;
     let public = key.public();
-    refuse_existing(ws, &a.name, public.keyid())?;
-    let path = ws.keys_dir().join(format!("{}.key", a.name));
+    refuse_existing(ws, name, public.keyid())?;
+    let path = ws.keys_dir().join(format!("{name}.key"));
     write_private(&path, &key.to_pem())
         .map_err(|e| Failure::error(format!("cannot write {}: {e}", path.display())))?;
     let rec = KeyRecord {
-        name: a.name.clone(),
-        email: a.email.clone(),
+        name: name.to_owned(),
+        email: email.to_owned(),
         keyid: public.keyid().to_owned(),
         public_pem: public.to_pem(),
         private: true,
@@ -158,6 +164,12 @@ fn gen_key(ws: &Workspace, a: GenArgs) -> Result<u8, Failure> {
         let _ = std::fs::remove_file(&path);
         return Err(e.into());
     }
+    Ok((public, path))
+}
+
+fn gen_key(ws: &Workspace, a: GenArgs) -> Result<u8, Failure> {
+    check_name_email(&a.name, &a.email)?;
+    let (public, path) = create_key(ws, &a.name, &a.email)?;
     println!(
         "Created key `{}` for {} (keyid {})",
         a.name,
@@ -229,4 +241,34 @@ fn import(ws: &Workspace, a: ImportArgs) -> Result<u8, Failure> {
         &public.keyid()[..16]
     );
     Ok(exit::OK)
+}
+
+/// The name of the workspace's sealing key.
+pub const SEALING_KEY: &str = "workspace";
+
+/// The key capsules are sealed with: `.stella/keys/workspace.key`, made by
+/// `stella init`, or now if an older workspace has none.
+pub fn sealing_key(ws: &Workspace, workspace_name: &str) -> Result<PrivateKey, Failure> {
+    if ws.open_store()?.key(SEALING_KEY)?.is_some() {
+        return load_private(ws, SEALING_KEY).map(|(k, _)| k);
+    }
+    let email = format!("sealing@{}.workspace", workspace_name.to_ascii_lowercase());
+    create_key(ws, SEALING_KEY, &email)?;
+    eprintln!("note: created the workspace's sealing key `{SEALING_KEY}` ({email})");
+    load_private(ws, SEALING_KEY).map(|(k, _)| k)
+}
+
+/// Every key this workspace trusts, for verifying capsules.
+pub fn trusted(ws: &Workspace) -> Result<Vec<crate::capsule::verify::Trusted>, Failure> {
+    ws.open_store()?
+        .keys()?
+        .into_iter()
+        .map(|k| match PublicKey::from_pem(&k.public_pem) {
+            Ok(key) => Ok(crate::capsule::verify::Trusted { name: k.name, key }),
+            Err(e) => Err(Failure::error(format!(
+                "key `{}` in the store: {e}",
+                k.name
+            ))),
+        })
+        .collect()
 }

@@ -2,7 +2,10 @@
 //! error so exit codes live in one place (`exit.rs`).
 
 mod approve;
+mod audit;
+mod capsule;
 mod config_check;
+mod decide;
 mod evidence;
 pub mod exit;
 mod freeze;
@@ -66,6 +69,12 @@ pub enum Command {
     /// Manage ed25519 keys (approvers', and the workspace's)
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Decision capsules: list, show, export, verify, replay
+    #[command(subcommand)]
+    Capsule(capsule::CapsuleCommand),
+    /// Audit: verify chains, export and verify bundles
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -92,6 +101,8 @@ pub fn run(cli: Cli) -> u8 {
         Command::Gate(cmd) => gate::run(&ctx, cmd),
         Command::Freeze(cmd) => freeze::run(&ctx, cmd),
         Command::Key(cmd) => key::run(&ctx, cmd),
+        Command::Capsule(cmd) => capsule::run(&ctx, cmd),
+        Command::Audit(cmd) => audit::run(&ctx, cmd),
     };
     match result {
         Ok(code) => code,

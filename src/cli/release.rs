@@ -23,6 +23,14 @@ pub enum ReleaseCommand {
     List(ListArgs),
     /// Record that a release is live in an environment (deployed outside stella)
     MarkLive(MarkLiveArgs),
+    /// Decide a promotion: evaluate the gates, seal the decision in a capsule
+    ///
+    /// Exit 0 when promoted, 3 when a gate blocks it. Either way the decision
+    /// is sealed and exported to capsules/.
+    Promote(super::decide::PromoteArgs),
+    /// Return an environment to an earlier release, sealed in a capsule that
+    /// references the capsule it was first promoted under
+    Rollback(super::decide::RollbackArgs),
 }
 
 #[derive(Debug, Args)]
@@ -60,6 +68,8 @@ pub fn run(ctx: &Context, cmd: ReleaseCommand) -> Result<u8, Failure> {
         ReleaseCommand::Resolve(args) => resolve(ctx, args),
         ReleaseCommand::List(args) => list(ctx, args),
         ReleaseCommand::MarkLive(args) => mark_live(ctx, args),
+        ReleaseCommand::Promote(args) => super::decide::promote(ctx, args),
+        ReleaseCommand::Rollback(args) => super::decide::rollback(ctx, args),
     }
 }
 

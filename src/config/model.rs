@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct File {
     pub workspace: WorkspaceSection,
@@ -20,13 +20,13 @@ pub struct File {
     pub freeze: BTreeMap<Spanned<String>, FreezeWindowConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkspaceSection {
     pub name: Spanned<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppConfig {
     /// `oci-layout:PATH` or `HOST[:PORT]/REPO`.
@@ -36,7 +36,7 @@ pub struct AppConfig {
     pub insecure: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
     #[default]
@@ -46,7 +46,7 @@ pub enum Strategy {
     Ab,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentConfig {
     pub from: Option<Spanned<String>>,
@@ -59,7 +59,7 @@ pub struct EnvironmentConfig {
     pub gates: GatesConfig,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatesConfig {
     pub security: Option<SecurityGateConfig>,
@@ -69,7 +69,7 @@ pub struct GatesConfig {
     pub upstream: Option<Spanned<UpstreamGateConfig>>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecurityGateConfig {
     #[serde(default)]
@@ -84,7 +84,7 @@ fn yes() -> bool {
 }
 
 /// Per-severity limits; a severity left out is unlimited.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeverityLimits {
     pub critical: Option<u32>,
@@ -94,7 +94,7 @@ pub struct SeverityLimits {
     pub unknown: Option<u32>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalGateConfig {
     pub required: u32,
@@ -103,25 +103,25 @@ pub struct ApprovalGateConfig {
     pub four_eyes: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FreezeGateConfig {
     pub windows: Vec<Spanned<String>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyGateConfig {
     pub modules: Vec<Spanned<String>>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamGateConfig {
     pub soak: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TargetKind {
     Dir,
@@ -130,7 +130,7 @@ pub enum TargetKind {
     Router,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     pub kind: TargetKind,
@@ -146,7 +146,7 @@ pub struct TargetConfig {
 
 /// A freeze window: recurring (`start`, `end`, `timezone`) or one-off
 /// (`from`, `until`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FreezeWindowConfig {
     pub start: Option<Spanned<String>>,

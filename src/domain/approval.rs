@@ -8,6 +8,8 @@ use super::Digest;
 
 /// The DSSE payload type of an approval.
 pub const APPROVAL_PAYLOAD_TYPE: &str = "application/vnd.stella.approval.v1+json";
+/// The media type approvals are stored under as evidence.
+pub const APPROVAL_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
 /// The statement's `_type`.
 pub const APPROVAL_TYPE: &str = "https://stella-ops.org/approval/v1";
 

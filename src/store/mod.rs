@@ -4,6 +4,7 @@
 //! write in an `IMMEDIATE` transaction so two processes never interleave a
 //! read-then-write.
 
+mod capsules;
 mod evidence;
 mod evidence_index;
 mod keys;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use rusqlite_migration::{M, Migrations};
 
+pub use capsules::{CapsuleFilter, CapsuleRow, DecisionRecord, SealedRow};
 pub use evidence::{EvidenceError, EvidenceStore};
 pub use evidence_index::EvidenceRecord;
 pub use keys::KeyRecord;
@@ -46,6 +48,8 @@ pub enum StoreError {
     Migrate { path: PathBuf, message: String },
     #[error("store: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("cannot seal the decision: {0}")]
+    Seal(String),
 }
 
 /// An open connection to a workspace's store.

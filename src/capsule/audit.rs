@@ -1,0 +1,344 @@
+//! Chains and audit bundles.
+//!
+//! Each environment's capsules form a hash chain: every statement names the
+//! payload digest of the capsule before it. `verify_chain` walks the store's
+//! chains; `Bundle` is the offline package for a compliance reviewer.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+use super::file::{CapsuleFile, Format};
+use super::verify::{self, Trusted};
+use crate::domain::Digest;
+use crate::sign::{Envelope, PublicKey};
+use crate::store::CapsuleRow;
+
+/// Only what the chain check needs from a statement; the rest is skipped
+/// unparsed.
+#[derive(Deserialize)]
+struct ChainView {
+    predicate: ChainPredicate,
+}
+
+#[derive(Deserialize)]
+struct ChainPredicate {
+    previous: Option<Digest>,
+    to: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ChainReport {
+    pub valid: bool,
+    pub capsules: usize,
+    pub environments: BTreeMap<String, usize>,
+    pub problems: Vec<String>,
+}
+
+/// Checks capsules in store order: each one's signature, that its payload
+/// is the one indexed, and that it links to the capsule before it in its
+/// environment. Names the first break of each kind it meets.
+pub struct ChainWalker<'a> {
+    trusted: HashMap<&'a str, &'a PublicKey>,
+    last: HashMap<String, (i64, Digest)>,
+    seen: HashSet<Digest>,
+    pub report: ChainReport,
+}
+
+impl<'a> ChainWalker<'a> {
+    pub fn new(trusted: &'a [Trusted]) -> ChainWalker<'a> {
+        ChainWalker {
+            trusted: trusted.iter().map(|t| (t.key.keyid(), &t.key)).collect(),
+            last: HashMap::new(),
+            seen: HashSet::new(),
+            report: ChainReport::default(),
+        }
+    }
+
+    pub fn visit(&mut self, row: &CapsuleRow, envelope: &[u8]) {
+        self.report.capsules += 1;
+        *self
+            .report
+            .environments
+            .entry(row.environment.clone())
+            .or_default() += 1;
+        let id = row.id;
+        let problem = |r: &mut ChainReport, p: String| {
+            r.problems
+                .push(format!("capsule #{id} ({}): {p}", row.environment))
+        };
+        let env: Envelope = match serde_json::from_slice(envelope) {
+            Ok(e) => e,
+            Err(e) => return problem(&mut self.report, format!("envelope is not DSSE JSON ({e})")),
+        };
+        let payload = match env.payload_bytes() {
+            Ok(p) => p,
+            Err(e) => return problem(&mut self.report, e.to_string()),
+        };
+        if Digest::of(&payload) != row.payload_digest {
+            problem(
+                &mut self.report,
+                format!(
+                    "payload does not hash to its indexed digest {}",
+                    row.payload_digest
+                ),
+            );
+        }
+        match env.keyids().find_map(|k| self.trusted.get(k)) {
+            Some(key) => {
+                if env.verify(key).is_err() {
+                    problem(
+                        &mut self.report,
+                        format!("signature does not verify with key {}", &key.keyid()[..16]),
+                    );
+                }
+            }
+            None => problem(
+                &mut self.report,
+                "signed by a key this workspace does not know".into(),
+            ),
+        }
+        let view: ChainView = match serde_json::from_slice(&payload) {
+            Ok(v) => v,
+            Err(e) => {
+                return problem(
+                    &mut self.report,
+                    format!("payload is not a decision statement ({e})"),
+                );
+            }
+        };
+        if view.predicate.to != row.environment {
+            problem(
+                &mut self.report,
+                format!(
+                    "statement is about environment {}, indexed under {}",
+                    view.predicate.to, row.environment
+                ),
+            );
+        }
+        if view.predicate.previous != row.previous {
+            problem(
+                &mut self.report,
+                "its index and its signed statement disagree on the previous capsule".into(),
+            );
+        }
+        let expected = self.last.get(&row.environment);
+        match (&view.predicate.previous, expected) {
+            (None, None) => {}
+            (Some(p), Some((_, e))) if p == e => {}
+            (Some(p), _) if self.seen.contains(p) => problem(
+                &mut self.report,
+                format!(
+                    "links to {p}, which is not the capsule before it{}: the chain was reordered",
+                    expected
+                        .map(|(i, _)| format!(" (#{i})"))
+                        .unwrap_or_default()
+                ),
+            ),
+            (Some(p), _) => problem(
+                &mut self.report,
+                format!("links to {p}, which is missing from the store"),
+            ),
+            (None, Some((i, _))) => problem(
+                &mut self.report,
+                format!("starts a new chain, but capsule #{i} came before it"),
+            ),
+        }
+        self.seen.insert(row.payload_digest.clone());
+        self.last
+            .insert(row.environment.clone(), (id, row.payload_digest.clone()));
+    }
+
+    pub fn finish(mut self) -> ChainReport {
+        self.report.valid = self.report.problems.is_empty();
+        self.report
+    }
+}
+
+pub const BUNDLE_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub bundle_version: u32,
+    pub workspace: String,
+    pub created_at: String,
+    pub environment: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub keys: Vec<ManifestKey>,
+    pub chains: BTreeMap<String, Vec<ManifestEntry>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestKey {
+    pub name: String,
+    pub email: String,
+    pub keyid: String,
+    pub file: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestEntry {
+    pub id: i64,
+    pub action: String,
+    pub decision: String,
+    pub app: String,
+    pub digest: Digest,
+    pub payload_digest: Digest,
+    pub previous: Option<Digest>,
+    pub sealed_at: String,
+    pub file: String,
+}
+
+pub const README: &str = include_str!("../../assets/audit/README.txt");
+
+/// Writes a bundle: README, manifest, public keys, and one self-contained
+/// capsule file per decision.
+pub fn write_bundle(
+    out: impl Write,
+    manifest: &Manifest,
+    keys: &[(String, String)],
+    capsules: &[(String, CapsuleFile)],
+) -> std::io::Result<()> {
+    let gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+    let mut tar = tar::Builder::new(gz);
+    let mut add = |path: &str, bytes: &[u8]| -> std::io::Result<()> {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut h, path, bytes)
+    };
+    add("README.txt", README.as_bytes())?;
+    let mut m = serde_json::to_vec_pretty(manifest)?;
+    m.push(b'\n');
+    add("manifest.json", &m)?;
+    for (path, pem) in keys {
+        add(path, pem.as_bytes())?;
+    }
+    for (path, file) in capsules {
+        add(path, &file.to_bytes(Format::Json))?;
+    }
+    tar.into_inner()?.finish()?.flush()
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BundleReport {
+    pub valid: bool,
+    pub capsules: usize,
+    pub problems: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+/// Reads and checks a bundle, offline: every capsule against the bundle's
+/// keys, every evidence blob, every chain link within the bundle.
+pub fn verify_bundle(reader: impl Read) -> Result<BundleReport, String> {
+    let mut files: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(reader));
+    for entry in archive
+        .entries()
+        .map_err(|e| format!("not a tar.gz bundle: {e}"))?
+    {
+        let mut entry = entry.map_err(|e| format!("not a tar.gz bundle: {e}"))?;
+        let path = entry
+            .path()
+            .map_err(|e| e.to_string())?
+            .to_string_lossy()
+            .into_owned();
+        let mut bytes = Vec::new();
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("{path}: {e}"))?;
+        files.insert(path, bytes);
+    }
+    let manifest: Manifest = serde_json::from_slice(
+        files
+            .get("manifest.json")
+            .ok_or("the bundle has no manifest.json")?,
+    )
+    .map_err(|e| format!("manifest.json: {e}"))?;
+    if manifest.bundle_version != BUNDLE_VERSION {
+        return Err(format!(
+            "bundle_version {} is not supported (this stella reads {BUNDLE_VERSION})",
+            manifest.bundle_version
+        ));
+    }
+    let mut r = BundleReport::default();
+    let mut trusted = Vec::new();
+    for k in &manifest.keys {
+        match files
+            .get(&k.file)
+            .map(|b| PublicKey::from_pem(&String::from_utf8_lossy(b)))
+        {
+            Some(Ok(key)) if key.keyid() == k.keyid => trusted.push(Trusted {
+                name: k.name.clone(),
+                key,
+            }),
+            Some(Ok(_)) => r.problems.push(format!(
+                "{}: key id does not match the manifest's {}",
+                k.file, k.keyid
+            )),
+            Some(Err(e)) => r.problems.push(format!("{}: {e}", k.file)),
+            None => r
+                .problems
+                .push(format!("{} is listed in the manifest but missing", k.file)),
+        }
+    }
+    for (env, entries) in &manifest.chains {
+        let mut prev: Option<&Digest> = None;
+        for (i, e) in entries.iter().enumerate() {
+            r.capsules += 1;
+            let Some(bytes) = files.get(&e.file) else {
+                r.problems
+                    .push(format!("{} is listed in the manifest but missing", e.file));
+                continue;
+            };
+            let file = match CapsuleFile::parse(bytes) {
+                Ok(f) => f,
+                Err(err) => {
+                    r.problems.push(format!("{}: {err}", e.file));
+                    continue;
+                }
+            };
+            let v = verify::verify(&file, &trusted);
+            r.problems
+                .extend(v.problems.iter().map(|p| format!("{}: {p}", e.file)));
+            if v.payload_digest.as_ref() != Some(&e.payload_digest) {
+                r.problems.push(format!(
+                    "{}: payload digest differs from the manifest's {}",
+                    e.file, e.payload_digest
+                ));
+            }
+            let stated = v
+                .statement
+                .as_ref()
+                .and_then(|s| s.predicate.previous.clone());
+            if stated != e.previous {
+                r.problems.push(format!(
+                    "{}: the manifest and the signed statement disagree on the previous capsule",
+                    e.file
+                ));
+            }
+            match (i, prev) {
+                (0, _) => {
+                    if let Some(p) = &stated {
+                        r.notes.push(format!("{env}: the chain starts after {p}, before the bundle's range"));
+                    }
+                }
+                (_, Some(p)) if stated.as_ref() == Some(p) => {}
+                _ => r.problems.push(format!(
+                    "{}: does not link to the capsule before it in {env}'s chain: a capsule is missing or out of order",
+                    e.file
+                )),
+            }
+            prev = Some(&e.payload_digest);
+        }
+    }
+    r.valid = r.problems.is_empty();
+    Ok(r)
+}

@@ -1,0 +1,96 @@
+//! The exported capsule: one self-contained file (YAML by default, or
+//! JSON) holding the signed envelope, every evidence blob it references, and
+//! — as a convenience, never trusted by itself — the signer's public key.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Digest;
+use crate::sign::Envelope;
+
+pub const CAPSULE_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapsuleFile {
+    pub capsule_version: u32,
+    pub envelope: Envelope,
+    pub evidence: Vec<EmbeddedBlob>,
+    pub public_key_pem: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedBlob {
+    pub digest: Digest,
+    pub media_type: String,
+    pub content_base64: String,
+}
+
+impl EmbeddedBlob {
+    pub fn new(digest: Digest, media_type: &str, content: &[u8]) -> EmbeddedBlob {
+        EmbeddedBlob {
+            digest,
+            media_type: media_type.to_owned(),
+            content_base64: STANDARD.encode(content),
+        }
+    }
+
+    pub fn content(&self) -> Result<Vec<u8>, String> {
+        STANDARD
+            .decode(&self.content_base64)
+            .map_err(|_| format!("evidence {} is not valid base64", self.digest))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("not a capsule file: {0}")]
+    Parse(String),
+    #[error(
+        "capsule_version {0} is not supported (this stella reads version {CAPSULE_VERSION}); upgrade stella"
+    )]
+    Version(u32),
+}
+
+impl CapsuleFile {
+    pub fn to_bytes(&self, format: Format) -> Vec<u8> {
+        match format {
+            Format::Json => {
+                let mut v = serde_json::to_vec_pretty(self).expect("a capsule file serializes");
+                v.push(b'\n');
+                v
+            }
+            Format::Yaml => yaml_serde::to_string(self)
+                .expect("a capsule file serializes")
+                .into_bytes(),
+        }
+    }
+
+    /// Reads YAML or JSON (JSON is YAML, but its own parser gives better
+    /// errors for it).
+    pub fn parse(bytes: &[u8]) -> Result<CapsuleFile, FileError> {
+        let text =
+            std::str::from_utf8(bytes).map_err(|_| FileError::Parse("not UTF-8 text".into()))?;
+        let file: CapsuleFile = if text.trim_start().starts_with('{') {
+            serde_json::from_str(text).map_err(|e| FileError::Parse(e.to_string()))?
+        } else {
+            yaml_serde::from_str(text).map_err(|e| FileError::Parse(e.to_string()))?
+        };
+        if file.capsule_version != CAPSULE_VERSION {
+            return Err(FileError::Version(file.capsule_version));
+        }
+        Ok(file)
+    }
+
+    pub fn blob(&self, digest: &Digest) -> Option<&EmbeddedBlob> {
+        self.evidence.iter().find(|b| b.digest == *digest)
+    }
+}

@@ -1,0 +1,255 @@
+//! Replay: rebuild every gate's inputs from the capsule's embedded blobs and
+//! evaluate them again at the recorded clock, with the gate semantics the
+//! capsule records, then compare with the recorded verdicts field by field.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::environment::EffectiveEnvironment;
+use super::file::CapsuleFile;
+use super::statement::{Action, GATE_SEMANTICS, Statement};
+use crate::domain::{Digest, Verdict};
+use crate::gates::{
+    self, ApprovalEvidence, EvidenceKind, GateInputs, LiveState, PolicyModule, ScanEvidence,
+    Subject, TrustedKey,
+};
+use crate::scan::{self, Format};
+use crate::sign::PublicKey;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("the payload is not a decision statement: {0}")]
+    Statement(String),
+    #[error(
+        "the capsule was decided with gate semantics {0}; this stella knows up to {GATE_SEMANTICS}: replay it with a newer stella"
+    )]
+    Semantics(u32),
+    #[error("evidence {0} is referenced but not in the file")]
+    Missing(Digest),
+    #[error("evidence {0} does not match its content")]
+    Corrupt(Digest),
+    #[error("evidence {digest} cannot be read back: {detail}")]
+    Unreadable { digest: Digest, detail: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Difference {
+    pub gate: String,
+    pub field: String,
+    pub recorded: serde_json::Value,
+    pub replayed: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub identical: bool,
+    pub differences: Vec<Difference>,
+}
+
+fn time(s: &str, digest: &Digest) -> Result<DateTime<Utc>, ReplayError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| ReplayError::Unreadable {
+            digest: digest.clone(),
+            detail: format!("`{s}` is not an RFC 3339 time ({e})"),
+        })
+}
+
+/// The gate inputs a statement records, rebuilt from blobs (digest → bytes,
+/// already checked against their digests).
+pub fn inputs_from(
+    st: &Statement,
+    blobs: &HashMap<Digest, Vec<u8>>,
+) -> Result<GateInputs, ReplayError> {
+    let p = &st.predicate;
+    let get = |d: &Digest| blobs.get(d).ok_or_else(|| ReplayError::Missing(d.clone()));
+    let unreadable = |d: &Digest, detail: String| ReplayError::Unreadable {
+        digest: d.clone(),
+        detail,
+    };
+    let text = |d: &Digest| {
+        get(d).and_then(|b| {
+            String::from_utf8(b.clone()).map_err(|_| unreadable(d, "not UTF-8 text".into()))
+        })
+    };
+
+    let env_digest = &p.inputs.environment.digest;
+    let env = EffectiveEnvironment::from_toml(&text(env_digest)?)
+        .map_err(|e| unreadable(env_digest, e))?;
+
+    let mut scans = Vec::new();
+    let mut approvals = Vec::new();
+    for e in &p.inputs.evidence {
+        match EvidenceKind::parse(&e.kind) {
+            Some(EvidenceKind::Approval) => approvals.push(ApprovalEvidence {
+                digest: e.digest.clone(),
+                bytes: get(&e.digest)?.clone(),
+            }),
+            Some(kind @ (EvidenceKind::Scan | EvidenceKind::Vex | EvidenceKind::Sbom)) => {
+                let format = Format::from_media_type(&e.media_type).ok_or_else(|| {
+                    unreadable(&e.digest, format!("unknown media type {}", e.media_type))
+                })?;
+                let report = scan::parse(format, get(&e.digest)?)
+                    .map_err(|err| unreadable(&e.digest, err.to_string()))?;
+                scans.push(ScanEvidence {
+                    digest: e.digest.clone(),
+                    kind,
+                    format,
+                    report,
+                });
+            }
+            _ => {}
+        }
+    }
+    let policies = p
+        .inputs
+        .policies
+        .iter()
+        .map(|m| {
+            Ok(PolicyModule {
+                path: m.path.clone(),
+                source: text(&m.digest)?,
+            })
+        })
+        .collect::<Result<Vec<_>, ReplayError>>()?;
+    let keys = p
+        .inputs
+        .keys
+        .iter()
+        .map(|k| {
+            let key = PublicKey::from_pem(&text(&k.digest)?)
+                .map_err(|e| unreadable(&k.digest, e.to_string()))?;
+            Ok(TrustedKey {
+                name: k.name.clone(),
+                email: k.email.clone(),
+                key,
+            })
+        })
+        .collect::<Result<Vec<_>, ReplayError>>()?;
+    let upstream = match &p.inputs.upstream {
+        Some(u) => Some(LiveState {
+            environment: u.environment.clone(),
+            digest: u.digest.clone(),
+            since: time(&u.since, env_digest)?,
+        }),
+        None => None,
+    };
+    Ok(GateInputs {
+        subject: Subject {
+            app: p.app.clone(),
+            digest: p.release.digest.clone(),
+            tag: p.release.tag.clone(),
+            environment: p.to.clone(),
+            from: p.from.clone(),
+            requested_by: p.requested_by.clone(),
+            promotion_id: p.promotion_id,
+        },
+        gates: env.gates,
+        freeze_windows: env.freeze,
+        scans,
+        approvals,
+        keys,
+        policies,
+        upstream,
+        break_glass: p.inputs.break_glass.clone(),
+        now: time(&p.clock, env_digest)?,
+    })
+}
+
+/// Replays the decision in `file` and compares it with what was recorded.
+pub fn replay(file: &CapsuleFile) -> Result<Outcome, ReplayError> {
+    let payload = file
+        .envelope
+        .payload_bytes()
+        .map_err(|e| ReplayError::Statement(e.to_string()))?;
+    let st: Statement =
+        serde_json::from_slice(&payload).map_err(|e| ReplayError::Statement(e.to_string()))?;
+    if st.predicate.engine.gate_semantics > GATE_SEMANTICS {
+        return Err(ReplayError::Semantics(st.predicate.engine.gate_semantics));
+    }
+    let mut blobs = HashMap::new();
+    for b in &file.evidence {
+        let bytes = b
+            .content()
+            .map_err(|_| ReplayError::Corrupt(b.digest.clone()))?;
+        if Digest::of(&bytes) != b.digest {
+            return Err(ReplayError::Corrupt(b.digest.clone()));
+        }
+        blobs.insert(b.digest.clone(), bytes);
+    }
+    for d in st.referenced() {
+        if !blobs.contains_key(d) {
+            return Err(ReplayError::Missing(d.clone()));
+        }
+    }
+    // A rollback restores a release by an operator's decision; it records
+    // no gates, so there is nothing to re-evaluate beyond its inputs.
+    let (decision, verdicts) =
+        if st.predicate.action == Action::Rollback && st.predicate.gates.is_empty() {
+            (st.predicate.decision, Vec::new())
+        } else {
+            let inputs = inputs_from(&st, &blobs)?;
+            gates::evaluate(&inputs)
+        };
+    let mut differences = compare(&st.predicate.gates, &verdicts);
+    if decision != st.predicate.decision {
+        differences.push(Difference {
+            gate: "decision".into(),
+            field: "decision".into(),
+            recorded: serde_json::to_value(st.predicate.decision).unwrap_or_default(),
+            replayed: serde_json::to_value(decision).unwrap_or_default(),
+        });
+    }
+    Ok(Outcome {
+        identical: differences.is_empty(),
+        differences,
+    })
+}
+
+/// Field by field, gate by gate.
+pub fn compare(recorded: &[Verdict], replayed: &[Verdict]) -> Vec<Difference> {
+    let mut out = Vec::new();
+    let gates: Vec<String> = recorded
+        .iter()
+        .chain(replayed)
+        .map(|v| v.gate.as_str().to_owned())
+        .fold(Vec::new(), |mut acc, g| {
+            if !acc.contains(&g) {
+                acc.push(g);
+            }
+            acc
+        });
+    for g in gates {
+        let a = recorded.iter().find(|v| v.gate.as_str() == g);
+        let b = replayed.iter().find(|v| v.gate.as_str() == g);
+        let (a, b) = match (a, b) {
+            (Some(a), Some(b)) => (a, b),
+            (a, b) => {
+                out.push(Difference {
+                    gate: g,
+                    field: "present".into(),
+                    recorded: a.is_some().into(),
+                    replayed: b.is_some().into(),
+                });
+                continue;
+            }
+        };
+        let (va, vb) = (
+            serde_json::to_value(a).unwrap_or_default(),
+            serde_json::to_value(b).unwrap_or_default(),
+        );
+        for field in ["verdict", "summary", "reasons", "measured", "unblock"] {
+            if va[field] != vb[field] {
+                out.push(Difference {
+                    gate: g.clone(),
+                    field: field.into(),
+                    recorded: va[field].clone(),
+                    replayed: vb[field].clone(),
+                });
+            }
+        }
+    }
+    out
+}

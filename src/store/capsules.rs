@@ -1,0 +1,231 @@
+//! Capsules and the decisions they seal. A decision and its capsule are
+//! written in one `IMMEDIATE` transaction: no decision without a capsule,
+//! no capsule without its decision, and the chain's `previous` is read
+//! inside the same transaction, so two writers cannot fork it.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use super::{Store, StoreError, digest_from_sql, time_from_sql, time_to_sql};
+use crate::domain::Digest;
+
+/// A decision about to be recorded.
+pub struct DecisionRecord {
+    pub app: String,
+    pub digest: Digest,
+    pub tag: Option<String>,
+    pub environment: String,
+    pub requested_by: String,
+    pub action: String,
+    pub decision: String,
+    pub outcome: String,
+    pub at: DateTime<Utc>,
+    /// Make the release live in the environment (an allowed promotion or a
+    /// rollback).
+    pub goes_live: bool,
+}
+
+/// What `seal` hands back for the store to keep.
+pub struct SealedRow {
+    pub payload_digest: Digest,
+    pub envelope: Vec<u8>,
+}
+
+/// A capsule's index entry (the envelope is fetched separately).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CapsuleRow {
+    pub id: i64,
+    pub environment: String,
+    pub app: String,
+    pub digest: Digest,
+    pub action: String,
+    pub decision: String,
+    pub promotion_id: Option<i64>,
+    pub payload_digest: Digest,
+    pub previous: Option<Digest>,
+    #[serde(serialize_with = "crate::domain::release::rfc3339")]
+    pub sealed_at: DateTime<Utc>,
+}
+
+/// Filters for listing capsules.
+#[derive(Debug, Clone, Default)]
+pub struct CapsuleFilter {
+    pub environment: Option<String>,
+    pub app: Option<String>,
+    pub decision: Option<String>,
+    pub digest: Option<String>,
+}
+
+const COLUMNS: &str = "id, environment, app, digest, action, decision, promotion_id, payload_digest, previous, sealed_at";
+
+fn row(r: &rusqlite::Row<'_>) -> Result<CapsuleRow, rusqlite::Error> {
+    let digest: String = r.get(3)?;
+    let payload: String = r.get(7)?;
+    let previous: Option<String> = r.get(8)?;
+    let at: String = r.get(9)?;
+    Ok(CapsuleRow {
+        id: r.get(0)?,
+        environment: r.get(1)?,
+        app: r.get(2)?,
+        digest: digest_from_sql(3, &digest)?,
+        action: r.get(4)?,
+        decision: r.get(5)?,
+        promotion_id: r.get(6)?,
+        payload_digest: digest_from_sql(7, &payload)?,
+        previous: previous.map(|p| digest_from_sql(8, &p)).transpose()?,
+        sealed_at: time_from_sql(9, &at)?,
+    })
+}
+
+impl Store {
+    /// Records a decision and seals its capsule atomically. `seal` receives
+    /// the environment's previous capsule digest and the new promotion id.
+    pub fn record_decision<E: std::fmt::Display>(
+        &mut self,
+        d: &DecisionRecord,
+        seal: impl FnOnce(Option<Digest>, i64) -> Result<SealedRow, E>,
+    ) -> Result<(i64, i64, Digest), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let at = time_to_sql(&d.at);
+        tx.execute(
+            "INSERT INTO promotions (app, digest, tag, environment, requested_by, state, outcome, created_at, finished_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'decided', ?6, ?7, ?7)",
+            params![d.app, d.digest.to_string(), d.tag, d.environment, d.requested_by, d.outcome, at],
+        )?;
+        let promotion_id = tx.last_insert_rowid();
+        let previous: Option<String> = tx
+            .query_row(
+                "SELECT payload_digest FROM capsules WHERE environment = ?1 ORDER BY id DESC LIMIT 1",
+                [&d.environment],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let previous = previous.map(|p| digest_from_sql(0, &p)).transpose()?;
+        let sealed =
+            seal(previous.clone(), promotion_id).map_err(|e| StoreError::Seal(e.to_string()))?;
+        tx.execute(
+            "INSERT INTO capsules (environment, app, digest, action, decision, promotion_id, payload_digest, previous, envelope, sealed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                d.environment,
+                d.app,
+                d.digest.to_string(),
+                d.action,
+                d.decision,
+                promotion_id,
+                sealed.payload_digest.to_string(),
+                previous.map(|p| p.to_string()),
+                sealed.envelope,
+                at
+            ],
+        )?;
+        let capsule_id = tx.last_insert_rowid();
+        if d.goes_live {
+            tx.execute(
+                "INSERT INTO live (environment, app, digest, since, promotion_id, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![d.environment, d.app, d.digest.to_string(), at, promotion_id, d.action],
+            )?;
+        }
+        tx.commit()?;
+        Ok((promotion_id, capsule_id, sealed.payload_digest))
+    }
+
+    pub fn capsules(&self, f: &CapsuleFilter) -> Result<Vec<CapsuleRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM capsules
+             WHERE (?1 IS NULL OR environment = ?1) AND (?2 IS NULL OR app = ?2)
+               AND (?3 IS NULL OR decision = ?3) AND (?4 IS NULL OR digest LIKE ?4 || '%')
+             ORDER BY id"
+        ))?;
+        let rows = stmt.query_map(params![f.environment, f.app, f.decision, f.digest], row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn capsule(&self, id: i64) -> Result<Option<(CapsuleRow, Vec<u8>)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {COLUMNS}, envelope FROM capsules WHERE id = ?1"),
+                [id],
+                |r| Ok((row(r)?, r.get(10)?)),
+            )
+            .optional()?)
+    }
+
+    pub fn capsule_by_payload(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<(CapsuleRow, Vec<u8>)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {COLUMNS}, envelope FROM capsules WHERE payload_digest = ?1"),
+                [digest.to_string()],
+                |r| Ok((row(r)?, r.get(10)?)),
+            )
+            .optional()?)
+    }
+
+    /// Every capsule with its envelope, in order, for walking the chains.
+    pub fn for_each_capsule(
+        &self,
+        environment: Option<&str>,
+        mut f: impl FnMut(CapsuleRow, &[u8]),
+    ) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS}, envelope FROM capsules WHERE ?1 IS NULL OR environment = ?1 ORDER BY id"
+        ))?;
+        let mut rows = stmt.query([environment])?;
+        while let Some(r) = rows.next()? {
+            let env: Vec<u8> = r.get(10)?;
+            f(row(r)?, &env);
+        }
+        Ok(())
+    }
+
+    /// The latest capsule under which `digest` was allowed into `environment`.
+    pub fn promoted_under(
+        &self,
+        environment: &str,
+        digest: &Digest,
+    ) -> Result<Option<CapsuleRow>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM capsules WHERE environment = ?1 AND digest = ?2
+                     AND action = 'promote' AND decision = 'allow' ORDER BY id DESC LIMIT 1"
+                ),
+                params![environment, digest.to_string()],
+                row,
+            )
+            .optional()?)
+    }
+
+    /// What became live for `app` in `environment`, newest first.
+    pub fn live_history(
+        &self,
+        environment: &str,
+        app: &str,
+    ) -> Result<Vec<super::LiveRecord>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT environment, app, digest, since, source FROM live
+             WHERE environment = ?1 AND app = ?2 ORDER BY since DESC, id DESC",
+        )?;
+        let rows = stmt.query_map(params![environment, app], |r| {
+            let d: String = r.get(2)?;
+            let s: String = r.get(3)?;
+            Ok(super::LiveRecord {
+                environment: r.get(0)?,
+                app: r.get(1)?,
+                digest: digest_from_sql(2, &d)?,
+                since: time_from_sql(3, &s)?,
+                source: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
