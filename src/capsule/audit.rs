@@ -28,6 +28,106 @@ struct ChainPredicate {
     to: String,
 }
 
+/// What can be checked of one capsule on its own.
+struct Checked<'k> {
+    problems: Vec<String>,
+    view: Option<ChainPredicate>,
+    /// The signature still to verify: key, message, signature.
+    pending: Option<(&'k PublicKey, Vec<u8>, Vec<u8>)>,
+}
+
+/// Signatures verified per batch: large enough to amortize, small enough
+/// that a failing batch is cheap to re-check one by one.
+const BATCH: usize = 64;
+
+/// Verifies the pending signatures of a run of checks, in batches.
+fn settle(checked: &mut [Checked<'_>]) {
+    for group in checked.chunks_mut(BATCH) {
+        let items: Vec<(&PublicKey, &[u8], &[u8])> = group
+            .iter()
+            .filter_map(|c| {
+                c.pending
+                    .as_ref()
+                    .map(|(k, m, s)| (*k, m.as_slice(), s.as_slice()))
+            })
+            .collect();
+        let all_good = crate::sign::keys::verify_batch(&items);
+        for c in group.iter_mut() {
+            if let Some((key, message, sig)) = c.pending.take()
+                && !all_good
+                && !key.verify(&message, &sig)
+            {
+                c.problems.insert(
+                    0,
+                    format!("signature does not verify with key {}", &key.keyid()[..16]),
+                );
+            }
+        }
+    }
+}
+
+fn check<'k>(
+    trusted: &HashMap<&str, &'k PublicKey>,
+    row: &CapsuleRow,
+    envelope: &[u8],
+) -> Checked<'k> {
+    let mut problems = Vec::new();
+    let env: Envelope = match serde_json::from_slice(envelope) {
+        Ok(e) => e,
+        Err(e) => {
+            problems.push(format!("envelope is not DSSE JSON ({e})"));
+            return Checked {
+                problems,
+                view: None,
+                pending: None,
+            };
+        }
+    };
+    let payload = match env.payload_bytes() {
+        Ok(p) => p,
+        Err(e) => {
+            problems.push(e.to_string());
+            return Checked {
+                problems,
+                view: None,
+                pending: None,
+            };
+        }
+    };
+    if Digest::of(&payload) != row.payload_digest {
+        problems.push(format!(
+            "payload does not hash to its indexed digest {}",
+            row.payload_digest
+        ));
+    }
+    let mut pending = None;
+    match env.keyids().find_map(|k| trusted.get(k)) {
+        Some(key) => match env.signed_message(key, &payload) {
+            Some((message, sig)) => pending = Some((*key, message, sig)),
+            None => problems.push(format!(
+                "signature does not verify with key {}",
+                &key.keyid()[..16]
+            )),
+        },
+        None => problems.push("signed by a key this workspace does not know".into()),
+    }
+    match serde_json::from_slice::<ChainView>(&payload) {
+        Ok(v) => Checked {
+            problems,
+            view: Some(v.predicate),
+            pending,
+        },
+        Err(e) => {
+            problems.push(format!("payload is not a decision statement ({e})"));
+            Checked {
+                problems,
+                view: None,
+                pending,
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ChainReport {
     pub valid: bool,
@@ -57,6 +157,43 @@ impl<'a> ChainWalker<'a> {
     }
 
     pub fn visit(&mut self, row: &CapsuleRow, envelope: &[u8]) {
+        let mut checked = [check(&self.trusted, row, envelope)];
+        settle(&mut checked);
+        let [checked] = checked;
+        self.link(row, checked);
+    }
+
+    /// Visits capsules in order, checking their signatures on every core:
+    /// the checks are independent, only the links are sequential.
+    pub fn visit_all(&mut self, rows: &[(CapsuleRow, Vec<u8>)]) {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(rows.len().max(1));
+        let per = rows.len().div_ceil(threads).max(1);
+        let trusted = &self.trusted;
+        let checked: Vec<Checked> = std::thread::scope(|s| {
+            let handles: Vec<_> = rows
+                .chunks(per)
+                .map(|chunk| {
+                    s.spawn(move || {
+                        let mut c: Vec<Checked<'_>> =
+                            chunk.iter().map(|(r, e)| check(trusted, r, e)).collect();
+                        settle(&mut c);
+                        c
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("a chain check thread panicked"))
+                .collect()
+        });
+        for ((row, _), c) in rows.iter().zip(checked) {
+            self.link(row, c);
+        }
+    }
+
+    fn link(&mut self, row: &CapsuleRow, checked: Checked<'_>) {
         self.report.capsules += 1;
         *self
             .report
@@ -68,63 +205,29 @@ impl<'a> ChainWalker<'a> {
             r.problems
                 .push(format!("capsule #{id} ({}): {p}", row.environment))
         };
-        let env: Envelope = match serde_json::from_slice(envelope) {
-            Ok(e) => e,
-            Err(e) => return problem(&mut self.report, format!("envelope is not DSSE JSON ({e})")),
-        };
-        let payload = match env.payload_bytes() {
-            Ok(p) => p,
-            Err(e) => return problem(&mut self.report, e.to_string()),
-        };
-        if Digest::of(&payload) != row.payload_digest {
-            problem(
-                &mut self.report,
-                format!(
-                    "payload does not hash to its indexed digest {}",
-                    row.payload_digest
-                ),
-            );
+        for p in checked.problems {
+            problem(&mut self.report, p);
         }
-        match env.keyids().find_map(|k| self.trusted.get(k)) {
-            Some(key) => {
-                if env.verify(key).is_err() {
-                    problem(
-                        &mut self.report,
-                        format!("signature does not verify with key {}", &key.keyid()[..16]),
-                    );
-                }
-            }
-            None => problem(
-                &mut self.report,
-                "signed by a key this workspace does not know".into(),
-            ),
-        }
-        let view: ChainView = match serde_json::from_slice(&payload) {
-            Ok(v) => v,
-            Err(e) => {
-                return problem(
-                    &mut self.report,
-                    format!("payload is not a decision statement ({e})"),
-                );
-            }
+        let Some(view) = checked.view else {
+            return;
         };
-        if view.predicate.to != row.environment {
+        if view.to != row.environment {
             problem(
                 &mut self.report,
                 format!(
                     "statement is about environment {}, indexed under {}",
-                    view.predicate.to, row.environment
+                    view.to, row.environment
                 ),
             );
         }
-        if view.predicate.previous != row.previous {
+        if view.previous != row.previous {
             problem(
                 &mut self.report,
                 "its index and its signed statement disagree on the previous capsule".into(),
             );
         }
         let expected = self.last.get(&row.environment);
-        match (&view.predicate.previous, expected) {
+        match (&view.previous, expected) {
             (None, None) => {}
             (Some(p), Some((_, e))) if p == e => {}
             (Some(p), _) if self.seen.contains(p) => problem(

@@ -52,7 +52,7 @@ pub fn verify(file: &CapsuleFile, trusted: &[Trusted]) -> Report {
     let mut checked = false;
     for t in trusted.iter().filter(|t| ids.contains(&t.key.keyid())) {
         checked = true;
-        match env.verify(&t.key) {
+        match env.verify_payload(&t.key, &payload) {
             Ok(_) => {
                 r.signed_by = Some(t.name.clone());
                 break;
@@ -70,7 +70,7 @@ pub fn verify(file: &CapsuleFile, trusted: &[Trusted]) -> Report {
             .retain(|p| !p.starts_with("signature does not verify"));
     } else if !checked {
         match PublicKey::from_pem(&file.public_key_pem) {
-            Ok(k) if ids.contains(&k.keyid()) => match env.verify(&k) {
+            Ok(k) if ids.contains(&k.keyid()) => match env.verify_payload(&k, &payload) {
                 Ok(_) => r.problems.push(format!(
                     "signed by key {}, the one in the file, which is not trusted here; pass --key FILE, or import it with `stella key import`",
                     short(k.keyid())

@@ -63,12 +63,23 @@ pub fn run(ctx: &Context, cmd: AuditCommand) -> Result<u8, Failure> {
     }
 }
 
+/// Capsules checked at once (in parallel), a few megabytes of envelopes.
+const CHUNK: usize = 2048;
+
 fn verify_chain(ctx: &Context, a: ChainArgs) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
     let keys = trusted(ws)?;
     let store = ws.open_store()?;
     let mut walker = ChainWalker::new(&keys);
-    store.for_each_capsule(a.env.as_deref(), |row, env| walker.visit(&row, env))?;
+    let mut batch = Vec::with_capacity(CHUNK);
+    store.for_each_capsule(a.env.as_deref(), |row, env| {
+        batch.push((row, env.to_vec()));
+        if batch.len() == CHUNK {
+            walker.visit_all(&batch);
+            batch.clear();
+        }
+    })?;
+    walker.visit_all(&batch);
     let report = walker.finish();
     if a.json {
         print_json(&report)?;

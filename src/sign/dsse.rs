@@ -81,13 +81,29 @@ impl Envelope {
     /// Verifies the signature made by `key`; returns the payload bytes.
     pub fn verify(&self, key: &PublicKey) -> Result<Vec<u8>, DsseError> {
         let payload = self.payload_bytes()?;
+        self.verify_payload(key, &payload)?;
+        Ok(payload)
+    }
+
+    /// The message and raw signature `key` should have made, for batch
+    /// verification; `None` if the envelope has no well-formed signature
+    /// with its key id.
+    pub fn signed_message(&self, key: &PublicKey, payload: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+        let s = self.signatures.iter().find(|s| s.keyid == key.keyid())?;
+        let sig = STANDARD.decode(&s.sig).ok()?;
+        Some((pae(&self.payload_type, payload), sig))
+    }
+
+    /// Verifies the signature made by `key` over `payload`, the envelope's
+    /// payload already decoded (so callers that need it decode once).
+    pub fn verify_payload(&self, key: &PublicKey, payload: &[u8]) -> Result<(), DsseError> {
         let mut found = false;
         for s in self.signatures.iter().filter(|s| s.keyid == key.keyid()) {
             found = true;
             if let Ok(sig) = STANDARD.decode(&s.sig)
-                && key.verify(&pae(&self.payload_type, &payload), &sig)
+                && key.verify(&pae(&self.payload_type, payload), &sig)
             {
-                return Ok(payload);
+                return Ok(());
             }
         }
         Err(if found {

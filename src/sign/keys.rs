@@ -5,7 +5,7 @@
 use ed25519_dalek::ed25519::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::ed25519::pkcs8::spki::{DecodePublicKey, EncodePublicKey};
 use ed25519_dalek::ed25519::pkcs8::{DecodePrivateKey, EncodePrivateKey};
-use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 
 use crate::domain::Digest;
 
@@ -108,8 +108,26 @@ impl PublicKey {
             return false;
         };
         let sig = ed25519_dalek::Signature::from_bytes(&bytes);
-        self.key.verify_strict(message, &sig).is_ok() && self.key.verify(message, &sig).is_ok()
+        self.key.verify_strict(message, &sig).is_ok()
     }
+}
+
+/// Verifies many signatures at once (strictly faster per signature than
+/// one by one). True only if every one verifies; on false, check them one
+/// by one to find which.
+pub fn verify_batch(items: &[(&PublicKey, &[u8], &[u8])]) -> bool {
+    let mut messages = Vec::with_capacity(items.len());
+    let mut signatures = Vec::with_capacity(items.len());
+    let mut keys = Vec::with_capacity(items.len());
+    for (key, message, sig) in items {
+        let Ok(bytes) = <[u8; 64]>::try_from(*sig) else {
+            return false;
+        };
+        messages.push(*message);
+        signatures.push(ed25519_dalek::Signature::from_bytes(&bytes));
+        keys.push(key.key);
+    }
+    ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
 }
 
 #[cfg(test)]
@@ -134,5 +152,17 @@ mod tests {
         assert!(!public.verify(b"hello", &sig[..63]));
         assert_ne!(PrivateKey::generate().unwrap().public(), k.public());
         assert!(PublicKey::from_pem("nope").is_err());
+
+        let other = PrivateKey::from_seed(&[8; 32]);
+        let (pk, po) = (k.public(), other.public());
+        let sig2 = other.sign(b"world");
+        assert!(verify_batch(&[
+            (&pk, b"hello", &sig),
+            (&po, b"world", &sig2)
+        ]));
+        assert!(!verify_batch(&[
+            (&pk, b"hello", &sig),
+            (&po, b"World", &sig2)
+        ]));
     }
 }
