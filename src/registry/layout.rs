@@ -226,24 +226,34 @@ impl LayoutWriter {
             }
             tar.finish()?;
         }
-        let diff_id = Digest::of(&tar_bytes);
-        let mut gz = flate2::GzBuilder::new()
-            .mtime(0)
-            .write(Vec::new(), flate2::Compression::default());
-        std::io::Write::write_all(&mut gz, &tar_bytes)?;
-        let layer = self.blob(media::LAYER_GZIP, &gz.finish()?)?;
+        self.add_layers(tag, &[tar_bytes])
+    }
+
+    /// Builds an image from uncompressed tar layers (gzipped here), tags it,
+    /// and returns the manifest digest.
+    pub fn add_layers(&self, tag: &str, tars: &[Vec<u8>]) -> std::io::Result<Digest> {
+        let mut layers = Vec::new();
+        let mut diff_ids = Vec::new();
+        for tar_bytes in tars {
+            diff_ids.push(Digest::of(tar_bytes).to_string());
+            let mut gz = flate2::GzBuilder::new()
+                .mtime(0)
+                .write(Vec::new(), flate2::Compression::default());
+            std::io::Write::write_all(&mut gz, tar_bytes)?;
+            layers.push(self.blob(media::LAYER_GZIP, &gz.finish()?)?);
+        }
         let config = serde_json::json!({
             "architecture": "amd64",
             "os": "linux",
             "config": {"Labels": {"org.opencontainers.image.version": tag}},
-            "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
         });
         let config = self.blob(media::CONFIG, &serde_json::to_vec(&config)?)?;
         let manifest = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": media::MANIFEST,
             "config": config,
-            "layers": [layer],
+            "layers": layers,
         });
         let desc = self.blob(media::MANIFEST, &serde_json::to_vec(&manifest)?)?;
         self.tag(tag, desc)

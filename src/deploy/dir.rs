@@ -1,0 +1,122 @@
+//! The `dir` target: releases unpacked under `PATH/releases/<hex>`, and
+//! `PATH/current` a symlink switched atomically (a new link under a temp
+//! name, renamed over the old one), so `current` always names exactly one
+//! complete release.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::unpack::{BlobSource, UnpackError, unpack_image};
+use crate::domain::Digest;
+
+pub struct DirTarget {
+    root: PathBuf,
+}
+
+/// What a deploy did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployed {
+    pub digest: Digest,
+    pub previous: Option<Digest>,
+    /// False when the release was already unpacked and only `current` moved.
+    pub unpacked: bool,
+    pub entries: usize,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> UnpackError + '_ {
+    move |source| UnpackError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl DirTarget {
+    pub fn new(root: impl Into<PathBuf>) -> DirTarget {
+        DirTarget { root: root.into() }
+    }
+
+    pub fn release_dir(&self, digest: &Digest) -> PathBuf {
+        self.root.join("releases").join(digest.hex())
+    }
+
+    pub fn current_link(&self) -> PathBuf {
+        self.root.join("current")
+    }
+
+    /// The release `current` points at, if any.
+    pub fn current(&self) -> Option<Digest> {
+        let target = fs::read_link(self.current_link()).ok()?;
+        Digest::from_hex(&target.file_name()?.to_string_lossy()).ok()
+    }
+
+    /// Unpacks `digest` (unless already there) and points `current` at it.
+    /// On any error `current` is untouched and no partial release remains.
+    pub fn deploy(&self, src: &dyn BlobSource, digest: &Digest) -> Result<Deployed, UnpackError> {
+        let releases = self.root.join("releases");
+        fs::create_dir_all(&releases).map_err(io(&releases))?;
+        let dir = self.release_dir(digest);
+        let mut entries = 0;
+        let unpacked = !dir.is_dir();
+        if unpacked {
+            let tmp = releases.join(format!(".tmp-{}-{}", digest.short(), std::process::id()));
+            let _ = fs::remove_dir_all(&tmp);
+            fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+            match unpack_image(src, digest, &tmp) {
+                Ok(n) => entries = n,
+                Err(e) => {
+                    let _ = fs::remove_dir_all(&tmp);
+                    return Err(e);
+                }
+            }
+            fs::rename(&tmp, &dir).map_err(io(&dir))?;
+        }
+        let previous = self.current();
+        self.switch(digest)?;
+        Ok(Deployed {
+            digest: digest.clone(),
+            previous,
+            unpacked,
+            entries,
+        })
+    }
+
+    /// Points `current` at an unpacked release, atomically.
+    pub fn switch(&self, digest: &Digest) -> Result<(), UnpackError> {
+        let dir = self.release_dir(digest);
+        if !dir.is_dir() {
+            return Err(UnpackError::Missing(digest.clone()));
+        }
+        let link = self.current_link();
+        let tmp = self.root.join(format!(".current-{}", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(Path::new("releases").join(digest.hex()), &tmp)
+            .map_err(io(&tmp))?;
+        fs::rename(&tmp, &link).map_err(io(&link))
+    }
+
+    /// Removes unpacked releases beyond the newest `keep`, never the current
+    /// one; returns what was removed.
+    pub fn prune(&self, keep: usize) -> Result<Vec<Digest>, UnpackError> {
+        let releases = self.root.join("releases");
+        let current = self.current();
+        let mut all: Vec<(std::time::SystemTime, Digest)> = fs::read_dir(&releases)
+            .map_err(io(&releases))?
+            .flatten()
+            .filter_map(|e| {
+                let d = Digest::from_hex(&e.file_name().to_string_lossy()).ok()?;
+                Some((e.metadata().ok()?.modified().ok()?, d))
+            })
+            .collect();
+        all.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut removed = Vec::new();
+        for (_, d) in all.into_iter().skip(keep) {
+            if Some(&d) == current.as_ref() {
+                continue;
+            }
+            let dir = self.release_dir(&d);
+            fs::remove_dir_all(&dir).map_err(io(&dir))?;
+            removed.push(d);
+        }
+        Ok(removed)
+    }
+}

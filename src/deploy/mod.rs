@@ -1,0 +1,6 @@
+//! Deploying releases to targets. `unpack` turns an image into a release
+//! directory, refusing anything that would write outside it; `dir` switches
+//! a target's `current` link between complete releases.
+
+pub mod dir;
+pub mod unpack;
