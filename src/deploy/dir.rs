@@ -107,7 +107,7 @@ impl DirTarget {
                 Some((e.metadata().ok()?.modified().ok()?, d))
             })
             .collect();
-        all.sort_by(|a, b| b.0.cmp(&a.0));
+        all.sort_by_key(|e| std::cmp::Reverse(e.0));
         let mut removed = Vec::new();
         for (_, d) in all.into_iter().skip(keep) {
             if Some(&d) == current.as_ref() {
