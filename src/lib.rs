@@ -11,4 +11,5 @@ pub mod registry;
 pub mod scan;
 pub mod sign;
 pub mod store;
+pub mod workflow;
 pub mod workspace;

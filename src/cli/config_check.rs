@@ -54,8 +54,9 @@ pub fn run(ctx: &Context, cmd: ConfigCommand) -> Result<u8, Failure> {
     }
 }
 
-/// Compiles every policy module the environments use: a syntax error is
-/// reported here, as `FILE:LINE:COL: message`, not first at a promotion.
+/// Compiles every policy module and validates every workflow template the
+/// environments use: an error is reported here, as `FILE:LINE:COL:
+/// message`, not first at a promotion.
 fn policy_problems(c: &Config) -> Vec<String> {
     let mut seen = std::collections::BTreeSet::new();
     let mut problems = Vec::new();
@@ -78,6 +79,14 @@ fn policy_problems(c: &Config) -> Vec<String> {
             if let Err(e) = crate::gates::policy::engine(&[module], 0) {
                 problems.push(e);
             }
+        }
+        if let Some(w) = &env.workflow
+            && seen.insert(w.get_ref().clone())
+            && let Err(e) = crate::workflow::Workflow::load(&c.root.join(w.get_ref()))
+        {
+            let text = e.to_string();
+            let root = format!("{}/", c.root.display());
+            problems.extend(text.lines().map(|l| l.replace(&root, "")));
         }
     }
     problems

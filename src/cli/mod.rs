@@ -14,6 +14,7 @@ mod init;
 mod key;
 mod logging;
 pub mod release;
+mod workflow;
 
 use std::path::PathBuf;
 
@@ -75,6 +76,9 @@ pub enum Command {
     /// Audit: verify chains, export and verify bundles
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Workflow templates: check and show
+    #[command(subcommand)]
+    Workflow(workflow::WorkflowCommand),
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -103,6 +107,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Key(cmd) => key::run(&ctx, cmd),
         Command::Capsule(cmd) => capsule::run(&ctx, cmd),
         Command::Audit(cmd) => audit::run(&ctx, cmd),
+        Command::Workflow(cmd) => workflow::run(&ctx, cmd),
     };
     match result {
         Ok(code) => code,
