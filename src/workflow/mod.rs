@@ -4,6 +4,7 @@
 //! template file, the step and the fix.
 
 pub mod builtins;
+pub mod executor;
 pub mod template;
 pub mod validate;
 
