@@ -44,7 +44,7 @@ fn build(path: &Path, key: &PrivateKey) {
             goes_live: false,
         };
         store
-            .record_decision(&rec, |previous, id| {
+            .record_decision(&rec, None, |previous, id| {
                 let mut st = template.clone();
                 st.predicate.to = env.into();
                 st.predicate.previous = previous;

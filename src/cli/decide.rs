@@ -86,17 +86,20 @@ fn record(
     ws: &Workspace,
     config: &Config,
     rec: &DecisionRecord,
+    existing: Option<i64>,
     predicate: impl FnOnce(Option<Digest>, i64) -> Predicate,
 ) -> Result<(i64, i64, Digest), Failure> {
     let key = sealing_key(ws, &config.name)?;
     let mut store = ws.open_store()?;
-    Ok(store.record_decision(rec, |previous, promotion_id| {
-        let sealed = seal(Statement::new(predicate(previous, promotion_id)), &key);
-        serde_json::to_vec(&sealed.envelope).map(|envelope| SealedRow {
-            payload_digest: sealed.payload_digest,
-            envelope,
-        })
-    })?)
+    Ok(
+        store.record_decision(rec, existing, |previous, promotion_id| {
+            let sealed = seal(Statement::new(predicate(previous, promotion_id)), &key);
+            serde_json::to_vec(&sealed.envelope).map(|envelope| SealedRow {
+                payload_digest: sealed.payload_digest,
+                envelope,
+            })
+        })?,
+    )
 }
 
 /// The media type of a blob a statement references.
@@ -186,6 +189,75 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
         .map_err(|e| Failure::error(format!("cannot write {}: {e}", path.display())))
 }
 
+/// Deploys `digest` of `app` to every target of `env`. `dir` targets are
+/// built; other kinds are refused by name. Returns a line per target.
+fn deploy_targets(
+    config: &Config,
+    env: &crate::config::EnvironmentConfig,
+    app: &str,
+    digest: &Digest,
+    quiet: bool,
+) -> Result<Vec<String>, String> {
+    use crate::config::TargetKind;
+    use crate::deploy::dir::DirTarget;
+    use crate::domain::Repository;
+    let image = &config
+        .apps
+        .get(app)
+        .ok_or_else(|| format!("no app `{app}`"))?
+        .image;
+    let mut done = Vec::new();
+    for t in &env.targets {
+        let name = t.get_ref();
+        let target = config
+            .targets
+            .get(name)
+            .ok_or_else(|| format!("no target `{name}`"))?;
+        if target.kind != TargetKind::Dir {
+            return Err(format!(
+                "target `{name}` is of kind {:?}, which stella cannot deploy to yet; only `dir` targets deploy today",
+                target.kind
+            )
+            .to_lowercase());
+        }
+        let Repository::Layout(path) = &image.repository else {
+            return Err(format!(
+                "app `{app}` comes from a registry; deploying registry images is not built yet (an `oci-layout:` app deploys)"
+            ));
+        };
+        let layout =
+            crate::registry::Layout::open(&config.root.join(path)).map_err(|e| e.to_string())?;
+        let dir = DirTarget::new(
+            config.root.join(
+                target
+                    .path
+                    .as_ref()
+                    .map(|p| p.get_ref().as_str())
+                    .unwrap_or("."),
+            ),
+        );
+        if !quiet {
+            println!("Deploying to {name}…");
+        }
+        let d = dir
+            .deploy(&layout, digest)
+            .map_err(|e| format!("target `{name}`: {e}"))?;
+        let _ = dir.prune(target.keep.unwrap_or(5) as usize);
+        done.push(format!(
+            "{name}: {} → {}{}",
+            d.previous
+                .map_or("nothing".into(), |p| format!("sha256:{}", p.short())),
+            format_args!("sha256:{}", d.digest.short()),
+            if d.unpacked {
+                format!(" ({} entries unpacked)", d.entries)
+            } else {
+                " (already unpacked)".into()
+            }
+        ));
+    }
+    Ok(done)
+}
+
 fn resolved_at(ws: &Workspace, release: &AppRelease) -> Option<String> {
     let store = ws.open_store().ok()?;
     store
@@ -243,9 +315,48 @@ pub fn promote(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
     }
     let (statement_inputs, blobs) = inputs_of(&inputs);
     put_blobs(ws, &blobs)?;
+    // An allowed promotion that changes targets holds the environment's
+    // lock from before the first change until its capsule is sealed.
+    let mut existing = None;
+    let mut deploy_error = None;
     let outcome = match decision {
-        Decision::Allow => "live",
         Decision::Deny => "blocked",
+        Decision::Allow if env.targets.is_empty() => "live",
+        Decision::Allow => {
+            let id = ws
+                .open_store()?
+                .begin_promotion(
+                    &release.app,
+                    &release.digest,
+                    release.tag.as_deref(),
+                    &a.to,
+                    &requested_by,
+                )
+                .map_err(|e| match e {
+                    crate::store::BeginError::Locked(_) => Failure::error(e)
+                        .hint("wait for it to finish, or check it with `stella capsule list`"),
+                    other => Failure::error(other),
+                })?;
+            existing = Some(id);
+            match deploy_targets(&config, env, &release.app, &release.digest, a.json) {
+                Ok(lines) => {
+                    if !a.json {
+                        for l in lines {
+                            println!("  {l}");
+                        }
+                        println!("Deployed");
+                    }
+                    "deployed"
+                }
+                Err(e) => {
+                    if !a.json {
+                        println!("Deploy FAILED: {e}");
+                    }
+                    deploy_error = Some(e);
+                    "deploy-failed"
+                }
+            }
+        }
     };
     let rec = DecisionRecord {
         app: release.app.clone(),
@@ -262,7 +373,7 @@ pub fn promote(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
         .into(),
         outcome: outcome.into(),
         at: now,
-        goes_live: decision == Decision::Allow,
+        goes_live: decision == Decision::Allow && deploy_error.is_none(),
     };
     let action = if a.break_glass.is_some() && decision == Decision::Allow {
         Action::BreakGlass
@@ -271,27 +382,29 @@ pub fn promote(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
     };
     let resolved = resolved_at(ws, &release);
     let (promotion_id, capsule_id, _) =
-        record(ws, &config, &rec, |previous, promotion_id| Predicate {
-            action,
-            app: release.app.clone(),
-            release: ReleaseRef {
-                digest: release.digest.clone(),
-                tag: release.tag.clone(),
-                resolved_at: resolved,
-            },
-            from: env.from.as_ref().map(|f| f.get_ref().clone()),
-            to: a.to.clone(),
-            requested_by,
-            clock: now.to_rfc3339_opts(SecondsFormat::Secs, true),
-            promotion_id: Some(promotion_id),
-            inputs: statement_inputs,
-            gates: verdicts.clone(),
-            decision,
-            outcome: outcome.into(),
-            engine: Engine::current(),
-            previous,
-            restores: None,
-            reason: a.break_glass.clone(),
+        record(ws, &config, &rec, existing, |previous, promotion_id| {
+            Predicate {
+                action,
+                app: release.app.clone(),
+                release: ReleaseRef {
+                    digest: release.digest.clone(),
+                    tag: release.tag.clone(),
+                    resolved_at: resolved,
+                },
+                from: env.from.as_ref().map(|f| f.get_ref().clone()),
+                to: a.to.clone(),
+                requested_by,
+                clock: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+                promotion_id: Some(promotion_id),
+                inputs: statement_inputs,
+                gates: verdicts.clone(),
+                decision,
+                outcome: outcome.into(),
+                engine: Engine::current(),
+                previous,
+                restores: None,
+                reason: deploy_error.clone().or(a.break_glass.clone()),
+            }
         })?;
     let (_, envelope) = ws
         .open_store()?
@@ -308,7 +421,12 @@ pub fn promote(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
         print_json(&v)?;
     } else {
         match decision {
-            Decision::Allow => println!("Recorded live in {} (promotion #{promotion_id})", a.to),
+            Decision::Allow if deploy_error.is_some() => {
+                println!(
+                    "Promotion #{promotion_id} allowed, but the deploy failed; the previous release keeps serving"
+                )
+            }
+            Decision::Allow => println!("Live in {} (promotion #{promotion_id})", a.to),
             Decision::Deny => {
                 super::gate::print_explanation(decision, &verdicts);
                 println!("Not promoted (promotion #{promotion_id} blocked)");
@@ -317,6 +435,7 @@ pub fn promote(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
         println!("Decision capsule exported: {}", path.display());
     }
     Ok(match decision {
+        Decision::Allow if deploy_error.is_some() => exit::ERROR,
         Decision::Allow => exit::OK,
         Decision::Deny => exit::BLOCKED,
     })
@@ -401,6 +520,35 @@ pub fn rollback(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
     let env_text = effective.to_toml().into_bytes();
     let env_digest = ws.evidence().put(&env_text)?;
     let requested_by = requester(a.requester);
+    let mut existing = None;
+    let mut deploy_error: Option<String> = None;
+    if !env.targets.is_empty() {
+        let id = ws
+            .open_store()?
+            .begin_promotion(&a.app, &target, None, &a.env, &requested_by)
+            .map_err(Failure::error)?;
+        existing = Some(id);
+        match deploy_targets(&config, env, &a.app, &target, a.json) {
+            Ok(lines) => {
+                if !a.json {
+                    for l in lines {
+                        println!("  {l}");
+                    }
+                }
+            }
+            Err(e) => {
+                if !a.json {
+                    println!("Rollback deploy FAILED: {e}");
+                }
+                deploy_error = Some(e);
+            }
+        }
+    }
+    let outcome = if deploy_error.is_some() {
+        "rollback-failed"
+    } else {
+        "rolled-back"
+    };
     let rec = DecisionRecord {
         app: a.app.clone(),
         digest: target.clone(),
@@ -409,51 +557,53 @@ pub fn rollback(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
         requested_by: requested_by.clone(),
         action: Action::Rollback.as_str().into(),
         decision: "allow".into(),
-        outcome: "rolled-back".into(),
+        outcome: outcome.into(),
         at: now,
-        goes_live: true,
+        goes_live: deploy_error.is_none(),
     };
     let from_digest = current.digest.clone();
     let (promotion_id, capsule_id, _) =
-        record(ws, &config, &rec, |previous, promotion_id| Predicate {
-            action: Action::Rollback,
-            app: a.app.clone(),
-            release: ReleaseRef {
-                digest: target.clone(),
-                tag: None,
-                resolved_at: None,
-            },
-            from: None,
-            to: a.env.clone(),
-            requested_by,
-            clock: now.to_rfc3339_opts(SecondsFormat::Secs, true),
-            promotion_id: Some(promotion_id),
-            inputs: Inputs {
-                evidence,
-                policies: vec![],
-                environment: EvidenceRef {
-                    digest: env_digest,
-                    media_type: environment::MEDIA_TYPE.into(),
-                    kind: "config".into(),
+        record(ws, &config, &rec, existing, |previous, promotion_id| {
+            Predicate {
+                action: Action::Rollback,
+                app: a.app.clone(),
+                release: ReleaseRef {
+                    digest: target.clone(),
+                    tag: None,
+                    resolved_at: None,
                 },
-                keys: vec![],
-                upstream: None,
-                break_glass: None,
-            },
-            gates: vec![],
-            decision: Decision::Allow,
-            outcome: "rolled-back".into(),
-            engine: Engine::current(),
-            previous,
-            restores: Some(Restores {
-                digest: target.clone(),
-                capsule: original.as_ref().map(|o| o.payload_digest.clone()),
-            }),
-            reason: Some(
-                a.reason
-                    .clone()
-                    .unwrap_or_else(|| format!("roll back from {from_digest}")),
-            ),
+                from: None,
+                to: a.env.clone(),
+                requested_by,
+                clock: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+                promotion_id: Some(promotion_id),
+                inputs: Inputs {
+                    evidence,
+                    policies: vec![],
+                    environment: EvidenceRef {
+                        digest: env_digest,
+                        media_type: environment::MEDIA_TYPE.into(),
+                        kind: "config".into(),
+                    },
+                    keys: vec![],
+                    upstream: None,
+                    break_glass: None,
+                },
+                gates: vec![],
+                decision: Decision::Allow,
+                outcome: outcome.into(),
+                engine: Engine::current(),
+                previous,
+                restores: Some(Restores {
+                    digest: target.clone(),
+                    capsule: original.as_ref().map(|o| o.payload_digest.clone()),
+                }),
+                reason: deploy_error.clone().or(Some(
+                    a.reason
+                        .clone()
+                        .unwrap_or_else(|| format!("roll back from {from_digest}")),
+                )),
+            }
         })?;
     let (_, envelope) = ws
         .open_store()?
@@ -465,7 +615,7 @@ pub fn rollback(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
         print_json(&serde_json::json!({
             "app": a.app, "environment": a.env, "digest": target, "from": from_digest,
             "restores_capsule": original.map(|o| o.payload_digest),
-            "promotion_id": promotion_id, "outcome": "rolled-back", "capsule": path,
+            "promotion_id": promotion_id, "outcome": outcome, "capsule": path,
         }))?;
     } else {
         println!(
@@ -483,5 +633,9 @@ pub fn rollback(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
         }
         println!("Decision capsule exported: {}", path.display());
     }
-    Ok(exit::OK)
+    Ok(if deploy_error.is_some() {
+        exit::ERROR
+    } else {
+        exit::OK
+    })
 }

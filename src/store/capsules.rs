@@ -4,6 +4,7 @@
 //! inside the same transaction, so two writers cannot fork it.
 
 use chrono::{DateTime, Utc};
+
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
@@ -81,21 +82,37 @@ fn row(r: &rusqlite::Row<'_>) -> Result<CapsuleRow, rusqlite::Error> {
 impl Store {
     /// Records a decision and seals its capsule atomically. `seal` receives
     /// the environment's previous capsule digest and the new promotion id.
+    /// With `existing`, the promotion begun by `begin_promotion` is
+    /// finished (and its lock released) instead of a new one inserted.
     pub fn record_decision<E: std::fmt::Display>(
         &mut self,
         d: &DecisionRecord,
+        existing: Option<i64>,
         seal: impl FnOnce(Option<Digest>, i64) -> Result<SealedRow, E>,
     ) -> Result<(i64, i64, Digest), StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let at = time_to_sql(&d.at);
-        tx.execute(
-            "INSERT INTO promotions (app, digest, tag, environment, requested_by, state, outcome, created_at, finished_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'decided', ?6, ?7, ?7)",
-            params![d.app, d.digest.to_string(), d.tag, d.environment, d.requested_by, d.outcome, at],
-        )?;
-        let promotion_id = tx.last_insert_rowid();
+        let now = time_to_sql(&Utc::now());
+        let promotion_id = match existing {
+            Some(id) => {
+                tx.execute(
+                    "UPDATE promotions SET state = 'decided', outcome = ?2, finished_at = ?3 WHERE id = ?1",
+                    params![id, d.outcome, now],
+                )?;
+                tx.execute("DELETE FROM locks WHERE promotion_id = ?1", [id])?;
+                id
+            }
+            None => {
+                tx.execute(
+                    "INSERT INTO promotions (app, digest, tag, environment, requested_by, state, outcome, created_at, finished_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'decided', ?6, ?7, ?7)",
+                    params![d.app, d.digest.to_string(), d.tag, d.environment, d.requested_by, d.outcome, at],
+                )?;
+                tx.last_insert_rowid()
+            }
+        };
         let previous: Option<String> = tx
             .query_row(
                 "SELECT payload_digest FROM capsules WHERE environment = ?1 ORDER BY id DESC LIMIT 1",

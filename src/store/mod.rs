@@ -9,6 +9,7 @@ mod evidence;
 mod evidence_index;
 mod keys;
 mod live;
+mod locks;
 mod releases;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ pub use evidence::{EvidenceError, EvidenceStore};
 pub use evidence_index::EvidenceRecord;
 pub use keys::KeyRecord;
 pub use live::LiveRecord;
+pub use locks::{BeginError, Lock, process_alive};
 
 /// The schema, one migration per step; never edit a released one.
 const MIGRATIONS: &[M<'static>] = &[

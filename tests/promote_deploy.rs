@@ -1,0 +1,208 @@
+//! Promotions that deploy: `dir` targets through dev → staging, rollback,
+//! a failed deploy that leaves the previous release serving, and the
+//! environment lock.
+
+mod common;
+
+use std::path::Path;
+
+use common::{stderr, stdout, stella};
+use stella::registry::layout::{LayerFile, LayoutWriter};
+
+fn image(ws: &Path, tag: &str, body: &str) -> String {
+    LayoutWriter::create(&ws.join("images/api-gateway"))
+        .unwrap()
+        .add_image(
+            tag,
+            &[
+                LayerFile {
+                    path: "index.html",
+                    mode: 0o644,
+                    contents: body.as_bytes(),
+                },
+                LayerFile {
+                    path: "bin/run.sh",
+                    mode: 0o755,
+                    contents: b"#!/bin/sh\necho hi\n",
+                },
+            ],
+        )
+        .unwrap()
+        .to_string()
+}
+
+fn promote(ws: &Path, args: &[&str]) -> (i32, serde_json::Value, String) {
+    let out = stella(ws)
+        .args(["release", "promote"])
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code().unwrap(), v, stderr(&out))
+}
+
+fn current(ws: &Path, env: &str) -> String {
+    std::fs::read_to_string(ws.join(format!("deploy/{env}/current/index.html"))).unwrap()
+}
+
+#[test]
+fn promotions_deploy_to_dir_targets_and_rollback_restores() {
+    let ws = common::init_workspace();
+    let ws = ws.path();
+    let v1 = image(ws, "1.0", "v1");
+    image(ws, "2.0", "v2");
+
+    let (code, v, err) = promote(ws, &["api-gateway:1.0", "--to", "dev"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["outcome"], "deployed");
+    assert_eq!(current(ws, "dev"), "v1");
+    let mode = std::fs::metadata(ws.join("deploy/dev/current/bin/run.sh")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        mode.permissions().mode() & 0o777,
+        0o755,
+        "file modes from the image"
+    );
+    let link = std::fs::read_link(ws.join("deploy/dev/current")).unwrap();
+    assert_eq!(link, Path::new("releases").join(&v1["sha256:".len()..]));
+
+    let out = stella(ws)
+        .args(["release", "promote", "api-gateway:2.0", "--to", "dev"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("Deploying to dev-local…"), "{text}");
+    assert!(text.contains("Deployed\n"), "{text}");
+    assert!(
+        text.contains("Decision capsule exported: capsules/dev-"),
+        "{text}"
+    );
+    assert_eq!(current(ws, "dev"), "v2");
+
+    let out = stella(ws)
+        .args([
+            "release",
+            "rollback",
+            "api-gateway",
+            "--env",
+            "dev",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["digest"], v1.as_str());
+    assert_eq!(r["outcome"], "rolled-back");
+    assert_eq!(current(ws, "dev"), "v1");
+
+    // Every capsule still verifies; the chain is intact.
+    let out = stella(ws).args(["audit", "verify-chain"]).output().unwrap();
+    assert!(out.status.success(), "{}", stdout(&out));
+}
+
+#[test]
+fn a_failed_deploy_leaves_the_previous_release_serving_and_is_sealed() {
+    let ws = common::init_workspace();
+    let ws = ws.path();
+    image(ws, "1.0", "v1");
+    // An image whose layer tries to climb out of its release directory.
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_old();
+    h.as_old_mut().name[..12].copy_from_slice(b"../../escape");
+    h.set_size(1);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    tar.append(&h, &b"x"[..]).unwrap();
+    LayoutWriter::create(&ws.join("images/api-gateway"))
+        .unwrap()
+        .add_layers("evil", &[tar.into_inner().unwrap()])
+        .unwrap();
+
+    assert_eq!(promote(ws, &["api-gateway:1.0", "--to", "dev"]).0, 0);
+    let (code, v, _) = promote(ws, &["api-gateway:evil", "--to", "dev"]);
+    assert_eq!(code, 1, "a failed deploy exits 1");
+    assert_eq!(v["decision"], "allow");
+    assert_eq!(v["outcome"], "deploy-failed");
+    assert_eq!(
+        current(ws, "dev"),
+        "v1",
+        "the previous release keeps serving"
+    );
+    assert!(!ws.join("escape").exists() && !ws.join("deploy/escape").exists());
+
+    let show: serde_json::Value = serde_json::from_slice(
+        &stella(ws)
+            .args(["capsule", "show", "latest", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(show["predicate"]["outcome"], "deploy-failed");
+    assert!(
+        show["predicate"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("`../../escape` is refused"),
+        "{show:#}"
+    );
+    // Not live: a gate check for staging still sees 1.0 upstream.
+    let out = stella(ws)
+        .args(["gate", "check", "api-gateway", "--env", "staging", "--json"])
+        .output()
+        .unwrap();
+    let g: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v1 = stdout(
+        &stella(ws)
+            .args(["release", "resolve", "api-gateway:1.0"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(g["digest"], v1.trim());
+}
+
+#[test]
+fn a_locked_environment_is_refused_and_a_dead_holder_is_recovered() {
+    let ws = common::init_workspace();
+    let ws = ws.path();
+    image(ws, "1.0", "v1");
+    let db = rusqlite::Connection::open(ws.join(".stella/stella.db")).unwrap();
+    db.execute_batch(&format!(
+        "INSERT INTO promotions (id, app, digest, environment, requested_by, state, created_at)
+           VALUES (41, 'api-gateway', 'sha256:{z}', 'dev', 'alice@example.com', 'running', '2026-01-01T00:00:00Z');
+         INSERT INTO locks (environment, promotion_id, holder, pid, acquired_at)
+           VALUES ('dev', 41, 'alice@example.com', {pid}, '2026-01-01T00:00:00Z');",
+        z = "0".repeat(64),
+        pid = std::process::id()
+    ))
+    .unwrap();
+    let (code, _, err) = promote(ws, &["api-gateway:1.0", "--to", "dev"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with(
+            "error: environment dev is locked by promotion #41 (started by alice@example.com, "
+        ),
+        "{err}"
+    );
+    assert!(!ws.join("deploy/dev/current").exists());
+
+    // The holder's process is gone: its promotion is interrupted, the lock released.
+    db.execute("UPDATE locks SET pid = 999999999", []).unwrap();
+    let (code, v, err) = promote(ws, &["api-gateway:1.0", "--to", "dev"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["outcome"], "deployed");
+    let state: String = db
+        .query_row("SELECT state FROM promotions WHERE id = 41", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(state, "interrupted");
+    let locks: i64 = db
+        .query_row("SELECT count(*) FROM locks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(locks, 0, "the lock is released when the capsule is sealed");
+}
