@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod deploy;
 pub mod domain;
+pub mod engine;
 pub mod gates;
 pub mod registry;
 pub mod scan;

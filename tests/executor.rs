@@ -44,7 +44,7 @@ async fn run(w: &Workflow, parallel: usize, control: Control) -> (RunOutcome, Ve
         ("release.digest".to_owned(), "sha256:abc".to_owned()),
         ("env.name".to_owned(), "staging".to_owned()),
     ]);
-    let outcome = execute(w, vars, Arc::new(NoBuiltins), parallel, control, tx).await;
+    let outcome = execute(w, vars, None, Arc::new(NoBuiltins), parallel, control, tx).await;
     let mut events = Vec::new();
     while let Ok(e) = rx.try_recv() {
         events.push(e);

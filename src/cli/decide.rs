@@ -20,8 +20,12 @@ use crate::capsule::statement::{
 use crate::config::Config;
 use crate::domain::approval::{APPROVAL_MEDIA_TYPE, Purpose};
 use crate::domain::{Decision, Digest};
+use crate::engine::run::{default_workflow, seconds};
+use crate::engine::{StellaBuiltins, run_promotion_workflow};
 use crate::sign::Envelope;
 use crate::store::{DecisionRecord, SealedRow};
+use crate::workflow::Workflow;
+use crate::workflow::executor::{ExecEvent, StepState};
 use crate::workspace::Workspace;
 
 #[derive(Debug, Args)]
@@ -49,6 +53,9 @@ pub struct PromoteArgs {
     /// Print the decision as JSON, with promotion_id, outcome and capsule
     #[arg(long)]
     pub json: bool,
+    /// Workflow steps run at once (default: the number of cores)
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -189,73 +196,34 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
         .map_err(|e| Failure::error(format!("cannot write {}: {e}", path.display())))
 }
 
-/// Deploys `digest` of `app` to every target of `env`. `dir` targets are
-/// built; other kinds are refused by name. Returns a line per target.
-fn deploy_targets(
-    config: &Config,
-    env: &crate::config::EnvironmentConfig,
-    app: &str,
-    digest: &Digest,
-    quiet: bool,
-) -> Result<Vec<String>, String> {
-    use crate::config::TargetKind;
-    use crate::deploy::dir::DirTarget;
-    use crate::domain::Repository;
-    let image = &config
-        .apps
-        .get(app)
-        .ok_or_else(|| format!("no app `{app}`"))?
-        .image;
-    let mut done = Vec::new();
-    for t in &env.targets {
-        let name = t.get_ref();
-        let target = config
-            .targets
-            .get(name)
-            .ok_or_else(|| format!("no target `{name}`"))?;
-        if target.kind != TargetKind::Dir {
-            return Err(format!(
-                "target `{name}` is of kind {:?}, which stella cannot deploy to yet; only `dir` targets deploy today",
-                target.kind
-            )
-            .to_lowercase());
-        }
-        let Repository::Layout(path) = &image.repository else {
-            return Err(format!(
-                "app `{app}` comes from a registry; deploying registry images is not built yet (an `oci-layout:` app deploys)"
-            ));
-        };
-        let layout =
-            crate::registry::Layout::open(&config.root.join(path)).map_err(|e| e.to_string())?;
-        let dir = DirTarget::new(
-            config.root.join(
-                target
-                    .path
-                    .as_ref()
-                    .map(|p| p.get_ref().as_str())
-                    .unwrap_or("."),
+fn print_step(ev: &ExecEvent) {
+    match ev {
+        ExecEvent::Started { step, attempt: 1 } => println!("  ▶ {step}"),
+        ExecEvent::Started { step, attempt } => println!("  ↻ {step} (attempt {attempt})"),
+        ExecEvent::Finished {
+            step,
+            state,
+            duration,
+            error,
+            ..
+        } => match state {
+            StepState::Succeeded => println!("  ✓ {step} ({})", seconds(*duration)),
+            StepState::Skipped => println!("  – {step} skipped"),
+            StepState::Failed => println!(
+                "  ✗ {step} ({}): {}",
+                seconds(*duration),
+                error.clone().unwrap_or_default()
             ),
-        );
-        if !quiet {
-            println!("Deploying to {name}…");
-        }
-        let d = dir
-            .deploy(&layout, digest)
-            .map_err(|e| format!("target `{name}`: {e}"))?;
-        let _ = dir.prune(target.keep.unwrap_or(5) as usize);
-        done.push(format!(
-            "{name}: {} → {}{}",
-            d.previous
-                .map_or("nothing".into(), |p| format!("sha256:{}", p.short())),
-            format_args!("sha256:{}", d.digest.short()),
-            if d.unpacked {
-                format!(" ({} entries unpacked)", d.entries)
-            } else {
-                " (already unpacked)".into()
-            }
-        ));
+            other => println!("  ✗ {step}: {}", format!("{other:?}").to_lowercase()),
+        },
     }
-    Ok(done)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::error(format!("cannot start the async runtime: {e}")))
 }
 
 fn resolved_at(ws: &Workspace, release: &AppRelease) -> Option<String> {
@@ -313,7 +281,7 @@ pub fn promote(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
     if !a.json {
         print_verdicts(&verdicts);
     }
-    let (statement_inputs, blobs) = inputs_of(&inputs);
+    let (mut statement_inputs, blobs) = inputs_of(&inputs);
     put_blobs(ws, &blobs)?;
     // An allowed promotion that changes targets holds the environment's
     // lock from before the first change until its capsule is sealed.
@@ -323,6 +291,14 @@ pub fn promote(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
         Decision::Deny => "blocked",
         Decision::Allow if env.targets.is_empty() => "live",
         Decision::Allow => {
+            // Load the workflow before taking the lock: a bad template is
+            // an error, not a half-begun promotion.
+            let workflow = match &env.workflow {
+                Some(w) => {
+                    Workflow::load(&config.root.join(w.get_ref())).map_err(Failure::error)?
+                }
+                None => default_workflow(),
+            };
             let id = ws
                 .open_store()?
                 .begin_promotion(
@@ -334,27 +310,67 @@ pub fn promote(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
                 )
                 .map_err(|e| match e {
                     crate::store::BeginError::Locked(_) => Failure::error(e)
-                        .hint("wait for it to finish, or check it with `stella capsule list`"),
+                        .hint("wait for it to finish, or check it with `stella promotion list`"),
                     other => Failure::error(other),
                 })?;
             existing = Some(id);
-            match deploy_targets(&config, env, &release.app, &release.digest, a.json) {
-                Ok(lines) => {
-                    if !a.json {
-                        for l in lines {
-                            println!("  {l}");
+            if !a.json {
+                let names: Vec<&str> = env.targets.iter().map(|t| t.get_ref().as_str()).collect();
+                println!("Deploying to {}…", names.join(", "));
+            }
+            let builtins = StellaBuiltins {
+                workspace: ws.clone(),
+                config: config.clone(),
+                app: release.app.clone(),
+                digest: release.digest.clone(),
+                tag: release.tag.clone(),
+                environment: a.to.clone(),
+                requested_by: requested_by.clone(),
+            };
+            let before = crate::engine::deploy::snapshot(&config, env);
+            let json = a.json;
+            let parallel = a
+                .parallel
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+            let report = runtime()?
+                .block_on(run_promotion_workflow(
+                    builtins,
+                    &workflow,
+                    id,
+                    parallel,
+                    |ev| {
+                        if !json {
+                            print_step(ev);
                         }
-                        println!("Deployed");
-                    }
-                    "deployed"
+                    },
+                ))
+                .map_err(Failure::error)?;
+            statement_inputs
+                .evidence
+                .extend(report.logs.iter().map(|(_, d)| EvidenceRef {
+                    digest: d.clone(),
+                    media_type: "text/plain; charset=utf-8".into(),
+                    kind: "log".into(),
+                }));
+            if report.ok {
+                if !a.json {
+                    println!("Deployed");
                 }
-                Err(e) => {
-                    if !a.json {
-                        println!("Deploy FAILED: {e}");
+                "deployed"
+            } else {
+                let e = report
+                    .failure
+                    .unwrap_or_else(|| "the workflow failed".into());
+                // A step after the switch failed: the previous release serves again.
+                let restored = crate::engine::deploy::restore(&config, &before);
+                if !a.json {
+                    println!("Deploy FAILED: {e}");
+                    for l in restored {
+                        println!("  {l}");
                     }
-                    deploy_error = Some(e);
-                    "deploy-failed"
                 }
+                deploy_error = Some(e);
+                "deploy-failed"
             }
         }
     };
@@ -528,7 +544,7 @@ pub fn rollback(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
             .begin_promotion(&a.app, &target, None, &a.env, &requested_by)
             .map_err(Failure::error)?;
         existing = Some(id);
-        match deploy_targets(&config, env, &a.app, &target, a.json) {
+        match crate::engine::deploy::deploy_targets(&config, env, &a.app, &target, None) {
             Ok(lines) => {
                 if !a.json {
                     for l in lines {

@@ -13,6 +13,7 @@ pub mod gate;
 mod init;
 mod key;
 mod logging;
+mod promotion;
 pub mod release;
 mod workflow;
 
@@ -79,6 +80,9 @@ pub enum Command {
     /// Workflow templates: check and show
     #[command(subcommand)]
     Workflow(workflow::WorkflowCommand),
+    /// Promotions: list, and show one's run, steps and logs
+    #[command(subcommand)]
+    Promotion(promotion::PromotionCommand),
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -108,6 +112,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Capsule(cmd) => capsule::run(&ctx, cmd),
         Command::Audit(cmd) => audit::run(&ctx, cmd),
         Command::Workflow(cmd) => workflow::run(&ctx, cmd),
+        Command::Promotion(cmd) => promotion::run(&ctx, cmd),
     };
     match result {
         Ok(code) => code,

@@ -52,6 +52,15 @@ impl Store {
                     params![id, now],
                 )?;
                 tx.execute("DELETE FROM locks WHERE promotion_id = ?1", [id])?;
+                tx.execute(
+                    "UPDATE runs SET state = 'interrupted', finished_at = ?2 WHERE promotion_id = ?1 AND state = 'running'",
+                    params![id, now],
+                )?;
+                tx.execute(
+                    "UPDATE steps SET state = 'interrupted', finished_at = ?2
+                     WHERE state = 'running' AND run_id IN (SELECT id FROM runs WHERE promotion_id = ?1)",
+                    params![id, now],
+                )?;
             }
             Ok(dead.into_iter().map(|(id, _)| id).collect())
         })

@@ -11,6 +11,7 @@ mod keys;
 mod live;
 mod locks;
 mod releases;
+mod runs;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,6 +25,7 @@ pub use evidence_index::EvidenceRecord;
 pub use keys::KeyRecord;
 pub use live::LiveRecord;
 pub use locks::{BeginError, Lock, process_alive};
+pub use runs::{PromotionRow, StepRow};
 
 /// The schema, one migration per step; never edit a released one.
 const MIGRATIONS: &[M<'static>] = &[

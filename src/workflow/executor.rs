@@ -149,6 +149,7 @@ async fn run_script(
     script: &str,
     env: &BTreeMap<String, String>,
     vars: &BTreeMap<String, String>,
+    workdir: Option<&std::path::Path>,
     timeout: Option<Duration>,
     mut cancel: watch::Receiver<bool>,
 ) -> StepResult {
@@ -166,6 +167,9 @@ async fn run_script(
         .process_group(0)
         .kill_on_drop(true)
         .env("STELLA_OUTPUT", &out_file);
+    if let Some(dir) = workdir {
+        cmd.current_dir(dir);
+    }
     for (k, v) in vars {
         cmd.env(
             format!("STELLA_{}", k.replace('.', "_").to_ascii_uppercase()),
@@ -273,10 +277,12 @@ fn rand_suffix() -> u64 {
     N.fetch_add(1, Ordering::Relaxed) ^ (Instant::now().elapsed().subsec_nanos() as u64)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_step(
     step: Step,
     vars: BTreeMap<String, String>,
     outputs: BTreeMap<String, BTreeMap<String, String>>,
+    workdir: Option<std::path::PathBuf>,
     builtins: Arc<dyn Builtins>,
     cancel: watch::Receiver<bool>,
     events: mpsc::UnboundedSender<ExecEvent>,
@@ -292,7 +298,15 @@ async fn run_step(
         let result = match &step.action {
             Action::Run { script, env } => {
                 let script = substitute(script, &vars, &outputs);
-                run_script(&script, env, &vars, step.timeout, cancel.clone()).await
+                run_script(
+                    &script,
+                    env,
+                    &vars,
+                    workdir.as_deref(),
+                    step.timeout,
+                    cancel.clone(),
+                )
+                .await
             }
             Action::Builtin { name, with } => {
                 let with: BTreeMap<String, String> = with
@@ -348,10 +362,12 @@ async fn run_step(
     }
 }
 
-/// Runs `workflow` to the end (or until cancelled).
+/// Runs `workflow` to the end (or until cancelled). `run` steps start in
+/// `workdir` (the workspace root, for promotions).
 pub async fn execute(
     workflow: &Workflow,
     vars: BTreeMap<String, String>,
+    workdir: Option<std::path::PathBuf>,
     builtins: Arc<dyn Builtins>,
     parallel: usize,
     control: Control,
@@ -415,6 +431,7 @@ pub async fn execute(
                     step.clone(),
                     vars.clone(),
                     outputs.clone(),
+                    workdir.clone(),
                     builtins.clone(),
                     cancel.clone(),
                     events.clone(),

@@ -1,0 +1,151 @@
+//! Workflow runs and their steps. Every transition is committed before it
+//! is shown, so what a person sees was already durable.
+
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+use serde::Serialize;
+
+use super::{Store, StoreError, time_from_sql, time_to_sql};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRow {
+    pub step: String,
+    pub state: String,
+    pub attempt: i64,
+    #[serde(serialize_with = "opt_time")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "opt_time")]
+    pub finished_at: Option<DateTime<Utc>>,
+    pub log_digest: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PromotionRow {
+    pub id: i64,
+    pub app: String,
+    pub digest: String,
+    pub tag: Option<String>,
+    pub environment: String,
+    pub requested_by: String,
+    pub state: String,
+    pub outcome: Option<String>,
+    #[serde(serialize_with = "crate::domain::release::rfc3339")]
+    pub created_at: DateTime<Utc>,
+    pub run_id: Option<i64>,
+    pub run_state: Option<String>,
+}
+
+fn opt_time<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => crate::domain::release::rfc3339(t, s),
+        None => s.serialize_none(),
+    }
+}
+
+impl Store {
+    pub fn create_run(&mut self, promotion_id: i64) -> Result<i64, StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO runs (promotion_id, state, pid, started_at) VALUES (?1, 'running', ?2, ?3)",
+                params![promotion_id, std::process::id() as i64, time_to_sql(&Utc::now())],
+            )?;
+            Ok(tx.last_insert_rowid())
+        })
+    }
+
+    pub fn step_started(
+        &mut self,
+        run_id: i64,
+        step: &str,
+        attempt: u32,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO steps (run_id, step, state, attempt, started_at) VALUES (?1, ?2, 'running', ?3, ?4)
+                 ON CONFLICT (run_id, step, attempt) DO UPDATE SET state = 'running', started_at = excluded.started_at",
+                params![run_id, step, attempt, time_to_sql(&Utc::now())],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn step_finished(
+        &mut self,
+        run_id: i64,
+        step: &str,
+        attempt: u32,
+        state: &str,
+        log_digest: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let now = time_to_sql(&Utc::now());
+            let n = tx.execute(
+                "UPDATE steps SET state = ?4, finished_at = ?5, log_digest = ?6 WHERE run_id = ?1 AND step = ?2 AND attempt = ?3",
+                params![run_id, step, attempt.max(1), state, now, log_digest],
+            )?;
+            if n == 0 {
+                // Skipped or cancelled before it started.
+                tx.execute(
+                    "INSERT INTO steps (run_id, step, state, attempt, finished_at, log_digest) VALUES (?1, ?2, ?3, 1, ?4, ?5)",
+                    params![run_id, step, state, now, log_digest],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn finish_run(&mut self, run_id: i64, state: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE runs SET state = ?2, finished_at = ?3 WHERE id = ?1",
+                params![run_id, state, time_to_sql(&Utc::now())],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn promotions(&self, environment: Option<&str>) -> Result<Vec<PromotionRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT p.id, p.app, p.digest, p.tag, p.environment, p.requested_by, p.state, p.outcome, p.created_at,
+                    (SELECT r.id FROM runs r WHERE r.promotion_id = p.id ORDER BY r.id DESC LIMIT 1),
+                    (SELECT r.state FROM runs r WHERE r.promotion_id = p.id ORDER BY r.id DESC LIMIT 1)
+             FROM promotions p WHERE ?1 IS NULL OR p.environment = ?1 ORDER BY p.id",
+        )?;
+        let rows = stmt.query_map([environment], |r| {
+            let at: String = r.get(8)?;
+            Ok(PromotionRow {
+                id: r.get(0)?,
+                app: r.get(1)?,
+                digest: r.get(2)?,
+                tag: r.get(3)?,
+                environment: r.get(4)?,
+                requested_by: r.get(5)?,
+                state: r.get(6)?,
+                outcome: r.get(7)?,
+                created_at: time_from_sql(8, &at)?,
+                run_id: r.get(9)?,
+                run_state: r.get(10)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn steps(&self, run_id: i64) -> Result<Vec<StepRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT step, state, attempt, started_at, finished_at, log_digest FROM steps WHERE run_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([run_id], |r| {
+            let s: Option<String> = r.get(3)?;
+            let f: Option<String> = r.get(4)?;
+            Ok(StepRow {
+                step: r.get(0)?,
+                state: r.get(1)?,
+                attempt: r.get(2)?,
+                started_at: s.map(|s| time_from_sql(3, &s)).transpose()?,
+                finished_at: f.map(|f| time_from_sql(4, &f)).transpose()?,
+                log_digest: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
