@@ -244,6 +244,9 @@ pub fn promote(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
     let Some(env) = config.environment(&a.to) else {
         return Err(unknown_environment(&a.to, &config));
     };
+    for line in crate::engine::deploy::recover(ws, &config)? {
+        eprintln!("note: {line}");
+    }
     let release = app_release(ctx, ws, &config, &a.reference, Some(&a.to), &now, a.json)?;
     if !a.json {
         println!("Promoting {} ({}) to {}", release.app, release.digest, a.to);

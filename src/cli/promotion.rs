@@ -31,6 +31,11 @@ pub struct ShowArgs {
 
 pub fn run(ctx: &Context, cmd: PromotionCommand) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
+    // Finding a run whose process died is part of looking at runs.
+    let config = super::load_config(ctx, ws)?;
+    for line in crate::engine::deploy::recover(ws, &config)? {
+        eprintln!("note: {line}");
+    }
     let store = ws.open_store()?;
     match cmd {
         PromotionCommand::List(a) => {

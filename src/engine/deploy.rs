@@ -134,3 +134,36 @@ pub fn restore(config: &Config, before: &[(String, Option<Digest>)]) -> Vec<Stri
     }
     lines
 }
+
+/// After a crash: promotions whose process died are marked `interrupted`,
+/// and each `dir` target of their environment is switched back to the
+/// release the store holds live there (the interrupted decision was never
+/// sealed, so its release never became live). Returns a line per change.
+pub fn recover(
+    ws: &crate::workspace::Workspace,
+    config: &Config,
+) -> Result<Vec<String>, crate::store::StoreError> {
+    let mut store = ws.open_store()?;
+    let interrupted = store.recover_interrupted()?;
+    let mut lines = Vec::new();
+    for id in interrupted {
+        let Some(p) = store.promotions(None)?.into_iter().find(|p| p.id == id) else {
+            continue;
+        };
+        lines.push(format!(
+            "promotion #{id} ({} into {}) was interrupted",
+            p.app, p.environment
+        ));
+        let Some(env) = config.environment(&p.environment) else {
+            continue;
+        };
+        let live = store.live_at(&p.environment, &p.app, &chrono::Utc::now())?;
+        let before: Vec<(String, Option<Digest>)> = env
+            .targets
+            .iter()
+            .map(|t| (t.get_ref().clone(), live.as_ref().map(|l| l.digest.clone())))
+            .collect();
+        lines.extend(restore(config, &before));
+    }
+    Ok(lines)
+}
