@@ -277,16 +277,21 @@ fn rand_suffix() -> u64 {
     N.fetch_add(1, Ordering::Relaxed) ^ (Instant::now().elapsed().subsec_nanos() as u64)
 }
 
+/// Outputs of finished steps, shared with running ones (read only to
+/// substitute, so the lock is never held across an await).
+type Outputs = Arc<std::sync::Mutex<BTreeMap<String, BTreeMap<String, String>>>>;
+
 #[allow(clippy::too_many_arguments)]
 async fn run_step(
+    index: usize,
     step: Step,
-    vars: BTreeMap<String, String>,
-    outputs: BTreeMap<String, BTreeMap<String, String>>,
+    vars: Arc<BTreeMap<String, String>>,
+    outputs: Outputs,
     workdir: Option<std::path::PathBuf>,
     builtins: Arc<dyn Builtins>,
     cancel: watch::Receiver<bool>,
     events: mpsc::UnboundedSender<ExecEvent>,
-) -> (String, StepState, StepResult, u32, Duration) {
+) -> (usize, StepState, StepResult, u32, Duration) {
     let started = Instant::now();
     let mut attempt = 0;
     loop {
@@ -297,7 +302,7 @@ async fn run_step(
         });
         let result = match &step.action {
             Action::Run { script, env } => {
-                let script = substitute(script, &vars, &outputs);
+                let script = substitute(script, &vars, &outputs.lock().expect("outputs lock"));
                 run_script(
                     &script,
                     env,
@@ -309,16 +314,18 @@ async fn run_step(
                 .await
             }
             Action::Builtin { name, with } => {
-                let with: BTreeMap<String, String> = with
-                    .iter()
-                    .map(|(k, v)| {
-                        let s = match v {
-                            toml::Value::String(s) => substitute(s, &vars, &outputs),
-                            other => other.to_string(),
-                        };
-                        (k.clone(), s)
-                    })
-                    .collect();
+                let with: BTreeMap<String, String> = {
+                    let outputs = outputs.lock().expect("outputs lock");
+                    with.iter()
+                        .map(|(k, v)| {
+                            let s = match v {
+                                toml::Value::String(s) => substitute(s, &vars, &outputs),
+                                other => other.to_string(),
+                            };
+                            (k.clone(), s)
+                        })
+                        .collect()
+                };
                 let fut = async {
                     if name == "wait" {
                         let d = with
@@ -356,7 +363,7 @@ async fn run_step(
             } else {
                 StepState::Failed
             };
-            return (step.id.clone(), state, result, attempt, started.elapsed());
+            return (index, state, result, attempt, started.elapsed());
         }
         tokio::time::sleep(backoff(attempt - 1)).await;
     }
@@ -364,6 +371,10 @@ async fn run_step(
 
 /// Runs `workflow` to the end (or until cancelled). `run` steps start in
 /// `workdir` (the workspace root, for promotions).
+///
+/// Scheduling is by index: each step keeps a count of unfinished needs and
+/// becomes ready when it reaches zero, so the engine's own work per step is
+/// constant, whatever the size of the DAG.
 pub async fn execute(
     workflow: &Workflow,
     vars: BTreeMap<String, String>,
@@ -375,91 +386,116 @@ pub async fn execute(
 ) -> RunOutcome {
     let started = Instant::now();
     let parallel = parallel.max(1);
-    let mut states: BTreeMap<String, StepState> = workflow
+    let n = workflow.steps.len();
+    let index: std::collections::HashMap<&str, usize> = workflow
         .steps
         .iter()
-        .map(|s| (s.id.clone(), StepState::Pending))
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
         .collect();
+    let needs: Vec<Vec<usize>> = workflow
+        .steps
+        .iter()
+        .map(|s| {
+            s.needs
+                .iter()
+                .filter_map(|n| index.get(n.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, ns) in needs.iter().enumerate() {
+        for &j in ns {
+            dependents[j].push(i);
+        }
+    }
+    let mut remaining: Vec<usize> = needs.iter().map(Vec::len).collect();
+    let mut ready: std::collections::VecDeque<usize> =
+        (0..n).filter(|&i| remaining[i] == 0).collect();
+    let mut states = vec![StepState::Pending; n];
     // "good for dependents": succeeded, or failed with continue_on_error.
-    let mut good: BTreeMap<String, bool> = BTreeMap::new();
-    let mut outputs: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut good = vec![false; n];
+    let outputs: Outputs = Arc::default();
+    let vars = Arc::new(vars);
     let mut running = JoinSet::new();
     let mut paused = control.paused.subscribe();
     let cancel = control.cancel.subscribe();
-    loop {
+    let mut done = 0;
+
+    // A finished (or skipped) step releases its dependents.
+    fn release(
+        i: usize,
+        dependents: &[Vec<usize>],
+        remaining: &mut [usize],
+        ready: &mut std::collections::VecDeque<usize>,
+    ) {
+        for &d in &dependents[i] {
+            remaining[d] -= 1;
+            if remaining[d] == 0 {
+                ready.push_back(d);
+            }
+        }
+    }
+
+    while done < n {
         let cancelled = *cancel.borrow();
-        // Start what is ready, unless paused or cancelled.
-        if !cancelled && !*paused.borrow() {
-            for step in &workflow.steps {
-                if running.len() >= parallel {
-                    break;
-                }
-                if states[&step.id] != StepState::Pending {
-                    continue;
-                }
-                let needs: Vec<StepState> = step.needs.iter().map(|n| states[n]).collect();
-                if needs
-                    .iter()
-                    .any(|s| matches!(s, StepState::Pending | StepState::Running))
-                {
-                    continue;
-                }
-                let all_good = step
-                    .needs
-                    .iter()
-                    .all(|n| good.get(n).copied().unwrap_or(false));
-                let run = match step.condition {
-                    Condition::Success => all_good,
-                    Condition::Failure => !all_good,
-                    Condition::Always => true,
-                };
-                if !run {
-                    states.insert(step.id.clone(), StepState::Skipped);
-                    good.insert(step.id.clone(), false);
+        if cancelled && running.is_empty() {
+            for (i, s) in states.iter_mut().enumerate() {
+                if *s == StepState::Pending {
+                    *s = StepState::Cancelled;
                     let _ = events.send(ExecEvent::Finished {
-                        step: step.id.clone(),
-                        state: StepState::Skipped,
+                        step: workflow.steps[i].id.clone(),
+                        state: StepState::Cancelled,
                         attempts: 0,
                         duration: Duration::ZERO,
                         log: String::new(),
                         error: None,
                     });
-                    continue;
                 }
-                states.insert(step.id.clone(), StepState::Running);
-                running.spawn(run_step(
-                    step.clone(),
-                    vars.clone(),
-                    outputs.clone(),
-                    workdir.clone(),
-                    builtins.clone(),
-                    cancel.clone(),
-                    events.clone(),
-                ));
             }
+            break;
+        }
+        // Start what is ready, unless paused or cancelled.
+        while !cancelled && !*paused.borrow() && running.len() < parallel {
+            let Some(i) = ready.pop_front() else { break };
+            let step = &workflow.steps[i];
+            let all_good = needs[i].iter().all(|&j| good[j]);
+            let run = match step.condition {
+                Condition::Success => all_good,
+                Condition::Failure => !all_good,
+                Condition::Always => true,
+            };
+            if !run {
+                states[i] = StepState::Skipped;
+                done += 1;
+                let _ = events.send(ExecEvent::Finished {
+                    step: step.id.clone(),
+                    state: StepState::Skipped,
+                    attempts: 0,
+                    duration: Duration::ZERO,
+                    log: String::new(),
+                    error: None,
+                });
+                release(i, &dependents, &mut remaining, &mut ready);
+                continue;
+            }
+            states[i] = StepState::Running;
+            running.spawn(run_step(
+                i,
+                step.clone(),
+                vars.clone(),
+                outputs.clone(),
+                workdir.clone(),
+                builtins.clone(),
+                cancel.clone(),
+                events.clone(),
+            ));
         }
         if running.is_empty() {
-            let pending = states.values().any(|s| *s == StepState::Pending);
-            if !pending {
+            if done >= n || (ready.is_empty() && !*paused.borrow()) {
                 break;
             }
-            if cancelled {
-                for (id, s) in states.iter_mut() {
-                    if *s == StepState::Pending {
-                        *s = StepState::Cancelled;
-                        let _ = events.send(ExecEvent::Finished {
-                            step: id.clone(),
-                            state: StepState::Cancelled,
-                            attempts: 0,
-                            duration: Duration::ZERO,
-                            log: String::new(),
-                            error: None,
-                        });
-                    }
-                }
-                break;
-            }
-            // Paused with nothing running: wait for resume or cancel.
+            // Paused: wait for resume or cancel.
             let mut c = cancel.clone();
             tokio::select! {
                 _ = resumed(&mut paused) => {}
@@ -471,25 +507,35 @@ pub async fn execute(
         let mut p = paused.clone();
         tokio::select! {
             joined = running.join_next() => {
-                let Some(Ok((id, state, result, attempts, duration))) = joined else { continue };
-                let step = workflow.steps.iter().find(|s| s.id == id).expect("ran a known step");
-                good.insert(id.clone(), state == StepState::Succeeded || (state == StepState::Failed && step.continue_on_error));
-                outputs.insert(id.clone(), result.outputs.clone());
-                states.insert(id.clone(), state);
-                let _ = events.send(ExecEvent::Finished { step: id, state, attempts, duration, log: result.log, error: result.error });
+                let Some(Ok((i, state, result, attempts, duration))) = joined else { continue };
+                let step = &workflow.steps[i];
+                good[i] = state == StepState::Succeeded || (state == StepState::Failed && step.continue_on_error);
+                if !result.outputs.is_empty() {
+                    outputs.lock().expect("outputs lock").insert(step.id.clone(), result.outputs.clone());
+                }
+                states[i] = state;
+                done += 1;
+                let _ = events.send(ExecEvent::Finished { step: step.id.clone(), state, attempts, duration, log: result.log, error: result.error });
+                release(i, &dependents, &mut remaining, &mut ready);
             }
-            _ = c.wait_for(|x| *x), if !cancelled => {}
+            _ = until_cancelled(&mut c), if !cancelled => {}
             _ = p.changed() => {}
         }
     }
-    let ok = workflow.steps.iter().all(|s| match states[&s.id] {
+    let ok = workflow.steps.iter().zip(&states).all(|(s, st)| match st {
         StepState::Succeeded | StepState::Skipped => true,
         StepState::Failed => s.continue_on_error,
         _ => false,
     });
+    let outputs = outputs.lock().expect("outputs lock").clone();
     RunOutcome {
         ok,
-        states,
+        states: workflow
+            .steps
+            .iter()
+            .zip(states)
+            .map(|(s, st)| (s.id.clone(), st))
+            .collect(),
         outputs,
         makespan: started.elapsed(),
     }

@@ -342,34 +342,33 @@ fn validate(loaded: &[Loaded]) -> Result<Workflow, WorkflowError> {
         ));
     }
 
-    // Substitutions: context names, or outputs of steps this one needs (directly or not).
+    // Substitutions: context names, or outputs of steps this one needs
+    // (directly or not). Reachability is asked only for step outputs, on
+    // one shared graph, so a large template validates in linear time.
     if problems.is_empty() {
+        let mut space = petgraph::algo::DfsSpace::new(&graph);
         for (i, (l, st, _)) in steps.iter().enumerate() {
             let loc = Locator::new(&l.src);
-            let ancestors: BTreeSet<usize> = {
-                let mut rev = graph.clone();
-                rev.reverse();
-                let mut dfs = petgraph::visit::Dfs::new(&rev, nodes[i]);
-                let mut set = BTreeSet::new();
-                while let Some(n) = dfs.next(&rev) {
-                    if n != nodes[i] {
-                        set.insert(rev[n]);
-                    }
-                }
-                set
-            };
-            let mut texts: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+            let mut texts: Vec<(std::ops::Range<usize>, &str)> = Vec::new();
             if let Some(r) = &st.run {
-                texts.push((r.span(), r.get_ref().clone()));
+                texts.push((r.span(), r.get_ref()));
             }
             for v in st.with.values() {
                 if let toml::Value::String(s) = v.get_ref() {
-                    texts.push((v.span(), s.clone()));
+                    texts.push((v.span(), s));
                 }
             }
             for (span, text) in texts {
-                for (_, expr) in substitutions(&text) {
-                    if let Some(m) = substitution_problem(&expr, &ids, &ancestors, &steps) {
+                for (_, expr) in substitutions(text) {
+                    let mut needs = |j: usize| {
+                        petgraph::algo::has_path_connecting(
+                            &graph,
+                            nodes[j],
+                            nodes[i],
+                            Some(&mut space),
+                        )
+                    };
+                    if let Some(m) = substitution_problem(&expr, &ids, &mut needs, i, &steps) {
                         problems.push((
                             l.path.clone(),
                             loc.problem(
@@ -475,7 +474,8 @@ fn type_problem(ty: Param, v: &toml::Value) -> Option<String> {
 fn substitution_problem(
     expr: &str,
     ids: &BTreeMap<&str, usize>,
-    ancestors: &BTreeSet<usize>,
+    needs: &mut dyn FnMut(usize) -> bool,
+    this: usize,
     steps: &[(&Loaded, &StepTemplate, std::ops::Range<usize>)],
 ) -> Option<String> {
     if expr.is_empty() {
@@ -493,7 +493,7 @@ fn substitution_problem(
             None => Some(format!(
                 "`${{{{ {expr} }}}}` refers to step `{id}`, which does not exist"
             )),
-            Some(j) if !ancestors.contains(j) => Some(format!(
+            Some(j) if *j == this || !needs(*j) => Some(format!(
                 "`${{{{ {expr} }}}}` uses step `{}`'s output, but this step does not need it; add it to `needs`",
                 steps[*j].1.id.get_ref()
             )),
