@@ -267,3 +267,15 @@ async fn a_run_can_be_cancelled_and_paused() {
         outcome.makespan
     );
 }
+
+#[tokio::test]
+async fn the_script_builtin_runs_like_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = workflow(
+        &dir,
+        "[[steps]]\nid = \"s\"\nuses = \"script\"\nwith = { command = \"echo in $STELLA_ENV_NAME\" }\n",
+    );
+    let (outcome, events) = run(&w, 1, Control::default()).await;
+    assert!(outcome.ok);
+    assert_eq!(log_of(&events, "s"), "in staging\n");
+}

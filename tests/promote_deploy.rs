@@ -206,3 +206,57 @@ fn a_locked_environment_is_refused_and_a_dead_holder_is_recovered() {
         .unwrap();
     assert_eq!(locks, 0, "the lock is released when the capsule is sealed");
 }
+
+#[test]
+fn script_targets_run_the_users_hooks_with_the_release_in_the_environment() {
+    let ws = common::init_workspace();
+    let ws = ws.path();
+    let v1 = image(ws, "1.0", "v1");
+    let v2 = image(ws, "2.0", "v2");
+    let toml = std::fs::read_to_string(ws.join("stella.toml")).unwrap();
+    let toml = toml.replace(
+        "[environments.dev]\ntargets = [\"dev-local\"]",
+        "[environments.dev]\ntargets = [\"dev-hooks\"]",
+    ) + "\n[targets.dev-hooks]\nkind = \"script\"\n\
+           deploy = \"echo deploy $STELLA_RELEASE_APP $STELLA_RELEASE_DIGEST >> hooks.log\"\n\
+           health = \"grep -q $STELLA_RELEASE_DIGEST hooks.log\"\n\
+           rollback = \"echo rollback $STELLA_RELEASE_DIGEST >> hooks.log\"\n";
+    std::fs::write(ws.join("stella.toml"), toml).unwrap();
+    stella(ws).args(["config", "check"]).assert().success();
+
+    assert_eq!(promote(ws, &["api-gateway:1.0", "--to", "dev"]).0, 0);
+    assert_eq!(promote(ws, &["api-gateway:2.0", "--to", "dev"]).0, 0);
+    stella(ws)
+        .args(["release", "rollback", "api-gateway", "--env", "dev"])
+        .assert()
+        .success();
+    let log = std::fs::read_to_string(ws.join("hooks.log")).unwrap();
+    assert_eq!(
+        log,
+        format!("deploy api-gateway {v1}\ndeploy api-gateway {v2}\nrollback {v1}\n")
+    );
+
+    // A failing hook fails the deploy, and says which hook.
+    let toml = std::fs::read_to_string(ws.join("stella.toml"))
+        .unwrap()
+        .replace("grep -q", "false && grep -q");
+    std::fs::write(ws.join("stella.toml"), toml).unwrap();
+    let (code, v, _) = promote(ws, &["api-gateway:2.0", "--to", "dev"]);
+    assert_eq!(code, 1);
+    assert_eq!(v["outcome"], "deploy-failed");
+    let show: serde_json::Value = serde_json::from_slice(
+        &stella(ws)
+            .args(["capsule", "show", "latest", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        show["predicate"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("target `dev-hooks`: the health hook failed (exit 1)"),
+        "{show:#}"
+    );
+}

@@ -547,7 +547,7 @@ pub fn rollback(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
             .begin_promotion(&a.app, &target, None, &a.env, &requested_by)
             .map_err(Failure::error)?;
         existing = Some(id);
-        match crate::engine::deploy::deploy_targets(&config, env, &a.app, &target, None) {
+        match crate::engine::deploy::deploy_targets(&config, env, &a.app, &target, None, true) {
             Ok(lines) => {
                 if !a.json {
                     for l in lines {

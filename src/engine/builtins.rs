@@ -225,6 +225,7 @@ impl Builtins for StellaBuiltins {
                         &self.app,
                         &self.digest,
                         with.get("target").map(String::as_str),
+                        false,
                     ) {
                         Ok(lines) => StepResult {
                             ok: true,

@@ -5,14 +5,16 @@ use crate::deploy::dir::DirTarget;
 use crate::domain::{Digest, Repository};
 
 /// Deploys `digest` of `app` to every target of `env` (or only `only`).
-/// `dir` targets are built; other kinds are refused by name. Returns a line
-/// per target.
+/// `dir` and `script` targets are built; other kinds are refused by name.
+/// `rollback` runs a script target's `rollback` hook instead of `deploy`.
+/// Returns a line per target.
 pub fn deploy_targets(
     config: &Config,
     env: &EnvironmentConfig,
     app: &str,
     digest: &Digest,
     only: Option<&str>,
+    rollback: bool,
 ) -> Result<Vec<String>, String> {
     let image = &config
         .apps
@@ -30,9 +32,13 @@ pub fn deploy_targets(
             .targets
             .get(name)
             .ok_or_else(|| format!("no target `{name}`"))?;
+        if target.kind == TargetKind::Script {
+            done.push(run_hooks(config, name, target, app, digest, env, rollback)?);
+            continue;
+        }
         if target.kind != TargetKind::Dir {
             return Err(format!(
-                "target `{name}` is of kind `{}`, which stella cannot deploy to yet; only `dir` targets deploy today",
+                "target `{name}` is of kind `{}`, which stella cannot deploy to yet; `dir` and `script` targets deploy today",
                 format!("{:?}", target.kind).to_lowercase()
             ));
         }
@@ -74,6 +80,74 @@ pub fn deploy_targets(
         return Err(format!("`{o}` is not a target of this environment"));
     }
     Ok(done)
+}
+
+/// A `script` target: the user's `deploy` hook (or `rollback`, when rolling
+/// back and one is set), then `health` if set, each `bash -c` from the
+/// workspace root with the release in `STELLA_*` variables.
+fn run_hooks(
+    config: &Config,
+    name: &str,
+    target: &crate::config::TargetConfig,
+    app: &str,
+    digest: &Digest,
+    env: &EnvironmentConfig,
+    rollback: bool,
+) -> Result<String, String> {
+    let _ = env;
+    let hooks: Vec<(&str, &String)> = [
+        if rollback && target.rollback.is_some() {
+            target.rollback.as_ref().map(|c| ("rollback", c))
+        } else {
+            target.deploy.as_ref().map(|c| ("deploy", c))
+        },
+        target.health.as_ref().map(|c| ("health", c)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut log = String::new();
+    for (hook, command) in hooks {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(command)
+            .current_dir(&config.root)
+            .env("STELLA_RELEASE_APP", app)
+            .env("STELLA_RELEASE_DIGEST", digest.to_string())
+            .env("STELLA_TARGET_NAME", name)
+            .env(
+                "STELLA_TARGET_PATH",
+                target
+                    .path
+                    .as_ref()
+                    .map(|p| p.get_ref().as_str())
+                    .unwrap_or(""),
+            )
+            .env("STELLA_HOOK", hook)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("target `{name}`: cannot run its {hook} hook: {e}"))?;
+        log.push_str(&String::from_utf8_lossy(&out.stdout));
+        log.push_str(&String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            return Err(format!(
+                "target `{name}`: the {hook} hook failed ({}): {}",
+                out.status
+                    .code()
+                    .map_or("killed".into(), |c| format!("exit {c}")),
+                log.trim_end()
+            ));
+        }
+    }
+    Ok(format!(
+        "{name}: hooks ran for sha256:{}{}",
+        digest.short(),
+        if log.is_empty() {
+            String::new()
+        } else {
+            format!("\n{}", log.trim_end())
+        }
+    ))
 }
 
 /// What each `dir` target of `env` serves now: to put back if a later step

@@ -61,6 +61,11 @@ pub const BUILTINS: &[Builtin] = &[
         params: &[("timeout", Param::Duration, false)],
     },
     Builtin {
+        name: "script",
+        about: "run a bash command with the context as STELLA_* variables (like `run`)",
+        params: &[("command", Param::String, true)],
+    },
+    Builtin {
         name: "notify",
         about: "POST a JSON event to a webhook",
         params: &[

@@ -326,31 +326,44 @@ async fn run_step(
                         })
                         .collect()
                 };
-                let fut = async {
-                    if name == "wait" {
-                        let d = with
-                            .get("duration")
-                            .and_then(|d| crate::domain::duration::parse_duration(d).ok())
-                            .unwrap_or_default();
-                        tokio::time::sleep(d).await;
-                        StepResult {
-                            ok: true,
-                            ..Default::default()
+                if name == "script" {
+                    let command = with.get("command").cloned().unwrap_or_default();
+                    run_script(
+                        &command,
+                        &BTreeMap::new(),
+                        &vars,
+                        workdir.as_deref(),
+                        step.timeout,
+                        cancel.clone(),
+                    )
+                    .await
+                } else {
+                    let fut = async {
+                        if name == "wait" {
+                            let d = with
+                                .get("duration")
+                                .and_then(|d| crate::domain::duration::parse_duration(d).ok())
+                                .unwrap_or_default();
+                            tokio::time::sleep(d).await;
+                            StepResult {
+                                ok: true,
+                                ..Default::default()
+                            }
+                        } else {
+                            builtins.run(name, &with, &vars).await
                         }
-                    } else {
-                        builtins.run(name, &with, &vars).await
+                    };
+                    let mut c = cancel.clone();
+                    match step.timeout {
+                        Some(t) => tokio::select! {
+                            r = tokio::time::timeout(t, fut) => r.unwrap_or_else(|_| StepResult { ok: false, error: Some(format!("timed out after {}s", t.as_secs())), ..Default::default() }),
+                            _ = until_cancelled(&mut c) => StepResult { ok: false, error: Some("cancelled".into()), ..Default::default() },
+                        },
+                        None => tokio::select! {
+                            r = fut => r,
+                            _ = until_cancelled(&mut c) => StepResult { ok: false, error: Some("cancelled".into()), ..Default::default() },
+                        },
                     }
-                };
-                let mut c = cancel.clone();
-                match step.timeout {
-                    Some(t) => tokio::select! {
-                        r = tokio::time::timeout(t, fut) => r.unwrap_or_else(|_| StepResult { ok: false, error: Some(format!("timed out after {}s", t.as_secs())), ..Default::default() }),
-                        _ = until_cancelled(&mut c) => StepResult { ok: false, error: Some("cancelled".into()), ..Default::default() },
-                    },
-                    None => tokio::select! {
-                        r = fut => r,
-                        _ = until_cancelled(&mut c) => StepResult { ok: false, error: Some("cancelled".into()), ..Default::default() },
-                    },
                 }
             }
         };
