@@ -292,7 +292,7 @@ pub fn promote(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
     let mut deploy_error = None;
     let outcome = match decision {
         Decision::Deny => "blocked",
-        Decision::Allow if env.targets.is_empty() => "live",
+        Decision::Allow if env.targets.is_empty() && env.workflow.is_none() => "live",
         Decision::Allow => {
             // Load the workflow before taking the lock: a bad template is
             // an error, not a half-begun promotion.
