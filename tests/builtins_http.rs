@@ -9,7 +9,6 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use common::stella;
-use stella::registry::layout::{LayerFile, LayoutWriter};
 
 /// Answers GET /health with `status` and "ok", records POST bodies.
 fn server(status: u16) -> (u16, Arc<Mutex<Vec<String>>>) {
@@ -59,34 +58,12 @@ fn server(status: u16) -> (u16, Arc<Mutex<Vec<String>>>) {
 }
 
 fn workspace(port: u16) -> tempfile::TempDir {
-    let dir = common::init_workspace();
-    let ws = dir.path();
-    LayoutWriter::create(&ws.join("images/api-gateway"))
-        .unwrap()
-        .add_image(
-            "1.0",
-            &[LayerFile {
-                path: "index.html",
-                mode: 0o644,
-                contents: b"v1",
-            }],
-        )
-        .unwrap();
-    let toml = std::fs::read_to_string(ws.join("stella.toml")).unwrap();
-    let toml = toml.replace(
-        "[environments.dev]\ntargets = [\"dev-local\"]",
-        "[environments.dev]\ntargets = [\"dev-local\"]\nworkflow = \"workflows/dev.toml\"",
-    );
-    std::fs::write(ws.join("stella.toml"), toml).unwrap();
-    std::fs::write(
-        ws.join("workflows/dev.toml"),
-        format!(
-            "[[steps]]\nid = \"deploy\"\nuses = \"deploy\"\n\n\
+    let dir = common::workspace_with_dev_workflow(&format!(
+        "[[steps]]\nid = \"deploy\"\nuses = \"deploy\"\n\n\
              [[steps]]\nid = \"health\"\nuses = \"health-check\"\nwith = {{ url = \"http://127.0.0.1:{port}/health\", status = 200, body = \"ok\", attempts = 2, interval = \"1s\" }}\nneeds = [\"deploy\"]\n\n\
              [[steps]]\nid = \"tell\"\nuses = \"notify\"\nwith = {{ url = \"http://127.0.0.1:{port}/hook\", message = \"shipped ${{{{ release.digest }}}}\" }}\nneeds = [\"health\"]\n"
-        ),
-    )
-    .unwrap();
+    ));
+    common::app_image(dir.path(), "1.0", "v1");
     dir
 }
 

@@ -8,34 +8,15 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::stella;
-use stella::registry::layout::{LayerFile, LayoutWriter};
 
 fn image(ws: &Path, tag: &str, body: &str) {
-    LayoutWriter::create(&ws.join("images/api-gateway"))
-        .unwrap()
-        .add_image(
-            tag,
-            &[LayerFile {
-                path: "index.html",
-                mode: 0o644,
-                contents: body.as_bytes(),
-            }],
-        )
-        .unwrap();
+    common::app_image(ws, tag, body);
 }
 
 fn workspace(workflow: &str) -> tempfile::TempDir {
-    let dir = common::init_workspace();
-    let ws = dir.path();
-    let toml = std::fs::read_to_string(ws.join("stella.toml")).unwrap();
-    let toml = toml.replace(
-        "[environments.dev]\ntargets = [\"dev-local\"]",
-        "[environments.dev]\ntargets = [\"dev-local\"]\nworkflow = \"workflows/dev.toml\"",
-    );
-    std::fs::write(ws.join("stella.toml"), toml).unwrap();
-    std::fs::write(ws.join("workflows/dev.toml"), workflow).unwrap();
-    image(ws, "1.0", "v1");
-    image(ws, "2.0", "v2");
+    let dir = common::workspace_with_dev_workflow(workflow);
+    image(dir.path(), "1.0", "v1");
+    image(dir.path(), "2.0", "v2");
     dir
 }
 

@@ -7,20 +7,9 @@ mod common;
 use std::path::Path;
 
 use common::{stderr, stella};
-use stella::registry::layout::{LayerFile, LayoutWriter};
 
 fn image(ws: &Path, tag: &str, body: &str) {
-    LayoutWriter::create(&ws.join("images/api-gateway"))
-        .unwrap()
-        .add_image(
-            tag,
-            &[LayerFile {
-                path: "index.html",
-                mode: 0o644,
-                contents: body.as_bytes(),
-            }],
-        )
-        .unwrap();
+    common::app_image(ws, tag, body);
 }
 
 const WORKFLOW: &str = r#"
@@ -44,16 +33,11 @@ needs = ["deploy", "smoke"]
 "#;
 
 fn workspace() -> tempfile::TempDir {
-    let dir = common::init_workspace();
-    let ws = dir.path();
-    let toml = std::fs::read_to_string(ws.join("stella.toml")).unwrap();
-    let toml = toml.replace(
-        "[environments.dev]\ntargets = [\"dev-local\"]",
-        "[environments.dev]\ntargets = [\"dev-local\"]\nworkflow = \"workflows/dev.toml\"",
-    );
-    std::fs::write(ws.join("stella.toml"), toml).unwrap();
-    std::fs::write(ws.join("workflows/dev.toml"), WORKFLOW).unwrap();
-    stella(ws).args(["config", "check"]).assert().success();
+    let dir = common::workspace_with_dev_workflow(WORKFLOW);
+    stella(dir.path())
+        .args(["config", "check"])
+        .assert()
+        .success();
     dir
 }
 

@@ -203,3 +203,23 @@ impl Drop for Registry {
         let _ = self.child.wait();
     }
 }
+
+/// Adds an image holding `index.html` (saying `body`) to the starter
+/// workspace's `api-gateway` layout.
+pub fn app_image(ws: &Path, tag: &str, body: &str) -> String {
+    add_image(&ws.join("images/api-gateway"), tag, body)
+}
+
+/// A starter workspace whose `dev` environment runs `workflow`.
+pub fn workspace_with_dev_workflow(workflow: &str) -> tempfile::TempDir {
+    let dir = init_workspace();
+    let ws = dir.path();
+    let toml = std::fs::read_to_string(ws.join("stella.toml")).unwrap();
+    let toml = toml.replace(
+        "[environments.dev]\ntargets = [\"dev-local\"]",
+        "[environments.dev]\ntargets = [\"dev-local\"]\nworkflow = \"workflows/dev.toml\"",
+    );
+    std::fs::write(ws.join("stella.toml"), toml).unwrap();
+    std::fs::write(ws.join("workflows/dev.toml"), workflow).unwrap();
+    dir
+}
