@@ -243,3 +243,29 @@ fn credentials_come_from_the_environment_or_docker_config_and_refusals_are_named
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), digest);
 }
+
+#[test]
+fn a_release_from_a_registry_deploys_to_a_dir_target() {
+    let Some(reg) = Registry::start() else { return };
+    let ws = init_workspace();
+    let layout = ws.path().join("build");
+    add_image(&layout, "1.0", "served from the registry");
+    reg.push(&layout, "1.0", "acme/api-gateway", "1.0");
+    point_app_at(ws.path(), &format!("{}/acme/api-gateway", reg.addr));
+    let out = stella(ws.path())
+        .args([
+            "release",
+            "promote",
+            "api-gateway:1.0",
+            "--to",
+            "dev",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "deployed");
+    let served = std::fs::read_to_string(ws.path().join("deploy/dev/current/index.html")).unwrap();
+    assert_eq!(served, "served from the registry");
+}

@@ -547,7 +547,22 @@ pub fn rollback(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
             .begin_promotion(&a.app, &target, None, &a.env, &requested_by)
             .map_err(Failure::error)?;
         existing = Some(id);
-        match crate::engine::deploy::deploy_targets(&config, env, &a.app, &target, None, true) {
+        let fetched = runtime()?
+            .block_on(crate::engine::deploy::fetch_if_remote(
+                &config, &a.app, &target,
+            ))
+            .map_err(Failure::error)?;
+        match crate::engine::deploy::deploy_targets(
+            &config,
+            env,
+            &a.app,
+            &target,
+            None,
+            true,
+            fetched
+                .as_ref()
+                .map(|f| f as &dyn crate::deploy::unpack::BlobSource),
+        ) {
             Ok(lines) => {
                 if !a.json {
                     for l in lines {

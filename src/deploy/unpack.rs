@@ -56,6 +56,18 @@ impl BlobSource for crate::registry::Layout {
     }
 }
 
+/// Blobs already fetched (from a registry), by digest.
+pub struct MemoryBlobs(pub std::collections::BTreeMap<Digest, Vec<u8>>);
+
+impl BlobSource for MemoryBlobs {
+    fn blob(&self, digest: &Digest) -> Result<Vec<u8>, UnpackError> {
+        self.0
+            .get(digest)
+            .cloned()
+            .ok_or_else(|| UnpackError::Missing(digest.clone()))
+    }
+}
+
 /// Reads a blob and checks it against its digest.
 fn verified(src: &dyn BlobSource, digest: &Digest) -> Result<Vec<u8>, UnpackError> {
     let bytes = src.blob(digest)?;

@@ -219,6 +219,13 @@ impl Builtins for StellaBuiltins {
                     let Some(env) = self.config.environment(&self.environment) else {
                         return fail(format!("no environment {}", self.environment));
                     };
+                    let fetched =
+                        match super::deploy::fetch_if_remote(&self.config, &self.app, &self.digest)
+                            .await
+                        {
+                            Ok(f) => f,
+                            Err(e) => return fail(e),
+                        };
                     match super::deploy::deploy_targets(
                         &self.config,
                         env,
@@ -226,6 +233,9 @@ impl Builtins for StellaBuiltins {
                         &self.digest,
                         with.get("target").map(String::as_str),
                         false,
+                        fetched
+                            .as_ref()
+                            .map(|f| f as &dyn crate::deploy::unpack::BlobSource),
                     ) {
                         Ok(lines) => StepResult {
                             ok: true,

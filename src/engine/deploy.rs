@@ -15,6 +15,7 @@ pub fn deploy_targets(
     digest: &Digest,
     only: Option<&str>,
     rollback: bool,
+    fetched: Option<&dyn crate::deploy::unpack::BlobSource>,
 ) -> Result<Vec<String>, String> {
     let image = &config
         .apps
@@ -42,13 +43,22 @@ pub fn deploy_targets(
                 format!("{:?}", target.kind).to_lowercase()
             ));
         }
-        let Repository::Layout(path) = &image.repository else {
-            return Err(format!(
-                "app `{app}` comes from a registry; deploying registry images is not built yet (an `oci-layout:` app deploys)"
-            ));
+        let layout = match (&image.repository, fetched) {
+            (Repository::Layout(path), None) => Some(
+                crate::registry::Layout::open(&config.root.join(path))
+                    .map_err(|e| e.to_string())?,
+            ),
+            _ => None,
         };
-        let layout =
-            crate::registry::Layout::open(&config.root.join(path)).map_err(|e| e.to_string())?;
+        let source: &dyn crate::deploy::unpack::BlobSource = match (fetched, &layout) {
+            (Some(f), _) => f,
+            (None, Some(l)) => l,
+            (None, None) => {
+                return Err(format!(
+                    "app `{app}` comes from a registry and its image was not fetched"
+                ));
+            }
+        };
         let dir = DirTarget::new(
             config.root.join(
                 target
@@ -59,7 +69,7 @@ pub fn deploy_targets(
             ),
         );
         let d = dir
-            .deploy(&layout, digest)
+            .deploy(source, digest)
             .map_err(|e| format!("target `{name}`: {e}"))?;
         let _ = dir.prune(target.keep.unwrap_or(5) as usize);
         done.push(format!(
@@ -240,4 +250,27 @@ pub fn recover(
         lines.extend(restore(config, &before));
     }
     Ok(lines)
+}
+
+/// For an app whose image lives in a registry, fetches every blob the
+/// release needs (once, before any target changes); `None` for layouts.
+pub async fn fetch_if_remote(
+    config: &Config,
+    app: &str,
+    digest: &Digest,
+) -> Result<Option<crate::deploy::unpack::MemoryBlobs>, String> {
+    let a = config
+        .apps
+        .get(app)
+        .ok_or_else(|| format!("no app `{app}`"))?;
+    match &a.image.repository {
+        Repository::Layout(_) => Ok(None),
+        Repository::Remote {
+            registry,
+            repository,
+        } => crate::registry::remote::fetch_image(registry, repository, digest, a.insecure)
+            .await
+            .map(|b| Some(crate::deploy::unpack::MemoryBlobs(b)))
+            .map_err(|e| e.to_string()),
+    }
 }

@@ -29,17 +29,7 @@ pub async fn resolve(
     insecure: bool,
     reference: &str,
 ) -> Result<Digest, RegistryError> {
-    let plain_http = insecure || is_loopback_registry(registry);
-    let client = Client::new(ClientConfig {
-        protocol: if plain_http {
-            ClientProtocol::Http
-        } else {
-            ClientProtocol::Https
-        },
-        connect_timeout: Some(Duration::from_secs(5)),
-        read_timeout: Some(Duration::from_secs(30)),
-        ..Default::default()
-    });
+    let client = client(registry, insecure);
     let oci_ref = match selector {
         Selector::Tag(t) => Reference::with_tag(registry.into(), repository.into(), t.clone()),
         Selector::Digest(d) => {
@@ -68,6 +58,85 @@ pub async fn resolve(
         });
     }
     Ok(actual)
+}
+
+fn client(registry: &str, insecure: bool) -> Client {
+    let plain_http = insecure || is_loopback_registry(registry);
+    Client::new(ClientConfig {
+        protocol: if plain_http {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        },
+        connect_timeout: Some(Duration::from_secs(5)),
+        read_timeout: Some(Duration::from_secs(30)),
+        ..Default::default()
+    })
+}
+
+/// Every blob needed to unpack the image `digest` names — its manifest
+/// (and index), and each layer — fetched and checked against its digest.
+pub async fn fetch_image(
+    registry: &str,
+    repository: &str,
+    digest: &Digest,
+    insecure: bool,
+) -> Result<std::collections::BTreeMap<Digest, Vec<u8>>, RegistryError> {
+    let client = client(registry, insecure);
+    let (auth, source) = credentials_for(registry);
+    let reference = format!("{registry}/{repository}@{digest}");
+    let at = |d: &Digest| Reference::with_digest(registry.into(), repository.into(), d.to_string());
+    let mut blobs = std::collections::BTreeMap::new();
+    let mut manifest_digest = digest.clone();
+    loop {
+        let (bytes, _) = client
+            .pull_manifest_raw(&at(&manifest_digest), &auth, ACCEPTED)
+            .await
+            .map_err(|e| classify(e, registry, &reference, &source))?;
+        if Digest::of(&bytes) != manifest_digest {
+            return Err(RegistryError::DigestMismatch {
+                reference: reference.clone(),
+                expected: manifest_digest,
+                actual: Digest::of(&bytes),
+                source_desc: "a manifest served by the registry".into(),
+            });
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| RegistryError::Registry {
+                reference: reference.clone(),
+                detail: format!("manifest {manifest_digest} is not JSON ({e})"),
+            })?;
+        blobs.insert(manifest_digest.clone(), bytes.to_vec());
+        let Some(list) = v["manifests"].as_array() else {
+            let layers: Vec<Digest> = v["layers"]
+                .as_array()
+                .map(|ls| {
+                    ls.iter()
+                        .filter_map(|l| l["digest"].as_str()?.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for layer in layers {
+                let mut out = Vec::new();
+                client
+                    .pull_blob(&at(digest), layer.to_string().as_str(), &mut out)
+                    .await
+                    .map_err(|e| classify(e, registry, &reference, &source))?;
+                blobs.insert(layer, out);
+            }
+            return Ok(blobs);
+        };
+        let pick = list
+            .iter()
+            .find(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == "amd64")
+            .or(if list.len() == 1 { list.first() } else { None })
+            .and_then(|m| m["digest"].as_str()?.parse::<Digest>().ok())
+            .ok_or_else(|| RegistryError::Registry {
+                reference: reference.clone(),
+                detail: "an index with no linux/amd64 manifest".into(),
+            })?;
+        manifest_digest = pick;
+    }
 }
 
 fn classify(
