@@ -469,7 +469,10 @@ pub async fn execute(
             break;
         }
         // Start what is ready, unless paused or cancelled.
-        while !cancelled && !*paused.borrow() && running.len() < parallel {
+        // Marking the pause state seen keeps `changed()` below from waking
+        // again for a change already handled.
+        let is_paused = *paused.borrow_and_update();
+        while !cancelled && !is_paused && running.len() < parallel {
             let Some(i) = ready.pop_front() else { break };
             let step = &workflow.steps[i];
             let all_good = needs[i].iter().all(|&j| good[j]);
@@ -505,7 +508,7 @@ pub async fn execute(
             ));
         }
         if running.is_empty() {
-            if done >= n || (ready.is_empty() && !*paused.borrow()) {
+            if done >= n || (ready.is_empty() && !is_paused) {
                 break;
             }
             // Paused: wait for resume or cancel.
