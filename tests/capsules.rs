@@ -139,10 +139,11 @@ fn a_promotion_seals_exports_verifies_and_replays() {
     let dir = workspace();
     let ws = dir.path();
     let file = staging_capsule(ws);
-    assert!(file.ends_with(
-        "capsules/staging-".to_owned()
-            + &file.file_name().unwrap().to_string_lossy()["staging-".len()..]
-    ));
+    assert_eq!(
+        file.parent().unwrap(),
+        ws.join("capsules"),
+        "exported into capsules/"
+    );
     let name = file.file_name().unwrap().to_string_lossy().into_owned();
     assert!(
         name.starts_with("staging-") && name.ends_with("-2026-11-24.yaml"),

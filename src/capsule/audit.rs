@@ -156,13 +156,6 @@ impl<'a> ChainWalker<'a> {
         }
     }
 
-    pub fn visit(&mut self, row: &CapsuleRow, envelope: &[u8]) {
-        let mut checked = [check(&self.trusted, row, envelope)];
-        settle(&mut checked);
-        let [checked] = checked;
-        self.link(row, checked);
-    }
-
     /// Visits capsules in order, checking their signatures on every core:
     /// the checks are independent, only the links are sequential.
     pub fn visit_all(&mut self, rows: &[(CapsuleRow, Vec<u8>)]) {

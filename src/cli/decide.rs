@@ -219,13 +219,6 @@ fn print_step(ev: &ExecEvent) {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::error(format!("cannot start the async runtime: {e}")))
-}
-
 fn resolved_at(ws: &Workspace, release: &AppRelease) -> Option<String> {
     let store = ws.open_store().ok()?;
     store
@@ -335,7 +328,7 @@ pub fn promote(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
             let parallel = a
                 .parallel
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-            let report = runtime()?
+            let report = super::runtime()?
                 .block_on(run_promotion_workflow(
                     builtins,
                     &workflow,
@@ -547,7 +540,7 @@ pub fn rollback(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
             .begin_promotion(&a.app, &target, None, &a.env, &requested_by)
             .map_err(Failure::error)?;
         existing = Some(id);
-        let fetched = runtime()?
+        let fetched = super::runtime()?
             .block_on(crate::engine::deploy::fetch_if_remote(
                 &config, &a.app, &target,
             ))

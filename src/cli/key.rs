@@ -9,7 +9,7 @@ use chrono::{SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 
 use super::{Context, Failure, exit, print_json};
-use crate::domain::release::valid_app_name;
+use crate::domain::release::{valid_app_name, valid_email};
 use crate::sign::{PrivateKey, PublicKey};
 use crate::store::KeyRecord;
 use crate::workspace::Workspace;
@@ -69,10 +69,7 @@ fn check_name_email(name: &str, email: &str) -> Result<(), Failure> {
         return Err(Failure::usage(format!("`{name}` cannot be a key name"))
             .hint("use letters, digits, `-`, `_` and `.`, e.g. alice"));
     }
-    let ok = email.split_once('@').is_some_and(|(u, h)| {
-        !u.is_empty() && h.contains('.') && !email.contains(char::is_whitespace)
-    });
-    if !ok {
+    if !valid_email(email) {
         return Err(Failure::usage(format!(
             "`{email}` is not an email address like alice@example.com"
         )));

@@ -186,6 +186,14 @@ pub fn parse_at(at: Option<&str>) -> Result<chrono::DateTime<chrono::Utc>, Failu
     }
 }
 
+/// A current-thread tokio runtime for the async parts of a command.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::error(format!("cannot start the async runtime: {e}")))
+}
+
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
     let s = serde_json::to_string_pretty(value).map_err(Failure::error)?;

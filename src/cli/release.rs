@@ -113,7 +113,7 @@ pub fn resolve_and_record(
         ReleaseSpec::Direct(image) => (None, image, false),
     };
     let base: &Path = ws.map_or(ctx.cwd.as_path(), |w| w.root());
-    let digest = runtime()?.block_on(registry::resolve(&image, insecure, base))?;
+    let digest = super::runtime()?.block_on(registry::resolve(&image, insecure, base))?;
     let image = resolved_ref(&image);
     let resolution = Resolution {
         app,
@@ -296,11 +296,4 @@ fn mark_live(ctx: &Context, args: MarkLiveArgs) -> Result<u8, Failure> {
         at.to_rfc3339_opts(SecondsFormat::Secs, true)
     );
     Ok(exit::OK)
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::error(format!("cannot start the async runtime: {e}")))
 }

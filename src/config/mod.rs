@@ -14,7 +14,7 @@ pub use model::{EnvironmentConfig, Strategy, TargetConfig, TargetKind};
 
 use crate::domain::duration::parse_duration;
 use crate::domain::reference::{ImageRef, Repository};
-use crate::domain::release::valid_app_name;
+use crate::domain::release::{valid_app_name, valid_email};
 use crate::domain::schedule::{parse_cron, parse_tz};
 
 /// The file name stella looks for.
@@ -297,10 +297,7 @@ impl Validator<'_> {
 
     fn check_email(&mut self, e: &Spanned<String>) {
         let s = e.get_ref();
-        let ok = s.split_once('@').is_some_and(|(user, host)| {
-            !user.is_empty() && host.contains('.') && !s.contains(char::is_whitespace)
-        });
-        if !ok {
+        if !valid_email(s) {
             self.at(
                 e,
                 format!("`{s}` is not an email address like \"alice@example.com\""),

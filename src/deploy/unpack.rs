@@ -91,20 +91,8 @@ pub fn layers(src: &dyn BlobSource, digest: &Digest) -> Result<Vec<Digest>, Unpa
     let v: serde_json::Value = serde_json::from_slice(&verified(src, digest)?)
         .map_err(|e| bad(format!("not JSON ({e})")))?;
     if let Some(manifests) = v["manifests"].as_array() {
-        let pick = manifests
-            .iter()
-            .find(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == "amd64")
-            .or(if manifests.len() == 1 {
-                manifests.first()
-            } else {
-                None
-            })
+        let d = crate::registry::pick_platform(manifests)
             .ok_or_else(|| bad("an index with no linux/amd64 manifest".into()))?;
-        let d: Digest = pick["digest"]
-            .as_str()
-            .unwrap_or("")
-            .parse()
-            .map_err(|e| bad(format!("{e}")))?;
         return layers(src, &d);
     }
     let layers = v["layers"]

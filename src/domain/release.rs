@@ -61,6 +61,14 @@ pub fn valid_app_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// `user@host.tld`, without spaces: enough to tell an email address from a
+/// typo, which is all config and key files need.
+pub fn valid_email(s: &str) -> bool {
+    s.split_once('@').is_some_and(|(user, host)| {
+        !user.is_empty() && host.contains('.') && !s.contains(char::is_whitespace)
+    })
+}
+
 /// A tag (or digest) resolved to a digest at one moment. The JSON shape is a
 /// contract: `{"app", "reference", "tag", "digest", "resolved_at"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

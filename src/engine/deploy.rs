@@ -34,7 +34,7 @@ pub fn deploy_targets(
             .get(name)
             .ok_or_else(|| format!("no target `{name}`"))?;
         if target.kind == TargetKind::Script {
-            done.push(run_hooks(config, name, target, app, digest, env, rollback)?);
+            done.push(run_hooks(config, name, target, app, digest, rollback)?);
             continue;
         }
         if target.kind != TargetKind::Dir {
@@ -59,15 +59,7 @@ pub fn deploy_targets(
                 ));
             }
         };
-        let dir = DirTarget::new(
-            config.root.join(
-                target
-                    .path
-                    .as_ref()
-                    .map(|p| p.get_ref().as_str())
-                    .unwrap_or("."),
-            ),
-        );
+        let dir = dir_target(config, target);
         let d = dir
             .deploy(source, digest)
             .map_err(|e| format!("target `{name}`: {e}"))?;
@@ -92,6 +84,15 @@ pub fn deploy_targets(
     Ok(done)
 }
 
+/// A `dir` target's folder, relative to the workspace.
+fn dir_target(config: &Config, target: &crate::config::TargetConfig) -> DirTarget {
+    DirTarget::new(
+        config
+            .root
+            .join(target.path.as_ref().map_or(".", |p| p.get_ref().as_str())),
+    )
+}
+
 /// A `script` target: the user's `deploy` hook (or `rollback`, when rolling
 /// back and one is set), then `health` if set, each `bash -c` from the
 /// workspace root with the release in `STELLA_*` variables.
@@ -101,10 +102,8 @@ fn run_hooks(
     target: &crate::config::TargetConfig,
     app: &str,
     digest: &Digest,
-    env: &EnvironmentConfig,
     rollback: bool,
 ) -> Result<String, String> {
-    let _ = env;
     let hooks: Vec<(&str, &String)> = [
         if rollback && target.rollback.is_some() {
             target.rollback.as_ref().map(|c| ("rollback", c))
@@ -168,15 +167,7 @@ pub fn snapshot(config: &Config, env: &EnvironmentConfig) -> Vec<(String, Option
         .filter_map(|t| {
             let target = config.targets.get(t.get_ref())?;
             (target.kind == TargetKind::Dir).then(|| {
-                let dir = DirTarget::new(
-                    config.root.join(
-                        target
-                            .path
-                            .as_ref()
-                            .map(|p| p.get_ref().as_str())
-                            .unwrap_or("."),
-                    ),
-                );
+                let dir = dir_target(config, target);
                 (t.get_ref().clone(), dir.current())
             })
         })
@@ -191,15 +182,7 @@ pub fn restore(config: &Config, before: &[(String, Option<Digest>)]) -> Vec<Stri
         let Some(target) = config.targets.get(name) else {
             continue;
         };
-        let dir = DirTarget::new(
-            config.root.join(
-                target
-                    .path
-                    .as_ref()
-                    .map(|p| p.get_ref().as_str())
-                    .unwrap_or("."),
-            ),
-        );
+        let dir = dir_target(config, target);
         if dir.current() == *previous {
             continue;
         }

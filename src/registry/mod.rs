@@ -80,3 +80,16 @@ pub async fn resolve(
 }
 
 pub use layout::Layout;
+
+/// The manifest of an index to deploy: linux/amd64, or the only one.
+pub fn pick_platform(manifests: &[serde_json::Value]) -> Option<Digest> {
+    manifests
+        .iter()
+        .find(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == "amd64")
+        .or(if manifests.len() == 1 {
+            manifests.first()
+        } else {
+            None
+        })
+        .and_then(|m| m["digest"].as_str()?.parse().ok())
+}

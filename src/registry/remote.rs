@@ -126,15 +126,10 @@ pub async fn fetch_image(
             }
             return Ok(blobs);
         };
-        let pick = list
-            .iter()
-            .find(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == "amd64")
-            .or(if list.len() == 1 { list.first() } else { None })
-            .and_then(|m| m["digest"].as_str()?.parse::<Digest>().ok())
-            .ok_or_else(|| RegistryError::Registry {
-                reference: reference.clone(),
-                detail: "an index with no linux/amd64 manifest".into(),
-            })?;
+        let pick = super::pick_platform(list).ok_or_else(|| RegistryError::Registry {
+            reference: reference.clone(),
+            detail: "an index with no linux/amd64 manifest".into(),
+        })?;
         manifest_digest = pick;
     }
 }

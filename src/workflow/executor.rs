@@ -271,10 +271,12 @@ async fn run_script(
     }
 }
 
+/// Unique within the process; the pid beside it makes it unique on the
+/// machine.
 fn rand_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed) ^ (Instant::now().elapsed().subsec_nanos() as u64)
+    N.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Outputs of finished steps, shared with running ones (read only to
