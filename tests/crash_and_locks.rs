@@ -181,3 +181,90 @@ fn two_processes_promoting_into_one_environment_exactly_one_proceeds() {
     let winner_tag = if a.status.success() { "v1" } else { "v2" };
     assert_eq!(current(ws), winner_tag);
 }
+
+/// Starts `promote api-gateway:2.0` stopped at a failpoint, kills it there,
+/// and checks that the next start finds one complete release serving.
+fn kill_9_at(point: &str) {
+    let dir = workspace("[[steps]]\nid = \"deploy\"\nuses = \"deploy\"\n");
+    let ws = dir.path();
+    stella(ws)
+        .args(["release", "promote", "api-gateway:1.0", "--to", "dev"])
+        .assert()
+        .success();
+    let capsules_before: i64 = db(ws)
+        .query_row("SELECT count(*) FROM capsules", [], |r| r.get(0))
+        .unwrap();
+    let mark = ws.join("failpoint.mark");
+    let mut child = Command::new(binary())
+        .args(["release", "promote", "api-gateway:2.0", "--to", "dev"])
+        .current_dir(ws)
+        .env_remove("STELLA_WORKSPACE")
+        .env("STELLA_FAILPOINT", point)
+        .env("STELLA_FAILPOINT_MARK", &mark)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&format!("the failpoint `{point}`"), || mark.exists());
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    // The switch never happened: v1 serves, whole.
+    assert_eq!(current(ws), "v1");
+    let leftovers = |ws: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(ws.join("deploy/dev"))
+            .unwrap()
+            .chain(std::fs::read_dir(ws.join("deploy/dev/releases")).unwrap())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        names.sort();
+        names
+    };
+    assert!(!leftovers(ws).is_empty(), "the kill left its temp files");
+    let capsules: i64 = db(ws)
+        .query_row("SELECT count(*) FROM capsules", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        capsules, capsules_before,
+        "no capsule for a decision not made"
+    );
+
+    // The next start marks it interrupted, clears the half-made files, and
+    // the environment can be promoted again.
+    let out = stella(ws)
+        .args(["promotion", "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("was interrupted"));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        rows.as_array().unwrap().last().unwrap()["state"],
+        "interrupted"
+    );
+    assert_eq!(leftovers(ws), Vec::<String>::new());
+    assert_eq!(current(ws), "v1");
+    stella(ws)
+        .args(["release", "promote", "api-gateway:2.0", "--to", "dev"])
+        .assert()
+        .success();
+    assert_eq!(current(ws), "v2");
+    assert!(
+        stella(ws)
+            .args(["audit", "verify-chain"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn kill_9_during_the_switch_leaves_the_previous_release_serving() {
+    kill_9_at("switch");
+}
+
+#[test]
+fn kill_9_mid_unpack_leaves_the_previous_release_serving() {
+    kill_9_at("unpacked");
+}

@@ -355,7 +355,16 @@ fn a_key_not_on_the_list_does_not_count_and_the_cli_says_so() {
         .assert()
         .success();
     let out = stella(ws)
-        .args(["approve", "api:1.0", "--env", "staging", "--key", "mallory"])
+        .args([
+            "approve",
+            "api:1.0",
+            "--env",
+            "staging",
+            "--key",
+            "mallory",
+            "--at",
+            "2026-11-28T10:00:00Z",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());

@@ -260,3 +260,48 @@ fn script_targets_run_the_users_hooks_with_the_release_in_the_environment() {
         "{show:#}"
     );
 }
+
+#[test]
+fn a_hanging_hook_is_killed_with_its_children_at_the_targets_timeout() {
+    let ws = common::init_workspace();
+    let ws = ws.path();
+    image(ws, "1.0", "v1");
+    let toml = std::fs::read_to_string(ws.join("stella.toml")).unwrap();
+    let toml = toml.replace(
+        "[environments.dev]\ntargets = [\"dev-local\"]",
+        "[environments.dev]\ntargets = [\"dev-hooks\"]",
+    ) + "\n[targets.dev-hooks]\nkind = \"script\"\ntimeout = \"1s\"\n\
+           deploy = \"(sleep 30; touch survived) & echo started; sleep 30\"\n";
+    std::fs::write(ws.join("stella.toml"), toml).unwrap();
+    let started = std::time::Instant::now();
+    let (code, v, _) = promote(ws, &["api-gateway:1.0", "--to", "dev"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert_eq!(code, 1);
+    assert_eq!(v["outcome"], "deploy-failed");
+    let show: serde_json::Value = serde_json::from_slice(
+        &stella(ws)
+            .args(["capsule", "show", "latest", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let reason = show["predicate"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("the deploy hook timed out after 1s; its process group was killed"),
+        "{reason}"
+    );
+    assert!(reason.contains("started"), "its output is kept: {reason}");
+    // A bad timeout is a config error with its place.
+    let toml = std::fs::read_to_string(ws.join("stella.toml"))
+        .unwrap()
+        .replace("timeout = \"1s\"", "timeout = \"soon\"");
+    std::fs::write(ws.join("stella.toml"), toml).unwrap();
+    let out = stella(ws).args(["config", "check"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("timeout:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,19 +1,13 @@
 //! `stella approve REF --env ENV --key NAME`: sign an approval bound to one
 //! app, digest and environment, and attach it to the digest as evidence.
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use clap::Args;
 
-use super::key::load_private;
-use super::release::{AppRelease, app_release};
+use super::release::app_release;
 use super::{Context, Failure, exit, load_config, parse_at, print_json, unknown_environment};
-use crate::domain::approval::{
-    APPROVAL_MEDIA_TYPE, APPROVAL_PAYLOAD_TYPE, APPROVAL_TYPE, ApprovalStatement, Purpose,
-};
-use crate::gates::EvidenceKind;
-use crate::sign::{Envelope, PrivateKey};
-use crate::store::EvidenceRecord;
-use crate::workspace::Workspace;
+use crate::domain::approval::Purpose;
+use crate::engine::approve::sign_approval;
+use crate::engine::keys::load_private;
 
 #[derive(Debug, Args)]
 pub struct ApproveArgs {
@@ -38,44 +32,6 @@ pub struct ApproveArgs {
     pub json: bool,
 }
 
-/// Signs an approval statement and attaches it to the release's digest.
-#[allow(clippy::too_many_arguments)]
-pub fn sign_approval(
-    ws: &Workspace,
-    key: &PrivateKey,
-    signer: &str,
-    release: &AppRelease,
-    env: &str,
-    purpose: Purpose,
-    comment: Option<String>,
-    at: &DateTime<Utc>,
-) -> Result<(ApprovalStatement, EvidenceRecord), Failure> {
-    let statement = ApprovalStatement {
-        type_: APPROVAL_TYPE.into(),
-        app: release.app.clone(),
-        digest: release.digest.clone(),
-        environment: env.to_owned(),
-        promotion_id: None,
-        signer: signer.to_owned(),
-        signed_at: at.to_rfc3339_opts(SecondsFormat::Secs, true),
-        purpose,
-        comment,
-    };
-    let payload = serde_json_canonicalizer::to_vec(&statement).map_err(Failure::error)?;
-    let envelope = Envelope::sign(APPROVAL_PAYLOAD_TYPE, &payload, key);
-    let bytes = serde_json::to_vec_pretty(&envelope).map_err(Failure::error)?;
-    let digest = ws.evidence().put(&bytes)?;
-    let record = EvidenceRecord {
-        digest,
-        media_type: APPROVAL_MEDIA_TYPE.into(),
-        kind: EvidenceKind::Approval.as_str().into(),
-        size: bytes.len() as u64,
-        added_at: Utc::now(),
-    };
-    ws.open_store()?.attach_evidence(&release.digest, &record)?;
-    Ok((statement, record))
-}
-
 pub fn run(ctx: &Context, a: ApproveArgs) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
     let config = load_config(ctx, ws)?;
@@ -84,7 +40,7 @@ pub fn run(ctx: &Context, a: ApproveArgs) -> Result<u8, Failure> {
         return Err(unknown_environment(&a.env, &config));
     };
     let (key, rec) = load_private(ws, &a.key)?;
-    let release = app_release(ctx, ws, &config, &a.reference, Some(&a.env), &at, a.json)?;
+    let release = app_release(ws, &config, &a.reference, Some(&a.env), &at, a.json)?;
     let purpose = if a.break_glass {
         Purpose::BreakGlass
     } else {

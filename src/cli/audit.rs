@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 
-use super::decide::capsule_file;
-use super::key::trusted;
 use super::{Context, Failure, exit, load_config, print_json};
 use crate::capsule::audit::{self, ChainWalker, Manifest, ManifestEntry, ManifestKey};
+use crate::engine::keys::trusted;
+use crate::engine::seal::capsule_file;
 use crate::store::CapsuleFilter;
 
 #[derive(Debug, Subcommand)]

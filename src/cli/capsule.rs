@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use chrono::SecondsFormat;
 use clap::{Args, Subcommand};
 
-use super::decide::{capsule_file, write_atomic};
-use super::key::trusted;
 use super::{Context, Failure, exit, print_json};
 use crate::capsule::file::{CapsuleFile, Format};
 use crate::capsule::replay;
 use crate::capsule::statement::Statement;
 use crate::capsule::verify::{self, Trusted};
+use crate::engine::keys::trusted;
+use crate::engine::seal::{capsule_file, write_atomic};
 use crate::sign::PublicKey;
 use crate::store::{CapsuleFilter, CapsuleRow};
 

@@ -45,40 +45,34 @@ impl Failure {
     }
 }
 
-macro_rules! errors_exit_1 {
+impl From<crate::engine::EngineError> for Failure {
+    fn from(e: crate::engine::EngineError) -> Failure {
+        Failure {
+            code: match e.kind {
+                crate::engine::ErrorKind::Failed => ERROR,
+                crate::engine::ErrorKind::Usage => USAGE,
+            },
+            message: e.message,
+            hint: e.hint,
+        }
+    }
+}
+
+macro_rules! via_engine_error {
     ($($t:ty),*) => {$(
         impl From<$t> for Failure {
             fn from(e: $t) -> Failure {
-                Failure::error(e)
+                crate::engine::EngineError::from(e).into()
             }
         }
     )*};
 }
 
-errors_exit_1!(
+via_engine_error!(
     crate::config::ConfigError,
     crate::store::StoreError,
     crate::store::EvidenceError,
     crate::registry::RegistryError,
+    crate::workspace::WorkspaceError,
     std::io::Error
 );
-
-impl From<crate::workspace::WorkspaceError> for Failure {
-    fn from(e: crate::workspace::WorkspaceError) -> Failure {
-        use crate::workspace::WorkspaceError as W;
-        let hint = match &e {
-            W::NotFound { .. } => Some(
-                "run `stella init` to create one here, or pass --workspace DIR (or set STELLA_WORKSPACE)",
-            ),
-            W::NoConfig { .. } => Some(
-                "point --workspace at the folder holding stella.toml, or run `stella init DIR`",
-            ),
-            W::Create { .. } => None,
-        };
-        let f = Failure::error(e);
-        match hint {
-            Some(h) => f.hint(h),
-            None => f,
-        }
-    }
-}

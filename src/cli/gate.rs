@@ -9,7 +9,8 @@ use serde_json::json;
 use super::release::app_release;
 use super::{Context, Failure, exit, load_config, parse_at, print_json, unknown_environment};
 use crate::domain::{Decision, Outcome, Verdict};
-use crate::gates::{self, collect};
+pub use crate::engine::evaluate::{evaluate_release, requester};
+use crate::gates;
 
 #[derive(Debug, Subcommand)]
 pub enum GateCommand {
@@ -46,7 +47,7 @@ pub fn run(ctx: &Context, cmd: GateCommand) -> Result<u8, Failure> {
     if config.environment(&a.env).is_none() {
         return Err(unknown_environment(&a.env, &config));
     }
-    let release = app_release(ctx, ws, &config, &a.reference, Some(&a.env), &now, a.json)?;
+    let release = app_release(ws, &config, &a.reference, Some(&a.env), &now, a.json)?;
     let (inputs, decision, verdicts) = evaluate_release(
         ws,
         &config,
@@ -74,44 +75,6 @@ pub fn run(ctx: &Context, cmd: GateCommand) -> Result<u8, Failure> {
         Decision::Allow => exit::OK,
         Decision::Deny => exit::BLOCKED,
     })
-}
-
-/// Collects a release's gate inputs from the workspace and evaluates them.
-pub fn evaluate_release(
-    ws: &crate::workspace::Workspace,
-    config: &crate::config::Config,
-    release: &super::release::AppRelease,
-    env: &str,
-    requested_by: String,
-    break_glass: Option<String>,
-    now: DateTime<Utc>,
-) -> Result<(gates::GateInputs, Decision, Vec<Verdict>), Failure> {
-    let store = ws.open_store()?;
-    let inputs = collect::collect(
-        config,
-        &store,
-        &ws.evidence(),
-        collect::Request {
-            app: release.app.clone(),
-            digest: release.digest.clone(),
-            tag: release.tag.clone(),
-            environment: env.to_owned(),
-            requested_by,
-            promotion_id: None,
-            break_glass,
-            now,
-        },
-    )
-    .map_err(Failure::error)?;
-    let (decision, verdicts) = gates::evaluate(&inputs);
-    Ok((inputs, decision, verdicts))
-}
-
-/// Who is asking, when nobody said.
-pub fn requester(given: Option<String>) -> String {
-    given
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The `--json` contract: `{"decision", "app", "digest", "environment",

@@ -67,9 +67,13 @@ pub fn run(ctx: &Context, args: InitArgs) -> Result<u8, Failure> {
     let ws = Workspace::at(dir.clone());
     ws.ensure_state_dirs()?;
     ws.open_store()?;
-    if ws.open_store()?.key(super::key::SEALING_KEY)?.is_none() {
+    if ws
+        .open_store()?
+        .key(crate::engine::keys::SEALING_KEY)?
+        .is_none()
+    {
         let email = format!("sealing@{}.workspace", name.to_ascii_lowercase());
-        super::key::create_key(&ws, super::key::SEALING_KEY, &email)?;
+        crate::engine::keys::create_key(&ws, crate::engine::keys::SEALING_KEY, &email)?;
     }
     // What `init` writes must pass `config check`.
     Config::load(&config_path)?;

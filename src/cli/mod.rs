@@ -161,16 +161,7 @@ pub fn load_config(
 
 /// "no environment X", with the ones there are.
 pub fn unknown_environment(name: &str, config: &crate::config::Config) -> Failure {
-    let known: Vec<&str> = config
-        .environments
-        .iter()
-        .map(|(n, _)| n.as_str())
-        .collect();
-    Failure::usage(format!(
-        "no environment `{name}` in {}",
-        config.path.display()
-    ))
-    .hint(format!("environments: {}", known.join(", ")))
+    crate::engine::unknown_environment(name, config).into()
 }
 
 /// The decision clock: `--at RFC3339`, or now.
@@ -186,9 +177,11 @@ pub fn parse_at(at: Option<&str>) -> Result<chrono::DateTime<chrono::Utc>, Failu
     }
 }
 
-/// A current-thread tokio runtime for the async parts of a command.
+/// The runtime the engine runs on for a command: two workers, so steps
+/// keep running while a promotion's thread does synchronous work.
 pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| Failure::error(format!("cannot start the async runtime: {e}")))

@@ -1,14 +1,12 @@
 //! `stella release resolve|list`.
 
-use std::path::Path;
-
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 
 use super::{Context, Failure, exit, load_config, print_json};
 use crate::config::Config;
-use crate::domain::{Digest, ImageRef, ReleaseSpec, Resolution, Selector};
-use crate::registry;
+use crate::domain::{ReleaseSpec, Resolution};
+pub use crate::engine::resolve::AppRelease;
 use crate::workspace::Workspace;
 
 #[derive(Debug, Subcommand)]
@@ -86,87 +84,38 @@ fn resolve(ctx: &Context, args: ResolveArgs) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-/// Resolves a release spec to its digest (from the layout or registry) and
-/// records it in the workspace's store, if there is a workspace. Notes go
-/// to stderr unless `quiet`.
+fn print_notes(notes: &[String], quiet: bool) {
+    if !quiet {
+        for n in notes {
+            eprintln!("note: {n}");
+        }
+    }
+}
+
+/// Resolves and records a release spec (see the engine's
+/// `resolve_and_record`); notes go to stderr unless `quiet`.
 pub fn resolve_and_record(
     ctx: &Context,
     config: Option<&Config>,
     spec: ReleaseSpec,
     quiet: bool,
 ) -> Result<Resolution, Failure> {
-    let ws = ctx.workspace.as_ref().ok();
-    let (app, image, insecure) = match spec {
-        ReleaseSpec::App { app, selector } => {
-            let Some(config) = config else {
-                return Err(ctx
-                    .workspace()
-                    .err()
-                    .unwrap_or_else(|| Failure::error("an app name needs a workspace")));
-            };
-            let Some(a) = config.apps.get(&app) else {
-                return Err(unknown_app(&app, config));
-            };
-            let selector = selector.unwrap_or_else(|| Selector::Tag("latest".into()));
-            (Some(app), a.image.with_selector(selector), a.insecure)
-        }
-        ReleaseSpec::Direct(image) => (None, image, false),
-    };
-    let base: &Path = ws.map_or(ctx.cwd.as_path(), |w| w.root());
-    let digest = super::runtime()?.block_on(registry::resolve(&image, insecure, base))?;
-    let image = resolved_ref(&image);
-    let resolution = Resolution {
-        app,
-        reference: image.to_string(),
-        tag: image.tag().map(str::to_owned),
-        digest,
-        resolved_at: Utc::now(),
-    };
-    tracing::info!(reference = %resolution.reference, digest = %resolution.digest, "resolved");
-
-    match ws {
-        Some(ws) => {
-            let mut store = ws.open_store()?;
-            let previous = store
-                .resolutions(resolution.app.as_deref())?
-                .into_iter()
-                .rev()
-                .find(|r| r.reference == resolution.reference);
-            store.record_resolution(&resolution)?;
-            if let Some(prev) = previous
-                && prev.digest != resolution.digest
-                && !quiet
-            {
-                eprintln!(
-                    "note: {} moved: it was {} at {}",
-                    resolution.reference,
-                    prev.digest,
-                    prev.resolved_at.to_rfc3339_opts(SecondsFormat::Secs, true)
-                );
-            }
-        }
-        None if !quiet => {
-            eprintln!("note: not inside a workspace, so this resolution was not recorded");
-        }
-        None => {}
+    if matches!(spec, ReleaseSpec::App { .. }) && config.is_none() {
+        ctx.workspace()?;
     }
-    Ok(resolution)
+    let (r, notes) = crate::engine::resolve::resolve_and_record(
+        ctx.workspace.as_ref().ok(),
+        config,
+        &ctx.cwd,
+        spec,
+    )?;
+    print_notes(&notes, quiet);
+    Ok(r)
 }
 
-/// A release of an app from stella.toml: what gates, approvals and
-/// promotions are about.
-#[derive(Debug, Clone)]
-pub struct AppRelease {
-    pub app: String,
-    pub digest: Digest,
-    pub tag: Option<String>,
-}
-
-/// Names the release a deciding command is about. `APP` alone, with an
-/// environment that promotes from another, means what is live upstream at
-/// `now`; otherwise tags resolve as `resolve` does.
+/// The release a deciding command is about (see the engine's
+/// `app_release`); notes go to stderr unless `quiet`.
 pub fn app_release(
-    ctx: &Context,
     ws: &Workspace,
     config: &Config,
     reference: &str,
@@ -174,65 +123,9 @@ pub fn app_release(
     now: &DateTime<Utc>,
     quiet: bool,
 ) -> Result<AppRelease, Failure> {
-    let spec = ReleaseSpec::parse(reference).map_err(Failure::usage)?;
-    if let ReleaseSpec::App {
-        app,
-        selector: None,
-    } = &spec
-        && config.apps.contains_key(app)
-        && let Some(from) = env
-            .and_then(|e| config.environment(e))
-            .and_then(|e| e.from.as_ref())
-    {
-        let store = ws.open_store()?;
-        if let Some(live) = store.live_at(from.get_ref(), app, now)? {
-            if !quiet {
-                eprintln!(
-                    "note: {app} means the release live in {}: {}",
-                    from.get_ref(),
-                    live.digest
-                );
-            }
-            return Ok(AppRelease {
-                app: app.clone(),
-                digest: live.digest,
-                tag: None,
-            });
-        }
-    }
-    if let ReleaseSpec::Direct(_) = spec {
-        return Err(Failure::usage(format!(
-            "`{reference}` is not an app: gates, approvals and promotions are about apps in stella.toml"
-        ))
-        .hint("name it APP:TAG or APP@sha256:HEX, with the app defined under [apps]"));
-    }
-    let r = resolve_and_record(ctx, Some(config), spec, quiet)?;
-    Ok(AppRelease {
-        app: r.app.expect("app specs resolve with their app"),
-        digest: r.digest,
-        tag: r.tag,
-    })
-}
-
-/// A tag-less reference resolves `latest`; record it as such.
-fn resolved_ref(image: &ImageRef) -> ImageRef {
-    match &image.selector {
-        Some(_) => image.clone(),
-        None => image.with_selector(Selector::Tag("latest".into())),
-    }
-}
-
-fn unknown_app(app: &str, config: &Config) -> Failure {
-    let known: Vec<&str> = config.apps.keys().map(String::as_str).collect();
-    let f = Failure::usage(format!("no app `{app}` in {}", config.path.display()));
-    if known.is_empty() {
-        f.hint("add it under [apps], or give a direct reference like oci-layout:PATH:TAG")
-    } else {
-        f.hint(format!(
-            "apps defined: {}; or give a direct reference like oci-layout:PATH:TAG",
-            known.join(", ")
-        ))
-    }
+    let (r, notes) = crate::engine::resolve::app_release(ws, config, reference, env, now)?;
+    print_notes(&notes, quiet);
+    Ok(r)
 }
 
 fn list(ctx: &Context, args: ListArgs) -> Result<u8, Failure> {
@@ -276,7 +169,7 @@ fn mark_live(ctx: &Context, args: MarkLiveArgs) -> Result<u8, Failure> {
     if config.environment(&args.env).is_none() {
         return Err(super::unknown_environment(&args.env, &config));
     }
-    let rel = app_release(ctx, ws, &config, &args.reference, None, &at, false)?;
+    let rel = app_release(ws, &config, &args.reference, None, &at, false)?;
     let mut store = ws.open_store()?;
     store.mark_live(
         &crate::store::LiveRecord {

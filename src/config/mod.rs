@@ -192,6 +192,11 @@ impl Validator<'_> {
                     format!("{:?}", t.kind).to_lowercase()
                 )
             };
+            if let Some(timeout) = &t.timeout
+                && let Err(e) = parse_duration(timeout.get_ref())
+            {
+                self.at(timeout, format!("timeout: {e}"));
+            }
             match t.kind {
                 TargetKind::Dir if t.path.is_none() => self.at(name, need("path")),
                 TargetKind::Script if t.deploy.is_none() => self.at(name, need("deploy")),

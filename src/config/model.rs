@@ -140,6 +140,9 @@ pub struct TargetConfig {
     pub deploy: Option<String>,
     pub health: Option<String>,
     pub rollback: Option<String>,
+    /// How long a script target's hook may run (default 10m); past it the
+    /// hook's whole process group is killed and the deploy fails.
+    pub timeout: Option<Spanned<String>>,
     /// How many unpacked releases to keep.
     pub keep: Option<u32>,
 }

@@ -68,6 +68,7 @@ impl DirTarget {
                     return Err(e);
                 }
             }
+            super::failpoint::hit(super::failpoint::UNPACKED);
             fs::rename(&tmp, &dir).map_err(io(&dir))?;
         }
         let previous = self.current();
@@ -91,7 +92,45 @@ impl DirTarget {
         let _ = fs::remove_file(&tmp);
         std::os::unix::fs::symlink(Path::new("releases").join(digest.hex()), &tmp)
             .map_err(io(&tmp))?;
+        super::failpoint::hit(super::failpoint::SWITCH);
         fs::rename(&tmp, &link).map_err(io(&link))
+    }
+
+    /// Removes what a process that died mid-deploy left: half-unpacked
+    /// `releases/.tmp-*` folders and `.current-*` links never renamed, of
+    /// processes no longer alive. `current` is never among them.
+    pub fn clean_stale(&self) -> Vec<PathBuf> {
+        let dead = |name: &str, prefix: &str| {
+            name.strip_prefix(prefix)
+                .and_then(|rest| rest.rsplit('-').next())
+                .and_then(|pid| pid.parse::<i64>().ok())
+                .is_some_and(|pid| !crate::store::process_alive(pid))
+        };
+        let mut removed = Vec::new();
+        for (dir, prefix) in [
+            (self.root.join("releases"), ".tmp-"),
+            (self.root.clone(), ".current-"),
+        ] {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !dead(&name, prefix) {
+                    continue;
+                }
+                let path = e.path();
+                let gone = if prefix == ".tmp-" {
+                    fs::remove_dir_all(&path)
+                } else {
+                    fs::remove_file(&path)
+                };
+                if gone.is_ok() {
+                    removed.push(path);
+                }
+            }
+        }
+        removed
     }
 
     /// Removes unpacked releases beyond the newest `keep`, never the current

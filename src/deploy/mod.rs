@@ -3,4 +3,5 @@
 //! a target's `current` link between complete releases.
 
 pub mod dir;
+pub mod failpoint;
 pub mod unpack;

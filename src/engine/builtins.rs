@@ -24,6 +24,8 @@ pub struct StellaBuiltins {
     pub tag: Option<String>,
     pub environment: String,
     pub requested_by: String,
+    /// The decision clock: `gate` steps evaluate at it, as the decision did.
+    pub clock: chrono::DateTime<Utc>,
 }
 
 fn fail(error: String) -> StepResult {
@@ -35,7 +37,10 @@ fn fail(error: String) -> StepResult {
 }
 
 impl StellaBuiltins {
-    fn evaluate(&self) -> Result<(Decision, Vec<crate::domain::Verdict>), String> {
+    fn evaluate(
+        &self,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<(Decision, Vec<crate::domain::Verdict>), String> {
         let store = self.workspace.open_store().map_err(|e| e.to_string())?;
         let inputs = collect::collect(
             &self.config,
@@ -49,7 +54,7 @@ impl StellaBuiltins {
                 requested_by: self.requested_by.clone(),
                 promotion_id: None,
                 break_glass: None,
-                now: Utc::now(),
+                now,
             },
         )
         .map_err(|e| e.to_string())?;
@@ -57,7 +62,7 @@ impl StellaBuiltins {
     }
 
     fn gate(&self, which: &str) -> StepResult {
-        match self.evaluate() {
+        match self.evaluate(self.clock) {
             Err(e) => fail(e),
             Ok((decision, verdicts)) => {
                 let chosen: Vec<_> = verdicts
@@ -164,8 +169,12 @@ impl StellaBuiltins {
             .and_then(|d| parse_duration(d).ok())
             .unwrap_or(Duration::from_secs(3600));
         let until = std::time::Instant::now() + timeout;
+        let started = chrono::Utc::now();
         loop {
-            match self.evaluate() {
+            // Waiting is about approvals arriving: the clock moves on from
+            // the decision's by the time waited.
+            let now = self.clock + (chrono::Utc::now() - started);
+            match self.evaluate(now) {
                 Err(e) => return fail(e),
                 Ok((_, verdicts)) => {
                     let v = verdicts.iter().find(|v| v.gate == GateKind::Approval);
@@ -212,7 +221,7 @@ impl Builtins for StellaBuiltins {
                     ok: true,
                     outputs: BTreeMap::from([("digest".to_owned(), self.digest.to_string())]),
                     log: format!("{}@{}\n", self.app, self.digest),
-                    error: None,
+                    ..Default::default()
                 },
                 "gate" => self.gate(with.get("gate").map_or("all", String::as_str)),
                 "deploy" => {
@@ -240,6 +249,7 @@ impl Builtins for StellaBuiltins {
                         Ok(lines) => StepResult {
                             ok: true,
                             log: lines.join("\n") + "\n",
+                            changes: lines,
                             ..Default::default()
                         },
                         Err(e) => fail(e),

@@ -1,5 +1,7 @@
 //! Deploying a release to an environment's targets.
 
+use std::time::{Duration, Instant};
+
 use crate::config::{Config, EnvironmentConfig, TargetKind};
 use crate::deploy::dir::DirTarget;
 use crate::domain::{Digest, Repository};
@@ -115,10 +117,15 @@ fn run_hooks(
     .into_iter()
     .flatten()
     .collect();
+    let limit = target
+        .timeout
+        .as_ref()
+        .and_then(|t| crate::domain::duration::parse_duration(t.get_ref()).ok())
+        .unwrap_or(Duration::from_secs(600));
     let mut log = String::new();
     for (hook, command) in hooks {
-        let out = std::process::Command::new("bash")
-            .arg("-c")
+        let mut cmd = std::process::Command::new("bash");
+        cmd.arg("-c")
             .arg(command)
             .current_dir(&config.root)
             .env("STELLA_RELEASE_APP", app)
@@ -133,19 +140,28 @@ fn run_hooks(
                     .unwrap_or(""),
             )
             .env("STELLA_HOOK", hook)
-            .stdin(std::process::Stdio::null())
-            .output()
+            .stdin(std::process::Stdio::null());
+        let out = run_with_timeout(cmd, limit)
             .map_err(|e| format!("target `{name}`: cannot run its {hook} hook: {e}"))?;
-        log.push_str(&String::from_utf8_lossy(&out.stdout));
-        log.push_str(&String::from_utf8_lossy(&out.stderr));
-        if !out.status.success() {
-            return Err(format!(
-                "target `{name}`: the {hook} hook failed ({}): {}",
-                out.status
-                    .code()
-                    .map_or("killed".into(), |c| format!("exit {c}")),
-                log.trim_end()
-            ));
+        log.push_str(&out.output);
+        match out.status {
+            Some(s) if s.success() => {}
+            Some(s) => {
+                return Err(format!(
+                    "target `{name}`: the {hook} hook failed ({}): {}",
+                    s.code().map_or("killed".into(), |c| format!("exit {c}")),
+                    log.trim_end()
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "target `{name}`: the {hook} hook timed out after {}; its process group was killed (raise `timeout` on the target): {}",
+                    crate::gates::human_duration(
+                        chrono::Duration::from_std(limit).unwrap_or_default()
+                    ),
+                    log.trim_end()
+                ));
+            }
         }
     }
     Ok(format!(
@@ -157,6 +173,67 @@ fn run_hooks(
             format!("\n{}", log.trim_end())
         }
     ))
+}
+
+struct HookOutput {
+    /// `None`: killed at the time limit.
+    status: Option<std::process::ExitStatus>,
+    output: String,
+}
+
+/// Runs `cmd` in its own process group, capturing stdout and stderr; past
+/// `limit` the whole group is killed, children included.
+fn run_with_timeout(
+    mut cmd: std::process::Command,
+    limit: Duration,
+) -> std::io::Result<HookOutput> {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    let mut child = cmd
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut b);
+            }
+            b
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break Some(s);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Whatever the hook left running in its group goes with it.
+    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+    if status.is_none() {
+        let _ = child.wait();
+    }
+    let mut output = String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned();
+    output.push_str(&String::from_utf8_lossy(&err.join().unwrap_or_default()));
+    Ok(HookOutput { status, output })
 }
 
 /// What each `dir` target of `env` serves now: to put back if a later step
@@ -182,6 +259,9 @@ pub fn restore(config: &Config, before: &[(String, Option<Digest>)]) -> Vec<Stri
         let Some(target) = config.targets.get(name) else {
             continue;
         };
+        if target.kind != TargetKind::Dir {
+            continue;
+        }
         let dir = dir_target(config, target);
         if dir.current() == *previous {
             continue;
@@ -231,6 +311,15 @@ pub fn recover(
             .map(|t| (t.get_ref().clone(), live.as_ref().map(|l| l.digest.clone())))
             .collect();
         lines.extend(restore(config, &before));
+        for t in &env.targets {
+            if let Some(target) = config.targets.get(t.get_ref())
+                && target.kind == TargetKind::Dir
+            {
+                for p in dir_target(config, target).clean_stale() {
+                    lines.push(format!("{}: removed {}", t.get_ref(), p.display()));
+                }
+            }
+        }
     }
     Ok(lines)
 }

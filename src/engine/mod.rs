@@ -1,10 +1,41 @@
-//! Running promotions: the workflow of an environment (or the default, a
-//! single `deploy`) executed with stella's builtins, every step transition
-//! committed to the store before it is reported.
+//! The engine: promotions and rollbacks end to end, run by one task per
+//! process behind a typed handle (`handle.rs`), with progress as a stream
+//! of events (`event.rs`). Every step transition is committed to the store
+//! before its event is sent.
 
+pub mod approve;
 pub mod builtins;
 pub mod deploy;
+pub mod error;
+pub mod evaluate;
+pub mod event;
+pub mod handle;
+pub mod keys;
+pub mod promote;
+pub mod resolve;
+pub mod rollback;
 pub mod run;
+pub mod runs;
+pub mod seal;
 
 pub use builtins::StellaBuiltins;
+pub use error::{EngineError, ErrorKind};
+pub use event::{EngineEvent, EventKind, Sink, Ticket};
+pub use handle::{EngineHandle, Pending, spawn};
+pub use promote::{PromoteOutcome, PromoteRequest};
+pub use rollback::{RollbackOutcome, RollbackRequest};
 pub use run::{RunReport, run_promotion_workflow};
+
+/// "no environment X", with the ones there are.
+pub fn unknown_environment(name: &str, config: &crate::config::Config) -> EngineError {
+    let known: Vec<&str> = config
+        .environments
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    EngineError::usage(format!(
+        "no environment `{name}` in {}",
+        config.path.display()
+    ))
+    .hint(format!("environments: {}", known.join(", ")))
+}

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::builtins::StellaBuiltins;
+use super::event::{EventKind, Sink};
 use crate::domain::Digest;
 use crate::workflow::executor::{Control, ExecEvent, StepState, execute};
 use crate::workflow::validate::{Action, Condition, Step, Workflow};
@@ -43,13 +44,14 @@ pub fn default_workflow() -> Workflow {
 }
 
 /// Runs `workflow` for a begun promotion, writing each transition to the
-/// store before calling `report` with it.
+/// store before sending its event to `sink`.
 pub async fn run_promotion_workflow(
     b: StellaBuiltins,
     workflow: &Workflow,
     promotion_id: i64,
     parallel: usize,
-    mut report: impl FnMut(&ExecEvent),
+    control: Control,
+    sink: &Sink,
 ) -> Result<RunReport, crate::store::StoreError> {
     let mut store = b.workspace.open_store()?;
     let run_id = store.create_run(promotion_id)?;
@@ -70,13 +72,15 @@ pub async fn run_promotion_workflow(
         Some(b.config.root.clone()),
         Arc::new(b.clone()),
         parallel,
-        Control::default(),
+        control,
         tx,
     );
     let persist = async {
         while let Some(ev) = rx.recv().await {
             let written = match &ev {
                 ExecEvent::Started { step, attempt } => store.step_started(run_id, step, *attempt),
+                // Lines are durable with the whole log, when the step ends.
+                ExecEvent::Log { .. } => Ok(()),
                 ExecEvent::Finished {
                     step,
                     state,
@@ -109,12 +113,48 @@ pub async fn run_promotion_workflow(
                     )
                 }
             };
+            let changes = match &ev {
+                ExecEvent::Finished { changes, .. } => changes.clone(),
+                _ => Vec::new(),
+            };
             match written {
-                Ok(()) => report(&ev),
+                Ok(()) => sink.emit(match ev {
+                    ExecEvent::Started { step, attempt } => EventKind::StepStarted {
+                        promotion_id,
+                        step,
+                        attempt,
+                    },
+                    ExecEvent::Log { step, line } => EventKind::StepLog {
+                        promotion_id,
+                        step,
+                        line,
+                    },
+                    ExecEvent::Finished {
+                        step,
+                        state,
+                        attempts,
+                        duration,
+                        error,
+                        ..
+                    } => EventKind::StepFinished {
+                        promotion_id,
+                        step,
+                        state,
+                        attempts,
+                        duration,
+                        error,
+                    },
+                }),
                 Err(e) => {
                     store_error = Some(e);
                     break;
                 }
+            }
+            for detail in changes {
+                sink.emit(EventKind::TargetSwitched {
+                    promotion_id,
+                    detail,
+                });
             }
         }
     };

@@ -53,7 +53,7 @@ impl Store {
                 )?;
                 tx.execute("DELETE FROM locks WHERE promotion_id = ?1", [id])?;
                 tx.execute(
-                    "UPDATE runs SET state = 'interrupted', finished_at = ?2 WHERE promotion_id = ?1 AND state = 'running'",
+                    "UPDATE runs SET state = 'interrupted', finished_at = ?2 WHERE promotion_id = ?1 AND state IN ('running', 'paused')",
                     params![id, now],
                 )?;
                 tx.execute(

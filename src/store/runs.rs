@@ -104,6 +104,22 @@ impl Store {
         })
     }
 
+    /// Marks promotion `id`'s running run `paused` (or `running` again).
+    pub fn set_run_paused(&mut self, promotion_id: i64, paused: bool) -> Result<(), StoreError> {
+        let (from, to) = if paused {
+            ("running", "paused")
+        } else {
+            ("paused", "running")
+        };
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE runs SET state = ?3 WHERE promotion_id = ?1 AND state = ?2",
+                params![promotion_id, from, to],
+            )?;
+            Ok(())
+        })
+    }
+
     pub fn promotions(&self, environment: Option<&str>) -> Result<Vec<PromotionRow>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT p.id, p.app, p.digest, p.tag, p.environment, p.requested_by, p.state, p.outcome, p.created_at,

@@ -34,6 +34,9 @@ pub struct StepResult {
     pub outputs: BTreeMap<String, String>,
     pub log: String,
     pub error: Option<String>,
+    /// What the step changed outside stella, a line each (a target that
+    /// now serves the release), reported after the step's end.
+    pub changes: Vec<String>,
 }
 
 /// Events of a run, in the order they happen.
@@ -43,6 +46,12 @@ pub enum ExecEvent {
         step: String,
         attempt: u32,
     },
+    /// One line of a step's output: streamed from scripts as they print,
+    /// a builtin's when it ends. `Finished` still carries the whole log.
+    Log {
+        step: String,
+        line: String,
+    },
     Finished {
         step: String,
         state: StepState,
@@ -50,6 +59,7 @@ pub enum ExecEvent {
         duration: Duration,
         log: String,
         error: Option<String>,
+        changes: Vec<String>,
     },
 }
 
@@ -91,6 +101,12 @@ impl Control {
     }
     pub fn resume(&self) {
         self.paused.send_replace(false);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        *self.cancel.borrow()
+    }
+    pub fn is_paused(&self) -> bool {
+        *self.paused.borrow()
     }
 }
 
@@ -152,6 +168,7 @@ async fn run_script(
     workdir: Option<&std::path::Path>,
     timeout: Option<Duration>,
     mut cancel: watch::Receiver<bool>,
+    lines: LineSink,
 ) -> StepResult {
     let out_file = std::env::temp_dir().join(format!(
         "stella-output-{}-{:x}",
@@ -188,20 +205,12 @@ async fn run_script(
         }
     };
     let pgid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
-    let (mut so, mut se) = (
+    let (so, se) = (
         child.stdout.take().expect("piped"),
         child.stderr.take().expect("piped"),
     );
-    let read_out = tokio::spawn(async move {
-        let mut b = Vec::new();
-        let _ = so.read_to_end(&mut b).await;
-        b
-    });
-    let read_err = tokio::spawn(async move {
-        let mut b = Vec::new();
-        let _ = se.read_to_end(&mut b).await;
-        b
-    });
+    let read_out = tokio::spawn(stream_lines(so, lines.clone()));
+    let read_err = tokio::spawn(stream_lines(se, lines));
     let kill_group = || {
         if let Some(pg) = pgid {
             let _ = nix::sys::signal::killpg(pg, nix::sys::signal::Signal::SIGKILL);
@@ -242,6 +251,7 @@ async fn run_script(
             outputs,
             log,
             error: None,
+            changes: Vec::new(),
         },
         Some(s) => StepResult {
             ok: false,
@@ -252,12 +262,14 @@ async fn run_script(
                 s.code()
                     .map_or("a signal".into(), |c| format!("status {c}"))
             )),
+            ..Default::default()
         },
         None if *cancel.borrow() => StepResult {
             ok: false,
             outputs,
             log,
             error: Some("cancelled".into()),
+            ..Default::default()
         },
         None => StepResult {
             ok: false,
@@ -267,8 +279,49 @@ async fn run_script(
                 "timed out after {}s; its process group was killed",
                 limit.as_secs()
             )),
+            ..Default::default()
         },
     }
+}
+
+/// Where a running step's output lines go: the step's id and the run's
+/// event channel.
+#[derive(Clone)]
+struct LineSink {
+    step: String,
+    events: mpsc::UnboundedSender<ExecEvent>,
+}
+
+impl LineSink {
+    fn send(&self, line: &str) {
+        let _ = self.events.send(ExecEvent::Log {
+            step: self.step.clone(),
+            line: line.to_owned(),
+        });
+    }
+}
+
+/// Reads a pipe to its end, sending each complete line as it arrives;
+/// returns everything read.
+async fn stream_lines(mut pipe: impl tokio::io::AsyncRead + Unpin, lines: LineSink) -> Vec<u8> {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 8192];
+    let mut start = 0;
+    loop {
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        all.extend_from_slice(&buf[..n]);
+        while let Some(nl) = all[start..].iter().position(|&b| b == b'\n') {
+            lines.send(&String::from_utf8_lossy(&all[start..start + nl]));
+            start += nl + 1;
+        }
+    }
+    if start < all.len() {
+        lines.send(&String::from_utf8_lossy(&all[start..]));
+    }
+    all
 }
 
 /// Unique within the process; the pid beside it makes it unique on the
@@ -302,6 +355,10 @@ async fn run_step(
             step: step.id.clone(),
             attempt,
         });
+        let lines = LineSink {
+            step: step.id.clone(),
+            events: events.clone(),
+        };
         let result = match &step.action {
             Action::Run { script, env } => {
                 let script = substitute(script, &vars, &outputs.lock().expect("outputs lock"));
@@ -312,6 +369,7 @@ async fn run_step(
                     workdir.as_deref(),
                     step.timeout,
                     cancel.clone(),
+                    lines,
                 )
                 .await
             }
@@ -337,6 +395,7 @@ async fn run_step(
                         workdir.as_deref(),
                         step.timeout,
                         cancel.clone(),
+                        lines,
                     )
                     .await
                 } else {
@@ -356,7 +415,7 @@ async fn run_step(
                         }
                     };
                     let mut c = cancel.clone();
-                    match step.timeout {
+                    let r = match step.timeout {
                         Some(t) => tokio::select! {
                             r = tokio::time::timeout(t, fut) => r.unwrap_or_else(|_| StepResult { ok: false, error: Some(format!("timed out after {}s", t.as_secs())), ..Default::default() }),
                             _ = until_cancelled(&mut c) => StepResult { ok: false, error: Some("cancelled".into()), ..Default::default() },
@@ -365,7 +424,11 @@ async fn run_step(
                             r = fut => r,
                             _ = until_cancelled(&mut c) => StepResult { ok: false, error: Some("cancelled".into()), ..Default::default() },
                         },
+                    };
+                    for line in r.log.lines() {
+                        lines.send(line);
                     }
+                    r
                 }
             }
         };
@@ -465,6 +528,7 @@ pub async fn execute(
                         duration: Duration::ZERO,
                         log: String::new(),
                         error: None,
+                        changes: Vec::new(),
                     });
                 }
             }
@@ -493,6 +557,7 @@ pub async fn execute(
                     duration: Duration::ZERO,
                     log: String::new(),
                     error: None,
+                    changes: Vec::new(),
                 });
                 release(i, &dependents, &mut remaining, &mut ready);
                 continue;
@@ -533,7 +598,7 @@ pub async fn execute(
                 }
                 states[i] = state;
                 done += 1;
-                let _ = events.send(ExecEvent::Finished { step: step.id.clone(), state, attempts, duration, log: result.log, error: result.error });
+                let _ = events.send(ExecEvent::Finished { step: step.id.clone(), state, attempts, duration, log: result.log, error: result.error, changes: result.changes });
                 release(i, &dependents, &mut remaining, &mut ready);
             }
             _ = until_cancelled(&mut c), if !cancelled => {}

@@ -1,0 +1,52 @@
+//! Signing an approval bound to one app, digest and environment, and
+//! attaching it to the digest as evidence.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::EngineError;
+use super::resolve::AppRelease;
+use crate::domain::approval::{
+    APPROVAL_MEDIA_TYPE, APPROVAL_PAYLOAD_TYPE, APPROVAL_TYPE, ApprovalStatement, Purpose,
+};
+use crate::gates::EvidenceKind;
+use crate::sign::{Envelope, PrivateKey};
+use crate::store::EvidenceRecord;
+use crate::workspace::Workspace;
+
+/// Signs an approval statement and attaches it to the release's digest.
+#[allow(clippy::too_many_arguments)]
+pub fn sign_approval(
+    ws: &Workspace,
+    key: &PrivateKey,
+    signer: &str,
+    release: &AppRelease,
+    env: &str,
+    purpose: Purpose,
+    comment: Option<String>,
+    at: &DateTime<Utc>,
+) -> Result<(ApprovalStatement, EvidenceRecord), EngineError> {
+    let statement = ApprovalStatement {
+        type_: APPROVAL_TYPE.into(),
+        app: release.app.clone(),
+        digest: release.digest.clone(),
+        environment: env.to_owned(),
+        promotion_id: None,
+        signer: signer.to_owned(),
+        signed_at: at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        purpose,
+        comment,
+    };
+    let payload = serde_json_canonicalizer::to_vec(&statement).map_err(EngineError::error)?;
+    let envelope = Envelope::sign(APPROVAL_PAYLOAD_TYPE, &payload, key);
+    let bytes = serde_json::to_vec_pretty(&envelope).map_err(EngineError::error)?;
+    let digest = ws.evidence().put(&bytes)?;
+    let record = EvidenceRecord {
+        digest,
+        media_type: APPROVAL_MEDIA_TYPE.into(),
+        kind: EvidenceKind::Approval.as_str().into(),
+        size: bytes.len() as u64,
+        added_at: Utc::now(),
+    };
+    ws.open_store()?.attach_evidence(&release.digest, &record)?;
+    Ok((statement, record))
+}

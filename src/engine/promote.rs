@@ -1,0 +1,285 @@
+//! A promotion, end to end: resolve the release at promotion time, sign
+//! the requester's approval if asked, evaluate the gates, run the
+//! environment's workflow under its lock (which deploys), then seal the
+//! decision and its outcome — allowed, blocked, failed or aborted — in a
+//! capsule exported to `capsules/`.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::EngineError;
+use super::evaluate::evaluate_release;
+use super::event::{EventKind, Sink};
+use super::resolve::app_release;
+use super::run::{default_workflow, run_promotion_workflow};
+use super::runs::Runs;
+use super::seal::{put_blobs, resolved_at, seal_and_export};
+use super::{StellaBuiltins, resolve::block_on};
+use crate::capsule::seal::inputs_of;
+use crate::capsule::statement::{Action, Engine, EvidenceRef, Predicate, ReleaseRef};
+use crate::config::Config;
+use crate::domain::approval::Purpose;
+use crate::domain::{Decision, Verdict};
+use crate::gates::Subject;
+use crate::store::DecisionRecord;
+use crate::workflow::Workflow;
+use crate::workspace::Workspace;
+
+/// What to promote, where, and as whom.
+#[derive(Debug, Clone)]
+pub struct PromoteRequest {
+    /// `APP:TAG`, `APP@sha256:HEX`, or `APP` (what is live upstream).
+    pub reference: String,
+    pub to: String,
+    /// Sign an approval with this key of the workspace first.
+    pub approve_with: Option<String>,
+    /// The decision clock; `None` is now.
+    pub at: Option<DateTime<Utc>>,
+    pub requested_by: String,
+    pub break_glass: Option<String>,
+    /// Workflow steps run at once.
+    pub parallel: usize,
+}
+
+/// How a promotion ended; a blocked one is an outcome, not an error.
+#[derive(Debug, Clone)]
+pub struct PromoteOutcome {
+    pub promotion_id: i64,
+    pub capsule_id: i64,
+    pub subject: Subject,
+    pub at: DateTime<Utc>,
+    pub decision: Decision,
+    pub verdicts: Vec<Verdict>,
+    /// `deployed`, `live` (no targets), `blocked`, `deploy-failed`, `aborted`.
+    pub outcome: String,
+    /// Why the deploy failed, when it did.
+    pub failure: Option<String>,
+    /// The exported capsule, relative to the workspace.
+    pub capsule: PathBuf,
+}
+
+pub fn promote(
+    ws: &Workspace,
+    config: &Config,
+    req: &PromoteRequest,
+    runs: &Runs,
+    sink: &Sink,
+) -> Result<PromoteOutcome, EngineError> {
+    let now = req.at.unwrap_or_else(Utc::now);
+    let Some(env) = config.environment(&req.to) else {
+        return Err(super::unknown_environment(&req.to, config));
+    };
+    for line in super::deploy::recover(ws, config)? {
+        sink.emit(EventKind::Note(line));
+    }
+    let (release, notes) = app_release(ws, config, &req.reference, Some(&req.to), &now)?;
+    for n in notes {
+        sink.emit(EventKind::Note(n));
+    }
+    sink.emit(EventKind::Resolved {
+        app: release.app.clone(),
+        digest: release.digest.clone(),
+        tag: release.tag.clone(),
+        environment: req.to.clone(),
+    });
+    if let Some(name) = &req.approve_with {
+        let (key, rec) = super::keys::load_private(ws, name)?;
+        let (_, evidence) = super::approve::sign_approval(
+            ws,
+            &key,
+            &rec.email,
+            &release,
+            &req.to,
+            Purpose::Promote,
+            None,
+            &now,
+        )?;
+        sink.emit(EventKind::Approved {
+            signer: rec.email,
+            approval: evidence.digest,
+        });
+    }
+    let (inputs, decision, verdicts) = evaluate_release(
+        ws,
+        config,
+        &release,
+        &req.to,
+        req.requested_by.clone(),
+        req.break_glass.clone(),
+        now,
+    )?;
+    sink.emit(EventKind::GatesEvaluated {
+        app: release.app.clone(),
+        digest: release.digest.clone(),
+        environment: req.to.clone(),
+        at: now,
+        decision,
+        verdicts: verdicts.clone(),
+    });
+    let (mut statement_inputs, blobs) = inputs_of(&inputs);
+    put_blobs(ws, &blobs)?;
+    // An allowed promotion that changes targets holds the environment's
+    // lock from before the first change until its capsule is sealed.
+    let mut existing = None;
+    let mut failure = None;
+    let outcome = match decision {
+        Decision::Deny => "blocked",
+        Decision::Allow if env.targets.is_empty() && env.workflow.is_none() => "live",
+        Decision::Allow => {
+            // Load the workflow before taking the lock: a bad template is
+            // an error, not a half-begun promotion.
+            let workflow = match &env.workflow {
+                Some(w) => {
+                    Workflow::load(&config.root.join(w.get_ref())).map_err(EngineError::error)?
+                }
+                None => default_workflow(),
+            };
+            let id = ws
+                .open_store()?
+                .begin_promotion(
+                    &release.app,
+                    &release.digest,
+                    release.tag.as_deref(),
+                    &req.to,
+                    &req.requested_by,
+                )
+                .map_err(|e| match e {
+                    crate::store::BeginError::Locked(_) => EngineError::error(e)
+                        .hint("wait for it to finish, or check it with `stella promotion list`"),
+                    other => EngineError::error(other),
+                })?;
+            existing = Some(id);
+            sink.emit(EventKind::PromotionCreated {
+                promotion_id: id,
+                app: release.app.clone(),
+                digest: release.digest.clone(),
+                environment: req.to.clone(),
+                targets: env.targets.iter().map(|t| t.get_ref().clone()).collect(),
+                steps: workflow
+                    .steps
+                    .iter()
+                    .map(|s| (s.id.clone(), s.needs.clone()))
+                    .collect(),
+            });
+            let builtins = StellaBuiltins {
+                workspace: ws.clone(),
+                config: config.clone(),
+                app: release.app.clone(),
+                digest: release.digest.clone(),
+                tag: release.tag.clone(),
+                environment: req.to.clone(),
+                requested_by: req.requested_by.clone(),
+                clock: now,
+            };
+            let before = super::deploy::snapshot(config, env);
+            let control = runs.register(id);
+            let report = block_on(run_promotion_workflow(
+                builtins,
+                &workflow,
+                id,
+                req.parallel.max(1),
+                control.clone(),
+                sink,
+            ));
+            runs.remove(id);
+            let report = report?.map_err(EngineError::error)?;
+            statement_inputs
+                .evidence
+                .extend(report.logs.iter().map(|(_, d)| EvidenceRef {
+                    digest: d.clone(),
+                    media_type: "text/plain; charset=utf-8".into(),
+                    kind: "log".into(),
+                }));
+            sink.emit(EventKind::RunFinished {
+                promotion_id: id,
+                ok: report.ok,
+                failure: report.failure.clone(),
+            });
+            if report.ok {
+                "deployed"
+            } else {
+                let aborted = control.is_cancelled();
+                let e = if aborted {
+                    "aborted by an operator".to_owned()
+                } else {
+                    report
+                        .failure
+                        .unwrap_or_else(|| "the workflow failed".into())
+                };
+                // A step after the switch failed: the previous release serves again.
+                let lines = super::deploy::restore(config, &before);
+                sink.emit(EventKind::TargetsRestored {
+                    promotion_id: id,
+                    lines,
+                });
+                failure = Some(e);
+                if aborted { "aborted" } else { "deploy-failed" }
+            }
+        }
+    };
+    let rec = DecisionRecord {
+        app: release.app.clone(),
+        digest: release.digest.clone(),
+        tag: release.tag.clone(),
+        environment: req.to.clone(),
+        requested_by: req.requested_by.clone(),
+        action: Action::Promote.as_str().into(),
+        decision: if decision == Decision::Allow {
+            "allow"
+        } else {
+            "deny"
+        }
+        .into(),
+        outcome: outcome.into(),
+        at: now,
+        goes_live: decision == Decision::Allow && failure.is_none(),
+    };
+    let action = if req.break_glass.is_some() && decision == Decision::Allow {
+        Action::BreakGlass
+    } else {
+        Action::Promote
+    };
+    let resolved = resolved_at(ws, &release);
+    let sealed = seal_and_export(ws, config, &rec, existing, |previous, promotion_id| {
+        Predicate {
+            action,
+            app: release.app.clone(),
+            release: ReleaseRef {
+                digest: release.digest.clone(),
+                tag: release.tag.clone(),
+                resolved_at: resolved,
+            },
+            from: env.from.as_ref().map(|f| f.get_ref().clone()),
+            to: req.to.clone(),
+            requested_by: req.requested_by.clone(),
+            clock: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+            promotion_id: Some(promotion_id),
+            inputs: statement_inputs,
+            gates: verdicts.clone(),
+            decision,
+            outcome: outcome.into(),
+            engine: Engine::current(),
+            previous,
+            restores: None,
+            reason: failure.clone().or(req.break_glass.clone()),
+        }
+    })?;
+    sink.emit(EventKind::CapsuleSealed {
+        promotion_id: sealed.promotion_id,
+        capsule_id: sealed.capsule_id,
+        outcome: outcome.into(),
+        path: sealed.path.clone(),
+    });
+    Ok(PromoteOutcome {
+        promotion_id: sealed.promotion_id,
+        capsule_id: sealed.capsule_id,
+        subject: inputs.subject,
+        at: now,
+        decision,
+        verdicts,
+        outcome: outcome.into(),
+        failure,
+        capsule: sealed.path,
+    })
+}

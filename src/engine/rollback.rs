@@ -1,0 +1,267 @@
+//! A rollback is a decision too: it names an exact earlier digest (by
+//! default the last one live before the current), keeps the evidence that
+//! release was promoted under, deploys it, and seals its own capsule.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::EngineError;
+use super::event::{EventKind, Sink};
+use super::resolve::block_on;
+use super::seal::seal_and_export;
+use crate::capsule::environment::{self, EffectiveEnvironment};
+use crate::capsule::statement::{
+    Action, Engine, EvidenceRef, Inputs, Predicate, ReleaseRef, Restores, Statement,
+};
+use crate::config::Config;
+use crate::domain::approval::APPROVAL_MEDIA_TYPE;
+use crate::domain::{Decision, Digest};
+use crate::sign::Envelope;
+use crate::store::DecisionRecord;
+use crate::workspace::Workspace;
+
+#[derive(Debug, Clone)]
+pub struct RollbackRequest {
+    pub app: String,
+    pub env: String,
+    /// The digest to return to; `None`: the last one live before the current.
+    pub to: Option<Digest>,
+    pub reason: Option<String>,
+    pub at: Option<DateTime<Utc>>,
+    pub requested_by: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RollbackOutcome {
+    pub promotion_id: i64,
+    pub capsule_id: i64,
+    pub from: Digest,
+    pub to: Digest,
+    /// The payload digest of the capsule `to` was promoted under, if any.
+    pub restores_capsule: Option<Digest>,
+    /// Its row id, for people.
+    pub restores_capsule_id: Option<i64>,
+    /// `rolled-back` or `rollback-failed`.
+    pub outcome: String,
+    pub failure: Option<String>,
+    pub capsule: PathBuf,
+}
+
+pub fn rollback(
+    ws: &Workspace,
+    config: &Config,
+    req: &RollbackRequest,
+    sink: &Sink,
+) -> Result<RollbackOutcome, EngineError> {
+    let now = req.at.unwrap_or_else(Utc::now);
+    let Some(env) = config.environment(&req.env) else {
+        return Err(super::unknown_environment(&req.env, config));
+    };
+    if !config.apps.contains_key(&req.app) {
+        return Err(super::resolve::unknown_app(&req.app, config));
+    }
+    let store = ws.open_store()?;
+    let history = store.live_history(&req.env, &req.app)?;
+    let Some(current) = history.iter().find(|l| l.since <= now) else {
+        return Err(EngineError::error(format!(
+            "{} is not live in {}; there is nothing to roll back",
+            req.app, req.env
+        )));
+    };
+    let target = match &req.to {
+        Some(d) => {
+            if !history.iter().any(|l| l.digest == *d) {
+                return Err(EngineError::usage(format!(
+                    "{d} was never live in {}; a rollback returns to an earlier release",
+                    req.env
+                ))
+                .hint(format!(
+                    "`stella capsule list --env {} --app {}` shows what was",
+                    req.env, req.app
+                )));
+            }
+            d.clone()
+        }
+        None => history
+            .iter()
+            .filter(|l| l.since <= now)
+            .find(|l| l.digest != current.digest)
+            .map(|l| l.digest.clone())
+            .ok_or_else(|| {
+                EngineError::error(format!(
+                    "{} has had only one release in {}; there is no earlier one",
+                    req.app, req.env
+                ))
+            })?,
+    };
+    if target == current.digest {
+        return Err(EngineError::usage(format!(
+            "{target} is already live in {}",
+            req.env
+        )));
+    }
+    sink.emit(EventKind::Resolved {
+        app: req.app.clone(),
+        digest: target.clone(),
+        tag: None,
+        environment: req.env.clone(),
+    });
+
+    // The capsule it was promoted under, kept as evidence with the evidence
+    // it used: preserved, not fetched again.
+    let original = store.promoted_under(&req.env, &target)?;
+    let mut evidence = Vec::new();
+    if let Some(o) = &original {
+        let (_, env_bytes) = store
+            .capsule(o.id)?
+            .ok_or_else(|| EngineError::error(format!("capsule #{} is listed but absent", o.id)))?;
+        let digest = ws.evidence().put(&env_bytes)?;
+        evidence.push(EvidenceRef {
+            digest,
+            media_type: APPROVAL_MEDIA_TYPE.into(),
+            kind: "capsule".into(),
+        });
+        let envelope: Envelope = serde_json::from_slice(&env_bytes).map_err(EngineError::error)?;
+        let st: Statement =
+            serde_json::from_slice(&envelope.payload_bytes().map_err(EngineError::error)?)
+                .map_err(EngineError::error)?;
+        evidence.extend(st.predicate.inputs.evidence);
+    }
+    let effective = EffectiveEnvironment {
+        name: req.env.clone(),
+        from: env.from.as_ref().map(|f| f.get_ref().clone()),
+        gates: env.gates.clone(),
+        freeze: Default::default(),
+    };
+    let env_text = effective.to_toml().into_bytes();
+    let env_digest = ws.evidence().put(&env_text)?;
+    let mut existing = None;
+    let mut failure: Option<String> = None;
+    if !env.targets.is_empty() {
+        let id = ws
+            .open_store()?
+            .begin_promotion(&req.app, &target, None, &req.env, &req.requested_by)
+            .map_err(|e| match e {
+                crate::store::BeginError::Locked(_) => EngineError::error(e)
+                    .hint("wait for it to finish, or check it with `stella promotion list`"),
+                other => EngineError::error(other),
+            })?;
+        existing = Some(id);
+        sink.emit(EventKind::PromotionCreated {
+            promotion_id: id,
+            app: req.app.clone(),
+            digest: target.clone(),
+            environment: req.env.clone(),
+            targets: env.targets.iter().map(|t| t.get_ref().clone()).collect(),
+            steps: vec![],
+        });
+        let deployed = block_on(super::deploy::fetch_if_remote(config, &req.app, &target))?
+            .and_then(|fetched| {
+                super::deploy::deploy_targets(
+                    config,
+                    env,
+                    &req.app,
+                    &target,
+                    None,
+                    true,
+                    fetched
+                        .as_ref()
+                        .map(|f| f as &dyn crate::deploy::unpack::BlobSource),
+                )
+            });
+        match deployed {
+            Ok(lines) => {
+                for detail in lines {
+                    sink.emit(EventKind::TargetSwitched {
+                        promotion_id: id,
+                        detail,
+                    });
+                }
+            }
+            Err(e) => failure = Some(e),
+        }
+        sink.emit(EventKind::RunFinished {
+            promotion_id: id,
+            ok: failure.is_none(),
+            failure: failure.clone(),
+        });
+    }
+    let outcome = if failure.is_some() {
+        "rollback-failed"
+    } else {
+        "rolled-back"
+    };
+    let rec = DecisionRecord {
+        app: req.app.clone(),
+        digest: target.clone(),
+        tag: None,
+        environment: req.env.clone(),
+        requested_by: req.requested_by.clone(),
+        action: Action::Rollback.as_str().into(),
+        decision: "allow".into(),
+        outcome: outcome.into(),
+        at: now,
+        goes_live: failure.is_none(),
+    };
+    let from_digest = current.digest.clone();
+    let sealed = seal_and_export(ws, config, &rec, existing, |previous, promotion_id| {
+        Predicate {
+            action: Action::Rollback,
+            app: req.app.clone(),
+            release: ReleaseRef {
+                digest: target.clone(),
+                tag: None,
+                resolved_at: None,
+            },
+            from: None,
+            to: req.env.clone(),
+            requested_by: req.requested_by.clone(),
+            clock: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+            promotion_id: Some(promotion_id),
+            inputs: Inputs {
+                evidence,
+                policies: vec![],
+                environment: EvidenceRef {
+                    digest: env_digest,
+                    media_type: environment::MEDIA_TYPE.into(),
+                    kind: "config".into(),
+                },
+                keys: vec![],
+                upstream: None,
+                break_glass: None,
+            },
+            gates: vec![],
+            decision: Decision::Allow,
+            outcome: outcome.into(),
+            engine: Engine::current(),
+            previous,
+            restores: Some(Restores {
+                digest: target.clone(),
+                capsule: original.as_ref().map(|o| o.payload_digest.clone()),
+            }),
+            reason: failure.clone().or(Some(
+                req.reason
+                    .clone()
+                    .unwrap_or_else(|| format!("roll back from {from_digest}")),
+            )),
+        }
+    })?;
+    sink.emit(EventKind::CapsuleSealed {
+        promotion_id: sealed.promotion_id,
+        capsule_id: sealed.capsule_id,
+        outcome: outcome.into(),
+        path: sealed.path.clone(),
+    });
+    Ok(RollbackOutcome {
+        promotion_id: sealed.promotion_id,
+        capsule_id: sealed.capsule_id,
+        from: from_digest,
+        to: target,
+        restores_capsule: original.as_ref().map(|o| o.payload_digest.clone()),
+        restores_capsule_id: original.as_ref().map(|o| o.id),
+        outcome: outcome.into(),
+        failure,
+        capsule: sealed.path,
+    })
+}

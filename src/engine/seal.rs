@@ -1,0 +1,177 @@
+//! Sealing decisions: the capsule recorded in the same transaction as the
+//! decision, then exported as one self-contained file into `capsules/`.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::EngineError;
+use super::keys::sealing_key;
+use super::resolve::AppRelease;
+use crate::capsule::file::{CapsuleFile, EmbeddedBlob, Format};
+use crate::capsule::seal::{KEY_MEDIA_TYPE, NewBlob, POLICY_MEDIA_TYPE, seal};
+use crate::capsule::statement::{Predicate, Statement};
+use crate::config::Config;
+use crate::domain::Digest;
+use crate::sign::Envelope;
+use crate::store::{DecisionRecord, SealedRow};
+use crate::workspace::Workspace;
+
+pub fn put_blobs(ws: &Workspace, blobs: &[NewBlob]) -> Result<(), EngineError> {
+    let cas = ws.evidence();
+    for b in blobs {
+        cas.put(&b.bytes)?;
+    }
+    Ok(())
+}
+
+/// Records a decision and its capsule atomically; returns (promotion id,
+/// capsule id, payload digest).
+pub fn record(
+    ws: &Workspace,
+    config: &Config,
+    rec: &DecisionRecord,
+    existing: Option<i64>,
+    predicate: impl FnOnce(Option<Digest>, i64) -> Predicate,
+) -> Result<(i64, i64, Digest), EngineError> {
+    let key = sealing_key(ws, &config.name)?;
+    let mut store = ws.open_store()?;
+    Ok(
+        store.record_decision(rec, existing, |previous, promotion_id| {
+            let sealed = seal(Statement::new(predicate(previous, promotion_id)), &key);
+            serde_json::to_vec(&sealed.envelope).map(|envelope| SealedRow {
+                payload_digest: sealed.payload_digest,
+                envelope,
+            })
+        })?,
+    )
+}
+
+/// The media type of a blob a statement references.
+fn media_type_of(st: &Statement, d: &Digest) -> String {
+    let i = &st.predicate.inputs;
+    if let Some(e) = i.evidence.iter().find(|e| e.digest == *d) {
+        return e.media_type.clone();
+    }
+    if i.policies.iter().any(|p| p.digest == *d) {
+        return POLICY_MEDIA_TYPE.into();
+    }
+    if i.keys.iter().any(|k| k.digest == *d) {
+        return KEY_MEDIA_TYPE.into();
+    }
+    if i.environment.digest == *d {
+        return i.environment.media_type.clone();
+    }
+    "application/octet-stream".into()
+}
+
+/// A capsule from the store as a self-contained file.
+pub fn capsule_file(ws: &Workspace, envelope: &[u8]) -> Result<CapsuleFile, EngineError> {
+    let env: Envelope = serde_json::from_slice(envelope)
+        .map_err(|e| EngineError::error(format!("a stored envelope is not DSSE JSON: {e}")))?;
+    let payload = env.payload_bytes().map_err(EngineError::error)?;
+    let st: Statement = serde_json::from_slice(&payload).map_err(|e| {
+        EngineError::error(format!("a stored capsule is not a decision statement: {e}"))
+    })?;
+    let cas = ws.evidence();
+    let mut evidence = Vec::new();
+    for d in st.referenced() {
+        let bytes = cas.get(d)?;
+        evidence.push(EmbeddedBlob::new(d.clone(), &media_type_of(&st, d), &bytes));
+    }
+    let store = ws.open_store()?;
+    let keys = store.keys()?;
+    let public_key_pem = keys
+        .iter()
+        .find(|k| env.keyids().any(|id| id == k.keyid))
+        .map(|k| k.public_pem.clone())
+        .unwrap_or_default();
+    Ok(CapsuleFile {
+        capsule_version: crate::capsule::file::CAPSULE_VERSION,
+        envelope: env,
+        evidence,
+        public_key_pem,
+    })
+}
+
+/// Writes the capsule to `capsules/ENV-SHORT6-DATE.yaml` (or `-2`, `-3`…
+/// when that name is taken by another capsule).
+pub fn export_default(
+    ws: &Workspace,
+    env: &str,
+    digest: &Digest,
+    at: &DateTime<Utc>,
+    file: &CapsuleFile,
+) -> Result<PathBuf, EngineError> {
+    let dir = ws.root().join("capsules");
+    std::fs::create_dir_all(&dir)?;
+    let base = format!("{env}-{}-{}", &digest.hex()[..6], at.format("%Y-%m-%d"));
+    let bytes = file.to_bytes(Format::Yaml);
+    for n in 1.. {
+        let name = if n == 1 {
+            format!("{base}.yaml")
+        } else {
+            format!("{base}-{n}.yaml")
+        };
+        let path = dir.join(&name);
+        match std::fs::read(&path) {
+            Ok(existing) if existing == bytes => return Ok(PathBuf::from("capsules").join(name)),
+            Ok(_) => continue,
+            Err(_) => {
+                write_atomic(&path, &bytes)?;
+                return Ok(PathBuf::from("capsules").join(name));
+            }
+        }
+    }
+    unreachable!("some suffix is free")
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)
+        .map_err(|e| EngineError::error(format!("cannot write {}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, path)
+        .map_err(|e| EngineError::error(format!("cannot write {}: {e}", path.display())))
+}
+
+pub fn resolved_at(ws: &Workspace, release: &AppRelease) -> Option<String> {
+    let store = ws.open_store().ok()?;
+    store
+        .resolutions(Some(&release.app))
+        .ok()?
+        .into_iter()
+        .rev()
+        .find(|r| r.digest == release.digest)
+        .map(|r| r.resolved_at.to_rfc3339_opts(SecondsFormat::Secs, true))
+}
+
+/// A sealed decision: its promotion, its capsule, and the exported file.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    pub promotion_id: i64,
+    pub capsule_id: i64,
+    /// Relative to the workspace.
+    pub path: PathBuf,
+}
+
+/// Records the decision with its capsule in one transaction, then exports
+/// the capsule as a self-contained file into `capsules/`.
+pub fn seal_and_export(
+    ws: &Workspace,
+    config: &Config,
+    rec: &DecisionRecord,
+    existing: Option<i64>,
+    predicate: impl FnOnce(Option<Digest>, i64) -> Predicate,
+) -> Result<Sealed, EngineError> {
+    let (promotion_id, capsule_id, _) = record(ws, config, rec, existing, predicate)?;
+    let (_, envelope) = ws.open_store()?.capsule(capsule_id)?.ok_or_else(|| {
+        EngineError::error(format!("capsule #{capsule_id} vanished from the store"))
+    })?;
+    let file = capsule_file(ws, &envelope)?;
+    let path = export_default(ws, &rec.environment, &rec.digest, &rec.at, &file)?;
+    Ok(Sealed {
+        promotion_id,
+        capsule_id,
+        path,
+    })
+}
