@@ -4,6 +4,7 @@
 pub mod capsule;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod deploy;
 pub mod domain;
 pub mod engine;

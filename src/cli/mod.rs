@@ -6,6 +6,7 @@ mod audit;
 mod capsule;
 mod config_check;
 mod decide;
+mod demo;
 mod evidence;
 pub mod exit;
 mod freeze;
@@ -51,6 +52,8 @@ pub struct Cli {
 pub enum Command {
     /// Create a starter workspace: stella.toml, policies/, workflows/, .stella/
     Init(init::InitArgs),
+    /// Build a complete demo workspace (three apps, three lanes, history)
+    Demo(demo::DemoArgs),
     /// Inspect the workspace configuration
     #[command(subcommand)]
     Config(config_check::ConfigCommand),
@@ -90,7 +93,7 @@ pub fn run(cli: Cli) -> u8 {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let found = Workspace::find(cli.workspace.as_deref(), &cwd);
     let logs = match (&cli.command, &found) {
-        (Command::Init(_), _) | (_, Err(_)) => None,
+        (Command::Init(_) | Command::Demo(_), _) | (_, Err(_)) => None,
         (_, Ok(ws)) => Some(ws.logs_dir()),
     };
     let _guard = logging::init(logs.as_deref(), cli.verbose);
@@ -102,6 +105,7 @@ pub fn run(cli: Cli) -> u8 {
     };
     let result = match cli.command {
         Command::Init(args) => init::run(&ctx, args),
+        Command::Demo(args) => demo::run(&ctx, args),
         Command::Config(cmd) => config_check::run(&ctx, cmd),
         Command::Release(cmd) => release::run(&ctx, cmd),
         Command::Evidence(cmd) => evidence::run(&ctx, cmd),
