@@ -13,5 +13,6 @@ pub mod registry;
 pub mod scan;
 pub mod sign;
 pub mod store;
+pub mod tui;
 pub mod workflow;
 pub mod workspace;

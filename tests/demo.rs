@@ -67,7 +67,7 @@ fn the_demo_builds_a_workspace_with_history_and_something_to_drive() {
     assert_eq!(v["gates"][0]["measured"]["suppressed"], 1);
     // The rollback left 1.0 serving in prod.
     assert_eq!(
-        std::fs::read_to_string(dir.join("deploy/prod/current/index.html")).unwrap(),
+        std::fs::read_to_string(dir.join("deploy/prod/api-gateway/current/index.html")).unwrap(),
         "<h1>api-gateway 1.0</h1>\n"
     );
 

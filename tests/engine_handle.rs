@@ -28,6 +28,7 @@ fn request(reference: &str) -> PromoteRequest {
         requested_by: "oncall@example.com".into(),
         break_glass: None,
         parallel: 4,
+        expect: None,
     }
 }
 

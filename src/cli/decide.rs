@@ -146,6 +146,7 @@ pub fn promote(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
         parallel: a
             .parallel
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        expect: None,
     };
     let json = a.json;
     let done = drive(

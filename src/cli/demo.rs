@@ -38,8 +38,8 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<u8, Failure> {
             .map(|c| c.len())
             .unwrap_or(0)
     );
-    let _open = !a.no_open && std::io::IsTerminal::is_terminal(&std::io::stdout());
-    {
+    let open = !a.no_open && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    if !open {
         println!("Try:");
         let w = format!("stella --workspace {}", dir.display());
         println!("  {w} gate check web:3.1 --env staging        # approved, ready to promote");
@@ -47,6 +47,8 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<u8, Failure> {
         println!("  {w} gate check billing:2.4 --env staging    # blocked by a critical finding");
         println!("  {w} gate check api-gateway:1.1 --env prod   # prod is frozen right now");
         println!("  {w} capsule list");
+        println!("  {w} tui                                     # the workbench");
+        return Ok(exit::OK);
     }
-    Ok(exit::OK)
+    super::tui::open(ctx, &ws, super::tui::TuiArgs::default())
 }

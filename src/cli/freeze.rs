@@ -1,11 +1,12 @@
 //! `stella freeze list`: a month calendar of frozen periods, in the
 //! window's zone and the user's, and when the current freeze ends.
 
-use chrono::{DateTime, Datelike, Duration, Local, NaiveDate, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Local, NaiveDate, SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::{Context, Failure, exit, load_config, parse_at, print_json, unknown_environment};
+use crate::gates::calendar;
 use crate::gates::freeze::{Kind, Period, Window, when};
 
 #[derive(Debug, Subcommand)]
@@ -31,21 +32,6 @@ pub struct ListArgs {
 
 fn local(t: DateTime<Utc>) -> DateTime<Local> {
     t.with_timezone(&Local)
-}
-
-fn midnight(d: NaiveDate) -> DateTime<Utc> {
-    let naive = d.and_hms_opt(0, 0, 0).expect("midnight exists");
-    Local
-        .from_local_datetime(&naive)
-        .earliest()
-        .unwrap_or_else(|| Local.from_utc_datetime(&naive))
-        .with_timezone(&Utc)
-}
-
-fn overlap(p: &Period, from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
-    let start = p.start.max(from);
-    let end = p.end.unwrap_or(DateTime::<Utc>::MAX_UTC).min(to);
-    (end - start).max(Duration::zero())
 }
 
 pub fn run(ctx: &Context, cmd: FreezeCommand) -> Result<u8, Failure> {
@@ -78,44 +64,10 @@ pub fn run(ctx: &Context, cmd: FreezeCommand) -> Result<u8, Failure> {
             Failure::usage(format!("--month `{m}` is not a month"))
                 .hint("write it as YYYY-MM, e.g. 2026-12")
         })?,
-        None => {
-            let l = local(now).date_naive();
-            NaiveDate::from_ymd_opt(l.year(), l.month(), 1).expect("first of a month")
-        }
+        None => calendar::month_of(now, &Local),
     };
-    let next = first
-        .checked_add_months(chrono::Months::new(1))
-        .expect("a month later");
-    let (from, to) = (midnight(first), midnight(next));
-    let periods: Vec<(&Window, Vec<Period>)> =
-        windows.iter().map(|w| (w, w.periods(from, to))).collect();
-
-    let mut days = Vec::new();
-    let mut d = first;
-    while d < next {
-        let (s, e) = (midnight(d), midnight(d.succ_opt().expect("a next day")));
-        let mut frozen = Duration::zero();
-        let mut by = Vec::new();
-        for (w, ps) in &periods {
-            let o: Duration = ps
-                .iter()
-                .map(|p| overlap(p, s, e))
-                .fold(Duration::zero(), |a, b| a + b);
-            if o > Duration::zero() {
-                by.push(w.name.clone());
-                frozen = frozen.max(o);
-            }
-        }
-        let state = if frozen >= e - s {
-            "full"
-        } else if frozen > Duration::zero() {
-            "partial"
-        } else {
-            "none"
-        };
-        days.push((d, state, by));
-        d = d.succ_opt().expect("a next day");
-    }
+    let periods = calendar::periods(&windows, first, &Local);
+    let days = calendar::month(&windows, first, &Local);
     let active: Vec<(&Window, Period)> = windows
         .iter()
         .filter_map(|w| w.active_at(now).map(|p| (w, p)))
@@ -138,7 +90,7 @@ pub fn run(ctx: &Context, cmd: FreezeCommand) -> Result<u8, Failure> {
             .collect();
         let days_json: Vec<serde_json::Value> = days
             .iter()
-            .map(|(d, s, by)| json!({"date": d.to_string(), "frozen": s, "windows": by}))
+            .map(|d| json!({"date": d.date.to_string(), "frozen": d.frozen.as_str(), "windows": d.by}))
             .collect();
         print_json(&json!({
             "month": first.format("%Y-%m").to_string(),
@@ -157,14 +109,14 @@ pub fn run(ctx: &Context, cmd: FreezeCommand) -> Result<u8, Failure> {
     );
     println!(" Mo  Tu  We  Th  Fr  Sa  Su");
     let mut line = "    ".repeat(first.weekday().num_days_from_monday() as usize);
-    for (d, state, _) in &days {
-        let mark = match *state {
-            "full" => '*',
-            "partial" => '+',
-            _ => ' ',
+    for day in &days {
+        let mark = match day.frozen {
+            calendar::Frozen::Full => '*',
+            calendar::Frozen::Partial => '+',
+            calendar::Frozen::None => ' ',
         };
-        line.push_str(&format!("{:>3}{mark}", d.day()));
-        if d.weekday() == chrono::Weekday::Sun {
+        line.push_str(&format!("{:>3}{mark}", day.date.day()));
+        if day.date.weekday() == chrono::Weekday::Sun {
             println!("{}", line.trim_end());
             line.clear();
         }

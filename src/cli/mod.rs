@@ -16,6 +16,7 @@ mod key;
 mod logging;
 mod promotion;
 pub mod release;
+mod tui;
 mod workflow;
 
 use std::path::PathBuf;
@@ -44,16 +45,19 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub verbose: bool,
 
+    /// Without a command, inside a workspace: the workbench
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a starter workspace: stella.toml, policies/, workflows/, .stella/
     Init(init::InitArgs),
-    /// Build a complete demo workspace (three apps, three lanes, history)
+    /// Build a complete demo workspace (three apps, three lanes, history) and open the workbench
     Demo(demo::DemoArgs),
+    /// The workbench: lanes, promotions, gates, freezes, capsules, releases
+    Tui(tui::TuiArgs),
     /// Inspect the workspace configuration
     #[command(subcommand)]
     Config(config_check::ConfigCommand),
@@ -93,7 +97,7 @@ pub fn run(cli: Cli) -> u8 {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let found = Workspace::find(cli.workspace.as_deref(), &cwd);
     let logs = match (&cli.command, &found) {
-        (Command::Init(_) | Command::Demo(_), _) | (_, Err(_)) => None,
+        (Some(Command::Init(_) | Command::Demo(_)), _) | (_, Err(_)) => None,
         (_, Ok(ws)) => Some(ws.logs_dir()),
     };
     let _guard = logging::init(logs.as_deref(), cli.verbose);
@@ -103,9 +107,18 @@ pub fn run(cli: Cli) -> u8 {
         cwd,
         workspace: found,
     };
-    let result = match cli.command {
+    let Some(command) = cli.command else {
+        if ctx.workspace.is_err() {
+            use clap::CommandFactory;
+            let _ = Cli::command().print_help();
+            return exit::USAGE;
+        }
+        return finish(tui::run(&ctx, tui::TuiArgs::default()));
+    };
+    finish(match command {
         Command::Init(args) => init::run(&ctx, args),
         Command::Demo(args) => demo::run(&ctx, args),
+        Command::Tui(args) => tui::run(&ctx, args),
         Command::Config(cmd) => config_check::run(&ctx, cmd),
         Command::Release(cmd) => release::run(&ctx, cmd),
         Command::Evidence(cmd) => evidence::run(&ctx, cmd),
@@ -117,7 +130,10 @@ pub fn run(cli: Cli) -> u8 {
         Command::Audit(cmd) => audit::run(&ctx, cmd),
         Command::Workflow(cmd) => workflow::run(&ctx, cmd),
         Command::Promotion(cmd) => promotion::run(&ctx, cmd),
-    };
+    })
+}
+
+fn finish(result: Result<u8, Failure>) -> u8 {
     match result {
         Ok(code) => code,
         Err(f) => {

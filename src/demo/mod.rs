@@ -266,6 +266,7 @@ pub fn build(
             requested_by: ONCALL.into(),
             break_glass: None,
             parallel: 4,
+            expect: None,
         };
         crate::engine::promote::promote(&ws, &config, &req, &runs, &sink).map(|o| o.outcome)
     };

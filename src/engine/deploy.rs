@@ -61,7 +61,7 @@ pub fn deploy_targets(
                 ));
             }
         };
-        let dir = dir_target(config, target);
+        let dir = dir_target(config, target, app);
         let d = dir
             .deploy(source, digest)
             .map_err(|e| format!("target `{name}`: {e}"))?;
@@ -86,13 +86,11 @@ pub fn deploy_targets(
     Ok(done)
 }
 
-/// A `dir` target's folder, relative to the workspace.
-fn dir_target(config: &Config, target: &crate::config::TargetConfig) -> DirTarget {
-    DirTarget::new(
-        config
-            .root
-            .join(target.path.as_ref().map_or(".", |p| p.get_ref().as_str())),
-    )
+/// A `dir` target's folder for `app`, relative to the workspace; `{app}`
+/// in the path is the app's name, so one target can hold every app.
+pub fn dir_target(config: &Config, target: &crate::config::TargetConfig, app: &str) -> DirTarget {
+    let path = target.path.as_ref().map_or(".", |p| p.get_ref().as_str());
+    DirTarget::new(config.root.join(path.replace("{app}", app)))
 }
 
 /// A `script` target: the user's `deploy` hook (or `rollback`, when rolling
@@ -238,13 +236,17 @@ fn run_with_timeout(
 
 /// What each `dir` target of `env` serves now: to put back if a later step
 /// of the workflow fails.
-pub fn snapshot(config: &Config, env: &EnvironmentConfig) -> Vec<(String, Option<Digest>)> {
+pub fn snapshot(
+    config: &Config,
+    env: &EnvironmentConfig,
+    app: &str,
+) -> Vec<(String, Option<Digest>)> {
     env.targets
         .iter()
         .filter_map(|t| {
             let target = config.targets.get(t.get_ref())?;
             (target.kind == TargetKind::Dir).then(|| {
-                let dir = dir_target(config, target);
+                let dir = dir_target(config, target, app);
                 (t.get_ref().clone(), dir.current())
             })
         })
@@ -253,7 +255,7 @@ pub fn snapshot(config: &Config, env: &EnvironmentConfig) -> Vec<(String, Option
 
 /// Switches every `dir` target back to what `snapshot` saw; returns a line
 /// per target moved back.
-pub fn restore(config: &Config, before: &[(String, Option<Digest>)]) -> Vec<String> {
+pub fn restore(config: &Config, app: &str, before: &[(String, Option<Digest>)]) -> Vec<String> {
     let mut lines = Vec::new();
     for (name, previous) in before {
         let Some(target) = config.targets.get(name) else {
@@ -262,7 +264,7 @@ pub fn restore(config: &Config, before: &[(String, Option<Digest>)]) -> Vec<Stri
         if target.kind != TargetKind::Dir {
             continue;
         }
-        let dir = dir_target(config, target);
+        let dir = dir_target(config, target, app);
         if dir.current() == *previous {
             continue;
         }
@@ -310,12 +312,12 @@ pub fn recover(
             .iter()
             .map(|t| (t.get_ref().clone(), live.as_ref().map(|l| l.digest.clone())))
             .collect();
-        lines.extend(restore(config, &before));
+        lines.extend(restore(config, &p.app, &before));
         for t in &env.targets {
             if let Some(target) = config.targets.get(t.get_ref())
                 && target.kind == TargetKind::Dir
             {
-                for p in dir_target(config, target).clean_stale() {
+                for p in dir_target(config, target, &p.app).clean_stale() {
                     lines.push(format!("{}: removed {}", t.get_ref(), p.display()));
                 }
             }

@@ -40,6 +40,7 @@ pub fn evaluate_release(
 /// Who is asking, when nobody said.
 pub fn requester(given: Option<String>) -> String {
     given
+        .or_else(|| std::env::var("STELLA_USER").ok())
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "unknown".into())
 }

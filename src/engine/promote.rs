@@ -40,6 +40,9 @@ pub struct PromoteRequest {
     pub break_glass: Option<String>,
     /// Workflow steps run at once.
     pub parallel: usize,
+    /// The digest the requester reviewed: if the tag now names another,
+    /// the promotion is refused rather than promoting something unseen.
+    pub expect: Option<crate::domain::Digest>,
 }
 
 /// How a promotion ended; a blocked one is an outcome, not an error.
@@ -74,6 +77,15 @@ pub fn promote(
         sink.emit(EventKind::Note(line));
     }
     let (release, notes) = app_release(ws, config, &req.reference, Some(&req.to), &now)?;
+    if let Some(expected) = &req.expect
+        && *expected != release.digest
+    {
+        return Err(EngineError::error(format!(
+            "{} now names {}, not the {} you reviewed",
+            req.reference, release.digest, expected
+        ))
+        .hint("look at the new release's gates before promoting it"));
+    }
     for n in notes {
         sink.emit(EventKind::Note(n));
     }
@@ -172,7 +184,7 @@ pub fn promote(
                 requested_by: req.requested_by.clone(),
                 clock: now,
             };
-            let before = super::deploy::snapshot(config, env);
+            let before = super::deploy::snapshot(config, env, &release.app);
             let control = runs.register(id);
             let report = block_on(run_promotion_workflow(
                 builtins,
@@ -208,7 +220,7 @@ pub fn promote(
                         .unwrap_or_else(|| "the workflow failed".into())
                 };
                 // A step after the switch failed: the previous release serves again.
-                let lines = super::deploy::restore(config, &before);
+                let lines = super::deploy::restore(config, &release.app, &before);
                 sink.emit(EventKind::TargetsRestored {
                     promotion_id: id,
                     lines,

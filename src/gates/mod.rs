@@ -6,6 +6,7 @@
 //! `GateInputs`; everything else only looks at them.
 
 pub mod approval;
+pub mod calendar;
 pub mod collect;
 pub mod freeze;
 pub mod policy;

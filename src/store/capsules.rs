@@ -161,6 +161,54 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The newest `limit` capsules matching `f`, newest first: one page of
+    /// history, however long the history is.
+    pub fn capsules_page(
+        &self,
+        f: &CapsuleFilter,
+        limit: usize,
+    ) -> Result<Vec<CapsuleRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM capsules
+             WHERE (?1 IS NULL OR environment = ?1) AND (?2 IS NULL OR app = ?2)
+               AND (?3 IS NULL OR decision = ?3) AND (?4 IS NULL OR digest LIKE ?4 || '%')
+             ORDER BY id DESC LIMIT ?5"
+        ))?;
+        let rows = stmt.query_map(
+            params![f.environment, f.app, f.decision, f.digest, limit as i64],
+            row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn capsule_count(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM capsules", [], |r| r.get(0))?)
+    }
+
+    /// The capsule a promotion was sealed under.
+    pub fn capsule_of_promotion(
+        &self,
+        promotion_id: i64,
+    ) -> Result<Option<CapsuleRow>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM capsules WHERE promotion_id = ?1"),
+                [promotion_id],
+                row,
+            )
+            .optional()?)
+    }
+
+    /// `PRAGMA data_version`: changes whenever another connection commits.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "data_version", |r| r.get(0))?)
+    }
+
     pub fn capsule(&self, id: i64) -> Result<Option<(CapsuleRow, Vec<u8>)>, StoreError> {
         Ok(self
             .conn

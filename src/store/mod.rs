@@ -31,6 +31,7 @@ pub use runs::{PromotionRow, StepRow};
 const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("migrations/0001_init.sql")),
     M::up(include_str!("migrations/0002_keys_live.sql")),
+    M::up(include_str!("migrations/0003_views.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

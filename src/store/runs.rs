@@ -121,13 +121,36 @@ impl Store {
     }
 
     pub fn promotions(&self, environment: Option<&str>) -> Result<Vec<PromotionRow>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        self.promotions_where(environment, None, i64::MAX, false)
+    }
+
+    /// The newest `limit` promotions (of `app` in `environment`, if given),
+    /// newest first.
+    pub fn recent_promotions(
+        &self,
+        environment: Option<&str>,
+        app: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PromotionRow>, StoreError> {
+        self.promotions_where(environment, app, limit as i64, true)
+    }
+
+    fn promotions_where(
+        &self,
+        environment: Option<&str>,
+        app: Option<&str>,
+        limit: i64,
+        newest_first: bool,
+    ) -> Result<Vec<PromotionRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT p.id, p.app, p.digest, p.tag, p.environment, p.requested_by, p.state, p.outcome, p.created_at,
                     (SELECT r.id FROM runs r WHERE r.promotion_id = p.id ORDER BY r.id DESC LIMIT 1),
                     (SELECT r.state FROM runs r WHERE r.promotion_id = p.id ORDER BY r.id DESC LIMIT 1)
-             FROM promotions p WHERE ?1 IS NULL OR p.environment = ?1 ORDER BY p.id",
-        )?;
-        let rows = stmt.query_map([environment], |r| {
+             FROM promotions p WHERE (?1 IS NULL OR p.environment = ?1) AND (?2 IS NULL OR p.app = ?2)
+             ORDER BY p.id {} LIMIT ?3",
+            if newest_first { "DESC" } else { "ASC" }
+        ))?;
+        let rows = stmt.query_map(params![environment, app, limit], |r| {
             let at: String = r.get(8)?;
             Ok(PromotionRow {
                 id: r.get(0)?,

@@ -1,0 +1,43 @@
+//! `stella tui` (and `stella` alone inside a workspace): the workbench.
+
+use clap::Args;
+
+use super::{Context, Failure, exit, load_config};
+use crate::workspace::Workspace;
+
+#[derive(Debug, Args, Default)]
+pub struct TuiArgs {
+    /// A theme: dark, light, high-contrast, or a theme file (default dark; NO_COLOR is respected)
+    #[arg(long)]
+    pub theme: Option<String>,
+    /// The key you approve with (default: your first private key)
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Who asks (four-eyes discards their own approval); default $STELLA_USER
+    #[arg(long = "as", env = "STELLA_USER", value_name = "EMAIL")]
+    pub requester: Option<String>,
+}
+
+pub fn run(ctx: &Context, a: TuiArgs) -> Result<u8, Failure> {
+    let ws = ctx.workspace()?;
+    open(ctx, ws, a)
+}
+
+pub fn open(ctx: &Context, ws: &Workspace, a: TuiArgs) -> Result<u8, Failure> {
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        return Err(Failure::usage("the workbench needs a terminal")
+            .hint("every screen's action is also a command: `stella --help` lists them"));
+    }
+    let config = load_config(ctx, ws)?;
+    crate::tui::run(
+        ws.clone(),
+        config,
+        crate::tui::Options {
+            theme: a.theme,
+            key: a.key,
+            requested_by: super::gate::requester(a.requester),
+        },
+    )?;
+    println!("logs: {}", ws.logs_dir().join("stella.log").display());
+    Ok(exit::OK)
+}

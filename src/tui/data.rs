@@ -1,0 +1,260 @@
+//! What the workbench shows, read from the store in one go: a `Snapshot`.
+//! Loading does I/O and runs on a blocking thread, never in the view; the
+//! view only ever holds the last snapshot.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::{Config, TargetKind};
+use crate::domain::Digest;
+use crate::engine::EngineError;
+use crate::gates::freeze::Window;
+use crate::store::{CapsuleFilter, CapsuleRow, PromotionRow, StepRow};
+use crate::workflow::Workflow;
+use crate::workspace::Workspace;
+
+/// How many capsules a history page holds.
+pub const PAGE: usize = 200;
+/// How many recent promotions are kept with their steps.
+pub const RECENT: usize = 30;
+
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub workspace: String,
+    pub lanes: Vec<Lane>,
+    pub apps: Vec<String>,
+    /// Newest first.
+    pub promotions: Vec<RunInfo>,
+    /// Newest first, one page.
+    pub capsules: Vec<CapsuleRow>,
+    pub capsule_count: i64,
+    /// Per app: every resolution (tag → digest), newest first, with the
+    /// evidence attached to each digest.
+    pub releases: Vec<AppReleases>,
+    pub freeze: Vec<(String, Window)>,
+    pub data_version: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Lane {
+    pub env: String,
+    pub from: Option<String>,
+    /// The freeze windows the environment's gate names.
+    pub freeze_windows: Vec<String>,
+    /// Whether it has a security gate (the Releases screen shows findings
+    /// as the first such lane sees them).
+    pub security: bool,
+    pub cells: Vec<Cell>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cell {
+    pub app: String,
+    pub live: Option<Live>,
+    /// The newest decision about this app in this lane.
+    pub last: Option<PromotionRow>,
+    /// Every digest that was live here, newest first (for rollback).
+    pub history: Vec<(Digest, DateTime<Utc>)>,
+    pub health: Health,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Live {
+    pub digest: Digest,
+    pub tag: Option<String>,
+    pub since: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Every `dir` target serves the live digest.
+    Serving,
+    /// A target serves something else (or nothing).
+    Drift,
+    /// Nothing live, or no target that can be looked at.
+    Unknown,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub promotion: PromotionRow,
+    pub capsule: Option<i64>,
+    /// The DAG: step ids in template order with their needs.
+    pub graph: Vec<(String, Vec<String>)>,
+    pub critical_path: Vec<String>,
+    pub steps: Vec<StepRow>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppReleases {
+    pub app: String,
+    pub releases: Vec<ReleaseInfo>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReleaseInfo {
+    pub digest: Digest,
+    pub tags: Vec<String>,
+    pub resolved_at: DateTime<Utc>,
+    /// (kind, media type, digest) of each attached blob.
+    pub evidence: Vec<(String, String, Digest)>,
+}
+
+fn tag_of(resolutions: &[crate::domain::Resolution], d: &Digest) -> Option<String> {
+    resolutions
+        .iter()
+        .rev()
+        .find(|r| r.digest == *d)
+        .and_then(|r| r.tag.clone())
+}
+
+/// Reads everything the screens show.
+pub fn load(ws: &Workspace, config: &Config, now: DateTime<Utc>) -> Result<Snapshot, EngineError> {
+    let store = ws.open_store()?;
+    let apps: Vec<String> = config.apps.keys().cloned().collect();
+    let mut resolutions = BTreeMap::new();
+    for app in &apps {
+        resolutions.insert(app.clone(), store.resolutions(Some(app))?);
+    }
+    let mut lanes = Vec::new();
+    for (env, cfg) in &config.environments {
+        let mut cells = Vec::new();
+        for app in &apps {
+            let live = store.live_at(env, app, &now)?.map(|l| Live {
+                tag: tag_of(&resolutions[app], &l.digest),
+                digest: l.digest,
+                since: l.since,
+            });
+            let history = store
+                .live_history(env, app)?
+                .into_iter()
+                .map(|l| (l.digest, l.since))
+                .collect();
+            let last = store.recent_promotions(Some(env), Some(app), 1)?.pop();
+            let health = match &live {
+                None => Health::Unknown,
+                Some(l) => {
+                    let dirs: Vec<Option<Digest>> = cfg
+                        .targets
+                        .iter()
+                        .filter_map(|t| config.targets.get(t.get_ref()))
+                        .filter(|t| t.kind == TargetKind::Dir)
+                        .map(|t| crate::engine::deploy::dir_target(config, t, app).current())
+                        .collect();
+                    if dirs.is_empty() {
+                        Health::Unknown
+                    } else if dirs.iter().all(|d| d.as_ref() == Some(&l.digest)) {
+                        Health::Serving
+                    } else {
+                        Health::Drift
+                    }
+                }
+            };
+            cells.push(Cell {
+                app: app.clone(),
+                live,
+                last,
+                history,
+                health,
+            });
+        }
+        lanes.push(Lane {
+            env: env.clone(),
+            from: cfg.from.as_ref().map(|f| f.get_ref().clone()),
+            freeze_windows: cfg
+                .gates
+                .freeze
+                .iter()
+                .flat_map(|f| &f.windows)
+                .map(|w| w.get_ref().clone())
+                .collect(),
+            security: cfg.gates.security.is_some(),
+            cells,
+        });
+    }
+
+    let mut workflows: BTreeMap<String, Option<Workflow>> = BTreeMap::new();
+    let mut promotions = Vec::new();
+    for p in store.recent_promotions(None, None, RECENT)? {
+        let wf = workflows.entry(p.environment.clone()).or_insert_with(|| {
+            let env = config.environment(&p.environment)?;
+            match &env.workflow {
+                Some(w) => Workflow::load(&config.root.join(w.get_ref())).ok(),
+                None => Some(crate::engine::run::default_workflow()),
+            }
+        });
+        let (graph, critical_path) = wf.as_ref().map_or_else(Default::default, |w| {
+            (
+                w.steps
+                    .iter()
+                    .map(|s| (s.id.clone(), s.needs.clone()))
+                    .collect(),
+                w.critical_path.clone(),
+            )
+        });
+        let steps = match p.run_id {
+            Some(r) => store.steps(r)?,
+            None => vec![],
+        };
+        let capsule = store.capsule_of_promotion(p.id)?.map(|c| c.id);
+        promotions.push(RunInfo {
+            promotion: p,
+            capsule,
+            graph,
+            critical_path,
+            steps,
+        });
+    }
+
+    let mut releases = Vec::new();
+    for app in &apps {
+        let mut by_digest: Vec<ReleaseInfo> = Vec::new();
+        for r in resolutions[app].iter().rev() {
+            match by_digest.iter_mut().find(|x| x.digest == r.digest) {
+                Some(x) => {
+                    if let Some(t) = &r.tag
+                        && !x.tags.contains(t)
+                    {
+                        x.tags.push(t.clone());
+                    }
+                }
+                None => by_digest.push(ReleaseInfo {
+                    digest: r.digest.clone(),
+                    tags: r.tag.iter().cloned().collect(),
+                    resolved_at: r.resolved_at,
+                    evidence: vec![],
+                }),
+            }
+        }
+        for r in &mut by_digest {
+            r.evidence = store
+                .evidence_for(&r.digest)?
+                .into_iter()
+                .map(|e| (e.kind, e.media_type, e.digest))
+                .collect();
+        }
+        releases.push(AppReleases {
+            app: app.clone(),
+            releases: by_digest,
+        });
+    }
+
+    let freeze = config
+        .freeze
+        .iter()
+        .filter_map(|(n, c)| Window::from_config(n, c).ok().map(|w| (n.clone(), w)))
+        .collect();
+
+    Ok(Snapshot {
+        workspace: config.name.clone(),
+        lanes,
+        apps,
+        promotions,
+        capsules: store.capsules_page(&CapsuleFilter::default(), PAGE)?,
+        capsule_count: store.capsule_count()?,
+        releases,
+        freeze,
+        data_version: store.data_version()?,
+    })
+}

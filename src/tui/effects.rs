@@ -1,0 +1,309 @@
+//! Running the reducers' effects: each goes to the engine's handle or to a
+//! blocking thread, and its answer comes back as a message. Nothing here
+//! runs on the view's path.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::Inbound;
+use super::state::{
+    App, CapsuleDetail, Effect, GateRequest, GateResult, Msg, ReplayState, Verification,
+};
+use crate::config::Config;
+use crate::engine::resolve::AppRelease;
+use crate::engine::{EngineHandle, PromoteRequest, RollbackRequest};
+use crate::workspace::Workspace;
+
+/// What effects need: the workspace, the engine, who is asking.
+#[derive(Clone)]
+pub struct Context {
+    pub ws: Workspace,
+    pub config: Arc<Config>,
+    pub engine: EngineHandle,
+    pub requested_by: String,
+    /// The key `a` approves with; `None`: the first private key that is
+    /// not the workspace's sealing key.
+    pub key: Option<String>,
+    pub tx: UnboundedSender<Inbound>,
+}
+
+impl Context {
+    fn send(&self, m: Msg) {
+        let _ = self.tx.send(Inbound::Msg(m));
+    }
+
+    /// Runs `f` on a blocking thread and sends what it returns.
+    fn blocking(&self, f: impl FnOnce(&Context) -> Msg + Send + 'static) {
+        let ctx = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let m = f(&ctx);
+            ctx.send(m);
+        });
+    }
+}
+
+fn gates(ctx: &Context, r: GateRequest) -> Msg {
+    let at = r.at.unwrap_or_else(Utc::now);
+    let release = AppRelease {
+        app: r.app.clone(),
+        digest: r.digest.clone(),
+        tag: r.tag.clone(),
+    };
+    let outcome = crate::engine::evaluate::evaluate_release(
+        &ctx.ws,
+        &ctx.config,
+        &release,
+        &r.env,
+        ctx.requested_by.clone(),
+        None,
+        at,
+    )
+    .map(|(_, d, v)| (d, v))
+    .map_err(|e| e.to_string());
+    Msg::Gates(Box::new(GateResult {
+        request: r,
+        evaluated_at: at,
+        outcome,
+    }))
+}
+
+fn approver(ctx: &Context) -> Result<String, String> {
+    if let Some(k) = &ctx.key {
+        return Ok(k.clone());
+    }
+    let keys = ctx
+        .ws
+        .open_store()
+        .and_then(|s| s.keys())
+        .map_err(|e| e.to_string())?;
+    keys.into_iter()
+        .find(|k| k.private && k.name != crate::engine::keys::SEALING_KEY)
+        .map(|k| k.name)
+        .ok_or_else(|| {
+            "you have no key to approve with: `stella key gen NAME --email EMAIL`, then `stella tui --key NAME`".into()
+        })
+}
+
+fn capsule_file(ctx: &Context, id: i64) -> Result<crate::capsule::file::CapsuleFile, String> {
+    let (_, envelope) = ctx
+        .ws
+        .open_store()
+        .and_then(|s| s.capsule(id))
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("capsule #{id} is not in the store"))?;
+    crate::engine::seal::capsule_file(&ctx.ws, &envelope).map_err(|e| e.to_string())
+}
+
+pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
+    match effect {
+        Effect::Promote {
+            app: a,
+            digest,
+            tag,
+            to,
+        } => {
+            // By tag when there is one, so the tag is resolved now and
+            // recorded; refused if it no longer names what was reviewed.
+            let reference = match &tag {
+                Some(t) => format!("{a}:{t}"),
+                None => format!("{a}@{digest}"),
+            };
+            let pending = ctx.engine.promote(PromoteRequest {
+                reference,
+                expect: Some(digest.clone()),
+                to: to.clone(),
+                approve_with: None,
+                at: None,
+                requested_by: ctx.requested_by.clone(),
+                break_glass: None,
+                parallel: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            });
+            // Recorded before any of its events can be reduced: they come
+            // through the same inbound channel, after this effect.
+            app.asked.insert(pending.ticket, format!("{a} → {to}"));
+            app.say(format!("promoting {a} sha256:{} to {to}…", digest.short()));
+        }
+        Effect::Rollback { app: a, env, to } => {
+            let pending = ctx.engine.rollback(RollbackRequest {
+                app: a.clone(),
+                env: env.clone(),
+                to: Some(to),
+                reason: Some("rolled back from the workbench".into()),
+                at: None,
+                requested_by: ctx.requested_by.clone(),
+            });
+            let c = ctx.clone();
+            tokio::spawn(async move {
+                c.send(match pending.wait().await {
+                    Ok(o) => Msg::Status(format!(
+                        "rolled back {a} in {env} to sha256:{}; capsule {}",
+                        o.to.short(),
+                        o.capsule.display()
+                    )),
+                    Err(e) => Msg::Error(format!("rollback of {a} in {env} failed: {e}")),
+                });
+            });
+        }
+        Effect::Approve {
+            app: a,
+            digest,
+            env,
+        } => ctx.blocking(move |ctx| {
+            let signed = approver(ctx).and_then(|name| {
+                let (key, rec) =
+                    crate::engine::keys::load_private(&ctx.ws, &name).map_err(|e| e.to_string())?;
+                crate::engine::approve::sign_approval(
+                    &ctx.ws,
+                    &key,
+                    &rec.email,
+                    &AppRelease {
+                        app: a.clone(),
+                        digest: digest.clone(),
+                        tag: None,
+                    },
+                    &env,
+                    crate::domain::approval::Purpose::Promote,
+                    Some("approved from the workbench".into()),
+                    &Utc::now(),
+                )
+                .map_err(|e| e.to_string())?;
+                Ok(rec.email)
+            });
+            match signed {
+                Ok(email) => {
+                    // The gates change with an approval: evaluate again.
+                    let tag = ctx
+                        .ws
+                        .open_store()
+                        .ok()
+                        .and_then(|s| s.resolutions(Some(&a)).ok())
+                        .and_then(|rs| rs.into_iter().rev().find(|r| r.digest == digest))
+                        .and_then(|r| r.tag);
+                    ctx.send(gates(
+                        ctx,
+                        GateRequest {
+                            app: a.clone(),
+                            digest: digest.clone(),
+                            tag,
+                            env: env.clone(),
+                            at: None,
+                        },
+                    ));
+                    Msg::Status(format!(
+                        "approved {a} sha256:{} for {env} as {email}",
+                        digest.short()
+                    ))
+                }
+                Err(e) => Msg::Error(format!("cannot approve: {e}")),
+            }
+        }),
+        Effect::Gates(r) => ctx.blocking(move |ctx| gates(ctx, r)),
+        Effect::LoadCapsule(id) => ctx.blocking(move |ctx| {
+            let statement = ctx
+                .ws
+                .open_store()
+                .map_err(|e| e.to_string())
+                .and_then(|s| s.capsule(id).map_err(|e| e.to_string()))
+                .and_then(|c| c.ok_or_else(|| format!("capsule #{id} is not in the store")))
+                .and_then(|(_, envelope)| {
+                    let env: crate::sign::Envelope =
+                        serde_json::from_slice(&envelope).map_err(|e| e.to_string())?;
+                    let payload = env.payload_bytes().map_err(|e| e.to_string())?;
+                    serde_json::from_slice(&payload).map_err(|e| e.to_string())
+                });
+            Msg::Capsule(Box::new(CapsuleDetail { id, statement }))
+        }),
+        Effect::Verify(ids) => {
+            let c = ctx.clone();
+            tokio::task::spawn_blocking(move || {
+                let trusted = match crate::engine::keys::trusted(&c.ws) {
+                    Ok(t) => t,
+                    Err(e) => return c.send(Msg::Error(format!("cannot verify capsules: {e}"))),
+                };
+                for id in ids {
+                    let v = match capsule_file(&c, id) {
+                        Ok(file) => {
+                            let report = crate::capsule::verify::verify(&file, &trusted);
+                            if report.valid {
+                                Verification::Valid
+                            } else {
+                                Verification::Invalid(report.problems)
+                            }
+                        }
+                        Err(e) => Verification::Invalid(vec![e]),
+                    };
+                    c.send(Msg::Verified(id, v));
+                }
+            });
+        }
+        Effect::Replay(id) => ctx.blocking(move |ctx| {
+            let r = capsule_file(ctx, id)
+                .and_then(|f| crate::capsule::replay::replay(&f).map_err(|e| e.to_string()));
+            Msg::Replayed(
+                id,
+                match r {
+                    Ok(o) if o.identical => ReplayState::Identical,
+                    Ok(o) => ReplayState::Differs(
+                        o.differences
+                            .iter()
+                            .map(|d| {
+                                format!("{} {}: {} → {}", d.gate, d.field, d.recorded, d.replayed)
+                            })
+                            .collect(),
+                    ),
+                    Err(e) => ReplayState::Failed(e),
+                },
+            )
+        }),
+        Effect::Export(id) => ctx.blocking(move |ctx| {
+            let r = ctx
+                .ws
+                .open_store()
+                .map_err(|e| e.to_string())
+                .and_then(|s| s.capsule(id).map_err(|e| e.to_string()))
+                .and_then(|c| c.ok_or_else(|| format!("capsule #{id} is not in the store")))
+                .and_then(|(row, _)| {
+                    let file = capsule_file(ctx, id)?;
+                    crate::engine::seal::export_default(
+                        &ctx.ws,
+                        &row.environment,
+                        &row.digest,
+                        &row.sealed_at,
+                        &file,
+                    )
+                    .map_err(|e| e.to_string())
+                });
+            match r {
+                Ok(p) => Msg::Status(format!("capsule #{id} exported to {}", p.display())),
+                Err(e) => Msg::Error(format!("cannot export capsule #{id}: {e}")),
+            }
+        }),
+        Effect::Pause(id) | Effect::Resume(id) | Effect::Abort(id) => {
+            let pending = match effect {
+                Effect::Pause(_) => ctx.engine.pause(id),
+                Effect::Resume(_) => ctx.engine.resume(id),
+                _ => ctx.engine.abort(id),
+            };
+            let c = ctx.clone();
+            tokio::spawn(async move {
+                if let Err(e) = pending.wait().await {
+                    c.send(Msg::Error(e.to_string()));
+                }
+            });
+        }
+        Effect::LoadLog(d) => ctx.blocking(move |ctx| match ctx.ws.evidence().get(&d) {
+            Ok(bytes) => Msg::Log(d, String::from_utf8_lossy(&bytes).into_owned()),
+            Err(e) => Msg::Error(format!("cannot read the log: {e}")),
+        }),
+        Effect::SetTheme(name) => match super::load_theme(Some(&name), &ctx.ws) {
+            Ok(t) => {
+                app.say(format!("theme {}", t.name));
+                app.theme = t;
+            }
+            Err(e) => app.complain(e),
+        },
+        Effect::Reload => super::reload(ctx),
+    }
+}

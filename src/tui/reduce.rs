@@ -1,0 +1,768 @@
+//! Keys and messages → state changes and effects. Keys go to the top
+//! layer first; only an unconsumed key reaches the screen.
+
+use chrono::{DateTime, Duration, Utc};
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::action::{Action, Screen};
+use super::keymap::Key;
+use super::state::{App, Effect, GateRequest, InputKind, Layer, Msg, ReplayState, reduce_engine};
+
+/// Commands the `:` line knows, for completion.
+pub const COMMANDS: &[&str] = &[
+    "lanes",
+    "promotion",
+    "gates",
+    "freeze",
+    "capsules",
+    "releases",
+    "help",
+    "quit",
+    "q",
+    "theme dark",
+    "theme light",
+    "theme high-contrast",
+    "at ",
+    "now",
+];
+
+pub fn reduce(app: &mut App, msg: Msg) -> Vec<Effect> {
+    match msg {
+        Msg::Action(a) => act(app, a),
+        Msg::Engine(ev) => reduce_engine(app, ev),
+        Msg::Snapshot(s) => {
+            app.snap = *s;
+            clamp(app);
+            let mut fx = Vec::new();
+            if app.screen == Screen::Capsules {
+                fx.extend(capsule_effects(app));
+            }
+            fx
+        }
+        Msg::Gates(g) => {
+            for l in app.layers.iter_mut() {
+                if let Layer::Promote { request, preview } = l
+                    && same_release(request, &g.request)
+                {
+                    *preview = Some((*g).clone());
+                }
+            }
+            app.gates = Some(*g);
+            vec![]
+        }
+        Msg::Capsule(d) => {
+            if app.loading_capsule == Some(d.id) {
+                app.loading_capsule = None;
+            }
+            app.detail = Some(*d);
+            vec![]
+        }
+        Msg::Verified(id, v) => {
+            app.verified.insert(id, v);
+            vec![]
+        }
+        Msg::Replayed(id, r) => {
+            app.say(match &r {
+                ReplayState::Identical => format!("capsule #{id} replays identically"),
+                ReplayState::Differs(d) => {
+                    format!("capsule #{id} replays with {} differences", d.len())
+                }
+                ReplayState::Failed(e) => format!("capsule #{id} cannot be replayed: {e}"),
+                ReplayState::Running => format!("replaying capsule #{id}…"),
+            });
+            app.replays.insert(id, r);
+            vec![]
+        }
+        Msg::Log(d, text) => {
+            app.logs.insert(d, text);
+            vec![]
+        }
+        Msg::Status(s) => {
+            app.say(s);
+            vec![Effect::Reload]
+        }
+        Msg::Error(e) => {
+            app.complain(e);
+            vec![]
+        }
+        Msg::Tick(now) => {
+            app.now = now;
+            vec![]
+        }
+    }
+}
+
+fn same_release(a: &GateRequest, b: &GateRequest) -> bool {
+    a.app == b.app && a.digest == b.digest && a.env == b.env
+}
+
+/// Keeps selections inside what the snapshot holds.
+fn clamp(app: &mut App) {
+    let lanes = app.snap.lanes.len();
+    app.lane = app.lane.min(lanes.saturating_sub(1));
+    app.cell = app.cell.min(app.snap.apps.len().saturating_sub(1));
+    let n = app.filtered_capsules().len();
+    app.capsule = app.capsule.min(n.saturating_sub(1));
+    app.rel_app = app.rel_app.min(app.snap.releases.len().saturating_sub(1));
+}
+
+/// A key, to the top layer or the screen.
+pub fn key(app: &mut App, ev: KeyEvent) -> Vec<Effect> {
+    if let Some(top) = app.layers.last_mut() {
+        match top {
+            Layer::Input { kind, text } => {
+                let kind = *kind;
+                match ev.code {
+                    KeyCode::Esc => {
+                        app.layers.pop();
+                        if kind == InputKind::Filter {
+                            app.filter.clear();
+                        }
+                    }
+                    KeyCode::Enter => {
+                        let text = text.clone();
+                        app.layers.pop();
+                        return submit(app, kind, &text);
+                    }
+                    KeyCode::Backspace => {
+                        text.pop();
+                        if kind == InputKind::Filter {
+                            app.filter = text.clone();
+                            app.capsule = 0;
+                        }
+                    }
+                    KeyCode::Tab if kind == InputKind::Command => {
+                        if let Some(c) = complete(text) {
+                            *text = c;
+                        }
+                    }
+                    KeyCode::Char(c) if !ev.modifiers.contains(KeyModifiers::CONTROL) => {
+                        text.push(c);
+                        if kind == InputKind::Filter {
+                            app.filter = text.clone();
+                            app.capsule = 0;
+                        }
+                    }
+                    KeyCode::Char('c') => {
+                        app.layers.pop();
+                    }
+                    _ => {}
+                }
+                return vec![];
+            }
+            Layer::Confirm { effect, .. } => {
+                return match ev.code {
+                    KeyCode::Char('y') | KeyCode::Char('Y') => {
+                        let effect = effect.clone();
+                        app.layers.pop();
+                        vec![effect]
+                    }
+                    KeyCode::Char('n') | KeyCode::Esc | KeyCode::Char('q') => {
+                        app.layers.pop();
+                        app.say("cancelled");
+                        vec![]
+                    }
+                    _ => vec![],
+                };
+            }
+            Layer::Help { scroll } => {
+                match ev.code {
+                    KeyCode::Char('j') | KeyCode::Down => *scroll = scroll.saturating_add(1),
+                    KeyCode::Char('k') | KeyCode::Up => *scroll = scroll.saturating_sub(1),
+                    KeyCode::PageDown => *scroll = scroll.saturating_add(10),
+                    KeyCode::PageUp => *scroll = scroll.saturating_sub(10),
+                    KeyCode::Char('q') | KeyCode::Esc | KeyCode::Char('?') => {
+                        app.layers.pop();
+                    }
+                    _ => {}
+                }
+                return vec![];
+            }
+            Layer::Promote { request, preview } => {
+                return match ev.code {
+                    KeyCode::Enter | KeyCode::Char('y') => {
+                        let r = request.clone();
+                        let blocked = preview.as_ref().is_some_and(|p| {
+                            matches!(&p.outcome, Ok((crate::domain::Decision::Deny, _)))
+                        });
+                        app.layers.pop();
+                        if blocked {
+                            app.say(format!(
+                                "{} → {}: promoting anyway; the gates will block it and the decision is sealed",
+                                r.app, r.env
+                            ));
+                        }
+                        vec![Effect::Promote {
+                            app: r.app,
+                            digest: r.digest,
+                            tag: r.tag,
+                            to: r.env,
+                        }]
+                    }
+                    KeyCode::Char('a') => {
+                        let r = request.clone();
+                        vec![Effect::Approve {
+                            app: r.app,
+                            digest: r.digest,
+                            env: r.env,
+                        }]
+                    }
+                    KeyCode::Esc | KeyCode::Char('n') | KeyCode::Char('q') => {
+                        app.layers.pop();
+                        vec![]
+                    }
+                    _ => vec![],
+                };
+            }
+            Layer::Rollback {
+                app: a,
+                env,
+                choices,
+                sel,
+            } => {
+                match ev.code {
+                    KeyCode::Char('j') | KeyCode::Down => {
+                        *sel = (*sel + 1).min(choices.len().saturating_sub(1))
+                    }
+                    KeyCode::Char('k') | KeyCode::Up => *sel = sel.saturating_sub(1),
+                    KeyCode::Enter => {
+                        if let Some((d, _)) = choices.get(*sel) {
+                            let (a, env, d) = (a.clone(), env.clone(), d.clone());
+                            app.layers.pop();
+                            app.layers.push(Layer::Confirm {
+                                title: format!("Roll back {a} in {env}?"),
+                                lines: vec![
+                                    format!("to {d}"),
+                                    "The current release stops serving; the rollback is sealed in a capsule.".into(),
+                                ],
+                                effect: Effect::Rollback { app: a, env, to: d },
+                            });
+                        }
+                    }
+                    KeyCode::Esc | KeyCode::Char('q') => {
+                        app.layers.pop();
+                    }
+                    _ => {}
+                }
+                return vec![];
+            }
+        }
+    }
+    let k = Key::of(&ev);
+    match app.keymap.lookup(app.screen.name(), k).cloned() {
+        Some(a) => act(app, a),
+        None => vec![],
+    }
+}
+
+fn complete(text: &str) -> Option<String> {
+    let matches: Vec<&&str> = COMMANDS.iter().filter(|c| c.starts_with(text)).collect();
+    match matches.as_slice() {
+        [] => None,
+        [one] => Some(one.to_string()),
+        many => {
+            // The longest common prefix, or the next match after an exact one.
+            if let Some(i) = many.iter().position(|c| **c == text) {
+                return Some(many[(i + 1) % many.len()].to_string());
+            }
+            let first = many[0];
+            let len = (0..first.len())
+                .take_while(|&i| {
+                    many.iter()
+                        .all(|c| c.as_bytes().get(i) == first.as_bytes().get(i))
+                })
+                .count();
+            Some(first[..len].to_string())
+        }
+    }
+}
+
+/// `+2h`, `-1d`, `+30m`, or an RFC 3339 time.
+pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let t = text.trim();
+    if let Some(rest) = t.strip_prefix('+').or_else(|| t.strip_prefix('-')) {
+        let sign = if t.starts_with('-') { -1 } else { 1 };
+        let (n, unit) = rest.split_at(rest.len().saturating_sub(1));
+        let n: i64 = n
+            .parse()
+            .map_err(|_| format!("`{t}`: write +2h, -1d or +30m"))?;
+        let d = match unit {
+            "m" => Duration::minutes(n),
+            "h" => Duration::hours(n),
+            "d" => Duration::days(n),
+            _ => return Err(format!("`{t}`: the unit is m, h or d")),
+        };
+        return Ok(now + d * sign);
+    }
+    DateTime::parse_from_rfc3339(t)
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|_| format!("`{t}` is not a time; write 2026-12-24T18:00:00Z or +2h"))
+}
+
+fn submit(app: &mut App, kind: InputKind, text: &str) -> Vec<Effect> {
+    match kind {
+        InputKind::Filter => {
+            app.filter = text.to_owned();
+            app.capsule = 0;
+            capsule_effects(app)
+        }
+        InputKind::Time => match parse_time(text, app.now) {
+            Ok(t) => time_travel(app, Some(t)),
+            Err(e) => {
+                app.complain(e);
+                vec![]
+            }
+        },
+        InputKind::Command => {
+            let t = text.trim();
+            if let Some(s) = Screen::parse(t) {
+                return act(app, Action::Screen(s));
+            }
+            match t.split_once(' ').unwrap_or((t, "")) {
+                ("q" | "quit", _) => act(app, Action::Quit),
+                ("help", _) => act(app, Action::Help),
+                ("now", _) => time_travel(app, None),
+                ("at", when) => match parse_time(when, app.now) {
+                    Ok(at) => {
+                        app.screen = Screen::Gates;
+                        time_travel(app, Some(at))
+                    }
+                    Err(e) => {
+                        app.complain(e);
+                        vec![]
+                    }
+                },
+                ("theme", name) => vec![Effect::SetTheme(name.trim().to_owned())],
+                _ => {
+                    app.complain(format!(
+                        "`:{t}` is not a command; try :lanes, :capsules, :at +2h, :theme light, :q (tab completes)"
+                    ));
+                    vec![]
+                }
+            }
+        }
+    }
+}
+
+fn time_travel(app: &mut App, at: Option<DateTime<Utc>>) -> Vec<Effect> {
+    app.gates_at = at;
+    match app
+        .gates
+        .as_ref()
+        .map(|g| g.request.clone())
+        .or_else(|| app.selected_request())
+    {
+        Some(mut r) => {
+            r.at = at;
+            vec![Effect::Gates(r)]
+        }
+        None => {
+            app.complain("select a release on the Lanes screen first");
+            vec![]
+        }
+    }
+}
+
+/// What the Capsules screen needs loaded: the selected capsule, and the
+/// verification of those in view.
+fn capsule_effects(app: &mut App) -> Vec<Effect> {
+    let list = app.filtered_capsules();
+    let unverified: Vec<i64> = list
+        .iter()
+        .take(60)
+        .map(|c| c.id)
+        .filter(|id| !app.verified.contains_key(id))
+        .collect();
+    let selected = list.get(app.capsule).map(|c| c.id);
+    let mut fx = Vec::new();
+    if !unverified.is_empty() {
+        fx.push(Effect::Verify(unverified));
+    }
+    if let Some(id) = selected
+        && app.detail.as_ref().is_none_or(|d| d.id != id)
+        && app.loading_capsule != Some(id)
+    {
+        app.loading_capsule = Some(id);
+        app.detail_scroll = 0;
+        fx.push(Effect::LoadCapsule(id));
+    }
+    fx
+}
+
+fn move_sel(sel: &mut usize, len: usize, down: bool) {
+    if len == 0 {
+        *sel = 0;
+    } else if down {
+        *sel = (*sel + 1).min(len - 1);
+    } else {
+        *sel = sel.saturating_sub(1);
+    }
+}
+
+fn selected_run(app: &App) -> Option<i64> {
+    app.run.or_else(|| app.run_ids().first().copied())
+}
+
+fn log_effect(app: &App) -> Vec<Effect> {
+    let Some(view) = selected_run(app).and_then(|id| app.run_view(id)) else {
+        return vec![];
+    };
+    match view.nodes.get(app.step).and_then(|n| n.log_digest.as_ref()) {
+        Some(d) => match d.parse::<crate::domain::Digest>() {
+            Ok(d) if !app.logs.contains_key(&d) => vec![Effect::LoadLog(d)],
+            _ => vec![],
+        },
+        None => vec![],
+    }
+}
+
+pub fn act(app: &mut App, a: Action) -> Vec<Effect> {
+    match a {
+        Action::Quit => {
+            app.quit = true;
+            vec![]
+        }
+        Action::Help => {
+            app.layers.push(Layer::Help { scroll: 0 });
+            vec![]
+        }
+        Action::Command => {
+            app.layers.push(Layer::Input {
+                kind: InputKind::Command,
+                text: String::new(),
+            });
+            vec![]
+        }
+        Action::Filter => {
+            if app.screen != Screen::Capsules {
+                app.screen = Screen::Capsules;
+            }
+            app.layers.push(Layer::Input {
+                kind: InputKind::Filter,
+                text: app.filter.clone(),
+            });
+            vec![]
+        }
+        Action::Screen(s) => {
+            app.screen = s;
+            on_enter(app)
+        }
+        Action::NextScreen | Action::PreviousScreen => {
+            let n = Screen::ALL.len();
+            let i = app.screen.index();
+            let j = if a == Action::NextScreen {
+                (i + 1) % n
+            } else {
+                (i + n - 1) % n
+            };
+            app.screen = Screen::ALL[j];
+            on_enter(app)
+        }
+        Action::Back => {
+            if app.screen == Screen::Capsules && !app.filter.is_empty() {
+                app.filter.clear();
+                return capsule_effects(app);
+            }
+            if app.screen != Screen::Lanes {
+                app.screen = Screen::Lanes;
+            }
+            vec![]
+        }
+        Action::Up | Action::Down => {
+            let down = a == Action::Down;
+            match app.screen {
+                Screen::Lanes => move_sel(&mut app.cell, app.snap.apps.len(), down),
+                Screen::Promotion => {
+                    let n = selected_run(app)
+                        .and_then(|id| app.run_view(id))
+                        .map_or(0, |v| v.nodes.len());
+                    move_sel(&mut app.step, n, down);
+                    return log_effect(app);
+                }
+                Screen::Capsules => {
+                    let n = app.filtered_capsules().len();
+                    move_sel(&mut app.capsule, n, down);
+                    return capsule_effects(app);
+                }
+                Screen::Releases => {
+                    let n = app
+                        .snap
+                        .releases
+                        .get(app.rel_app)
+                        .map_or(0, |r| r.releases.len());
+                    move_sel(&mut app.rel, n, down);
+                    return release_effects(app);
+                }
+                Screen::Gates | Screen::Freeze => {}
+            }
+            vec![]
+        }
+        Action::Left | Action::Right => {
+            let right = a == Action::Right;
+            match app.screen {
+                Screen::Lanes => move_sel(&mut app.lane, app.snap.lanes.len(), right),
+                Screen::Freeze => move_sel(&mut app.freeze_env, app.snap.lanes.len(), right),
+                Screen::Releases => {
+                    move_sel(&mut app.rel_app, app.snap.releases.len(), right);
+                    app.rel = 0;
+                    return release_effects(app);
+                }
+                Screen::Promotion => {
+                    return act(
+                        app,
+                        if right {
+                            Action::NextRun
+                        } else {
+                            Action::PreviousRun
+                        },
+                    );
+                }
+                Screen::Capsules => {
+                    app.detail_scroll = if right {
+                        app.detail_scroll.saturating_add(5)
+                    } else {
+                        app.detail_scroll.saturating_sub(5)
+                    };
+                }
+                Screen::Gates => {}
+            }
+            vec![]
+        }
+        Action::Open => match app.screen {
+            Screen::Lanes => {
+                // Open the newest promotion of the selected cell.
+                let last = app
+                    .snap
+                    .lanes
+                    .get(app.lane)
+                    .and_then(|l| l.cells.get(app.cell))
+                    .and_then(|c| c.last.as_ref())
+                    .map(|p| p.id);
+                match last {
+                    Some(id) => {
+                        app.run = Some(id);
+                        app.step = 0;
+                        app.screen = Screen::Promotion;
+                        log_effect(app)
+                    }
+                    None => {
+                        app.say("nothing was promoted here yet");
+                        vec![]
+                    }
+                }
+            }
+            Screen::Promotion => {
+                // The run's capsule, on the Capsules screen.
+                let capsule = selected_run(app).and_then(|id| {
+                    app.live
+                        .get(&id)
+                        .and_then(|l| l.capsule.as_ref().map(|c| c.0))
+                        .or_else(|| {
+                            app.snap
+                                .promotions
+                                .iter()
+                                .find(|p| p.promotion.id == id)
+                                .and_then(|p| p.capsule)
+                        })
+                });
+                match capsule {
+                    Some(c) => {
+                        app.filter.clear();
+                        app.screen = Screen::Capsules;
+                        app.capsule = app
+                            .filtered_capsules()
+                            .iter()
+                            .position(|r| r.id == c)
+                            .unwrap_or(0);
+                        capsule_effects(app)
+                    }
+                    None => {
+                        app.say("this promotion has no capsule yet");
+                        vec![]
+                    }
+                }
+            }
+            Screen::Capsules => {
+                app.detail_scroll = app.detail_scroll.saturating_add(10);
+                vec![]
+            }
+            _ => vec![],
+        },
+        Action::Promote => {
+            if app.screen != Screen::Lanes {
+                return vec![];
+            }
+            match app.selected_request() {
+                Some(mut r) => {
+                    r.at = None;
+                    app.layers.push(Layer::Promote {
+                        request: r.clone(),
+                        preview: None,
+                    });
+                    vec![Effect::Gates(r)]
+                }
+                None => {
+                    app.complain(no_request_reason(app));
+                    vec![]
+                }
+            }
+        }
+        Action::Approve => match app.selected_request() {
+            Some(r) => vec![Effect::Approve {
+                app: r.app,
+                digest: r.digest,
+                env: r.env,
+            }],
+            None => {
+                app.complain(no_request_reason(app));
+                vec![]
+            }
+        },
+        Action::Rollback => {
+            let Some(lane) = app.snap.lanes.get(app.lane) else {
+                return vec![];
+            };
+            let Some(cell) = lane.cells.get(app.cell) else {
+                return vec![];
+            };
+            let current = cell.live.as_ref().map(|l| l.digest.clone());
+            let mut choices: Vec<_> = Vec::new();
+            for (d, since) in &cell.history {
+                if Some(d) != current.as_ref() && !choices.iter().any(|(c, _)| c == d) {
+                    choices.push((d.clone(), *since));
+                }
+            }
+            if choices.is_empty() {
+                app.complain(format!(
+                    "{} has had no other release in {}; nothing to roll back to",
+                    cell.app, lane.env
+                ));
+                return vec![];
+            }
+            app.layers.push(Layer::Rollback {
+                app: cell.app.clone(),
+                env: lane.env.clone(),
+                choices,
+                sel: 0,
+            });
+            vec![]
+        }
+        Action::Pause | Action::Abort => {
+            let Some(id) = selected_run(app) else {
+                return vec![];
+            };
+            let Some(run) = app.live.get(&id).filter(|r| r.finished.is_none()) else {
+                app.complain(format!(
+                    "promotion #{id} is not running in this workbench; only the process running it can steer it"
+                ));
+                return vec![];
+            };
+            if a == Action::Pause {
+                return vec![if run.paused {
+                    Effect::Resume(id)
+                } else {
+                    Effect::Pause(id)
+                }];
+            }
+            app.layers.push(Layer::Confirm {
+                title: format!("Abort promotion #{id}?"),
+                lines: vec![
+                    format!("{} → {}", run.app, run.env),
+                    "Running steps are killed, the previous release goes back, and the abort is sealed.".into(),
+                ],
+                effect: Effect::Abort(id),
+            });
+            vec![]
+        }
+        Action::NextRun | Action::PreviousRun => {
+            let ids = app.run_ids();
+            if ids.is_empty() {
+                return vec![];
+            }
+            let cur = selected_run(app).and_then(|id| ids.iter().position(|x| *x == id));
+            let i = match (cur, a == Action::NextRun) {
+                (Some(i), true) => (i + 1).min(ids.len() - 1),
+                (Some(i), false) => i.saturating_sub(1),
+                (None, _) => 0,
+            };
+            app.run = Some(ids[i]);
+            app.step = 0;
+            log_effect(app)
+        }
+        Action::TimeTravel => {
+            app.layers.push(Layer::Input {
+                kind: InputKind::Time,
+                text: String::new(),
+            });
+            vec![]
+        }
+        Action::Now => time_travel(app, None),
+        Action::NextMonth | Action::PreviousMonth => {
+            let m = chrono::Months::new(1);
+            app.month = if a == Action::NextMonth {
+                app.month.checked_add_months(m)
+            } else {
+                app.month.checked_sub_months(m)
+            }
+            .unwrap_or(app.month);
+            vec![]
+        }
+        Action::Replay => match app.filtered_capsules().get(app.capsule).map(|c| c.id) {
+            Some(id) => {
+                app.replays.insert(id, ReplayState::Running);
+                vec![Effect::Replay(id)]
+            }
+            None => vec![],
+        },
+        Action::Export => match app.filtered_capsules().get(app.capsule).map(|c| c.id) {
+            Some(id) => vec![Effect::Export(id)],
+            None => vec![],
+        },
+    }
+}
+
+fn no_request_reason(app: &App) -> String {
+    let Some(lane) = app.snap.lanes.get(app.lane) else {
+        return "no lanes".into();
+    };
+    let app_name = app.snap.apps.get(app.cell).cloned().unwrap_or_default();
+    if app.next_lane(app.lane).is_none() {
+        return format!("{} is the last lane; nothing promotes from it", lane.env);
+    }
+    format!("{app_name} is not live in {}; nothing to promote", lane.env)
+}
+
+/// What a screen loads when it opens.
+fn on_enter(app: &mut App) -> Vec<Effect> {
+    match app.screen {
+        Screen::Capsules => capsule_effects(app),
+        Screen::Gates => match app.selected_request() {
+            Some(r) => vec![Effect::Gates(r)],
+            None => vec![],
+        },
+        Screen::Promotion => log_effect(app),
+        Screen::Releases => release_effects(app),
+        _ => vec![],
+    }
+}
+
+/// The selected release's findings, as the first lane with a security
+/// gate counts them.
+fn release_effects(app: &App) -> Vec<Effect> {
+    let Some(env) = app.snap.lanes.iter().find(|l| l.security) else {
+        return vec![];
+    };
+    let Some(group) = app.snap.releases.get(app.rel_app) else {
+        return vec![];
+    };
+    match group.releases.get(app.rel) {
+        Some(r) => vec![Effect::Gates(GateRequest {
+            app: group.app.clone(),
+            digest: r.digest.clone(),
+            tag: r.tags.first().cloned(),
+            env: env.env.clone(),
+            at: None,
+        })],
+        None => vec![],
+    }
+}

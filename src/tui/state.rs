@@ -1,0 +1,696 @@
+//! The workbench's state and the reducers that fold messages into it.
+//! Reducers never do I/O: what needs the world comes back as `Effect`s,
+//! run by the app loop, whose answers return as messages. A blocked gate
+//! or a failed step is data here, never an error.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+
+use super::action::Screen;
+use super::data::{RunInfo, Snapshot};
+use super::keymap::Keymap;
+use super::theme::Theme;
+use crate::capsule::statement::Statement;
+use crate::domain::{Decision, Digest, Verdict};
+use crate::engine::{EngineEvent, EventKind, Ticket};
+use crate::workflow::executor::StepState;
+
+/// Work the app loop does for the reducers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Promote {
+        app: String,
+        digest: Digest,
+        tag: Option<String>,
+        to: String,
+    },
+    Rollback {
+        app: String,
+        env: String,
+        to: Digest,
+    },
+    Approve {
+        app: String,
+        digest: Digest,
+        env: String,
+    },
+    Gates(GateRequest),
+    LoadCapsule(i64),
+    Verify(Vec<i64>),
+    Replay(i64),
+    Export(i64),
+    Pause(i64),
+    Resume(i64),
+    Abort(i64),
+    LoadLog(Digest),
+    SetTheme(String),
+    Reload,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateRequest {
+    pub app: String,
+    pub digest: Digest,
+    pub tag: Option<String>,
+    pub env: String,
+    /// `None`: now.
+    pub at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GateResult {
+    pub request: GateRequest,
+    pub evaluated_at: DateTime<Utc>,
+    pub outcome: Result<(Decision, Vec<Verdict>), String>,
+}
+
+/// A capsule's decoded contents.
+#[derive(Debug, Clone)]
+pub struct CapsuleDetail {
+    pub id: i64,
+    pub statement: Result<Statement, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verification {
+    Valid,
+    Invalid(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplayState {
+    Running,
+    Identical,
+    Differs(Vec<String>),
+    Failed(String),
+}
+
+/// Messages into the workbench.
+#[derive(Debug, Clone)]
+pub enum Msg {
+    Action(super::action::Action),
+    Engine(EngineEvent),
+    Snapshot(Box<Snapshot>),
+    Gates(Box<GateResult>),
+    Capsule(Box<CapsuleDetail>),
+    Verified(i64, Verification),
+    Replayed(i64, ReplayState),
+    Log(Digest, String),
+    /// An effect finished: what to say in the status line.
+    Status(String),
+    Error(String),
+    Tick(DateTime<Utc>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    Command,
+    Filter,
+    Time,
+}
+
+/// Layers over the screen; keys go to the top one first.
+#[derive(Debug, Clone)]
+pub enum Layer {
+    Help {
+        scroll: u16,
+    },
+    /// A destructive action waits for `y`.
+    Confirm {
+        title: String,
+        lines: Vec<String>,
+        effect: Effect,
+    },
+    Promote {
+        request: GateRequest,
+        preview: Option<GateResult>,
+    },
+    Rollback {
+        app: String,
+        env: String,
+        choices: Vec<(Digest, DateTime<Utc>)>,
+        sel: usize,
+    },
+    Input {
+        kind: InputKind,
+        text: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepLive {
+    pub state: StepState,
+    pub attempts: u32,
+    pub duration: Option<Duration>,
+    pub error: Option<String>,
+}
+
+/// A run this process watches through engine events.
+#[derive(Debug, Clone)]
+pub struct LiveRun {
+    pub id: i64,
+    pub app: String,
+    pub digest: Digest,
+    pub env: String,
+    pub graph: Vec<(String, Vec<String>)>,
+    pub steps: BTreeMap<String, StepLive>,
+    pub logs: BTreeMap<String, Vec<String>>,
+    pub paused: bool,
+    pub finished: Option<bool>,
+    pub outcome: Option<String>,
+    pub capsule: Option<(i64, PathBuf)>,
+    pub switched: Vec<String>,
+}
+
+/// A step as the Promotion screen draws it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeView {
+    pub id: String,
+    pub needs: Vec<String>,
+    pub state: StepState,
+    pub attempts: u32,
+    pub duration: Option<Duration>,
+    pub error: Option<String>,
+    pub log_digest: Option<String>,
+}
+
+/// A run, live or from the store, as the Promotion screen draws it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunView {
+    pub id: i64,
+    pub app: String,
+    pub digest: String,
+    pub env: String,
+    pub state: String,
+    pub nodes: Vec<NodeView>,
+    pub critical: Vec<String>,
+    pub live: bool,
+    pub paused: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub text: String,
+    pub error: bool,
+}
+
+pub struct App {
+    pub screen: Screen,
+    pub snap: Snapshot,
+    pub now: DateTime<Utc>,
+    /// The user's time zone (injected, so tests are stable).
+    pub local: FixedOffset,
+    pub keymap: Keymap,
+    pub theme: Theme,
+    pub layers: Vec<Layer>,
+    pub status: Option<Status>,
+    pub quit: bool,
+    /// Selection on the Lanes screen: (lane, app).
+    pub lane: usize,
+    pub cell: usize,
+    pub live: BTreeMap<i64, LiveRun>,
+    /// Tickets of promotions this workbench asked for.
+    pub asked: BTreeMap<Ticket, String>,
+    pub run: Option<i64>,
+    pub step: usize,
+    pub logs: HashMap<Digest, String>,
+    pub gates: Option<GateResult>,
+    pub gates_at: Option<DateTime<Utc>>,
+    pub month: NaiveDate,
+    pub freeze_env: usize,
+    pub capsule: usize,
+    pub filter: String,
+    pub detail: Option<CapsuleDetail>,
+    pub detail_scroll: u16,
+    pub verified: HashMap<i64, Verification>,
+    pub replays: HashMap<i64, ReplayState>,
+    pub rel_app: usize,
+    pub rel: usize,
+    /// Where the last history request is: don't ask twice.
+    pub loading_capsule: Option<i64>,
+}
+
+impl App {
+    pub fn new(
+        snap: Snapshot,
+        now: DateTime<Utc>,
+        local: FixedOffset,
+        keymap: Keymap,
+        theme: Theme,
+    ) -> App {
+        let status = (!theme.warnings.is_empty()).then(|| Status {
+            text: format!("theme: {}", theme.warnings.join("; ")),
+            error: true,
+        });
+        // The calendar opens on the first lane that can be frozen.
+        let freeze_env = snap
+            .lanes
+            .iter()
+            .position(|l| !l.freeze_windows.is_empty())
+            .unwrap_or(0);
+        App {
+            screen: Screen::Lanes,
+            snap,
+            now,
+            local,
+            month: crate::gates::calendar::month_of(now, &local),
+            keymap,
+            theme,
+            layers: vec![],
+            status,
+            quit: false,
+            lane: 0,
+            cell: 0,
+            live: BTreeMap::new(),
+            asked: BTreeMap::new(),
+            run: None,
+            step: 0,
+            logs: HashMap::new(),
+            gates: None,
+            gates_at: None,
+            freeze_env,
+            capsule: 0,
+            filter: String::new(),
+            detail: None,
+            detail_scroll: 0,
+            verified: HashMap::new(),
+            replays: HashMap::new(),
+            rel_app: 0,
+            rel: 0,
+            loading_capsule: None,
+        }
+    }
+
+    pub fn say(&mut self, text: impl Into<String>) {
+        self.status = Some(Status {
+            text: text.into(),
+            error: false,
+        });
+    }
+
+    pub fn complain(&mut self, text: impl Into<String>) {
+        self.status = Some(Status {
+            text: text.into(),
+            error: true,
+        });
+    }
+
+    /// The lane that promotes from lane `i`, if any.
+    pub fn next_lane(&self, i: usize) -> Option<usize> {
+        let env = &self.snap.lanes.get(i)?.env;
+        self.snap
+            .lanes
+            .iter()
+            .position(|l| l.from.as_ref() == Some(env))
+    }
+
+    /// The release selected on the Lanes screen and where it would go.
+    pub fn selected_request(&self) -> Option<GateRequest> {
+        let lane = self.snap.lanes.get(self.lane)?;
+        let cell = lane.cells.get(self.cell)?;
+        let live = cell.live.as_ref()?;
+        let next = self.next_lane(self.lane)?;
+        Some(GateRequest {
+            app: cell.app.clone(),
+            digest: live.digest.clone(),
+            tag: live.tag.clone(),
+            env: self.snap.lanes[next].env.clone(),
+            at: self.gates_at,
+        })
+    }
+
+    /// Capsules passing the `/` filter: every word must match the app,
+    /// environment, action, decision or digest of a capsule.
+    pub fn filtered_capsules(&self) -> Vec<&crate::store::CapsuleRow> {
+        let words: Vec<String> = self
+            .filter
+            .split_whitespace()
+            .map(|w| w.to_ascii_lowercase())
+            .collect();
+        self.snap
+            .capsules
+            .iter()
+            .filter(|c| {
+                words.iter().all(|w| {
+                    let w = w.trim_start_matches("sha256:");
+                    c.app.contains(w)
+                        || c.environment.contains(w)
+                        || c.action.contains(w)
+                        || c.decision.contains(w)
+                        || c.digest.hex().starts_with(w)
+                })
+            })
+            .collect()
+    }
+
+    /// Promotions the Promotion screen can show, newest first: live ones
+    /// this process drives, then the store's.
+    pub fn run_ids(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self.live.keys().copied().collect();
+        ids.extend(self.snap.promotions.iter().map(|p| p.promotion.id));
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids.dedup();
+        ids
+    }
+
+    pub fn run_view(&self, id: i64) -> Option<RunView> {
+        let stored = self.snap.promotions.iter().find(|p| p.promotion.id == id);
+        if let Some(l) = self.live.get(&id) {
+            let critical = stored
+                .map(|s| s.critical_path.clone())
+                .unwrap_or_else(|| critical_path(&l.graph));
+            let nodes = l
+                .graph
+                .iter()
+                .map(|(step, needs)| {
+                    let s = l.steps.get(step);
+                    NodeView {
+                        id: step.clone(),
+                        needs: needs.clone(),
+                        state: s.map_or(StepState::Pending, |s| s.state),
+                        attempts: s.map_or(0, |s| s.attempts),
+                        duration: s.and_then(|s| s.duration),
+                        error: s.and_then(|s| s.error.clone()),
+                        log_digest: None,
+                    }
+                })
+                .collect();
+            let state = match (&l.outcome, l.finished, l.paused) {
+                (Some(o), _, _) => o.clone(),
+                (None, Some(true), _) => "sealing".into(),
+                (None, Some(false), _) => "failed".into(),
+                (None, None, true) => "paused".into(),
+                (None, None, false) => "running".into(),
+            };
+            return Some(RunView {
+                id,
+                app: l.app.clone(),
+                digest: l.digest.to_string(),
+                env: l.env.clone(),
+                state,
+                nodes,
+                critical,
+                live: l.finished.is_none(),
+                paused: l.paused,
+            });
+        }
+        stored.map(run_view_of)
+    }
+}
+
+fn run_view_of(r: &RunInfo) -> RunView {
+    let p = &r.promotion;
+    let nodes = r
+        .graph
+        .iter()
+        .map(|(step, needs)| {
+            let rows: Vec<&crate::store::StepRow> =
+                r.steps.iter().filter(|s| s.step == *step).collect();
+            let last = rows.last();
+            NodeView {
+                id: step.clone(),
+                needs: needs.clone(),
+                state: match last.map(|s| s.state.as_str()) {
+                    Some("succeeded") => StepState::Succeeded,
+                    Some("failed") => StepState::Failed,
+                    Some("skipped") => StepState::Skipped,
+                    Some("running") => StepState::Running,
+                    Some("cancelled") | Some("interrupted") => StepState::Cancelled,
+                    _ => StepState::Pending,
+                },
+                attempts: last.map_or(0, |s| s.attempt as u32),
+                duration: last.and_then(|s| {
+                    Some(
+                        (s.finished_at? - rows.first()?.started_at?)
+                            .to_std()
+                            .unwrap_or_default(),
+                    )
+                }),
+                error: None,
+                log_digest: last.and_then(|s| s.log_digest.clone()),
+            }
+        })
+        .collect();
+    RunView {
+        id: p.id,
+        app: p.app.clone(),
+        digest: p.digest.clone(),
+        env: p.environment.clone(),
+        state: p
+            .outcome
+            .clone()
+            .unwrap_or_else(|| p.run_state.clone().unwrap_or_else(|| p.state.clone())),
+        nodes,
+        critical: r.critical_path.clone(),
+        live: false,
+        paused: p.run_state.as_deref() == Some("paused"),
+    }
+}
+
+/// Layers of a DAG: each step one column after the deepest step it needs.
+pub fn layers(graph: &[(String, Vec<String>)]) -> Vec<Vec<usize>> {
+    let index: HashMap<&str, usize> = graph
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _))| (id.as_str(), i))
+        .collect();
+    let mut depth = vec![0usize; graph.len()];
+    // Templates list steps in an order their needs allow (validated), but
+    // be safe with any order: relax until stable, at most n rounds.
+    for _ in 0..graph.len() {
+        let mut changed = false;
+        for (i, (_, needs)) in graph.iter().enumerate() {
+            let d = needs
+                .iter()
+                .filter_map(|n| index.get(n.as_str()))
+                .map(|&j| depth[j] + 1)
+                .max()
+                .unwrap_or(0);
+            if d > depth[i] {
+                depth[i] = d;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let mut out = vec![Vec::new(); depth.iter().max().map_or(0, |m| m + 1)];
+    for (i, d) in depth.into_iter().enumerate() {
+        out[d].push(i);
+    }
+    out
+}
+
+/// The longest chain of needs (by step count), for a live run whose
+/// template the store has not described.
+pub fn critical_path(graph: &[(String, Vec<String>)]) -> Vec<String> {
+    let layers = layers(graph);
+    let Some(last) = layers.last().and_then(|l| l.first()) else {
+        return vec![];
+    };
+    let mut path = vec![graph[*last].0.clone()];
+    let mut at = *last;
+    loop {
+        let deepest = graph[at]
+            .1
+            .iter()
+            .filter_map(|n| graph.iter().position(|(id, _)| id == n))
+            .max_by_key(|j| layers.iter().position(|l| l.contains(j)));
+        match deepest {
+            Some(j) => {
+                path.push(graph[j].0.clone());
+                at = j;
+            }
+            None => break,
+        }
+    }
+    path.reverse();
+    path
+}
+
+/// Folds an engine event into the live runs. Pure.
+pub fn reduce_engine(app: &mut App, ev: EngineEvent) -> Vec<Effect> {
+    let mut effects = Vec::new();
+    match ev.kind {
+        EventKind::PromotionCreated {
+            promotion_id,
+            app: a,
+            digest,
+            environment,
+            steps,
+            ..
+        } => {
+            app.live.insert(
+                promotion_id,
+                LiveRun {
+                    id: promotion_id,
+                    app: a,
+                    digest,
+                    env: environment,
+                    graph: steps,
+                    steps: BTreeMap::new(),
+                    logs: BTreeMap::new(),
+                    paused: false,
+                    finished: None,
+                    outcome: None,
+                    capsule: None,
+                    switched: vec![],
+                },
+            );
+            // A promotion asked for here opens on the Promotion screen.
+            if app.asked.remove(&ev.ticket).is_some() {
+                app.screen = Screen::Promotion;
+                app.run = Some(promotion_id);
+                app.step = 0;
+            }
+        }
+        EventKind::StepStarted {
+            promotion_id,
+            step,
+            attempt,
+        } => {
+            if let Some(r) = app.live.get_mut(&promotion_id) {
+                r.steps.insert(
+                    step,
+                    StepLive {
+                        state: StepState::Running,
+                        attempts: attempt,
+                        duration: None,
+                        error: None,
+                    },
+                );
+            }
+        }
+        EventKind::StepLog {
+            promotion_id,
+            step,
+            line,
+        } => {
+            if let Some(r) = app.live.get_mut(&promotion_id) {
+                let log = r.logs.entry(step).or_default();
+                // A tail is what a person reads; keep the last 500 lines.
+                if log.len() >= 500 {
+                    log.remove(0);
+                }
+                log.push(line);
+            }
+        }
+        EventKind::StepFinished {
+            promotion_id,
+            step,
+            state,
+            attempts,
+            duration,
+            error,
+        } => {
+            if let Some(r) = app.live.get_mut(&promotion_id) {
+                r.steps.insert(
+                    step,
+                    StepLive {
+                        state,
+                        attempts,
+                        duration: Some(duration),
+                        error,
+                    },
+                );
+            }
+        }
+        EventKind::TargetSwitched {
+            promotion_id,
+            detail,
+        } => {
+            if let Some(r) = app.live.get_mut(&promotion_id) {
+                r.switched.push(detail);
+            }
+        }
+        EventKind::RunFinished {
+            promotion_id, ok, ..
+        } => {
+            if let Some(r) = app.live.get_mut(&promotion_id) {
+                r.finished = Some(ok);
+            }
+        }
+        EventKind::Paused { promotion_id } | EventKind::Resumed { promotion_id } => {
+            let paused = matches!(ev.kind, EventKind::Paused { .. });
+            if let Some(r) = app.live.get_mut(&promotion_id) {
+                r.paused = paused;
+            }
+            app.say(format!(
+                "promotion #{promotion_id} {}",
+                if paused { "paused" } else { "resumed" }
+            ));
+        }
+        EventKind::Aborting { promotion_id } => {
+            app.say(format!(
+                "aborting promotion #{promotion_id}: the previous release goes back"
+            ));
+        }
+        EventKind::CapsuleSealed {
+            promotion_id,
+            capsule_id,
+            outcome,
+            path,
+        } => {
+            if let Some(r) = app.live.get_mut(&promotion_id) {
+                r.outcome = Some(outcome.clone());
+                r.finished.get_or_insert(true);
+                r.capsule = Some((capsule_id, path.clone()));
+            }
+            app.say(format!(
+                "promotion #{promotion_id}: {outcome}; capsule #{capsule_id} sealed ({})",
+                path.display()
+            ));
+            effects.push(Effect::Reload);
+        }
+        EventKind::GatesEvaluated {
+            decision: Decision::Deny,
+            app: a,
+            environment,
+            ..
+        } if app.asked.remove(&ev.ticket).is_some() => {
+            app.complain(format!(
+                "{a} → {environment}: blocked by a gate; the decision is sealed"
+            ));
+        }
+        EventKind::Failed { error } => {
+            app.asked.remove(&ev.ticket);
+            app.complain(match &error.hint {
+                Some(h) => format!("{error} — {h}"),
+                None => error.to_string(),
+            });
+        }
+        EventKind::Note(n) => app.say(n),
+        _ => {}
+    }
+    effects
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graph(edges: &[(&str, &[&str])]) -> Vec<(String, Vec<String>)> {
+        edges
+            .iter()
+            .map(|(s, n)| (s.to_string(), n.iter().map(|x| x.to_string()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn layers_put_each_step_after_its_deepest_need() {
+        let g = graph(&[
+            ("resolve", &[]),
+            ("a", &["resolve"]),
+            ("b", &["resolve"]),
+            ("slow", &["resolve"]),
+            ("deploy", &["a", "b", "slow"]),
+            ("smoke", &["deploy"]),
+        ]);
+        assert_eq!(layers(&g), vec![vec![0], vec![1, 2, 3], vec![4], vec![5]]);
+        assert_eq!(critical_path(&g), ["resolve", "slow", "deploy", "smoke"]);
+    }
+}

@@ -1,0 +1,209 @@
+//! Capsules: the history, newest first, with a `/` filter and each
+//! capsule's verification (checked in the background, cached); the
+//! selected capsule's statement, verdicts and evidence; replay with `R`.
+
+use chrono::SecondsFormat;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Wrap};
+
+use super::{block, selected, verdict_lines};
+use crate::tui::state::{App, ReplayState, Verification};
+
+pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+    let [list, detail] =
+        Layout::horizontal([Constraint::Percentage(48), Constraint::Percentage(52)]).areas(area);
+    let rows = app.filtered_capsules();
+    let height = list.height.saturating_sub(3) as usize;
+    let start = app.capsule.saturating_sub(height.saturating_sub(1));
+    let mut lines = vec![Line::styled(
+        format!(
+            "{:>5} {:<2} {:<9} {:<12} {:<9} {:<6} DIGEST",
+            "ID", "", "ENV", "APP", "ACTION", "DEC"
+        ),
+        app.theme.get("muted"),
+    )];
+    for (i, c) in rows.iter().enumerate().skip(start).take(height) {
+        let (mark, role) = match app.verified.get(&c.id) {
+            Some(Verification::Valid) => ("✓", "gate_pass"),
+            Some(Verification::Invalid(_)) => ("✗", "gate_blocked"),
+            None => ("…", "muted"),
+        };
+        let sel = i == app.capsule;
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:>5} ", c.id), selected(app, sel)),
+            Span::styled(format!("{mark:<2} "), app.theme.get(role)),
+            Span::styled(
+                format!("{:<9} {:<12} {:<9} ", c.environment, c.app, c.action),
+                selected(app, sel),
+            ),
+            Span::styled(
+                format!("{:<6} ", c.decision),
+                app.theme.get(if c.decision == "allow" {
+                    "gate_pass"
+                } else {
+                    "gate_blocked"
+                }),
+            ),
+            Span::styled(c.digest.short().to_string(), app.theme.get("digest")),
+        ]));
+    }
+    let title = if app.filter.is_empty() {
+        format!(" Capsules — {} of {} ", rows.len(), app.snap.capsule_count)
+    } else {
+        format!(" Capsules — /{} — {} match ", app.filter, rows.len())
+    };
+    frame.render_widget(Paragraph::new(lines).block(block(app, title)), list);
+
+    let Some(row) = rows.get(app.capsule) else {
+        frame.render_widget(
+            Paragraph::new("No capsule matches.").block(block(app, " Capsule ")),
+            detail,
+        );
+        return;
+    };
+    let mut out: Vec<Line> = vec![
+        Line::from(vec![
+            Span::styled(format!("#{} ", row.id), app.theme.get("title")),
+            Span::raw(format!("{} {} in {}", row.action, row.app, row.environment)),
+        ]),
+        Line::from(vec![
+            Span::raw("subject "),
+            Span::styled(row.digest.to_string(), app.theme.get("digest")),
+        ]),
+        Line::raw(format!("payload {}", row.payload_digest)),
+        Line::raw(format!(
+            "previous {}",
+            row.previous
+                .as_ref()
+                .map_or("none (first of its chain)".into(), |p| p.to_string())
+        )),
+        Line::raw(format!(
+            "sealed {}",
+            row.sealed_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+        )),
+    ];
+    match app.verified.get(&row.id) {
+        Some(Verification::Valid) => out.push(Line::styled(
+            "verified: signature and payload digest hold",
+            app.theme.get("gate_pass"),
+        )),
+        Some(Verification::Invalid(p)) => {
+            for problem in p {
+                out.push(Line::styled(
+                    format!("INVALID: {problem}"),
+                    app.theme.get("gate_blocked"),
+                ));
+            }
+        }
+        None => out.push(Line::styled("verifying…", app.theme.get("muted"))),
+    }
+    match app.replays.get(&row.id) {
+        Some(ReplayState::Running) => {
+            out.push(Line::styled("replaying…", app.theme.get("step_running")))
+        }
+        Some(ReplayState::Identical) => out.push(Line::styled(
+            "replay: identical — every gate gives the same verdict from the embedded inputs",
+            app.theme.get("gate_pass"),
+        )),
+        Some(ReplayState::Differs(d)) => {
+            out.push(Line::styled(
+                format!("replay: {} differences", d.len()),
+                app.theme.get("gate_blocked"),
+            ));
+            out.extend(d.iter().map(|x| Line::raw(format!("  {x}"))));
+        }
+        Some(ReplayState::Failed(e)) => out.push(Line::styled(
+            format!("replay failed: {e}"),
+            app.theme.get("gate_blocked"),
+        )),
+        None => out.push(Line::styled(
+            "R replay · e export · / filter · ←/→ scroll",
+            app.theme.get("muted"),
+        )),
+    }
+    out.push(Line::raw(""));
+    match app.detail.as_ref().filter(|d| d.id == row.id) {
+        None => out.push(Line::styled("loading…", app.theme.get("muted"))),
+        Some(d) => match &d.statement {
+            Err(e) => out.push(Line::styled(
+                format!("cannot read it: {e}"),
+                app.theme.get("gate_blocked"),
+            )),
+            Ok(st) => {
+                let p = &st.predicate;
+                out.push(Line::from(vec![
+                    Span::styled("decision ", app.theme.get("title")),
+                    Span::styled(
+                        format!("{:?}", p.decision).to_lowercase(),
+                        app.theme
+                            .get(if p.decision == crate::domain::Decision::Allow {
+                                "gate_pass"
+                            } else {
+                                "gate_blocked"
+                            }),
+                    ),
+                    Span::raw(format!(" → {}", p.outcome)),
+                ]));
+                out.push(Line::raw(format!(
+                    "clock {} · requested by {} · promotion #{}",
+                    p.clock,
+                    p.requested_by,
+                    p.promotion_id.unwrap_or_default()
+                )));
+                if let Some(t) = &p.release.tag {
+                    out.push(Line::raw(format!("tag {t}")));
+                }
+                if let Some(r) = &p.reason {
+                    out.push(Line::raw(format!("reason: {r}")));
+                }
+                if let Some(r) = &p.restores {
+                    out.push(Line::raw(format!("restores {}", r.digest)));
+                }
+                out.push(Line::raw(""));
+                for v in &p.gates {
+                    out.extend(verdict_lines(app, v, false));
+                }
+                out.push(Line::raw(""));
+                out.push(Line::styled(
+                    format!(
+                        "evidence ({})",
+                        p.inputs.evidence.len() + p.inputs.policies.len() + p.inputs.keys.len() + 1
+                    ),
+                    app.theme.get("title"),
+                ));
+                for e in &p.inputs.evidence {
+                    out.push(Line::raw(format!("  {:<9} {}", e.kind, e.digest.short())));
+                }
+                for pol in &p.inputs.policies {
+                    out.push(Line::raw(format!(
+                        "  {:<9} {} {}",
+                        "policy",
+                        pol.digest.short(),
+                        pol.path
+                    )));
+                }
+                out.push(Line::raw(format!(
+                    "  {:<9} {}",
+                    "config",
+                    p.inputs.environment.digest.short()
+                )));
+                for k in &p.inputs.keys {
+                    out.push(Line::raw(format!("  {:<9} {}", "key", k.digest.short())));
+                }
+                out.push(Line::raw(format!(
+                    "engine {} {}",
+                    p.engine.name, p.engine.version
+                )));
+            }
+        },
+    }
+    frame.render_widget(
+        Paragraph::new(out)
+            .wrap(Wrap { trim: false })
+            .scroll((app.detail_scroll, 0))
+            .block(block(app, " Capsule ")),
+        detail,
+    );
+}

@@ -1,0 +1,126 @@
+//! Freeze calendar: a month grid for one environment with frozen days
+//! shaded and today marked, in the user's zone; each window's periods in
+//! its own zone and the user's; when the current freeze ends.
+
+use chrono::Datelike;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Wrap};
+
+use super::block;
+use crate::gates::calendar::{self, Frozen};
+use crate::gates::freeze::{Window, when};
+use crate::tui::state::App;
+
+pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+    let Some(lane) = app.snap.lanes.get(app.freeze_env) else {
+        return;
+    };
+    let windows: Vec<Window> = app
+        .snap
+        .freeze
+        .iter()
+        .filter(|(n, _)| lane.freeze_windows.contains(n))
+        .map(|(_, w)| w.clone())
+        .collect();
+    let [grid, list] = Layout::horizontal([Constraint::Length(36), Constraint::Min(0)]).areas(area);
+    let days = calendar::month(&windows, app.month, &app.local);
+    let today = app.now.with_timezone(&app.local).date_naive();
+    let mut lines = vec![
+        Line::styled(
+            format!("{}  (UTC{})", app.month.format("%B %Y"), app.local),
+            app.theme.get("title"),
+        ),
+        Line::raw(" Mo  Tu  We  Th  Fr  Sa  Su"),
+    ];
+    let mut spans = vec![Span::raw(
+        "    ".repeat(app.month.weekday().num_days_from_monday() as usize),
+    )];
+    for d in &days {
+        // A mark beside the shade, so NO_COLOR still shows it.
+        let (role, mark) = match d.frozen {
+            Frozen::Full => ("frozen", "*"),
+            Frozen::Partial => ("frozen_partial", "+"),
+            Frozen::None => ("text", " "),
+        };
+        let mut style = app.theme.get(role);
+        if d.date == today {
+            style = style.patch(app.theme.get("today"));
+        }
+        spans.push(Span::styled(format!("{:>3}", d.date.day()), style));
+        spans.push(Span::styled(mark, app.theme.get(role)));
+        if d.date.weekday() == chrono::Weekday::Sun {
+            lines.push(Line::from(std::mem::take(&mut spans)));
+        }
+    }
+    if !spans.is_empty() {
+        lines.push(Line::from(spans));
+    }
+    lines.push(Line::raw(""));
+    lines.push(Line::from(vec![
+        Span::styled(" 27*", app.theme.get("frozen")),
+        Span::raw(" frozen all day  "),
+        Span::styled(" 27+", app.theme.get("frozen_partial")),
+        Span::raw(" part of it"),
+    ]));
+    lines.push(Line::styled(
+        "n/N month · h/l environment",
+        app.theme.get("muted"),
+    ));
+    frame.render_widget(
+        Paragraph::new(lines).block(block(app, format!(" Freeze — {} ", lane.env))),
+        grid,
+    );
+
+    let mut out = Vec::new();
+    if windows.is_empty() {
+        out.push(Line::styled(
+            format!("{} has no freeze gate: it is never frozen.", lane.env),
+            app.theme.get("muted"),
+        ));
+    }
+    for w in &windows {
+        out.push(Line::styled(
+            format!("{} — {}", w.name, w.described),
+            app.theme.get("title"),
+        ));
+        match w.active_at(app.now) {
+            Some(p) => out.push(Line::styled(
+                match p.end {
+                    Some(e) => format!(
+                        "  FROZEN NOW until {} (your time {})",
+                        when(e, w.zone()),
+                        e.with_timezone(&app.local).format("%a %Y-%m-%d %H:%M %:z")
+                    ),
+                    None => "  FROZEN NOW, with no end".to_owned(),
+                },
+                app.theme.get("gate_blocked"),
+            )),
+            None => out.push(Line::styled("  not frozen now", app.theme.get("gate_pass"))),
+        }
+        let periods = calendar::periods(std::slice::from_ref(w), app.month, &app.local);
+        for (_, ps) in periods {
+            if ps.is_empty() {
+                out.push(Line::styled(
+                    "  not frozen this month",
+                    app.theme.get("muted"),
+                ));
+            }
+            for p in ps.iter().take(8) {
+                out.push(Line::raw(format!(
+                    "  {} → {}",
+                    when(p.start, w.zone()),
+                    p.end.map_or_else(|| "no end".into(), |e| when(e, w.zone()))
+                )));
+            }
+        }
+        out.push(Line::raw(""));
+    }
+    frame.render_widget(
+        Paragraph::new(out)
+            .wrap(Wrap { trim: false })
+            .block(block(app, " Windows ")),
+        list,
+    );
+}

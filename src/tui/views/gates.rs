@@ -1,0 +1,90 @@
+//! Gates: every verdict for the selected release in the next lane, its
+//! reasons, measured values, and what would unblock it; `t` evaluates at
+//! another time.
+
+use chrono::SecondsFormat;
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Wrap};
+
+use super::{block, verdict_lines};
+use crate::domain::Decision;
+use crate::tui::state::App;
+
+pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+    let Some(g) = &app.gates else {
+        frame.render_widget(
+            Paragraph::new(
+                "Select a live release on the Lanes screen and press g (or 3) to see its gates for the next lane.",
+            )
+            .wrap(Wrap { trim: true })
+            .block(block(app, " Gates ")),
+            area,
+        );
+        return;
+    };
+    let r = &g.request;
+    let when = match r.at {
+        Some(t) => format!(
+            "what-if at {} (local {})",
+            t.to_rfc3339_opts(SecondsFormat::Secs, true),
+            t.with_timezone(&app.local).format("%a %Y-%m-%d %H:%M %:z")
+        ),
+        None => format!(
+            "now ({})",
+            g.evaluated_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+        ),
+    };
+    let mut lines = vec![
+        Line::from(vec![
+            Span::styled(
+                format!("{}:{} ", r.app, r.tag.clone().unwrap_or_default()),
+                app.theme.get("title"),
+            ),
+            Span::styled(r.digest.to_string(), app.theme.get("digest")),
+        ]),
+        Line::from(format!("into {}, evaluated {when}", r.env)),
+        Line::raw(""),
+    ];
+    match &g.outcome {
+        Err(e) => lines.push(Line::styled(
+            format!("cannot evaluate: {e}"),
+            app.theme.get("status_error"),
+        )),
+        Ok((decision, verdicts)) => {
+            for v in verdicts {
+                lines.extend(verdict_lines(app, v, true));
+                lines.push(Line::raw(""));
+            }
+            lines.push(match decision {
+                Decision::Allow => Line::styled(
+                    "ALLOWED — p on the Lanes screen promotes it",
+                    app.theme.get("gate_pass"),
+                ),
+                Decision::Deny => Line::styled(
+                    format!(
+                        "BLOCKED by {}",
+                        verdicts
+                            .iter()
+                            .filter(|v| v.blocks())
+                            .map(|v| v.gate.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    app.theme.get("gate_blocked"),
+                ),
+            });
+        }
+    }
+    lines.push(Line::styled(
+        "t evaluate at another time (+2h, -1d, RFC 3339) · n now",
+        app.theme.get("muted"),
+    ));
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block(app, " Gates ")),
+        area,
+    );
+}

@@ -1,0 +1,221 @@
+//! Lanes: one column per environment in `from` order; in each, every
+//! app's live release, its age and health, the last decision, and badges;
+//! promotions in flight drawn between the lanes.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use super::{age, block, selected};
+use crate::tui::data::Health;
+use crate::tui::state::App;
+
+pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+    let lanes = &app.snap.lanes;
+    if lanes.is_empty() {
+        frame.render_widget(
+            Paragraph::new("No environments in stella.toml.").block(block(app, " Lanes ")),
+            area,
+        );
+        return;
+    }
+    let [grid, flight] = Layout::vertical([
+        Constraint::Min(0),
+        Constraint::Length(in_flight_height(app)),
+    ])
+    .areas(area);
+    // Lanes with a narrow gutter between them for the arrows.
+    let mut constraints = Vec::new();
+    for i in 0..lanes.len() {
+        if i > 0 {
+            constraints.push(Constraint::Length(3));
+        }
+        constraints.push(Constraint::Fill(1));
+    }
+    let cols = Layout::horizontal(constraints).split(grid);
+    for (i, lane) in lanes.iter().enumerate() {
+        let col = cols[i * 2];
+        if i > 0 {
+            let gutter = cols[i * 2 - 1];
+            let mut arrows = vec![Line::raw(""); 2];
+            for cell in &lane.cells {
+                let moving = app
+                    .live
+                    .values()
+                    .any(|r| r.env == lane.env && r.app == cell.app && r.outcome.is_none());
+                arrows.push(Line::styled(
+                    if moving { " ⇢ " } else { " → " },
+                    app.theme.get(if moving { "step_running" } else { "muted" }),
+                ));
+                arrows.push(Line::raw(""));
+                arrows.push(Line::raw(""));
+                arrows.push(Line::raw(""));
+            }
+            frame.render_widget(Paragraph::new(arrows), gutter);
+        }
+        let mut title = vec![Span::styled(
+            format!(" {} ", lane.env),
+            app.theme.get("title"),
+        )];
+        let frozen: Vec<&String> = lane
+            .freeze_windows
+            .iter()
+            .filter(|w| {
+                app.snap
+                    .freeze
+                    .iter()
+                    .any(|(n, win)| n == *w && win.active_at(app.now).is_some())
+            })
+            .collect();
+        if !frozen.is_empty() {
+            title.push(Span::styled(" FROZEN ", app.theme.get("badge")));
+            title.push(Span::raw(" "));
+        }
+        let mut lines = Vec::new();
+        if let Some(from) = &lane.from {
+            lines.push(Line::styled(format!("from {from}"), app.theme.get("muted")));
+        } else {
+            lines.push(Line::styled("first lane", app.theme.get("muted")));
+        }
+        for (j, cell) in lane.cells.iter().enumerate() {
+            let sel = i == app.lane && j == app.cell;
+            let mark = if sel { "▌" } else { " " };
+            let head = match &cell.live {
+                Some(l) => Line::from(vec![
+                    Span::styled(mark, app.theme.get("border_focus")),
+                    Span::styled(format!("{:<12}", cell.app), selected(app, sel)),
+                    Span::raw(" "),
+                    Span::styled(
+                        l.tag.clone().unwrap_or_else(|| "-".into()),
+                        app.theme.get("text"),
+                    ),
+                ]),
+                None => Line::from(vec![
+                    Span::styled(mark, app.theme.get("border_focus")),
+                    Span::styled(format!("{:<12}", cell.app), selected(app, sel)),
+                    Span::styled(" not live", app.theme.get("muted")),
+                ]),
+            };
+            lines.push(head);
+            match &cell.live {
+                Some(l) => {
+                    let (health, role) = match cell.health {
+                        Health::Serving => ("● serving", "gate_pass"),
+                        Health::Drift => ("● drift", "gate_blocked"),
+                        Health::Unknown => ("○ unknown", "muted"),
+                    };
+                    lines.push(Line::from(vec![
+                        Span::raw("  "),
+                        Span::styled(
+                            format!("sha256:{}", l.digest.short()),
+                            app.theme.get("digest"),
+                        ),
+                        Span::styled(
+                            format!(" {:>4}", age(app.now, l.since)),
+                            app.theme.get("muted"),
+                        ),
+                        Span::raw(" "),
+                        Span::styled(health, app.theme.get(role)),
+                    ]));
+                }
+                None => lines.push(Line::raw("")),
+            }
+            match &cell.last {
+                Some(p) => {
+                    let outcome = p.outcome.clone().unwrap_or_else(|| p.state.clone());
+                    let role = match outcome.as_str() {
+                        "deployed" | "live" | "rolled-back" => "gate_pass",
+                        "blocked" | "deploy-failed" | "aborted" | "interrupted" => "gate_blocked",
+                        _ => "step_running",
+                    };
+                    lines.push(Line::from(vec![
+                        Span::styled(format!("  #{} ", p.id), app.theme.get("muted")),
+                        Span::styled(outcome, app.theme.get(role)),
+                        Span::styled(
+                            format!(
+                                " {}",
+                                p.tag.clone().unwrap_or_else(|| short_digest(&p.digest))
+                            ),
+                            app.theme.get("muted"),
+                        ),
+                    ]));
+                }
+                None => lines.push(Line::raw("")),
+            }
+            lines.push(Line::raw(""));
+        }
+        let focus = if i == app.lane {
+            "border_focus"
+        } else {
+            "border"
+        };
+        frame.render_widget(
+            Paragraph::new(lines)
+                .block(block(app, Line::from(title)).border_style(app.theme.get(focus))),
+            col,
+        );
+    }
+    frame.render_widget(in_flight(app), flight);
+}
+
+fn short_digest(d: &str) -> String {
+    d.trim_start_matches("sha256:").chars().take(12).collect()
+}
+
+fn in_flight_height(app: &App) -> u16 {
+    let n = running(app).len() as u16;
+    if n == 0 { 3 } else { n.min(5) + 2 }
+}
+
+fn running(app: &App) -> Vec<String> {
+    let mut out: Vec<String> = app
+        .live
+        .values()
+        .filter(|r| r.outcome.is_none())
+        .map(|r| {
+            let done = r.steps.values().filter(|s| s.duration.is_some()).count();
+            format!(
+                "#{} {} sha256:{} → {}  {}/{} steps{}",
+                r.id,
+                r.app,
+                r.digest.short(),
+                r.env,
+                done,
+                r.graph.len(),
+                if r.paused { "  PAUSED" } else { "" }
+            )
+        })
+        .collect();
+    // Runs other processes drive, seen in the store.
+    for p in &app.snap.promotions {
+        let pr = &p.promotion;
+        if pr.state == "running" && !app.live.contains_key(&pr.id) {
+            let done = p.steps.iter().filter(|s| s.finished_at.is_some()).count();
+            out.push(format!(
+                "#{} {} {} → {}  {}/{} steps  (another process)",
+                pr.id,
+                pr.app,
+                short_digest(&pr.digest),
+                pr.environment,
+                done,
+                p.graph.len()
+            ));
+        }
+    }
+    out
+}
+
+fn in_flight(app: &App) -> Paragraph<'_> {
+    let lines: Vec<Line> = match running(app) {
+        r if r.is_empty() => vec![Line::styled(
+            "No promotion in flight. p promote · a approve · r roll back · enter open",
+            app.theme.get("muted"),
+        )],
+        r => r
+            .into_iter()
+            .map(|l| Line::styled(l, app.theme.get("step_running")))
+            .collect(),
+    };
+    Paragraph::new(lines).block(block(app, " In flight "))
+}

@@ -1,0 +1,186 @@
+//! The layers over a screen: help (from the keymap's descriptions), a
+//! confirmation, the promote dialog with its gate preview, the rollback
+//! picker, and the `:` / `/` / time input line.
+
+use chrono::SecondsFormat;
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Clear, Paragraph, Wrap};
+
+use super::{block, centered, selected, verdict_lines};
+use crate::domain::Decision;
+use crate::tui::keymap::SECTIONS;
+use crate::tui::state::{App, InputKind, Layer};
+
+pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+    for layer in &app.layers {
+        match layer {
+            Layer::Help { scroll } => help(frame, area, app, *scroll),
+            Layer::Confirm { title, lines, .. } => {
+                let r = centered(area, 64, lines.len() as u16 + 6);
+                let mut body: Vec<Line> = lines.iter().map(|l| Line::raw(l.clone())).collect();
+                body.push(Line::raw(""));
+                body.push(Line::from(vec![
+                    Span::styled(" y ", app.theme.get("tab_active")),
+                    Span::raw(" confirm    "),
+                    Span::styled(" n ", app.theme.get("tab")),
+                    Span::raw(" cancel"),
+                ]));
+                frame.render_widget(Clear, r);
+                frame.render_widget(
+                    Paragraph::new(body).wrap(Wrap { trim: true }).block(
+                        block(app, format!(" {title} "))
+                            .border_style(app.theme.get("gate_blocked")),
+                    ),
+                    r,
+                );
+            }
+            Layer::Promote { request, preview } => {
+                let r = centered(area, 90, 24);
+                let mut body = vec![
+                    Line::from(vec![
+                        Span::styled(format!("{} ", request.app), app.theme.get("title")),
+                        Span::raw(request.tag.clone().unwrap_or_default()),
+                        Span::raw(" "),
+                        Span::styled(request.digest.to_string(), app.theme.get("digest")),
+                    ]),
+                    Line::raw(format!("into {}", request.env)),
+                    Line::raw(""),
+                ];
+                match preview {
+                    None => body.push(Line::styled(
+                        "evaluating the gates…",
+                        app.theme.get("muted"),
+                    )),
+                    Some(p) => match &p.outcome {
+                        Err(e) => body.push(Line::styled(e.clone(), app.theme.get("status_error"))),
+                        Ok((decision, verdicts)) => {
+                            for v in verdicts {
+                                body.extend(verdict_lines(app, v, false));
+                            }
+                            body.push(Line::raw(""));
+                            body.push(match decision {
+                                Decision::Allow => {
+                                    Line::styled("All gates pass.", app.theme.get("gate_pass"))
+                                }
+                                Decision::Deny => Line::styled(
+                                    "Blocked: promoting now seals a blocked decision.",
+                                    app.theme.get("gate_blocked"),
+                                ),
+                            });
+                        }
+                    },
+                }
+                body.push(Line::raw(""));
+                body.push(Line::from(vec![
+                    Span::styled(" enter ", app.theme.get("tab_active")),
+                    Span::raw(" promote   "),
+                    Span::styled(" a ", app.theme.get("tab")),
+                    Span::raw(" approve with your key   "),
+                    Span::styled(" esc ", app.theme.get("tab")),
+                    Span::raw(" cancel"),
+                ]));
+                frame.render_widget(Clear, r);
+                frame.render_widget(
+                    Paragraph::new(body)
+                        .wrap(Wrap { trim: false })
+                        .block(block(app, " Promote ").border_style(app.theme.get("border_focus"))),
+                    r,
+                );
+            }
+            Layer::Rollback {
+                app: a,
+                env,
+                choices,
+                sel,
+            } => {
+                let r = centered(area, 80, choices.len() as u16 + 6);
+                let mut body = vec![Line::raw(format!(
+                    "Roll {a} in {env} back to (live there before):"
+                ))];
+                for (i, (d, since)) in choices.iter().enumerate() {
+                    body.push(Line::from(vec![
+                        Span::styled(
+                            format!(" {d} "),
+                            selected(app, i == *sel).patch(app.theme.get("digest")),
+                        ),
+                        Span::styled(
+                            format!(
+                                " since {}",
+                                since.to_rfc3339_opts(SecondsFormat::Secs, true)
+                            ),
+                            app.theme.get("muted"),
+                        ),
+                    ]));
+                }
+                body.push(Line::styled(
+                    "j/k choose · enter roll back · esc cancel",
+                    app.theme.get("muted"),
+                ));
+                frame.render_widget(Clear, r);
+                frame.render_widget(Paragraph::new(body).block(block(app, " Roll back ")), r);
+            }
+            Layer::Input { kind, text } => {
+                let prompt = match kind {
+                    InputKind::Command => ":",
+                    InputKind::Filter => "/",
+                    InputKind::Time => "at (+2h, -1d, RFC 3339): ",
+                };
+                let r = Rect {
+                    x: area.x,
+                    y: area.y + area.height.saturating_sub(1),
+                    width: area.width,
+                    height: 1,
+                };
+                frame.render_widget(Clear, r);
+                frame.render_widget(
+                    Paragraph::new(Line::from(vec![
+                        Span::styled(prompt, app.theme.get("title")),
+                        Span::raw(text.clone()),
+                        Span::styled("█", app.theme.get("muted")),
+                    ])),
+                    r,
+                );
+            }
+        }
+    }
+}
+
+fn help(frame: &mut Frame, area: Rect, app: &App, scroll: u16) {
+    let r = centered(area, 76, area.height.saturating_sub(4));
+    let mut body = Vec::new();
+    for section in SECTIONS {
+        let bindings = app.keymap.section(section);
+        if bindings.is_empty() {
+            continue;
+        }
+        body.push(Line::styled(
+            if *section == "global" {
+                "Everywhere".to_owned()
+            } else {
+                format!("On {}", section)
+            },
+            app.theme.get("title"),
+        ));
+        for b in bindings {
+            body.push(Line::from(vec![
+                Span::styled(format!("  {:<11}", b.key.label()), app.theme.get("digest")),
+                Span::raw(b.desc.clone()),
+            ]));
+        }
+        body.push(Line::raw(""));
+    }
+    body.push(Line::styled(
+        "Mouse: click a tab, scroll a list. Keys come from assets/keymap.toml, merged with your keymap.toml.",
+        app.theme.get("muted"),
+    ));
+    frame.render_widget(Clear, r);
+    frame.render_widget(
+        Paragraph::new(body).scroll((scroll, 0)).block(
+            block(app, " Help — j/k scroll, esc close ")
+                .border_style(app.theme.get("border_focus")),
+        ),
+        r,
+    );
+}

@@ -1,0 +1,204 @@
+//! Promotion: the workflow DAG as a graph — layers left to right, each
+//! step with its state and duration, the critical path marked, edges into
+//! each layer — live while it runs, and the selected step's log below.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Wrap};
+
+use super::{block, selected, step_glyph, step_role};
+use crate::tui::state::{App, RunView, layers};
+
+pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+    let id = app.run.or_else(|| app.run_ids().first().copied());
+    let Some(view) = id.and_then(|id| app.run_view(id)) else {
+        frame.render_widget(
+            Paragraph::new("No promotion yet. Promote a release from the Lanes screen with p.")
+                .block(block(app, " Promotion ")),
+            area,
+        );
+        return;
+    };
+    let [graph, log] =
+        Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(area);
+    render_graph(frame, graph, app, &view);
+    render_log(frame, log, app, &view);
+}
+
+fn title(app: &App, v: &RunView) -> Line<'static> {
+    let role = match v.state.as_str() {
+        "deployed" | "live" | "rolled-back" => "gate_pass",
+        "running" | "sealing" => "step_running",
+        "paused" => "gate_warn",
+        _ => "gate_blocked",
+    };
+    Line::from(vec![
+        Span::styled(format!(" #{} {} ", v.id, v.app), app.theme.get("title")),
+        Span::styled(
+            format!(
+                "sha256:{} ",
+                v.digest
+                    .trim_start_matches("sha256:")
+                    .chars()
+                    .take(12)
+                    .collect::<String>()
+            ),
+            app.theme.get("digest"),
+        ),
+        Span::raw(format!("→ {} ", v.env)),
+        Span::styled(format!(" {} ", v.state), app.theme.get(role)),
+        Span::raw(if v.live { " live " } else { "" }),
+    ])
+}
+
+fn fmt_duration(d: Option<std::time::Duration>) -> String {
+    d.map_or_else(String::new, |d| format!("{:.1}s", d.as_secs_f64()))
+}
+
+fn render_graph(frame: &mut Frame, area: Rect, app: &App, v: &RunView) {
+    let graph: Vec<(String, Vec<String>)> = v
+        .nodes
+        .iter()
+        .map(|n| (n.id.clone(), n.needs.clone()))
+        .collect();
+    let layered = layers(&graph);
+    let outer = block(app, title(app, v));
+    let inner = outer.inner(area);
+    frame.render_widget(outer, area);
+    if layered.is_empty() {
+        frame.render_widget(
+            Paragraph::new("This promotion ran no workflow (a rollback, or a blocked decision)."),
+            inner,
+        );
+        return;
+    }
+    let [cols_area, legend] =
+        Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(inner);
+    let mut constraints = Vec::new();
+    for i in 0..layered.len() {
+        if i > 0 {
+            constraints.push(Constraint::Length(3));
+        }
+        constraints.push(Constraint::Fill(1));
+    }
+    let cols = Layout::horizontal(constraints).split(cols_area);
+    for (li, layer) in layered.iter().enumerate() {
+        let mut lines = Vec::new();
+        let mut edges = Vec::new();
+        for &i in layer {
+            let n = &v.nodes[i];
+            let sel = i == app.step;
+            let critical = v.critical.contains(&n.id);
+            let mut spans = vec![
+                Span::styled(
+                    format!("{} ", step_glyph(n.state)),
+                    app.theme.get(step_role(n.state)),
+                ),
+                Span::styled(
+                    n.id.clone(),
+                    selected(app, sel).patch(app.theme.get(step_role(n.state))),
+                ),
+            ];
+            if critical {
+                spans.push(Span::styled(" ◆", app.theme.get("critical_path")));
+            }
+            lines.push(Line::from(spans));
+            let mut detail = fmt_duration(n.duration);
+            if n.attempts > 1 {
+                detail.push_str(&format!(" ×{}", n.attempts));
+            }
+            lines.push(Line::styled(format!("  {detail}"), app.theme.get("muted")));
+            edges.push(Line::styled(
+                if n.needs.is_empty() { "   " } else { "─▶ " },
+                app.theme
+                    .get(if critical { "critical_path" } else { "muted" }),
+            ));
+            edges.push(Line::raw(""));
+        }
+        frame.render_widget(Paragraph::new(lines), cols[li * 2]);
+        if li > 0 {
+            frame.render_widget(Paragraph::new(edges), cols[li * 2 - 1]);
+        }
+    }
+    let done = v
+        .nodes
+        .iter()
+        .filter(|n| {
+            n.duration.is_some() || n.state == crate::workflow::executor::StepState::Skipped
+        })
+        .count();
+    frame.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::styled(
+                format!("{done}/{} steps", v.nodes.len()),
+                app.theme.get("text"),
+            ),
+            Span::styled("   ◆ critical path   ", app.theme.get("critical_path")),
+            Span::styled(
+                if v.live {
+                    if v.paused {
+                        "space resume · x abort · enter capsule"
+                    } else {
+                        "space pause · x abort · enter capsule"
+                    }
+                } else {
+                    "[ ] other promotions · enter its capsule"
+                },
+                app.theme.get("muted"),
+            ),
+        ])),
+        legend,
+    );
+}
+
+fn render_log(frame: &mut Frame, area: Rect, app: &App, v: &RunView) {
+    let Some(node) = v.nodes.get(app.step) else {
+        frame.render_widget(Paragraph::new("").block(block(app, " Log ")), area);
+        return;
+    };
+    let mut lines: Vec<Line> = Vec::new();
+    let needs = if node.needs.is_empty() {
+        "needs nothing".to_owned()
+    } else {
+        format!("needs {}", node.needs.join(", "))
+    };
+    lines.push(Line::styled(needs, app.theme.get("muted")));
+    if let Some(e) = &node.error {
+        lines.push(Line::styled(
+            format!("error: {e}"),
+            app.theme.get("step_failed"),
+        ));
+    }
+    let live = app.live.get(&v.id).and_then(|r| r.logs.get(&node.id));
+    match (live, &node.log_digest) {
+        (Some(log), _) => {
+            let height = area.height.saturating_sub(3) as usize;
+            let skip = log.len().saturating_sub(height);
+            lines.extend(log.iter().skip(skip).map(|l| Line::raw(l.clone())));
+        }
+        (None, Some(d)) => {
+            let text = d
+                .parse::<crate::domain::Digest>()
+                .ok()
+                .and_then(|d| app.logs.get(&d));
+            match text {
+                Some(t) => lines.extend(t.lines().map(|l| Line::raw(l.to_owned()))),
+                None => lines.push(Line::styled(
+                    format!("log sealed as evidence {d}"),
+                    app.theme.get("muted"),
+                )),
+            }
+        }
+        (None, None) => lines.push(Line::styled("no output", app.theme.get("muted"))),
+    }
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block(
+                app,
+                format!(" {} — log (j/k select a step) ", node.id),
+            )),
+        area,
+    );
+}

@@ -1,0 +1,106 @@
+//! Releases: each app's digests with their tags and attached evidence; the
+//! security verdict of the selected release (reachable and suppressed
+//! findings, and the VEX statement that suppressed each), when it has been
+//! evaluated on the Gates screen.
+
+use chrono::SecondsFormat;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Wrap};
+
+use super::{block, selected, verdict_lines};
+use crate::domain::GateKind;
+use crate::tui::state::App;
+
+pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area);
+    let apps: Vec<Span> = app
+        .snap
+        .releases
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            Span::styled(
+                format!(" {} ", r.app),
+                app.theme.get(if i == app.rel_app {
+                    "tab_active"
+                } else {
+                    "tab"
+                }),
+            )
+        })
+        .collect();
+    let mut lines = vec![Line::from(apps), Line::raw("")];
+    let Some(group) = app.snap.releases.get(app.rel_app) else {
+        frame.render_widget(
+            Paragraph::new("No apps.").block(block(app, " Releases ")),
+            area,
+        );
+        return;
+    };
+    for (i, r) in group.releases.iter().enumerate() {
+        let sel = i == app.rel;
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:<8}", r.tags.join(",")), selected(app, sel)),
+            Span::styled(
+                format!(" sha256:{}", r.digest.short()),
+                app.theme.get("digest"),
+            ),
+            Span::styled(
+                format!("  {} evidence", r.evidence.len()),
+                app.theme.get("muted"),
+            ),
+        ]));
+    }
+    if group.releases.is_empty() {
+        lines.push(Line::styled("nothing resolved yet", app.theme.get("muted")));
+    }
+    lines.push(Line::raw(""));
+    lines.push(Line::styled(
+        "h/l app · j/k release",
+        app.theme.get("muted"),
+    ));
+    frame.render_widget(Paragraph::new(lines).block(block(app, " Releases ")), left);
+
+    let mut out = Vec::new();
+    if let Some(r) = group.releases.get(app.rel) {
+        out.push(Line::styled(
+            format!("{}@{}", group.app, r.digest),
+            app.theme.get("digest"),
+        ));
+        out.push(Line::raw(format!(
+            "first resolved {}",
+            r.resolved_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+        )));
+        out.push(Line::raw(""));
+        out.push(Line::styled("evidence", app.theme.get("title")));
+        for (kind, media, d) in &r.evidence {
+            out.push(Line::raw(format!("  {kind:<9} {} {media}", d.short())));
+        }
+        if r.evidence.is_empty() {
+            out.push(Line::styled("  none attached", app.theme.get("muted")));
+        }
+        out.push(Line::raw(""));
+        let security = app
+            .gates
+            .as_ref()
+            .filter(|g| g.request.digest == r.digest)
+            .and_then(|g| g.outcome.as_ref().ok())
+            .and_then(|(_, vs)| vs.iter().find(|v| v.gate == GateKind::Security));
+        match security {
+            Some(v) => out.extend(verdict_lines(app, v, true)),
+            None => out.push(Line::styled(
+                "findings: evaluating…",
+                app.theme.get("muted"),
+            )),
+        }
+    }
+    frame.render_widget(
+        Paragraph::new(out)
+            .wrap(Wrap { trim: false })
+            .block(block(app, " Release ")),
+        right,
+    );
+}
