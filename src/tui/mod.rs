@@ -11,6 +11,8 @@ pub mod data;
 mod effects;
 pub mod keymap;
 pub mod reduce;
+#[doc(hidden)]
+pub mod sample;
 pub mod state;
 pub mod theme;
 pub mod views;

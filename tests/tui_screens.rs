@@ -1,0 +1,437 @@
+//! The workbench's screens and layers drawn on a fixed-size TestBackend
+//! from a fixed sample (fixed digests, an injected clock and zone), as
+//! insta snapshots; and its reducers and keys, driven as a person would.
+
+use chrono::FixedOffset;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::style::Color;
+use stella::domain::{Decision, GateKind, Outcome, Verdict};
+use stella::engine::{EngineEvent, EventKind};
+use stella::tui::action::Screen;
+use stella::tui::keymap::Keymap;
+use stella::tui::reduce;
+use stella::tui::sample;
+use stella::tui::state::{
+    App, CapsuleDetail, Effect, GateRequest, GateResult, Layer, Msg, ReplayState, Verification,
+};
+use stella::tui::theme::Theme;
+use stella::tui::views;
+use stella::workflow::executor::StepState;
+
+fn app_with(no_color: bool) -> App {
+    App::new(
+        sample::snapshot(3, 12),
+        sample::now(),
+        FixedOffset::east_opt(0).unwrap(),
+        Keymap::default_keys(),
+        Theme::builtin("dark", no_color).unwrap(),
+    )
+}
+
+fn app() -> App {
+    app_with(false)
+}
+
+fn terminal(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| views::render(f, app)).unwrap();
+    t
+}
+
+fn text(t: &Terminal<TestBackend>) -> String {
+    let buf = t.backend().buffer();
+    let mut out = String::new();
+    for y in 0..buf.area.height {
+        let mut line = String::new();
+        for x in 0..buf.area.width {
+            line.push_str(buf[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn draw(app: &App) -> String {
+    text(&terminal(app, 120, 40))
+}
+
+fn key(app: &mut App, code: KeyCode) -> Vec<Effect> {
+    reduce::key(app, KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn chars(app: &mut App, s: &str) -> Vec<Effect> {
+    s.chars().flat_map(|c| key(app, KeyCode::Char(c))).collect()
+}
+
+fn verdicts() -> Vec<Verdict> {
+    let mut sec = Verdict::new(
+        GateKind::Security,
+        Outcome::Warn,
+        "1 reachable high CVE, near the limit of 1",
+    );
+    sec.reasons = vec![
+        "CVE-2024-21538 in cross-spawn 7.0.3 suppressed: unreachable per OpenVEX sha256:7f5ecd9fb54d… statements[0] (vulnerable_code_not_in_execute_path)".into(),
+    ];
+    sec.measured = serde_json::json!({"reachable": {"critical": 0, "high": 1}, "suppressed": 1});
+    let mut appr = Verdict::new(
+        GateKind::Approval,
+        Outcome::Fail,
+        "0 of 1 required approvals",
+    );
+    appr.unblock = vec!["1 more approval from: alice@example.com, bob@example.com".into()];
+    let mut frz = Verdict::new(
+        GateKind::Freeze,
+        Outcome::Fail,
+        "frozen: incident until Wed 2026-11-25 18:00 UTC",
+    );
+    frz.unblock =
+        vec!["wait for the freeze to end: incident until Wed 2026-11-25 18:00 UTC".into()];
+    let pol = Verdict::new(GateKind::Policy, Outcome::Pass, "1 module allows it");
+    vec![sec, appr, frz, pol]
+}
+
+fn gate_request() -> GateRequest {
+    GateRequest {
+        app: "web".into(),
+        digest: sample::digest(20),
+        tag: Some("1.4".into()),
+        env: "prod".into(),
+        at: None,
+    }
+}
+
+fn gates() -> GateResult {
+    GateResult {
+        request: gate_request(),
+        evaluated_at: sample::now(),
+        outcome: Ok((Decision::Deny, verdicts())),
+    }
+}
+
+fn golden_statement() -> stella::capsule::statement::Statement {
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/staging-58b58f-2026-11-24.yaml"
+    ))
+    .unwrap();
+    let file = stella::capsule::file::CapsuleFile::parse(&bytes).unwrap();
+    serde_json::from_slice(&file.envelope.payload_bytes().unwrap()).unwrap()
+}
+
+#[test]
+fn lanes() {
+    let mut a = app();
+    key(&mut a, KeyCode::Char('j'));
+    insta::assert_snapshot!("lanes", draw(&a));
+}
+
+#[test]
+fn promotion_dag_live_from_the_store() {
+    let mut a = app();
+    a.screen = Screen::Promotion;
+    a.run = Some(1000);
+    a.step = 3;
+    insta::assert_snapshot!("promotion", draw(&a));
+}
+
+#[test]
+fn gates_with_reasons_and_unblock() {
+    let mut a = app();
+    a.screen = Screen::Gates;
+    a.gates = Some(gates());
+    insta::assert_snapshot!("gates", draw(&a));
+}
+
+#[test]
+fn freeze_calendar() {
+    let mut a = app();
+    a.screen = Screen::Freeze;
+    insta::assert_snapshot!("freeze", draw(&a));
+}
+
+#[test]
+fn capsules_with_detail_verification_and_replay() {
+    let mut a = app();
+    a.screen = Screen::Capsules;
+    let id = a.filtered_capsules()[0].id;
+    for c in a.snap.capsules.clone() {
+        a.verified.insert(c.id, Verification::Valid);
+    }
+    a.verified.insert(
+        38,
+        Verification::Invalid(vec!["signature does not verify".into()]),
+    );
+    a.replays.insert(id, ReplayState::Identical);
+    a.detail = Some(CapsuleDetail {
+        id,
+        statement: Ok(golden_statement()),
+    });
+    insta::assert_snapshot!("capsules", draw(&a));
+}
+
+#[test]
+fn releases_and_findings() {
+    let mut a = app();
+    a.screen = Screen::Releases;
+    let mut g = gates();
+    g.request.digest = sample::digest(0);
+    g.request.app = "api-gateway".into();
+    a.gates = Some(g);
+    insta::assert_snapshot!("releases", draw(&a));
+}
+
+#[test]
+fn help_layer_lists_the_keymap() {
+    let mut a = app();
+    key(&mut a, KeyCode::Char('?'));
+    let t = draw(&a);
+    assert!(t.contains("Promote the selected release to the next lane"));
+    insta::assert_snapshot!("help", t);
+}
+
+#[test]
+fn confirm_layer_for_a_rollback() {
+    let mut a = app();
+    key(&mut a, KeyCode::Char('r'));
+    key(&mut a, KeyCode::Enter);
+    assert!(matches!(a.layers.last(), Some(Layer::Confirm { .. })));
+    insta::assert_snapshot!("confirm", draw(&a));
+}
+
+#[test]
+fn promote_dialog_with_gate_preview() {
+    let mut a = app();
+    let fx = key(&mut a, KeyCode::Char('p'));
+    let Some(Effect::Gates(r)) = fx.first() else {
+        panic!("{fx:?}")
+    };
+    assert_eq!((r.app.as_str(), r.env.as_str()), ("api-gateway", "staging"));
+    let mut g = gates();
+    g.request = r.clone();
+    reduce::reduce(&mut a, Msg::Gates(Box::new(g)));
+    insta::assert_snapshot!("promote", draw(&a));
+}
+
+#[test]
+fn no_color_draws_the_same_text_without_colours() {
+    let mut dark = app();
+    let mut plain = app_with(true);
+    for a in [&mut dark, &mut plain] {
+        a.screen = Screen::Gates;
+        a.gates = Some(gates());
+    }
+    let (td, tp) = (terminal(&dark, 120, 40), terminal(&plain, 120, 40));
+    assert_eq!(text(&td), text(&tp));
+    insta::assert_snapshot!("gates_no_color", text(&tp));
+    let coloured = |t: &Terminal<TestBackend>| {
+        t.backend()
+            .buffer()
+            .content()
+            .iter()
+            .filter(|c| c.fg != Color::Reset || c.bg != Color::Reset)
+            .count()
+    };
+    assert!(coloured(&td) > 100, "the dark theme colours verdicts");
+    assert_eq!(coloured(&tp), 0, "NO_COLOR draws no colour at all");
+    // A blocked gate is still marked without colour: bold.
+    let buf = tp.backend().buffer();
+    let fail = (0..buf.area.height)
+        .flat_map(|y| (0..buf.area.width).map(move |x| (x, y)))
+        .find(|&(x, y)| {
+            buf[(x, y)].symbol() == "F"
+                && buf[(x + 1, y)].symbol() == "A"
+                && buf[(x + 2, y)].symbol() == "I"
+        })
+        .expect("a FAIL verdict on screen");
+    assert!(buf[fail].modifier.contains(ratatui::style::Modifier::BOLD));
+}
+
+#[test]
+fn a_terminal_too_small_says_so_and_does_not_panic() {
+    let a = app();
+    for (w, h) in [(60, 20), (79, 24), (1, 1), (200, 5)] {
+        let t = text(&terminal(&a, w, h));
+        if w >= 40 && h >= 3 {
+            assert!(t.contains("Terminal too small"), "{w}×{h}:\n{t}");
+        }
+    }
+    insta::assert_snapshot!("too_small", text(&terminal(&a, 60, 20)));
+}
+
+#[test]
+fn keys_move_switch_and_filter() {
+    let mut a = app();
+    key(&mut a, KeyCode::Char('l'));
+    key(&mut a, KeyCode::Char('j'));
+    assert_eq!((a.lane, a.cell), (1, 1));
+    key(&mut a, KeyCode::Tab);
+    assert_eq!(a.screen, Screen::Promotion);
+    key(&mut a, KeyCode::Char('5'));
+    assert_eq!(a.screen, Screen::Capsules);
+    chars(&mut a, "/");
+    chars(&mut a, "rollback");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.filtered_capsules().len(), 1);
+    assert_eq!(a.filtered_capsules()[0].action, "rollback");
+    key(&mut a, KeyCode::Esc);
+    assert!(a.filter.is_empty(), "esc clears the filter");
+    // The command line completes and switches screens.
+    chars(&mut a, ":");
+    chars(&mut a, "fre");
+    key(&mut a, KeyCode::Tab);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Freeze);
+    chars(&mut a, ":");
+    chars(&mut a, "launch");
+    key(&mut a, KeyCode::Enter);
+    assert!(a.status.as_ref().unwrap().text.contains("not a command"));
+    key(&mut a, KeyCode::Char('q'));
+    assert!(a.quit);
+}
+
+#[test]
+fn promote_then_rollback_round_trips_through_layers() {
+    let mut a = app();
+    key(&mut a, KeyCode::Char('p'));
+    key(&mut a, KeyCode::Char('a'));
+    let fx = key(&mut a, KeyCode::Enter);
+    assert_eq!(
+        fx,
+        vec![Effect::Promote {
+            app: "api-gateway".into(),
+            digest: sample::digest(0),
+            tag: Some("1.2".into()),
+            to: "staging".into(),
+        }]
+    );
+    assert!(a.layers.is_empty());
+    // Rollback: pick, confirm, and only `y` does it.
+    key(&mut a, KeyCode::Char('r'));
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(key(&mut a, KeyCode::Char('x')), vec![]);
+    let fx = key(&mut a, KeyCode::Char('y'));
+    assert_eq!(
+        fx,
+        vec![Effect::Rollback {
+            app: "api-gateway".into(),
+            env: "dev".into(),
+            to: sample::digest(900),
+        }]
+    );
+    key(&mut a, KeyCode::Char('r'));
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(key(&mut a, KeyCode::Char('n')), vec![]);
+    assert!(a.layers.is_empty());
+}
+
+#[test]
+fn engine_events_fold_into_a_live_run_and_open_it() {
+    let mut a = app();
+    a.asked.insert(7, "web → staging".into());
+    let ev = |kind| Msg::Engine(EngineEvent { ticket: 7, kind });
+    reduce::reduce(
+        &mut a,
+        ev(EventKind::PromotionCreated {
+            promotion_id: 77,
+            app: "web".into(),
+            digest: sample::digest(2),
+            environment: "staging".into(),
+            targets: vec!["staging-local".into()],
+            steps: vec![("a".into(), vec![]), ("b".into(), vec!["a".into()])],
+        }),
+    );
+    assert_eq!((a.screen, a.run), (Screen::Promotion, Some(77)));
+    reduce::reduce(
+        &mut a,
+        ev(EventKind::StepStarted {
+            promotion_id: 77,
+            step: "a".into(),
+            attempt: 1,
+        }),
+    );
+    reduce::reduce(
+        &mut a,
+        ev(EventKind::StepLog {
+            promotion_id: 77,
+            step: "a".into(),
+            line: "hello".into(),
+        }),
+    );
+    let v = a.run_view(77).unwrap();
+    assert_eq!(v.nodes[0].state, StepState::Running);
+    assert_eq!(v.nodes[1].state, StepState::Pending);
+    assert_eq!(v.critical, ["a", "b"]);
+    reduce::reduce(
+        &mut a,
+        ev(EventKind::StepFinished {
+            promotion_id: 77,
+            step: "a".into(),
+            state: StepState::Succeeded,
+            attempts: 1,
+            duration: std::time::Duration::from_millis(1500),
+            error: None,
+        }),
+    );
+    let t = draw(&a);
+    assert!(
+        t.contains("✓ a") && t.contains("1.5s") && t.contains("hello"),
+        "{t}"
+    );
+    // Pause and abort are for runs this workbench drives.
+    assert_eq!(key(&mut a, KeyCode::Char(' ')), vec![Effect::Pause(77)]);
+    key(&mut a, KeyCode::Char('x'));
+    assert_eq!(key(&mut a, KeyCode::Char('y')), vec![Effect::Abort(77)]);
+    let fx = reduce::reduce(
+        &mut a,
+        ev(EventKind::CapsuleSealed {
+            promotion_id: 77,
+            capsule_id: 41,
+            outcome: "aborted".into(),
+            path: "capsules/staging-x.yaml".into(),
+        }),
+    );
+    assert_eq!(fx, vec![Effect::Reload]);
+    assert_eq!(a.run_view(77).unwrap().state, "aborted");
+    assert!(key(&mut a, KeyCode::Char(' ')).is_empty());
+    assert!(
+        a.status
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("not running in this workbench")
+    );
+}
+
+#[test]
+fn time_travel_parses_relative_and_absolute_times() {
+    let now = sample::now();
+    assert_eq!(
+        reduce::parse_time("+2h", now).unwrap(),
+        now + chrono::Duration::hours(2)
+    );
+    assert_eq!(
+        reduce::parse_time("-1d", now).unwrap(),
+        now - chrono::Duration::days(1)
+    );
+    assert!(reduce::parse_time("2026-12-24T18:00:00Z", now).is_ok());
+    assert!(
+        reduce::parse_time("soon", now)
+            .unwrap_err()
+            .contains("not a time")
+    );
+    let mut a = app();
+    a.gates = Some(gates());
+    a.screen = Screen::Gates;
+    key(&mut a, KeyCode::Char('t'));
+    let fx = {
+        chars(&mut a, "+8h");
+        key(&mut a, KeyCode::Enter)
+    };
+    let Some(Effect::Gates(r)) = fx.first() else {
+        panic!("{fx:?}")
+    };
+    assert_eq!(r.at, Some(now + chrono::Duration::hours(8)));
+}
