@@ -435,3 +435,85 @@ fn time_travel_parses_relative_and_absolute_times() {
     };
     assert_eq!(r.at, Some(now + chrono::Duration::hours(8)));
 }
+
+#[test]
+fn docs_tui_lists_every_key_of_the_default_keymap() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/tui.md")).unwrap();
+    let table = stella::tui::keymap::markdown(&Keymap::default_keys());
+    assert!(
+        doc.contains(&table),
+        "docs/tui.md's key tables are out of date with assets/keymap.toml; they should read:\n\n{table}"
+    );
+}
+
+#[test]
+fn every_screen_and_layer_under_no_color_has_the_same_text_and_no_colour() {
+    type Setup = Box<dyn Fn(&mut App)>;
+    let setups: Vec<Setup> = vec![
+        Box::new(|_| {}),
+        Box::new(|a| {
+            a.screen = Screen::Promotion;
+            a.run = Some(1000);
+        }),
+        Box::new(|a| {
+            a.screen = Screen::Gates;
+            a.gates = Some(gates());
+        }),
+        Box::new(|a| a.screen = Screen::Freeze),
+        Box::new(|a| {
+            a.screen = Screen::Capsules;
+            a.verified.insert(40, Verification::Valid);
+        }),
+        Box::new(|a| a.screen = Screen::Releases),
+        Box::new(|a| {
+            key(a, KeyCode::Char('?'));
+        }),
+        Box::new(|a| {
+            key(a, KeyCode::Char('r'));
+            key(a, KeyCode::Enter);
+        }),
+    ];
+    for (i, setup) in setups.iter().enumerate() {
+        let (mut dark, mut plain) = (app(), app_with(true));
+        setup(&mut dark);
+        setup(&mut plain);
+        let (td, tp) = (terminal(&dark, 120, 40), terminal(&plain, 120, 40));
+        assert_eq!(text(&td), text(&tp), "setup {i}");
+        let colours = tp
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .filter(|c| c.fg != Color::Reset || c.bg != Color::Reset)
+            .count();
+        assert_eq!(colours, 0, "setup {i} drew colours under NO_COLOR");
+    }
+}
+
+#[test]
+fn big_workspaces_draw_at_every_size_with_the_selection_in_view() {
+    let mut a = App::new(
+        sample::snapshot(20, 200),
+        sample::now(),
+        FixedOffset::east_opt(0).unwrap(),
+        Keymap::default_keys(),
+        Theme::dark(),
+    );
+    for screen in Screen::ALL {
+        a.screen = screen;
+        a.run = Some(1000);
+        for (w, h) in [(80, 24), (100, 30), (120, 40), (250, 80), (400, 120)] {
+            terminal(&a, w, h);
+        }
+    }
+    // The last app of a 20-app lane, and a step deep in a 200-step DAG,
+    // are drawn when selected.
+    a.screen = Screen::Lanes;
+    a.cell = 19;
+    let t = text(&terminal(&a, 100, 30));
+    assert!(t.contains("svc-19") && t.contains("more"), "{t}");
+    a.screen = Screen::Promotion;
+    a.step = 199;
+    let t = text(&terminal(&a, 100, 30));
+    assert!(t.contains("step-199") && t.contains("layers"), "{t}");
+}

@@ -210,6 +210,34 @@ impl Keymap {
     }
 }
 
+/// The keymap as a Markdown table per section, for `docs/tui.md`.
+pub fn markdown(map: &Keymap) -> String {
+    let mut out = String::new();
+    for section in SECTIONS {
+        let bindings = map.section(section);
+        if bindings.is_empty() {
+            continue;
+        }
+        out.push_str(&format!(
+            "### {}\n\n| key | does |\n|---|---|\n",
+            if *section == "global" {
+                "Everywhere".to_owned()
+            } else {
+                format!("On {section}")
+            }
+        ));
+        for b in bindings {
+            out.push_str(&format!(
+                "| `{}` | {} |\n",
+                b.key.label().replace('|', "\\|"),
+                b.desc
+            ));
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,21 +25,33 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         Constraint::Length(in_flight_height(app)),
     ])
     .areas(area);
+    // As many lanes as fit (about 30 columns each), scrolled to the
+    // selected one; each lane's cells scroll to keep the selection in view.
+    let fit = ((grid.width as usize + 3) / 33).max(1);
+    let first = app
+        .lane
+        .saturating_sub(fit - 1)
+        .min(lanes.len().saturating_sub(fit));
+    let shown: Vec<(usize, &crate::tui::data::Lane)> =
+        lanes.iter().enumerate().skip(first).take(fit).collect();
+    let per_cell = 4usize;
+    let rows = (grid.height.saturating_sub(3) as usize / per_cell).max(1);
+    let skip = app.cell.saturating_sub(rows - 1);
     // Lanes with a narrow gutter between them for the arrows.
     let mut constraints = Vec::new();
-    for i in 0..lanes.len() {
+    for i in 0..shown.len() {
         if i > 0 {
             constraints.push(Constraint::Length(3));
         }
         constraints.push(Constraint::Fill(1));
     }
     let cols = Layout::horizontal(constraints).split(grid);
-    for (i, lane) in lanes.iter().enumerate() {
-        let col = cols[i * 2];
-        if i > 0 {
-            let gutter = cols[i * 2 - 1];
+    for (k, (i, lane)) in shown.into_iter().enumerate() {
+        let col = cols[k * 2];
+        if k > 0 {
+            let gutter = cols[k * 2 - 1];
             let mut arrows = vec![Line::raw(""); 2];
-            for cell in &lane.cells {
+            for cell in lane.cells.iter().skip(skip) {
                 let moving = app
                     .live
                     .values()
@@ -78,7 +90,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         } else {
             lines.push(Line::styled("first lane", app.theme.get("muted")));
         }
-        for (j, cell) in lane.cells.iter().enumerate() {
+        if skip > 0 {
+            lines[0].spans.push(Span::styled(
+                format!("  ↑ {skip} more"),
+                app.theme.get("muted"),
+            ));
+        }
+        for (j, cell) in lane.cells.iter().enumerate().skip(skip) {
             let sel = i == app.lane && j == app.cell;
             let mark = if sel { "▌" } else { " " };
             let head = match &cell.live {

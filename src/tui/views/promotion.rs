@@ -75,18 +75,35 @@ fn render_graph(frame: &mut Frame, area: Rect, app: &App, v: &RunView) {
     }
     let [cols_area, legend] =
         Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(inner);
+    // As many layers as fit (a step needs about 16 columns, an edge 3),
+    // scrolled so the selected step's layer is in view.
+    let fit = ((cols_area.width as usize + 3) / 19).max(1);
+    let sel_layer = layered
+        .iter()
+        .position(|l| l.contains(&app.step))
+        .unwrap_or(0);
+    let first = sel_layer
+        .saturating_sub(fit - 1)
+        .min(layered.len().saturating_sub(fit));
+    let shown = &layered[first..(first + fit).min(layered.len())];
     let mut constraints = Vec::new();
-    for i in 0..layered.len() {
+    for i in 0..shown.len() {
         if i > 0 {
             constraints.push(Constraint::Length(3));
         }
         constraints.push(Constraint::Fill(1));
     }
     let cols = Layout::horizontal(constraints).split(cols_area);
-    for (li, layer) in layered.iter().enumerate() {
+    let rows = (cols_area.height as usize / 2).max(1);
+    for (li, layer) in shown.iter().enumerate() {
         let mut lines = Vec::new();
         let mut edges = Vec::new();
-        for &i in layer {
+        // A tall layer scrolls to keep the selected step in view.
+        let skip = layer
+            .iter()
+            .position(|&i| i == app.step)
+            .map_or(0, |p| p.saturating_sub(rows - 1));
+        for &i in layer.iter().skip(skip) {
             let n = &v.nodes[i];
             let sel = i == app.step;
             let critical = v.critical.contains(&n.id);
@@ -128,10 +145,20 @@ fn render_graph(frame: &mut Frame, area: Rect, app: &App, v: &RunView) {
             n.duration.is_some() || n.state == crate::workflow::executor::StepState::Skipped
         })
         .count();
+    let scrolled = if shown.len() < layered.len() {
+        format!(
+            "  layers {}–{} of {}",
+            first + 1,
+            first + shown.len(),
+            layered.len()
+        )
+    } else {
+        String::new()
+    };
     frame.render_widget(
         Paragraph::new(Line::from(vec![
             Span::styled(
-                format!("{done}/{} steps", v.nodes.len()),
+                format!("{done}/{} steps{scrolled}", v.nodes.len()),
                 app.theme.get("text"),
             ),
             Span::styled("   ◆ critical path   ", app.theme.get("critical_path")),
