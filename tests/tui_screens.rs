@@ -14,7 +14,8 @@ use stella::tui::keymap::Keymap;
 use stella::tui::reduce;
 use stella::tui::sample;
 use stella::tui::state::{
-    App, CapsuleDetail, Effect, GateRequest, GateResult, Layer, Msg, ReplayState, Verification,
+    App, CapsuleDetail, Effect, FindingView, GateRequest, GateResult, Layer, Msg, ReplayState,
+    Verification,
 };
 use stella::tui::theme::Theme;
 use stella::tui::views;
@@ -108,6 +109,24 @@ fn gates() -> GateResult {
         request: gate_request(),
         evaluated_at: sample::now(),
         outcome: Ok((Decision::Deny, verdicts())),
+        findings: vec![
+            FindingView {
+                id: "CVE-2021-23337".into(),
+                package: "lodash".into(),
+                version: Some("4.17.20".into()),
+                severity: "high".into(),
+                excused: None,
+            },
+            FindingView {
+                id: "CVE-2024-21538".into(),
+                package: "cross-spawn".into(),
+                version: Some("7.0.3".into()),
+                severity: "high".into(),
+                excused: Some(
+                    "suppressed: unreachable per OpenVEX sha256:7f5ecd9fb54d… statements[0] (vulnerable_code_not_in_execute_path)".into(),
+                ),
+            },
+        ],
     }
 }
 

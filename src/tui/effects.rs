@@ -9,11 +9,13 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::Inbound;
 use super::state::{
-    App, CapsuleDetail, Effect, GateRequest, GateResult, Msg, ReplayState, Verification,
+    App, CapsuleDetail, Effect, FindingView, GateRequest, GateResult, Msg, ReplayState,
+    Verification,
 };
 use crate::config::Config;
 use crate::engine::resolve::AppRelease;
 use crate::engine::{EngineHandle, PromoteRequest, RollbackRequest};
+use crate::gates::security::Status;
 use crate::workspace::Workspace;
 
 /// What effects need: the workspace, the engine, who is asking.
@@ -51,7 +53,7 @@ fn gates(ctx: &Context, r: GateRequest) -> Msg {
         digest: r.digest.clone(),
         tag: r.tag.clone(),
     };
-    let outcome = crate::engine::evaluate::evaluate_release(
+    let evaluated = crate::engine::evaluate::evaluate_release(
         &ctx.ws,
         &ctx.config,
         &release,
@@ -59,13 +61,29 @@ fn gates(ctx: &Context, r: GateRequest) -> Msg {
         ctx.requested_by.clone(),
         None,
         at,
-    )
-    .map(|(_, d, v)| (d, v))
-    .map_err(|e| e.to_string());
+    );
+    let findings = match &evaluated {
+        Ok((inputs, _, _)) => crate::gates::security::judge(&inputs.scans, &inputs.subject)
+            .into_iter()
+            .map(|j| FindingView {
+                id: j.finding.id.clone(),
+                package: j.finding.package.clone(),
+                version: j.finding.version.clone(),
+                severity: format!("{:?}", j.finding.severity).to_lowercase(),
+                excused: match &j.status {
+                    Status::Reachable { .. } => None,
+                    Status::Suppressed { by } => Some(format!("suppressed: unreachable per {by}")),
+                    Status::NotApplicable { by } => Some(format!("not applicable per {by}")),
+                },
+            })
+            .collect(),
+        Err(_) => vec![],
+    };
     Msg::Gates(Box::new(GateResult {
         request: r,
         evaluated_at: at,
-        outcome,
+        outcome: evaluated.map(|(_, d, v)| (d, v)).map_err(|e| e.to_string()),
+        findings,
     }))
 }
 

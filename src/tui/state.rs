@@ -65,6 +65,20 @@ pub struct GateResult {
     pub request: GateRequest,
     pub evaluated_at: DateTime<Utc>,
     pub outcome: Result<(Decision, Vec<Verdict>), String>,
+    /// Every finding of the release's scans, judged as the security gate
+    /// judges them.
+    pub findings: Vec<FindingView>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindingView {
+    pub id: String,
+    pub package: String,
+    pub version: Option<String>,
+    pub severity: String,
+    /// `None`: reachable (counted); otherwise what suppressed it or made
+    /// it not applicable.
+    pub excused: Option<String>,
 }
 
 /// A capsule's decoded contents.

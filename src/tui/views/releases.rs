@@ -9,7 +9,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
-use super::{block, selected, verdict_lines};
+use super::{block, selected};
 use crate::domain::GateKind;
 use crate::tui::state::App;
 
@@ -83,15 +83,53 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             out.push(Line::styled("  none attached", app.theme.get("muted")));
         }
         out.push(Line::raw(""));
-        let security = app
-            .gates
-            .as_ref()
-            .filter(|g| g.request.digest == r.digest)
+        let judged = app.gates.as_ref().filter(|g| g.request.digest == r.digest);
+        let security = judged
             .and_then(|g| g.outcome.as_ref().ok())
             .and_then(|(_, vs)| vs.iter().find(|v| v.gate == GateKind::Security));
-        match security {
-            Some(v) => out.extend(verdict_lines(app, v, true)),
-            None => out.push(Line::styled(
+        match (judged, security) {
+            (Some(g), Some(v)) => {
+                out.push(Line::from(vec![
+                    Span::styled(
+                        format!("security in {}: ", g.request.env),
+                        app.theme.get("title"),
+                    ),
+                    Span::styled(v.summary.clone(), app.theme.get(super::verdict_role(v))),
+                ]));
+                for f in &g.findings {
+                    let head = format!(
+                        "  {:<8} {} in {}{}",
+                        f.severity,
+                        f.id,
+                        f.package,
+                        f.version
+                            .as_ref()
+                            .map_or(String::new(), |v| format!(" {v}"))
+                    );
+                    match &f.excused {
+                        None => out.push(Line::from(vec![
+                            Span::styled("● ", app.theme.get("gate_blocked")),
+                            Span::raw(head),
+                            Span::styled("  reachable", app.theme.get("gate_warn")),
+                        ])),
+                        Some(why) => {
+                            out.push(Line::from(vec![
+                                Span::styled("○ ", app.theme.get("gate_pass")),
+                                Span::styled(head, app.theme.get("muted")),
+                            ]));
+                            out.push(Line::styled(format!("      {why}"), app.theme.get("muted")));
+                        }
+                    }
+                }
+                if g.findings.is_empty() {
+                    out.push(Line::styled("  no findings", app.theme.get("muted")));
+                }
+                out.push(Line::styled(
+                    "● reachable (counted)  ○ suppressed or not applicable",
+                    app.theme.get("muted"),
+                ));
+            }
+            _ => out.push(Line::styled(
                 "findings: evaluating…",
                 app.theme.get("muted"),
             )),
