@@ -265,3 +265,50 @@ fn pause_holds_the_next_step_resume_releases_it_abort_restores_and_seals() {
         .assert()
         .success();
 }
+
+#[test]
+fn approvals_go_through_the_handle_and_are_attached_to_the_digest() {
+    let (_dir, ws, config) = setup("[[steps]]\nid = \"deploy\"\nuses = \"deploy\"\n");
+    let digest = stella::registry::Layout::open(&ws.root().join("images/api-gateway"))
+        .unwrap()
+        .resolve(
+            &stella::domain::Selector::Tag("1.0".into()),
+            "api-gateway:1.0",
+        )
+        .unwrap();
+    let req = |key: Option<&str>| stella::engine::approve::ApproveRequest {
+        app: "api-gateway".into(),
+        digest: digest.clone(),
+        env: "staging".into(),
+        key: key.map(str::to_owned),
+        comment: None,
+        at: None,
+    };
+    runtime().block_on(async {
+        let (handle, mut events) = engine::spawn(ws.clone(), config);
+        // Only the sealing key exists: nothing to approve with.
+        let e = handle.approve(req(None)).wait().await.unwrap_err();
+        assert!(
+            e.message.contains("no key to approve with"),
+            "{}",
+            e.message
+        );
+        stella::engine::keys::create_key(&ws, "alice", "alice@example.com").unwrap();
+        let done = handle.approve(req(None)).wait().await.unwrap();
+        assert_eq!(done.signer, "alice@example.com");
+        let mut seen = Vec::new();
+        until(
+            &mut events,
+            &mut seen,
+            "the approval",
+            |k| matches!(k, EventKind::Approved { signer, .. } if signer == "alice@example.com"),
+        )
+        .await;
+        handle.shutdown().await;
+    });
+    let attached = ws.open_store().unwrap().evidence_for(&digest).unwrap();
+    assert!(
+        attached.iter().any(|e| e.kind == "approval"),
+        "{attached:?}"
+    );
+}

@@ -50,3 +50,60 @@ pub fn sign_approval(
     ws.open_store()?.attach_evidence(&release.digest, &record)?;
     Ok((statement, record))
 }
+
+/// An approval to sign with one of the workspace's keys.
+#[derive(Debug, Clone)]
+pub struct ApproveRequest {
+    pub app: String,
+    pub digest: crate::domain::Digest,
+    pub env: String,
+    /// The key's name; `None`: the first private key that is not the
+    /// workspace's sealing key.
+    pub key: Option<String>,
+    pub comment: Option<String>,
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// What was signed: the signer and the approval's evidence record.
+#[derive(Debug, Clone)]
+pub struct Approved {
+    pub signer: String,
+    pub evidence: EvidenceRecord,
+}
+
+/// Signs `req` with the named (or first) private key of the workspace.
+pub fn approve(ws: &Workspace, req: &ApproveRequest) -> Result<Approved, EngineError> {
+    let name = match &req.key {
+        Some(k) => k.clone(),
+        None => ws
+            .open_store()?
+            .keys()?
+            .into_iter()
+            .find(|k| k.private && k.name != super::keys::SEALING_KEY)
+            .map(|k| k.name)
+            .ok_or_else(|| {
+                EngineError::usage("you have no key to approve with")
+                    .hint("`stella key gen NAME --email EMAIL` makes one")
+            })?,
+    };
+    let (key, rec) = super::keys::load_private(ws, &name)?;
+    let release = AppRelease {
+        app: req.app.clone(),
+        digest: req.digest.clone(),
+        tag: None,
+    };
+    let (_, evidence) = sign_approval(
+        ws,
+        &key,
+        &rec.email,
+        &release,
+        &req.env,
+        Purpose::Promote,
+        req.comment.clone(),
+        &req.at.unwrap_or_else(Utc::now),
+    )?;
+    Ok(Approved {
+        signer: rec.email,
+        evidence,
+    })
+}

@@ -3,7 +3,8 @@
 //! rollback on a blocking thread of the runtime (gates, SQLite and
 //! unpacking are synchronous work), and every request's progress comes
 //! back as `EngineEvent`s on one stream. The command line and the
-//! workbench drive the engine only through `EngineHandle`.
+//! workbench drive promotions, rollbacks and approvals only through
+//! `EngineHandle`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 use super::EngineError;
+use super::approve::{ApproveRequest, Approved, approve};
 use super::event::{EngineEvent, EventKind, Sink, Ticket};
 use super::promote::{PromoteOutcome, PromoteRequest, promote};
 use super::rollback::{RollbackOutcome, RollbackRequest, rollback};
@@ -24,6 +26,7 @@ type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
 enum Command {
     Promote(Ticket, Box<PromoteRequest>, Reply<PromoteOutcome>),
     Rollback(Ticket, Box<RollbackRequest>, Reply<RollbackOutcome>),
+    Approve(Ticket, Box<ApproveRequest>, Reply<Approved>),
     Pause(i64, Reply<()>),
     Resume(i64, Reply<()>),
     Abort(i64, Reply<()>),
@@ -71,6 +74,11 @@ impl EngineHandle {
 
     pub fn rollback(&self, req: RollbackRequest) -> Pending<RollbackOutcome> {
         self.ask(|t, r| Command::Rollback(t, Box::new(req), r))
+    }
+
+    /// Signs an approval bound to one app, digest and environment.
+    pub fn approve(&self, req: ApproveRequest) -> Pending<Approved> {
+        self.ask(|t, r| Command::Approve(t, Box::new(req), r))
     }
 
     /// Holds a running promotion's next steps; running ones finish.
@@ -140,6 +148,21 @@ async fn engine_task(
                 work.spawn_blocking(move || {
                     let r = rollback(&ws, &config, &req, &sink);
                     report_failure(&sink, &r);
+                    let _ = reply.send(r);
+                });
+            }
+            Command::Approve(ticket, req, reply) => {
+                let ws = ws.clone();
+                let sink = Sink::new(ticket, events.clone());
+                work.spawn_blocking(move || {
+                    let r = approve(&ws, &req);
+                    match &r {
+                        Ok(a) => sink.emit(EventKind::Approved {
+                            signer: a.signer.clone(),
+                            approval: a.evidence.digest.clone(),
+                        }),
+                        Err(e) => sink.emit(EventKind::Failed { error: e.clone() }),
+                    }
                     let _ = reply.send(r);
                 });
             }

@@ -19,7 +19,6 @@ use super::{StellaBuiltins, resolve::block_on};
 use crate::capsule::seal::inputs_of;
 use crate::capsule::statement::{Action, Engine, EvidenceRef, Predicate, ReleaseRef};
 use crate::config::Config;
-use crate::domain::approval::Purpose;
 use crate::domain::{Decision, Verdict};
 use crate::gates::Subject;
 use crate::store::DecisionRecord;
@@ -96,20 +95,20 @@ pub fn promote(
         environment: req.to.clone(),
     });
     if let Some(name) = &req.approve_with {
-        let (key, rec) = super::keys::load_private(ws, name)?;
-        let (_, evidence) = super::approve::sign_approval(
+        let a = super::approve::approve(
             ws,
-            &key,
-            &rec.email,
-            &release,
-            &req.to,
-            Purpose::Promote,
-            None,
-            &now,
+            &super::approve::ApproveRequest {
+                app: release.app.clone(),
+                digest: release.digest.clone(),
+                env: req.to.clone(),
+                key: Some(name.clone()),
+                comment: None,
+                at: Some(now),
+            },
         )?;
         sink.emit(EventKind::Approved {
-            signer: rec.email,
-            approval: evidence.digest,
+            signer: a.signer,
+            approval: a.evidence.digest,
         });
     }
     let (inputs, decision, verdicts) = evaluate_release(

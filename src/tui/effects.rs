@@ -13,6 +13,7 @@ use super::state::{
     Verification,
 };
 use crate::config::Config;
+use crate::engine::approve::ApproveRequest;
 use crate::engine::resolve::AppRelease;
 use crate::engine::{EngineHandle, PromoteRequest, RollbackRequest};
 use crate::gates::security::Status;
@@ -87,23 +88,6 @@ fn gates(ctx: &Context, r: GateRequest) -> Msg {
     }))
 }
 
-fn approver(ctx: &Context) -> Result<String, String> {
-    if let Some(k) = &ctx.key {
-        return Ok(k.clone());
-    }
-    let keys = ctx
-        .ws
-        .open_store()
-        .and_then(|s| s.keys())
-        .map_err(|e| e.to_string())?;
-    keys.into_iter()
-        .find(|k| k.private && k.name != crate::engine::keys::SEALING_KEY)
-        .map(|k| k.name)
-        .ok_or_else(|| {
-            "you have no key to approve with: `stella key gen NAME --email EMAIL`, then `stella tui --key NAME`".into()
-        })
-}
-
 fn capsule_file(ctx: &Context, id: i64) -> Result<crate::capsule::file::CapsuleFile, String> {
     let (_, envelope) = ctx
         .ws
@@ -168,55 +152,52 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
             app: a,
             digest,
             env,
-        } => ctx.blocking(move |ctx| {
-            let signed = approver(ctx).and_then(|name| {
-                let (key, rec) =
-                    crate::engine::keys::load_private(&ctx.ws, &name).map_err(|e| e.to_string())?;
-                crate::engine::approve::sign_approval(
-                    &ctx.ws,
-                    &key,
-                    &rec.email,
-                    &AppRelease {
-                        app: a.clone(),
-                        digest: digest.clone(),
-                        tag: None,
-                    },
-                    &env,
-                    crate::domain::approval::Purpose::Promote,
-                    Some("approved from the workbench".into()),
-                    &Utc::now(),
-                )
-                .map_err(|e| e.to_string())?;
-                Ok(rec.email)
+        } => {
+            let pending = ctx.engine.approve(ApproveRequest {
+                app: a.clone(),
+                digest: digest.clone(),
+                env: env.clone(),
+                key: ctx.key.clone(),
+                comment: Some("approved from the workbench".into()),
+                at: None,
             });
-            match signed {
-                Ok(email) => {
-                    // The gates change with an approval: evaluate again.
-                    let tag = ctx
-                        .ws
-                        .open_store()
-                        .ok()
-                        .and_then(|s| s.resolutions(Some(&a)).ok())
-                        .and_then(|rs| rs.into_iter().rev().find(|r| r.digest == digest))
-                        .and_then(|r| r.tag);
-                    ctx.send(gates(
-                        ctx,
-                        GateRequest {
-                            app: a.clone(),
-                            digest: digest.clone(),
-                            tag,
-                            env: env.clone(),
-                            at: None,
-                        },
-                    ));
-                    Msg::Status(format!(
-                        "approved {a} sha256:{} for {env} as {email}",
-                        digest.short()
-                    ))
+            let c = ctx.clone();
+            tokio::spawn(async move {
+                match pending.wait().await {
+                    Ok(done) => {
+                        c.send(Msg::Status(format!(
+                            "approved {a} sha256:{} for {env} as {}",
+                            digest.short(),
+                            done.signer
+                        )));
+                        // The gates change with an approval: evaluate again.
+                        c.blocking(move |ctx| {
+                            let tag = ctx
+                                .ws
+                                .open_store()
+                                .ok()
+                                .and_then(|s| s.resolutions(Some(&a)).ok())
+                                .and_then(|rs| rs.into_iter().rev().find(|r| r.digest == digest))
+                                .and_then(|r| r.tag);
+                            gates(
+                                ctx,
+                                GateRequest {
+                                    app: a,
+                                    digest,
+                                    tag,
+                                    env,
+                                    at: None,
+                                },
+                            )
+                        });
+                    }
+                    Err(e) => c.send(Msg::Error(format!(
+                        "cannot approve: {e}{}",
+                        e.hint.as_ref().map_or(String::new(), |h| format!(" — {h}"))
+                    ))),
                 }
-                Err(e) => Msg::Error(format!("cannot approve: {e}")),
-            }
-        }),
+            });
+        }
         Effect::Gates(r) => ctx.blocking(move |ctx| gates(ctx, r)),
         Effect::LoadCapsule(id) => ctx.blocking(move |ctx| {
             let statement = ctx
