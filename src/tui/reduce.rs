@@ -106,8 +106,10 @@ fn clamp(app: &mut App) {
     app.rel_app = app.rel_app.min(app.snap.releases.len().saturating_sub(1));
 }
 
-/// A key, to the top layer or the screen.
+/// A key, to the top layer or the screen. A key press also dismisses the
+/// last status message, so the hint line comes back.
 pub fn key(app: &mut App, ev: KeyEvent) -> Vec<Effect> {
+    app.status = None;
     if let Some(top) = app.layers.last_mut() {
         match top {
             Layer::Input { kind, text } => {
