@@ -33,6 +33,109 @@ pub const MARKER: &str = ".stella-demo";
 pub const APPROVERS: [(&str, &str); 2] =
     [("alice", "alice@demo.example"), ("bob", "bob@demo.example")];
 
+/// One event of the demo's history, on the `day`th weekday before today.
+enum Past {
+    Approve {
+        app: &'static str,
+        tag: &'static str,
+        env: &'static str,
+        /// Index into `APPROVERS`.
+        by: usize,
+        at: (usize, u32, u32),
+    },
+    Promote {
+        app: &'static str,
+        tag: &'static str,
+        to: &'static str,
+        /// What it must end as, or the demo is wrong.
+        outcome: &'static str,
+        at: (usize, u32, u32),
+    },
+    Rollback {
+        app: &'static str,
+        env: &'static str,
+        reason: &'static str,
+        at: (usize, u32, u32),
+    },
+}
+
+impl Past {
+    fn when(&self) -> (usize, u32, u32) {
+        match self {
+            Past::Approve { at, .. } | Past::Promote { at, .. } | Past::Rollback { at, .. } => *at,
+        }
+    }
+}
+
+const fn promote(
+    app: &'static str,
+    tag: &'static str,
+    to: &'static str,
+    outcome: &'static str,
+    at: (usize, u32, u32),
+) -> Past {
+    Past::Promote {
+        app,
+        tag,
+        to,
+        outcome,
+        at,
+    }
+}
+
+const fn approve(
+    app: &'static str,
+    tag: &'static str,
+    env: &'static str,
+    by: usize,
+    at: (usize, u32, u32),
+) -> Past {
+    Past::Approve {
+        app,
+        tag,
+        env,
+        by,
+        at,
+    }
+}
+
+/// Day 1: everything reaches dev and staging. Day 2: api-gateway and
+/// billing reach prod; api-gateway 1.1 reaches staging. Day 3: 1.1 reaches
+/// prod and is rolled back. Day 4: new releases in dev; billing 2.4 is
+/// blocked by a critical finding; web 3.1 is approved for staging, ready.
+const HISTORY: &[Past] = &[
+    promote("api-gateway", "1.0", "dev", "deployed", (0, 9, 0)),
+    approve("api-gateway", "1.0", "staging", 1, (0, 9, 30)),
+    promote("api-gateway", "1.0", "staging", "deployed", (0, 10, 0)),
+    promote("billing", "2.3", "dev", "deployed", (0, 9, 10)),
+    approve("billing", "2.3", "staging", 1, (0, 9, 40)),
+    promote("billing", "2.3", "staging", "deployed", (0, 10, 10)),
+    promote("web", "3.0", "dev", "deployed", (0, 9, 20)),
+    approve("web", "3.0", "staging", 1, (0, 9, 50)),
+    promote("web", "3.0", "staging", "deployed", (0, 10, 20)),
+    approve("api-gateway", "1.0", "prod", 0, (1, 9, 30)),
+    promote("api-gateway", "1.0", "prod", "deployed", (1, 10, 0)),
+    approve("billing", "2.3", "prod", 0, (1, 9, 50)),
+    promote("billing", "2.3", "prod", "deployed", (1, 10, 20)),
+    promote("api-gateway", "1.1", "dev", "deployed", (1, 12, 0)),
+    approve("api-gateway", "1.1", "staging", 1, (1, 13, 0)),
+    promote("api-gateway", "1.1", "staging", "deployed", (1, 14, 0)),
+    approve("api-gateway", "1.1", "prod", 0, (2, 9, 30)),
+    promote("api-gateway", "1.1", "prod", "deployed", (2, 10, 0)),
+    Past::Rollback {
+        app: "api-gateway",
+        env: "prod",
+        reason: "p95 latency doubled after 1.1",
+        at: (2, 15, 0),
+    },
+    promote("api-gateway", "1.2", "dev", "deployed", (3, 9, 0)),
+    promote("billing", "2.4", "dev", "deployed", (3, 9, 30)),
+    approve("billing", "2.4", "staging", 1, (3, 9, 45)),
+    promote("billing", "2.4", "staging", "blocked", (3, 10, 0)),
+    promote("web", "3.1", "dev", "deployed", (3, 11, 0)),
+    approve("web", "3.1", "staging", 1, (3, 11, 30)),
+];
+
 /// Who asks for the demo's history of promotions.
 const ONCALL: &str = "oncall@demo.example";
 
@@ -230,140 +333,81 @@ pub fn build(
 
     progress("history: promotions through dev → staging → prod, a blocked release, a rollback");
     let days = weekdays_before(now, 4);
-    let at = |day: usize, h: u32, m: u32| {
-        days[day]
-            .and_time(NaiveTime::from_hms_opt(h, m, 0).expect("valid time"))
-            .and_utc()
-    };
     let runs = Runs::default();
     let sink = Sink::discard();
-    let release = |app: &str, tag: &str| AppRelease {
-        app: app.to_owned(),
-        digest: digests[&format!("{app}:{tag}")].clone(),
-        tag: Some(tag.to_owned()),
-    };
-    let approve = |app: &str, tag: &str, env: &str, who: usize, when| {
-        let (name, _) = APPROVERS[who];
-        let (key, rec) = crate::engine::keys::load_private(&ws, name)?;
-        crate::engine::approve::sign_approval(
-            &ws,
-            &key,
-            &rec.email,
-            &release(app, tag),
-            env,
-            Purpose::Promote,
-            Some("looks good".into()),
-            &when,
-        )
-        .map(|_| ())
-    };
-    let promote = |app: &str, tag: &str, to: &str, when: DateTime<Utc>| {
-        let req = PromoteRequest {
-            reference: format!("{app}:{tag}"),
-            to: to.to_owned(),
-            approve_with: None,
-            at: Some(when),
-            requested_by: ONCALL.into(),
-            break_glass: None,
-            parallel: 4,
-            expect: None,
+    for step in HISTORY {
+        let (day, h, m) = step.when();
+        let when = days[day]
+            .and_time(NaiveTime::from_hms_opt(h, m, 0).expect("valid time"))
+            .and_utc();
+        let (what, got, want) = match *step {
+            Past::Approve {
+                app, tag, env, by, ..
+            } => {
+                let (key, rec) = crate::engine::keys::load_private(&ws, APPROVERS[by].0)?;
+                let release = AppRelease {
+                    app: app.to_owned(),
+                    digest: digests[&format!("{app}:{tag}")].clone(),
+                    tag: Some(tag.to_owned()),
+                };
+                crate::engine::approve::sign_approval(
+                    &ws,
+                    &key,
+                    &rec.email,
+                    &release,
+                    env,
+                    Purpose::Promote,
+                    Some("looks good".into()),
+                    &when,
+                )?;
+                continue;
+            }
+            Past::Promote {
+                app,
+                tag,
+                to,
+                outcome,
+                ..
+            } => {
+                let req = PromoteRequest {
+                    reference: format!("{app}:{tag}"),
+                    to: to.to_owned(),
+                    approve_with: None,
+                    at: Some(when),
+                    requested_by: ONCALL.into(),
+                    break_glass: None,
+                    parallel: 4,
+                    expect: None,
+                };
+                let got = crate::engine::promote::promote(&ws, &config, &req, &runs, &sink)?;
+                (format!("{app} {tag} → {to}"), got.outcome, outcome)
+            }
+            Past::Rollback {
+                app, env, reason, ..
+            } => {
+                let req = RollbackRequest {
+                    app: app.into(),
+                    env: env.into(),
+                    to: None,
+                    reason: Some(reason.into()),
+                    at: Some(when),
+                    requested_by: ONCALL.into(),
+                };
+                let got = crate::engine::rollback::rollback(&ws, &config, &req, &sink)?;
+                (
+                    format!("{app} {env} rolled back"),
+                    got.outcome,
+                    "rolled-back",
+                )
+            }
         };
-        crate::engine::promote::promote(&ws, &config, &req, &runs, &sink).map(|o| o.outcome)
-    };
-    let mut expect = |what: &str, got: Result<String, EngineError>, want: &str| {
-        let got = got?;
         if got != want {
             return Err(EngineError::error(format!(
                 "the demo's history went wrong: {what} ended `{got}`, not `{want}`"
             )));
         }
         progress(&format!("  {what}: {got}"));
-        Ok(())
-    };
-    // Day 1: everything reaches dev and staging.
-    for (app, tag, m) in [
-        ("api-gateway", "1.0", 0),
-        ("billing", "2.3", 10),
-        ("web", "3.0", 20),
-    ] {
-        expect(
-            &format!("{app} {tag} → dev"),
-            promote(app, tag, "dev", at(0, 9, m)),
-            "deployed",
-        )?;
-        approve(app, tag, "staging", 1, at(0, 9, 30 + m))?;
-        expect(
-            &format!("{app} {tag} → staging"),
-            promote(app, tag, "staging", at(0, 10, m)),
-            "deployed",
-        )?;
     }
-    // Day 2: api-gateway and billing to prod; api-gateway 1.1 to staging.
-    for (app, tag, m) in [("api-gateway", "1.0", 0), ("billing", "2.3", 20)] {
-        approve(app, tag, "prod", 0, at(1, 9, 30 + m))?;
-        expect(
-            &format!("{app} {tag} → prod"),
-            promote(app, tag, "prod", at(1, 10, m)),
-            "deployed",
-        )?;
-    }
-    expect(
-        "api-gateway 1.1 → dev",
-        promote("api-gateway", "1.1", "dev", at(1, 12, 0)),
-        "deployed",
-    )?;
-    approve("api-gateway", "1.1", "staging", 1, at(1, 13, 0))?;
-    expect(
-        "api-gateway 1.1 → staging",
-        promote("api-gateway", "1.1", "staging", at(1, 14, 0)),
-        "deployed",
-    )?;
-    // Day 3: 1.1 reaches prod, then is rolled back.
-    approve("api-gateway", "1.1", "prod", 0, at(2, 9, 30))?;
-    expect(
-        "api-gateway 1.1 → prod",
-        promote("api-gateway", "1.1", "prod", at(2, 10, 0)),
-        "deployed",
-    )?;
-    let rb = crate::engine::rollback::rollback(
-        &ws,
-        &config,
-        &RollbackRequest {
-            app: "api-gateway".into(),
-            env: "prod".into(),
-            to: None,
-            reason: Some("p95 latency doubled after 1.1".into()),
-            at: Some(at(2, 15, 0)),
-            requested_by: ONCALL.into(),
-        },
-        &sink,
-    )
-    .map(|o| o.outcome);
-    expect("api-gateway prod rolled back to 1.0", rb, "rolled-back")?;
-    // Day 4: new releases in dev; billing 2.4 is blocked by a critical
-    // finding; web 3.1 is approved for staging, ready to go.
-    expect(
-        "api-gateway 1.2 → dev",
-        promote("api-gateway", "1.2", "dev", at(3, 9, 0)),
-        "deployed",
-    )?;
-    expect(
-        "billing 2.4 → dev",
-        promote("billing", "2.4", "dev", at(3, 9, 30)),
-        "deployed",
-    )?;
-    approve("billing", "2.4", "staging", 1, at(3, 9, 45))?;
-    expect(
-        "billing 2.4 → staging",
-        promote("billing", "2.4", "staging", at(3, 10, 0)),
-        "blocked",
-    )?;
-    expect(
-        "web 3.1 → dev",
-        promote("web", "3.1", "dev", at(3, 11, 0)),
-        "deployed",
-    )?;
-    approve("web", "3.1", "staging", 1, at(3, 11, 30))?;
 
     // From here on the workflow runs at watching speed.
     write("workflows/standard.toml", WORKFLOW)?;

@@ -63,9 +63,20 @@ failed!(
     crate::store::StoreError,
     crate::store::EvidenceError,
     crate::registry::RegistryError,
-    crate::store::BeginError,
     std::io::Error
 );
+
+impl From<crate::store::BeginError> for EngineError {
+    fn from(e: crate::store::BeginError) -> EngineError {
+        let locked = matches!(e, crate::store::BeginError::Locked(_));
+        let f = EngineError::error(e);
+        if locked {
+            f.hint("wait for it to finish, or check it with `stella promotion list`")
+        } else {
+            f
+        }
+    }
+}
 
 impl From<crate::workspace::WorkspaceError> for EngineError {
     fn from(e: crate::workspace::WorkspaceError) -> EngineError {

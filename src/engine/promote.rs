@@ -146,20 +146,13 @@ pub fn promote(
                 }
                 None => default_workflow(),
             };
-            let id = ws
-                .open_store()?
-                .begin_promotion(
-                    &release.app,
-                    &release.digest,
-                    release.tag.as_deref(),
-                    &req.to,
-                    &req.requested_by,
-                )
-                .map_err(|e| match e {
-                    crate::store::BeginError::Locked(_) => EngineError::error(e)
-                        .hint("wait for it to finish, or check it with `stella promotion list`"),
-                    other => EngineError::error(other),
-                })?;
+            let id = ws.open_store()?.begin_promotion(
+                &release.app,
+                &release.digest,
+                release.tag.as_deref(),
+                &req.to,
+                &req.requested_by,
+            )?;
             existing = Some(id);
             sink.emit(EventKind::PromotionCreated {
                 promotion_id: id,

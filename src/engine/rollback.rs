@@ -139,14 +139,13 @@ pub fn rollback(
     let mut existing = None;
     let mut failure: Option<String> = None;
     if !env.targets.is_empty() {
-        let id = ws
-            .open_store()?
-            .begin_promotion(&req.app, &target, None, &req.env, &req.requested_by)
-            .map_err(|e| match e {
-                crate::store::BeginError::Locked(_) => EngineError::error(e)
-                    .hint("wait for it to finish, or check it with `stella promotion list`"),
-                other => EngineError::error(other),
-            })?;
+        let id = ws.open_store()?.begin_promotion(
+            &req.app,
+            &target,
+            None,
+            &req.env,
+            &req.requested_by,
+        )?;
         existing = Some(id);
         sink.emit(EventKind::PromotionCreated {
             promotion_id: id,
