@@ -8,7 +8,7 @@ use crate::workspace::Workspace;
 #[derive(Debug, Args, Default)]
 pub struct TuiArgs {
     /// A theme: dark, light, high-contrast, or a theme file (default dark; NO_COLOR is respected)
-    #[arg(long)]
+    #[arg(long, env = "STELLA_THEME")]
     pub theme: Option<String>,
     /// The key you approve with (default: your first private key)
     #[arg(long)]
