@@ -50,12 +50,5 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<u8, Failure> {
         println!("  {w} tui                                     # the workbench");
         return Ok(exit::OK);
     }
-    super::tui::open(
-        ctx,
-        &ws,
-        super::tui::TuiArgs {
-            theme: std::env::var("STELLA_THEME").ok(),
-            ..Default::default()
-        },
-    )
+    super::tui::open(ctx, &ws, super::tui::TuiArgs::default())
 }

@@ -33,7 +33,9 @@ pub fn open(ctx: &Context, ws: &Workspace, a: TuiArgs) -> Result<u8, Failure> {
         ws.clone(),
         config,
         crate::tui::Options {
-            theme: a.theme,
+            // `stella` alone and `stella demo` come here without parsing
+            // the flags, so their environment defaults are read here too.
+            theme: a.theme.or_else(|| std::env::var("STELLA_THEME").ok()),
             key: a.key,
             requested_by: super::gate::requester(a.requester),
         },
