@@ -4,4 +4,5 @@
 
 pub mod dir;
 pub mod failpoint;
+pub mod router;
 pub mod unpack;

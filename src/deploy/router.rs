@@ -1,0 +1,437 @@
+//! The built-in router: a small weighted reverse proxy for machines
+//! without nginx (and for the demo). Two slots, stable and candidate, each
+//! a backend — an HTTP address, or a release folder served as static
+//! files. Unforced requests split by the candidate's weight, exactly (of
+//! every 100 requests, `weight` go to the candidate); a request can force
+//! its slot with the `X-Stella-Variant` header or the `stella-variant`
+//! cookie (`stable`/`candidate`, or `a`/`b`). Every response says where it
+//! went in `X-Stella-Slot`. Per-slot counters — requests, errors (5xx or a
+//! backend that failed), latency — feed the analysis.
+//!
+//! Routes are swapped whole: a request keeps the routes it started with,
+//! so shifting traffic never fails one in flight, as long as the backend
+//! it went to stays up until it is answered.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Stable,
+    Candidate,
+}
+
+impl Slot {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Slot::Stable => "stable",
+            Slot::Candidate => "candidate",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Slot> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "stable" | "a" => Some(Slot::Stable),
+            "candidate" | "b" => Some(Slot::Candidate),
+            _ => None,
+        }
+    }
+}
+
+/// Where a slot's requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Http(SocketAddr),
+    /// A release folder, served as static files.
+    Static(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Routes {
+    pub stable: Option<Backend>,
+    pub candidate: Option<Backend>,
+    /// Percent (0–100) of unforced requests for the candidate.
+    pub weight: u8,
+}
+
+/// Latency bucket bounds in microseconds: 50 µs doubling to ~1.7 min.
+const BUCKETS: usize = 22;
+
+fn bucket(d: Duration) -> usize {
+    let us = d.as_micros().max(1) as u64;
+    let mut b = 0;
+    let mut bound = 50u64;
+    while us > bound && b < BUCKETS - 1 {
+        bound *= 2;
+        b += 1;
+    }
+    b
+}
+
+fn bound_ms(b: usize) -> f64 {
+    (50u64 << b) as f64 / 1000.0
+}
+
+#[derive(Default)]
+struct Counters {
+    requests: AtomicU64,
+    errors: AtomicU64,
+    latency: [AtomicU64; BUCKETS],
+}
+
+/// A slot's counters at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SlotStats {
+    pub requests: u64,
+    pub errors: u64,
+    /// Upper bounds of the latency buckets the percentiles fall in.
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    latency: [u64; BUCKETS],
+}
+
+impl SlotStats {
+    pub fn error_rate(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.errors as f64 / self.requests as f64
+        }
+    }
+
+    /// What happened between `earlier` and this: for an analysis interval.
+    pub fn since(&self, earlier: &SlotStats) -> SlotStats {
+        let mut latency = [0; BUCKETS];
+        for (i, l) in latency.iter_mut().enumerate() {
+            *l = self.latency[i].saturating_sub(earlier.latency[i]);
+        }
+        stats_of(
+            self.requests.saturating_sub(earlier.requests),
+            self.errors.saturating_sub(earlier.errors),
+            latency,
+        )
+    }
+}
+
+fn percentile(latency: &[u64; BUCKETS], total: u64, p: f64) -> f64 {
+    if total == 0 {
+        return 0.0;
+    }
+    let want = (total as f64 * p).ceil() as u64;
+    let mut seen = 0;
+    for (b, n) in latency.iter().enumerate() {
+        seen += n;
+        if seen >= want {
+            return bound_ms(b);
+        }
+    }
+    bound_ms(BUCKETS - 1)
+}
+
+fn stats_of(requests: u64, errors: u64, latency: [u64; BUCKETS]) -> SlotStats {
+    let timed: u64 = latency.iter().sum();
+    SlotStats {
+        requests,
+        errors,
+        p50_ms: percentile(&latency, timed, 0.50),
+        p95_ms: percentile(&latency, timed, 0.95),
+        latency,
+    }
+}
+
+impl Counters {
+    fn record(&self, error: bool, took: Duration) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if error {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.latency[bucket(took)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> SlotStats {
+        let mut latency = [0; BUCKETS];
+        for (i, l) in latency.iter_mut().enumerate() {
+            *l = self.latency[i].load(Ordering::Relaxed);
+        }
+        stats_of(
+            self.requests.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed),
+            latency,
+        )
+    }
+}
+
+struct Shared {
+    routes: RwLock<Arc<Routes>>,
+    unforced: AtomicU64,
+    stable: Counters,
+    candidate: Counters,
+    client: Client<HttpConnector, Incoming>,
+}
+
+/// A running router; dropping it does not stop it (`stop` does).
+#[derive(Clone)]
+pub struct Router {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Router {
+    /// Listens on `listen` (port 0: any) and serves `routes`.
+    pub async fn start(listen: SocketAddr, routes: Routes) -> std::io::Result<Router> {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let shared = Arc::new(Shared {
+            routes: RwLock::new(Arc::new(routes)),
+            unforced: AtomicU64::new(0),
+            stable: Counters::default(),
+            candidate: Counters::default(),
+            client: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(connector),
+        });
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let s = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                let conn = tokio::select! {
+                    c = listener.accept() => c,
+                    _ = stopped.wait_for(|v| *v) => return,
+                };
+                let Ok((stream, _)) = conn else { continue };
+                let _ = stream.set_nodelay(true);
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let s = s.clone();
+                        async move { Ok::<_, Infallible>(handle(&s, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Router { shared, addr, stop })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Replaces the routes; requests already routed keep theirs.
+    pub fn set_routes(&self, routes: Routes) {
+        *self.shared.routes.write().expect("routes lock") = Arc::new(routes);
+    }
+
+    pub fn routes(&self) -> Routes {
+        (**self.shared.routes.read().expect("routes lock")).clone()
+    }
+
+    pub fn stats(&self, slot: Slot) -> SlotStats {
+        match slot {
+            Slot::Stable => self.shared.stable.snapshot(),
+            Slot::Candidate => self.shared.candidate.snapshot(),
+        }
+    }
+
+    /// Stops accepting connections (open ones finish their requests).
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+}
+
+/// Which slot a request goes to: forced by header or cookie, else by the
+/// weight, exactly `weight` of every 100 unforced requests.
+fn choose(s: &Shared, routes: &Routes, req: &Request<Incoming>) -> Slot {
+    let forced = req
+        .headers()
+        .get("x-stella-variant")
+        .and_then(|v| v.to_str().ok())
+        .and_then(Slot::parse)
+        .or_else(|| {
+            req.headers()
+                .get_all(hyper::header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(';'))
+                .filter_map(|c| c.trim().strip_prefix("stella-variant="))
+                .find_map(Slot::parse)
+        });
+    let slot = forced.unwrap_or_else(|| {
+        let w = u64::from(routes.weight.min(100));
+        let n = s.unforced.fetch_add(1, Ordering::Relaxed);
+        if (n + 1) * w / 100 > n * w / 100 {
+            Slot::Candidate
+        } else {
+            Slot::Stable
+        }
+    });
+    // A slot with no backend sends its traffic to the other.
+    match (slot, &routes.stable, &routes.candidate) {
+        (Slot::Candidate, Some(_), None) => Slot::Stable,
+        (Slot::Stable, None, Some(_)) => Slot::Candidate,
+        _ => slot,
+    }
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(
+            Full::new(Bytes::from(text.to_owned()))
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+        .expect("a valid response")
+}
+
+async fn handle(s: &Shared, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let routes = s.routes.read().expect("routes lock").clone();
+    let slot = choose(s, &routes, &req);
+    let backend = match slot {
+        Slot::Stable => routes.stable.clone(),
+        Slot::Candidate => routes.candidate.clone(),
+    };
+    let mut resp = match backend {
+        None => plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stella router: no release is serving\n",
+        ),
+        Some(Backend::Static(dir)) => serve_file(&dir, req.uri().path()).await,
+        Some(Backend::Http(addr)) => proxy(s, req, addr).await,
+    };
+    let error = resp.status().is_server_error();
+    match slot {
+        Slot::Stable => s.stable.record(error, started.elapsed()),
+        Slot::Candidate => s.candidate.record(error, started.elapsed()),
+    }
+    resp.headers_mut().insert(
+        "x-stella-slot",
+        hyper::header::HeaderValue::from_static(slot.as_str()),
+    );
+    resp
+}
+
+async fn proxy(s: &Shared, mut req: Request<Incoming>, addr: SocketAddr) -> Response<Body> {
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let Ok(uri) = format!("http://{addr}{path}").parse() else {
+        return plain(StatusCode::BAD_REQUEST, "stella router: bad request path\n");
+    };
+    *req.uri_mut() = uri;
+    match s.client.request(req).await {
+        Ok(r) => r.map(|b| b.boxed()),
+        Err(e) => plain(
+            StatusCode::BAD_GATEWAY,
+            &format!("stella router: backend {addr} failed: {e}\n"),
+        ),
+    }
+}
+
+/// A file of the release folder; `..` and absolute paths never leave it.
+async fn serve_file(dir: &Path, path: &str) -> Response<Body> {
+    let rel = Path::new(path.trim_start_matches('/'));
+    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return plain(StatusCode::NOT_FOUND, "not found\n");
+    }
+    let mut file = dir.join(rel);
+    if path.ends_with('/') || file.is_dir() {
+        file = file.join("index.html");
+    }
+    match tokio::fs::read(&file).await {
+        Ok(bytes) => {
+            let kind = match file.extension().and_then(|e| e.to_str()) {
+                Some("html") => "text/html; charset=utf-8",
+                Some("css") => "text/css",
+                Some("js") => "text/javascript",
+                Some("json") => "application/json",
+                Some("txt") | None => "text/plain; charset=utf-8",
+                _ => "application/octet-stream",
+            };
+            Response::builder()
+                .header("content-type", kind)
+                .body(
+                    Full::new(Bytes::from(bytes))
+                        .map_err(|never| match never {})
+                        .boxed(),
+                )
+                .expect("a valid response")
+        }
+        Err(_) => plain(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_paths_never_leave_the_release_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let release = dir.path().join("release");
+        std::fs::create_dir_all(release.join("sub")).unwrap();
+        std::fs::write(release.join("sub/index.html"), "inside").unwrap();
+        std::fs::write(dir.path().join("secret"), "outside").unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for (path, want) in [
+                ("/sub/", StatusCode::OK),
+                ("/sub", StatusCode::OK),
+                ("/../secret", StatusCode::NOT_FOUND),
+                ("/sub/../../secret", StatusCode::NOT_FOUND),
+                ("//etc/passwd", StatusCode::NOT_FOUND),
+                ("/missing", StatusCode::NOT_FOUND),
+            ] {
+                assert_eq!(serve_file(&release, path).await.status(), want, "{path}");
+            }
+        });
+    }
+
+    #[test]
+    fn percentiles_come_from_the_buckets() {
+        let c = Counters::default();
+        for _ in 0..90 {
+            c.record(false, Duration::from_micros(40));
+        }
+        for _ in 0..10 {
+            c.record(true, Duration::from_millis(30));
+        }
+        let s = c.snapshot();
+        assert_eq!((s.requests, s.errors), (100, 10));
+        assert!((s.error_rate() - 0.1).abs() < 1e-9);
+        assert_eq!(s.p50_ms, 0.05);
+        assert!(s.p95_ms >= 30.0 && s.p95_ms < 60.0, "{}", s.p95_ms);
+        let later = {
+            c.record(false, Duration::from_micros(40));
+            c.snapshot()
+        };
+        let d = later.since(&s);
+        assert_eq!((d.requests, d.errors), (1, 0));
+    }
+}
