@@ -77,6 +77,7 @@ fn main() {
                 stable: Some(Backend::Http(backend.addr())),
                 candidate: Some(Backend::Http(backend.addr())),
                 weight: 50,
+                version: 1,
             },
         )
         .await

@@ -37,6 +37,7 @@ fn shifting_weights_under_load_fails_no_request_and_splits_as_weighted() {
                 stable: Some(Backend::Static(v2)),
                 candidate: None,
                 weight: 0,
+                version: 1,
             },
         )
         .await
@@ -47,6 +48,7 @@ fn shifting_weights_under_load_fails_no_request_and_splits_as_weighted() {
                 stable: Some(Backend::Static(v1)),
                 candidate: Some(Backend::Http(backend.addr())),
                 weight: 0,
+                version: 1,
             },
         )
         .await
@@ -161,6 +163,7 @@ fn a_forced_variant_wins_and_a_failing_backend_shows_in_its_counters() {
                 stable: Some(Backend::Static(v1)),
                 candidate: Some(Backend::Http(dead)),
                 weight: 0,
+                version: 1,
             },
         )
         .await
@@ -208,6 +211,7 @@ fn a_forced_variant_wins_and_a_failing_backend_shows_in_its_counters() {
             stable: None,
             candidate: None,
             weight: 50,
+            version: 1,
         });
         let r = c.get(&url).send().await.unwrap();
         assert_eq!(r.status(), 503);

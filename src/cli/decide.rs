@@ -172,6 +172,7 @@ pub fn promote(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
                 EventKind::PromotionCreated { targets, .. } => {
                     println!("Deploying to {}…", targets.join(", "))
                 }
+                EventKind::TargetSwitched { detail, .. } => println!("    {detail}"),
                 EventKind::RunFinished { ok: true, .. } => println!("Deployed"),
                 EventKind::RunFinished {
                     ok: false, failure, ..

@@ -16,6 +16,7 @@ mod key;
 mod logging;
 mod promotion;
 pub mod release;
+mod router;
 mod tui;
 mod workflow;
 
@@ -90,6 +91,9 @@ pub enum Command {
     /// Promotions: list, and show one's run, steps and logs
     #[command(subcommand)]
     Promotion(promotion::PromotionCommand),
+    /// The built-in router of `router` targets: serve, stop, status
+    #[command(subcommand)]
+    Router(router::RouterCommand),
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -130,6 +134,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Audit(cmd) => audit::run(&ctx, cmd),
         Command::Workflow(cmd) => workflow::run(&ctx, cmd),
         Command::Promotion(cmd) => promotion::run(&ctx, cmd),
+        Command::Router(cmd) => router::run(&ctx, cmd),
     })
 }
 

@@ -52,6 +52,25 @@ impl DirTarget {
     /// Unpacks `digest` (unless already there) and points `current` at it.
     /// On any error `current` is untouched and no partial release remains.
     pub fn deploy(&self, src: &dyn BlobSource, digest: &Digest) -> Result<Deployed, UnpackError> {
+        let (unpacked, entries) = self.unpack(src, digest)?;
+        let previous = self.current();
+        self.switch(digest)?;
+        Ok(Deployed {
+            digest: digest.clone(),
+            previous,
+            unpacked,
+            entries,
+        })
+    }
+
+    /// Unpacks `digest` into `releases/<hex>` unless it is there already;
+    /// returns whether it unpacked, and how many entries. A failure leaves
+    /// no partial release.
+    pub fn unpack(
+        &self,
+        src: &dyn BlobSource,
+        digest: &Digest,
+    ) -> Result<(bool, usize), UnpackError> {
         let releases = self.root.join("releases");
         fs::create_dir_all(&releases).map_err(io(&releases))?;
         let dir = self.release_dir(digest);
@@ -71,14 +90,7 @@ impl DirTarget {
             super::failpoint::hit(super::failpoint::UNPACKED);
             fs::rename(&tmp, &dir).map_err(io(&dir))?;
         }
-        let previous = self.current();
-        self.switch(digest)?;
-        Ok(Deployed {
-            digest: digest.clone(),
-            previous,
-            unpacked,
-            entries,
-        })
+        Ok((unpacked, entries))
     }
 
     /// Points `current` at an unpacked release, atomically.

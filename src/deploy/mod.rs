@@ -4,5 +4,6 @@
 
 pub mod dir;
 pub mod failpoint;
+pub mod routed;
 pub mod router;
 pub mod unpack;

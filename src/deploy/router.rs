@@ -66,6 +66,9 @@ pub struct Routes {
     pub candidate: Option<Backend>,
     /// Percent (0–100) of unforced requests for the candidate.
     pub weight: u8,
+    /// Which routes these are: answered in `X-Stella-Routes`, so whoever
+    /// changed them can see when they are live.
+    pub version: u64,
 }
 
 /// Latency bucket bounds in microseconds: 50 µs doubling to ~1.7 min.
@@ -329,6 +332,10 @@ async fn handle(s: &Shared, req: Request<Incoming>) -> Response<Body> {
     resp.headers_mut().insert(
         "x-stella-slot",
         hyper::header::HeaderValue::from_static(slot.as_str()),
+    );
+    resp.headers_mut().insert(
+        "x-stella-routes",
+        hyper::header::HeaderValue::from(routes.version),
     );
     resp
 }

@@ -244,8 +244,10 @@ impl Builtins for StellaBuiltins {
                         false,
                         fetched
                             .as_ref()
-                            .map(|f| f as &dyn crate::deploy::unpack::BlobSource),
-                    ) {
+                            .map(|f| f as &(dyn crate::deploy::unpack::BlobSource + Sync)),
+                    )
+                    .await
+                    {
                         Ok(lines) => StepResult {
                             ok: true,
                             log: lines.join("\n") + "\n",

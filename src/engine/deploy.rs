@@ -7,17 +7,17 @@ use crate::deploy::dir::DirTarget;
 use crate::domain::{Digest, Repository};
 
 /// Deploys `digest` of `app` to every target of `env` (or only `only`).
-/// `dir` and `script` targets are built; other kinds are refused by name.
-/// `rollback` runs a script target's `rollback` hook instead of `deploy`.
-/// Returns a line per target.
-pub fn deploy_targets(
+/// `dir`, `script` and `router` targets are built; `nginx` is refused by
+/// name. `rollback` runs a script target's `rollback` hook instead of
+/// `deploy`. Returns a line per target.
+pub async fn deploy_targets(
     config: &Config,
     env: &EnvironmentConfig,
     app: &str,
     digest: &Digest,
     only: Option<&str>,
     rollback: bool,
-    fetched: Option<&dyn crate::deploy::unpack::BlobSource>,
+    fetched: Option<&(dyn crate::deploy::unpack::BlobSource + Sync)>,
 ) -> Result<Vec<String>, String> {
     let image = &config
         .apps
@@ -39,9 +39,9 @@ pub fn deploy_targets(
             done.push(run_hooks(config, name, target, app, digest, rollback)?);
             continue;
         }
-        if target.kind != TargetKind::Dir {
+        if !matches!(target.kind, TargetKind::Dir | TargetKind::Router) {
             return Err(format!(
-                "target `{name}` is of kind `{}`, which stella cannot deploy to yet; `dir` and `script` targets deploy today",
+                "target `{name}` is of kind `{}`, which stella cannot deploy to yet; `dir`, `script` and `router` targets deploy today",
                 format!("{:?}", target.kind).to_lowercase()
             ));
         }
@@ -52,7 +52,7 @@ pub fn deploy_targets(
             ),
             _ => None,
         };
-        let source: &dyn crate::deploy::unpack::BlobSource = match (fetched, &layout) {
+        let source: &(dyn crate::deploy::unpack::BlobSource + Sync) = match (fetched, &layout) {
             (Some(f), _) => f,
             (None, Some(l)) => l,
             (None, None) => {
@@ -62,6 +62,11 @@ pub fn deploy_targets(
             }
         };
         let dir = dir_target(config, target, app);
+        if target.kind == TargetKind::Router {
+            done.push(deploy_routed(config, name, target, &dir, source, digest).await?);
+            let _ = dir.prune(target.keep.unwrap_or(5) as usize);
+            continue;
+        }
         let d = dir
             .deploy(source, digest)
             .map_err(|e| format!("target `{name}`: {e}"))?;
@@ -84,6 +89,71 @@ pub fn deploy_targets(
         return Err(format!("`{o}` is not a target of this environment"));
     }
     Ok(done)
+}
+
+/// A `router` target, blue/green: the release unpacked, put in the idle
+/// slot, health-checked through a forced request, then made stable in one
+/// swap with the old release kept warm. The first release goes straight
+/// to stable. A failed health check leaves the stable release serving.
+async fn deploy_routed(
+    config: &Config,
+    name: &str,
+    target: &crate::config::TargetConfig,
+    dir: &DirTarget,
+    source: &(dyn crate::deploy::unpack::BlobSource + Sync),
+    digest: &Digest,
+) -> Result<String, String> {
+    use crate::deploy::routed::{self, SlotState};
+    let listen: std::net::SocketAddr = target
+        .listen
+        .as_ref()
+        .and_then(|l| l.get_ref().parse().ok())
+        .ok_or_else(|| format!("target `{name}` has no valid `listen`"))?;
+    let (unpacked, entries) = dir
+        .unpack(source, digest)
+        .map_err(|e| format!("target `{name}`: {e}"))?;
+    let sdir = routed::state_dir(&config.root, name);
+    routed::ensure_running(&config.root, name, listen)
+        .await
+        .map_err(|e| format!("target `{name}`: {e}"))?;
+    let mut st = routed::read_state(&sdir)?;
+    let previous = st.stable.clone();
+    let new = SlotState {
+        digest: digest.clone(),
+        dir: dir.release_dir(digest),
+    };
+    let live = |v| routed::wait_live(listen, v, Duration::from_secs(10));
+    let was = previous
+        .as_ref()
+        .map_or("nothing".into(), |p| format!("sha256:{}", p.digest.short()));
+    if previous.as_ref().is_some_and(|p| p.digest == *digest) {
+        return Ok(format!("{name}: already serving sha256:{}", digest.short()));
+    }
+    if previous.is_some() {
+        st.candidate = Some(new.clone());
+        st.weight = 0;
+        live(routed::write_state(&sdir, &mut st)?).await?;
+        if let Err(e) = routed::check_candidate(listen).await {
+            st.candidate = None;
+            let _ = routed::write_state(&sdir, &mut st);
+            return Err(format!(
+                "target `{name}`: {e}; the stable release keeps serving"
+            ));
+        }
+    }
+    st.candidate = previous;
+    st.stable = Some(new);
+    st.weight = 0;
+    live(routed::write_state(&sdir, &mut st)?).await?;
+    Ok(format!(
+        "{name}: {was} → sha256:{} on {listen} (blue/green{})",
+        digest.short(),
+        if unpacked {
+            format!(", {entries} entries unpacked")
+        } else {
+            String::new()
+        }
+    ))
 }
 
 /// A `dir` target's folder for `app`, relative to the workspace; `{app}`
@@ -245,10 +315,22 @@ pub fn snapshot(
         .iter()
         .filter_map(|t| {
             let target = config.targets.get(t.get_ref())?;
-            (target.kind == TargetKind::Dir).then(|| {
-                let dir = dir_target(config, target, app);
-                (t.get_ref().clone(), dir.current())
-            })
+            match target.kind {
+                TargetKind::Dir => Some((
+                    t.get_ref().clone(),
+                    dir_target(config, target, app).current(),
+                )),
+                TargetKind::Router => Some((
+                    t.get_ref().clone(),
+                    crate::deploy::routed::read_state(&crate::deploy::routed::state_dir(
+                        &config.root,
+                        t.get_ref(),
+                    ))
+                    .ok()
+                    .and_then(|s| s.stable.map(|s| s.digest)),
+                )),
+                _ => None,
+            }
         })
         .collect()
 }
@@ -261,6 +343,10 @@ pub fn restore(config: &Config, app: &str, before: &[(String, Option<Digest>)]) 
         let Some(target) = config.targets.get(name) else {
             continue;
         };
+        if target.kind == TargetKind::Router {
+            lines.extend(restore_routed(config, name, target, app, previous));
+            continue;
+        }
         if target.kind != TargetKind::Dir {
             continue;
         }
@@ -282,6 +368,43 @@ pub fn restore(config: &Config, app: &str, before: &[(String, Option<Digest>)]) 
         }
     }
     lines
+}
+
+/// Puts a router target's stable slot back to `previous` (an unpacked
+/// release), with nothing in the candidate slot. The router takes it up
+/// within a tenth of a second.
+fn restore_routed(
+    config: &Config,
+    name: &str,
+    target: &crate::config::TargetConfig,
+    app: &str,
+    previous: &Option<Digest>,
+) -> Vec<String> {
+    use crate::deploy::routed::{self, SlotState};
+    let sdir = routed::state_dir(&config.root, name);
+    let Ok(mut st) = routed::read_state(&sdir) else {
+        return vec![format!(
+            "{name}: its routes cannot be read; check {}",
+            sdir.display()
+        )];
+    };
+    if st.stable.as_ref().map(|s| &s.digest) == previous.as_ref() && st.candidate.is_none() {
+        return vec![];
+    }
+    let dir = dir_target(config, target, app);
+    st.stable = previous.as_ref().map(|d| SlotState {
+        digest: d.clone(),
+        dir: dir.release_dir(d),
+    });
+    st.candidate = None;
+    st.weight = 0;
+    match routed::write_state(&sdir, &mut st) {
+        Ok(_) => vec![match previous {
+            Some(d) => format!("{name}: back to sha256:{}", d.short()),
+            None => format!("{name}: nothing was serving before; no release is routed"),
+        }],
+        Err(e) => vec![format!("{name}: could not switch back: {e}")],
+    }
 }
 
 /// After a crash: promotions whose process died are marked `interrupted`,

@@ -155,20 +155,21 @@ pub fn rollback(
             targets: env.targets.iter().map(|t| t.get_ref().clone()).collect(),
             steps: vec![],
         });
-        let deployed = block_on(super::deploy::fetch_if_remote(config, &req.app, &target))?
-            .and_then(|fetched| {
-                super::deploy::deploy_targets(
-                    config,
-                    env,
-                    &req.app,
-                    &target,
-                    None,
-                    true,
-                    fetched
-                        .as_ref()
-                        .map(|f| f as &dyn crate::deploy::unpack::BlobSource),
-                )
-            });
+        let deployed = block_on(async {
+            let fetched = super::deploy::fetch_if_remote(config, &req.app, &target).await?;
+            super::deploy::deploy_targets(
+                config,
+                env,
+                &req.app,
+                &target,
+                None,
+                true,
+                fetched
+                    .as_ref()
+                    .map(|f| f as &(dyn crate::deploy::unpack::BlobSource + Sync)),
+            )
+            .await
+        })?;
         match deployed {
             Ok(lines) => {
                 for detail in lines {

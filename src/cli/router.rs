@@ -1,0 +1,162 @@
+//! `stella router serve|stop|status TARGET`: the built-in router of a
+//! `router` target. Promotions start it when needed; it runs until
+//! stopped, serving what the target's routes file says.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use super::{Context, Failure, exit, load_config, print_json};
+use crate::config::TargetKind;
+use crate::deploy::routed;
+use crate::deploy::router::{Router, Slot};
+
+#[derive(Debug, Subcommand)]
+pub enum RouterCommand {
+    /// Run the router of a `router` target (promotions start it for you)
+    Serve(TargetArg),
+    /// Stop a target's router
+    Stop(TargetArg),
+    /// What a target's router serves, and its per-slot counters
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TargetArg {
+    /// A target of kind `router` in stella.toml
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    pub target: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &Context, cmd: RouterCommand) -> Result<u8, Failure> {
+    let ws = ctx.workspace()?;
+    let config = load_config(ctx, ws)?;
+    let name = match &cmd {
+        RouterCommand::Serve(a) | RouterCommand::Stop(a) => a.target.clone(),
+        RouterCommand::Status(a) => a.target.clone(),
+    };
+    let name = name.as_str();
+    let target = config.targets.get(name).ok_or_else(|| {
+        Failure::usage(format!("no target `{name}` in stella.toml"))
+            .hint("`stella config check` lists what is defined")
+    })?;
+    if target.kind != TargetKind::Router {
+        return Err(Failure::usage(format!(
+            "target `{name}` is of kind `{}`, not `router`",
+            format!("{:?}", target.kind).to_lowercase()
+        )));
+    }
+    let dir = routed::state_dir(ws.root(), name);
+    match cmd {
+        RouterCommand::Serve(_) => {
+            let listen = target
+                .listen
+                .as_ref()
+                .and_then(|l| l.get_ref().parse().ok())
+                .ok_or_else(|| Failure::error(format!("target `{name}` has no valid `listen`")))?;
+            if let Some(pid) = routed::running_pid(&dir) {
+                return Err(Failure::error(format!(
+                    "the router of `{name}` already runs (pid {pid})"
+                )));
+            }
+            std::fs::create_dir_all(&dir)?;
+            super::runtime()?.block_on(serve(&dir, listen))?;
+            Ok(exit::OK)
+        }
+        RouterCommand::Stop(_) => match routed::running_pid(&dir) {
+            Some(pid) => {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+                let _ = std::fs::remove_file(dir.join("pid"));
+                println!("stopped the router of `{name}` (pid {pid})");
+                Ok(exit::OK)
+            }
+            None => {
+                println!("the router of `{name}` is not running");
+                Ok(exit::OK)
+            }
+        },
+        RouterCommand::Status(a) => {
+            let state = routed::read_state(&dir).map_err(Failure::error)?;
+            let stats: serde_json::Value = std::fs::read(dir.join("stats.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(serde_json::Value::Null);
+            let pid = routed::running_pid(&dir);
+            if a.json {
+                print_json(&serde_json::json!({
+                    "target": name, "running": pid.is_some(), "pid": pid,
+                    "routes": state, "counters": stats,
+                }))?;
+                return Ok(exit::OK);
+            }
+            println!(
+                "router `{name}` on {}: {}",
+                target.listen.as_ref().map_or("?", |l| l.get_ref().as_str()),
+                pid.map_or("not running".into(), |p| format!("running (pid {p})"))
+            );
+            for (slot, s) in [("stable", &state.stable), ("candidate", &state.candidate)] {
+                let c = &stats[slot];
+                println!(
+                    "  {slot:<9} {}  {} requests, {} errors, p95 ≤ {} ms",
+                    s.as_ref().map_or("-".into(), |s| s.digest.to_string()),
+                    c["requests"].as_u64().unwrap_or(0),
+                    c["errors"].as_u64().unwrap_or(0),
+                    c["p95_ms"].as_f64().unwrap_or(0.0)
+                );
+            }
+            println!(
+                "  candidate weight {}%, routes version {}",
+                state.weight, state.version
+            );
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// Serves until killed: routes re-read every 100 ms, counters written
+/// every half second.
+async fn serve(dir: &std::path::Path, listen: std::net::SocketAddr) -> Result<(), Failure> {
+    let state = routed::read_state(dir).map_err(Failure::error)?;
+    let router = Router::start(listen, state.routes())
+        .await
+        .map_err(|e| Failure::error(format!("cannot listen on {listen}: {e}")))?;
+    std::fs::write(dir.join("pid"), std::process::id().to_string())?;
+    eprintln!("router listening on {listen}");
+    let mut version = state.version;
+    let mut tick = 0u64;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tick += 1;
+        match routed::read_state(dir) {
+            Ok(s) if s.version != version => {
+                version = s.version;
+                router.set_routes(s.routes());
+                eprintln!("routes {version}: weight {}", s.weight);
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("keeping the last routes: {e}"),
+        }
+        if tick.is_multiple_of(5) {
+            let slot = |s: Slot| {
+                let st = router.stats(s);
+                serde_json::json!({"requests": st.requests, "errors": st.errors, "p95_ms": st.p95_ms})
+            };
+            let stats = serde_json::json!({
+                "stable": slot(Slot::Stable), "candidate": slot(Slot::Candidate),
+            });
+            let tmp = dir.join("stats.json.tmp");
+            if std::fs::write(&tmp, stats.to_string()).is_ok() {
+                let _ = std::fs::rename(&tmp, dir.join("stats.json"));
+            }
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! `router` targets: releases unpacked as for `dir`, served by the
+//! built-in router (`stella router serve TARGET`, a process of its own that
+//! outlives the command that deployed). The engine changes what it serves
+//! by rewriting the target's routes file atomically; the router picks the
+//! change up within 100 ms and answers with the routes' version, so the
+//! deployer knows when a change is live.
+//!
+//! A deploy is blue/green: the new release goes to the idle slot (the
+//! candidate, at weight 0), is health-checked through a forced request,
+//! then becomes stable in one swap — the old release stays warm as the
+//! candidate, for an instant rollback.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use std::os::unix::process::CommandExt;
+
+use serde::{Deserialize, Serialize};
+
+use super::router::{Backend, Routes};
+use crate::domain::Digest;
+
+/// One slot's release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotState {
+    pub digest: Digest,
+    /// The unpacked release folder it serves.
+    pub dir: PathBuf,
+}
+
+/// What a router target serves: written by the engine, read by the router.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterState {
+    pub version: u64,
+    pub stable: Option<SlotState>,
+    pub candidate: Option<SlotState>,
+    pub weight: u8,
+}
+
+impl RouterState {
+    pub fn routes(&self) -> Routes {
+        Routes {
+            stable: self.stable.as_ref().map(|s| Backend::Static(s.dir.clone())),
+            candidate: self
+                .candidate
+                .as_ref()
+                .map(|s| Backend::Static(s.dir.clone())),
+            weight: self.weight,
+            version: self.version,
+        }
+    }
+}
+
+/// Where a router target keeps its routes, pid and counters.
+pub fn state_dir(root: &Path, target: &str) -> PathBuf {
+    root.join(".stella").join("router").join(target)
+}
+
+pub fn read_state(dir: &Path) -> Result<RouterState, String> {
+    match std::fs::read(dir.join("routes.json")) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map_err(|e| format!("{}: {e}", dir.join("routes.json").display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RouterState::default()),
+        Err(e) => Err(format!("{}: {e}", dir.join("routes.json").display())),
+    }
+}
+
+/// Writes the next routes (version one up) atomically; returns the version.
+pub fn write_state(dir: &Path, state: &mut RouterState) -> Result<u64, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    state.version += 1;
+    let tmp = dir.join(format!("routes.json.{}", std::process::id()));
+    let bytes = serde_json::to_vec_pretty(state).expect("router state serializes");
+    std::fs::write(&tmp, bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join("routes.json"))
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(state.version)
+}
+
+/// The router's pid, if one is running for this target.
+pub fn running_pid(dir: &Path) -> Option<i64> {
+    let pid: i64 = std::fs::read_to_string(dir.join("pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    crate::store::process_alive(pid).then_some(pid)
+}
+
+/// A GET through the router; `force` picks the slot. Returns (status,
+/// routes version answered).
+async fn probe(
+    client: &reqwest::Client,
+    listen: SocketAddr,
+    force: Option<&str>,
+) -> Result<(u16, u64), String> {
+    let mut req = client.get(format!("http://{listen}/"));
+    if let Some(f) = force {
+        req = req.header("X-Stella-Variant", f);
+    }
+    let r = req.send().await.map_err(|e| e.to_string())?;
+    let version = r
+        .headers()
+        .get("x-stella-routes")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Ok((r.status().as_u16(), version))
+}
+
+/// Waits until the router answers with routes at least `version`.
+pub async fn wait_live(listen: SocketAddr, version: u64, within: Duration) -> Result<(), String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + within;
+    let mut last = String::from("no answer");
+    while Instant::now() < deadline {
+        match probe(&client, listen, None).await {
+            Ok((_, v)) if v >= version => return Ok(()),
+            Ok((_, v)) => last = format!("still serving routes {v}"),
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(format!(
+        "the router on {listen} did not take routes {version} within {}s ({last})",
+        within.as_secs()
+    ))
+}
+
+/// Health-checks the candidate slot: a forced GET must answer 2xx.
+pub async fn check_candidate(listen: SocketAddr) -> Result<(), String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
+    match probe(&client, listen, Some("candidate")).await {
+        Ok((s, _)) if (200..300).contains(&s) => Ok(()),
+        Ok((s, _)) => Err(format!("the new release answered {s} on {listen}")),
+        Err(e) => Err(format!("the new release did not answer on {listen}: {e}")),
+    }
+}
+
+/// Starts `stella router serve TARGET` for the workspace at `root` unless
+/// one runs, and waits until it listens.
+pub async fn ensure_running(root: &Path, target: &str, listen: SocketAddr) -> Result<(), String> {
+    let dir = state_dir(root, target);
+    if running_pid(&dir).is_none() {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find stella itself: {e}"))?;
+        let log = std::fs::File::create(dir.join("router.log"))
+            .map_err(|e| format!("{}: {e}", dir.join("router.log").display()))?;
+        // Its own process group: the router outlives this command and the
+        // terminal it ran in.
+        std::process::Command::new(exe)
+            .arg("--workspace")
+            .arg(root)
+            .args(["router", "serve", target])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot start the router for `{target}`: {e}"))?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if tokio::net::TcpStream::connect(listen).await.is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let log = std::fs::read_to_string(dir.join("router.log")).unwrap_or_default();
+            return Err(format!(
+                "the router for `{target}` is not listening on {listen}: {}",
+                log.trim()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

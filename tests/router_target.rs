@@ -1,0 +1,161 @@
+//! A `router` target end to end through the CLI: the first promotion
+//! starts the built-in router; the next is a blue/green switch under
+//! continuous load with no failed request; a rollback switches back; a
+//! release that fails its health check never takes traffic.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::stella;
+
+struct StopRouter(std::path::PathBuf);
+
+impl Drop for StopRouter {
+    fn drop(&mut self) {
+        let _ = stella(&self.0).args(["router", "stop", "dev-web"]).output();
+    }
+}
+
+fn body(url: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
+}
+
+#[test]
+fn blue_green_through_the_built_in_router_drops_no_request() {
+    let dir = common::init_workspace();
+    let ws = dir.path().to_owned();
+    common::app_image(&ws, "1.0", "v1");
+    common::app_image(&ws, "2.0", "v2");
+    let port = common::free_port();
+    let toml = std::fs::read_to_string(ws.join("stella.toml")).unwrap();
+    let toml = toml.replace(
+        "[environments.dev]\ntargets = [\"dev-local\"]",
+        "[environments.dev]\ntargets = [\"dev-web\"]\nstrategy = \"bluegreen\"",
+    ) + &format!(
+        "\n[targets.dev-web]\nkind = \"router\"\nlisten = \"127.0.0.1:{port}\"\npath = \"deploy/dev-web\"\n"
+    );
+    std::fs::write(ws.join("stella.toml"), toml).unwrap();
+    let _stop = StopRouter(ws.clone());
+    let url = format!("http://127.0.0.1:{port}/index.html");
+
+    // The first release goes straight to stable, starting the router.
+    stella(&ws)
+        .args(["release", "promote", "api-gateway:1.0", "--to", "dev"])
+        .assert()
+        .success();
+    assert_eq!(body(&url), "v1");
+
+    // v2 under continuous load: every answer is v1 or v2, none fails, and
+    // once the promotion is done, only v2.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (ok, failed, v2, stop) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, ok, failed, v2, stop) = (
+                url.clone(),
+                ok.clone(),
+                failed.clone(),
+                v2.clone(),
+                stop.clone(),
+            );
+            rt.spawn(async move {
+                let c = reqwest::Client::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match c.get(&url).send().await {
+                        Ok(r) if r.status().is_success() => match r.text().await.as_deref() {
+                            Ok("v1") => ok.fetch_add(1, Ordering::Relaxed),
+                            Ok("v2") => v2.fetch_add(1, Ordering::Relaxed),
+                            _ => failed.fetch_add(1, Ordering::Relaxed),
+                        },
+                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = stella(&ws)
+        .args(["release", "promote", "api-gateway:2.0", "--to", "dev"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stdout(&out));
+    assert!(
+        common::stdout(&out).contains("blue/green"),
+        "{}",
+        common::stdout(&out)
+    );
+    let before = v2.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        rt.block_on(l).unwrap();
+    }
+    let (ok, failed, v2) = (
+        ok.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+        v2.load(Ordering::Relaxed),
+    );
+    assert_eq!(failed, 0, "{failed} failed requests ({ok} v1, {v2} v2)");
+    assert!(ok > 50 && v2 > before, "{ok} v1, {v2} v2");
+    assert_eq!(body(&url), "v2");
+
+    // Rollback switches the router back.
+    stella(&ws)
+        .args(["release", "rollback", "api-gateway", "--env", "dev"])
+        .assert()
+        .success();
+    assert_eq!(body(&url), "v1");
+
+    // A release whose health check fails never takes traffic: 3.0 has no
+    // index.html, so the forced probe of the candidate gets a 404.
+    stella::registry::layout::LayoutWriter::create(&ws.join("images/api-gateway"))
+        .unwrap()
+        .add_image(
+            "3.0",
+            &[stella::registry::layout::LayerFile {
+                path: "other.txt",
+                mode: 0o644,
+                contents: b"v3",
+            }],
+        )
+        .unwrap();
+    let out = stella(&ws)
+        .args([
+            "release",
+            "promote",
+            "api-gateway:3.0",
+            "--to",
+            "dev",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", common::stdout(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "deploy-failed");
+    assert_eq!(body(&url), "v1", "the stable release kept serving");
+
+    let status = stella(&ws)
+        .args(["router", "status", "dev-web", "--json"])
+        .output()
+        .unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(s["running"], true, "{s}");
+    assert!(s["routes"]["candidate"].is_null(), "{s}");
+}
