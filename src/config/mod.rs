@@ -362,6 +362,17 @@ impl Validator<'_> {
                     );
                 }
             }
+            if let Some(st) = &env.strategy
+                && matches!(st.get_ref(), Strategy::Canary | Strategy::Ab)
+            {
+                self.at(
+                    st,
+                    format!(
+                        "strategy `{}` is not built yet; `direct` and `bluegreen` deploy today (a `router` target deploys blue/green either way)",
+                        if *st.get_ref() == Strategy::Canary { "canary" } else { "ab" }
+                    ),
+                );
+            }
             if let Some(w) = &env.workflow {
                 self.check_path(w, "workflow");
             }

@@ -52,8 +52,7 @@ pub struct EnvironmentConfig {
     pub from: Option<Spanned<String>>,
     #[serde(default)]
     pub targets: Vec<Spanned<String>>,
-    #[serde(default)]
-    pub strategy: Strategy,
+    pub strategy: Option<Spanned<Strategy>>,
     pub workflow: Option<Spanned<String>>,
     #[serde(default)]
     pub gates: GatesConfig,
