@@ -104,7 +104,9 @@ pub fn run(cli: Cli) -> u8 {
         (Some(Command::Init(_) | Command::Demo(_)), _) | (_, Err(_)) => None,
         (_, Ok(ws)) => Some(ws.logs_dir()),
     };
-    let _guard = logging::init(logs.as_deref(), cli.verbose);
+    // The workbench owns the screen: its logs go to the file only.
+    let owns_screen = matches!(cli.command, None | Some(Command::Tui(_) | Command::Demo(_)));
+    let _guard = logging::init(logs.as_deref(), cli.verbose && !owns_screen);
     tracing::debug!(command = ?cli.command, "start");
 
     let ctx = Context {
