@@ -197,9 +197,8 @@ async fn engine_task(
                 let _ = reply.send(r);
             }
             Command::Shutdown(done) => {
-                for (_, c) in runs.all() {
-                    c.cancel();
-                }
+                // Promotions still deciding start their runs cancelled.
+                runs.close();
                 while work.join_next().await.is_some() {}
                 let _ = done.send(());
                 return;
