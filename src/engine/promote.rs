@@ -187,29 +187,37 @@ pub fn promote(
                 sink,
             ));
             runs.remove(id);
-            let report = report?.map_err(EngineError::error)?;
+            // A run that could not be recorded is a failed deploy, sealed
+            // like one: the lock is never left behind in a live process.
+            let (ok, run_failure, logs) = match report {
+                Ok(Ok(r)) => (r.ok, r.failure, r.logs),
+                Ok(Err(e)) => (
+                    false,
+                    Some(format!("the run could not be recorded: {e}")),
+                    vec![],
+                ),
+                Err(e) => (false, Some(format!("the run could not start: {e}")), vec![]),
+            };
             statement_inputs
                 .evidence
-                .extend(report.logs.iter().map(|(_, d)| EvidenceRef {
+                .extend(logs.iter().map(|(_, d)| EvidenceRef {
                     digest: d.clone(),
                     media_type: "text/plain; charset=utf-8".into(),
                     kind: "log".into(),
                 }));
             sink.emit(EventKind::RunFinished {
                 promotion_id: id,
-                ok: report.ok,
-                failure: report.failure.clone(),
+                ok,
+                failure: run_failure.clone(),
             });
-            if report.ok {
+            if ok {
                 "deployed"
             } else {
                 let aborted = control.is_cancelled();
                 let e = if aborted {
                     "aborted by an operator".to_owned()
                 } else {
-                    report
-                        .failure
-                        .unwrap_or_else(|| "the workflow failed".into())
+                    run_failure.unwrap_or_else(|| "the workflow failed".into())
                 };
                 // A step after the switch failed: the previous release serves again.
                 let lines = super::deploy::restore(config, &release.app, &before);
