@@ -159,3 +159,74 @@ fn blue_green_through_the_built_in_router_drops_no_request() {
     assert_eq!(s["running"], true, "{s}");
     assert!(s["routes"]["candidate"].is_null(), "{s}");
 }
+
+#[test]
+fn process_backends_start_before_traffic_and_stop_when_retired() {
+    if !common::require(&["python3"]) {
+        return;
+    }
+    let dir = common::init_workspace();
+    let ws = dir.path().to_owned();
+    common::app_image(&ws, "1.0", "v1");
+    common::app_image(&ws, "2.0", "v2");
+    let port = common::free_port();
+    let toml = std::fs::read_to_string(ws.join("stella.toml")).unwrap();
+    let toml = toml.replace(
+        "[environments.dev]\ntargets = [\"dev-local\"]",
+        "[environments.dev]\ntargets = [\"dev-web\"]",
+    ) + &format!(
+        "\n[targets.dev-web]\nkind = \"router\"\nlisten = \"127.0.0.1:{port}\"\npath = \"deploy/dev-web\"\n\
+         command = \"exec python3 -u -m http.server {{port}} --bind 127.0.0.1\"\n"
+    );
+    std::fs::write(ws.join("stella.toml"), toml).unwrap();
+    let _stop = StopRouter(ws.clone());
+    let url = format!("http://127.0.0.1:{port}/index.html");
+    stella(&ws)
+        .args(["release", "promote", "api-gateway:1.0", "--to", "dev"])
+        .assert()
+        .success();
+    assert_eq!(body(&url), "v1");
+    // The ports the release processes listen on, in the order started.
+    let ports = |ws: &std::path::Path| -> Vec<u16> {
+        std::fs::read_to_string(ws.join(".stella/router/dev-web/router.log"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split("port ").nth(1)?.split(' ').next()?.parse().ok())
+            .collect()
+    };
+    let listening = |p: u16| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok();
+    let wait_closed = |p: u16, what: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while listening(p) {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert_eq!(ports(&ws).len(), 1);
+    stella(&ws)
+        .args(["release", "promote", "api-gateway:2.0", "--to", "dev"])
+        .assert()
+        .success();
+    assert_eq!(body(&url), "v2");
+    let started = ports(&ws);
+    assert_eq!(started.len(), 2, "v2 got a process of its own");
+    // v1 stays warm as the candidate, for an instant rollback…
+    assert!(listening(started[0]));
+    // …until a third release takes the slot: then v1's process is retired.
+    common::app_image(&ws, "3.0", "v3");
+    stella(&ws)
+        .args(["release", "promote", "api-gateway:3.0", "--to", "dev"])
+        .assert()
+        .success();
+    assert_eq!(body(&url), "v3");
+    wait_closed(started[0], "the retired release's process kept running");
+    assert!(listening(started[1]), "v2 is the warm one now");
+    // Stopping the router stops its backends.
+    stella(&ws)
+        .args(["router", "stop", "dev-web"])
+        .assert()
+        .success();
+    for p in ports(&ws) {
+        wait_closed(p, "a backend outlived its router");
+    }
+}

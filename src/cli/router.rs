@@ -122,25 +122,54 @@ pub fn run(ctx: &Context, cmd: RouterCommand) -> Result<u8, Failure> {
     }
 }
 
-/// Serves until killed: routes re-read every 100 ms, counters written
-/// every half second.
+/// Serves until stopped (SIGTERM or SIGINT): routes re-read every
+/// 100 ms, process backends started before they are routed to and retired
+/// after, counters written every half second.
 async fn serve(dir: &std::path::Path, listen: std::net::SocketAddr) -> Result<(), Failure> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let log = dir.join("router.log");
+    let mut processes = crate::deploy::backends::Processes::default();
     let state = routed::read_state(dir).map_err(Failure::error)?;
-    let router = Router::start(listen, state.routes())
+    let (routes, problems) = processes.routes(&state, &log).await;
+    for p in problems {
+        eprintln!("{p}");
+    }
+    let router = Router::start(listen, routes)
         .await
         .map_err(|e| Failure::error(format!("cannot listen on {listen}: {e}")))?;
     std::fs::write(dir.join("pid"), std::process::id().to_string())?;
     eprintln!("router listening on {listen}");
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let mut version = state.version;
     let mut tick = 0u64;
     loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
         tick += 1;
         match routed::read_state(dir) {
             Ok(s) if s.version != version => {
                 version = s.version;
-                router.set_routes(s.routes());
+                let (routes, problems) = processes.routes(&s, &log).await;
+                for p in problems {
+                    eprintln!("routes {version}: {p}");
+                }
+                router.set_routes(routes);
                 eprintln!("routes {version}: weight {}", s.weight);
+                // Requests already sent to a retired process get a second
+                // to end before it is asked to stop, and three more after.
+                let retired = processes.retire_unused(&s);
+                if !retired.is_empty() {
+                    tokio::task::spawn_blocking(move || {
+                        std::thread::sleep(Duration::from_secs(1));
+                        for mut child in retired {
+                            crate::deploy::backends::stop_group(&mut child, Duration::from_secs(3));
+                        }
+                    });
+                }
             }
             Ok(_) => {}
             Err(e) => eprintln!("keeping the last routes: {e}"),
@@ -159,4 +188,9 @@ async fn serve(dir: &std::path::Path, listen: std::net::SocketAddr) -> Result<()
             }
         }
     }
+    router.stop();
+    processes.stop_all();
+    let _ = std::fs::remove_file(dir.join("pid"));
+    eprintln!("router stopped");
+    Ok(())
 }

@@ -2,6 +2,7 @@
 //! directory, refusing anything that would write outside it; `dir` switches
 //! a target's `current` link between complete releases.
 
+pub mod backends;
 pub mod dir;
 pub mod failpoint;
 pub mod routed;

@@ -27,6 +27,10 @@ pub struct SlotState {
     pub digest: Digest,
     /// The unpacked release folder it serves.
     pub dir: PathBuf,
+    /// A process to run from `dir` (with `{port}`) instead of serving its
+    /// files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
 }
 
 /// What a router target serves: written by the engine, read by the router.
@@ -39,7 +43,9 @@ pub struct RouterState {
 }
 
 impl RouterState {
-    pub fn routes(&self) -> Routes {
+    /// The routes of a state whose slots serve files (a process slot needs
+    /// `backends::Processes` to become routable).
+    pub fn static_routes(&self) -> Routes {
         Routes {
             stable: self.stable.as_ref().map(|s| Backend::Static(s.dir.clone())),
             candidate: self
@@ -151,7 +157,11 @@ pub async fn ensure_running(root: &Path, target: &str, listen: SocketAddr) -> Re
     if running_pid(&dir).is_none() {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let exe = std::env::current_exe().map_err(|e| format!("cannot find stella itself: {e}"))?;
-        let log = std::fs::File::create(dir.join("router.log"))
+        // Appending: the router's backends write to the same log.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("router.log"))
             .map_err(|e| format!("{}: {e}", dir.join("router.log").display()))?;
         // Its own process group: the router outlives this command and the
         // terminal it ran in.

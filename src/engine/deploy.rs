@@ -121,6 +121,7 @@ async fn deploy_routed(
     let new = SlotState {
         digest: digest.clone(),
         dir: dir.release_dir(digest),
+        command: target.command.clone(),
     };
     let live = |v| routed::wait_live(listen, v, Duration::from_secs(10));
     let was = previous
@@ -395,6 +396,7 @@ fn restore_routed(
     st.stable = previous.as_ref().map(|d| SlotState {
         digest: d.clone(),
         dir: dir.release_dir(d),
+        command: target.command.clone(),
     });
     st.candidate = None;
     st.weight = 0;
