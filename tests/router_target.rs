@@ -230,3 +230,161 @@ fn process_backends_start_before_traffic_and_stop_when_retired() {
         wait_closed(p, "a backend outlived its router");
     }
 }
+
+/// A release whose server answers 500 to every second request (after a
+/// healthy first one, so it passes the health check), or always 200.
+fn server_image(ws: &std::path::Path, tag: &str, body: &str, flaky: bool) {
+    let script = format!(
+        "import http.server, sys\n\
+         n = [0]\n\
+         class H(http.server.BaseHTTPRequestHandler):\n\
+         \x20   def do_GET(self):\n\
+         \x20       n[0] += 1\n\
+         \x20       bad = {flaky} and n[0] % 2 == 0\n\
+         \x20       self.send_response(500 if bad else 200)\n\
+         \x20       self.end_headers()\n\
+         \x20       self.wfile.write(b'{body}')\n\
+         \x20   def log_message(self, *a):\n\
+         \x20       pass\n\
+         http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n",
+        flaky = if flaky { "True" } else { "False" },
+    );
+    stella::registry::layout::LayoutWriter::create(&ws.join("images/api-gateway"))
+        .unwrap()
+        .add_image(
+            tag,
+            &[stella::registry::layout::LayerFile {
+                path: "server.py",
+                mode: 0o644,
+                contents: script.as_bytes(),
+            }],
+        )
+        .unwrap();
+}
+
+#[test]
+fn a_canary_that_fails_its_analysis_is_rolled_back_automatically() {
+    if !common::require(&["python3"]) {
+        return;
+    }
+    let dir = common::init_workspace();
+    let ws = dir.path().to_owned();
+    server_image(&ws, "1.0", "v1", false);
+    server_image(&ws, "2.0", "v2", true);
+    server_image(&ws, "3.0", "v3", false);
+    let port = common::free_port();
+    let toml = std::fs::read_to_string(ws.join("stella.toml")).unwrap();
+    let toml = toml.replace(
+        "[environments.dev]\ntargets = [\"dev-local\"]",
+        "[environments.dev]\ntargets = [\"dev-web\"]\nstrategy = \"canary\"\n\n\
+         [environments.dev.rollout]\nsteps = [50, 100]\npause = \"4s\"\n\
+         analysis = { interval = \"1s\", max_error_rate = 0.1, min_requests = 5, failure_limit = 1 }",
+    ) + &format!(
+        "\n[targets.dev-web]\nkind = \"router\"\nlisten = \"127.0.0.1:{port}\"\npath = \"deploy/dev-web\"\n\
+         command = \"exec python3 -u server.py {{port}}\"\n"
+    );
+    std::fs::write(ws.join("stella.toml"), toml).unwrap();
+    stella(&ws).args(["config", "check"]).assert().success();
+    let _stop = StopRouter(ws.clone());
+    let url = format!("http://127.0.0.1:{port}/");
+    stella(&ws)
+        .args(["release", "promote", "api-gateway:1.0", "--to", "dev"])
+        .assert()
+        .success();
+    assert_eq!(body(&url), "v1");
+
+    // Load throughout; stable's answers must all succeed.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (stable_bad, candidate_seen, stop) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, stable_bad, candidate_seen, stop) = (
+                url.clone(),
+                stable_bad.clone(),
+                candidate_seen.clone(),
+                stop.clone(),
+            );
+            rt.spawn(async move {
+                let c = reqwest::Client::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match c.get(&url).send().await {
+                        Ok(r) if r.headers()["x-stella-slot"] == "stable" => {
+                            if !r.status().is_success() {
+                                stable_bad.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Ok(_) => {
+                            candidate_seen.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => {
+                            stable_bad.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let out = stella(&ws)
+        .args([
+            "release",
+            "promote",
+            "api-gateway:2.0",
+            "--to",
+            "dev",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", common::stdout(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "deploy-failed");
+    // Rolled back within failure_limit + 1 intervals of the 50% step,
+    // well before its 4 s pause ran out.
+    assert!(took < Duration::from_millis(3900), "took {took:?}");
+    assert_eq!(body(&url), "v1");
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        rt.block_on(l).unwrap();
+    }
+    assert_eq!(stable_bad.load(Ordering::Relaxed), 0, "stable kept serving");
+    assert!(candidate_seen.load(Ordering::Relaxed) > 5);
+    // The capsule names the failed analysis with its samples.
+    let show: serde_json::Value = serde_json::from_slice(
+        &stella(&ws)
+            .args(["capsule", "show", "latest", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let reason = show["predicate"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("canary analysis failed at 50%") && reason.contains("error rate"),
+        "{reason}"
+    );
+
+    // A healthy canary walks to 100%.
+    let out = stella(&ws)
+        .args(["release", "promote", "api-gateway:3.0", "--to", "dev"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stdout(&out));
+    assert!(
+        common::stdout(&out).contains("canary 50%"),
+        "{}",
+        common::stdout(&out)
+    );
+    assert_eq!(body(&url), "v3");
+}

@@ -363,15 +363,54 @@ impl Validator<'_> {
                 }
             }
             if let Some(st) = &env.strategy
-                && matches!(st.get_ref(), Strategy::Canary | Strategy::Ab)
+                && *st.get_ref() == Strategy::Ab
             {
                 self.at(
                     st,
-                    format!(
-                        "strategy `{}` is not built yet; `direct` and `bluegreen` deploy today (a `router` target deploys blue/green either way)",
-                        if *st.get_ref() == Strategy::Canary { "canary" } else { "ab" }
-                    ),
+                    "strategy `ab` is not built yet; `direct`, `bluegreen` and `canary` deploy today",
                 );
+            }
+            let canary = env
+                .strategy
+                .as_ref()
+                .is_some_and(|s| *s.get_ref() == Strategy::Canary);
+            match (&env.rollout, &env.strategy) {
+                (None, Some(st)) if canary => self.at(
+                    st,
+                    format!("environment `{n}` is a canary but has no `[environments.{n}.rollout]` with `steps`, e.g. steps = [10, 50, 100]"),
+                ),
+                (Some(r), _) => {
+                    let ro = r.get_ref();
+                    if !canary {
+                        self.at(r, "a `rollout` needs `strategy = \"canary\"`");
+                    } else if ro.steps.is_empty()
+                        || ro.steps.last() != Some(&100)
+                        || ro.steps.windows(2).any(|w| w[0] >= w[1])
+                        || ro.steps.iter().any(|w| *w == 0 || *w > 100)
+                    {
+                        self.at(r, format!("rollout steps {:?} must rise from 1 to 100 and end at 100, e.g. [10, 50, 100]", ro.steps));
+                    }
+                    if let Some(p) = &ro.pause
+                        && let Err(e) = parse_duration(p.get_ref())
+                    {
+                        self.at(p, format!("pause: {e}"));
+                    }
+                    if let Some(i) = ro.analysis.as_ref().and_then(|a| a.interval.as_ref())
+                        && let Err(e) = parse_duration(i.get_ref())
+                    {
+                        self.at(i, format!("interval: {e}"));
+                    }
+                    for t in &env.targets {
+                        if file
+                            .targets
+                            .iter()
+                            .any(|(k, v)| k.get_ref() == t.get_ref() && v.kind != TargetKind::Router)
+                        {
+                            self.at(t, format!("target `{}` cannot run a canary: only `router` targets split traffic today", t.get_ref()));
+                        }
+                    }
+                }
+                _ => {}
             }
             if let Some(w) = &env.workflow {
                 self.check_path(w, "workflow");

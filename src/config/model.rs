@@ -56,8 +56,34 @@ pub struct EnvironmentConfig {
     pub workflow: Option<Spanned<String>>,
     #[serde(default)]
     pub gates: GatesConfig,
+    /// How a canary moves: `strategy = "canary"` needs it.
+    pub rollout: Option<Spanned<RolloutConfig>>,
 }
 
+/// `[environments.ENV.rollout]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutConfig {
+    /// Candidate weights in percent, rising, ending at 100.
+    pub steps: Vec<u8>,
+    /// How long each step holds (and is analysed) before the next.
+    pub pause: Option<Spanned<String>>,
+    pub analysis: Option<AnalysisConfig>,
+}
+
+/// When a canary step fails: sampled every `interval` from the router's
+/// per-slot counters.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisConfig {
+    pub interval: Option<Spanned<String>>,
+    pub max_error_rate: Option<f64>,
+    pub max_p95_ms: Option<f64>,
+    /// Fewer requests than this in an interval: inconclusive, not failed.
+    pub min_requests: Option<u64>,
+    /// Failed samples tolerated; one more rolls the canary back.
+    pub failure_limit: Option<u32>,
+}
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatesConfig {

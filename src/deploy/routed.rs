@@ -84,6 +84,22 @@ pub fn write_state(dir: &Path, state: &mut RouterState) -> Result<u64, String> {
     Ok(state.version)
 }
 
+/// The per-slot counters the router last wrote (zeros before it has).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Stats {
+    #[serde(default)]
+    pub stable: super::router::SlotStats,
+    #[serde(default)]
+    pub candidate: super::router::SlotStats,
+}
+
+pub fn read_stats(dir: &Path) -> Stats {
+    std::fs::read(dir.join("stats.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
 /// The router's pid, if one is running for this target.
 pub fn running_pid(dir: &Path) -> Option<i64> {
     let pid: i64 = std::fs::read_to_string(dir.join("pid"))

@@ -97,13 +97,15 @@ struct Counters {
 }
 
 /// A slot's counters at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SlotStats {
     pub requests: u64,
     pub errors: u64,
     /// Upper bounds of the latency buckets the percentiles fall in.
     pub p50_ms: f64,
     pub p95_ms: f64,
+    /// Requests per latency bucket (50 µs doubling), for percentiles of
+    /// an interval.
     latency: [u64; BUCKETS],
 }
 

@@ -63,7 +63,7 @@ pub async fn deploy_targets(
         };
         let dir = dir_target(config, target, app);
         if target.kind == TargetKind::Router {
-            done.push(deploy_routed(config, name, target, &dir, source, digest).await?);
+            done.push(deploy_routed(config, env, name, target, &dir, source, digest).await?);
             let _ = dir.prune(target.keep.unwrap_or(5) as usize);
             continue;
         }
@@ -97,6 +97,7 @@ pub async fn deploy_targets(
 /// to stable. A failed health check leaves the stable release serving.
 async fn deploy_routed(
     config: &Config,
+    env: &EnvironmentConfig,
     name: &str,
     target: &crate::config::TargetConfig,
     dir: &DirTarget,
@@ -142,19 +143,124 @@ async fn deploy_routed(
             ));
         }
     }
+    let mut steps = String::new();
+    if previous.is_some()
+        && let Some(rollout) = env.rollout.as_ref().filter(|_| {
+            env.strategy
+                .as_ref()
+                .is_some_and(|s| *s.get_ref() == crate::config::Strategy::Canary)
+        })
+    {
+        let stable = previous
+            .as_ref()
+            .map_or(String::new(), |p| p.digest.short().to_owned());
+        let samples = canary(&sdir, &mut st, rollout.get_ref(), listen).await;
+        match samples {
+            Ok(lines) => steps = format!(", canary {}", lines.join("; ")),
+            Err(why) => {
+                // All traffic back to stable; the candidate is retired.
+                st.candidate = None;
+                st.weight = 0;
+                let _ = routed::write_state(&sdir, &mut st);
+                return Err(format!(
+                    "target `{name}`: {why}; all traffic is back on sha256:{stable}"
+                ));
+            }
+        }
+    }
     st.candidate = previous;
     st.stable = Some(new);
     st.weight = 0;
     live(routed::write_state(&sdir, &mut st)?).await?;
     Ok(format!(
-        "{name}: {was} → sha256:{} on {listen} (blue/green{})",
+        "{name}: {was} → sha256:{} on {listen} ({}{steps}{})",
         digest.short(),
+        if steps.is_empty() {
+            "blue/green"
+        } else {
+            "promoted"
+        },
         if unpacked {
             format!(", {entries} entries unpacked")
         } else {
             String::new()
         }
     ))
+}
+
+/// Walks the candidate through the rollout's weights, holding each for
+/// `pause` while the analysis samples the candidate's counters every
+/// `interval`. Returns a line per sample; fails when more samples fail than
+/// `failure_limit` allows, naming each sample.
+async fn canary(
+    sdir: &std::path::Path,
+    st: &mut crate::deploy::routed::RouterState,
+    rollout: &crate::config::model::RolloutConfig,
+    listen: std::net::SocketAddr,
+) -> Result<Vec<String>, String> {
+    use crate::deploy::routed;
+    use crate::domain::duration::parse_duration;
+    let pause = rollout
+        .pause
+        .as_ref()
+        .and_then(|p| parse_duration(p.get_ref()).ok())
+        .unwrap_or(Duration::from_secs(60));
+    let a = rollout.analysis.as_ref();
+    let interval = a
+        .and_then(|a| a.interval.as_ref())
+        .and_then(|i| parse_duration(i.get_ref()).ok())
+        .unwrap_or(pause)
+        .max(Duration::from_millis(500));
+    let limit = a.and_then(|a| a.failure_limit).unwrap_or(0);
+    let min_requests = a.and_then(|a| a.min_requests).unwrap_or(1);
+    let mut lines = Vec::new();
+    let mut failed = 0;
+    for &w in &rollout.steps {
+        if w >= 100 {
+            break;
+        }
+        st.weight = w;
+        routed::wait_live(
+            listen,
+            routed::write_state(sdir, st)?,
+            Duration::from_secs(10),
+        )
+        .await?;
+        let end = Instant::now() + pause;
+        // The router writes its counters twice a second.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let mut before = routed::read_stats(sdir).candidate;
+        while Instant::now() < end {
+            tokio::time::sleep(interval.min(end.saturating_duration_since(Instant::now()))).await;
+            let now = routed::read_stats(sdir).candidate;
+            let d = now.since(&before);
+            before = now;
+            let Some(a) = a else { continue };
+            let verdict = if d.requests < min_requests {
+                "inconclusive"
+            } else if a.max_error_rate.is_some_and(|m| d.error_rate() > m)
+                || a.max_p95_ms.is_some_and(|m| d.p95_ms > m)
+            {
+                failed += 1;
+                "FAIL"
+            } else {
+                "pass"
+            };
+            lines.push(format!(
+                "{w}%: {} requests, error rate {:.3}, p95 ≤ {} ms — {verdict}",
+                d.requests,
+                d.error_rate(),
+                d.p95_ms
+            ));
+            if failed > limit {
+                return Err(format!(
+                    "canary analysis failed at {w}% ({failed} failed samples, limit {limit}): {}",
+                    lines.join("; ")
+                ));
+            }
+        }
+    }
+    Ok(lines)
 }
 
 /// A `dir` target's folder for `app`, relative to the workspace; `{app}`
