@@ -16,6 +16,7 @@ mod key;
 mod logging;
 mod promotion;
 pub mod release;
+mod rollout;
 mod router;
 mod tui;
 mod workflow;
@@ -94,6 +95,9 @@ pub enum Command {
     /// The built-in router of `router` targets: serve, stop, status
     #[command(subcommand)]
     Router(router::RouterCommand),
+    /// Rollouts through router targets: status, and pause, resume, abort or promote a canary
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCommand),
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -137,6 +141,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Workflow(cmd) => workflow::run(&ctx, cmd),
         Command::Promotion(cmd) => promotion::run(&ctx, cmd),
         Command::Router(cmd) => router::run(&ctx, cmd),
+        Command::Rollout(cmd) => rollout::run(&ctx, cmd),
     })
 }
 

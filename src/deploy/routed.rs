@@ -207,3 +207,55 @@ pub async fn ensure_running(root: &Path, target: &str, listen: SocketAddr) -> Re
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// What an operator asks of a running canary (`stella rollout …`): read
+/// by the canary between samples.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Control {
+    /// Hold the current weight until resumed.
+    pub paused: bool,
+    /// `abort` (all traffic back to stable) or `promote` (straight to 100 %).
+    pub request: Option<String>,
+}
+
+pub fn read_control(dir: &Path) -> Control {
+    std::fs::read(dir.join("control.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+pub fn write_control(dir: &Path, c: &Control) -> Result<(), String> {
+    write_json(dir, "control.json", c)
+}
+
+/// Where a canary is: shown by `stella rollout status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub digest: Option<Digest>,
+    pub steps: Vec<u8>,
+    /// Index into `steps` of the weight being held.
+    pub step: usize,
+    /// `running`, `paused`, `promoted`, `rolled-back`, `aborted`.
+    pub state: String,
+    pub samples: Vec<String>,
+}
+
+pub fn read_progress(dir: &Path) -> Progress {
+    std::fs::read(dir.join("canary.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+pub fn write_progress(dir: &Path, p: &Progress) -> Result<(), String> {
+    write_json(dir, "canary.json", p)
+}
+
+fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let tmp = dir.join(format!("{name}.{}", std::process::id()));
+    std::fs::write(&tmp, serde_json::to_vec_pretty(value).expect("serializes"))
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join(name)).map_err(|e| format!("{}: {e}", dir.display()))
+}

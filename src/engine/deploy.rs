@@ -215,7 +215,21 @@ async fn canary(
     let min_requests = a.and_then(|a| a.min_requests).unwrap_or(1);
     let mut lines = Vec::new();
     let mut failed = 0;
-    for &w in &rollout.steps {
+    // A new canary starts with no operator request pending.
+    routed::write_control(sdir, &routed::Control::default())?;
+    let mut progress = routed::Progress {
+        digest: st.candidate.as_ref().map(|c| c.digest.clone()),
+        steps: rollout.steps.clone(),
+        step: 0,
+        state: "running".into(),
+        samples: vec![],
+    };
+    let finish = |progress: &mut routed::Progress, state: &str, lines: &[String]| {
+        progress.state = state.into();
+        progress.samples = lines.to_vec();
+        let _ = routed::write_progress(sdir, progress);
+    };
+    for (i, &w) in rollout.steps.iter().enumerate() {
         if w >= 100 {
             break;
         }
@@ -226,12 +240,49 @@ async fn canary(
             Duration::from_secs(10),
         )
         .await?;
-        let end = Instant::now() + pause;
+        progress.step = i;
+        let _ = routed::write_progress(sdir, &progress);
+        let mut end = Instant::now() + pause;
         // The router writes its counters twice a second.
         tokio::time::sleep(Duration::from_millis(600)).await;
         let mut before = routed::read_stats(sdir).candidate;
+        let mut next_sample = Instant::now() + interval;
+        let tick = Duration::from_millis(200);
         while Instant::now() < end {
-            tokio::time::sleep(interval.min(end.saturating_duration_since(Instant::now()))).await;
+            tokio::time::sleep(tick).await;
+            let control = routed::read_control(sdir);
+            match control.request.as_deref() {
+                Some("abort") => {
+                    lines.push(format!("{w}%: aborted by an operator"));
+                    finish(&mut progress, "aborted", &lines);
+                    return Err(format!("canary aborted by an operator at {w}%"));
+                }
+                Some("promote") => {
+                    lines.push(format!("{w}%: promoted to 100% by an operator"));
+                    finish(&mut progress, "promoted", &lines);
+                    return Ok(lines);
+                }
+                _ => {}
+            }
+            if control.paused {
+                // Held: the step's time stops, and so does the analysis.
+                end += tick;
+                next_sample = Instant::now() + interval;
+                before = routed::read_stats(sdir).candidate;
+                if progress.state != "paused" {
+                    progress.state = "paused".into();
+                    let _ = routed::write_progress(sdir, &progress);
+                }
+                continue;
+            }
+            if progress.state == "paused" {
+                progress.state = "running".into();
+                let _ = routed::write_progress(sdir, &progress);
+            }
+            if Instant::now() < next_sample {
+                continue;
+            }
+            next_sample = Instant::now() + interval;
             let now = routed::read_stats(sdir).candidate;
             let d = now.since(&before);
             before = now;
@@ -252,7 +303,10 @@ async fn canary(
                 d.error_rate(),
                 d.p95_ms
             ));
+            progress.samples = lines.clone();
+            let _ = routed::write_progress(sdir, &progress);
             if failed > limit {
+                finish(&mut progress, "rolled-back", &lines);
                 return Err(format!(
                     "canary analysis failed at {w}% ({failed} failed samples, limit {limit}): {}",
                     lines.join("; ")
@@ -260,6 +314,7 @@ async fn canary(
             }
         }
     }
+    finish(&mut progress, "promoted", &lines);
     Ok(lines)
 }
 

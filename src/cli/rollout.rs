@@ -1,0 +1,181 @@
+//! `stella rollout status|pause|resume|abort|promote ENV`: what an
+//! environment's `router` targets serve, and an operator's hand on a
+//! running canary. Controls reach the canary through its target's control
+//! file, whichever process runs it.
+
+use clap::{Args, Subcommand};
+
+use super::{Context, Failure, exit, load_config, print_json, unknown_environment};
+use crate::config::{Config, TargetKind};
+use crate::deploy::routed::{self, Control};
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Weights, per-slot requests, error rate and p95, the canary's step
+    Status(StatusArgs),
+    /// Hold a canary at its current weight until resumed
+    Pause(EnvArg),
+    /// Let a paused canary go on
+    Resume(EnvArg),
+    /// Stop a canary: all traffic back to stable, the candidate retired
+    Abort(EnvArg),
+    /// Skip a canary's remaining steps: the candidate to 100 %
+    Promote(EnvArg),
+}
+
+#[derive(Debug, Args)]
+pub struct EnvArg {
+    pub env: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    pub env: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The environment's router targets.
+fn router_targets(config: &Config, env: &str) -> Result<Vec<String>, Failure> {
+    let e = config
+        .environment(env)
+        .ok_or_else(|| unknown_environment(env, config))?;
+    let names: Vec<String> = e
+        .targets
+        .iter()
+        .filter(|t| {
+            config
+                .targets
+                .get(t.get_ref())
+                .is_some_and(|t| t.kind == TargetKind::Router)
+        })
+        .map(|t| t.get_ref().clone())
+        .collect();
+    if names.is_empty() {
+        return Err(Failure::usage(format!(
+            "environment `{env}` has no `router` target; rollouts split traffic through one"
+        )));
+    }
+    Ok(names)
+}
+
+pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
+    let ws = ctx.workspace()?;
+    let config = load_config(ctx, ws)?;
+    let (env, change): (&str, Option<&str>) = match &cmd {
+        RolloutCommand::Status(a) => (&a.env, None),
+        RolloutCommand::Pause(a) => (&a.env, Some("pause")),
+        RolloutCommand::Resume(a) => (&a.env, Some("resume")),
+        RolloutCommand::Abort(a) => (&a.env, Some("abort")),
+        RolloutCommand::Promote(a) => (&a.env, Some("promote")),
+    };
+    let targets = router_targets(&config, env)?;
+    if let Some(change) = change {
+        let mut done = 0;
+        for t in &targets {
+            let dir = routed::state_dir(ws.root(), t);
+            let p = routed::read_progress(&dir);
+            if !matches!(p.state.as_str(), "running" | "paused") {
+                continue;
+            }
+            let mut c = routed::read_control(&dir);
+            match change {
+                "pause" => c.paused = true,
+                "resume" => c.paused = false,
+                other => {
+                    c = Control {
+                        paused: false,
+                        request: Some(other.to_owned()),
+                    }
+                }
+            }
+            routed::write_control(&dir, &c).map_err(Failure::error)?;
+            println!(
+                "{t}: {change} asked of the canary at {}%",
+                p.steps.get(p.step).copied().unwrap_or(0)
+            );
+            done += 1;
+        }
+        if done == 0 {
+            return Err(
+                Failure::usage(format!("no canary is running in {env}")).hint(format!(
+                    "`stella rollout status {env}` shows what its targets serve"
+                )),
+            );
+        }
+        return Ok(exit::OK);
+    }
+    let RolloutCommand::Status(a) = cmd else {
+        unreachable!("changes returned above")
+    };
+    let mut out = Vec::new();
+    for t in &targets {
+        let dir = routed::state_dir(ws.root(), t);
+        let state = routed::read_state(&dir).map_err(Failure::error)?;
+        let stats = routed::read_stats(&dir);
+        let progress = routed::read_progress(&dir);
+        out.push(serde_json::json!({
+            "target": t,
+            "running": routed::running_pid(&dir).is_some(),
+            "stable": state.stable.as_ref().map(|s| &s.digest),
+            "candidate": state.candidate.as_ref().map(|s| &s.digest),
+            "weight": state.weight,
+            "slots": {
+                "stable": {"requests": stats.stable.requests, "errors": stats.stable.errors,
+                           "error_rate": stats.stable.error_rate(), "p95_ms": stats.stable.p95_ms},
+                "candidate": {"requests": stats.candidate.requests, "errors": stats.candidate.errors,
+                              "error_rate": stats.candidate.error_rate(), "p95_ms": stats.candidate.p95_ms},
+            },
+            "canary": progress,
+        }));
+    }
+    if a.json {
+        print_json(&out)?;
+        return Ok(exit::OK);
+    }
+    for v in &out {
+        println!(
+            "{} — candidate weight {}%{}",
+            v["target"].as_str().unwrap_or("?"),
+            v["weight"],
+            if v["running"] == true {
+                ""
+            } else {
+                " (router not running)"
+            }
+        );
+        for slot in ["stable", "candidate"] {
+            let s = &v["slots"][slot];
+            println!(
+                "  {slot:<9} {}  {} requests, error rate {:.3}, p95 ≤ {} ms",
+                v[slot].as_str().unwrap_or("-"),
+                s["requests"],
+                s["error_rate"].as_f64().unwrap_or(0.0),
+                s["p95_ms"]
+            );
+        }
+        let c = &v["canary"];
+        if let Some(steps) = c["steps"].as_array().filter(|s| !s.is_empty()) {
+            let marked: Vec<String> = steps
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    if Some(i as u64) == c["step"].as_u64() {
+                        format!("[{w}]")
+                    } else {
+                        w.to_string()
+                    }
+                })
+                .collect();
+            println!(
+                "  canary {}: steps {}",
+                c["state"].as_str().unwrap_or("?"),
+                marked.join(" → ")
+            );
+            for s in c["samples"].as_array().into_iter().flatten().rev().take(5) {
+                println!("    {}", s.as_str().unwrap_or(""));
+            }
+        }
+    }
+    Ok(exit::OK)
+}
