@@ -485,6 +485,10 @@ fn every_screen_and_layer_under_no_color_has_the_same_text_and_no_colour() {
         }),
         Box::new(|a| a.screen = Screen::Releases),
         Box::new(|a| {
+            a.screen = Screen::Rollout;
+            reduce::reduce(a, Msg::Rollouts(sample::rollouts()));
+        }),
+        Box::new(|a| {
             key(a, KeyCode::Char('?'));
         }),
         Box::new(|a| {
@@ -535,4 +539,57 @@ fn big_workspaces_draw_at_every_size_with_the_selection_in_view() {
     a.step = 199;
     let t = text(&terminal(&a, 100, 30));
     assert!(t.contains("step-199") && t.contains("layers"), "{t}");
+}
+
+#[test]
+fn rollout_screen_shows_the_split_the_steps_and_steers_the_canary() {
+    let mut a = app();
+    key(&mut a, KeyCode::Char('7'));
+    assert_eq!(a.screen, Screen::Rollout);
+    let empty = draw(&a);
+    assert!(empty.contains("No router targets"), "{empty}");
+    // Two refreshes: the second gives the sparklines a point.
+    reduce::reduce(&mut a, Msg::Rollouts(sample::rollouts()));
+    let mut later = sample::rollouts();
+    later[0].stats.1.requests += 100;
+    reduce::reduce(&mut a, Msg::Rollouts(later));
+    assert_eq!(a.rollout_history["prod-web"].len(), 2);
+    insta::assert_snapshot!("rollout", draw(&a));
+    assert_eq!(
+        key(&mut a, KeyCode::Char(' ')),
+        vec![Effect::RolloutControl {
+            target: "prod-web".into(),
+            change: "pause".into()
+        }]
+    );
+    // Destructive changes confirm.
+    assert!(key(&mut a, KeyCode::Char('x')).is_empty());
+    assert!(matches!(a.layers.last(), Some(Layer::Confirm { .. })));
+    assert_eq!(
+        key(&mut a, KeyCode::Char('y')),
+        vec![Effect::RolloutControl {
+            target: "prod-web".into(),
+            change: "abort".into()
+        }]
+    );
+    key(&mut a, KeyCode::Char('p'));
+    assert_eq!(
+        key(&mut a, KeyCode::Char('y')),
+        vec![Effect::RolloutControl {
+            target: "prod-web".into(),
+            change: "promote".into()
+        }]
+    );
+    // A finished canary cannot be steered.
+    let mut done = sample::rollouts();
+    done[0].progress.state = "promoted".into();
+    reduce::reduce(&mut a, Msg::Rollouts(done));
+    assert!(key(&mut a, KeyCode::Char(' ')).is_empty());
+    assert!(
+        a.status
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("no canary is running")
+    );
 }

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 
 use super::{Context, Failure, exit, load_config, print_json, unknown_environment};
 use crate::config::{Config, TargetKind};
-use crate::deploy::routed::{self, Control};
+use crate::deploy::routed;
 
 #[derive(Debug, Subcommand)]
 pub enum RolloutCommand {
@@ -78,18 +78,7 @@ pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
             if !matches!(p.state.as_str(), "running" | "paused") {
                 continue;
             }
-            let mut c = routed::read_control(&dir);
-            match change {
-                "pause" => c.paused = true,
-                "resume" => c.paused = false,
-                other => {
-                    c = Control {
-                        paused: false,
-                        request: Some(other.to_owned()),
-                    }
-                }
-            }
-            routed::write_control(&dir, &c).map_err(Failure::error)?;
+            routed::ask(&dir, change).map_err(Failure::error)?;
             println!(
                 "{t}: {change} asked of the canary at {}%",
                 p.steps.get(p.step).copied().unwrap_or(0)

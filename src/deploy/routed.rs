@@ -259,3 +259,21 @@ fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), Str
         .map_err(|e| format!("{}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, dir.join(name)).map_err(|e| format!("{}: {e}", dir.display()))
 }
+
+/// Records an operator's `pause`, `resume`, `abort` or `promote` for the
+/// canary of the target whose files are in `dir`.
+pub fn ask(dir: &Path, change: &str) -> Result<(), String> {
+    let mut c = read_control(dir);
+    match change {
+        "pause" => c.paused = true,
+        "resume" => c.paused = false,
+        "abort" | "promote" => {
+            c = Control {
+                paused: false,
+                request: Some(change.to_owned()),
+            }
+        }
+        other => return Err(format!("`{other}` is not a rollout change")),
+    }
+    write_control(dir, &c)
+}

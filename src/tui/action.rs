@@ -8,16 +8,18 @@ pub enum Screen {
     Freeze,
     Capsules,
     Releases,
+    Rollout,
 }
 
 impl Screen {
-    pub const ALL: [Screen; 6] = [
+    pub const ALL: [Screen; 7] = [
         Screen::Lanes,
         Screen::Promotion,
         Screen::Gates,
         Screen::Freeze,
         Screen::Capsules,
         Screen::Releases,
+        Screen::Rollout,
     ];
 
     pub fn name(self) -> &'static str {
@@ -28,6 +30,7 @@ impl Screen {
             Screen::Freeze => "freeze",
             Screen::Capsules => "capsules",
             Screen::Releases => "releases",
+            Screen::Rollout => "rollout",
         }
     }
 
@@ -39,6 +42,7 @@ impl Screen {
             Screen::Freeze => "Freeze",
             Screen::Capsules => "Capsules",
             Screen::Releases => "Releases",
+            Screen::Rollout => "Rollout",
         }
     }
 

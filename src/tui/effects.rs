@@ -304,5 +304,16 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
             Err(e) => app.complain(e),
         },
         Effect::Reload => super::reload(ctx),
+        Effect::LoadRollouts => {
+            ctx.blocking(|ctx| Msg::Rollouts(super::data::load_rollouts(&ctx.config)))
+        }
+        Effect::RolloutControl { target, change } => ctx.blocking(move |ctx| {
+            use crate::deploy::routed;
+            let dir = routed::state_dir(ctx.ws.root(), &target);
+            match routed::ask(&dir, &change) {
+                Ok(()) => Msg::Status(format!("{change} asked of the canary on {target}")),
+                Err(e) => Msg::Error(format!("cannot steer the canary on {target}: {e}")),
+            }
+        }),
     }
 }

@@ -19,6 +19,7 @@ pub const SECTIONS: &[&str] = &[
     "freeze",
     "capsules",
     "releases",
+    "rollout",
 ];
 
 #[derive(Debug, Deserialize)]

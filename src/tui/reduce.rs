@@ -87,6 +87,30 @@ pub fn reduce(app: &mut App, msg: Msg) -> Vec<Effect> {
         }
         Msg::Tick(now) => {
             app.now = now;
+            if app.screen == Screen::Rollout {
+                vec![Effect::LoadRollouts]
+            } else {
+                vec![]
+            }
+        }
+        Msg::Rollouts(list) => {
+            for r in &list {
+                let prev = app.rollouts.iter().find(|p| p.target == r.target);
+                let point = match prev {
+                    Some(p) => {
+                        let (s, c) = (r.stats.0.since(&p.stats.0), r.stats.1.since(&p.stats.1));
+                        [s.error_rate(), c.error_rate(), s.p95_ms, c.p95_ms]
+                    }
+                    None => [0.0; 4],
+                };
+                let h = app.rollout_history.entry(r.target.clone()).or_default();
+                if h.len() >= 60 {
+                    h.pop_front();
+                }
+                h.push_back(point);
+            }
+            app.rollouts = list;
+            app.rollout = app.rollout.min(app.rollouts.len().saturating_sub(1));
             vec![]
         }
     }
@@ -495,6 +519,7 @@ pub fn act(app: &mut App, a: Action) -> Vec<Effect> {
                     move_sel(&mut app.rel, n, down);
                     return release_effects(app);
                 }
+                Screen::Rollout => move_sel(&mut app.rollout, app.rollouts.len(), down),
                 Screen::Gates | Screen::Freeze => {}
             }
             vec![]
@@ -526,7 +551,7 @@ pub fn act(app: &mut App, a: Action) -> Vec<Effect> {
                         app.detail_scroll.saturating_sub(5)
                     };
                 }
-                Screen::Gates => {}
+                Screen::Gates | Screen::Rollout => {}
             }
             vec![]
         }
@@ -590,6 +615,15 @@ pub fn act(app: &mut App, a: Action) -> Vec<Effect> {
             }
             _ => vec![],
         },
+        Action::Promote if app.screen == Screen::Rollout => rollout_change(app, "promote"),
+        Action::Pause if app.screen == Screen::Rollout => {
+            let paused = app
+                .rollouts
+                .get(app.rollout)
+                .is_some_and(|r| r.progress.state == "paused");
+            rollout_change(app, if paused { "resume" } else { "pause" })
+        }
+        Action::Abort if app.screen == Screen::Rollout => rollout_change(app, "abort"),
         Action::Promote => {
             if app.screen != Screen::Lanes {
                 return vec![];
@@ -744,7 +778,48 @@ fn on_enter(app: &mut App) -> Vec<Effect> {
         },
         Screen::Promotion => log_effect(app),
         Screen::Releases => release_effects(app),
+        Screen::Rollout => vec![Effect::LoadRollouts],
         _ => vec![],
+    }
+}
+
+/// A change to the selected target's canary: pause and resume at once,
+/// promote and abort after a confirmation.
+fn rollout_change(app: &mut App, change: &str) -> Vec<Effect> {
+    let Some(r) = app.rollouts.get(app.rollout) else {
+        app.complain("no router target in this workspace");
+        return vec![];
+    };
+    if !matches!(r.progress.state.as_str(), "running" | "paused") {
+        app.complain(format!("no canary is running on {}", r.target));
+        return vec![];
+    }
+    let effect = Effect::RolloutControl {
+        target: r.target.clone(),
+        change: change.to_owned(),
+    };
+    match change {
+        "promote" | "abort" => {
+            app.layers.push(Layer::Confirm {
+                title: format!(
+                    "{} the canary on {}?",
+                    if change == "abort" {
+                        "Abort"
+                    } else {
+                        "Promote"
+                    },
+                    r.target
+                ),
+                lines: vec![if change == "abort" {
+                    "All traffic goes back to stable; the deploy fails and is sealed.".into()
+                } else {
+                    "The candidate skips its remaining steps and takes all traffic.".into()
+                }],
+                effect,
+            });
+            vec![]
+        }
+        _ => vec![effect],
     }
 }
 

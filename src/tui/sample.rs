@@ -272,3 +272,35 @@ pub fn snapshot(apps: usize, steps: usize) -> Snapshot {
         data_version: 1,
     }
 }
+
+/// A canary at its second step, with samples and a minute of history.
+pub fn rollouts() -> Vec<super::data::RolloutInfo> {
+    let mut stable = crate::deploy::router::SlotStats::default();
+    stable.requests = 48_210;
+    stable.errors = 12;
+    stable.p95_ms = 12.8;
+    let mut candidate = crate::deploy::router::SlotStats::default();
+    candidate.requests = 5_360;
+    candidate.errors = 3;
+    candidate.p95_ms = 25.6;
+    vec![super::data::RolloutInfo {
+        env: "prod".into(),
+        target: "prod-web".into(),
+        running: true,
+        weight: 50,
+        stable: Some(digest(2)),
+        candidate: Some(digest(20)),
+        stats: (stable, candidate),
+        progress: crate::deploy::routed::Progress {
+            digest: Some(digest(20)),
+            steps: vec![10, 50, 100],
+            step: 1,
+            state: "running".into(),
+            samples: vec![
+                "10%: 412 requests, error rate 0.000, p95 ≤ 12.8 ms — pass".into(),
+                "10%: 398 requests, error rate 0.003, p95 ≤ 25.6 ms — pass".into(),
+                "50%: 2011 requests, error rate 0.001, p95 ≤ 25.6 ms — pass".into(),
+            ],
+        },
+    }]
+}

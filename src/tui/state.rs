@@ -48,6 +48,12 @@ pub enum Effect {
     LoadLog(Digest),
     SetTheme(String),
     Reload,
+    LoadRollouts,
+    /// `pause`, `resume`, `abort` or `promote` a target's canary.
+    RolloutControl {
+        target: String,
+        change: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -113,6 +119,7 @@ pub enum Msg {
     Verified(i64, Verification),
     Replayed(i64, ReplayState),
     Log(Digest, String),
+    Rollouts(Vec<super::data::RolloutInfo>),
     /// An effect finished: what to say in the status line.
     Status(String),
     Error(String),
@@ -245,6 +252,11 @@ pub struct App {
     pub rel: usize,
     /// Where the last history request is: don't ask twice.
     pub loading_capsule: Option<i64>,
+    pub rollouts: Vec<super::data::RolloutInfo>,
+    pub rollout: usize,
+    /// Per target: the last minute of (stable, candidate) error rate and
+    /// p95, one point per refresh, for the sparklines.
+    pub rollout_history: HashMap<String, std::collections::VecDeque<[f64; 4]>>,
 }
 
 impl App {
@@ -295,6 +307,9 @@ impl App {
             rel_app: 0,
             rel: 0,
             loading_capsule: None,
+            rollouts: vec![],
+            rollout: 0,
+            rollout_history: HashMap::new(),
         }
     }
 

@@ -7,6 +7,7 @@ mod lanes;
 mod layers;
 mod promotion;
 mod releases;
+mod rollout;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -54,6 +55,7 @@ pub fn render(frame: &mut Frame, app: &App) {
         Screen::Freeze => freeze::render(frame, body, app),
         Screen::Capsules => capsules::render(frame, body, app),
         Screen::Releases => releases::render(frame, body, app),
+        Screen::Rollout => rollout::render(frame, body, app),
     }
     frame.render_widget(status_line(app), status);
     layers::render(frame, area, app);

@@ -1,0 +1,190 @@
+//! Rollout: each `router` target's traffic split as a gauge, per-version
+//! error rate and p95 as sparklines, the canary's steps with the current
+//! one marked, and its analysis samples; keys pause, resume, promote and
+//! abort (the last two confirm).
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Wrap};
+
+use super::{block, selected};
+use crate::tui::state::App;
+
+const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// A sparkline of `values`, scaled to their maximum (at least `floor`).
+fn spark(values: impl Iterator<Item = f64> + Clone, floor: f64, width: usize) -> String {
+    let v: Vec<f64> = values.collect();
+    let v = &v[v.len().saturating_sub(width)..];
+    let max = v.iter().cloned().fold(floor, f64::max);
+    v.iter()
+        .map(|x| BARS[((x / max) * 7.0).round().clamp(0.0, 7.0) as usize])
+        .collect()
+}
+
+pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+    if app.rollouts.is_empty() {
+        frame.render_widget(
+            Paragraph::new(
+                "No router targets. A `router` target serves releases through stella's built-in router; \
+                 with `strategy = \"canary\"` its promotions walk through weights here (docs/targets.md).",
+            )
+            .wrap(Wrap { trim: true })
+            .block(block(app, " Rollout ")),
+            area,
+        );
+        return;
+    }
+    let [list, detail] =
+        Layout::horizontal([Constraint::Length(30), Constraint::Min(0)]).areas(area);
+    let lines: Vec<Line> = app
+        .rollouts
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            Line::from(vec![
+                Span::styled(format!("{:<14}", r.target), selected(app, i == app.rollout)),
+                Span::styled(format!(" {:<8}", r.env), app.theme.get("muted")),
+                Span::styled(
+                    format!(" {:>3}%", r.weight),
+                    app.theme.get(if r.weight > 0 {
+                        "step_running"
+                    } else {
+                        "muted"
+                    }),
+                ),
+            ])
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines).block(block(app, " Targets ")), list);
+
+    let r = &app.rollouts[app.rollout.min(app.rollouts.len() - 1)];
+    let width = detail.width.saturating_sub(4) as usize;
+    let gauge_w = width.saturating_sub(30).max(10);
+    let cand = (gauge_w * usize::from(r.weight)).div_ceil(100).min(gauge_w);
+    let mut out = vec![
+        Line::from(vec![
+            Span::styled(format!("{} ", r.target), app.theme.get("title")),
+            Span::raw(format!("in {}", r.env)),
+            Span::styled(
+                if r.running {
+                    "  router running"
+                } else {
+                    "  router not running"
+                },
+                app.theme.get(if r.running {
+                    "gate_pass"
+                } else {
+                    "gate_blocked"
+                }),
+            ),
+        ]),
+        Line::raw(""),
+        Line::from(vec![
+            Span::raw(format!("stable {:>3}% ", 100 - u16::from(r.weight))),
+            Span::styled("█".repeat(gauge_w - cand), app.theme.get("gate_pass")),
+            // Another glyph, so the split reads without colour too.
+            Span::styled("▒".repeat(cand), app.theme.get("step_running")),
+            Span::raw(format!(" {:>3}% candidate", r.weight)),
+        ]),
+        Line::raw(""),
+    ];
+    let history = app.rollout_history.get(&r.target);
+    for (name, digest, stats, err_i, p95_i) in [
+        ("stable", &r.stable, &r.stats.0, 0usize, 2usize),
+        ("candidate", &r.candidate, &r.stats.1, 1, 3),
+    ] {
+        out.push(Line::from(vec![
+            Span::styled(format!("{name:<10}"), app.theme.get("title")),
+            Span::styled(
+                digest
+                    .as_ref()
+                    .map_or("-".into(), |d| format!("sha256:{}", d.short())),
+                app.theme.get("digest"),
+            ),
+            Span::raw(format!(
+                "  {} requests, error rate {:.3}, p95 ≤ {} ms",
+                stats.requests,
+                stats.error_rate(),
+                stats.p95_ms
+            )),
+        ]));
+        if let Some(h) = history {
+            let role = if name == "stable" {
+                "gate_pass"
+            } else {
+                "step_running"
+            };
+            out.push(Line::from(vec![
+                Span::styled("  errors  ", app.theme.get("muted")),
+                Span::styled(
+                    spark(h.iter().map(|p| p[err_i]), 0.01, width.saturating_sub(12)),
+                    app.theme.get(role),
+                ),
+            ]));
+            out.push(Line::from(vec![
+                Span::styled("  p95     ", app.theme.get("muted")),
+                Span::styled(
+                    spark(h.iter().map(|p| p[p95_i]), 1.0, width.saturating_sub(12)),
+                    app.theme.get(role),
+                ),
+            ]));
+        }
+    }
+    out.push(Line::raw(""));
+    let p = &r.progress;
+    if p.steps.is_empty() {
+        out.push(Line::styled(
+            "no canary has run on this target",
+            app.theme.get("muted"),
+        ));
+    } else {
+        let mut steps = vec![Span::styled(
+            format!("canary {}: ", p.state),
+            app.theme.get("title"),
+        )];
+        for (i, w) in p.steps.iter().enumerate() {
+            if i > 0 {
+                steps.push(Span::styled(" → ", app.theme.get("muted")));
+            }
+            let current = i == p.step && matches!(p.state.as_str(), "running" | "paused");
+            steps.push(Span::styled(
+                if current {
+                    format!("[{w}%]")
+                } else {
+                    format!("{w}%")
+                },
+                app.theme.get(if current {
+                    "step_running"
+                } else if i < p.step {
+                    "step_done"
+                } else {
+                    "muted"
+                }),
+            ));
+        }
+        out.push(Line::from(steps));
+        for s in p.samples.iter().rev().take(8) {
+            let role = if s.ends_with("FAIL") {
+                "gate_blocked"
+            } else if s.ends_with("pass") {
+                "gate_pass"
+            } else {
+                "muted"
+            };
+            out.push(Line::styled(format!("  {s}"), app.theme.get(role)));
+        }
+    }
+    out.push(Line::raw(""));
+    out.push(Line::styled(
+        "space pause/resume · p promote now · x abort · j/k target",
+        app.theme.get("muted"),
+    ));
+    frame.render_widget(
+        Paragraph::new(out)
+            .wrap(Wrap { trim: false })
+            .block(block(app, " Rollout ")),
+        detail,
+    );
+}
