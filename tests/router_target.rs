@@ -19,6 +19,31 @@ impl Drop for StopRouter {
     }
 }
 
+/// Points `dev` of the workspace at a `router` target `dev-web` on a free
+/// port: `env` is added to `[environments.dev]` (after its targets),
+/// `target` to the target. Returns the port.
+fn route_dev(ws: &std::path::Path, env: &str, target: &str) -> u16 {
+    let port = common::free_port();
+    let toml = std::fs::read_to_string(ws.join("stella.toml")).unwrap();
+    let toml = toml.replace(
+        "[environments.dev]\ntargets = [\"dev-local\"]",
+        &format!("[environments.dev]\ntargets = [\"dev-web\"]\n{env}"),
+    ) + &format!(
+        "\n[targets.dev-web]\nkind = \"router\"\nlisten = \"127.0.0.1:{port}\"\npath = \"deploy/dev-web\"\n{target}"
+    );
+    std::fs::write(ws.join("stella.toml"), toml).unwrap();
+    port
+}
+
+/// The runtime the load generators run on.
+fn load_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn body(url: &str) -> String {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -33,15 +58,7 @@ fn blue_green_through_the_built_in_router_drops_no_request() {
     let ws = dir.path().to_owned();
     common::app_image(&ws, "1.0", "v1");
     common::app_image(&ws, "2.0", "v2");
-    let port = common::free_port();
-    let toml = std::fs::read_to_string(ws.join("stella.toml")).unwrap();
-    let toml = toml.replace(
-        "[environments.dev]\ntargets = [\"dev-local\"]",
-        "[environments.dev]\ntargets = [\"dev-web\"]\nstrategy = \"bluegreen\"",
-    ) + &format!(
-        "\n[targets.dev-web]\nkind = \"router\"\nlisten = \"127.0.0.1:{port}\"\npath = \"deploy/dev-web\"\n"
-    );
-    std::fs::write(ws.join("stella.toml"), toml).unwrap();
+    let port = route_dev(&ws, "strategy = \"bluegreen\"", "");
     let _stop = StopRouter(ws.clone());
     let url = format!("http://127.0.0.1:{port}/index.html");
 
@@ -54,11 +71,7 @@ fn blue_green_through_the_built_in_router_drops_no_request() {
 
     // v2 under continuous load: every answer is v1 or v2, none fails, and
     // once the promotion is done, only v2.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = load_runtime();
     let (ok, failed, v2, stop) = (
         Arc::new(AtomicUsize::new(0)),
         Arc::new(AtomicUsize::new(0)),
@@ -169,16 +182,11 @@ fn process_backends_start_before_traffic_and_stop_when_retired() {
     let ws = dir.path().to_owned();
     common::app_image(&ws, "1.0", "v1");
     common::app_image(&ws, "2.0", "v2");
-    let port = common::free_port();
-    let toml = std::fs::read_to_string(ws.join("stella.toml")).unwrap();
-    let toml = toml.replace(
-        "[environments.dev]\ntargets = [\"dev-local\"]",
-        "[environments.dev]\ntargets = [\"dev-web\"]",
-    ) + &format!(
-        "\n[targets.dev-web]\nkind = \"router\"\nlisten = \"127.0.0.1:{port}\"\npath = \"deploy/dev-web\"\n\
-         command = \"exec python3 -u -m http.server {{port}} --bind 127.0.0.1\"\n"
+    let port = route_dev(
+        &ws,
+        "",
+        "command = \"exec python3 -u -m http.server {port} --bind 127.0.0.1\"\n",
     );
-    std::fs::write(ws.join("stella.toml"), toml).unwrap();
     let _stop = StopRouter(ws.clone());
     let url = format!("http://127.0.0.1:{port}/index.html");
     stella(&ws)
@@ -272,18 +280,13 @@ fn a_canary_that_fails_its_analysis_is_rolled_back_automatically() {
     server_image(&ws, "1.0", "v1", false);
     server_image(&ws, "2.0", "v2", true);
     server_image(&ws, "3.0", "v3", false);
-    let port = common::free_port();
-    let toml = std::fs::read_to_string(ws.join("stella.toml")).unwrap();
-    let toml = toml.replace(
-        "[environments.dev]\ntargets = [\"dev-local\"]",
-        "[environments.dev]\ntargets = [\"dev-web\"]\nstrategy = \"canary\"\n\n\
+    let port = route_dev(
+        &ws,
+        "strategy = \"canary\"\n\n\
          [environments.dev.rollout]\nsteps = [50, 100]\npause = \"4s\"\n\
          analysis = { interval = \"1s\", max_error_rate = 0.1, min_requests = 5, failure_limit = 1 }",
-    ) + &format!(
-        "\n[targets.dev-web]\nkind = \"router\"\nlisten = \"127.0.0.1:{port}\"\npath = \"deploy/dev-web\"\n\
-         command = \"exec python3 -u server.py {{port}}\"\n"
+        "command = \"exec python3 -u server.py {port}\"\n",
     );
-    std::fs::write(ws.join("stella.toml"), toml).unwrap();
     stella(&ws).args(["config", "check"]).assert().success();
     let _stop = StopRouter(ws.clone());
     let url = format!("http://127.0.0.1:{port}/");
@@ -294,11 +297,7 @@ fn a_canary_that_fails_its_analysis_is_rolled_back_automatically() {
     assert_eq!(body(&url), "v1");
 
     // Load throughout; stable's answers must all succeed.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = load_runtime();
     let (stable_bad, candidate_seen, stop) = (
         Arc::new(AtomicUsize::new(0)),
         Arc::new(AtomicUsize::new(0)),
@@ -405,17 +404,12 @@ fn operators_pause_promote_and_abort_a_running_canary_from_another_process() {
     for (tag, body) in [("1.0", "v1"), ("2.0", "v2"), ("3.0", "v3")] {
         server_image(&ws, tag, body, false);
     }
-    let port = common::free_port();
-    let toml = std::fs::read_to_string(ws.join("stella.toml")).unwrap();
-    let toml = toml.replace(
-        "[environments.dev]\ntargets = [\"dev-local\"]",
-        "[environments.dev]\ntargets = [\"dev-web\"]\nstrategy = \"canary\"\n\n\
+    let port = route_dev(
+        &ws,
+        "strategy = \"canary\"\n\n\
          [environments.dev.rollout]\nsteps = [25, 100]\npause = \"60s\"\n",
-    ) + &format!(
-        "\n[targets.dev-web]\nkind = \"router\"\nlisten = \"127.0.0.1:{port}\"\npath = \"deploy/dev-web\"\n\
-         command = \"exec python3 -u server.py {{port}}\"\n"
+        "command = \"exec python3 -u server.py {port}\"\n",
     );
-    std::fs::write(ws.join("stella.toml"), toml).unwrap();
     let _stop = StopRouter(ws.clone());
     let url = format!("http://127.0.0.1:{port}/");
     stella(&ws)
