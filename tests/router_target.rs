@@ -1,7 +1,9 @@
-//! A `router` target end to end through the CLI: the first promotion
-//! starts the built-in router; the next is a blue/green switch under
-//! continuous load with no failed request; a rollback switches back; a
-//! release that fails its health check never takes traffic.
+//! `router` and `nginx` targets end to end through the CLI: the first
+//! promotion starts the target's router; the next is a blue/green switch
+//! under continuous load with no failed request; a rollback switches back;
+//! a release that fails its health check never takes traffic; canaries
+//! split as weighted, roll back on a failed analysis and obey operators.
+//! The traffic tests run once per kind.
 
 mod common;
 
@@ -19,17 +21,47 @@ impl Drop for StopRouter {
     }
 }
 
+/// The kinds of routed target: each traffic test runs through both.
+#[derive(Clone, Copy)]
+enum Kind {
+    Router,
+    Nginx,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Router => "router",
+            Kind::Nginx => "nginx",
+        }
+    }
+
+    /// Whether this machine can run it (under CI=true it must).
+    fn available(self) -> bool {
+        match self {
+            Kind::Router => true,
+            Kind::Nginx => common::require(&["nginx"]),
+        }
+    }
+}
+
 /// Points `dev` of the workspace at a `router` target `dev-web` on a free
 /// port: `env` is added to `[environments.dev]` (after its targets),
 /// `target` to the target. Returns the port.
 fn route_dev(ws: &std::path::Path, env: &str, target: &str) -> u16 {
+    route_dev_as(Kind::Router, ws, env, target)
+}
+
+/// `route_dev` with a target of `kind`.
+fn route_dev_as(kind: Kind, ws: &std::path::Path, env: &str, target: &str) -> u16 {
     let port = common::free_port();
     let toml = std::fs::read_to_string(ws.join("stella.toml")).unwrap();
     let toml = toml.replace(
         "[environments.dev]\ntargets = [\"dev-local\"]",
         &format!("[environments.dev]\ntargets = [\"dev-web\"]\n{env}"),
     ) + &format!(
-        "\n[targets.dev-web]\nkind = \"router\"\nlisten = \"127.0.0.1:{port}\"\npath = \"deploy/dev-web\"\n{target}"
+        "\n[targets.dev-web]\nkind = \"{}\"\nlisten = \"127.0.0.1:{port}\"\npath = \"deploy/dev-web\"\n{target}",
+        kind.name()
     );
     std::fs::write(ws.join("stella.toml"), toml).unwrap();
     port
@@ -44,6 +76,38 @@ fn load_runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A GET as browsers send it: nginx closes its old workers' idle
+/// keep-alive connections on a reload, and a request written to one at
+/// that instant fails before any answer; a client then retries an
+/// idempotent request once (RFC 9110 §9.2.2). Retries are counted, so a
+/// test can show the built-in router never needs one.
+async fn get(
+    c: &reqwest::Client,
+    url: &str,
+    retried: &AtomicUsize,
+) -> reqwest::Result<reqwest::Response> {
+    match c.get(url).send().await {
+        Err(e) if e.is_request() && !e.is_connect() && !e.is_timeout() => {
+            retried.fetch_add(1, Ordering::Relaxed);
+            c.get(url).send().await
+        }
+        r => r,
+    }
+}
+
+/// How many requests `get` retried in a test: none through the built-in
+/// router, which swaps routes inside one process.
+fn check_retries(kind: Kind, retried: &AtomicUsize) {
+    let n = retried.load(Ordering::Relaxed);
+    if matches!(kind, Kind::Router) {
+        assert_eq!(
+            n, 0,
+            "the built-in router closed a connection under a request"
+        );
+    }
+    eprintln!("{}: {n} requests retried", kind.name());
+}
+
 fn body(url: &str) -> String {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -54,11 +118,23 @@ fn body(url: &str) -> String {
 
 #[test]
 fn blue_green_through_the_built_in_router_drops_no_request() {
+    blue_green_drops_no_request(Kind::Router);
+}
+
+#[test]
+fn blue_green_through_nginx_drops_no_request() {
+    blue_green_drops_no_request(Kind::Nginx);
+}
+
+fn blue_green_drops_no_request(kind: Kind) {
+    if !kind.available() {
+        return;
+    }
     let dir = common::init_workspace();
     let ws = dir.path().to_owned();
     common::app_image(&ws, "1.0", "v1");
     common::app_image(&ws, "2.0", "v2");
-    let port = route_dev(&ws, "strategy = \"bluegreen\"", "");
+    let port = route_dev_as(kind, &ws, "strategy = \"bluegreen\"", "");
     let _stop = StopRouter(ws.clone());
     let url = format!("http://127.0.0.1:{port}/index.html");
 
@@ -78,19 +154,21 @@ fn blue_green_through_the_built_in_router_drops_no_request() {
         Arc::new(AtomicUsize::new(0)),
         Arc::new(AtomicBool::new(false)),
     );
+    let retried = Arc::new(AtomicUsize::new(0));
     let load: Vec<_> = (0..4)
         .map(|_| {
-            let (url, ok, failed, v2, stop) = (
+            let (url, ok, failed, v2, stop, retried) = (
                 url.clone(),
                 ok.clone(),
                 failed.clone(),
                 v2.clone(),
                 stop.clone(),
+                retried.clone(),
             );
             rt.spawn(async move {
                 let c = reqwest::Client::new();
                 while !stop.load(Ordering::Relaxed) {
-                    match c.get(&url).send().await {
+                    match get(&c, &url, &retried).await {
                         Ok(r) if r.status().is_success() => match r.text().await.as_deref() {
                             Ok("v1") => ok.fetch_add(1, Ordering::Relaxed),
                             Ok("v2") => v2.fetch_add(1, Ordering::Relaxed),
@@ -125,6 +203,7 @@ fn blue_green_through_the_built_in_router_drops_no_request() {
         v2.load(Ordering::Relaxed),
     );
     assert_eq!(failed, 0, "{failed} failed requests ({ok} v1, {v2} v2)");
+    check_retries(kind, &retried);
     assert!(ok > 50 && v2 > before, "{ok} v1, {v2} v2");
     assert_eq!(body(&url), "v2");
 

@@ -6,7 +6,7 @@
 use clap::{Args, Subcommand};
 
 use super::{Context, Failure, exit, load_config, print_json, unknown_environment};
-use crate::config::{Config, TargetKind};
+use crate::config::Config;
 use crate::deploy::routed;
 
 #[derive(Debug, Subcommand)]
@@ -47,13 +47,13 @@ fn router_targets(config: &Config, env: &str) -> Result<Vec<String>, Failure> {
             config
                 .targets
                 .get(t.get_ref())
-                .is_some_and(|t| t.kind == TargetKind::Router)
+                .is_some_and(|t| t.kind.is_routed())
         })
         .map(|t| t.get_ref().clone())
         .collect();
     if names.is_empty() {
         return Err(Failure::usage(format!(
-            "environment `{env}` has no `router` target; rollouts split traffic through one"
+            "environment `{env}` has no `router` or `nginx` target; rollouts split traffic through one"
         )));
     }
     Ok(names)

@@ -1,6 +1,7 @@
-//! `stella router serve|stop|status TARGET`: the built-in router of a
-//! `router` target. Promotions start it when needed; it runs until
-//! stopped, serving what the target's routes file says.
+//! `stella router serve|stop|status TARGET`: the controller of a `router`
+//! or `nginx` target. Promotions start it when needed; it runs until
+//! stopped, serving what the target's routes file says — itself, as the
+//! built-in router, or through the nginx it runs and reconfigures.
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use crate::deploy::router::{Router, Slot};
 
 #[derive(Debug, Subcommand)]
 pub enum RouterCommand {
-    /// Run the router of a `router` target (promotions start it for you)
+    /// Run the router of a `router` or `nginx` target (promotions start it for you)
     Serve(TargetArg),
     /// Stop a target's router
     Stop(TargetArg),
@@ -23,7 +24,7 @@ pub enum RouterCommand {
 
 #[derive(Debug, Args)]
 pub struct TargetArg {
-    /// A target of kind `router` in stella.toml
+    /// A target of kind `router` or `nginx` in stella.toml
     pub target: String,
 }
 
@@ -46,10 +47,10 @@ pub fn run(ctx: &Context, cmd: RouterCommand) -> Result<u8, Failure> {
         Failure::usage(format!("no target `{name}` in stella.toml"))
             .hint("`stella config check` lists what is defined")
     })?;
-    if target.kind != TargetKind::Router {
+    if !target.kind.is_routed() {
         return Err(Failure::usage(format!(
-            "target `{name}` is of kind `{}`, not `router`",
-            format!("{:?}", target.kind).to_lowercase()
+            "target `{name}` is of kind `{}`; only `router` and `nginx` targets have a router",
+            target.kind.as_str()
         )));
     }
     let dir = routed::state_dir(ws.root(), name);
@@ -66,7 +67,11 @@ pub fn run(ctx: &Context, cmd: RouterCommand) -> Result<u8, Failure> {
                 )));
             }
             std::fs::create_dir_all(&dir)?;
-            super::runtime()?.block_on(serve(&dir, listen))?;
+            let front = match target.kind {
+                TargetKind::Nginx => Kind::Nginx(ws.root(), name),
+                _ => Kind::Builtin,
+            };
+            super::runtime()?.block_on(serve(&dir, listen, front))?;
             Ok(exit::OK)
         }
         RouterCommand::Stop(_) => match routed::running_pid(&dir) {
@@ -75,6 +80,11 @@ pub fn run(ctx: &Context, cmd: RouterCommand) -> Result<u8, Failure> {
                     nix::unistd::Pid::from_raw(pid as i32),
                     nix::sys::signal::Signal::SIGTERM,
                 );
+                // It stops its backends (and nginx) on the way out.
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while crate::store::process_alive(pid) && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(25));
+                }
                 let _ = std::fs::remove_file(dir.join("pid"));
                 println!("stopped the router of `{name}` (pid {pid})");
                 Ok(exit::OK)
@@ -122,10 +132,81 @@ pub fn run(ctx: &Context, cmd: RouterCommand) -> Result<u8, Failure> {
     }
 }
 
+/// Which router a controller runs.
+enum Kind<'a> {
+    Builtin,
+    /// An nginx under the workspace at `.0` for target `.1`.
+    Nginx(&'a std::path::Path, &'a str),
+}
+
+/// The router itself, as the controller drives it.
+enum Front {
+    Builtin(Router),
+    Nginx(Box<crate::deploy::nginx::Nginx>),
+}
+
+impl Front {
+    async fn start(
+        kind: Kind<'_>,
+        listen: std::net::SocketAddr,
+        routes: crate::deploy::router::Routes,
+    ) -> Result<Front, Failure> {
+        match kind {
+            Kind::Builtin => Router::start(listen, routes)
+                .await
+                .map(Front::Builtin)
+                .map_err(|e| Failure::error(format!("cannot listen on {listen}: {e}"))),
+            Kind::Nginx(root, target) => {
+                let mut nginx = crate::deploy::nginx::Nginx::new(root, target, listen)
+                    .map_err(Failure::error)?;
+                nginx.apply(&routes, listen).await.map_err(Failure::error)?;
+                Ok(Front::Nginx(Box::new(nginx)))
+            }
+        }
+    }
+
+    async fn set(
+        &mut self,
+        routes: crate::deploy::router::Routes,
+        listen: Option<std::net::SocketAddr>,
+    ) -> Result<(), String> {
+        match self {
+            Front::Builtin(r) => {
+                r.set_routes(routes);
+                Ok(())
+            }
+            Front::Nginx(nginx) => {
+                let listen = listen.unwrap_or(nginx.listen());
+                nginx.apply(&routes, listen).await
+            }
+        }
+    }
+
+    fn stats(&mut self) -> serde_json::Value {
+        let (stable, candidate) = match self {
+            Front::Builtin(r) => (r.stats(Slot::Stable), r.stats(Slot::Candidate)),
+            Front::Nginx(nginx) => nginx.stats(),
+        };
+        serde_json::json!({ "stable": stable, "candidate": candidate })
+    }
+
+    fn stop(self) {
+        match self {
+            Front::Builtin(r) => r.stop(),
+            Front::Nginx(nginx) => nginx.stop(Duration::from_secs(5)),
+        }
+    }
+}
+
 /// Serves until stopped (SIGTERM or SIGINT): routes re-read every
 /// 100 ms, process backends started before they are routed to and retired
-/// after, counters written every half second.
-async fn serve(dir: &std::path::Path, listen: std::net::SocketAddr) -> Result<(), Failure> {
+/// after, counters written every half second, how each routes version was
+/// taken in `applied.json`.
+async fn serve(
+    dir: &std::path::Path,
+    listen: std::net::SocketAddr,
+    kind: Kind<'_>,
+) -> Result<(), Failure> {
     use tokio::signal::unix::{SignalKind, signal};
     let log = dir.join("router.log");
     let mut processes = crate::deploy::backends::Processes::default();
@@ -134,10 +215,19 @@ async fn serve(dir: &std::path::Path, listen: std::net::SocketAddr) -> Result<()
     for p in problems {
         eprintln!("{p}");
     }
-    let router = Router::start(listen, routes)
-        .await
-        .map_err(|e| Failure::error(format!("cannot listen on {listen}: {e}")))?;
+    let listen = state
+        .listen
+        .filter(|_| matches!(kind, Kind::Nginx(..)))
+        .unwrap_or(listen);
+    let mut front = Front::start(kind, listen, routes).await?;
     std::fs::write(dir.join("pid"), std::process::id().to_string())?;
+    let _ = routed::write_applied(
+        dir,
+        &routed::Applied {
+            version: state.version,
+            error: None,
+        },
+    );
     eprintln!("router listening on {listen}");
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -157,8 +247,19 @@ async fn serve(dir: &std::path::Path, listen: std::net::SocketAddr) -> Result<()
                 for p in problems {
                     eprintln!("routes {version}: {p}");
                 }
-                router.set_routes(routes);
-                eprintln!("routes {version}: weight {}", s.weight);
+                let applied = front.set(routes, s.listen).await;
+                if let Err(e) = &applied {
+                    eprintln!("routes {version}: {e}");
+                } else {
+                    eprintln!("routes {version}: weight {}", s.weight);
+                }
+                let _ = routed::write_applied(
+                    dir,
+                    &routed::Applied {
+                        version,
+                        error: applied.err(),
+                    },
+                );
                 // Requests already sent to a retired process get a second
                 // to end before it is asked to stop, and three more after.
                 let retired = processes.retire_unused(&s);
@@ -175,16 +276,14 @@ async fn serve(dir: &std::path::Path, listen: std::net::SocketAddr) -> Result<()
             Err(e) => eprintln!("keeping the last routes: {e}"),
         }
         if tick.is_multiple_of(5) {
-            let stats = serde_json::json!({
-                "stable": router.stats(Slot::Stable), "candidate": router.stats(Slot::Candidate),
-            });
+            let stats = front.stats();
             let tmp = dir.join("stats.json.tmp");
             if std::fs::write(&tmp, stats.to_string()).is_ok() {
                 let _ = std::fs::rename(&tmp, dir.join("stats.json"));
             }
         }
     }
-    router.stop();
+    front.stop();
     processes.stop_all();
     let _ = std::fs::remove_file(dir.join("pid"));
     eprintln!("router stopped");

@@ -404,9 +404,9 @@ impl Validator<'_> {
                         if file
                             .targets
                             .iter()
-                            .any(|(k, v)| k.get_ref() == t.get_ref() && v.kind != TargetKind::Router)
+                            .any(|(k, v)| k.get_ref() == t.get_ref() && !v.kind.is_routed())
                         {
-                            self.at(t, format!("target `{}` cannot run a canary: only `router` targets split traffic today", t.get_ref()));
+                            self.at(t, format!("target `{}` cannot run a canary: only `router` and `nginx` targets split traffic", t.get_ref()));
                         }
                     }
                 }

@@ -155,6 +155,23 @@ pub enum TargetKind {
     Router,
 }
 
+impl TargetKind {
+    /// Targets whose traffic stella routes between two slots: the
+    /// built-in router and nginx.
+    pub fn is_routed(self) -> bool {
+        matches!(self, TargetKind::Router | TargetKind::Nginx)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Dir => "dir",
+            TargetKind::Script => "script",
+            TargetKind::Nginx => "nginx",
+            TargetKind::Router => "router",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {

@@ -26,7 +26,8 @@ pub struct Processes {
     running: HashMap<Digest, Running>,
 }
 
-fn free_port() -> std::io::Result<u16> {
+/// A loopback port nothing listens on now.
+pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())

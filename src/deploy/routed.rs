@@ -40,6 +40,11 @@ pub struct RouterState {
     pub stable: Option<SlotState>,
     pub candidate: Option<SlotState>,
     pub weight: u8,
+    /// Where the target listens, as its config said at the last deploy:
+    /// an nginx target follows a change of it (the built-in router binds
+    /// once, when it starts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
 }
 
 impl RouterState {
@@ -131,8 +136,36 @@ async fn probe(
     Ok((r.status().as_u16(), version))
 }
 
-/// Waits until the router answers with routes at least `version`.
-pub async fn wait_live(listen: SocketAddr, version: u64, within: Duration) -> Result<(), String> {
+/// How the target's controller took a routes version: written after each
+/// change, so whoever made it learns of a failure at once, with the
+/// router's own message (nginx refusing a config, say).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+pub fn read_applied(dir: &Path) -> Applied {
+    std::fs::read(dir.join("applied.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+pub fn write_applied(dir: &Path, a: &Applied) -> Result<(), String> {
+    write_json(dir, "applied.json", a)
+}
+
+/// Waits until the router answers with routes at least `version`; with
+/// the target's state dir, fails as soon as its controller reports that
+/// it could not apply them.
+pub async fn wait_live(
+    listen: SocketAddr,
+    version: u64,
+    within: Duration,
+    state: Option<&Path>,
+) -> Result<(), String> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
@@ -140,6 +173,14 @@ pub async fn wait_live(listen: SocketAddr, version: u64, within: Duration) -> Re
     let deadline = Instant::now() + within;
     let mut last = String::from("no answer");
     while Instant::now() < deadline {
+        if let Some(dir) = state {
+            let a = read_applied(dir);
+            if a.version >= version
+                && let Some(e) = a.error
+            {
+                return Err(e);
+            }
+        }
         match probe(&client, listen, None).await {
             Ok((_, v)) if v >= version => return Ok(()),
             Ok((_, v)) => last = format!("still serving routes {v}"),

@@ -89,8 +89,9 @@ fn bound_ms(b: usize) -> f64 {
     (50u64 << b) as f64 / 1000.0
 }
 
+/// A slot's live counters: requests, errors and a latency histogram.
 #[derive(Default)]
-struct Counters {
+pub struct Counters {
     requests: AtomicU64,
     errors: AtomicU64,
     latency: [AtomicU64; BUCKETS],
@@ -159,7 +160,7 @@ fn stats_of(requests: u64, errors: u64, latency: [u64; BUCKETS]) -> SlotStats {
 }
 
 impl Counters {
-    fn record(&self, error: bool, took: Duration) {
+    pub fn record(&self, error: bool, took: Duration) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         if error {
             self.errors.fetch_add(1, Ordering::Relaxed);
@@ -167,7 +168,7 @@ impl Counters {
         self.latency[bucket(took)].fetch_add(1, Ordering::Relaxed);
     }
 
-    fn snapshot(&self) -> SlotStats {
+    pub fn snapshot(&self) -> SlotStats {
         let mut latency = [0; BUCKETS];
         for (i, l) in latency.iter_mut().enumerate() {
             *l = self.latency[i].load(Ordering::Relaxed);

@@ -7,8 +7,7 @@ use crate::deploy::dir::DirTarget;
 use crate::domain::{Digest, Repository};
 
 /// Deploys `digest` of `app` to every target of `env` (or only `only`).
-/// `dir`, `script` and `router` targets are built; `nginx` is refused by
-/// name. `rollback` runs a script target's `rollback` hook instead of
+/// `rollback` runs a script target's `rollback` hook instead of
 /// `deploy`. Returns a line per target.
 pub async fn deploy_targets(
     config: &Config,
@@ -39,12 +38,6 @@ pub async fn deploy_targets(
             done.push(run_hooks(config, name, target, app, digest, rollback)?);
             continue;
         }
-        if !matches!(target.kind, TargetKind::Dir | TargetKind::Router) {
-            return Err(format!(
-                "target `{name}` is of kind `{}`, which stella cannot deploy to yet; `dir`, `script` and `router` targets deploy today",
-                format!("{:?}", target.kind).to_lowercase()
-            ));
-        }
         let layout = match (&image.repository, fetched) {
             (Repository::Layout(path), None) => Some(
                 crate::registry::Layout::open(&config.root.join(path))
@@ -62,7 +55,7 @@ pub async fn deploy_targets(
             }
         };
         let dir = dir_target(config, target, app);
-        if target.kind == TargetKind::Router {
+        if target.kind.is_routed() {
             done.push(deploy_routed(config, env, name, target, &dir, source, digest).await?);
             let _ = dir.prune(target.keep.unwrap_or(5) as usize);
             continue;
@@ -118,13 +111,14 @@ async fn deploy_routed(
         .await
         .map_err(|e| format!("target `{name}`: {e}"))?;
     let mut st = routed::read_state(&sdir)?;
+    st.listen = Some(listen);
     let previous = st.stable.clone();
     let new = SlotState {
         digest: digest.clone(),
         dir: dir.release_dir(digest),
         command: target.command.clone(),
     };
-    let live = |v| routed::wait_live(listen, v, Duration::from_secs(10));
+    let live = |v| routed::wait_live(listen, v, Duration::from_secs(10), Some(&sdir));
     let was = previous
         .as_ref()
         .map_or("nothing".into(), |p| format!("sha256:{}", p.digest.short()));
@@ -238,6 +232,7 @@ async fn canary(
             listen,
             routed::write_state(sdir, st)?,
             Duration::from_secs(10),
+            Some(sdir),
         )
         .await?;
         progress.step = i;
@@ -482,7 +477,7 @@ pub fn snapshot(
                     t.get_ref().clone(),
                     dir_target(config, target, app).current(),
                 )),
-                TargetKind::Router => Some((
+                TargetKind::Router | TargetKind::Nginx => Some((
                     t.get_ref().clone(),
                     crate::deploy::routed::read_state(&crate::deploy::routed::state_dir(
                         &config.root,
@@ -505,7 +500,7 @@ pub fn restore(config: &Config, app: &str, before: &[(String, Option<Digest>)]) 
         let Some(target) = config.targets.get(name) else {
             continue;
         };
-        if target.kind == TargetKind::Router {
+        if target.kind.is_routed() {
             lines.extend(restore_routed(config, name, target, app, previous));
             continue;
         }

@@ -285,7 +285,7 @@ pub fn load_rollouts(config: &Config) -> Vec<RolloutInfo> {
             let Some(target) = config.targets.get(t.get_ref()) else {
                 continue;
             };
-            if target.kind != TargetKind::Router {
+            if !target.kind.is_routed() {
                 continue;
             }
             let dir = routed::state_dir(&config.root, t.get_ref());
