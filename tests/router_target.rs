@@ -108,6 +108,14 @@ fn check_retries(kind: Kind, retried: &AtomicUsize) {
     eprintln!("{}: {n} requests retried", kind.name());
 }
 
+/// The version of `dev-web`'s routes file.
+fn routes_version(ws: &std::path::Path) -> u64 {
+    let routes = std::fs::read(ws.join(".stella/router/dev-web/routes.json")).unwrap();
+    serde_json::from_slice::<serde_json::Value>(&routes).unwrap()["version"]
+        .as_u64()
+        .unwrap()
+}
+
 fn body(url: &str) -> String {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -575,4 +583,187 @@ fn operators_pause_promote_and_abort_a_running_canary_from_another_process() {
     let s = status(&ws);
     assert_eq!(s["canary"]["state"], "aborted");
     assert!(s["candidate"].is_null() && s["weight"] == 0, "{s}");
+}
+
+#[test]
+fn a_canary_through_the_built_in_router_splits_as_weighted_and_aborts_cleanly() {
+    canary_splits_as_weighted_and_aborts_cleanly(Kind::Router);
+}
+
+#[test]
+fn a_canary_through_nginx_splits_as_weighted_and_aborts_cleanly() {
+    canary_splits_as_weighted_and_aborts_cleanly(Kind::Nginx);
+}
+
+/// 0 → 10 → 50 → 100 under continuous load: no request fails, and the
+/// share of answers from the candidate under each routes version is its
+/// weight ± 5 points. Then a second canary is aborted at its first step:
+/// again nothing fails, and stable serves everything after.
+fn canary_splits_as_weighted_and_aborts_cleanly(kind: Kind) {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    if !kind.available() {
+        return;
+    }
+    let dir = common::init_workspace();
+    let ws = dir.path().to_owned();
+    for (tag, body) in [("1.0", "v1"), ("2.0", "v2"), ("3.0", "v3")] {
+        common::app_image(&ws, tag, body);
+    }
+    let port = route_dev_as(
+        kind,
+        &ws,
+        "strategy = \"canary\"\n\n[environments.dev.rollout]\nsteps = [10, 50, 100]\npause = \"2s\"\n",
+        "",
+    );
+    let _stop = StopRouter(ws.clone());
+    let url = format!("http://127.0.0.1:{port}/index.html");
+    stella(&ws)
+        .args(["release", "promote", "api-gateway:1.0", "--to", "dev"])
+        .assert()
+        .success();
+    let first = routes_version(&ws);
+
+    // Per routes version: (answers, answers from the candidate).
+    type Seen = Arc<Mutex<HashMap<u64, (usize, usize)>>>;
+    let rt = load_runtime();
+    let (seen, failed, retried, stop): (Seen, _, _, _) = (
+        Arc::default(),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let start_load = || -> Vec<tokio::task::JoinHandle<()>> {
+        stop.store(false, Ordering::Relaxed);
+        (0..4)
+            .map(|_| {
+                let (url, seen, failed, retried, stop) = (
+                    url.clone(),
+                    seen.clone(),
+                    failed.clone(),
+                    retried.clone(),
+                    stop.clone(),
+                );
+                rt.spawn(async move {
+                    let c = reqwest::Client::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let r = match get(&c, &url, &retried).await {
+                            Ok(r) if r.status().is_success() => r,
+                            _ => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                                continue;
+                            }
+                        };
+                        let h = |n: &str| {
+                            r.headers()
+                                .get(n)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_owned()
+                        };
+                        let (version, slot) = (
+                            h("x-stella-routes").parse().unwrap_or(0),
+                            h("x-stella-slot"),
+                        );
+                        let mut s = seen.lock().unwrap();
+                        let e = s.entry(version).or_default();
+                        e.0 += 1;
+                        e.1 += usize::from(slot == "candidate");
+                    }
+                })
+            })
+            .collect()
+    };
+    let stop_load = |load: Vec<tokio::task::JoinHandle<()>>| {
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+        for l in load {
+            rt.block_on(l).unwrap();
+        }
+    };
+
+    let load = start_load();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = stella(&ws)
+        .args(["release", "promote", "api-gateway:2.0", "--to", "dev"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stdout(&out));
+    stop_load(load);
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "failed requests");
+    // The versions the canary wrote: the candidate at 0 (health check),
+    // at 10 and at 50, then the swap.
+    let s = seen.lock().unwrap().clone();
+    for (version, weight) in [(first + 2, 10.0), (first + 3, 50.0)] {
+        let (n, c) = s.get(&version).copied().unwrap_or_default();
+        assert!(n > 100, "only {n} answers at {weight}% ({s:?})");
+        let share = 100.0 * c as f64 / n as f64;
+        assert!(
+            (share - weight).abs() <= 5.0,
+            "{share:.1}% of {n} answers from the candidate at {weight}% ({s:?})"
+        );
+    }
+    let (n, c) = s.get(&(first + 4)).copied().unwrap_or_default();
+    assert_eq!(
+        c, 0,
+        "after the swap the new release is stable ({n} answers)"
+    );
+    assert_eq!(body(&url), "v2");
+
+    // 3.0, aborted by an operator while it holds 10 %.
+    seen.lock().unwrap().clear();
+    let load = start_load();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("stella"))
+        .args([
+            "release",
+            "promote",
+            "api-gateway:3.0",
+            "--to",
+            "dev",
+            "--json",
+        ])
+        .current_dir(&ws)
+        .env_remove("STELLA_WORKSPACE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let at_ten = first + 6;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while seen
+        .lock()
+        .unwrap()
+        .get(&at_ten)
+        .is_none_or(|(_, c)| *c < 10)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "3.0 never took traffic"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stella(&ws)
+        .args(["rollout", "abort", "dev"])
+        .assert()
+        .success();
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(1),
+        "an aborted promotion exits 1"
+    );
+    stop_load(load);
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "failed requests during the abort"
+    );
+    let s = seen.lock().unwrap().clone();
+    let after: usize = s
+        .iter()
+        .filter(|(v, _)| **v > at_ten)
+        .map(|(_, (_, c))| c)
+        .sum();
+    assert_eq!(after, 0, "the candidate answered after the abort ({s:?})");
+    assert_eq!(body(&url), "v2");
+    check_retries(kind, &retried);
 }

@@ -15,14 +15,15 @@
 //!    old config serving: stella puts the old file back and reports the
 //!    `[emerg]` lines nginx logged.
 //!
-//! Weights are an upstream of both slots with `weight=`; the
-//! `X-Stella-Variant` header or the `stella-variant` cookie forces a slot
-//! through a `map`. A JSON access log says which slot answered, with what
-//! status and in how long; the controller tails it into the same per-slot
+//! Unforced requests split by weight with `split_clients` on the
+//! request's random id; the `X-Stella-Variant` header or the
+//! `stella-variant` cookie forces a slot through a `map`. Each slot is an
+//! internal location — its release's files, or a proxy to its process —
+//! so nginx never proxies to itself. A JSON access log says which slot
+//! answered, with what status and in how long; the controller tails it into the same per-slot
 //! counters the built-in router keeps, so the canary's analysis reads one
 //! format whichever router serves.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
@@ -62,9 +63,6 @@ pub struct Nginx {
     binary: PathBuf,
     listen: SocketAddr,
     target: String,
-    /// The loopback port each static release folder is served on, kept
-    /// for as long as the controller runs so a reload moves nothing.
-    statics: HashMap<PathBuf, u16>,
     log: LogTail,
     stable: Counters,
     candidate: Counters,
@@ -87,7 +85,6 @@ impl Nginx {
             binary: find_binary()?,
             listen,
             target: target.to_owned(),
-            statics: HashMap::new(),
             stable: Counters::default(),
             candidate: Counters::default(),
         })
@@ -101,19 +98,9 @@ impl Nginx {
         self.prefix.join("nginx.conf")
     }
 
-    fn static_port(&mut self, dir: &Path) -> Result<u16, String> {
-        if let Some(p) = self.statics.get(dir) {
-            return Ok(*p);
-        }
-        let port = super::backends::free_port().map_err(|e| format!("no free port: {e}"))?;
-        self.statics.insert(dir.to_owned(), port);
-        Ok(port)
-    }
-
     /// The whole config for `routes`.
-    pub fn render(&mut self, routes: &Routes) -> Result<String, String> {
-        let prefix = self.prefix.clone();
-        let p = |rel: &str| quote(&prefix.join(rel).display().to_string());
+    pub fn render(&self, routes: &Routes) -> String {
+        let p = |rel: &str| quote(&self.prefix.join(rel).display().to_string());
         let mut c = String::new();
         let _ = writeln!(
             c,
@@ -139,89 +126,81 @@ impl Nginx {
             "  types { text/html html htm; text/plain txt; text/css css; application/javascript js; application/json json; image/svg+xml svg; image/png png; }\n  default_type application/octet-stream;\n  access_log off;\n  server_tokens off;\n",
         );
         c.push_str(
-            "  log_format stella escape=json '{\"slot\":\"$stella_served\",\"status\":$status,\"time\":$request_time}';\n",
+            "  log_format stella escape=json '{\"slot\":\"$stella_slot\",\"status\":$status,\"time\":$request_time}';\n",
         );
-        let mut addr = |b: &Option<Backend>| -> Result<Option<SocketAddr>, String> {
-            Ok(match b {
-                None => None,
-                Some(Backend::Http(a)) => Some(*a),
-                Some(Backend::Static(d)) => Some(([127, 0, 0, 1], self.static_port(d)?).into()),
-            })
+        let (stable, candidate) = (routes.stable.as_ref(), routes.candidate.as_ref());
+        let name =
+            |b: Option<&Backend>, slot: &'static str| if b.is_some() { slot } else { "none" };
+        // Unforced requests: split by weight on the request's random id.
+        let weight = routes.weight.min(100);
+        let split: Vec<(String, &str)> = match (stable, candidate) {
+            (None, None) => vec![],
+            (Some(_), None) => vec![("*".into(), "stable")],
+            (None, Some(_)) => vec![("*".into(), "candidate")],
+            (Some(_), Some(_)) => match weight {
+                0 => vec![("*".into(), "stable")],
+                100 => vec![("*".into(), "candidate")],
+                w => vec![(format!("{w}%"), "candidate"), ("*".into(), "stable")],
+            },
         };
-        let stable = addr(&routes.stable)?;
-        let candidate = addr(&routes.candidate)?;
-        let weight = u32::from(routes.weight.min(100));
-        // The slot that answered, from the address nginx went to last.
-        c.push_str("  map $upstream_addr $stella_served {\n    default \"\";\n");
-        for (slot, a) in [("stable", stable), ("candidate", candidate)] {
-            if let Some(a) = a {
-                let _ = writeln!(c, "    \"~{}$\" {slot};", a.to_string().replace('.', "\\."));
-            }
+        c.push_str("  split_clients \"${request_id}\" $stella_split {\n");
+        for (share, slot) in &split {
+            let _ = writeln!(c, "    {share} {slot};");
+        }
+        if split.is_empty() {
+            c.push_str("    * none;\n");
         }
         c.push_str("  }\n");
-        for (name, a) in [("stella_stable", stable), ("stella_candidate", candidate)] {
-            if let Some(a) = a {
-                let _ = writeln!(c, "  upstream {name} {{ server {a}; keepalive 16; }}");
-            }
-        }
-        let split: Vec<(SocketAddr, u32)> = [(stable, 100 - weight), (candidate, weight)]
-            .into_iter()
-            .filter_map(|(a, w)| Some((a?, w)))
-            .filter(|(_, w)| *w > 0)
-            .collect();
-        let split = if split.is_empty() {
-            // Only a candidate, at weight 0: it is all there is.
-            stable
-                .or(candidate)
-                .map(|a| vec![(a, 1)])
-                .unwrap_or_default()
-        } else {
-            split
-        };
-        if !split.is_empty() {
-            c.push_str("  upstream stella_split {\n");
-            for (a, w) in &split {
-                let _ = writeln!(c, "    server {a} weight={w};");
-            }
-            c.push_str("    keepalive 16;\n  }\n");
-        }
-        // Header first, then cookie; `a`/`b` name the slots for A/B.
-        let or_none = |a: Option<SocketAddr>, name: &str| {
-            if a.is_some() {
-                name.to_owned()
-            } else {
-                "none".to_owned()
-            }
-        };
+        // Forcing a slot: the header first, then the cookie; `a`/`b`
+        // name the slots for A/B.
         let _ = writeln!(
             c,
-            "  map \"$http_x_stella_variant:$cookie_stella_variant\" $stella_upstream {{\n    default {};\n    \"~*^(stable|a):\" {s};\n    \"~*^(candidate|b):\" {k};\n    \"~*^:(stable|a)$\" {s};\n    \"~*^:(candidate|b)$\" {k};\n  }}",
-            if split.is_empty() {
-                "none"
-            } else {
-                "stella_split"
-            },
-            s = or_none(stable, "stella_stable"),
-            k = or_none(candidate, "stella_candidate"),
+            "  map \"$http_x_stella_variant:$cookie_stella_variant\" $stella_slot {{\n    default $stella_split;\n    \"~*^(stable|a):\" {s};\n    \"~*^(candidate|b):\" {k};\n    \"~*^:(stable|a)$\" {s};\n    \"~*^:(candidate|b)$\" {k};\n  }}",
+            s = name(stable, "stable"),
+            k = name(candidate, "candidate"),
         );
+        for (slot, b) in [("stable", stable), ("candidate", candidate)] {
+            if let Some(Backend::Http(a)) = b {
+                let _ = writeln!(
+                    c,
+                    "  upstream stella_{slot} {{ server {a}; keepalive 16; }}"
+                );
+            }
+        }
         let _ = writeln!(
             c,
-            "  server {{\n    listen {};\n    location / {{\n      add_header X-Stella-Routes {} always;\n      add_header X-Stella-Slot $stella_served always;\n      access_log {} stella;\n      if ($stella_upstream = none) {{ return 503 \"no release is routed here\\n\"; }}\n      proxy_pass http://$stella_upstream;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Host $http_host;\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n      proxy_connect_timeout 5s;\n    }}\n  }}",
+            "  server {{\n    listen {};\n    add_header X-Stella-Routes {} always;\n    add_header X-Stella-Slot $stella_slot always;\n    access_log {} stella;\n    location / {{\n      if ($stella_slot = none) {{ return 503 \"no release is routed here\\n\"; }}\n      rewrite ^ /.stella-slot/$stella_slot$uri last;\n    }}",
             self.listen,
             routes.version,
             p("logs/access.json"),
         );
-        for (b, a) in [(&routes.stable, stable), (&routes.candidate, candidate)] {
-            if let (Some(Backend::Static(dir)), Some(a)) = (b, a) {
-                let _ = writeln!(
-                    c,
-                    "  server {{ listen {a}; root {}; index index.html; access_log off; }}",
-                    quote(&dir.display().to_string())
-                );
+        // Each slot is an internal location: its release's files, or a
+        // proxy to its process.
+        for (slot, b) in [("stable", stable), ("candidate", candidate)] {
+            let Some(b) = b else { continue };
+            let _ = write!(
+                c,
+                "    location ^~ /.stella-slot/{slot}/ {{\n      internal;\n"
+            );
+            match b {
+                Backend::Static(dir) => {
+                    let _ = writeln!(
+                        c,
+                        "      alias {};\n      index index.html;",
+                        quote(&format!("{}/", dir.display()))
+                    );
+                }
+                Backend::Http(_) => {
+                    let _ = writeln!(
+                        c,
+                        "      proxy_pass http://stella_{slot}/;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Host $http_host;\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n      proxy_connect_timeout 5s;"
+                    );
+                }
             }
+            c.push_str("    }\n");
         }
-        c.push_str("}\n");
-        Ok(c)
+        c.push_str("  }\n}\n");
+        c
     }
 
     fn nginx(&self, conf: &Path) -> std::process::Command {
@@ -258,7 +237,7 @@ impl Nginx {
     }
 
     async fn try_apply(&mut self, routes: &Routes) -> Result<(), String> {
-        let text = self.render(routes)?;
+        let text = self.render(routes);
         let next = self.prefix.join("nginx.conf.next");
         std::fs::write(&next, &text).map_err(|e| format!("{}: {e}", next.display()))?;
         let out = self

@@ -218,6 +218,8 @@ async fn canary(
         state: "running".into(),
         samples: vec![],
     };
+    // Steerable before the first weight takes traffic.
+    routed::write_progress(sdir, &progress)?;
     let finish = |progress: &mut routed::Progress, state: &str, lines: &[String]| {
         progress.state = state.into();
         progress.samples = lines.to_vec();
