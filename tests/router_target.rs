@@ -359,7 +359,16 @@ fn server_image(ws: &std::path::Path, tag: &str, body: &str, flaky: bool) {
 
 #[test]
 fn a_canary_that_fails_its_analysis_is_rolled_back_automatically() {
-    if !common::require(&["python3"]) {
+    canary_rolled_back_on_failed_analysis(Kind::Router);
+}
+
+#[test]
+fn a_canary_through_nginx_that_fails_its_analysis_is_rolled_back_automatically() {
+    canary_rolled_back_on_failed_analysis(Kind::Nginx);
+}
+
+fn canary_rolled_back_on_failed_analysis(kind: Kind) {
+    if !common::require(&["python3"]) || !kind.available() {
         return;
     }
     let dir = common::init_workspace();
@@ -367,7 +376,8 @@ fn a_canary_that_fails_its_analysis_is_rolled_back_automatically() {
     server_image(&ws, "1.0", "v1", false);
     server_image(&ws, "2.0", "v2", true);
     server_image(&ws, "3.0", "v3", false);
-    let port = route_dev(
+    let port = route_dev_as(
+        kind,
         &ws,
         "strategy = \"canary\"\n\n\
          [environments.dev.rollout]\nsteps = [50, 100]\npause = \"4s\"\n\
@@ -390,18 +400,20 @@ fn a_canary_that_fails_its_analysis_is_rolled_back_automatically() {
         Arc::new(AtomicUsize::new(0)),
         Arc::new(AtomicBool::new(false)),
     );
+    let retried = Arc::new(AtomicUsize::new(0));
     let load: Vec<_> = (0..4)
         .map(|_| {
-            let (url, stable_bad, candidate_seen, stop) = (
+            let (url, stable_bad, candidate_seen, stop, retried) = (
                 url.clone(),
                 stable_bad.clone(),
                 candidate_seen.clone(),
                 stop.clone(),
+                retried.clone(),
             );
             rt.spawn(async move {
                 let c = reqwest::Client::new();
                 while !stop.load(Ordering::Relaxed) {
-                    match c.get(&url).send().await {
+                    match get(&c, &url, &retried).await {
                         Ok(r) if r.headers()["x-stella-slot"] == "stable" => {
                             if !r.status().is_success() {
                                 stable_bad.fetch_add(1, Ordering::Relaxed);
@@ -445,6 +457,7 @@ fn a_canary_that_fails_its_analysis_is_rolled_back_automatically() {
         rt.block_on(l).unwrap();
     }
     assert_eq!(stable_bad.load(Ordering::Relaxed), 0, "stable kept serving");
+    check_retries(kind, &retried);
     assert!(candidate_seen.load(Ordering::Relaxed) > 5);
     // The capsule names the failed analysis with its samples.
     let show: serde_json::Value = serde_json::from_slice(
@@ -766,4 +779,84 @@ fn canary_splits_as_weighted_and_aborts_cleanly(kind: Kind) {
     assert_eq!(after, 0, "the candidate answered after the abort ({s:?})");
     assert_eq!(body(&url), "v2");
     check_retries(kind, &retried);
+}
+
+#[test]
+fn a_config_nginx_cannot_apply_leaves_the_old_one_serving_and_says_why() {
+    if !Kind::Nginx.available() {
+        return;
+    }
+    let dir = common::init_workspace();
+    let ws = dir.path().to_owned();
+    common::app_image(&ws, "1.0", "v1");
+    common::app_image(&ws, "2.0", "v2");
+    let port = route_dev_as(Kind::Nginx, &ws, "", "");
+    let _stop = StopRouter(ws.clone());
+    stella(&ws)
+        .args(["release", "promote", "api-gateway:1.0", "--to", "dev"])
+        .assert()
+        .success();
+    let url = format!("http://127.0.0.1:{port}/index.html");
+    assert_eq!(body(&url), "v1");
+    let conf = ws.join(".stella/nginx/dev-web/nginx.conf");
+    let before = std::fs::read_to_string(&conf).unwrap();
+
+    // The target moves to a port something else holds: nginx passes
+    // `-t` but cannot bind on reload.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().port();
+    let toml = std::fs::read_to_string(ws.join("stella.toml")).unwrap();
+    std::fs::write(
+        ws.join("stella.toml"),
+        toml.replace(&format!("127.0.0.1:{port}"), &format!("127.0.0.1:{busy}")),
+    )
+    .unwrap();
+    let out = stella(&ws)
+        .args(["release", "promote", "api-gateway:2.0", "--to", "dev"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", common::stdout(&out));
+    let said = format!("{}{}", common::stdout(&out), common::stderr(&out));
+    assert!(
+        said.contains(&format!("bind() to 127.0.0.1:{busy} failed"))
+            && said.contains("Address already in use")
+            && said.contains("keeps serving the previous config"),
+        "{said}"
+    );
+    assert_eq!(body(&url), "v1", "the old config kept serving");
+    // The promotion's clean-up (no candidate) is refused the same way;
+    // once the controller has answered it, the file is the old one.
+    let applied = ws.join(".stella/router/dev-web/applied.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let a: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&applied).unwrap()).unwrap();
+        if a["version"].as_u64() == Some(routes_version(&ws)) {
+            assert!(
+                a["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Address already in use"),
+                "{a}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{a}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&conf).unwrap(),
+        before,
+        "the config on disk is the one serving; the controller said {}",
+        std::fs::read_to_string(ws.join(".stella/router/dev-web/router.log")).unwrap()
+    );
+
+    // Back on a free port, the same promotion goes through.
+    drop(taken);
+    std::fs::write(ws.join("stella.toml"), toml).unwrap();
+    stella(&ws)
+        .args(["release", "promote", "api-gateway:2.0", "--to", "dev"])
+        .assert()
+        .success();
+    assert_eq!(body(&url), "v2");
 }
