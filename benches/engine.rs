@@ -123,6 +123,7 @@ fn bench(c: &mut Criterion) {
                 environment: "dev".into(),
                 requested_by: "bench".into(),
                 clock: chrono::Utc::now(),
+                promotion_id: id,
             };
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
             let sink = stella::engine::Sink::new(1, tx);

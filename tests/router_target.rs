@@ -860,3 +860,235 @@ fn a_config_nginx_cannot_apply_leaves_the_old_one_serving_and_says_why() {
         .success();
     assert_eq!(body(&url), "v2");
 }
+
+/// The actions of the capsules sealed in `dev`, oldest first.
+fn capsule_actions(ws: &std::path::Path) -> Vec<String> {
+    let out = stella(ws)
+        .args(["capsule", "list", "--env", "dev", "--json"])
+        .output()
+        .unwrap();
+    serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
+        .unwrap()
+        .iter()
+        .map(|c| c["action"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_canary_whose_promotion_is_killed_holds_its_traffic_until_resumed_or_aborted() {
+    let dir = common::init_workspace();
+    let ws = dir.path().to_owned();
+    for (tag, body) in [("1.0", "v1"), ("2.0", "v2"), ("3.0", "v3")] {
+        common::app_image(&ws, tag, body);
+    }
+    let port = route_dev(
+        &ws,
+        "strategy = \"canary\"\n\n[environments.dev.rollout]\nsteps = [50, 100]\npause = \"10m\"\n",
+        "",
+    );
+    let _stop = StopRouter(ws.clone());
+    let url = format!("http://127.0.0.1:{port}/index.html");
+    stella(&ws)
+        .args(["release", "promote", "api-gateway:1.0", "--to", "dev"])
+        .assert()
+        .success();
+    let status = |ws: &std::path::Path| -> serde_json::Value {
+        let out = stella(ws)
+            .args(["rollout", "status", "dev", "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
+    };
+    let answers = |n: usize| -> (usize, usize) {
+        let rt = load_runtime();
+        rt.block_on(async {
+            let c = reqwest::Client::new();
+            let mut seen = (0, 0);
+            for _ in 0..n {
+                match c
+                    .get(&url)
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap()
+                    .as_str()
+                {
+                    "v1" => seen.0 += 1,
+                    _ => seen.1 += 1,
+                }
+            }
+            seen
+        })
+    };
+    // Starts a canary and kills its promotion once it holds 50 %.
+    let kill_mid_canary = |tag: &str| {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("stella"))
+            .args([
+                "release",
+                "promote",
+                &format!("api-gateway:{tag}"),
+                "--to",
+                "dev",
+            ])
+            .current_dir(&ws)
+            .env_remove("STELLA_WORKSPACE")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !(status(&ws)["canary"]["state"] == "running" && status(&ws)["weight"] == 50) {
+            assert!(std::time::Instant::now() < deadline, "{}", status(&ws));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    };
+
+    kill_mid_canary("2.0");
+    // Traffic stays where it was: half on the candidate.
+    let (v1, v2) = answers(200);
+    assert!(v1 > 50 && v2 > 50, "{v1} v1, {v2} v2");
+    // On the next start the promotion is found interrupted, and the
+    // canary is shown held at its step — not rolled back.
+    let out = stella(&ws).args(["promotion", "list"]).output().unwrap();
+    assert!(
+        common::stderr(&out).contains("its canary is held at 50%")
+            || common::stdout(&out).contains("its canary is held at 50%"),
+        "{}{}",
+        common::stdout(&out),
+        common::stderr(&out)
+    );
+    let s = status(&ws);
+    assert_eq!(
+        (
+            s["canary"]["state"].as_str(),
+            s["canary"]["interrupted"].as_bool(),
+            s["weight"].as_u64()
+        ),
+        (Some("paused"), Some(true), Some(50)),
+        "{s}"
+    );
+    let (v1, v2) = answers(100);
+    assert!(
+        v1 > 20 && v2 > 20,
+        "still split after recovery: {v1} v1, {v2} v2"
+    );
+    // Promoted from where it stood, by a new promotion of the same digest.
+    let out = stella(&ws)
+        .args(["rollout", "promote", "dev"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        common::stdout(&out),
+        common::stderr(&out)
+    );
+    assert_eq!(body(&url), "v2");
+    assert_eq!(status(&ws)["canary"]["state"], "promoted");
+
+    // 3.0, killed the same way, then aborted: all traffic back on 2.0.
+    kill_mid_canary("3.0");
+    stella(&ws)
+        .args(["rollout", "abort", "dev"])
+        .assert()
+        .success();
+    let (old, new) = answers(50);
+    assert_eq!((old, new), (0, 50), "2.0 serves everything after the abort");
+    let s = status(&ws);
+    assert!(s["candidate"].is_null() && s["weight"] == 0, "{s}");
+    assert_eq!(s["canary"]["state"], "aborted");
+
+    // Every step was sealed: each canary's 50 % step, the resume, the
+    // operator's promote, the abort — in one verifiable chain.
+    let actions = capsule_actions(&ws);
+    for want in ["canary-step", "resume", "abort"] {
+        assert!(
+            actions.iter().any(|a| a == want),
+            "no {want} capsule: {actions:?}"
+        );
+    }
+    assert_eq!(
+        actions.iter().filter(|a| *a == "canary-step").count(),
+        3,
+        "{actions:?}"
+    );
+    stella(&ws)
+        .args(["audit", "verify-chain"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn manual_steps_hold_until_an_operator_resumes_each() {
+    let dir = common::init_workspace();
+    let ws = dir.path().to_owned();
+    common::app_image(&ws, "1.0", "v1");
+    common::app_image(&ws, "2.0", "v2");
+    let port = route_dev(
+        &ws,
+        "strategy = \"canary\"\n\n[environments.dev.rollout]\nsteps = [30, 60, 100]\npause = \"manual\"\n",
+        "",
+    );
+    stella(&ws).args(["config", "check"]).assert().success();
+    let _stop = StopRouter(ws.clone());
+    stella(&ws)
+        .args(["release", "promote", "api-gateway:1.0", "--to", "dev"])
+        .assert()
+        .success();
+    let weight = |ws: &std::path::Path| -> u64 {
+        let out = stella(ws)
+            .args(["rollout", "status", "dev", "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0]["weight"]
+            .as_u64()
+            .unwrap()
+    };
+    let wait_weight = |want: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while weight(&ws) != want {
+            assert!(std::time::Instant::now() < deadline, "never at {want}%");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("stella"))
+        .args(["release", "promote", "api-gateway:2.0", "--to", "dev"])
+        .current_dir(&ws)
+        .env_remove("STELLA_WORKSPACE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_weight(30);
+    // Held: no clock moves a manual step on.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(weight(&ws), 30);
+    stella(&ws)
+        .args(["rollout", "resume", "dev"])
+        .assert()
+        .success();
+    wait_weight(60);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(weight(&ws), 60);
+    stella(&ws)
+        .args(["rollout", "resume", "dev"])
+        .assert()
+        .success();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let url = format!("http://127.0.0.1:{port}/index.html");
+    assert_eq!(body(&url), "v2");
+    let steps = capsule_actions(&ws)
+        .iter()
+        .filter(|a| *a == "canary-step")
+        .count();
+    assert_eq!(steps, 2, "one capsule per weight below 100");
+}

@@ -184,15 +184,19 @@ pub fn replay(file: &CapsuleFile) -> Result<Outcome, ReplayError> {
             return Err(ReplayError::Missing(d.clone()));
         }
     }
-    // A rollback restores a release by an operator's decision; it records
-    // no gates, so there is nothing to re-evaluate beyond its inputs.
-    let (decision, verdicts) =
-        if st.predicate.action == Action::Rollback && st.predicate.gates.is_empty() {
-            (st.predicate.decision, Vec::new())
-        } else {
-            let inputs = inputs_from(&st, &blobs)?;
-            gates::evaluate(&inputs)
-        };
+    // A rollback, a canary's step and an operator's pause, resume or abort
+    // are decisions taken on a release already through its gates; they
+    // record none, so there is nothing to re-evaluate beyond their inputs.
+    let stepwise = matches!(
+        st.predicate.action,
+        Action::Rollback | Action::CanaryStep | Action::Pause | Action::Resume | Action::Abort
+    );
+    let (decision, verdicts) = if stepwise && st.predicate.gates.is_empty() {
+        (st.predicate.decision, Vec::new())
+    } else {
+        let inputs = inputs_from(&st, &blobs)?;
+        gates::evaluate(&inputs)
+    };
     let mut differences = compare(&st.predicate.gates, &verdicts);
     if decision != st.predicate.decision {
         differences.push(Difference {

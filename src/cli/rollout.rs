@@ -1,7 +1,10 @@
 //! `stella rollout status|pause|resume|abort|promote ENV`: what an
-//! environment's `router` targets serve, and an operator's hand on a
-//! running canary. Controls reach the canary through its target's control
-//! file, whichever process runs it.
+//! environment's `router` and `nginx` targets serve, and an operator's
+//! hand on a running canary. Controls reach the canary through its
+//! target's control file, whichever process runs it; the canary enacts
+//! and seals each. A canary whose promotion's process died is held at its
+//! step: `resume` and `promote` pick it up in a new promotion of the same
+//! digest, `abort` sends all traffic back to stable — each sealed.
 
 use clap::{Args, Subcommand};
 
@@ -15,7 +18,7 @@ pub enum RolloutCommand {
     Status(StatusArgs),
     /// Hold a canary at its current weight until resumed
     Pause(EnvArg),
-    /// Let a paused canary go on
+    /// Let a paused canary go on (with `pause = "manual"`: to its next step)
     Resume(EnvArg),
     /// Stop a canary: all traffic back to stable, the candidate retired
     Abort(EnvArg),
@@ -72,17 +75,38 @@ pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
     let targets = router_targets(&config, env)?;
     if let Some(change) = change {
         let mut done = 0;
+        // Interrupted canaries to pick up: (app, digest).
+        let mut pick_up: Vec<(String, crate::domain::Digest)> = Vec::new();
+        let mut abort_interrupted = false;
         for t in &targets {
             let dir = routed::state_dir(ws.root(), t);
             let p = routed::read_progress(&dir);
-            if !matches!(p.state.as_str(), "running" | "paused") {
+            if !p.in_flight() {
+                continue;
+            }
+            let at = p.steps.get(p.step).copied().unwrap_or(0);
+            if p.interrupted {
+                done += 1;
+                match change {
+                    "pause" => println!(
+                        "{t}: the canary is held at {at}% already (its promotion was interrupted)"
+                    ),
+                    "abort" => abort_interrupted = true,
+                    _ => {
+                        if change == "promote" {
+                            routed::ask(&dir, "promote").map_err(Failure::error)?;
+                        }
+                        if let (Some(app), Some(d)) = (p.app.clone(), p.digest.clone())
+                            && !pick_up.contains(&(app.clone(), d.clone()))
+                        {
+                            pick_up.push((app, d));
+                        }
+                    }
+                }
                 continue;
             }
             routed::ask(&dir, change).map_err(Failure::error)?;
-            println!(
-                "{t}: {change} asked of the canary at {}%",
-                p.steps.get(p.step).copied().unwrap_or(0)
-            );
+            println!("{t}: {change} asked of the canary at {at}%");
             done += 1;
         }
         if done == 0 {
@@ -91,6 +115,32 @@ pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
                     "`stella rollout status {env}` shows what its targets serve"
                 )),
             );
+        }
+        if abort_interrupted {
+            let who = crate::engine::evaluate::requester(None);
+            for line in crate::engine::deploy::abort_interrupted(ws, &config, env, &who)? {
+                println!("{line}");
+            }
+        }
+        for (app, digest) in pick_up {
+            println!("Picking up the interrupted canary of {app}@{digest} in {env}");
+            let code = super::decide::promote(
+                ctx,
+                super::decide::PromoteArgs {
+                    reference: format!("{app}@{digest}"),
+                    to: env.to_owned(),
+                    approve: false,
+                    key: None,
+                    at: None,
+                    requester: None,
+                    break_glass: None,
+                    json: false,
+                    parallel: None,
+                },
+            )?;
+            if code != exit::OK {
+                return Ok(code);
+            }
         }
         return Ok(exit::OK);
     }
@@ -157,9 +207,17 @@ pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
                 })
                 .collect();
             println!(
-                "  canary {}: steps {}",
+                "  canary {}: steps {}{}",
                 c["state"].as_str().unwrap_or("?"),
-                marked.join(" → ")
+                marked.join(" → "),
+                if c["interrupted"] == true {
+                    format!(
+                        " — its promotion was interrupted; `stella rollout resume {0}` or `stella rollout abort {0}`",
+                        a.env
+                    )
+                } else {
+                    String::new()
+                }
             );
             for s in c["samples"].as_array().into_iter().flatten().rev().take(5) {
                 println!("    {}", s.as_str().unwrap_or(""));

@@ -391,9 +391,10 @@ impl Validator<'_> {
                         self.at(r, format!("rollout steps {:?} must rise from 1 to 100 and end at 100, e.g. [10, 50, 100]", ro.steps));
                     }
                     if let Some(p) = &ro.pause
+                        && p.get_ref() != "manual"
                         && let Err(e) = parse_duration(p.get_ref())
                     {
-                        self.at(p, format!("pause: {e}"));
+                        self.at(p, format!("pause: {e}, or \"manual\" to hold each step until `stella rollout resume`"));
                     }
                     if let Some(i) = ro.analysis.as_ref().and_then(|a| a.interval.as_ref())
                         && let Err(e) = parse_duration(i.get_ref())

@@ -66,7 +66,8 @@ pub struct EnvironmentConfig {
 pub struct RolloutConfig {
     /// Candidate weights in percent, rising, ending at 100.
     pub steps: Vec<u8>,
-    /// How long each step holds (and is analysed) before the next.
+    /// How long each step holds (and is analysed) before the next, or
+    /// `manual`: until an operator resumes it.
     pub pause: Option<Spanned<String>>,
     pub analysis: Option<AnalysisConfig>,
 }

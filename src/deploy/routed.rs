@@ -273,6 +273,8 @@ pub fn write_control(dir: &Path, c: &Control) -> Result<(), String> {
 /// Where a canary is: shown by `stella rollout status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
     pub digest: Option<Digest>,
     pub steps: Vec<u8>,
     /// Index into `steps` of the weight being held.
@@ -280,13 +282,36 @@ pub struct Progress {
     /// `running`, `paused`, `promoted`, `rolled-back`, `aborted`.
     pub state: String,
     pub samples: Vec<String>,
+    /// The promotion walking it, and the process it runs in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<i64>,
+    /// Its process died mid-canary: traffic stays at the step's weight,
+    /// shown paused, until an operator resumes or aborts it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
 }
 
+impl Progress {
+    /// A canary under way: walking, held by an operator, or interrupted.
+    pub fn in_flight(&self) -> bool {
+        matches!(self.state.as_str(), "running" | "paused")
+    }
+}
+
+/// The canary's progress; one whose process died is reported paused and
+/// `interrupted`, at the step it reached.
 pub fn read_progress(dir: &Path) -> Progress {
-    std::fs::read(dir.join("canary.json"))
+    let mut p: Progress = std::fs::read(dir.join("canary.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if p.in_flight() && p.owner.is_some_and(|pid| !crate::store::process_alive(pid)) {
+        p.state = "paused".into();
+        p.interrupted = true;
+    }
+    p
 }
 
 pub fn write_progress(dir: &Path, p: &Progress) -> Result<(), String> {
@@ -307,7 +332,11 @@ pub fn ask(dir: &Path, change: &str) -> Result<(), String> {
     let mut c = read_control(dir);
     match change {
         "pause" => c.paused = true,
-        "resume" => c.paused = false,
+        "resume" => {
+            // Also moves a manual step on (`pause = "manual"`).
+            c.paused = false;
+            c.request = Some("resume".to_owned());
+        }
         "abort" | "promote" => {
             c = Control {
                 paused: false,

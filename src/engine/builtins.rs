@@ -26,6 +26,8 @@ pub struct StellaBuiltins {
     pub requested_by: String,
     /// The decision clock: `gate` steps evaluate at it, as the decision did.
     pub clock: chrono::DateTime<Utc>,
+    /// The promotion's id: a canary's steps are sealed under it.
+    pub promotion_id: i64,
 }
 
 fn fail(error: String) -> StepResult {
@@ -235,16 +237,30 @@ impl Builtins for StellaBuiltins {
                             Ok(f) => f,
                             Err(e) => return fail(e),
                         };
+                    let sealer = super::seal::StepSealer {
+                        workspace: self.workspace.clone(),
+                        config: self.config.clone(),
+                        promotion_id: self.promotion_id,
+                        app: self.app.clone(),
+                        digest: self.digest.clone(),
+                        tag: self.tag.clone(),
+                        environment: self.environment.clone(),
+                        requested_by: self.requested_by.clone(),
+                    };
+                    let opts = super::deploy::DeployOptions {
+                        only: with.get("target").map(String::as_str),
+                        rollback: false,
+                        fetched: fetched
+                            .as_ref()
+                            .map(|f| f as &(dyn crate::deploy::unpack::BlobSource + Sync)),
+                        steps: Some(&sealer),
+                    };
                     match super::deploy::deploy_targets(
                         &self.config,
                         env,
                         &self.app,
                         &self.digest,
-                        with.get("target").map(String::as_str),
-                        false,
-                        fetched
-                            .as_ref()
-                            .map(|f| f as &(dyn crate::deploy::unpack::BlobSource + Sync)),
+                        opts,
                     )
                     .await
                     {

@@ -6,17 +6,31 @@ use crate::config::{Config, EnvironmentConfig, TargetKind};
 use crate::deploy::dir::DirTarget;
 use crate::domain::{Digest, Repository};
 
-/// Deploys `digest` of `app` to every target of `env` (or only `only`).
-/// `rollback` runs a script target's `rollback` hook instead of
-/// `deploy`. Returns a line per target.
+use super::seal::StepSealer;
+
+/// How a deploy runs: which targets, as a rollback or not, from blobs
+/// already fetched, and who seals a canary's steps.
+#[derive(Default, Clone, Copy)]
+pub struct DeployOptions<'a> {
+    /// Only this target of the environment.
+    pub only: Option<&'a str>,
+    /// Run a script target's `rollback` hook instead of `deploy`.
+    pub rollback: bool,
+    /// The image's blobs, fetched from its registry (`None`: its layout).
+    pub fetched: Option<&'a (dyn crate::deploy::unpack::BlobSource + Sync)>,
+    /// Seals each canary step and operator action (`None`: not sealed,
+    /// e.g. a rollback, which is sealed whole).
+    pub steps: Option<&'a StepSealer>,
+}
+
+/// Deploys `digest` of `app` to every target of `env` (or only
+/// `opts.only`). Returns a line per target.
 pub async fn deploy_targets(
     config: &Config,
     env: &EnvironmentConfig,
     app: &str,
     digest: &Digest,
-    only: Option<&str>,
-    rollback: bool,
-    fetched: Option<&(dyn crate::deploy::unpack::BlobSource + Sync)>,
+    opts: DeployOptions<'_>,
 ) -> Result<Vec<String>, String> {
     let image = &config
         .apps
@@ -27,7 +41,7 @@ pub async fn deploy_targets(
     for t in env
         .targets
         .iter()
-        .filter(|t| only.is_none_or(|o| o == t.get_ref()))
+        .filter(|t| opts.only.is_none_or(|o| o == t.get_ref()))
     {
         let name = t.get_ref();
         let target = config
@@ -35,17 +49,18 @@ pub async fn deploy_targets(
             .get(name)
             .ok_or_else(|| format!("no target `{name}`"))?;
         if target.kind == TargetKind::Script {
-            done.push(run_hooks(config, name, target, app, digest, rollback)?);
+            done.push(run_hooks(config, name, target, app, digest, opts.rollback)?);
             continue;
         }
-        let layout = match (&image.repository, fetched) {
+        let layout = match (&image.repository, opts.fetched) {
             (Repository::Layout(path), None) => Some(
                 crate::registry::Layout::open(&config.root.join(path))
                     .map_err(|e| e.to_string())?,
             ),
             _ => None,
         };
-        let source: &(dyn crate::deploy::unpack::BlobSource + Sync) = match (fetched, &layout) {
+        let source: &(dyn crate::deploy::unpack::BlobSource + Sync) = match (opts.fetched, &layout)
+        {
             (Some(f), _) => f,
             (None, Some(l)) => l,
             (None, None) => {
@@ -56,7 +71,16 @@ pub async fn deploy_targets(
         };
         let dir = dir_target(config, target, app);
         if target.kind.is_routed() {
-            done.push(deploy_routed(config, env, name, target, &dir, source, digest).await?);
+            let routed = Routed {
+                app,
+                config,
+                env,
+                name,
+                target,
+                dir: &dir,
+                steps: opts.steps,
+            };
+            done.push(routed.deploy(source, digest).await?);
             let _ = dir.prune(target.keep.unwrap_or(5) as usize);
             continue;
         }
@@ -76,7 +100,7 @@ pub async fn deploy_targets(
             }
         ));
     }
-    if let Some(o) = only
+    if let Some(o) = opts.only
         && done.is_empty()
     {
         return Err(format!("`{o}` is not a target of this environment"));
@@ -84,235 +108,375 @@ pub async fn deploy_targets(
     Ok(done)
 }
 
-/// A `router` target, blue/green: the release unpacked, put in the idle
-/// slot, health-checked through a forced request, then made stable in one
-/// swap with the old release kept warm. The first release goes straight
-/// to stable. A failed health check leaves the stable release serving.
-async fn deploy_routed(
-    config: &Config,
-    env: &EnvironmentConfig,
-    name: &str,
-    target: &crate::config::TargetConfig,
-    dir: &DirTarget,
-    source: &(dyn crate::deploy::unpack::BlobSource + Sync),
-    digest: &Digest,
-) -> Result<String, String> {
-    use crate::deploy::routed::{self, SlotState};
-    let listen: std::net::SocketAddr = target
-        .listen
-        .as_ref()
-        .and_then(|l| l.get_ref().parse().ok())
-        .ok_or_else(|| format!("target `{name}` has no valid `listen`"))?;
-    let (unpacked, entries) = dir
-        .unpack(source, digest)
-        .map_err(|e| format!("target `{name}`: {e}"))?;
-    let sdir = routed::state_dir(&config.root, name);
-    routed::ensure_running(&config.root, name, listen)
-        .await
-        .map_err(|e| format!("target `{name}`: {e}"))?;
-    let mut st = routed::read_state(&sdir)?;
-    st.listen = Some(listen);
-    let previous = st.stable.clone();
-    let new = SlotState {
-        digest: digest.clone(),
-        dir: dir.release_dir(digest),
-        command: target.command.clone(),
-    };
-    let live = |v| routed::wait_live(listen, v, Duration::from_secs(10), Some(&sdir));
-    let was = previous
-        .as_ref()
-        .map_or("nothing".into(), |p| format!("sha256:{}", p.digest.short()));
-    if previous.as_ref().is_some_and(|p| p.digest == *digest) {
-        return Ok(format!("{name}: already serving sha256:{}", digest.short()));
-    }
-    if previous.is_some() {
-        st.candidate = Some(new.clone());
-        st.weight = 0;
-        live(routed::write_state(&sdir, &mut st)?).await?;
-        if let Err(e) = routed::check_candidate(listen).await {
-            st.candidate = None;
-            let _ = routed::write_state(&sdir, &mut st);
-            return Err(format!(
-                "target `{name}`: {e}; the stable release keeps serving"
-            ));
-        }
-    }
-    let mut steps = String::new();
-    if previous.is_some()
-        && let Some(rollout) = env.rollout.as_ref().filter(|_| {
-            env.strategy
-                .as_ref()
-                .is_some_and(|s| *s.get_ref() == crate::config::Strategy::Canary)
-        })
-    {
-        let stable = previous
-            .as_ref()
-            .map_or(String::new(), |p| p.digest.short().to_owned());
-        let samples = canary(&sdir, &mut st, rollout.get_ref(), listen).await;
-        match samples {
-            Ok(lines) => steps = format!(", canary {}", lines.join("; ")),
-            Err(why) => {
-                // All traffic back to stable; the candidate is retired.
-                st.candidate = None;
-                st.weight = 0;
-                let _ = routed::write_state(&sdir, &mut st);
-                return Err(format!(
-                    "target `{name}`: {why}; all traffic is back on sha256:{stable}"
-                ));
-            }
-        }
-    }
-    st.candidate = previous;
-    st.stable = Some(new);
-    st.weight = 0;
-    live(routed::write_state(&sdir, &mut st)?).await?;
-    Ok(format!(
-        "{name}: {was} → sha256:{} on {listen} ({}{steps}{})",
-        digest.short(),
-        if steps.is_empty() {
-            "blue/green"
-        } else {
-            "promoted"
-        },
-        if unpacked {
-            format!(", {entries} entries unpacked")
-        } else {
-            String::new()
-        }
-    ))
+/// One `router` or `nginx` target being deployed to.
+struct Routed<'a> {
+    app: &'a str,
+    config: &'a Config,
+    env: &'a EnvironmentConfig,
+    name: &'a str,
+    target: &'a crate::config::TargetConfig,
+    dir: &'a DirTarget,
+    steps: Option<&'a StepSealer>,
 }
 
-/// Walks the candidate through the rollout's weights, holding each for
-/// `pause` while the analysis samples the candidate's counters every
-/// `interval`. Returns a line per sample; fails when more samples fail than
-/// `failure_limit` allows, naming each sample.
-async fn canary(
-    sdir: &std::path::Path,
-    st: &mut crate::deploy::routed::RouterState,
-    rollout: &crate::config::model::RolloutConfig,
-    listen: std::net::SocketAddr,
-) -> Result<Vec<String>, String> {
-    use crate::deploy::routed;
-    use crate::domain::duration::parse_duration;
-    let pause = rollout
-        .pause
-        .as_ref()
-        .and_then(|p| parse_duration(p.get_ref()).ok())
-        .unwrap_or(Duration::from_secs(60));
-    let a = rollout.analysis.as_ref();
-    let interval = a
-        .and_then(|a| a.interval.as_ref())
-        .and_then(|i| parse_duration(i.get_ref()).ok())
-        .unwrap_or(pause)
-        .max(Duration::from_millis(500));
-    let limit = a.and_then(|a| a.failure_limit).unwrap_or(0);
-    let min_requests = a.and_then(|a| a.min_requests).unwrap_or(1);
-    let mut lines = Vec::new();
-    let mut failed = 0;
-    // A new canary starts with no operator request pending.
-    routed::write_control(sdir, &routed::Control::default())?;
-    let mut progress = routed::Progress {
-        digest: st.candidate.as_ref().map(|c| c.digest.clone()),
-        steps: rollout.steps.clone(),
-        step: 0,
-        state: "running".into(),
-        samples: vec![],
-    };
-    // Steerable before the first weight takes traffic.
-    routed::write_progress(sdir, &progress)?;
-    let finish = |progress: &mut routed::Progress, state: &str, lines: &[String]| {
-        progress.state = state.into();
-        progress.samples = lines.to_vec();
-        let _ = routed::write_progress(sdir, progress);
-    };
-    for (i, &w) in rollout.steps.iter().enumerate() {
-        if w >= 100 {
-            break;
+impl Routed<'_> {
+    /// Blue/green: the release unpacked, put in the idle slot,
+    /// health-checked through a forced request, then made stable in one
+    /// swap with the old release kept warm. A canary walks the candidate
+    /// through its weights first. The first release goes straight to
+    /// stable. A failed health check leaves the stable release serving.
+    /// Promoting the release an interrupted canary was walking picks that
+    /// canary up at the step it reached.
+    async fn deploy(
+        &self,
+        source: &(dyn crate::deploy::unpack::BlobSource + Sync),
+        digest: &Digest,
+    ) -> Result<String, String> {
+        use crate::deploy::routed::{self, SlotState};
+        let (name, target) = (self.name, self.target);
+        let listen: std::net::SocketAddr = target
+            .listen
+            .as_ref()
+            .and_then(|l| l.get_ref().parse().ok())
+            .ok_or_else(|| format!("target `{name}` has no valid `listen`"))?;
+        let (unpacked, entries) = self
+            .dir
+            .unpack(source, digest)
+            .map_err(|e| format!("target `{name}`: {e}"))?;
+        let sdir = routed::state_dir(&self.config.root, name);
+        routed::ensure_running(&self.config.root, name, listen)
+            .await
+            .map_err(|e| format!("target `{name}`: {e}"))?;
+        let mut st = routed::read_state(&sdir)?;
+        st.listen = Some(listen);
+        let previous = st.stable.clone();
+        let new = SlotState {
+            digest: digest.clone(),
+            dir: self.dir.release_dir(digest),
+            command: target.command.clone(),
+        };
+        let live = |v| routed::wait_live(listen, v, Duration::from_secs(10), Some(&sdir));
+        let was = previous
+            .as_ref()
+            .map_or("nothing".into(), |p| format!("sha256:{}", p.digest.short()));
+        if previous.as_ref().is_some_and(|p| p.digest == *digest) {
+            return Ok(format!("{name}: already serving sha256:{}", digest.short()));
         }
-        st.weight = w;
-        routed::wait_live(
-            listen,
-            routed::write_state(sdir, st)?,
-            Duration::from_secs(10),
-            Some(sdir),
-        )
-        .await?;
-        progress.step = i;
-        let _ = routed::write_progress(sdir, &progress);
-        let mut end = Instant::now() + pause;
-        // The router writes its counters twice a second.
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        let mut before = routed::read_stats(sdir).candidate;
-        let mut next_sample = Instant::now() + interval;
-        let tick = Duration::from_millis(200);
-        while Instant::now() < end {
-            tokio::time::sleep(tick).await;
-            let control = routed::read_control(sdir);
-            match control.request.as_deref() {
-                Some("abort") => {
-                    lines.push(format!("{w}%: aborted by an operator"));
-                    finish(&mut progress, "aborted", &lines);
-                    return Err(format!("canary aborted by an operator at {w}%"));
-                }
-                Some("promote") => {
-                    lines.push(format!("{w}%: promoted to 100% by an operator"));
-                    finish(&mut progress, "promoted", &lines);
-                    return Ok(lines);
-                }
-                _ => {}
-            }
-            if control.paused {
-                // Held: the step's time stops, and so does the analysis.
-                end += tick;
-                next_sample = Instant::now() + interval;
-                before = routed::read_stats(sdir).candidate;
-                if progress.state != "paused" {
-                    progress.state = "paused".into();
-                    let _ = routed::write_progress(sdir, &progress);
-                }
-                continue;
-            }
-            if progress.state == "paused" {
-                progress.state = "running".into();
-                let _ = routed::write_progress(sdir, &progress);
-            }
-            if Instant::now() < next_sample {
-                continue;
-            }
-            next_sample = Instant::now() + interval;
-            let now = routed::read_stats(sdir).candidate;
-            let d = now.since(&before);
-            before = now;
-            let Some(a) = a else { continue };
-            let verdict = if d.requests < min_requests {
-                "inconclusive"
-            } else if a.max_error_rate.is_some_and(|m| d.error_rate() > m)
-                || a.max_p95_ms.is_some_and(|m| d.p95_ms > m)
-            {
-                failed += 1;
-                "FAIL"
-            } else {
-                "pass"
-            };
-            lines.push(format!(
-                "{w}%: {} requests, error rate {:.3}, p95 ≤ {} ms — {verdict}",
-                d.requests,
-                d.error_rate(),
-                d.p95_ms
-            ));
-            progress.samples = lines.clone();
-            let _ = routed::write_progress(sdir, &progress);
-            if failed > limit {
-                finish(&mut progress, "rolled-back", &lines);
+        let progress = routed::read_progress(&sdir);
+        let resumed = progress.interrupted
+            && progress.digest.as_ref() == Some(digest)
+            && st.candidate.as_ref().is_some_and(|c| c.digest == *digest);
+        if previous.is_some() && !resumed {
+            st.candidate = Some(new.clone());
+            st.weight = 0;
+            live(routed::write_state(&sdir, &mut st)?).await?;
+            if let Err(e) = routed::check_candidate(listen).await {
+                st.candidate = None;
+                let _ = routed::write_state(&sdir, &mut st);
                 return Err(format!(
-                    "canary analysis failed at {w}% ({failed} failed samples, limit {limit}): {}",
-                    lines.join("; ")
+                    "target `{name}`: {e}; the stable release keeps serving"
                 ));
             }
         }
+        let mut steps = String::new();
+        if previous.is_some()
+            && let Some(rollout) = self.env.rollout.as_ref().filter(|_| {
+                self.env
+                    .strategy
+                    .as_ref()
+                    .is_some_and(|s| *s.get_ref() == crate::config::Strategy::Canary)
+            })
+        {
+            let stable = previous
+                .as_ref()
+                .map_or(String::new(), |p| p.digest.short().to_owned());
+            let from = resumed.then_some(progress);
+            match self
+                .canary(&sdir, &mut st, rollout.get_ref(), listen, from)
+                .await
+            {
+                Ok(lines) => steps = format!(", canary {}", lines.join("; ")),
+                Err(why) => {
+                    // All traffic back to stable; the candidate is retired.
+                    st.candidate = None;
+                    st.weight = 0;
+                    let _ = routed::write_state(&sdir, &mut st);
+                    return Err(format!(
+                        "target `{name}`: {why}; all traffic is back on sha256:{stable}"
+                    ));
+                }
+            }
+        }
+        st.candidate = previous;
+        st.stable = Some(new);
+        st.weight = 0;
+        live(routed::write_state(&sdir, &mut st)?).await?;
+        Ok(format!(
+            "{name}: {was} → sha256:{} on {listen} ({}{steps}{})",
+            digest.short(),
+            if steps.is_empty() {
+                "blue/green"
+            } else {
+                "promoted"
+            },
+            if unpacked {
+                format!(", {entries} entries unpacked")
+            } else {
+                String::new()
+            }
+        ))
     }
-    finish(&mut progress, "promoted", &lines);
-    Ok(lines)
+
+    /// Seals one of the canary's decisions; a decision that cannot be
+    /// sealed is not taken, so the error stops the canary.
+    fn seal(
+        &self,
+        action: crate::capsule::statement::Action,
+        (from, to): (u8, u8),
+        cause: &str,
+        samples: &[String],
+        reason: String,
+    ) -> Result<(), String> {
+        let Some(sealer) = self.steps else {
+            return Ok(());
+        };
+        let record = super::seal::StepRecord {
+            target: self.name,
+            from_weight: from,
+            to_weight: to,
+            cause,
+            samples,
+        };
+        sealer
+            .seal(action, &record, reason)
+            .map(|_| ())
+            .map_err(|e| format!("the canary step could not be sealed: {}", e.message))
+    }
+
+    /// Walks the candidate through the rollout's weights, holding each
+    /// for `pause` (or, with `pause = "manual"`, until an operator
+    /// resumes) while the analysis samples the candidate's counters every
+    /// `interval`. Each weight change and each operator action is sealed.
+    /// Returns a line per sample; fails when more samples fail than
+    /// `failure_limit` allows, naming each sample, or when an operator
+    /// aborts. `from`: an interrupted canary's progress, to pick up at
+    /// its step.
+    async fn canary(
+        &self,
+        sdir: &std::path::Path,
+        st: &mut crate::deploy::routed::RouterState,
+        rollout: &crate::config::model::RolloutConfig,
+        listen: std::net::SocketAddr,
+        from: Option<crate::deploy::routed::Progress>,
+    ) -> Result<Vec<String>, String> {
+        use crate::capsule::statement::Action;
+        use crate::deploy::routed;
+        use crate::domain::duration::parse_duration;
+        let pause_text = rollout.pause.as_ref().map(|p| p.get_ref().as_str());
+        let manual = pause_text == Some("manual");
+        let pause = pause_text
+            .and_then(|p| parse_duration(p).ok())
+            .unwrap_or(Duration::from_secs(60));
+        let a = rollout.analysis.as_ref();
+        let interval = a
+            .and_then(|a| a.interval.as_ref())
+            .and_then(|i| parse_duration(i.get_ref()).ok())
+            .unwrap_or(if manual {
+                Duration::from_secs(30)
+            } else {
+                pause
+            })
+            .max(Duration::from_millis(500));
+        let limit = a.and_then(|a| a.failure_limit).unwrap_or(0);
+        let min_requests = a.and_then(|a| a.min_requests).unwrap_or(1);
+        let (first_step, mut lines) = match &from {
+            Some(p) => (p.step, p.samples.clone()),
+            None => (0, Vec::new()),
+        };
+        let mut failed = 0;
+        if from.is_none() {
+            // A new canary starts with no operator request pending; a
+            // resumed one keeps what the operator asked.
+            routed::write_control(sdir, &routed::Control::default())?;
+        } else {
+            let mut c = routed::read_control(sdir);
+            c.paused = false;
+            routed::write_control(sdir, &c)?;
+        }
+        let mut progress = routed::Progress {
+            app: Some(self.app.to_owned()),
+            digest: st.candidate.as_ref().map(|c| c.digest.clone()),
+            steps: rollout.steps.clone(),
+            step: first_step,
+            state: "running".into(),
+            samples: lines.clone(),
+            promotion: self.steps.map(|s| s.promotion_id),
+            owner: Some(i64::from(std::process::id())),
+            interrupted: false,
+        };
+        // Steerable before the first weight takes traffic.
+        routed::write_progress(sdir, &progress)?;
+        let finish = |progress: &mut routed::Progress, state: &str, lines: &[String]| {
+            progress.state = state.into();
+            progress.samples = lines.to_vec();
+            let _ = routed::write_progress(sdir, progress);
+        };
+        if let Some(p) = &from {
+            let at = p.steps.get(p.step).copied().unwrap_or(0);
+            self.seal(
+                Action::Resume,
+                (at, at),
+                "operator",
+                &lines,
+                format!("{}: the interrupted canary resumed at {at}%", self.name),
+            )?;
+        }
+        // Who moves the canary on: its schedule, or (manual steps) an
+        // operator.
+        let mut cause = "schedule";
+        for (i, &w) in rollout.steps.iter().enumerate().skip(first_step) {
+            if w >= 100 {
+                break;
+            }
+            let was = st.weight;
+            progress.step = i;
+            if was != w {
+                // The decision is sealed before traffic moves.
+                self.seal(
+                    Action::CanaryStep,
+                    (was, w),
+                    cause,
+                    &lines,
+                    format!("{}: candidate weight {was}% → {w}% ({cause})", self.name),
+                )?;
+                let _ = routed::write_progress(sdir, &progress);
+                st.weight = w;
+                routed::wait_live(
+                    listen,
+                    routed::write_state(sdir, st)?,
+                    Duration::from_secs(10),
+                    Some(sdir),
+                )
+                .await?;
+            }
+            let _ = routed::write_progress(sdir, &progress);
+            let mut end = if manual {
+                None
+            } else {
+                Some(Instant::now() + pause)
+            };
+            // The router writes its counters twice a second.
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            let mut before = routed::read_stats(sdir).candidate;
+            let mut next_sample = Instant::now() + interval;
+            let tick = Duration::from_millis(200);
+            let mut held = false;
+            while end.is_none_or(|e| Instant::now() < e) {
+                tokio::time::sleep(tick).await;
+                let control = routed::read_control(sdir);
+                match control.request.as_deref() {
+                    Some("abort") => {
+                        lines.push(format!("{w}%: aborted by an operator"));
+                        finish(&mut progress, "aborted", &lines);
+                        self.seal(
+                            Action::Abort,
+                            (w, 0),
+                            "operator",
+                            &lines,
+                            format!("{}: aborted by an operator at {w}%", self.name),
+                        )?;
+                        return Err(format!("canary aborted by an operator at {w}%"));
+                    }
+                    Some("promote") => {
+                        lines.push(format!("{w}%: promoted to 100% by an operator"));
+                        finish(&mut progress, "promoted", &lines);
+                        self.seal(
+                            Action::CanaryStep,
+                            (w, 100),
+                            "operator",
+                            &lines,
+                            format!("{}: promoted from {w}% to 100% by an operator", self.name),
+                        )?;
+                        return Ok(lines);
+                    }
+                    Some("resume") if manual && !control.paused => {
+                        // Manual steps: the operator moves it on.
+                        routed::write_control(sdir, &routed::Control::default())?;
+                        end = Some(Instant::now());
+                        cause = "operator";
+                        continue;
+                    }
+                    _ => {}
+                }
+                if control.paused != held {
+                    held = control.paused;
+                    self.seal(
+                        if held { Action::Pause } else { Action::Resume },
+                        (w, w),
+                        "operator",
+                        &lines,
+                        format!(
+                            "{}: {} by an operator at {w}%",
+                            self.name,
+                            if held { "paused" } else { "resumed" }
+                        ),
+                    )?;
+                    progress.state = if held { "paused" } else { "running" }.into();
+                    let _ = routed::write_progress(sdir, &progress);
+                }
+                if held {
+                    // Held: the step's time stops, and so does the analysis.
+                    end = end.map(|e| e + tick);
+                    next_sample = Instant::now() + interval;
+                    before = routed::read_stats(sdir).candidate;
+                    continue;
+                }
+                if Instant::now() < next_sample {
+                    continue;
+                }
+                next_sample = Instant::now() + interval;
+                let now = routed::read_stats(sdir).candidate;
+                let d = now.since(&before);
+                before = now;
+                let Some(a) = a else { continue };
+                let verdict = if d.requests < min_requests {
+                    "inconclusive"
+                } else if a.max_error_rate.is_some_and(|m| d.error_rate() > m)
+                    || a.max_p95_ms.is_some_and(|m| d.p95_ms > m)
+                {
+                    failed += 1;
+                    "FAIL"
+                } else {
+                    "pass"
+                };
+                lines.push(format!(
+                    "{w}%: {} requests, error rate {:.3}, p95 ≤ {} ms — {verdict}",
+                    d.requests,
+                    d.error_rate(),
+                    d.p95_ms
+                ));
+                progress.samples = lines.clone();
+                let _ = routed::write_progress(sdir, &progress);
+                if failed > limit {
+                    finish(&mut progress, "rolled-back", &lines);
+                    let why = format!(
+                        "canary analysis failed at {w}% ({failed} failed samples, limit {limit}): {}",
+                        lines.join("; ")
+                    );
+                    self.seal(
+                        Action::Abort,
+                        (w, 0),
+                        "analysis",
+                        &lines,
+                        format!("{}: rolled back automatically; {why}", self.name),
+                    )?;
+                    return Err(why);
+                }
+            }
+        }
+        finish(&mut progress, "promoted", &lines);
+        Ok(lines)
+    }
 }
 
 /// A `dir` target's folder for `app`, relative to the workspace; `{app}`
@@ -590,11 +754,28 @@ pub fn recover(
             continue;
         };
         let live = store.live_at(&p.environment, &p.app, &chrono::Utc::now())?;
-        let before: Vec<(String, Option<Digest>)> = env
-            .targets
-            .iter()
-            .map(|t| (t.get_ref().clone(), live.as_ref().map(|l| l.digest.clone())))
-            .collect();
+        // A canary it was walking stays where it was, held: traffic does
+        // not move until an operator resumes or aborts it.
+        let held = |t: &str| {
+            let progress = crate::deploy::routed::read_progress(&crate::deploy::routed::state_dir(
+                &config.root,
+                t,
+            ));
+            (progress.interrupted && progress.promotion == Some(id)).then_some(progress)
+        };
+        let mut before: Vec<(String, Option<Digest>)> = Vec::new();
+        for t in &env.targets {
+            match held(t.get_ref()) {
+                Some(progress) => lines.push(format!(
+                    "{}: its canary is held at {}% — `stella rollout resume {}` walks it on, `stella rollout abort {}` sends all traffic back to stable",
+                    t.get_ref(),
+                    progress.steps.get(progress.step).copied().unwrap_or(0),
+                    p.environment,
+                    p.environment
+                )),
+                None => before.push((t.get_ref().clone(), live.as_ref().map(|l| l.digest.clone()))),
+            }
+        }
         lines.extend(restore(config, &p.app, &before));
         for t in &env.targets {
             if let Some(target) = config.targets.get(t.get_ref())
@@ -630,4 +811,77 @@ pub async fn fetch_if_remote(
             .map(|b| Some(crate::deploy::unpack::MemoryBlobs(b)))
             .map_err(|e| e.to_string()),
     }
+}
+
+/// Aborts the interrupted canaries of `env` (their promotion's process
+/// died): all traffic back to stable, the candidate retired, each abort
+/// sealed under the interrupted promotion. Returns a line per target.
+pub fn abort_interrupted(
+    ws: &crate::workspace::Workspace,
+    config: &Config,
+    env_name: &str,
+    requested_by: &str,
+) -> Result<Vec<String>, super::EngineError> {
+    use crate::capsule::statement::Action;
+    use crate::deploy::routed;
+    let env = config
+        .environment(env_name)
+        .ok_or_else(|| super::unknown_environment(env_name, config))?;
+    let mut lines = Vec::new();
+    for t in &env.targets {
+        let name = t.get_ref();
+        let sdir = routed::state_dir(&config.root, name);
+        let mut progress = routed::read_progress(&sdir);
+        let (true, Some(app), Some(digest), Some(promotion_id)) = (
+            progress.interrupted,
+            progress.app.clone(),
+            progress.digest.clone(),
+            progress.promotion,
+        ) else {
+            continue;
+        };
+        let mut st = routed::read_state(&sdir).map_err(super::EngineError::error)?;
+        let at = st.weight;
+        st.candidate = None;
+        st.weight = 0;
+        routed::write_state(&sdir, &mut st).map_err(super::EngineError::error)?;
+        progress.state = "aborted".into();
+        progress.interrupted = false;
+        progress.owner = None;
+        progress.samples.push(format!(
+            "{at}%: aborted by an operator after its promotion was interrupted"
+        ));
+        routed::write_progress(&sdir, &progress).map_err(super::EngineError::error)?;
+        let sealer = StepSealer {
+            workspace: ws.clone(),
+            config: config.clone(),
+            promotion_id,
+            app,
+            digest: digest.clone(),
+            tag: None,
+            environment: env_name.to_owned(),
+            requested_by: requested_by.to_owned(),
+        };
+        let record = super::seal::StepRecord {
+            target: name,
+            from_weight: at,
+            to_weight: 0,
+            cause: "operator",
+            samples: &progress.samples,
+        };
+        let path = sealer.seal(
+            Action::Abort,
+            &record,
+            format!(
+                "{name}: the interrupted canary of sha256:{} aborted by an operator at {at}%",
+                digest.short()
+            ),
+        )?;
+        lines.push(format!(
+            "{name}: all traffic back on stable; sha256:{} retired (capsule {})",
+            digest.short(),
+            path.display()
+        ));
+    }
+    Ok(lines)
 }

@@ -175,6 +175,7 @@ pub fn promote(
                 environment: req.to.clone(),
                 requested_by: req.requested_by.clone(),
                 clock: now,
+                promotion_id: id,
             };
             let before = super::deploy::snapshot(config, env, &release.app);
             let control = runs.register(id);

@@ -157,18 +157,14 @@ pub fn rollback(
         });
         let deployed = block_on(async {
             let fetched = super::deploy::fetch_if_remote(config, &req.app, &target).await?;
-            super::deploy::deploy_targets(
-                config,
-                env,
-                &req.app,
-                &target,
-                None,
-                true,
-                fetched
+            let opts = super::deploy::DeployOptions {
+                rollback: true,
+                fetched: fetched
                     .as_ref()
                     .map(|f| f as &(dyn crate::deploy::unpack::BlobSource + Sync)),
-            )
-            .await
+                ..Default::default()
+            };
+            super::deploy::deploy_targets(config, env, &req.app, &target, opts).await
         })?;
         match deployed {
             Ok(lines) => {

@@ -175,3 +175,138 @@ pub fn seal_and_export(
         path,
     })
 }
+
+/// The media type of a canary step's record: the weights, the analysis
+/// samples and who or what caused it.
+pub const CANARY_MEDIA_TYPE: &str = "application/vnd.stella.canary-step+json";
+
+/// Seals the decisions a running promotion takes on its way — each
+/// canary weight change, each operator's pause, resume, promote or abort,
+/// an automatic rollback — as capsules of their own in the environment's
+/// chain, with what the analysis saw as evidence.
+#[derive(Clone)]
+pub struct StepSealer {
+    pub workspace: Workspace,
+    pub config: Config,
+    pub promotion_id: i64,
+    pub app: String,
+    pub digest: Digest,
+    pub tag: Option<String>,
+    pub environment: String,
+    pub requested_by: String,
+}
+
+/// One step's record, sealed as evidence.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepRecord<'a> {
+    pub target: &'a str,
+    /// The candidate's weight before and after, in percent.
+    pub from_weight: u8,
+    pub to_weight: u8,
+    /// `schedule`, `analysis` (an automatic rollback) or `operator`.
+    pub cause: &'a str,
+    pub samples: &'a [String],
+}
+
+impl StepSealer {
+    /// Seals `action` at the wall clock (a step happens when it happens;
+    /// it evaluates no gate). Returns the exported capsule's path.
+    pub fn seal(
+        &self,
+        action: crate::capsule::statement::Action,
+        step: &StepRecord<'_>,
+        reason: String,
+    ) -> Result<PathBuf, EngineError> {
+        use crate::capsule::environment::{self, EffectiveEnvironment};
+        use crate::capsule::statement::{Engine, EvidenceRef, Inputs, ReleaseRef};
+        let config = &self.config;
+        let env = config
+            .environment(&self.environment)
+            .ok_or_else(|| super::unknown_environment(&self.environment, config))?;
+        let now = Utc::now();
+        let cas = self.workspace.evidence();
+        let effective = EffectiveEnvironment {
+            name: self.environment.clone(),
+            from: env.from.as_ref().map(|f| f.get_ref().clone()),
+            gates: env.gates.clone(),
+            freeze: Default::default(),
+        };
+        let env_digest = cas.put(effective.to_toml().as_bytes())?;
+        let record = serde_json::to_vec(step).expect("a step record serializes");
+        let record_digest = cas.put(&record)?;
+        let outcome = match action {
+            crate::capsule::statement::Action::Abort => "aborted",
+            crate::capsule::statement::Action::Pause => "paused",
+            _ => "live",
+        };
+        let rec = DecisionRecord {
+            app: self.app.clone(),
+            digest: self.digest.clone(),
+            tag: self.tag.clone(),
+            environment: self.environment.clone(),
+            requested_by: self.requested_by.clone(),
+            action: action.as_str().into(),
+            decision: "allow".into(),
+            outcome: outcome.into(),
+            at: now,
+            goes_live: false,
+        };
+        let key = sealing_key(&self.workspace, &config.name)?;
+        let mut store = self.workspace.open_store()?;
+        let (capsule_id, _) = store.record_step(&rec, self.promotion_id, |previous, id| {
+            let predicate = Predicate {
+                action,
+                app: self.app.clone(),
+                release: ReleaseRef {
+                    digest: self.digest.clone(),
+                    tag: self.tag.clone(),
+                    resolved_at: None,
+                },
+                from: None,
+                to: self.environment.clone(),
+                requested_by: self.requested_by.clone(),
+                clock: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+                promotion_id: Some(id),
+                inputs: Inputs {
+                    evidence: vec![EvidenceRef {
+                        digest: record_digest.clone(),
+                        media_type: CANARY_MEDIA_TYPE.into(),
+                        kind: "canary-step".into(),
+                    }],
+                    policies: vec![],
+                    environment: EvidenceRef {
+                        digest: env_digest.clone(),
+                        media_type: environment::MEDIA_TYPE.into(),
+                        kind: "config".into(),
+                    },
+                    keys: vec![],
+                    upstream: None,
+                    break_glass: None,
+                },
+                gates: vec![],
+                decision: crate::domain::Decision::Allow,
+                outcome: outcome.into(),
+                engine: Engine::current(),
+                previous,
+                restores: None,
+                reason: Some(reason),
+            };
+            let sealed = seal(Statement::new(predicate), &key);
+            serde_json::to_vec(&sealed.envelope).map(|envelope| SealedRow {
+                payload_digest: sealed.payload_digest,
+                envelope,
+            })
+        })?;
+        let (_, envelope) = store.capsule(capsule_id)?.ok_or_else(|| {
+            EngineError::error(format!("capsule #{capsule_id} vanished from the store"))
+        })?;
+        let file = capsule_file(&self.workspace, &envelope)?;
+        export_default(
+            &self.workspace,
+            &self.environment,
+            &self.digest,
+            &now,
+            &file,
+        )
+    }
+}

@@ -113,33 +113,7 @@ impl Store {
                 tx.last_insert_rowid()
             }
         };
-        let previous: Option<String> = tx
-            .query_row(
-                "SELECT payload_digest FROM capsules WHERE environment = ?1 ORDER BY id DESC LIMIT 1",
-                [&d.environment],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let previous = previous.map(|p| digest_from_sql(0, &p)).transpose()?;
-        let sealed =
-            seal(previous.clone(), promotion_id).map_err(|e| StoreError::Seal(e.to_string()))?;
-        tx.execute(
-            "INSERT INTO capsules (environment, app, digest, action, decision, promotion_id, payload_digest, previous, envelope, sealed_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
-                d.environment,
-                d.app,
-                d.digest.to_string(),
-                d.action,
-                d.decision,
-                promotion_id,
-                sealed.payload_digest.to_string(),
-                previous.map(|p| p.to_string()),
-                sealed.envelope,
-                at
-            ],
-        )?;
-        let capsule_id = tx.last_insert_rowid();
+        let (capsule_id, sealed) = insert_capsule(&tx, d, promotion_id, seal)?;
         if d.goes_live {
             tx.execute(
                 "INSERT INTO live (environment, app, digest, since, promotion_id, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -148,6 +122,23 @@ impl Store {
         }
         tx.commit()?;
         Ok((promotion_id, capsule_id, sealed.payload_digest))
+    }
+
+    /// Seals a decision taken inside a running promotion (a canary's
+    /// weight change, an operator's pause): its capsule joins the
+    /// environment's chain; the promotion stays open and nothing goes live.
+    pub fn record_step<E: std::fmt::Display>(
+        &mut self,
+        d: &DecisionRecord,
+        promotion_id: i64,
+        seal: impl FnOnce(Option<Digest>, i64) -> Result<SealedRow, E>,
+    ) -> Result<(i64, Digest), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let (capsule_id, sealed) = insert_capsule(&tx, d, promotion_id, seal)?;
+        tx.commit()?;
+        Ok((capsule_id, sealed.payload_digest))
     }
 
     pub fn capsules(&self, f: &CapsuleFilter) -> Result<Vec<CapsuleRow>, StoreError> {
@@ -293,4 +284,42 @@ impl Store {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// Seals `d` after the environment's newest capsule and stores it.
+fn insert_capsule<E: std::fmt::Display>(
+    tx: &rusqlite::Transaction<'_>,
+    d: &DecisionRecord,
+    promotion_id: i64,
+    seal: impl FnOnce(Option<Digest>, i64) -> Result<SealedRow, E>,
+) -> Result<(i64, SealedRow), StoreError> {
+    let at = time_to_sql(&d.at);
+    let previous: Option<String> = tx
+        .query_row(
+            "SELECT payload_digest FROM capsules WHERE environment = ?1 ORDER BY id DESC LIMIT 1",
+            [&d.environment],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let previous = previous.map(|p| digest_from_sql(0, &p)).transpose()?;
+    let sealed =
+        seal(previous.clone(), promotion_id).map_err(|e| StoreError::Seal(e.to_string()))?;
+    tx.execute(
+        "INSERT INTO capsules (environment, app, digest, action, decision, promotion_id, payload_digest, previous, envelope, sealed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            d.environment,
+            d.app,
+            d.digest.to_string(),
+            d.action,
+            d.decision,
+            promotion_id,
+            sealed.payload_digest.to_string(),
+            previous.map(|p| p.to_string()),
+            sealed.envelope,
+            at
+        ],
+    )?;
+    let capsule_id = tx.last_insert_rowid();
+    Ok((capsule_id, sealed))
 }

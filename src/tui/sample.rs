@@ -292,6 +292,10 @@ pub fn rollouts() -> Vec<super::data::RolloutInfo> {
         candidate: Some(digest(20)),
         stats: (stable, candidate),
         progress: crate::deploy::routed::Progress {
+            promotion: None,
+            owner: None,
+            app: None,
+            interrupted: false,
             digest: Some(digest(20)),
             steps: vec![10, 50, 100],
             step: 1,
