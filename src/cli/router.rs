@@ -208,6 +208,11 @@ async fn serve(
     kind: Kind<'_>,
 ) -> Result<(), Failure> {
     use tokio::signal::unix::{SignalKind, signal};
+    // Handlers first: whoever writes the routes wakes us with SIGUSR1
+    // once our pid is on file, and it must not kill us.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut wake = signal(SignalKind::user_defined1())?;
     let log = dir.join("router.log");
     let mut processes = crate::deploy::backends::Processes::default();
     let state = routed::read_state(dir).map_err(Failure::error)?;
@@ -229,17 +234,15 @@ async fn serve(
         },
     );
     eprintln!("router listening on {listen}");
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     let mut version = state.version;
-    let mut tick = 0u64;
+    let mut next_stats = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = wake.recv() => {}
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
-        tick += 1;
         match routed::read_state(dir) {
             Ok(s) if s.version != version => {
                 version = s.version;
@@ -275,7 +278,8 @@ async fn serve(
             Ok(_) => {}
             Err(e) => eprintln!("keeping the last routes: {e}"),
         }
-        if tick.is_multiple_of(5) {
+        if tokio::time::Instant::now() >= next_stats {
+            next_stats += Duration::from_millis(500);
             let stats = front.stats();
             let tmp = dir.join("stats.json.tmp");
             if std::fs::write(&tmp, stats.to_string()).is_ok() {

@@ -262,14 +262,24 @@ impl Nginx {
         std::fs::rename(&next, &conf).map_err(|e| format!("{}: {e}", conf.display()))?;
         let errors = self.prefix.join("logs/error.log");
         let seen = std::fs::metadata(&errors).map_or(0, |m| m.len());
-        let running = self.running_pid().is_some();
-        let mut cmd = self.nginx(&conf);
-        if running {
-            cmd.args(["-s", "reload"]);
-        }
-        let out = cmd
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", self.binary.display()))?;
+        let master = self.running_pid();
+        let out = match master {
+            // A graceful reload is SIGHUP to the master (`nginx -s reload`
+            // without the extra process).
+            Some(pid) => {
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGHUP,
+                )
+                .map_err(|e| format!("cannot signal nginx (pid {pid}) to reload: {e}"))?;
+                None
+            }
+            None => Some(
+                self.nginx(&conf)
+                    .output()
+                    .map_err(|e| format!("cannot run {}: {e}", self.binary.display()))?,
+            ),
+        };
         let undo = |why: String| -> String {
             if had {
                 let _ = std::fs::rename(&prev, &conf);
@@ -278,10 +288,9 @@ impl Nginx {
             }
             why
         };
-        if !out.status.success() {
+        if let Some(out) = out.filter(|o| !o.status.success()) {
             return Err(undo(format!(
-                "nginx could not {} with routes {}: {}",
-                if running { "reload" } else { "start" },
+                "nginx could not start with routes {}: {}",
                 routes.version,
                 printed(&out.stderr)
             )));
@@ -295,7 +304,24 @@ impl Nginx {
             let logged = emerg_lines(&read_from(&errors, seen), &["[emerg]", "[alert]"]);
             match live {
                 Ok(()) => return Ok(()),
-                Err(_) if !logged.is_empty() => break logged,
+                Err(_) if !logged.is_empty() => {
+                    // nginx retries a failed bind every 500 ms before it
+                    // gives up: wait until it has, so what it logs is
+                    // reported here, not taken for the next change's.
+                    let quiet_since =
+                        |len: u64| std::fs::metadata(&errors).map_or(len, |m| m.len());
+                    let mut len = quiet_since(0);
+                    let give_up = std::time::Instant::now() + Duration::from_secs(5);
+                    while std::time::Instant::now() < give_up {
+                        tokio::time::sleep(Duration::from_millis(700)).await;
+                        let now = quiet_since(len);
+                        if now == len {
+                            break;
+                        }
+                        len = now;
+                    }
+                    break emerg_lines(&read_from(&errors, seen), &["[emerg]", "[alert]"]);
+                }
                 Err(e) if std::time::Instant::now() >= deadline => break e,
                 Err(_) => {}
             }

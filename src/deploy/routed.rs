@@ -77,7 +77,9 @@ pub fn read_state(dir: &Path) -> Result<RouterState, String> {
     }
 }
 
-/// Writes the next routes (version one up) atomically; returns the version.
+/// Writes the next routes (version one up) atomically and wakes the
+/// target's controller (SIGUSR1; it also looks every 100 ms); returns the
+/// version.
 pub fn write_state(dir: &Path, state: &mut RouterState) -> Result<u64, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     state.version += 1;
@@ -86,6 +88,12 @@ pub fn write_state(dir: &Path, state: &mut RouterState) -> Result<u64, String> {
     std::fs::write(&tmp, bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, dir.join("routes.json"))
         .map_err(|e| format!("{}: {e}", dir.display()))?;
+    if let Some(pid) = running_pid(dir) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGUSR1,
+        );
+    }
     Ok(state.version)
 }
 
@@ -186,7 +194,7 @@ pub async fn wait_live(
             Ok((_, v)) => last = format!("still serving routes {v}"),
             Err(e) => last = e,
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     Err(format!(
         "the router on {listen} did not take routes {version} within {}s ({last})",
@@ -210,10 +218,20 @@ pub async fn check_candidate(listen: SocketAddr) -> Result<(), String> {
 /// Starts `stella router serve TARGET` for the workspace at `root` unless
 /// one runs, and waits until it listens.
 pub async fn ensure_running(root: &Path, target: &str, listen: SocketAddr) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find stella itself: {e}"))?;
+    ensure_running_with(root, target, listen, &exe).await
+}
+
+/// `ensure_running` with the stella binary at `exe`.
+pub async fn ensure_running_with(
+    root: &Path,
+    target: &str,
+    listen: SocketAddr,
+    exe: &Path,
+) -> Result<(), String> {
     let dir = state_dir(root, target);
     if running_pid(&dir).is_none() {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let exe = std::env::current_exe().map_err(|e| format!("cannot find stella itself: {e}"))?;
         // Appending: the router's backends write to the same log.
         let log = std::fs::OpenOptions::new()
             .create(true)
