@@ -81,6 +81,7 @@ fn main() {
                 candidate: Some(Backend::Http(backend.addr())),
                 weight: 50,
                 version: 1,
+                sticky: false,
             },
         )
         .await

@@ -38,6 +38,7 @@ fn shifting_weights_under_load_fails_no_request_and_splits_as_weighted() {
                 candidate: None,
                 weight: 0,
                 version: 1,
+                sticky: false,
             },
         )
         .await
@@ -49,6 +50,7 @@ fn shifting_weights_under_load_fails_no_request_and_splits_as_weighted() {
                 candidate: Some(Backend::Http(backend.addr())),
                 weight: 0,
                 version: 1,
+                sticky: false,
             },
         )
         .await
@@ -164,6 +166,7 @@ fn a_forced_variant_wins_and_a_failing_backend_shows_in_its_counters() {
                 candidate: Some(Backend::Http(dead)),
                 weight: 0,
                 version: 1,
+                sticky: false,
             },
         )
         .await
@@ -212,6 +215,7 @@ fn a_forced_variant_wins_and_a_failing_backend_shows_in_its_counters() {
             candidate: None,
             weight: 50,
             version: 1,
+            sticky: false,
         });
         let r = c.get(&url).send().await.unwrap();
         assert_eq!(r.status(), 503);

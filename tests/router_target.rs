@@ -561,8 +561,13 @@ fn operators_pause_promote_and_abort_a_running_canary_from_another_process() {
 
     // 2.0: held at 25 %, paused, then promoted by hand long before 60 s.
     let child = spawn("2.0");
-    let s = wait_state(&ws, "running");
-    assert_eq!(s["weight"], 25);
+    wait_state(&ws, "running");
+    // Steerable from the start; then at its first weight.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while status(&ws)["weight"] != 25 {
+        assert!(std::time::Instant::now() < deadline, "{}", status(&ws));
+        std::thread::sleep(Duration::from_millis(50));
+    }
     stella(&ws)
         .args(["rollout", "pause", "dev"])
         .assert()
@@ -1091,4 +1096,203 @@ fn manual_steps_hold_until_an_operator_resumes_each() {
         .filter(|a| *a == "canary-step")
         .count();
     assert_eq!(steps, 2, "one capsule per weight below 100");
+}
+
+#[test]
+fn an_ab_test_through_the_built_in_router_keeps_clients_on_their_variant_until_consolidated() {
+    ab_test_until_consolidated(Kind::Router);
+}
+
+#[test]
+fn an_ab_test_through_nginx_keeps_clients_on_their_variant_until_consolidated() {
+    ab_test_until_consolidated(Kind::Nginx);
+}
+
+/// A/B at 30 %: new clients split 70/30 and are told their variant in a
+/// cookie; a client that sends it back stays there; `consolidate
+/// --winner b` moves everything to b, sealed with the comparison.
+fn ab_test_until_consolidated(kind: Kind) {
+    if !kind.available() {
+        return;
+    }
+    let dir = common::init_workspace();
+    let ws = dir.path().to_owned();
+    common::app_image(&ws, "1.0", "v1");
+    common::app_image(&ws, "2.0", "v2");
+    let port = route_dev_as(
+        kind,
+        &ws,
+        "strategy = \"ab\"\n\n[environments.dev.rollout]\nsplit = 30\n",
+        "",
+    );
+    stella(&ws).args(["config", "check"]).assert().success();
+    let _stop = StopRouter(ws.clone());
+    let url = format!("http://127.0.0.1:{port}/index.html");
+    for tag in ["1.0", "2.0"] {
+        let out = stella(&ws)
+            .args([
+                "release",
+                "promote",
+                &format!("api-gateway:{tag}"),
+                "--to",
+                "dev",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", common::stdout(&out));
+    }
+    let rt = load_runtime();
+    let (new_clients, b, sticky_b) = rt.block_on(async {
+        let c = reqwest::Client::new();
+        let (mut n, mut b) = (0, 0);
+        for _ in 0..400 {
+            let r = c.get(&url).send().await.unwrap();
+            let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+            let slot = r.headers()["x-stella-slot"].to_str().unwrap().to_owned();
+            let body = r.text().await.unwrap();
+            assert_eq!(
+                cookie.starts_with("stella-variant=b"),
+                body == "v2",
+                "{cookie} for {slot}: {body}"
+            );
+            n += 1;
+            b += usize::from(body == "v2");
+        }
+        let mut sticky = 0;
+        for _ in 0..30 {
+            let r = c
+                .get(&url)
+                .header("cookie", "stella-variant=b")
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                r.headers().get("set-cookie").is_none(),
+                "a kept variant is not reassigned"
+            );
+            sticky += usize::from(r.text().await.unwrap() == "v2");
+        }
+        (n, b, sticky)
+    });
+    let share = 100.0 * b as f64 / new_clients as f64;
+    assert!(
+        (share - 30.0).abs() <= 8.0,
+        "{share:.1}% of new clients on b"
+    );
+    assert_eq!(sticky_b, 30, "a client on b stays on b");
+    let status: serde_json::Value = serde_json::from_slice(
+        &stella(&ws)
+            .args(["rollout", "status", "dev", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(status[0]["canary"]["state"], "experiment", "{status}");
+
+    let out = stella(&ws)
+        .args(["rollout", "consolidate", "dev", "--winner", "b"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        common::stdout(&out),
+        common::stderr(&out)
+    );
+    assert!(
+        common::stdout(&out).contains("everything on b"),
+        "{}",
+        common::stdout(&out)
+    );
+    let bodies: Vec<String> = (0..20).map(|_| body(&url)).collect();
+    assert!(bodies.iter().all(|b| b == "v2"), "{bodies:?}");
+    let show: serde_json::Value = serde_json::from_slice(
+        &stella(&ws)
+            .args(["capsule", "show", "latest", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(show["predicate"]["action"], "consolidate");
+    let reason = show["predicate"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("b winning") && reason.contains("a: ") && reason.contains("requests"),
+        "{reason}"
+    );
+    let exported = common::stdout(&out)
+        .rsplit("capsule ")
+        .next()
+        .unwrap()
+        .trim()
+        .to_owned();
+    stella(&ws)
+        .args(["capsule", "replay", &exported])
+        .assert()
+        .success();
+    stella(&ws)
+        .args(["audit", "verify-chain"])
+        .assert()
+        .success();
+    // Nothing left to consolidate.
+    let out = stella(&ws)
+        .args(["rollout", "consolidate", "dev", "--winner", "a"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(common::stderr(&out).contains("no A/B test is running in dev"));
+}
+
+#[test]
+fn scale_down_delay_retires_the_warm_release_after_a_switch() {
+    if !common::require(&["python3"]) {
+        return;
+    }
+    let dir = common::init_workspace();
+    let ws = dir.path().to_owned();
+    common::app_image(&ws, "1.0", "v1");
+    common::app_image(&ws, "2.0", "v2");
+    let port = route_dev(
+        &ws,
+        "strategy = \"bluegreen\"\n\n[environments.dev.rollout]\nscale_down_delay = \"1s\"\n",
+        "command = \"exec python3 -u -m http.server {port} --bind 127.0.0.1\"\n",
+    );
+    stella(&ws).args(["config", "check"]).assert().success();
+    let _stop = StopRouter(ws.clone());
+    let url = format!("http://127.0.0.1:{port}/index.html");
+    for tag in ["1.0", "2.0"] {
+        stella(&ws)
+            .args([
+                "release",
+                "promote",
+                &format!("api-gateway:{tag}"),
+                "--to",
+                "dev",
+            ])
+            .assert()
+            .success();
+    }
+    assert_eq!(body(&url), "v2");
+    let first: u16 = std::fs::read_to_string(ws.join(".stella/router/dev-web/router.log"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.split("port ").nth(1)?.split(' ').next()?.parse().ok())
+        .unwrap();
+    // v1's process is retired once its delay has run out…
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", first)).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "v1 stayed warm past its delay"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(body(&url), "v2");
+    // …and a rollback still works: v1 starts again, is checked, swaps in.
+    stella(&ws)
+        .args(["release", "rollback", "api-gateway", "--env", "dev"])
+        .assert()
+        .success();
+    assert_eq!(body(&url), "v1");
 }

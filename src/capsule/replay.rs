@@ -189,7 +189,12 @@ pub fn replay(file: &CapsuleFile) -> Result<Outcome, ReplayError> {
     // record none, so there is nothing to re-evaluate beyond their inputs.
     let stepwise = matches!(
         st.predicate.action,
-        Action::Rollback | Action::CanaryStep | Action::Pause | Action::Resume | Action::Abort
+        Action::Rollback
+            | Action::CanaryStep
+            | Action::Pause
+            | Action::Resume
+            | Action::Abort
+            | Action::Consolidate
     );
     let (decision, verdicts) = if stepwise && st.predicate.gates.is_empty() {
         (st.predicate.decision, Vec::new())

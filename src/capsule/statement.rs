@@ -47,6 +47,8 @@ pub enum Action {
     Pause,
     Resume,
     BreakGlass,
+    /// An A/B test ended: everything to the winning variant.
+    Consolidate,
 }
 
 impl Action {
@@ -59,6 +61,7 @@ impl Action {
             Action::Pause => "pause",
             Action::Resume => "resume",
             Action::BreakGlass => "break-glass",
+            Action::Consolidate => "consolidate",
         }
     }
 }

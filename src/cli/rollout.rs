@@ -24,6 +24,18 @@ pub enum RolloutCommand {
     Abort(EnvArg),
     /// Skip a canary's remaining steps: the candidate to 100 %
     Promote(EnvArg),
+    /// End an A/B test: everything to the winner, the comparison sealed
+    Consolidate(ConsolidateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConsolidateArgs {
+    pub env: String,
+    /// `a`: the release that was stable; `b`: the new one
+    #[arg(long, value_parser = ["a", "b"])]
+    pub winner: String,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -65,12 +77,26 @@ fn router_targets(config: &Config, env: &str) -> Result<Vec<String>, Failure> {
 pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
     let config = load_config(ctx, ws)?;
+    if let RolloutCommand::Consolidate(a) = &cmd {
+        router_targets(&config, &a.env)?;
+        let who = crate::engine::evaluate::requester(None);
+        let lines = crate::engine::deploy::consolidate(ws, &config, &a.env, a.winner == "b", &who)?;
+        if a.json {
+            print_json(&serde_json::json!({ "env": a.env, "winner": a.winner, "targets": lines }))?;
+        } else {
+            for l in lines {
+                println!("{l}");
+            }
+        }
+        return Ok(exit::OK);
+    }
     let (env, change): (&str, Option<&str>) = match &cmd {
         RolloutCommand::Status(a) => (&a.env, None),
         RolloutCommand::Pause(a) => (&a.env, Some("pause")),
         RolloutCommand::Resume(a) => (&a.env, Some("resume")),
         RolloutCommand::Abort(a) => (&a.env, Some("abort")),
         RolloutCommand::Promote(a) => (&a.env, Some("promote")),
+        RolloutCommand::Consolidate(_) => unreachable!("consolidated above"),
     };
     let targets = router_targets(&config, env)?;
     if let Some(change) = change {
@@ -159,6 +185,7 @@ pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
             "stable": state.stable.as_ref().map(|s| &s.digest),
             "candidate": state.candidate.as_ref().map(|s| &s.digest),
             "weight": state.weight,
+            "warm_until": state.warm_until,
             "slots": {
                 "stable": {"requests": stats.stable.requests, "errors": stats.stable.errors,
                            "error_rate": stats.stable.error_rate(), "p95_ms": stats.stable.p95_ms},

@@ -215,7 +215,9 @@ async fn serve(
     let mut wake = signal(SignalKind::user_defined1())?;
     let log = dir.join("router.log");
     let mut processes = crate::deploy::backends::Processes::default();
-    let state = routed::read_state(dir).map_err(Failure::error)?;
+    let state = routed::read_state(dir)
+        .map_err(Failure::error)?
+        .effective(chrono::Utc::now().timestamp());
     let (routes, problems) = processes.routes(&state, &log).await;
     for p in problems {
         eprintln!("{p}");
@@ -235,6 +237,7 @@ async fn serve(
     );
     eprintln!("router listening on {listen}");
     let mut version = state.version;
+    let mut served = state.clone();
     let mut next_stats = tokio::time::Instant::now();
     loop {
         tokio::select! {
@@ -243,9 +246,12 @@ async fn serve(
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
-        match routed::read_state(dir) {
-            Ok(s) if s.version != version => {
+        let now = chrono::Utc::now().timestamp();
+        match routed::read_state(dir).map(|s| s.effective(now)) {
+            // A new version, or a warm release's `scale_down_delay` ran out.
+            Ok(s) if s.version != version || s != served => {
                 version = s.version;
+                served = s.clone();
                 let (routes, problems) = processes.routes(&s, &log).await;
                 for p in problems {
                     eprintln!("routes {version}: {p}");

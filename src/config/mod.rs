@@ -362,27 +362,56 @@ impl Validator<'_> {
                     );
                 }
             }
-            if let Some(st) = &env.strategy
-                && *st.get_ref() == Strategy::Ab
-            {
-                self.at(
-                    st,
-                    "strategy `ab` is not built yet; `direct`, `bluegreen` and `canary` deploy today",
-                );
+            let strategy = env.strategy.as_ref().map(|s| *s.get_ref());
+            let canary = strategy == Some(Strategy::Canary);
+            let ab = strategy == Some(Strategy::Ab);
+            if canary || ab {
+                for t in &env.targets {
+                    if file
+                        .targets
+                        .iter()
+                        .any(|(k, v)| k.get_ref() == t.get_ref() && !v.kind.is_routed())
+                    {
+                        self.at(t, format!("target `{}` cannot run {}: only `router` and `nginx` targets split traffic", t.get_ref(), if canary { "a canary" } else { "an A/B test" }));
+                    }
+                }
             }
-            let canary = env
-                .strategy
+            if let Some(d) = env
+                .rollout
                 .as_ref()
-                .is_some_and(|s| *s.get_ref() == Strategy::Canary);
+                .and_then(|r| r.get_ref().scale_down_delay.as_ref())
+                && let Err(e) = parse_duration(d.get_ref())
+            {
+                self.at(d, format!("scale_down_delay: {e}"));
+            }
             match (&env.rollout, &env.strategy) {
                 (None, Some(st)) if canary => self.at(
                     st,
                     format!("environment `{n}` is a canary but has no `[environments.{n}.rollout]` with `steps`, e.g. steps = [10, 50, 100]"),
                 ),
+                (Some(r), _) if ab => {
+                    let ro = r.get_ref();
+                    if !ro.steps.is_empty() || ro.pause.is_some() || ro.analysis.is_some() {
+                        self.at(r, "an A/B rollout takes `split` (the percent of clients given the new release); `steps`, `pause` and `analysis` are for canaries");
+                    }
+                    if let Some(s) = &ro.split
+                        && !(1..=99).contains(s.get_ref())
+                    {
+                        self.at(s, format!("split {} must be a percent from 1 to 99: the share of clients given the new release", s.get_ref()));
+                    }
+                }
+                (Some(r), _)
+                    if !canary
+                        && r.get_ref().steps.is_empty()
+                        && r.get_ref().pause.is_none()
+                        && r.get_ref().analysis.is_none()
+                        && r.get_ref().split.is_none() => {}
                 (Some(r), _) => {
                     let ro = r.get_ref();
                     if !canary {
-                        self.at(r, "a `rollout` needs `strategy = \"canary\"`");
+                        self.at(r, "a `rollout` with `steps`, `pause` or `analysis` needs `strategy = \"canary\"` (or `\"ab\"`, with `split`); blue/green takes only `scale_down_delay`");
+                    } else if ro.split.is_some() {
+                        self.at(r, "`split` is for A/B rollouts (`strategy = \"ab\"`); a canary walks `steps`");
                     } else if ro.steps.is_empty()
                         || ro.steps.last() != Some(&100)
                         || ro.steps.windows(2).any(|w| w[0] >= w[1])
@@ -400,15 +429,6 @@ impl Validator<'_> {
                         && let Err(e) = parse_duration(i.get_ref())
                     {
                         self.at(i, format!("interval: {e}"));
-                    }
-                    for t in &env.targets {
-                        if file
-                            .targets
-                            .iter()
-                            .any(|(k, v)| k.get_ref() == t.get_ref() && !v.kind.is_routed())
-                        {
-                            self.at(t, format!("target `{}` cannot run a canary: only `router` and `nginx` targets split traffic", t.get_ref()));
-                        }
                     }
                 }
                 _ => {}

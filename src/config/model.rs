@@ -64,8 +64,15 @@ pub struct EnvironmentConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutConfig {
-    /// Candidate weights in percent, rising, ending at 100.
+    /// Canary: candidate weights in percent, rising, ending at 100.
+    #[serde(default)]
     pub steps: Vec<u8>,
+    /// A/B: the percent of clients given variant b (the new release),
+    /// each kept on its variant by a cookie (default 50).
+    pub split: Option<Spanned<u8>>,
+    /// How long the previous release stays warm in the idle slot after a
+    /// switch (default: until a newer release takes the slot).
+    pub scale_down_delay: Option<Spanned<String>>,
     /// How long each step holds (and is analysed) before the next, or
     /// `manual`: until an operator resumes it.
     pub pause: Option<Spanned<String>>,

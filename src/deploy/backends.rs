@@ -129,6 +129,7 @@ impl Processes {
                 candidate,
                 weight: state.weight,
                 version: state.version,
+                sticky: state.sticky,
             },
             problems,
         )

@@ -152,13 +152,27 @@ impl Nginx {
         }
         c.push_str("  }\n");
         // Forcing a slot: the header first, then the cookie; `a`/`b`
-        // name the slots for A/B.
+        // name the slots for A/B. (`$cookie_NAME` cannot name a cookie
+        // with a hyphen, so the Cookie header is matched instead.)
+        c.push_str("  map $http_cookie $stella_cookie {\n    \"~(?:^|;)\\s*stella-variant=(?<v>[^;\\s]+)\" $v;\n    default \"\";\n  }\n");
         let _ = writeln!(
             c,
-            "  map \"$http_x_stella_variant:$cookie_stella_variant\" $stella_slot {{\n    default $stella_split;\n    \"~*^(stable|a):\" {s};\n    \"~*^(candidate|b):\" {k};\n    \"~*^:(stable|a)$\" {s};\n    \"~*^:(candidate|b)$\" {k};\n  }}",
+            "  map \"$http_x_stella_variant:$stella_cookie\" $stella_slot {{\n    default $stella_split;\n    \"~*^(stable|a):\" {s};\n    \"~*^(candidate|b):\" {k};\n    \"~*^:(stable|a)$\" {s};\n    \"~*^:(candidate|b)$\" {k};\n  }}",
             s = name(stable, "stable"),
             k = name(candidate, "candidate"),
         );
+        // A/B: a client the split assigned (no cookie yet) is told its
+        // variant, and keeps it.
+        let _ = writeln!(
+            c,
+            "  map \"$http_x_stella_variant$stella_cookie\" $stella_assign {{\n    \"\" {};\n    default \"\";\n  }}",
+            if routes.sticky {
+                "\"stella-variant=$stella_ab; Path=/\""
+            } else {
+                "\"\""
+            }
+        );
+        c.push_str("  map $stella_slot $stella_ab {\n    stable a;\n    candidate b;\n    default \"\";\n  }\n");
         for (slot, b) in [("stable", stable), ("candidate", candidate)] {
             if let Some(Backend::Http(a)) = b {
                 let _ = writeln!(
@@ -169,7 +183,7 @@ impl Nginx {
         }
         let _ = writeln!(
             c,
-            "  server {{\n    listen {};\n    add_header X-Stella-Routes {} always;\n    add_header X-Stella-Slot $stella_slot always;\n    access_log {} stella;\n    location / {{\n      if ($stella_slot = none) {{ return 503 \"no release is routed here\\n\"; }}\n      rewrite ^ /.stella-slot/$stella_slot$uri last;\n    }}",
+            "  server {{\n    listen {};\n    add_header X-Stella-Routes {} always;\n    add_header X-Stella-Slot $stella_slot always;\n    add_header Set-Cookie $stella_assign always;\n    access_log {} stella;\n    location / {{\n      if ($stella_slot = none) {{ return 503 \"no release is routed here\\n\"; }}\n      rewrite ^ /.stella-slot/$stella_slot$uri last;\n    }}",
             self.listen,
             routes.version,
             p("logs/access.json"),

@@ -45,6 +45,25 @@ pub struct RouterState {
     /// once, when it starts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
+    /// A/B: clients keep the variant they were given (a cookie).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sticky: bool,
+    /// The warm previous release in the candidate slot (weight 0) is
+    /// retired at this time (Unix seconds): `scale_down_delay`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_until: Option<i64>,
+}
+
+impl RouterState {
+    /// What the controller serves at `now`: the state, with a warm
+    /// release whose `scale_down_delay` ran out taken out of its slot.
+    pub fn effective(&self, now: i64) -> RouterState {
+        let mut s = self.clone();
+        if s.weight == 0 && s.warm_until.is_some_and(|t| now >= t) {
+            s.candidate = None;
+        }
+        s
+    }
 }
 
 impl RouterState {
@@ -59,6 +78,7 @@ impl RouterState {
                 .map(|s| Backend::Static(s.dir.clone())),
             weight: self.weight,
             version: self.version,
+            sticky: self.sticky,
         }
     }
 }
@@ -98,7 +118,7 @@ pub fn write_state(dir: &Path, state: &mut RouterState) -> Result<u64, String> {
 }
 
 /// The per-slot counters the router last wrote (zeros before it has).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Stats {
     #[serde(default)]
     pub stable: super::router::SlotStats,
@@ -342,6 +362,26 @@ fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), Str
     std::fs::write(&tmp, serde_json::to_vec_pretty(value).expect("serializes"))
         .map_err(|e| format!("{}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, dir.join(name)).map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+/// An A/B test under way on a target: variant a (the release that was
+/// stable) against b (the new one), and the counters when it began, so
+/// the comparison covers the test's window only.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AbTest {
+    pub a: Digest,
+    pub b: Digest,
+    /// RFC 3339.
+    pub started: String,
+    pub baseline: Stats,
+}
+
+pub fn read_ab(dir: &Path) -> Option<AbTest> {
+    serde_json::from_slice(&std::fs::read(dir.join("ab.json")).ok()?).ok()
+}
+
+pub fn write_ab(dir: &Path, t: &AbTest) -> Result<(), String> {
+    write_json(dir, "ab.json", t)
 }
 
 /// Records an operator's `pause`, `resume`, `abort` or `promote` for the

@@ -69,6 +69,9 @@ pub struct Routes {
     /// Which routes these are: answered in `X-Stella-Routes`, so whoever
     /// changed them can see when they are live.
     pub version: u64,
+    /// A/B: a client without the `stella-variant` cookie gets one naming
+    /// the variant it was given, and keeps it.
+    pub sticky: bool,
 }
 
 /// Latency bucket bounds in microseconds: 50 µs doubling to ~1.7 min.
@@ -267,7 +270,7 @@ impl Router {
 
 /// Which slot a request goes to: forced by header or cookie, else by the
 /// weight, exactly `weight` of every 100 unforced requests.
-fn choose(s: &Shared, routes: &Routes, req: &Request<Incoming>) -> Slot {
+fn choose(s: &Shared, routes: &Routes, req: &Request<Incoming>) -> (Slot, bool) {
     let forced = req
         .headers()
         .get("x-stella-variant")
@@ -282,6 +285,7 @@ fn choose(s: &Shared, routes: &Routes, req: &Request<Incoming>) -> Slot {
                 .filter_map(|c| c.trim().strip_prefix("stella-variant="))
                 .find_map(Slot::parse)
         });
+    let assigned = forced.is_none();
     let slot = forced.unwrap_or_else(|| {
         let w = u64::from(routes.weight.min(100));
         let n = s.unforced.fetch_add(1, Ordering::Relaxed);
@@ -292,11 +296,12 @@ fn choose(s: &Shared, routes: &Routes, req: &Request<Incoming>) -> Slot {
         }
     });
     // A slot with no backend sends its traffic to the other.
-    match (slot, &routes.stable, &routes.candidate) {
+    let slot = match (slot, &routes.stable, &routes.candidate) {
         (Slot::Candidate, Some(_), None) => Slot::Stable,
         (Slot::Stable, None, Some(_)) => Slot::Candidate,
         _ => slot,
-    }
+    };
+    (slot, assigned)
 }
 
 fn plain(status: StatusCode, text: &str) -> Response<Body> {
@@ -314,7 +319,7 @@ fn plain(status: StatusCode, text: &str) -> Response<Body> {
 async fn handle(s: &Shared, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let routes = s.routes.read().expect("routes lock").clone();
-    let slot = choose(s, &routes, &req);
+    let (slot, assigned) = choose(s, &routes, &req);
     let backend = match slot {
         Slot::Stable => routes.stable.clone(),
         Slot::Candidate => routes.candidate.clone(),
@@ -340,6 +345,15 @@ async fn handle(s: &Shared, req: Request<Incoming>) -> Response<Body> {
         "x-stella-routes",
         hyper::header::HeaderValue::from(routes.version),
     );
+    if routes.sticky && assigned {
+        resp.headers_mut().append(
+            hyper::header::SET_COOKIE,
+            hyper::header::HeaderValue::from_static(match slot {
+                Slot::Stable => "stella-variant=a; Path=/",
+                Slot::Candidate => "stella-variant=b; Path=/",
+            }),
+        );
+    }
     resp
 }
 

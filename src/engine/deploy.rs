@@ -169,6 +169,7 @@ impl Routed<'_> {
         if previous.is_some() && !resumed {
             st.candidate = Some(new.clone());
             st.weight = 0;
+            st.warm_until = None;
             live(routed::write_state(&sdir, &mut st)?).await?;
             if let Err(e) = routed::check_candidate(listen).await {
                 st.candidate = None;
@@ -177,6 +178,14 @@ impl Routed<'_> {
                     "target `{name}`: {e}; the stable release keeps serving"
                 ));
             }
+        }
+        if let Some(stable) = previous.as_ref().filter(|_| {
+            self.env
+                .strategy
+                .as_ref()
+                .is_some_and(|s| *s.get_ref() == crate::config::Strategy::Ab)
+        }) {
+            return self.start_ab(&sdir, &mut st, stable, listen).await;
         }
         let mut steps = String::new();
         if previous.is_some()
@@ -210,6 +219,15 @@ impl Routed<'_> {
         st.candidate = previous;
         st.stable = Some(new);
         st.weight = 0;
+        // The old release stays warm for an instant rollback: until a
+        // newer one takes its slot, or for `scale_down_delay`.
+        st.warm_until = self
+            .env
+            .rollout
+            .as_ref()
+            .and_then(|r| r.get_ref().scale_down_delay.as_ref())
+            .and_then(|d| crate::domain::duration::parse_duration(d.get_ref()).ok())
+            .map(|d| chrono::Utc::now().timestamp() + d.as_secs() as i64);
         live(routed::write_state(&sdir, &mut st)?).await?;
         Ok(format!(
             "{name}: {was} → sha256:{} on {listen} ({}{steps}{})",
@@ -225,6 +243,75 @@ impl Routed<'_> {
                 String::new()
             }
         ))
+    }
+
+    /// A/B: the new release (b) takes `split` percent of clients beside
+    /// the stable one (a), each client kept on its variant by a cookie,
+    /// until `stella rollout consolidate ENV --winner a|b`.
+    async fn start_ab(
+        &self,
+        sdir: &std::path::Path,
+        st: &mut crate::deploy::routed::RouterState,
+        stable: &crate::deploy::routed::SlotState,
+        listen: std::net::SocketAddr,
+    ) -> Result<String, String> {
+        use crate::deploy::routed;
+        let split = self
+            .env
+            .rollout
+            .as_ref()
+            .and_then(|r| r.get_ref().split.as_ref())
+            .map_or(50, |s| *s.get_ref());
+        let b = st
+            .candidate
+            .clone()
+            .ok_or("the new release is not in the candidate slot")?;
+        let baseline = routed::read_stats(sdir);
+        st.weight = split;
+        st.sticky = true;
+        st.warm_until = None;
+        routed::wait_live(
+            listen,
+            routed::write_state(sdir, st)?,
+            Duration::from_secs(10),
+            Some(sdir),
+        )
+        .await?;
+        routed::write_ab(
+            sdir,
+            &routed::AbTest {
+                a: stable.digest.clone(),
+                b: b.digest.clone(),
+                started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                baseline,
+            },
+        )?;
+        routed::write_progress(
+            sdir,
+            &routed::Progress {
+                app: Some(self.app.to_owned()),
+                digest: Some(b.digest.clone()),
+                steps: vec![split],
+                step: 0,
+                state: "experiment".into(),
+                samples: vec![],
+                promotion: self.steps.map(|s| s.promotion_id),
+                owner: None,
+                interrupted: false,
+            },
+        )?;
+        Ok(format!(
+            "{}: A/B on {listen} — a sha256:{} ({}%) vs b sha256:{} ({split}%), each client kept on its variant; `stella rollout consolidate {} --winner a|b` ends it",
+            self.name,
+            stable.digest.short(),
+            100 - split,
+            b.digest.short(),
+            self.env_name()
+        ))
+    }
+
+    fn env_name(&self) -> &str {
+        self.steps.map_or("ENV", |s| s.environment.as_str())
     }
 
     /// Seals one of the canary's decisions; a decision that cannot be
@@ -882,6 +969,186 @@ pub fn abort_interrupted(
             digest.short(),
             path.display()
         ));
+    }
+    Ok(lines)
+}
+
+/// The media type of an A/B test's comparison, sealed when it ends.
+pub const AB_MEDIA_TYPE: &str = "application/vnd.stella.ab-comparison+json";
+
+/// Ends the A/B tests of `env`: everything to the winning variant (`a`,
+/// the release that was stable, or `b`, the new one), the comparison of
+/// both over the test's window sealed as evidence of the decision.
+/// Returns a line per target.
+pub fn consolidate(
+    ws: &crate::workspace::Workspace,
+    config: &Config,
+    env_name: &str,
+    winner_b: bool,
+    requested_by: &str,
+) -> Result<Vec<String>, super::EngineError> {
+    use super::EngineError;
+    use crate::capsule::environment::{self, EffectiveEnvironment};
+    use crate::capsule::statement::{Action, Engine, EvidenceRef, Inputs, Predicate, ReleaseRef};
+    use crate::deploy::routed;
+    let env = config
+        .environment(env_name)
+        .ok_or_else(|| super::unknown_environment(env_name, config))?;
+    let mut lines = Vec::new();
+    for t in &env.targets {
+        let name = t.get_ref();
+        let Some(target) = config.targets.get(name) else {
+            continue;
+        };
+        let sdir = routed::state_dir(&config.root, name);
+        let mut progress = routed::read_progress(&sdir);
+        let Some(test) = routed::read_ab(&sdir).filter(|_| progress.state == "experiment") else {
+            continue;
+        };
+        let app = progress.app.clone().unwrap_or_default();
+        let now_stats = routed::read_stats(&sdir);
+        let variant = |s: &crate::deploy::router::SlotStats| {
+            serde_json::json!({
+                "requests": s.requests, "errors": s.errors,
+                "error_rate": format!("{:.4}", s.error_rate()),
+                "p50_ms": format!("{}", s.p50_ms), "p95_ms": format!("{}", s.p95_ms),
+            })
+        };
+        let (a, b) = (
+            now_stats.stable.since(&test.baseline.stable),
+            now_stats.candidate.since(&test.baseline.candidate),
+        );
+        let said = |v: &str, s: &crate::deploy::router::SlotStats| {
+            format!(
+                "{v}: {} requests, error rate {:.3}, p95 ≤ {} ms",
+                s.requests,
+                s.error_rate(),
+                s.p95_ms
+            )
+        };
+        let comparison = serde_json::json!({
+            "target": name, "started": test.started, "winner": if winner_b { "b" } else { "a" },
+            "a": { "digest": test.a, "stats": variant(&a) },
+            "b": { "digest": test.b, "stats": variant(&b) },
+        });
+        // Everything to the winner; the loser's slot is retired (b
+        // winning keeps a warm, for an instant rollback).
+        let mut st = routed::read_state(&sdir).map_err(EngineError::error)?;
+        if winner_b {
+            let old = st.stable.take();
+            st.stable = st.candidate.take();
+            st.candidate = old;
+        } else {
+            st.candidate = None;
+        }
+        st.weight = 0;
+        st.sticky = false;
+        let version = routed::write_state(&sdir, &mut st).map_err(EngineError::error)?;
+        if let Some(listen) = target
+            .listen
+            .as_ref()
+            .and_then(|l| l.get_ref().parse::<std::net::SocketAddr>().ok())
+        {
+            super::resolve::block_on(routed::wait_live(
+                listen,
+                version,
+                Duration::from_secs(10),
+                Some(&sdir),
+            ))?
+            .map_err(EngineError::error)?;
+        }
+        let winner = if winner_b { &test.b } else { &test.a };
+        progress.state = "consolidated".into();
+        progress.samples = vec![said("a", &a), said("b", &b)];
+        routed::write_progress(&sdir, &progress).map_err(EngineError::error)?;
+        let _ = std::fs::remove_file(sdir.join("ab.json"));
+
+        let cas = ws.evidence();
+        let blob = serde_json::to_vec_pretty(&comparison).expect("serializes");
+        let comparison_digest = cas.put(&blob)?;
+        let effective = EffectiveEnvironment {
+            name: env_name.to_owned(),
+            from: env.from.as_ref().map(|f| f.get_ref().clone()),
+            gates: env.gates.clone(),
+            freeze: Default::default(),
+        };
+        let env_digest = cas.put(effective.to_toml().as_bytes())?;
+        let at = chrono::Utc::now();
+        let reason = format!(
+            "{name}: A/B since {} ends with {} winning (sha256:{}); {}; {}",
+            test.started,
+            if winner_b { "b" } else { "a" },
+            winner.short(),
+            said("a", &a),
+            said("b", &b)
+        );
+        let rec = crate::store::DecisionRecord {
+            app: app.clone(),
+            digest: winner.clone(),
+            tag: None,
+            environment: env_name.to_owned(),
+            requested_by: requested_by.to_owned(),
+            action: Action::Consolidate.as_str().into(),
+            decision: "allow".into(),
+            outcome: "live".into(),
+            at,
+            goes_live: true,
+        };
+        let sealed =
+            super::seal::seal_and_export(ws, config, &rec, None, |previous, promotion_id| {
+                Predicate {
+                    action: Action::Consolidate,
+                    app: app.clone(),
+                    release: ReleaseRef {
+                        digest: winner.clone(),
+                        tag: None,
+                        resolved_at: None,
+                    },
+                    from: None,
+                    to: env_name.to_owned(),
+                    requested_by: requested_by.to_owned(),
+                    clock: at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    promotion_id: Some(promotion_id),
+                    inputs: Inputs {
+                        evidence: vec![EvidenceRef {
+                            digest: comparison_digest.clone(),
+                            media_type: AB_MEDIA_TYPE.into(),
+                            kind: "ab-comparison".into(),
+                        }],
+                        policies: vec![],
+                        environment: EvidenceRef {
+                            digest: env_digest.clone(),
+                            media_type: environment::MEDIA_TYPE.into(),
+                            kind: "config".into(),
+                        },
+                        keys: vec![],
+                        upstream: None,
+                        break_glass: None,
+                    },
+                    gates: vec![],
+                    decision: crate::domain::Decision::Allow,
+                    outcome: "live".into(),
+                    engine: Engine::current(),
+                    previous,
+                    restores: None,
+                    reason: Some(reason.clone()),
+                }
+            })?;
+        lines.push(format!(
+            "{name}: everything on {} (sha256:{}); {}; {}; capsule {}",
+            if winner_b { "b" } else { "a" },
+            winner.short(),
+            said("a", &a),
+            said("b", &b),
+            sealed.path.display()
+        ));
+    }
+    if lines.is_empty() {
+        return Err(
+            EngineError::usage(format!("no A/B test is running in {env_name}")).hint(format!(
+                "`stella rollout status {env_name}` shows what its targets serve"
+            )),
+        );
     }
     Ok(lines)
 }
