@@ -82,6 +82,7 @@ fn main() {
                 weight: 50,
                 version: 1,
                 sticky: false,
+                flags: Default::default(),
             },
         )
         .await

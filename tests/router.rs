@@ -39,6 +39,7 @@ fn shifting_weights_under_load_fails_no_request_and_splits_as_weighted() {
                 weight: 0,
                 version: 1,
                 sticky: false,
+                flags: Default::default(),
             },
         )
         .await
@@ -51,6 +52,7 @@ fn shifting_weights_under_load_fails_no_request_and_splits_as_weighted() {
                 weight: 0,
                 version: 1,
                 sticky: false,
+                flags: Default::default(),
             },
         )
         .await
@@ -167,6 +169,7 @@ fn a_forced_variant_wins_and_a_failing_backend_shows_in_its_counters() {
                 weight: 0,
                 version: 1,
                 sticky: false,
+                flags: Default::default(),
             },
         )
         .await
@@ -216,6 +219,7 @@ fn a_forced_variant_wins_and_a_failing_backend_shows_in_its_counters() {
             weight: 50,
             version: 1,
             sticky: false,
+            flags: Default::default(),
         });
         let r = c.get(&url).send().await.unwrap();
         assert_eq!(r.status(), 503);

@@ -1296,3 +1296,124 @@ fn scale_down_delay_retires_the_warm_release_after_a_switch() {
         .success();
     assert_eq!(body(&url), "v1");
 }
+
+/// A release whose server answers with the flags stella sent it.
+fn flags_echo_image(ws: &std::path::Path, tag: &str) {
+    let script = "import http.server, sys\n\
+         class H(http.server.BaseHTTPRequestHandler):\n\
+         \x20   def do_GET(self):\n\
+         \x20       body = (self.headers.get('X-Stella-Flags') or '').encode()\n\
+         \x20       self.send_response(200)\n\
+         \x20       self.end_headers()\n\
+         \x20       self.wfile.write(body)\n\
+         \x20   def log_message(self, *a):\n\
+         \x20       pass\n\
+         http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n";
+    stella::registry::layout::LayoutWriter::create(&ws.join("images/api-gateway"))
+        .unwrap()
+        .add_image(
+            tag,
+            &[stella::registry::layout::LayerFile {
+                path: "server.py",
+                mode: 0o644,
+                contents: script.as_bytes(),
+            }],
+        )
+        .unwrap();
+}
+
+#[test]
+fn feature_flags_through_the_built_in_router_reach_the_release_and_are_sealed() {
+    flags_reach_the_release(Kind::Router);
+}
+
+#[test]
+fn feature_flags_through_nginx_reach_the_release_and_are_sealed() {
+    flags_reach_the_release(Kind::Nginx);
+}
+
+fn flags_reach_the_release(kind: Kind) {
+    if !common::require(&["python3"]) || !kind.available() {
+        return;
+    }
+    let dir = common::init_workspace();
+    let ws = dir.path().to_owned();
+    flags_echo_image(&ws, "1.0");
+    let port = route_dev_as(
+        kind,
+        &ws,
+        "",
+        "command = \"exec python3 -u server.py {port}\"\n",
+    );
+    let _stop = StopRouter(ws.clone());
+    let url = format!("http://127.0.0.1:{port}/");
+    // Nothing to carry flags yet.
+    let out = stella(&ws)
+        .args(["flags", "set", "dev", "new-checkout=on"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", common::stderr(&out));
+    stella(&ws)
+        .args(["release", "promote", "api-gateway:1.0", "--to", "dev"])
+        .assert()
+        .success();
+    assert_eq!(body(&url), "");
+    stella(&ws)
+        .args(["flags", "set", "dev", "new-checkout=on", "dark=0%"])
+        .assert()
+        .success();
+    assert_eq!(body(&url), "dark=off; new-checkout=on");
+    // A client cannot send flags of its own.
+    let rt = load_runtime();
+    let spoofed = rt.block_on(async {
+        reqwest::Client::new()
+            .get(&url)
+            .header("X-Stella-Flags", "evil=on")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    assert_eq!(spoofed, "dark=off; new-checkout=on");
+    stella(&ws)
+        .args(["flags", "set", "dev", "dark=100%"])
+        .assert()
+        .success();
+    assert_eq!(body(&url), "dark=on; new-checkout=on");
+    let listed: serde_json::Value = serde_json::from_slice(
+        &stella(&ws)
+            .args(["flags", "list", "dev", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        listed,
+        serde_json::json!({"dark": "100%", "new-checkout": "on"})
+    );
+    let delivered: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ws.join(".stella/router/dev-web/flags.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(delivered, listed, "the flags file the release reads");
+    // Bad input names the value and the fix; nothing changes.
+    let out = stella(&ws)
+        .args(["flags", "set", "dev", "dark=maybe"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(common::stderr(&out).contains("`maybe` is not on, off or a percentage"));
+    let actions = capsule_actions(&ws);
+    assert_eq!(
+        actions.iter().filter(|a| *a == "flags").count(),
+        2,
+        "{actions:?}"
+    );
+    stella(&ws)
+        .args(["audit", "verify-chain"])
+        .assert()
+        .success();
+}

@@ -195,6 +195,7 @@ pub fn replay(file: &CapsuleFile) -> Result<Outcome, ReplayError> {
             | Action::Resume
             | Action::Abort
             | Action::Consolidate
+            | Action::Flags
     );
     let (decision, verdicts) = if stepwise && st.predicate.gates.is_empty() {
         (st.predicate.decision, Vec::new())

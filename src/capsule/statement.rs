@@ -49,6 +49,8 @@ pub enum Action {
     BreakGlass,
     /// An A/B test ended: everything to the winning variant.
     Consolidate,
+    /// An environment's feature flags changed.
+    Flags,
 }
 
 impl Action {
@@ -62,6 +64,7 @@ impl Action {
             Action::Resume => "resume",
             Action::BreakGlass => "break-glass",
             Action::Consolidate => "consolidate",
+            Action::Flags => "flags",
         }
     }
 }

@@ -9,6 +9,7 @@ mod decide;
 mod demo;
 mod evidence;
 pub mod exit;
+mod flags;
 mod freeze;
 pub mod gate;
 mod init;
@@ -92,12 +93,15 @@ pub enum Command {
     /// Promotions: list, and show one's run, steps and logs
     #[command(subcommand)]
     Promotion(promotion::PromotionCommand),
-    /// The built-in router of `router` targets: serve, stop, status
+    /// The controller of `router` and `nginx` targets: serve, stop, status
     #[command(subcommand)]
     Router(router::RouterCommand),
-    /// Rollouts through router targets: status, and pause, resume, abort or promote a canary
+    /// Rollouts through router and nginx targets: status, and pause, resume, abort or promote a canary, consolidate an A/B test
     #[command(subcommand)]
     Rollout(rollout::RolloutCommand),
+    /// Feature flags of an environment: set (sealed) and list
+    #[command(subcommand)]
+    Flags(flags::FlagsCommand),
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -142,6 +146,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Promotion(cmd) => promotion::run(&ctx, cmd),
         Command::Router(cmd) => router::run(&ctx, cmd),
         Command::Rollout(cmd) => rollout::run(&ctx, cmd),
+        Command::Flags(cmd) => flags::run(&ctx, cmd),
     })
 }
 

@@ -76,6 +76,8 @@ impl Processes {
             .current_dir(&slot.dir)
             .env("PORT", port.to_string())
             .env("STELLA_RELEASE_DIGEST", slot.digest.to_string())
+            // The environment's feature flags, rewritten on every change.
+            .env("STELLA_FLAGS_FILE", log.with_file_name("flags.json"))
             .stdin(std::process::Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -130,6 +132,7 @@ impl Processes {
                 weight: state.weight,
                 version: state.version,
                 sticky: state.sticky,
+                flags: state.flags.clone(),
             },
             problems,
         )

@@ -173,6 +173,28 @@ impl Nginx {
             }
         );
         c.push_str("  map $stella_slot $stella_ab {\n    stable a;\n    candidate b;\n    default \"\";\n  }\n");
+        // Feature flags: a percentage is decided per client address.
+        let mut flags = Vec::new();
+        for (i, (name, value)) in routes.flags.iter().enumerate() {
+            let v = match value.as_str() {
+                "on" | "off" => value.clone(),
+                pct => {
+                    let n: u8 = pct.trim_end_matches('%').parse().unwrap_or(0);
+                    let _ = writeln!(
+                        c,
+                        "  split_clients \"${{remote_addr}}/{name}\" $stella_flag_{i} {{\n    {}\n  }}",
+                        match n {
+                            0 => "* off;".to_owned(),
+                            100.. => "* on;".to_owned(),
+                            n => format!("{n}% on;\n    * off;"),
+                        }
+                    );
+                    format!("$stella_flag_{i}")
+                }
+            };
+            flags.push(format!("{name}={v}"));
+        }
+        let flags_header = flags.join("; ");
         for (slot, b) in [("stable", stable), ("candidate", candidate)] {
             if let Some(Backend::Http(a)) = b {
                 let _ = writeln!(
@@ -207,7 +229,8 @@ impl Nginx {
                 Backend::Http(_) => {
                     let _ = writeln!(
                         c,
-                        "      proxy_pass http://stella_{slot}/;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Host $http_host;\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n      proxy_connect_timeout 5s;"
+                        "      proxy_pass http://stella_{slot}/;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Host $http_host;\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n      proxy_set_header X-Stella-Flags {};\n      proxy_connect_timeout 5s;",
+                        quote(&flags_header)
                     );
                 }
             }

@@ -48,6 +48,9 @@ pub struct RouterState {
     /// A/B: clients keep the variant they were given (a cookie).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sticky: bool,
+    /// Feature flags of the environment: `on`, `off` or `N%`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub flags: std::collections::BTreeMap<String, String>,
     /// The warm previous release in the candidate slot (weight 0) is
     /// retired at this time (Unix seconds): `scale_down_delay`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,6 +82,7 @@ impl RouterState {
             weight: self.weight,
             version: self.version,
             sticky: self.sticky,
+            flags: self.flags.clone(),
         }
     }
 }

@@ -72,6 +72,40 @@ pub struct Routes {
     /// A/B: a client without the `stella-variant` cookie gets one naming
     /// the variant it was given, and keeps it.
     pub sticky: bool,
+    /// Feature flags, `on`, `off` or `N%`, sent to process backends in
+    /// `X-Stella-Flags`.
+    pub flags: std::collections::BTreeMap<String, String>,
+}
+
+/// Whether flag `name` (`on`, `off` or `N%`) is on for the client at
+/// `ip`: a percentage is decided by a hash of the client and the flag, so
+/// a client keeps its answer.
+pub fn flag_on(value: &str, name: &str, ip: std::net::IpAddr) -> bool {
+    match value {
+        "on" => true,
+        "off" => false,
+        v => {
+            let pct: u64 = v.trim_end_matches('%').parse().unwrap_or(0);
+            // FNV-1a over the address and the flag's name.
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in ip.to_string().bytes().chain([b'/']).chain(name.bytes()) {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+            h % 100 < pct
+        }
+    }
+}
+
+/// The `X-Stella-Flags` value for the client at `ip`: `name=on; other=off`.
+pub fn flags_header(
+    flags: &std::collections::BTreeMap<String, String>,
+    ip: std::net::IpAddr,
+) -> String {
+    flags
+        .iter()
+        .map(|(n, v)| format!("{n}={}", if flag_on(v, n, ip) { "on" } else { "off" }))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Latency bucket bounds in microseconds: 50 µs doubling to ~1.7 min.
@@ -224,13 +258,13 @@ impl Router {
                     c = listener.accept() => c,
                     _ = stopped.wait_for(|v| *v) => return,
                 };
-                let Ok((stream, _)) = conn else { continue };
+                let Ok((stream, peer)) = conn else { continue };
                 let _ = stream.set_nodelay(true);
                 let s = s.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
                         let s = s.clone();
-                        async move { Ok::<_, Infallible>(handle(&s, req).await) }
+                        async move { Ok::<_, Infallible>(handle(&s, req, peer.ip()).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .keep_alive(true)
@@ -316,7 +350,11 @@ fn plain(status: StatusCode, text: &str) -> Response<Body> {
         .expect("a valid response")
 }
 
-async fn handle(s: &Shared, req: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    s: &Shared,
+    mut req: Request<Incoming>,
+    client: std::net::IpAddr,
+) -> Response<Body> {
     let started = Instant::now();
     let routes = s.routes.read().expect("routes lock").clone();
     let (slot, assigned) = choose(s, &routes, &req);
@@ -330,7 +368,17 @@ async fn handle(s: &Shared, req: Request<Incoming>) -> Response<Body> {
             "stella router: no release is serving\n",
         ),
         Some(Backend::Static(dir)) => serve_file(&dir, req.uri().path()).await,
-        Some(Backend::Http(addr)) => proxy(s, req, addr).await,
+        Some(Backend::Http(addr)) => {
+            // Flags come from stella only, never from the client.
+            req.headers_mut().remove("x-stella-flags");
+            if !routes.flags.is_empty()
+                && let Ok(v) =
+                    hyper::header::HeaderValue::from_str(&flags_header(&routes.flags, client))
+            {
+                req.headers_mut().insert("x-stella-flags", v);
+            }
+            proxy(s, req, addr).await
+        }
     };
     let error = resp.status().is_server_error();
     match slot {
@@ -411,6 +459,27 @@ async fn serve_file(dir: &Path, path: &str) -> Response<Body> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_percentage_flag_is_on_for_that_share_of_clients_each_keeping_its_answer() {
+        let ips: Vec<std::net::IpAddr> = (0..2000u32)
+            .map(|i| std::net::Ipv4Addr::from(0x0a00_0000 + i).into())
+            .collect();
+        let on = ips.iter().filter(|ip| flag_on("25%", "dark", **ip)).count();
+        assert!((400..600).contains(&on), "{on} of 2000 clients");
+        assert!(
+            ips.iter()
+                .all(|ip| flag_on("25%", "dark", *ip) == flag_on("25%", "dark", *ip))
+        );
+        assert!(
+            ips.iter()
+                .all(|ip| flag_on("100%", "x", *ip) && !flag_on("0%", "x", *ip))
+        );
+        let mut flags = std::collections::BTreeMap::new();
+        flags.insert("b".to_owned(), "off".to_owned());
+        flags.insert("a".to_owned(), "on".to_owned());
+        assert_eq!(flags_header(&flags, ips[0]), "a=on; b=off");
+    }
+
     use super::*;
 
     #[test]

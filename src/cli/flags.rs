@@ -1,0 +1,82 @@
+//! `stella flags set|list ENV`: an environment's feature flags, delivered
+//! to its `router` and `nginx` targets and sealed on every change.
+
+use clap::{Args, Subcommand};
+
+use super::{Context, Failure, exit, load_config, print_json};
+
+#[derive(Debug, Subcommand)]
+pub enum FlagsCommand {
+    /// Set flags: NAME=on, NAME=off or NAME=PCT% (a share of clients, each keeping its answer)
+    Set(SetArgs),
+    /// The environment's flags
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    pub env: String,
+    /// NAME=on|off|PCT%, one or more
+    #[arg(required = true, value_name = "NAME=VALUE")]
+    pub flags: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    pub env: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &Context, cmd: FlagsCommand) -> Result<u8, Failure> {
+    let ws = ctx.workspace()?;
+    let config = load_config(ctx, ws)?;
+    match cmd {
+        FlagsCommand::Set(a) => {
+            let changes = a
+                .flags
+                .iter()
+                .map(|f| crate::engine::deploy::parse_flag(f))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| {
+                    Failure::usage(e)
+                        .hint("e.g. `stella flags set prod new-checkout=on dark-mode=25%`")
+                })?;
+            let who = crate::engine::evaluate::requester(None);
+            let lines = crate::engine::deploy::set_flags(ws, &config, &a.env, &changes, &who)?;
+            if a.json {
+                print_json(&serde_json::json!({
+                    "env": a.env,
+                    "flags": crate::engine::deploy::read_flags(ws.root(), &a.env),
+                    "targets": lines,
+                }))?;
+            } else {
+                for l in lines {
+                    println!("{l}");
+                }
+            }
+            Ok(exit::OK)
+        }
+        FlagsCommand::List(a) => {
+            if config.environment(&a.env).is_none() {
+                return Err(super::unknown_environment(&a.env, &config));
+            }
+            let flags = crate::engine::deploy::read_flags(ws.root(), &a.env);
+            if a.json {
+                print_json(&flags)?;
+            } else if flags.is_empty() {
+                println!(
+                    "{} has no flags; `stella flags set {} NAME=on` sets one",
+                    a.env, a.env
+                );
+            } else {
+                for (n, v) in flags {
+                    println!("{n} = {v}");
+                }
+            }
+            Ok(exit::OK)
+        }
+    }
+}
