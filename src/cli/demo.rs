@@ -17,6 +17,10 @@ pub struct DemoArgs {
     /// Build the workspace only; do not open the workbench
     #[arg(long)]
     pub no_open: bool,
+    /// Run the demo's live canary in the workspace DIR (the workbench
+    /// starts this itself)
+    #[arg(long, hide = true)]
+    pub canary: bool,
 }
 
 pub fn run(ctx: &Context, a: DemoArgs) -> Result<u8, Failure> {
@@ -25,13 +29,16 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<u8, Failure> {
         Some(d) => ctx.cwd.join(d),
         None => crate::demo::default_dir(&ctx.cwd),
     };
+    if a.canary {
+        return canary(ctx, &dir);
+    }
     println!("Building the stella demo in {}", dir.display());
     let started = std::time::Instant::now();
     let ws = crate::demo::build(&dir, a.force, chrono::Utc::now(), |line| {
         println!("  {line}")
     })?;
     println!(
-        "Built in {:.1}s: three apps, three lanes, {} sealed capsules",
+        "Built in {:.1}s: three apps, four lanes (edge: a canary on the built-in router), {} sealed capsules",
         started.elapsed().as_secs_f64(),
         ws.open_store()?
             .capsules(&Default::default())
@@ -47,8 +54,118 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<u8, Failure> {
         println!("  {w} gate check billing:2.4 --env staging    # blocked by a critical finding");
         println!("  {w} gate check api-gateway:1.1 --env prod   # prod is frozen right now");
         println!("  {w} capsule list");
+        println!(
+            "  stella demo {}                         # opens it with a live canary in edge",
+            dir.display()
+        );
         println!("  {w} tui                                     # the workbench");
         return Ok(exit::OK);
     }
-    super::tui::open(ctx, &ws, super::tui::TuiArgs::default())
+    // Something alive on the Rollout screen: a canary on the built-in
+    // router under load, in a process of its own that ends with us.
+    let exe = std::env::current_exe()?;
+    let log = std::fs::File::create(ws.root().join(".stella/demo-canary.log"))?;
+    let mut child = std::process::Command::new(exe)
+        .args(["demo", "--canary"])
+        .arg(&dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    let shown = super::tui::open(ctx, &ws, super::tui::TuiArgs::default());
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+    shown
+}
+
+/// The demo's live canary: web 3.0 into `edge` (straight to stable,
+/// starting the built-in router), a load generator of about 40 requests a
+/// second, then web 3.1 as a canary whose steps hold ten minutes each.
+/// Ends — stopping the router — when asked (SIGTERM) or when the
+/// workbench that started it is gone.
+fn canary(ctx: &Context, dir: &std::path::Path) -> Result<u8, Failure> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let ws = crate::workspace::Workspace::at(dir.to_owned());
+    let config = ws.load_config()?;
+    let listen = config
+        .targets
+        .get("edge-web")
+        .and_then(|t| t.listen.as_ref())
+        .map(|l| l.get_ref().clone())
+        .ok_or_else(|| {
+            Failure::error(
+                "this demo has no `edge-web` target; rebuild it with `stella demo --force`",
+            )
+        })?;
+    let term = std::sync::Arc::new(AtomicBool::new(false));
+    // SIGTERM sets `term` (a runtime of its own waits for it).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut sigterm = rt.block_on(async {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    })?;
+    let flag = term.clone();
+    std::thread::spawn(move || {
+        rt.block_on(sigterm.recv());
+        flag.store(true, Ordering::Relaxed);
+    });
+    let parent = nix::unistd::getppid();
+    let router_dir = crate::deploy::routed::state_dir(ws.root(), "edge-web");
+    std::thread::spawn(move || {
+        while !term.load(Ordering::Relaxed) && nix::unistd::getppid() == parent {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        if let Some(pid) = crate::deploy::routed::running_pid(&router_dir) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        std::process::exit(0);
+    });
+    let ctx = Context {
+        cwd: ctx.cwd.clone(),
+        workspace: Ok(ws.clone()),
+    };
+    let promote = |tag: &str| {
+        super::decide::promote(
+            &ctx,
+            super::decide::PromoteArgs {
+                reference: format!("web:{tag}"),
+                to: "edge".into(),
+                approve: false,
+                key: None,
+                at: None,
+                requester: Some("oncall@demo.example".into()),
+                break_glass: None,
+                json: false,
+                parallel: None,
+            },
+        )
+    };
+    promote("3.0")?;
+    let url = format!("http://{listen}/");
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            let client = reqwest::Client::new();
+            loop {
+                let _ = client.get(&url).send().await;
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+        });
+    });
+    promote("3.1")?;
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
 }

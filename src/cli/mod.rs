@@ -57,7 +57,7 @@ pub struct Cli {
 pub enum Command {
     /// Create a starter workspace: stella.toml, policies/, workflows/, .stella/
     Init(init::InitArgs),
-    /// Build a complete demo workspace (three apps, three lanes, history) and open the workbench
+    /// Build a complete demo workspace (three apps, four lanes, history, a live canary) and open the workbench
     Demo(demo::DemoArgs),
     /// The workbench: lanes, promotions, gates, freezes, capsules, releases
     Tui(tui::TuiArgs),

@@ -2,7 +2,9 @@
 //! OCI image layouts of three apps, scanner reports in two formats and a
 //! VEX, two approvers' keys, a Rego policy, a workflow with parallel steps,
 //! freeze windows (one active now), three lanes with a history of real
-//! promotions, a blocked release and a rollback, all sealed in capsules.
+//! promotions, a blocked release and a rollback, all sealed in capsules,
+//! and a fourth lane, `edge`, on the built-in router, where the workbench
+//! runs a live canary (`stella demo` starts it; see `cli/demo.rs`).
 
 pub mod reports;
 
@@ -168,7 +170,8 @@ pub fn build(
         "stella.toml",
         &CONFIG
             .replace("{{freeze_from}}", &minute(freeze_from))
-            .replace("{{freeze_until}}", &minute(freeze_until)),
+            .replace("{{freeze_until}}", &minute(freeze_until))
+            .replace("{{edge_port}}", &edge_port()?.to_string()),
     )?;
     write("policies/release.rego", POLICY)?;
     // The history runs the same workflow at a brisk pace; the workbench's
@@ -457,6 +460,11 @@ fn weekdays_before(now: DateTime<Utc>, n: usize) -> Vec<chrono::NaiveDate> {
 
 /// Empties `dir` for a new demo: a missing or empty folder is fine; one an
 /// earlier demo built is removed with `force`; anything else is refused.
+/// A free loopback port for the demo's router.
+fn edge_port() -> Result<u16, EngineError> {
+    Ok(crate::deploy::backends::free_port()?)
+}
+
 fn prepare(dir: &Path, force: bool) -> Result<(), EngineError> {
     let empty = std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none());
     if !empty {
