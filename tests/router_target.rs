@@ -1069,6 +1069,23 @@ fn manual_steps_hold_until_an_operator_resumes_each() {
         .spawn()
         .unwrap();
     wait_weight(30);
+    // `status --watch --json` streams a line of JSON a second.
+    let mut watch = std::process::Command::new(assert_cmd::cargo::cargo_bin("stella"))
+        .args(["rollout", "status", "dev", "--watch", "--json"])
+        .current_dir(&ws)
+        .env_remove("STELLA_WORKSPACE")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(watch.stdout.take().unwrap()));
+    for _ in 0..2 {
+        let line: serde_json::Value =
+            serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        assert_eq!(line[0]["weight"], 30, "{line}");
+        assert_eq!(line[0]["canary"]["state"], "running", "{line}");
+    }
+    watch.kill().unwrap();
+    watch.wait().unwrap();
     // Held: no clock moves a manual step on.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(weight(&ws), 30);

@@ -48,6 +48,9 @@ pub struct StatusArgs {
     pub env: String,
     #[arg(long)]
     pub json: bool,
+    /// Redraw every second until interrupted (with --json: a line of JSON a second)
+    #[arg(long)]
+    pub watch: bool,
 }
 
 /// The environment's router targets.
@@ -173,9 +176,25 @@ pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
     let RolloutCommand::Status(a) = cmd else {
         unreachable!("changes returned above")
     };
+    if !a.watch {
+        return status(ws.root(), &targets, &a);
+    }
+    // Redrawn every second until interrupted; with --json, one line of
+    // JSON per second.
+    loop {
+        if !a.json {
+            print!("\x1b[2J\x1b[H");
+        }
+        status(ws.root(), &targets, &a)?;
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// What each target serves, its counters and its canary, once.
+fn status(root: &std::path::Path, targets: &[String], a: &StatusArgs) -> Result<u8, Failure> {
     let mut out = Vec::new();
-    for t in &targets {
-        let dir = routed::state_dir(ws.root(), t);
+    for t in targets {
+        let dir = routed::state_dir(root, t);
         let state = routed::read_state(&dir).map_err(Failure::error)?;
         let stats = routed::read_stats(&dir);
         let progress = routed::read_progress(&dir);
@@ -194,6 +213,10 @@ pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
             },
             "canary": progress,
         }));
+    }
+    if a.json && a.watch {
+        println!("{}", serde_json::Value::from(out));
+        return Ok(exit::OK);
     }
     if a.json {
         print_json(&out)?;
