@@ -988,7 +988,7 @@ pub fn consolidate(
     requested_by: &str,
 ) -> Result<Vec<String>, super::EngineError> {
     use super::EngineError;
-    use crate::capsule::environment::{self, EffectiveEnvironment};
+    use crate::capsule::environment;
     use crate::capsule::statement::{Action, Engine, EvidenceRef, Inputs, Predicate, ReleaseRef};
     use crate::deploy::routed;
     let env = config
@@ -1066,13 +1066,7 @@ pub fn consolidate(
         let cas = ws.evidence();
         let blob = serde_json::to_vec_pretty(&comparison).expect("serializes");
         let comparison_digest = cas.put(&blob)?;
-        let effective = EffectiveEnvironment {
-            name: env_name.to_owned(),
-            from: env.from.as_ref().map(|f| f.get_ref().clone()),
-            gates: env.gates.clone(),
-            freeze: Default::default(),
-        };
-        let env_digest = cas.put(effective.to_toml().as_bytes())?;
+        let env_digest = super::seal::environment_digest(ws, env_name, env)?;
         let at = chrono::Utc::now();
         let reason = format!(
             "{name}: A/B since {} ends with {} winning (sha256:{}); {}; {}",
@@ -1212,7 +1206,7 @@ pub fn set_flags(
     requested_by: &str,
 ) -> Result<Vec<String>, super::EngineError> {
     use super::EngineError;
-    use crate::capsule::environment::{self, EffectiveEnvironment};
+    use crate::capsule::environment;
     use crate::capsule::statement::{Action, Engine, EvidenceRef, Inputs, Predicate, ReleaseRef};
     use crate::deploy::routed;
     let env = config
@@ -1296,13 +1290,7 @@ pub fn set_flags(
     }))
     .expect("serializes");
     let evidence_digest = cas.put(&evidence)?;
-    let effective = EffectiveEnvironment {
-        name: env_name.to_owned(),
-        from: env.from.as_ref().map(|f| f.get_ref().clone()),
-        gates: env.gates.clone(),
-        freeze: Default::default(),
-    };
-    let env_digest = cas.put(effective.to_toml().as_bytes())?;
+    let env_digest = super::seal::environment_digest(ws, env_name, env)?;
     let at = chrono::Utc::now();
     let said: Vec<String> = changes.iter().map(|(n, v)| format!("{n}={v}")).collect();
     let reason = format!("flags of {env_name}: {}", said.join(", "));

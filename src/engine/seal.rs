@@ -176,6 +176,22 @@ pub fn seal_and_export(
     })
 }
 
+/// Stores the effective environment a gateless decision (a rollout step,
+/// a consolidation, a flags change) was taken in; returns its digest.
+pub fn environment_digest(
+    ws: &Workspace,
+    name: &str,
+    env: &crate::config::EnvironmentConfig,
+) -> Result<Digest, EngineError> {
+    let effective = crate::capsule::environment::EffectiveEnvironment {
+        name: name.to_owned(),
+        from: env.from.as_ref().map(|f| f.get_ref().clone()),
+        gates: env.gates.clone(),
+        freeze: Default::default(),
+    };
+    Ok(ws.evidence().put(effective.to_toml().as_bytes())?)
+}
+
 /// The media type of a canary step's record: the weights, the analysis
 /// samples and who or what caused it.
 pub const CANARY_MEDIA_TYPE: &str = "application/vnd.stella.canary-step+json";
@@ -217,7 +233,7 @@ impl StepSealer {
         step: &StepRecord<'_>,
         reason: String,
     ) -> Result<PathBuf, EngineError> {
-        use crate::capsule::environment::{self, EffectiveEnvironment};
+        use crate::capsule::environment;
         use crate::capsule::statement::{Engine, EvidenceRef, Inputs, ReleaseRef};
         let config = &self.config;
         let env = config
@@ -225,13 +241,7 @@ impl StepSealer {
             .ok_or_else(|| super::unknown_environment(&self.environment, config))?;
         let now = Utc::now();
         let cas = self.workspace.evidence();
-        let effective = EffectiveEnvironment {
-            name: self.environment.clone(),
-            from: env.from.as_ref().map(|f| f.get_ref().clone()),
-            gates: env.gates.clone(),
-            freeze: Default::default(),
-        };
-        let env_digest = cas.put(effective.to_toml().as_bytes())?;
+        let env_digest = environment_digest(&self.workspace, &self.environment, env)?;
         let record = serde_json::to_vec(step).expect("a step record serializes");
         let record_digest = cas.put(&record)?;
         let outcome = match action {
