@@ -121,6 +121,17 @@ pub fn write_state(dir: &Path, state: &mut RouterState) -> Result<u64, String> {
     Ok(state.version)
 }
 
+/// Writes the next routes and, when the target's controller runs, waits
+/// (up to 10 s) until its listener serves them — so whoever reports the
+/// change reports what clients see.
+pub async fn switch(dir: &Path, state: &mut RouterState) -> Result<(), String> {
+    let version = write_state(dir, state)?;
+    match state.listen.filter(|_| running_pid(dir).is_some()) {
+        Some(listen) => wait_live(listen, version, Duration::from_secs(10), Some(dir)).await,
+        None => Ok(()),
+    }
+}
+
 /// The per-slot counters the router last wrote (zeros before it has).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Stats {

@@ -209,10 +209,14 @@ impl Routed<'_> {
                     // All traffic back to stable; the candidate is retired.
                     st.candidate = None;
                     st.weight = 0;
-                    let _ = routed::write_state(&sdir, &mut st);
-                    return Err(format!(
-                        "target `{name}`: {why}; all traffic is back on sha256:{stable}"
-                    ));
+                    return Err(match routed::switch(&sdir, &mut st).await {
+                        Ok(()) => format!(
+                            "target `{name}`: {why}; all traffic is back on sha256:{stable}"
+                        ),
+                        Err(e) => format!(
+                            "target `{name}`: {why}; sending all traffic back to sha256:{stable} failed: {e}"
+                        ),
+                    });
                 }
             }
         }
@@ -931,7 +935,8 @@ pub fn abort_interrupted(
         let at = st.weight;
         st.candidate = None;
         st.weight = 0;
-        routed::write_state(&sdir, &mut st).map_err(super::EngineError::error)?;
+        super::resolve::block_on(routed::switch(&sdir, &mut st))?
+            .map_err(super::EngineError::error)?;
         progress.state = "aborted".into();
         progress.interrupted = false;
         progress.owner = None;
