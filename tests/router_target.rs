@@ -3,7 +3,8 @@
 //! under continuous load with no failed request; a rollback switches back;
 //! a release that fails its health check never takes traffic; canaries
 //! split as weighted, roll back on a failed analysis and obey operators.
-//! The traffic tests run once per kind.
+//! The traffic tests run once per kind; the canary also runs through an
+//! nginx stella does not run.
 
 mod common;
 
@@ -18,21 +19,32 @@ struct StopRouter(std::path::PathBuf);
 impl Drop for StopRouter {
     fn drop(&mut self) {
         let _ = stella(&self.0).args(["router", "stop", "dev-web"]).output();
+        let site = self.0.join("site");
+        if site.exists() {
+            let _ = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("{} -s quit", site_nginx(&site)))
+                .output();
+        }
     }
 }
 
-/// The kinds of routed target: each traffic test runs through both.
+/// The kinds of routed target: each traffic test runs through each.
 #[derive(Clone, Copy)]
 enum Kind {
     Router,
+    /// The nginx stella runs.
     Nginx,
+    /// An nginx stella does not run (the test's "site" nginx), driven
+    /// through its conf dir and commands.
+    ExistingNginx,
 }
 
 impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Router => "router",
-            Kind::Nginx => "nginx",
+            Kind::Nginx | Kind::ExistingNginx => "nginx",
         }
     }
 
@@ -40,9 +52,59 @@ impl Kind {
     fn available(self) -> bool {
         match self {
             Kind::Router => true,
-            Kind::Nginx => common::require(&["nginx"]),
+            Kind::Nginx | Kind::ExistingNginx => common::require(&["nginx"]),
         }
     }
+}
+
+/// The command line of the site nginx under `site`.
+fn site_nginx(site: &std::path::Path) -> String {
+    let s = site.display();
+    format!("nginx -p {s} -c {s}/nginx.conf -e {s}/logs/error.log")
+}
+
+/// Starts a "site" nginx under `WS/site` as an operator would have one:
+/// its own server on `port` and `include conf.d/*.conf;` in its `http`
+/// block. Returns the target's `nginx = {…}` line that points stella at
+/// it.
+fn start_site_nginx(ws: &std::path::Path, port: u16) -> String {
+    let site = ws.join("site");
+    for d in ["conf.d", "logs", "temp"] {
+        std::fs::create_dir_all(site.join(d)).unwrap();
+    }
+    let s = site.display();
+    std::fs::write(
+        site.join("nginx.conf"),
+        format!(
+            "{user}pid {s}/nginx.pid;\nerror_log {s}/logs/error.log notice;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n  client_body_temp_path {s}/temp/body;\n  proxy_temp_path {s}/temp/proxy;\n\
+               fastcgi_temp_path {s}/temp/fastcgi;\n  uwsgi_temp_path {s}/temp/uwsgi;\n  scgi_temp_path {s}/temp/scgi;\n\
+               access_log off;\n  types {{ text/html html; }}\n\
+               server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"the site\\n\"; }} }}\n\
+               include {s}/conf.d/*.conf;\n}}\n",
+            // As root, workers would otherwise run as `nobody`.
+            user = if is_root() { "user root;\n" } else { "" },
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(site_nginx(&site))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    format!(
+        "nginx = {{ conf_dir = \"site/conf.d\", test = \"{c} -t\", reload = \"{c} -s reload\", error_log = \"site/logs/error.log\" }}\n",
+        c = site_nginx(&site)
+    )
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
 /// Points `dev` of the workspace at a `router` target `dev-web` on a free
@@ -55,6 +117,10 @@ fn route_dev(ws: &std::path::Path, env: &str, target: &str) -> u16 {
 /// `route_dev` with a target of `kind`.
 fn route_dev_as(kind: Kind, ws: &std::path::Path, env: &str, target: &str) -> u16 {
     let port = common::free_port();
+    let target = match kind {
+        Kind::ExistingNginx => format!("{target}{}", start_site_nginx(ws, common::free_port())),
+        _ => target.to_owned(),
+    };
     let toml = std::fs::read_to_string(ws.join("stella.toml")).unwrap();
     let toml = toml.replace(
         "[environments.dev]\ntargets = [\"dev-local\"]",
@@ -784,6 +850,125 @@ fn canary_splits_as_weighted_and_aborts_cleanly(kind: Kind) {
     assert_eq!(after, 0, "the candidate answered after the abort ({s:?})");
     assert_eq!(body(&url), "v2");
     check_retries(kind, &retried);
+}
+
+#[test]
+fn a_canary_through_an_existing_nginx_splits_as_weighted_and_aborts_cleanly() {
+    canary_splits_as_weighted_and_aborts_cleanly(Kind::ExistingNginx);
+}
+
+/// An nginx stella does not run: stella writes only its own file into the
+/// conf dir, tests and reloads with the operator's commands, leaves the
+/// site's own server alone, puts the old file back when nginx cannot
+/// take the new one, and takes the file out when its router stops.
+#[test]
+fn an_existing_nginx_is_driven_through_its_conf_dir_and_reload_command() {
+    if !Kind::ExistingNginx.available() {
+        return;
+    }
+    let dir = common::init_workspace();
+    let ws = dir.path().to_owned();
+    common::app_image(&ws, "1.0", "v1");
+    common::app_image(&ws, "2.0", "v2");
+    let port = route_dev_as(Kind::ExistingNginx, &ws, "", "");
+    let stop = StopRouter(ws.clone());
+    let site_conf = std::fs::read_to_string(ws.join("site/nginx.conf")).unwrap();
+    let site_port: u16 = site_conf
+        .split("listen 127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let site = format!("http://127.0.0.1:{site_port}/");
+    assert_eq!(body(&site), "the site\n");
+    stella(&ws)
+        .args(["release", "promote", "api-gateway:1.0", "--to", "dev"])
+        .assert()
+        .success();
+    let url = format!("http://127.0.0.1:{port}/index.html");
+    assert_eq!(body(&url), "v1");
+    assert_eq!(
+        body(&site),
+        "the site\n",
+        "the site's own server is untouched"
+    );
+    let ours = ws.join("site/conf.d/stella-dev-web.conf");
+    let before = std::fs::read_to_string(&ours).unwrap();
+    assert!(before.contains("$stella_dev_web_slot"), "{before}");
+    let mut files: Vec<String> = std::fs::read_dir(ws.join("site/conf.d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        ["stella-dev-web.conf"],
+        "nothing else left in conf.d"
+    );
+    assert!(
+        !ws.join(".stella/nginx/dev-web/nginx.pid").exists(),
+        "stella ran no nginx of its own"
+    );
+
+    // The target moves to a port something else holds: `-t` passes, the
+    // reload cannot bind, and nginx's own message comes back.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().port();
+    let toml = std::fs::read_to_string(ws.join("stella.toml")).unwrap();
+    std::fs::write(
+        ws.join("stella.toml"),
+        toml.replace(&format!("127.0.0.1:{port}"), &format!("127.0.0.1:{busy}")),
+    )
+    .unwrap();
+    let out = stella(&ws)
+        .args(["release", "promote", "api-gateway:2.0", "--to", "dev"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", common::stdout(&out));
+    let said = format!("{}{}", common::stdout(&out), common::stderr(&out));
+    assert!(
+        said.contains(&format!("bind() to 127.0.0.1:{busy} failed"))
+            && said.contains("keeps serving the previous config"),
+        "{said}"
+    );
+    assert_eq!(body(&url), "v1", "the old config kept serving");
+    assert_eq!(body(&site), "the site\n");
+    // Once the controller has answered the clean-up too, the file is the
+    // one serving.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&ours).unwrap() != before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the file in conf.d is not the one serving"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Back on a free port, the same promotion goes through.
+    drop(taken);
+    std::fs::write(ws.join("stella.toml"), toml).unwrap();
+    stella(&ws)
+        .args(["release", "promote", "api-gateway:2.0", "--to", "dev"])
+        .assert()
+        .success();
+    assert_eq!(body(&url), "v2");
+
+    // Stopping the target's router takes its file out; the site serves on.
+    stella(&ws)
+        .args(["router", "stop", "dev-web"])
+        .assert()
+        .success();
+    assert!(!ours.exists());
+    assert_eq!(body(&site), "the site\n");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still listening on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(stop);
 }
 
 #[test]

@@ -68,7 +68,9 @@ pub fn run(ctx: &Context, cmd: RouterCommand) -> Result<u8, Failure> {
             }
             std::fs::create_dir_all(&dir)?;
             let front = match target.kind {
-                TargetKind::Nginx => Kind::Nginx(ws.root(), name),
+                TargetKind::Nginx => {
+                    Kind::Nginx(ws.root(), name, target.nginx.as_ref().map(|x| x.get_ref()))
+                }
                 _ => Kind::Builtin,
             };
             super::runtime()?.block_on(serve(&dir, listen, front))?;
@@ -135,8 +137,13 @@ pub fn run(ctx: &Context, cmd: RouterCommand) -> Result<u8, Failure> {
 /// Which router a controller runs.
 enum Kind<'a> {
     Builtin,
-    /// An nginx under the workspace at `.0` for target `.1`.
-    Nginx(&'a std::path::Path, &'a str),
+    /// An nginx for target `.1` of the workspace at `.0`: stella's own,
+    /// or the existing one `.2` names.
+    Nginx(
+        &'a std::path::Path,
+        &'a str,
+        Option<&'a crate::config::ExistingNginx>,
+    ),
 }
 
 /// The router itself, as the controller drives it.
@@ -156,8 +163,8 @@ impl Front {
                 .await
                 .map(Front::Builtin)
                 .map_err(|e| Failure::error(format!("cannot listen on {listen}: {e}"))),
-            Kind::Nginx(root, target) => {
-                let mut nginx = crate::deploy::nginx::Nginx::new(root, target, listen)
+            Kind::Nginx(root, target, existing) => {
+                let mut nginx = crate::deploy::nginx::Nginx::new(root, target, listen, existing)
                     .map_err(Failure::error)?;
                 nginx.apply(&routes, listen).await.map_err(Failure::error)?;
                 Ok(Front::Nginx(Box::new(nginx)))

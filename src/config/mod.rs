@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 pub use error::{ConfigError, Locator, Problem};
-pub use model::{EnvironmentConfig, Strategy, TargetConfig, TargetKind};
+pub use model::{EnvironmentConfig, ExistingNginx, Strategy, TargetConfig, TargetKind};
 
 use crate::domain::duration::parse_duration;
 use crate::domain::reference::{ImageRef, Repository};
@@ -223,6 +223,34 @@ impl Validator<'_> {
                 && p.get_ref().trim().is_empty()
             {
                 self.at(p, format!("target `{n}`: `path` is empty"));
+            }
+            if let Some(x) = &t.nginx {
+                if t.kind != TargetKind::Nginx {
+                    self.at(
+                        x,
+                        format!(
+                            "target `{n}` is of kind `{}`; `nginx` (an existing nginx to drive) applies to `kind = \"nginx\"` targets only",
+                            t.kind.as_str()
+                        ),
+                    );
+                }
+                let x = x.get_ref();
+                if x.conf_dir.get_ref().trim().is_empty() {
+                    self.at(
+                        &x.conf_dir,
+                        format!("target `{n}`: `conf_dir` is empty; name the directory nginx's `http` block includes, e.g. `/etc/nginx/conf.d`"),
+                    );
+                }
+                for (key, cmd) in [("test", &x.test), ("reload", &x.reload)] {
+                    if cmd.as_ref().is_some_and(|c| c.trim().is_empty()) {
+                        self.at(
+                            &x.conf_dir,
+                            format!(
+                                "target `{n}`: nginx `{key}` is empty; leave it out for the default"
+                            ),
+                        );
+                    }
+                }
             }
         }
     }

@@ -195,6 +195,24 @@ pub struct TargetConfig {
     pub timeout: Option<Spanned<String>>,
     /// How many unpacked releases to keep.
     pub keep: Option<u32>,
+    /// An `nginx` target served by an nginx stella does not run.
+    pub nginx: Option<Spanned<ExistingNginx>>,
+}
+
+/// An nginx that is already running, which stella drives instead of
+/// running its own: it writes the target's config into `conf_dir` (a
+/// directory that nginx's `http` block includes), then runs `test` and
+/// `reload`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExistingNginx {
+    pub conf_dir: Spanned<String>,
+    /// Checks the whole config (default `nginx -t`).
+    pub test: Option<String>,
+    /// Reloads it gracefully (default `nginx -s reload`).
+    pub reload: Option<String>,
+    /// nginx's error log, read for why a reload did not take.
+    pub error_log: Option<String>,
 }
 
 /// A freeze window: recurring (`start`, `end`, `timezone`) or one-off

@@ -5,6 +5,7 @@
 pub mod backends;
 pub mod dir;
 pub mod failpoint;
+pub mod hook;
 pub mod nginx;
 pub mod routed;
 pub mod router;

@@ -15,6 +15,12 @@
 //!    old config serving: stella puts the old file back and reports the
 //!    `[emerg]` lines nginx logged.
 //!
+//! An nginx stella does not run (the target's `nginx = { conf_dir, … }`)
+//! gets only the target's part of an `http` block, as
+//! `CONF_DIR/stella-TARGET.conf`: renamed into place, checked with the
+//! operator's `test` command, applied with their `reload`, confirmed the
+//! same way, and put back on any failure.
+//!
 //! Unforced requests split by weight with `split_clients` on the
 //! request's random id; the `X-Stella-Variant` header or the
 //! `stella-variant` cookie forces a slot through a `map`. Each slot is an
@@ -60,7 +66,10 @@ pub fn find_binary() -> Result<PathBuf, String> {
 /// One nginx target's front: renders, tests, applies and tails.
 pub struct Nginx {
     prefix: PathBuf,
-    binary: PathBuf,
+    mode: Mode,
+    /// What the config's names start with: `stella` in stella's own
+    /// nginx, `stella_TARGET` in a shared one, so targets never collide.
+    ns: String,
     listen: SocketAddr,
     target: String,
     log: LogTail,
@@ -68,21 +77,81 @@ pub struct Nginx {
     candidate: Counters,
 }
 
+/// Whose nginx serves the target.
+enum Mode {
+    /// stella's own, under the prefix.
+    Owned { binary: PathBuf },
+    /// One stella does not run, whose `http` block includes `file`'s
+    /// directory; checked and reloaded with the user's commands.
+    Existing {
+        file: PathBuf,
+        test: String,
+        reload: String,
+        /// nginx's error log, read for why a reload did not take.
+        error_log: Option<PathBuf>,
+        /// Where the commands run: the workspace.
+        root: PathBuf,
+    },
+}
+
+/// How long an existing nginx's `test` or `reload` command may take.
+const COMMAND_LIMIT: Duration = Duration::from_secs(30);
+
 fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 impl Nginx {
-    pub fn new(root: &Path, target: &str, listen: SocketAddr) -> Result<Nginx, String> {
+    /// stella's own nginx for `target`, or with `existing`, the nginx
+    /// that config names.
+    pub fn new(
+        root: &Path,
+        target: &str,
+        listen: SocketAddr,
+        existing: Option<&crate::config::ExistingNginx>,
+    ) -> Result<Nginx, String> {
         let prefix = prefix_dir(root, target);
         for d in ["logs", "temp"] {
             std::fs::create_dir_all(prefix.join(d))
                 .map_err(|e| format!("{}: {e}", prefix.join(d).display()))?;
         }
+        let (mode, ns) = match existing {
+            None => (
+                Mode::Owned {
+                    binary: find_binary()?,
+                },
+                "stella".to_owned(),
+            ),
+            Some(x) => {
+                let dir = root.join(x.conf_dir.get_ref());
+                if !dir.is_dir() {
+                    return Err(format!(
+                        "target `{target}`: nginx's conf_dir {} is not a directory; create it and include it in nginx's `http` block (`include {}/*.conf;`)",
+                        dir.display(),
+                        dir.display()
+                    ));
+                }
+                let ns: String = target
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                    .collect();
+                (
+                    Mode::Existing {
+                        file: dir.join(format!("stella-{target}.conf")),
+                        test: x.test.clone().unwrap_or_else(|| "nginx -t".into()),
+                        reload: x.reload.clone().unwrap_or_else(|| "nginx -s reload".into()),
+                        error_log: x.error_log.as_ref().map(|e| root.join(e)),
+                        root: root.to_owned(),
+                    },
+                    format!("stella_{ns}"),
+                )
+            }
+        };
         Ok(Nginx {
             log: LogTail::new(prefix.join("logs/access.json")),
             prefix,
-            binary: find_binary()?,
+            mode,
+            ns,
             listen,
             target: target.to_owned(),
             stable: Counters::default(),
@@ -98,7 +167,8 @@ impl Nginx {
         self.prefix.join("nginx.conf")
     }
 
-    /// The whole config for `routes`.
+    /// The config for `routes`: a whole one for stella's own nginx, the
+    /// part an existing nginx's `http` block includes otherwise.
     pub fn render(&self, routes: &Routes) -> String {
         let p = |rel: &str| quote(&self.prefix.join(rel).display().to_string());
         let mut c = String::new();
@@ -108,6 +178,10 @@ impl Nginx {
              # Do not edit: stella rewrites it on every change.",
             self.target, routes.version
         );
+        if let Mode::Existing { .. } = self.mode {
+            c.push_str(&self.render_http(routes));
+            return c;
+        }
         // Workers run as whoever runs stella (as root, nginx would
         // otherwise switch them to `nobody`, who cannot read the releases).
         if nix::unistd::geteuid().is_root() {
@@ -125,8 +199,19 @@ impl Nginx {
         c.push_str(
             "  types { text/html html htm; text/plain txt; text/css css; application/javascript js; application/json json; image/svg+xml svg; image/png png; }\n  default_type application/octet-stream;\n  access_log off;\n  server_tokens off;\n",
         );
-        c.push_str(
-            "  log_format stella escape=json '{\"slot\":\"$stella_slot\",\"status\":$status,\"time\":$request_time}';\n",
+        c.push_str(&self.render_http(routes));
+        c.push_str("}\n");
+        c
+    }
+
+    /// What the target adds to an `http` block: the log format, the
+    /// split, the forcing maps, the upstreams and the server.
+    fn render_http(&self, routes: &Routes) -> String {
+        let ns = &self.ns;
+        let mut c = String::new();
+        let _ = writeln!(
+            c,
+            "  log_format {ns} escape=json '{{\"slot\":\"${ns}_slot\",\"status\":$status,\"time\":$request_time}}';"
         );
         let (stable, candidate) = (routes.stable.as_ref(), routes.candidate.as_ref());
         let name =
@@ -143,7 +228,7 @@ impl Nginx {
                 w => vec![(format!("{w}%"), "candidate"), ("*".into(), "stable")],
             },
         };
-        c.push_str("  split_clients \"${request_id}\" $stella_split {\n");
+        let _ = writeln!(c, "  split_clients \"${{request_id}}\" ${ns}_split {{");
         for (share, slot) in &split {
             let _ = writeln!(c, "    {share} {slot};");
         }
@@ -154,10 +239,13 @@ impl Nginx {
         // Forcing a slot: the header first, then the cookie; `a`/`b`
         // name the slots for A/B. (`$cookie_NAME` cannot name a cookie
         // with a hyphen, so the Cookie header is matched instead.)
-        c.push_str("  map $http_cookie $stella_cookie {\n    \"~(?:^|;)\\s*stella-variant=(?<v>[^;\\s]+)\" $v;\n    default \"\";\n  }\n");
         let _ = writeln!(
             c,
-            "  map \"$http_x_stella_variant:$stella_cookie\" $stella_slot {{\n    default $stella_split;\n    \"~*^(stable|a):\" {s};\n    \"~*^(candidate|b):\" {k};\n    \"~*^:(stable|a)$\" {s};\n    \"~*^:(candidate|b)$\" {k};\n  }}",
+            "  map $http_cookie ${ns}_cookie {{\n    \"~(?:^|;)\\s*stella-variant=(?<v>[^;\\s]+)\" $v;\n    default \"\";\n  }}"
+        );
+        let _ = writeln!(
+            c,
+            "  map \"$http_x_stella_variant:${ns}_cookie\" ${ns}_slot {{\n    default ${ns}_split;\n    \"~*^(stable|a):\" {s};\n    \"~*^(candidate|b):\" {k};\n    \"~*^:(stable|a)$\" {s};\n    \"~*^:(candidate|b)$\" {k};\n  }}",
             s = name(stable, "stable"),
             k = name(candidate, "candidate"),
         );
@@ -165,14 +253,17 @@ impl Nginx {
         // variant, and keeps it.
         let _ = writeln!(
             c,
-            "  map \"$http_x_stella_variant$stella_cookie\" $stella_assign {{\n    \"\" {};\n    default \"\";\n  }}",
+            "  map \"$http_x_stella_variant${ns}_cookie\" ${ns}_assign {{\n    \"\" {};\n    default \"\";\n  }}",
             if routes.sticky {
-                "\"stella-variant=$stella_ab; Path=/\""
+                format!("\"stella-variant=${ns}_ab; Path=/\"")
             } else {
-                "\"\""
+                "\"\"".to_owned()
             }
         );
-        c.push_str("  map $stella_slot $stella_ab {\n    stable a;\n    candidate b;\n    default \"\";\n  }\n");
+        let _ = writeln!(
+            c,
+            "  map ${ns}_slot ${ns}_ab {{\n    stable a;\n    candidate b;\n    default \"\";\n  }}"
+        );
         // Feature flags: a percentage is decided per client address.
         let mut flags = Vec::new();
         for (i, (name, value)) in routes.flags.iter().enumerate() {
@@ -182,14 +273,14 @@ impl Nginx {
                     let n: u8 = pct.trim_end_matches('%').parse().unwrap_or(0);
                     let _ = writeln!(
                         c,
-                        "  split_clients \"${{remote_addr}}/{name}\" $stella_flag_{i} {{\n    {}\n  }}",
+                        "  split_clients \"${{remote_addr}}/{name}\" ${ns}_flag_{i} {{\n    {}\n  }}",
                         match n {
                             0 => "* off;".to_owned(),
                             100.. => "* on;".to_owned(),
                             n => format!("{n}% on;\n    * off;"),
                         }
                     );
-                    format!("$stella_flag_{i}")
+                    format!("${ns}_flag_{i}")
                 }
             };
             flags.push(format!("{name}={v}"));
@@ -197,18 +288,15 @@ impl Nginx {
         let flags_header = flags.join("; ");
         for (slot, b) in [("stable", stable), ("candidate", candidate)] {
             if let Some(Backend::Http(a)) = b {
-                let _ = writeln!(
-                    c,
-                    "  upstream stella_{slot} {{ server {a}; keepalive 16; }}"
-                );
+                let _ = writeln!(c, "  upstream {ns}_{slot} {{ server {a}; keepalive 16; }}");
             }
         }
         let _ = writeln!(
             c,
-            "  server {{\n    listen {};\n    add_header X-Stella-Routes {} always;\n    add_header X-Stella-Slot $stella_slot always;\n    add_header Set-Cookie $stella_assign always;\n    access_log {} stella;\n    location / {{\n      if ($stella_slot = none) {{ return 503 \"no release is routed here\\n\"; }}\n      rewrite ^ /.stella-slot/$stella_slot$uri last;\n    }}",
+            "  server {{\n    listen {};\n    add_header X-Stella-Routes {} always;\n    add_header X-Stella-Slot ${ns}_slot always;\n    add_header Set-Cookie ${ns}_assign always;\n    access_log {} {ns};\n    location / {{\n      if (${ns}_slot = none) {{ return 503 \"no release is routed here\\n\"; }}\n      rewrite ^ /.stella-slot/${ns}_slot$uri last;\n    }}",
             self.listen,
             routes.version,
-            p("logs/access.json"),
+            quote(&self.prefix.join("logs/access.json").display().to_string()),
         );
         // Each slot is an internal location: its release's files, or a
         // proxy to its process.
@@ -229,19 +317,20 @@ impl Nginx {
                 Backend::Http(_) => {
                     let _ = writeln!(
                         c,
-                        "      proxy_pass http://stella_{slot}/;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Host $http_host;\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n      proxy_set_header X-Stella-Flags {};\n      proxy_connect_timeout 5s;",
+                        "      proxy_pass http://{ns}_{slot}/;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Host $http_host;\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n      proxy_set_header X-Stella-Flags {};\n      proxy_connect_timeout 5s;",
                         quote(&flags_header)
                     );
                 }
             }
             c.push_str("    }\n");
         }
-        c.push_str("  }\n}\n");
+        c.push_str("  }\n");
         c
     }
 
-    fn nginx(&self, conf: &Path) -> std::process::Command {
-        let mut cmd = std::process::Command::new(&self.binary);
+    /// stella's own nginx binary, run on its prefix with `conf`.
+    fn nginx(&self, binary: &Path, conf: &Path) -> std::process::Command {
+        let mut cmd = std::process::Command::new(binary);
         cmd.arg("-p")
             .arg(&self.prefix)
             .arg("-c")
@@ -252,8 +341,11 @@ impl Nginx {
         cmd
     }
 
-    /// nginx's master pid, if it runs.
+    /// The master pid of stella's own nginx, if it runs.
     pub fn running_pid(&self) -> Option<i64> {
+        if let Mode::Existing { .. } = self.mode {
+            return None;
+        }
         let pid: i64 = std::fs::read_to_string(self.prefix.join("nginx.pid"))
             .ok()?
             .trim()
@@ -274,14 +366,37 @@ impl Nginx {
     }
 
     async fn try_apply(&mut self, routes: &Routes) -> Result<(), String> {
+        match &self.mode {
+            Mode::Owned { binary } => {
+                let binary = binary.clone();
+                self.apply_owned(&binary, routes).await
+            }
+            Mode::Existing {
+                file,
+                test,
+                reload,
+                error_log,
+                root,
+            } => {
+                let file = file.clone();
+                let errors = error_log.clone();
+                let test = Shell::new(test, root);
+                let reload = Shell::new(reload, root);
+                self.apply_existing(&file, &test, &reload, errors.as_deref(), routes)
+                    .await
+            }
+        }
+    }
+
+    async fn apply_owned(&mut self, binary: &Path, routes: &Routes) -> Result<(), String> {
         let text = self.render(routes);
         let next = self.prefix.join("nginx.conf.next");
         std::fs::write(&next, &text).map_err(|e| format!("{}: {e}", next.display()))?;
         let out = self
-            .nginx(&next)
+            .nginx(binary, &next)
             .arg("-t")
             .output()
-            .map_err(|e| format!("cannot run {}: {e}", self.binary.display()))?;
+            .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
         if !out.status.success() {
             return Err(format!(
                 "nginx refused the config for routes {} ({}): {}; the previous config keeps serving",
@@ -291,12 +406,7 @@ impl Nginx {
             ));
         }
         let conf = self.conf();
-        let prev = self.prefix.join("nginx.conf.prev");
-        let had = conf.exists();
-        if had {
-            std::fs::copy(&conf, &prev).map_err(|e| format!("{}: {e}", prev.display()))?;
-        }
-        std::fs::rename(&next, &conf).map_err(|e| format!("{}: {e}", conf.display()))?;
+        let kept = Kept::replace(&next, &conf, self.prefix.join("nginx.conf.prev"))?;
         let errors = self.prefix.join("logs/error.log");
         let seen = std::fs::metadata(&errors).map_or(0, |m| m.len());
         let master = self.running_pid();
@@ -308,73 +418,105 @@ impl Nginx {
                     nix::unistd::Pid::from_raw(pid as i32),
                     nix::sys::signal::Signal::SIGHUP,
                 )
-                .map_err(|e| format!("cannot signal nginx (pid {pid}) to reload: {e}"))?;
+                .map_err(|e| {
+                    kept.undo(format!("cannot signal nginx (pid {pid}) to reload: {e}"))
+                })?;
                 None
             }
             None => Some(
-                self.nginx(&conf)
+                self.nginx(binary, &conf)
                     .output()
-                    .map_err(|e| format!("cannot run {}: {e}", self.binary.display()))?,
+                    .map_err(|e| kept.undo(format!("cannot run {}: {e}", binary.display())))?,
             ),
         };
-        let undo = |why: String| -> String {
-            if had {
-                let _ = std::fs::rename(&prev, &conf);
-            } else {
-                let _ = std::fs::remove_file(&conf);
-            }
-            why
-        };
         if let Some(out) = out.filter(|o| !o.status.success()) {
-            return Err(undo(format!(
+            return Err(kept.undo(format!(
                 "nginx could not start with routes {}: {}",
                 routes.version,
                 printed(&out.stderr)
             )));
         }
-        // Live when the listener answers with the new version; refused
-        // as soon as nginx logs why it kept the old config.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        let why = loop {
-            let step = Duration::from_millis(100);
-            let live = super::routed::wait_live(self.listen, routes.version, step, None).await;
-            let logged = emerg_lines(&read_from(&errors, seen), &["[emerg]", "[alert]"]);
-            match live {
-                Ok(()) => return Ok(()),
-                Err(_) if !logged.is_empty() => {
-                    // nginx retries a failed bind every 500 ms before it
-                    // gives up: wait until it has, so what it logs is
-                    // reported here, not taken for the next change's.
-                    let quiet_since =
-                        |len: u64| std::fs::metadata(&errors).map_or(len, |m| m.len());
-                    let mut len = quiet_since(0);
-                    let give_up = std::time::Instant::now() + Duration::from_secs(5);
-                    while std::time::Instant::now() < give_up {
-                        tokio::time::sleep(Duration::from_millis(700)).await;
-                        let now = quiet_since(len);
-                        if now == len {
-                            break;
-                        }
-                        len = now;
-                    }
-                    break emerg_lines(&read_from(&errors, seen), &["[emerg]", "[alert]"]);
-                }
-                Err(e) if std::time::Instant::now() >= deadline => break e,
-                Err(_) => {}
-            }
+        let why = match confirm(self.listen, routes.version, Some(&errors), seen).await {
+            Ok(()) => return Ok(()),
+            Err(why) => why,
         };
-        Err(undo(format!(
+        Err(kept.undo(format!(
             "nginx did not take routes {}: {why}; it keeps serving the previous config",
             routes.version
         )))
     }
 
-    /// Stops nginx gracefully (`-s quit`), waiting up to `grace`.
+    /// An existing nginx: the target's file goes into its conf dir, then
+    /// the user's `test` and `reload` run; any failure puts the previous
+    /// file back (reloading again if nginx may have taken the new one).
+    async fn apply_existing(
+        &mut self,
+        file: &Path,
+        test: &Shell,
+        reload: &Shell,
+        errors: Option<&Path>,
+        routes: &Routes,
+    ) -> Result<(), String> {
+        let v = routes.version;
+        // A dot name: no include glob (`*.conf`, `*`) picks it up.
+        let next = hidden_beside(file, "next");
+        std::fs::write(&next, self.render(routes)).map_err(|e| {
+            format!(
+                "cannot write {}: {e}; stella needs write access to nginx's conf_dir",
+                next.display()
+            )
+        })?;
+        let kept = Kept::replace(&next, file, self.prefix.join("existing.conf.prev"))?;
+        if let Err(e) = test.run() {
+            return Err(kept.undo(format!(
+                "nginx refused the config for routes {v} ({}): {e}; the previous config is back in place and keeps serving",
+                file.display()
+            )));
+        }
+        let seen = errors
+            .and_then(|e| std::fs::metadata(e).ok())
+            .map_or(0, |m| m.len());
+        if let Err(e) = reload.run() {
+            return Err(kept.undo(format!(
+                "nginx could not reload routes {v}: {e}; the previous config is back in place"
+            )));
+        }
+        match confirm(self.listen, v, errors, seen).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let why = kept.undo(format!(
+                    "nginx did not take routes {v} after `{}`: {e}; stella put the previous config back and reloaded, so it keeps serving the previous config{}",
+                    reload.command,
+                    if errors.is_none() { " (nginx's error log says why; set `error_log` on the target for stella to read it)" } else { "" }
+                ));
+                let _ = reload.run();
+                Err(why)
+            }
+        }
+    }
+
+    /// Stops serving the target: stella's own nginx quits gracefully
+    /// (`-s quit`, waiting up to `grace`); an existing nginx loses the
+    /// target's file and is reloaded.
     pub fn stop(&self, grace: Duration) {
+        let binary = match &self.mode {
+            Mode::Owned { binary } => binary,
+            Mode::Existing {
+                file, reload, root, ..
+            } => {
+                if std::fs::remove_file(file).is_ok() {
+                    let _ = Shell::new(reload, root).run();
+                }
+                return;
+            }
+        };
         let Some(pid) = self.running_pid() else {
             return;
         };
-        let _ = self.nginx(&self.conf()).args(["-s", "quit"]).output();
+        let _ = self
+            .nginx(binary, &self.conf())
+            .args(["-s", "quit"])
+            .output();
         let deadline = std::time::Instant::now() + grace;
         while crate::store::process_alive(pid) && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(25));
@@ -395,7 +537,18 @@ impl Nginx {
 
     fn drain_log(&mut self) {
         let pid = self.running_pid();
-        for line in self.log.read_lines(pid) {
+        let mode = &self.mode;
+        // After the log is renamed, nginx is asked to open a new one.
+        let reopen = || match (mode, pid) {
+            (Mode::Owned { .. }, Some(pid)) => nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGUSR1,
+            )
+            .is_ok(),
+            (Mode::Existing { reload, root, .. }, _) => Shell::new(reload, root).run().is_ok(),
+            _ => false,
+        };
+        for line in self.log.read_lines(reopen) {
             let Ok(e) = serde_json::from_str::<AccessEntry>(&line) else {
                 continue;
             };
@@ -441,6 +594,53 @@ fn emerg_lines(text: &str, tags: &[&str]) -> String {
     seen.join("; ")
 }
 
+/// Waits until the listener answers with routes `version` (up to 5 s,
+/// or 10 s when nginx's error log is unknown); with the log, fails as
+/// soon as nginx logs (after byte `seen`) why it kept the old config.
+async fn confirm(
+    listen: SocketAddr,
+    version: u64,
+    errors: Option<&Path>,
+    seen: u64,
+) -> Result<(), String> {
+    let within = Duration::from_secs(if errors.is_some() { 5 } else { 10 });
+    let deadline = std::time::Instant::now() + within;
+    let logged = || {
+        errors.map_or(String::new(), |e| {
+            emerg_lines(&read_from(e, seen), &["[emerg]", "[alert]"])
+        })
+    };
+    let size = |len: u64| {
+        errors
+            .and_then(|e| std::fs::metadata(e).ok())
+            .map_or(len, |m| m.len())
+    };
+    loop {
+        let step = Duration::from_millis(100);
+        match super::routed::wait_live(listen, version, step, None).await {
+            Ok(()) => return Ok(()),
+            Err(_) if !logged().is_empty() => {
+                // nginx retries a failed bind every 500 ms before it
+                // gives up: wait until it has, so what it logs is
+                // reported here, not taken for the next change's.
+                let mut len = size(0);
+                let give_up = std::time::Instant::now() + Duration::from_secs(5);
+                while std::time::Instant::now() < give_up {
+                    tokio::time::sleep(Duration::from_millis(700)).await;
+                    let now = size(len);
+                    if now == len {
+                        break;
+                    }
+                    len = now;
+                }
+                return Err(logged());
+            }
+            Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => {}
+        }
+    }
+}
+
 /// What nginx printed when it failed: its error messages, or all of it.
 fn printed(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
@@ -458,6 +658,93 @@ fn read_from(path: &Path, offset: u64) -> String {
         let _ = f.read_to_string(&mut s);
     }
     s
+}
+
+/// A config file replaced by a new one, the old kept aside until the new
+/// one is known to serve.
+struct Kept {
+    path: PathBuf,
+    prev: PathBuf,
+    had: bool,
+}
+
+impl Kept {
+    /// Renames `next` over `path`, a copy of what was there kept at `prev`.
+    fn replace(next: &Path, path: &Path, prev: PathBuf) -> Result<Kept, String> {
+        let had = path.exists();
+        if had {
+            std::fs::copy(path, &prev).map_err(|e| format!("{}: {e}", prev.display()))?;
+        }
+        std::fs::rename(next, path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Kept {
+            path: path.to_owned(),
+            prev,
+            had,
+        })
+    }
+
+    /// Puts the old file back (atomically), or removes the new one if
+    /// there was none; passes `why` through.
+    fn undo(&self, why: String) -> String {
+        if self.had {
+            let back = hidden_beside(&self.path, "prev");
+            if std::fs::copy(&self.prev, &back).is_ok() {
+                let _ = std::fs::rename(&back, &self.path);
+            }
+        } else {
+            let _ = std::fs::remove_file(&self.path);
+        }
+        why
+    }
+}
+
+/// `.NAME.what` beside `path`: same filesystem, so a rename is atomic,
+/// and hidden from nginx's include globs.
+fn hidden_beside(path: &Path, what: &str) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or("stella".into(), |n| n.to_string_lossy());
+    path.with_file_name(format!(".{name}.{what}"))
+}
+
+/// An existing nginx's `test` or `reload` command, run with `sh -c` from
+/// the workspace, at most 30 s.
+struct Shell {
+    command: String,
+    root: PathBuf,
+}
+
+impl Shell {
+    fn new(command: &str, root: &Path) -> Shell {
+        Shell {
+            command: command.to_owned(),
+            root: root.to_owned(),
+        }
+    }
+
+    /// An error is what the command printed, nginx's own messages first.
+    fn run(&self) -> Result<(), String> {
+        let command = &self.command;
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(command)
+            .current_dir(&self.root)
+            .stdin(std::process::Stdio::null());
+        let out = super::hook::run_with_timeout(cmd, COMMAND_LIMIT)
+            .map_err(|e| format!("cannot run `{command}`: {e}"))?;
+        match out.status {
+            Some(s) if s.success() => Ok(()),
+            Some(s) => Err(format!(
+                "`{command}` failed ({}): {}",
+                s.code().map_or("killed".into(), |c| format!("exit {c}")),
+                printed(out.output.as_bytes())
+            )),
+            None => Err(format!(
+                "`{command}` did not finish within {}s and was killed",
+                COMMAND_LIMIT.as_secs()
+            )),
+        }
+    }
 }
 
 /// Follows nginx's access log: complete lines only, and rotated (renamed,
@@ -482,7 +769,7 @@ impl LogTail {
         }
     }
 
-    fn read_lines(&mut self, master: Option<i64>) -> Vec<String> {
+    fn read_lines(&mut self, reopen: impl FnOnce() -> bool) -> Vec<String> {
         use std::os::unix::fs::MetadataExt;
         if self.file.is_none() {
             // Start at the end: what came before this controller is history.
@@ -517,16 +804,15 @@ impl LogTail {
                 self.file = std::fs::File::open(&self.path).ok();
                 self.rotated = false;
             }
-        } else if held.is_some_and(|m| m.len() > ROTATE_AT)
-            && let Some(pid) = master
-        {
+        } else if held.is_some_and(|m| m.len() > ROTATE_AT) {
             let old = self.path.with_extension("json.old");
             if std::fs::rename(&self.path, &old).is_ok() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGUSR1,
-                );
-                self.rotated = true;
+                if reopen() {
+                    self.rotated = true;
+                } else {
+                    // Nobody to reopen it: keep following the file nginx holds.
+                    let _ = std::fs::rename(&old, &self.path);
+                }
             }
         }
         lines
