@@ -593,3 +593,104 @@ fn rollout_screen_shows_the_split_the_steps_and_steers_the_canary() {
             .contains("no canary is running")
     );
 }
+
+#[test]
+fn rollout_screen_picks_up_interrupted_canaries_ends_ab_tests_and_rolls_back() {
+    let mut a = app();
+    key(&mut a, KeyCode::Char('7'));
+    let confirmed = |a: &mut App, k: char| {
+        assert!(key(a, KeyCode::Char(k)).is_empty(), "`{k}` confirms first");
+        assert!(matches!(a.layers.last(), Some(Layer::Confirm { .. })));
+        key(a, KeyCode::Char('y'))
+    };
+
+    // A running canary: `r` is an abort.
+    reduce::reduce(&mut a, Msg::Rollouts(sample::rollouts()));
+    assert_eq!(
+        confirmed(&mut a, 'r'),
+        vec![Effect::RolloutControl {
+            target: "prod-web".into(),
+            change: "abort".into()
+        }]
+    );
+
+    // Interrupted: shown held; resume and promote start a new promotion
+    // of its digest, abort and roll back send traffic back to stable.
+    let mut held = sample::rollouts();
+    held[0].progress.state = "paused".into();
+    held[0].progress.interrupted = true;
+    held[0].progress.app = Some("web".into());
+    reduce::reduce(&mut a, Msg::Rollouts(held));
+    let screen = draw(&a);
+    assert!(
+        screen.contains("interrupted: its promotion stopped at 50%"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("rollout_interrupted", screen);
+    let pick_up = |promote| Effect::PickUp {
+        target: "prod-web".into(),
+        app: "web".into(),
+        digest: sample::digest(20),
+        env: "prod".into(),
+        promote,
+    };
+    assert_eq!(key(&mut a, KeyCode::Char(' ')), vec![pick_up(false)]);
+    assert_eq!(confirmed(&mut a, 'p'), vec![pick_up(true)]);
+    for k in ['x', 'r'] {
+        assert_eq!(
+            confirmed(&mut a, k),
+            vec![Effect::AbortInterrupted { env: "prod".into() }]
+        );
+    }
+
+    // An A/B test: labelled a and b; `r` ends it on a, steering refused.
+    let mut ab = sample::rollouts();
+    ab[0].weight = 30;
+    ab[0].progress.state = "experiment".into();
+    ab[0].progress.steps = vec![30];
+    ab[0].progress.step = 0;
+    ab[0].progress.samples.clear();
+    reduce::reduce(&mut a, Msg::Rollouts(ab));
+    let screen = draw(&a);
+    assert!(
+        screen.contains("A/B test: b takes 30% of new clients") && screen.contains("a stable"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("rollout_ab", screen);
+    assert!(key(&mut a, KeyCode::Char(' ')).is_empty());
+    assert!(a.status.as_ref().unwrap().text.contains("A/B test"));
+    assert_eq!(
+        confirmed(&mut a, 'r'),
+        vec![Effect::Consolidate {
+            env: "prod".into(),
+            winner_b: false
+        }]
+    );
+
+    // After a switch the old release is warm: `r` swaps back to it, for
+    // the app the lane shows live there.
+    let mut warm = sample::rollouts();
+    warm[0].weight = 0;
+    warm[0].progress.state = "promoted".into();
+    reduce::reduce(&mut a, Msg::Rollouts(warm));
+    assert!(draw(&a).contains("kept warm: r rolls back to it"));
+    assert_eq!(
+        confirmed(&mut a, 'r'),
+        vec![Effect::Rollback {
+            app: "api-gateway".into(),
+            env: "prod".into(),
+            to: sample::digest(20)
+        }]
+    );
+
+    // Nothing warm: pick from the lane's history.
+    let mut cold = sample::rollouts();
+    cold[0].weight = 0;
+    cold[0].candidate = None;
+    cold[0].progress.state = "promoted".into();
+    reduce::reduce(&mut a, Msg::Rollouts(cold));
+    assert!(key(&mut a, KeyCode::Char('r')).is_empty());
+    assert!(
+        matches!(a.layers.last(), Some(Layer::Rollback { app, env, .. }) if app == "api-gateway" && env == "prod")
+    );
+}

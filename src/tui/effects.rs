@@ -307,6 +307,54 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
         Effect::LoadRollouts => {
             ctx.blocking(|ctx| Msg::Rollouts(super::data::load_rollouts(&ctx.config)))
         }
+        Effect::PickUp {
+            target,
+            app: a,
+            digest,
+            env,
+            promote,
+        } => {
+            if promote {
+                let dir = crate::deploy::routed::state_dir(ctx.ws.root(), &target);
+                if let Err(e) = crate::deploy::routed::ask(&dir, "promote") {
+                    app.complain(format!("cannot steer the canary on {target}: {e}"));
+                    return;
+                }
+            }
+            run(
+                ctx,
+                app,
+                Effect::Promote {
+                    app: a,
+                    digest,
+                    tag: None,
+                    to: env,
+                },
+            );
+        }
+        Effect::AbortInterrupted { env } => ctx.blocking(move |ctx| {
+            match crate::engine::deploy::abort_interrupted(
+                &ctx.ws,
+                &ctx.config,
+                &env,
+                &ctx.requested_by,
+            ) {
+                Ok(lines) => Msg::Status(lines.join("; ")),
+                Err(e) => Msg::Error(format!("cannot abort the canary in {env}: {e}")),
+            }
+        }),
+        Effect::Consolidate { env, winner_b } => ctx.blocking(move |ctx| {
+            match crate::engine::deploy::consolidate(
+                &ctx.ws,
+                &ctx.config,
+                &env,
+                winner_b,
+                &ctx.requested_by,
+            ) {
+                Ok(lines) => Msg::Status(lines.join("; ")),
+                Err(e) => Msg::Error(format!("cannot end the A/B test in {env}: {e}")),
+            }
+        }),
         Effect::RolloutControl { target, change } => ctx.blocking(move |ctx| {
             use crate::deploy::routed;
             let dir = routed::state_dir(ctx.ws.root(), &target);

@@ -624,6 +624,7 @@ pub fn act(app: &mut App, a: Action) -> Vec<Effect> {
             rollout_change(app, if paused { "resume" } else { "pause" })
         }
         Action::Abort if app.screen == Screen::Rollout => rollout_change(app, "abort"),
+        Action::Rollback if app.screen == Screen::Rollout => rollout_rollback(app),
         Action::Promote => {
             if app.screen != Screen::Lanes {
                 return vec![];
@@ -661,26 +662,8 @@ pub fn act(app: &mut App, a: Action) -> Vec<Effect> {
             let Some(cell) = lane.cells.get(app.cell) else {
                 return vec![];
             };
-            let current = cell.live.as_ref().map(|l| l.digest.clone());
-            let mut choices: Vec<_> = Vec::new();
-            for (d, since) in &cell.history {
-                if Some(d) != current.as_ref() && !choices.iter().any(|(c, _)| c == d) {
-                    choices.push((d.clone(), *since));
-                }
-            }
-            if choices.is_empty() {
-                app.complain(format!(
-                    "{} has had no other release in {}; nothing to roll back to",
-                    cell.app, lane.env
-                ));
-                return vec![];
-            }
-            app.layers.push(Layer::Rollback {
-                app: cell.app.clone(),
-                env: lane.env.clone(),
-                choices,
-                sel: 0,
-            });
+            let (a, env) = (cell.app.clone(), lane.env.clone());
+            pick_rollback(app, &a, &env);
             vec![]
         }
         Action::Pause | Action::Abort => {
@@ -783,44 +766,183 @@ fn on_enter(app: &mut App) -> Vec<Effect> {
     }
 }
 
+/// The releases `app` had in `env` other than the live one, to pick one
+/// to roll back to (then confirm).
+fn pick_rollback(app: &mut App, a: &str, env: &str) {
+    let Some(cell) = app
+        .snap
+        .lanes
+        .iter()
+        .find(|l| l.env == env)
+        .and_then(|l| l.cells.iter().find(|c| c.app == a))
+    else {
+        app.complain(format!(
+            "{a} has no history in {env}; nothing to roll back to"
+        ));
+        return;
+    };
+    let current = cell.live.as_ref().map(|l| l.digest.clone());
+    let mut choices: Vec<_> = Vec::new();
+    for (d, since) in &cell.history {
+        if Some(d) != current.as_ref() && !choices.iter().any(|(c, _)| c == d) {
+            choices.push((d.clone(), *since));
+        }
+    }
+    if choices.is_empty() {
+        app.complain(format!(
+            "{a} has had no other release in {env}; nothing to roll back to"
+        ));
+        return;
+    }
+    app.layers.push(Layer::Rollback {
+        app: a.to_owned(),
+        env: env.to_owned(),
+        choices,
+        sel: 0,
+    });
+}
+
 /// A change to the selected target's canary: pause and resume at once,
-/// promote and abort after a confirmation.
+/// promote and abort after a confirmation. A canary whose promotion was
+/// interrupted is picked up by a new promotion of its digest (resume,
+/// promote) or sent back to stable (abort).
 fn rollout_change(app: &mut App, change: &str) -> Vec<Effect> {
-    let Some(r) = app.rollouts.get(app.rollout) else {
+    let Some(r) = app.rollouts.get(app.rollout).cloned() else {
         app.complain("no router target in this workspace");
         return vec![];
     };
-    if !matches!(r.progress.state.as_str(), "running" | "paused") {
-        app.complain(format!("no canary is running on {}", r.target));
+    let p = &r.progress;
+    if !p.in_flight() {
+        app.complain(match p.state.as_str() {
+            "experiment" => format!(
+                "{} runs an A/B test, not a canary: `r` ends it on a (stable), `stella rollout consolidate {} --winner a|b` picks the winner",
+                r.target, r.env
+            ),
+            _ => format!("no canary is running on {}", r.target),
+        });
         return vec![];
     }
-    let effect = Effect::RolloutControl {
-        target: r.target.clone(),
-        change: change.to_owned(),
+    let at = p.steps.get(p.step).copied().unwrap_or(0);
+    let effect = match (p.interrupted, change, p.app.clone(), p.digest.clone()) {
+        (true, "pause", ..) => {
+            app.say(format!(
+                "{}: the canary is held at {at}% already (its promotion was interrupted)",
+                r.target
+            ));
+            return vec![];
+        }
+        (true, "abort", ..) => Effect::AbortInterrupted { env: r.env.clone() },
+        (true, _, Some(a), Some(digest)) => Effect::PickUp {
+            target: r.target.clone(),
+            app: a,
+            digest,
+            env: r.env.clone(),
+            promote: change == "promote",
+        },
+        (true, ..) => {
+            app.complain(format!(
+                "the interrupted canary on {} does not say which release it was; `stella rollout abort {}` sends traffic back to stable",
+                r.target, r.env
+            ));
+            return vec![];
+        }
+        _ => Effect::RolloutControl {
+            target: r.target.clone(),
+            change: change.to_owned(),
+        },
     };
-    match change {
-        "promote" | "abort" => {
-            app.layers.push(Layer::Confirm {
-                title: format!(
-                    "{} the canary on {}?",
-                    if change == "abort" {
-                        "Abort"
-                    } else {
-                        "Promote"
-                    },
+    let (title, line) = match change {
+        "abort" => (
+            format!("Abort the canary on {} at {at}%?", r.target),
+            "All traffic goes back to stable; the deploy fails and is sealed.",
+        ),
+        "promote" => (
+            format!("Promote the canary on {} from {at}%?", r.target),
+            "The candidate skips its remaining steps and takes all traffic.",
+        ),
+        _ => {
+            if p.interrupted {
+                app.say(format!(
+                    "picking up the interrupted canary on {} at {at}%…",
+                    r.target
+                ));
+            }
+            return vec![effect];
+        }
+    };
+    app.layers.push(Layer::Confirm {
+        title,
+        lines: vec![line.into()],
+        effect,
+    });
+    vec![]
+}
+
+/// `r` on the Rollout screen: back to the release before. A canary under
+/// way is aborted (stable is the release before); an A/B test ends on a;
+/// otherwise the app goes back to the release its target keeps warm, or
+/// one picked from the lane's history. Each confirms.
+fn rollout_rollback(app: &mut App) -> Vec<Effect> {
+    let Some(r) = app.rollouts.get(app.rollout).cloned() else {
+        app.complain("no router target in this workspace");
+        return vec![];
+    };
+    if r.progress.in_flight() {
+        return rollout_change(app, "abort");
+    }
+    if r.progress.state == "experiment" {
+        app.layers.push(Layer::Confirm {
+            title: format!("End the A/B test on {}, a winning?", r.target),
+            lines: vec![
+                "All traffic goes back to a, the stable release; b is kept warm. Sealed with the comparison.".into(),
+            ],
+            effect: Effect::Consolidate {
+                env: r.env.clone(),
+                winner_b: false,
+            },
+        });
+        return vec![];
+    }
+    // Which app the target serves: what its last rollout said, else the
+    // lane's app whose live release is the target's stable one.
+    let a = r.progress.app.clone().or_else(|| {
+        let stable = r.stable.as_ref()?;
+        app.snap
+            .lanes
+            .iter()
+            .find(|l| l.env == r.env)?
+            .cells
+            .iter()
+            .find(|c| c.live.as_ref().is_some_and(|l| &l.digest == stable))
+            .map(|c| c.app.clone())
+    });
+    let Some(a) = a else {
+        app.complain(format!(
+            "nothing known is live on {}; nothing to roll back",
+            r.target
+        ));
+        return vec![];
+    };
+    match r.candidate.clone().filter(|_| r.weight == 0) {
+        Some(warm) => app.layers.push(Layer::Confirm {
+            title: format!("Roll back {a} in {}?", r.env),
+            lines: vec![
+                format!(
+                    "to sha256:{}, kept warm on {}: one swap",
+                    warm.short(),
                     r.target
                 ),
-                lines: vec![if change == "abort" {
-                    "All traffic goes back to stable; the deploy fails and is sealed.".into()
-                } else {
-                    "The candidate skips its remaining steps and takes all traffic.".into()
-                }],
-                effect,
-            });
-            vec![]
-        }
-        _ => vec![effect],
+                "The current release stops serving; the rollback is sealed in a capsule.".into(),
+            ],
+            effect: Effect::Rollback {
+                app: a,
+                env: r.env.clone(),
+                to: warm,
+            },
+        }),
+        None => pick_rollback(app, &a, &r.env),
     }
+    vec![]
 }
 
 /// The selected release's findings, as the first lane with a security

@@ -54,6 +54,25 @@ pub enum Effect {
         target: String,
         change: String,
     },
+    /// An interrupted canary picked up by a new promotion of its digest;
+    /// with `promote`, straight to 100 %.
+    PickUp {
+        target: String,
+        app: String,
+        digest: Digest,
+        env: String,
+        promote: bool,
+    },
+    /// An interrupted canary's traffic back on stable, sealed.
+    AbortInterrupted {
+        env: String,
+    },
+    /// An A/B test ended, the winner (`b`: the new release) taking all
+    /// traffic, sealed.
+    Consolidate {
+        env: String,
+        winner_b: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

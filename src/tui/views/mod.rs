@@ -121,9 +121,11 @@ fn status_line(app: &App) -> Paragraph<'_> {
     Paragraph::new(line)
 }
 
-/// The first words of a description, for the hint line.
+/// The first words of a description (at most three, and none past a
+/// `:`, `,` or `(`), for the hint line.
 fn short(desc: &str) -> String {
-    desc.split_whitespace()
+    let head = desc.split([':', ',', '(']).next().unwrap_or(desc);
+    head.split_whitespace()
         .take(3)
         .collect::<Vec<_>>()
         .join(" ")

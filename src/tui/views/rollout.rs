@@ -1,7 +1,8 @@
 //! Rollout: each `router` target's traffic split as a gauge, per-version
 //! error rate and p95 as sparklines, the canary's steps with the current
-//! one marked, and its analysis samples; keys pause, resume, promote and
-//! abort (the last two confirm).
+//! one marked, and its analysis samples; an interrupted canary, an A/B
+//! test and a release kept warm say so. Keys pause, resume, promote,
+//! abort and roll back (all but the first two confirm).
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -60,6 +61,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(Paragraph::new(lines).block(block(app, " Targets ")), list);
 
     let r = &app.rollouts[app.rollout.min(app.rollouts.len() - 1)];
+    let p = &r.progress;
+    let ab = p.state == "experiment";
+    let warm = r.candidate.is_some() && r.weight == 0 && !p.in_flight() && !ab;
     let width = detail.width.saturating_sub(4) as usize;
     let gauge_w = width.saturating_sub(30).max(10);
     let cand = (gauge_w * usize::from(r.weight)).div_ceil(100).min(gauge_w);
@@ -82,21 +86,49 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         ]),
         Line::raw(""),
         Line::from(vec![
-            Span::raw(format!("stable {:>3}% ", 100 - u16::from(r.weight))),
+            Span::raw(format!(
+                "{} {:>3}% ",
+                if ab { "     a" } else { "stable" },
+                100 - u16::from(r.weight)
+            )),
             Span::styled("█".repeat(gauge_w - cand), app.theme.get("gate_pass")),
             // Another glyph, so the split reads without colour too.
             Span::styled("▒".repeat(cand), app.theme.get("step_running")),
-            Span::raw(format!(" {:>3}% candidate", r.weight)),
+            Span::raw(format!(
+                " {:>3}% {}",
+                r.weight,
+                if ab { "b" } else { "candidate" }
+            )),
         ]),
         Line::raw(""),
     ];
     let history = app.rollout_history.get(&r.target);
-    for (name, digest, stats, err_i, p95_i) in [
-        ("stable", &r.stable, &r.stats.0, 0usize, 2usize),
-        ("candidate", &r.candidate, &r.stats.1, 1, 3),
+    for (name, label, digest, stats, err_i, p95_i) in [
+        (
+            "stable",
+            if ab { "a stable" } else { "stable" },
+            &r.stable,
+            &r.stats.0,
+            0usize,
+            2usize,
+        ),
+        (
+            "candidate",
+            if ab {
+                "b"
+            } else if warm {
+                "warm"
+            } else {
+                "candidate"
+            },
+            &r.candidate,
+            &r.stats.1,
+            1,
+            3,
+        ),
     ] {
         out.push(Line::from(vec![
-            Span::styled(format!("{name:<10}"), app.theme.get("title")),
+            Span::styled(format!("{label:<10}"), app.theme.get("title")),
             Span::styled(
                 digest
                     .as_ref()
@@ -133,13 +165,49 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         }
     }
     out.push(Line::raw(""));
-    let p = &r.progress;
-    if p.steps.is_empty() {
+    if warm {
+        out.push(Line::styled(
+            "the previous release is kept warm: r rolls back to it in one swap",
+            app.theme.get("muted"),
+        ));
+    }
+    if ab {
+        out.push(Line::styled(
+            format!(
+                "A/B test: b takes {}% of new clients, each kept on its variant by a cookie",
+                r.weight
+            ),
+            app.theme.get("title"),
+        ));
+        out.push(Line::styled(
+            format!(
+                "  r ends it on a · `stella rollout consolidate {} --winner a|b` picks the winner",
+                r.env
+            ),
+            app.theme.get("muted"),
+        ));
+        for s in p.samples.iter().rev().take(8) {
+            out.push(Line::styled(format!("  {s}"), app.theme.get("muted")));
+        }
+    } else if p.steps.is_empty() {
         out.push(Line::styled(
             "no canary has run on this target",
             app.theme.get("muted"),
         ));
     } else {
+        if p.interrupted {
+            out.push(Line::styled(
+                format!(
+                    "interrupted: its promotion stopped at {}%; traffic is held there",
+                    p.steps.get(p.step).copied().unwrap_or(0)
+                ),
+                app.theme.get("gate_blocked"),
+            ));
+            out.push(Line::styled(
+                "  space resumes it in a new promotion · p promotes it · x or r aborts it",
+                app.theme.get("muted"),
+            ));
+        }
         let mut steps = vec![Span::styled(
             format!("canary {}: ", p.state),
             app.theme.get("title"),
@@ -178,7 +246,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     }
     out.push(Line::raw(""));
     out.push(Line::styled(
-        "space pause/resume · p promote now · x abort · j/k target",
+        "space pause/resume · p promote now · x abort · r roll back · j/k target",
         app.theme.get("muted"),
     ));
     frame.render_widget(
