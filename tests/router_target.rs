@@ -287,6 +287,22 @@ fn blue_green_drops_no_request(kind: Kind) {
         .assert()
         .success();
     assert_eq!(body(&url), "v1");
+    // An operator's `rollout rollback` returns to the release kept warm
+    // (v2 now), sealed as a rollback; then back to v1 again.
+    let out = stella(&ws)
+        .args(["rollout", "rollback", "dev", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["app"], "api-gateway", "{v}");
+    assert_eq!(body(&url), "v2");
+    assert_eq!(capsule_actions(&ws).last().unwrap(), "rollback");
+    stella(&ws)
+        .args(["release", "rollback", "api-gateway", "--env", "dev"])
+        .assert()
+        .success();
+    assert_eq!(body(&url), "v1");
 
     // A release whose health check fails never takes traffic: 3.0 has no
     // index.html, so the forced probe of the candidate gets a 404.
@@ -667,6 +683,17 @@ fn operators_pause_promote_and_abort_a_running_canary_from_another_process() {
     let s = status(&ws);
     assert_eq!(s["canary"]["state"], "aborted");
     assert!(s["candidate"].is_null() && s["weight"] == 0, "{s}");
+
+    // 3.0 again, and `rollout rollback` while it runs: an abort.
+    let child = spawn("3.0");
+    wait_state(&ws, "running");
+    stella(&ws)
+        .args(["rollout", "rollback", "dev"])
+        .assert()
+        .success();
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(1));
+    assert_eq!(body(&url), "v2");
+    assert_eq!(status(&ws)["canary"]["state"], "aborted");
 }
 
 #[test]

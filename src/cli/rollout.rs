@@ -5,6 +5,7 @@
 //! and seals each. A canary whose promotion's process died is held at its
 //! step: `resume` and `promote` pick it up in a new promotion of the same
 //! digest, `abort` sends all traffic back to stable — each sealed.
+//! `rollback` goes back to the release before, whatever is under way.
 
 use clap::{Args, Subcommand};
 
@@ -26,6 +27,19 @@ pub enum RolloutCommand {
     Promote(EnvArg),
     /// End an A/B test: everything to the winner, the comparison sealed
     Consolidate(ConsolidateArgs),
+    /// Back to the release before: a canary is aborted, an A/B test ends on
+    /// a, otherwise the release kept warm (or the last known-good) returns
+    Rollback(RollbackArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    pub env: String,
+    /// Why, for the record
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -93,13 +107,18 @@ pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
         }
         return Ok(exit::OK);
     }
+    if let RolloutCommand::Rollback(a) = &cmd {
+        return rollback(ctx, ws, &config, a);
+    }
     let (env, change): (&str, Option<&str>) = match &cmd {
         RolloutCommand::Status(a) => (&a.env, None),
         RolloutCommand::Pause(a) => (&a.env, Some("pause")),
         RolloutCommand::Resume(a) => (&a.env, Some("resume")),
         RolloutCommand::Abort(a) => (&a.env, Some("abort")),
         RolloutCommand::Promote(a) => (&a.env, Some("promote")),
-        RolloutCommand::Consolidate(_) => unreachable!("consolidated above"),
+        RolloutCommand::Consolidate(_) | RolloutCommand::Rollback(_) => {
+            unreachable!("handled above")
+        }
     };
     let targets = router_targets(&config, env)?;
     if let Some(change) = change {
@@ -188,6 +207,101 @@ pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
         status(ws.root(), &targets, &a)?;
         std::thread::sleep(std::time::Duration::from_secs(1));
     }
+}
+
+/// `rollout rollback ENV`: what "the release before" means depends on
+/// what is under way — an abort, a consolidation on a, or a rollback
+/// (through the engine) to the release the target keeps warm.
+fn rollback(
+    ctx: &Context,
+    ws: &crate::workspace::Workspace,
+    config: &Config,
+    a: &RollbackArgs,
+) -> Result<u8, Failure> {
+    let env = a.env.as_str();
+    let targets = router_targets(config, env)?;
+    let seen: Vec<(String, routed::Progress, routed::RouterState)> = targets
+        .iter()
+        .map(|t| {
+            let dir = routed::state_dir(ws.root(), t);
+            (
+                t.clone(),
+                routed::read_progress(&dir),
+                routed::read_state(&dir).unwrap_or_default(),
+            )
+        })
+        .collect();
+    if seen.iter().any(|(_, p, _)| p.in_flight()) {
+        return run(
+            ctx,
+            RolloutCommand::Abort(EnvArg {
+                env: env.to_owned(),
+            }),
+        );
+    }
+    if seen.iter().any(|(_, p, _)| p.state == "experiment") {
+        return run(
+            ctx,
+            RolloutCommand::Consolidate(ConsolidateArgs {
+                env: env.to_owned(),
+                winner: "a".into(),
+                json: a.json,
+            }),
+        );
+    }
+    // The app the targets serve: what the last rollout named, else the
+    // app the store has live here on the stable release.
+    let store = ws.open_store()?;
+    let now = chrono::Utc::now();
+    let (app, warm) = seen
+        .iter()
+        .find_map(|(_, p, st)| {
+            let stable = st.stable.as_ref()?;
+            let app = p
+                .app
+                .clone()
+                .filter(|_| p.digest.as_ref() == Some(&stable.digest))
+                .or_else(|| {
+                    config
+                        .apps
+                        .keys()
+                        .find(|app| {
+                            store
+                                .live_at(env, app, &now)
+                                .ok()
+                                .flatten()
+                                .is_some_and(|l| l.digest == stable.digest)
+                        })
+                        .cloned()
+                })?;
+            let warm = st
+                .candidate
+                .as_ref()
+                .filter(|_| st.weight == 0)
+                .map(|c| c.digest.clone());
+            Some((app, warm))
+        })
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "nothing stella deployed is live on {env}'s router targets; nothing to roll back"
+            ))
+            .hint(format!(
+                "`stella rollout status {env}` shows what they serve"
+            ))
+        })?;
+    drop(store);
+    super::decide::rollback(
+        ctx,
+        super::decide::RollbackArgs {
+            app,
+            env: env.to_owned(),
+            to: warm.map(|d| d.to_string()),
+            reason: a.reason.clone(),
+            at: None,
+            requester: None,
+            json: a.json,
+        },
+    )
 }
 
 /// What each target serves, its counters and its canary, once.
