@@ -237,16 +237,32 @@ pub async fn wait_live(
     ))
 }
 
-/// Health-checks the candidate slot: a forced GET must answer 2xx.
-pub async fn check_candidate(listen: SocketAddr) -> Result<(), String> {
+/// Health-checks the candidate slot of routes `version`: a forced GET
+/// must answer 2xx. An answer from older routes (an nginx worker that
+/// took the connection just before a reload retired it), or none, is
+/// asked again for up to 5 s.
+pub async fn check_candidate(listen: SocketAddr, version: u64) -> Result<(), String> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
         .map_err(|e| e.to_string())?;
-    match probe(&client, listen, Some("candidate")).await {
-        Ok((s, _)) if (200..300).contains(&s) => Ok(()),
-        Ok((s, _)) => Err(format!("the new release answered {s} on {listen}")),
-        Err(e) => Err(format!("the new release did not answer on {listen}: {e}")),
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let answer = probe(&client, listen, Some("candidate")).await;
+        let stale = match &answer {
+            Ok((_, v)) => *v < version,
+            // A connection the retiring worker closed under the request.
+            Err(_) => true,
+        };
+        if stale && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        match answer {
+            Ok((s, _)) if (200..300).contains(&s) => return Ok(()),
+            Ok((s, _)) => return Err(format!("the new release answered {s} on {listen}")),
+            Err(e) => return Err(format!("the new release did not answer on {listen}: {e}")),
+        }
     }
 }
 

@@ -170,8 +170,9 @@ impl Routed<'_> {
             st.candidate = Some(new.clone());
             st.weight = 0;
             st.warm_until = None;
-            live(routed::write_state(&sdir, &mut st)?).await?;
-            if let Err(e) = routed::check_candidate(listen).await {
+            let version = routed::write_state(&sdir, &mut st)?;
+            live(version).await?;
+            if let Err(e) = routed::check_candidate(listen, version).await {
                 st.candidate = None;
                 let _ = routed::write_state(&sdir, &mut st);
                 return Err(format!(
