@@ -61,6 +61,9 @@ fn the_demo_builds_a_workspace_with_history_and_something_to_drive() {
     let frozen = check("api-gateway:1.1", "prod");
     assert_eq!(frozen.status.code(), Some(3));
     assert!(common::stdout(&frozen).contains("incident-freeze"));
+    // ... and the rollback pinned api-gateway there.
+    let v: serde_json::Value = serde_json::from_slice(&frozen.stdout).unwrap();
+    assert_eq!(v["pin"]["app"], "api-gateway", "{v}");
     // The VEX suppresses a finding of api-gateway.
     let v: serde_json::Value =
         serde_json::from_slice(&check("api-gateway:1.2", "staging").stdout).unwrap();

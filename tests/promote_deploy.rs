@@ -96,7 +96,83 @@ fn promotions_deploy_to_dir_targets_and_rollback_restores() {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["digest"], v1.as_str());
     assert_eq!(r["outcome"], "rolled-back");
+    assert_eq!(r["pinned"], true);
     assert_eq!(current(ws, "dev"), "v1");
+
+    // The rollback pins api-gateway in dev: promotions over it are refused
+    // (exit 3, nothing sealed, nothing deployed) until someone unpins it.
+    let capsules_before = std::fs::read_dir(ws.join("capsules")).unwrap().count();
+    let (code, _, err) = promote(ws, &["api-gateway:2.0", "--to", "dev"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("api-gateway is pinned in dev to ") && err.contains("by a rollback"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`stella release unpin api-gateway --env dev"),
+        "{err}"
+    );
+    assert_eq!(current(ws, "dev"), "v1");
+    assert_eq!(
+        std::fs::read_dir(ws.join("capsules")).unwrap().count(),
+        capsules_before
+    );
+    let out = stella(ws)
+        .args(["gate", "check", "api-gateway:2.0", "--env", "dev", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    let g: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(g["decision"], "deny");
+    assert_eq!(g["pin"]["digest"], v1.as_str());
+    let out = stella(ws)
+        .args(["release", "pins", "--json"])
+        .output()
+        .unwrap();
+    let pins: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(pins.as_array().unwrap().len(), 1, "{pins}");
+    assert_eq!(pins[0]["environment"], "dev");
+
+    // Unpinning is a decision of its own, sealed; then promotions move again.
+    let out = stella(ws)
+        .args([
+            "release",
+            "unpin",
+            "api-gateway",
+            "--env",
+            "dev",
+            "--reason",
+            "fixed in 2.0",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let u: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(u["outcome"], "unpinned");
+    let capsule = ws.join(u["capsule"].as_str().unwrap());
+    for (verb, word) in [("verify", "valid"), ("replay", "identical")] {
+        let out = stella(ws)
+            .args(["capsule", verb])
+            .arg(&capsule)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{verb}: {}", stdout(&out));
+        assert!(stdout(&out).contains(word), "{verb}: {}", stdout(&out));
+    }
+    let text = std::fs::read_to_string(&capsule).unwrap();
+    assert!(text.contains("application/vnd.stella.pin+json"), "{text}");
+    let out = stella(ws)
+        .args(["release", "unpin", "api-gateway", "--env", "dev"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "unpinned twice");
+    assert!(stderr(&out).contains("api-gateway is not pinned in dev"));
+
+    let (code, v, err) = promote(ws, &["api-gateway:2.0", "--to", "dev"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["outcome"], "deployed");
+    assert_eq!(current(ws, "dev"), "v2");
 
     // Every capsule still verifies; the chain is intact.
     let out = stella(ws).args(["audit", "verify-chain"]).output().unwrap();
@@ -235,6 +311,12 @@ fn script_targets_run_the_users_hooks_with_the_release_in_the_environment() {
         log,
         format!("deploy api-gateway {v1}\ndeploy api-gateway {v2}\nrollback {v1}\n")
     );
+
+    // The rollback pinned the lane; lift it to promote again.
+    stella(ws)
+        .args(["release", "unpin", "api-gateway", "--env", "dev"])
+        .assert()
+        .success();
 
     // A failing hook fails the deploy, and says which hook.
     let toml = std::fs::read_to_string(ws.join("stella.toml"))

@@ -303,6 +303,11 @@ fn blue_green_drops_no_request(kind: Kind) {
         .assert()
         .success();
     assert_eq!(body(&url), "v1");
+    // The rollback pinned the lane; lift it to promote again.
+    stella(&ws)
+        .args(["release", "unpin", "api-gateway", "--env", "dev"])
+        .assert()
+        .success();
 
     // A release whose health check fails never takes traffic: 3.0 has no
     // index.html, so the forced probe of the candidate gets a 404.

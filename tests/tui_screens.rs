@@ -347,6 +347,31 @@ fn promote_then_rollback_round_trips_through_layers() {
 }
 
 #[test]
+fn unpin_asks_first_and_only_where_a_rollback_pinned() {
+    let mut a = app();
+    // api-gateway in dev is not pinned: `u` says so and does nothing.
+    assert_eq!(key(&mut a, KeyCode::Char('u')), vec![]);
+    assert!(a.layers.is_empty());
+    let status = a.status.as_ref().expect("a reason").text.clone();
+    assert!(status.contains("not pinned in dev"), "{status}");
+    // In prod (two lanes right) it is: confirm, and only `y` unpins.
+    key(&mut a, KeyCode::Char('l'));
+    key(&mut a, KeyCode::Char('l'));
+    key(&mut a, KeyCode::Char('u'));
+    assert_eq!(a.layers.len(), 1);
+    assert!(draw(&a).contains("Unpin api-gateway in prod?"));
+    assert_eq!(key(&mut a, KeyCode::Char('n')), vec![]);
+    key(&mut a, KeyCode::Char('u'));
+    assert_eq!(
+        key(&mut a, KeyCode::Char('y')),
+        vec![Effect::Unpin {
+            app: "api-gateway".into(),
+            env: "prod".into(),
+        }]
+    );
+}
+
+#[test]
 fn engine_events_fold_into_a_live_run_and_open_it() {
     let mut a = app();
     a.asked.insert(7, "web → staging".into());

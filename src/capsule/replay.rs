@@ -184,7 +184,7 @@ pub fn replay(file: &CapsuleFile) -> Result<Outcome, ReplayError> {
             return Err(ReplayError::Missing(d.clone()));
         }
     }
-    // A rollback, a canary's step and an operator's pause, resume or abort
+    // A rollback, an unpin, a canary's step and an operator's pause, resume or abort
     // are decisions taken on a release already through its gates; they
     // record none, so there is nothing to re-evaluate beyond their inputs.
     let stepwise = matches!(
@@ -196,6 +196,7 @@ pub fn replay(file: &CapsuleFile) -> Result<Outcome, ReplayError> {
             | Action::Abort
             | Action::Consolidate
             | Action::Flags
+            | Action::Unpin
     );
     let (decision, verdicts) = if stepwise && st.predicate.gates.is_empty() {
         (st.predicate.decision, Vec::new())

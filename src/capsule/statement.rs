@@ -51,6 +51,8 @@ pub enum Action {
     Consolidate,
     /// An environment's feature flags changed.
     Flags,
+    /// The pin a deliberate rollback put on an app was lifted.
+    Unpin,
 }
 
 impl Action {
@@ -65,6 +67,7 @@ impl Action {
             Action::BreakGlass => "break-glass",
             Action::Consolidate => "consolidate",
             Action::Flags => "flags",
+            Action::Unpin => "unpin",
         }
     }
 }

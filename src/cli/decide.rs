@@ -1,5 +1,5 @@
-//! Decisions that are sealed: `stella release promote` and `stella release
-//! rollback`. The command starts the engine, hands it the request, and
+//! Decisions that are sealed: `stella release promote`, `stella release
+//! rollback` and `stella release unpin`. The command starts the engine, hands it the request, and
 //! prints the engine's events as they come.
 
 use clap::Args;
@@ -11,6 +11,7 @@ use crate::domain::{Decision, Digest};
 use crate::engine::run::seconds;
 use crate::engine::{
     EngineError, EngineEvent, EngineHandle, EventKind, Pending, PromoteRequest, RollbackRequest,
+    UnpinRequest,
 };
 use crate::workflow::executor::StepState;
 use crate::workspace::Workspace;
@@ -56,6 +57,24 @@ pub struct RollbackArgs {
     #[arg(long, value_name = "sha256:HEX")]
     pub to: Option<String>,
     /// Why, for the record
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[arg(long)]
+    pub at: Option<String>,
+    #[arg(long = "as", env = "STELLA_USER", value_name = "EMAIL")]
+    pub requester: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnpinArgs {
+    /// The app a rollback pinned
+    pub app: String,
+    /// The environment it is pinned in
+    #[arg(long)]
+    pub env: String,
+    /// Why it may move again, for the record
     #[arg(long)]
     pub reason: Option<String>,
     #[arg(long)]
@@ -267,7 +286,7 @@ pub fn rollback(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
     if a.json {
         print_json(&serde_json::json!({
             "app": a.app, "environment": a.env, "digest": done.to, "from": done.from,
-            "restores_capsule": done.restores_capsule,
+            "restores_capsule": done.restores_capsule, "pinned": done.failure.is_none(),
             "promotion_id": done.promotion_id, "outcome": done.outcome, "capsule": done.capsule,
         }))?;
     } else {
@@ -284,6 +303,16 @@ pub fn rollback(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
                 done.to
             ),
         }
+        if done.failure.is_none() {
+            println!(
+                "Pinned: {} stays on {} in {} until `stella release unpin {} --env {}`",
+                a.app,
+                done.to.short(),
+                a.env,
+                a.app,
+                a.env
+            );
+        }
         println!("Decision capsule exported: {}", done.capsule.display());
     }
     Ok(if done.failure.is_some() {
@@ -291,4 +320,37 @@ pub fn rollback(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
     } else {
         exit::OK
     })
+}
+
+pub fn unpin(ctx: &Context, a: UnpinArgs) -> Result<u8, Failure> {
+    let ws = ctx.workspace()?;
+    let config = load_config(ctx, ws)?;
+    let at = parse_at(a.at.as_deref())?;
+    let req = UnpinRequest {
+        app: a.app.clone(),
+        env: a.env.clone(),
+        reason: a.reason.clone(),
+        at: Some(at),
+        requested_by: requester(a.requester.clone()),
+    };
+    let done = drive(ws, &config, |h| h.unpin(req), |ev| print_note(&ev.kind))?;
+    if a.json {
+        print_json(&serde_json::json!({
+            "app": a.app, "environment": a.env, "digest": done.pin.digest,
+            "pinned_by_capsule": done.pin.capsule_id,
+            "promotion_id": done.sealed.promotion_id, "capsule_id": done.sealed.capsule_id,
+            "outcome": "unpinned", "capsule": done.sealed.path,
+        }))?;
+    } else {
+        println!(
+            "Unpinned {} in {} (it stays on {} until the next promotion)",
+            a.app, a.env, done.pin.digest
+        );
+        println!(
+            "Lifts the pin of the rollback in capsule #{}",
+            done.pin.capsule_id
+        );
+        println!("Decision capsule exported: {}", done.sealed.path.display());
+    }
+    Ok(exit::OK)
 }

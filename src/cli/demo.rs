@@ -52,7 +52,10 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<u8, Failure> {
         println!("  {w} gate check web:3.1 --env staging        # approved, ready to promote");
         println!("  {w} release promote web:3.1 --to staging    # watch its workflow run");
         println!("  {w} gate check billing:2.4 --env staging    # blocked by a critical finding");
-        println!("  {w} gate check api-gateway:1.1 --env prod   # prod is frozen right now");
+        println!(
+            "  {w} gate check api-gateway:1.1 --env prod   # prod is frozen, api-gateway pinned by its rollback"
+        );
+        println!("  {w} release pins                            # what rollbacks pinned");
         println!("  {w} capsule list");
         println!(
             "  stella demo {}                         # opens it with a live canary in edge",

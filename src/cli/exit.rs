@@ -5,7 +5,7 @@
 //! | 0 | done |
 //! | 1 | error (bad config, unreachable registry, corrupt image, …) |
 //! | 2 | usage (bad arguments, malformed reference or digest) |
-//! | 3 | blocked by a gate |
+//! | 3 | blocked by a gate, or by a rollback's pin |
 
 use std::fmt;
 
@@ -51,6 +51,7 @@ impl From<crate::engine::EngineError> for Failure {
             code: match e.kind {
                 crate::engine::ErrorKind::Failed => ERROR,
                 crate::engine::ErrorKind::Usage => USAGE,
+                crate::engine::ErrorKind::Blocked => BLOCKED,
             },
             message: e.message,
             hint: e.hint,

@@ -58,8 +58,20 @@ pub fn run(ctx: &Context, cmd: GateCommand) -> Result<u8, Failure> {
         now,
     )?;
 
+    // A rollback's pin holds the release whatever the gates say; the check
+    // says so, as the promotion would.
+    let pin = ws.open_store()?.pin(&a.env, &release.app)?;
+    let held = if pin.is_some() {
+        Decision::Deny
+    } else {
+        decision
+    };
     if a.json {
-        print_json(&decision_json(decision, &inputs.subject, &now, &verdicts))?;
+        let mut v = decision_json(held, &inputs.subject, &now, &verdicts);
+        if let Some(p) = &pin {
+            v["pin"] = serde_json::to_value(p).map_err(Failure::error)?;
+        }
+        print_json(&v)?;
     } else {
         println!(
             "Checking {} ({}) for {} at {}",
@@ -69,12 +81,31 @@ pub fn run(ctx: &Context, cmd: GateCommand) -> Result<u8, Failure> {
             now.to_rfc3339_opts(SecondsFormat::Secs, true)
         );
         print_verdicts(&verdicts);
-        print_explanation(decision, &verdicts);
+        match &pin {
+            Some(p) if decision == Decision::Allow => {
+                println!();
+                println!("The gates allow it, but a pin holds it:");
+                print_pin(p);
+            }
+            Some(p) => {
+                print_explanation(decision, &verdicts);
+                print_pin(p);
+            }
+            None => print_explanation(decision, &verdicts),
+        }
     }
-    Ok(match decision {
+    Ok(match held {
         Decision::Allow => exit::OK,
         Decision::Deny => exit::BLOCKED,
     })
+}
+
+fn print_pin(p: &crate::store::Pin) {
+    let e = crate::engine::pin::pinned_error(p);
+    println!("  {:<9} {}", "pin", e.message);
+    if let Some(h) = e.hint {
+        println!("  {:<9} {h}", "");
+    }
 }
 
 /// The `--json` contract: `{"decision", "app", "digest", "environment",

@@ -28,7 +28,24 @@ pub enum ReleaseCommand {
     Promote(super::decide::PromoteArgs),
     /// Return an environment to an earlier release, sealed in a capsule that
     /// references the capsule it was first promoted under
+    ///
+    /// The app is then pinned in that environment: promotions of it are
+    /// refused (exit 3) until `stella release unpin`.
     Rollback(super::decide::RollbackArgs),
+    /// Lift the pin a rollback put on an app in an environment, sealed
+    Unpin(super::decide::UnpinArgs),
+    /// List the pins rollbacks hold
+    Pins(PinsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PinsArgs {
+    /// Only this environment
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Print a JSON array of pins
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -68,7 +85,43 @@ pub fn run(ctx: &Context, cmd: ReleaseCommand) -> Result<u8, Failure> {
         ReleaseCommand::MarkLive(args) => mark_live(ctx, args),
         ReleaseCommand::Promote(args) => super::decide::promote(ctx, args),
         ReleaseCommand::Rollback(args) => super::decide::rollback(ctx, args),
+        ReleaseCommand::Unpin(args) => super::decide::unpin(ctx, args),
+        ReleaseCommand::Pins(args) => pins(ctx, args),
     }
+}
+
+fn pins(ctx: &Context, args: PinsArgs) -> Result<u8, Failure> {
+    let ws = ctx.workspace()?;
+    let config = load_config(ctx, ws)?;
+    if let Some(env) = &args.env
+        && config.environment(env).is_none()
+    {
+        return Err(super::unknown_environment(env, &config));
+    }
+    let pins: Vec<crate::store::Pin> = ws
+        .open_store()?
+        .pins()?
+        .into_iter()
+        .filter(|p| args.env.as_ref().is_none_or(|e| *e == p.environment))
+        .collect();
+    if args.json {
+        print_json(&pins)?;
+    } else if pins.is_empty() {
+        println!("Nothing is pinned.");
+    } else {
+        for p in &pins {
+            println!(
+                "{:<12} {:<16} {}  rollback capsule #{} by {} at {}",
+                p.environment,
+                p.app,
+                p.digest,
+                p.capsule_id,
+                p.pinned_by,
+                p.pinned_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+            );
+        }
+    }
+    Ok(exit::OK)
 }
 
 fn resolve(ctx: &Context, args: ResolveArgs) -> Result<u8, Failure> {

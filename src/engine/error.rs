@@ -10,6 +10,8 @@ pub enum ErrorKind {
     Failed,
     /// The request itself is wrong: unknown app, malformed digest.
     Usage,
+    /// A rule holds it: a rollback's pin.
+    Blocked,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -37,6 +39,14 @@ impl EngineError {
     pub fn usage(message: impl fmt::Display) -> EngineError {
         EngineError {
             kind: ErrorKind::Usage,
+            message: message.to_string(),
+            hint: None,
+        }
+    }
+
+    pub fn blocked(message: impl fmt::Display) -> EngineError {
+        EngineError {
+            kind: ErrorKind::Blocked,
             message: message.to_string(),
             hint: None,
         }

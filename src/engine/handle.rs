@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::EngineError;
 use super::approve::{ApproveRequest, Approved, approve};
 use super::event::{EngineEvent, EventKind, Sink, Ticket};
+use super::pin::{UnpinOutcome, UnpinRequest, unpin};
 use super::promote::{PromoteOutcome, PromoteRequest, promote};
 use super::rollback::{RollbackOutcome, RollbackRequest, rollback};
 use super::runs::Runs;
@@ -27,6 +28,7 @@ enum Command {
     Promote(Ticket, Box<PromoteRequest>, Reply<PromoteOutcome>),
     Rollback(Ticket, Box<RollbackRequest>, Reply<RollbackOutcome>),
     Approve(Ticket, Box<ApproveRequest>, Reply<Approved>),
+    Unpin(Ticket, Box<UnpinRequest>, Reply<UnpinOutcome>),
     Pause(i64, Reply<()>),
     Resume(i64, Reply<()>),
     Abort(i64, Reply<()>),
@@ -79,6 +81,11 @@ impl EngineHandle {
     /// Signs an approval bound to one app, digest and environment.
     pub fn approve(&self, req: ApproveRequest) -> Pending<Approved> {
         self.ask(|t, r| Command::Approve(t, Box::new(req), r))
+    }
+
+    /// Lifts the pin a rollback put on an app in an environment, sealed.
+    pub fn unpin(&self, req: UnpinRequest) -> Pending<UnpinOutcome> {
+        self.ask(|t, r| Command::Unpin(t, Box::new(req), r))
     }
 
     /// Holds a running promotion's next steps; running ones finish.
@@ -147,6 +154,15 @@ async fn engine_task(
                 let sink = Sink::new(ticket, events.clone());
                 work.spawn_blocking(move || {
                     let r = rollback(&ws, &config, &req, &sink);
+                    report_failure(&sink, &r);
+                    let _ = reply.send(r);
+                });
+            }
+            Command::Unpin(ticket, req, reply) => {
+                let (ws, config) = (ws.clone(), config.clone());
+                let sink = Sink::new(ticket, events.clone());
+                work.spawn_blocking(move || {
+                    let r = unpin(&ws, &config, &req, &sink);
                     report_failure(&sink, &r);
                     let _ = reply.send(r);
                 });

@@ -85,6 +85,9 @@ pub fn promote(
         ))
         .hint("look at the new release's gates before promoting it"));
     }
+    // A rollback's pin holds the lane: refused before anything is signed
+    // or sealed.
+    super::pin::ensure_unpinned(ws, &req.to, &release.app)?;
     for n in notes {
         sink.emit(EventKind::Note(n));
     }

@@ -114,6 +114,7 @@ impl Store {
             }
         };
         let (capsule_id, sealed) = insert_capsule(&tx, d, promotion_id, seal)?;
+        super::pins::follow(&tx, d, capsule_id)?;
         if d.goes_live {
             tx.execute(
                 "INSERT INTO live (environment, app, digest, since, promotion_id, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

@@ -10,6 +10,7 @@ mod evidence_index;
 mod keys;
 mod live;
 mod locks;
+mod pins;
 mod releases;
 mod runs;
 
@@ -25,6 +26,7 @@ pub use evidence_index::EvidenceRecord;
 pub use keys::KeyRecord;
 pub use live::LiveRecord;
 pub use locks::{BeginError, Lock, process_alive};
+pub use pins::Pin;
 pub use runs::{PromotionRow, StepRow};
 
 /// The schema, one migration per step; never edit a released one.
@@ -32,6 +34,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("migrations/0001_init.sql")),
     M::up(include_str!("migrations/0002_keys_live.sql")),
     M::up(include_str!("migrations/0003_views.sql")),
+    M::up(include_str!("migrations/0004_pins.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

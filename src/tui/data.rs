@@ -57,6 +57,8 @@ pub struct Cell {
     /// Every digest that was live here, newest first (for rollback).
     pub history: Vec<(Digest, DateTime<Utc>)>,
     pub health: Health,
+    /// The pin a rollback holds here, if any.
+    pub pin: Option<crate::store::Pin>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -157,6 +159,7 @@ pub fn load(ws: &Workspace, config: &Config, now: DateTime<Utc>) -> Result<Snaps
                 last,
                 history,
                 health,
+                pin: store.pin(env, app)?,
             });
         }
         lanes.push(Lane {

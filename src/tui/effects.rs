@@ -15,7 +15,7 @@ use super::state::{
 use crate::config::Config;
 use crate::engine::approve::ApproveRequest;
 use crate::engine::resolve::AppRelease;
-use crate::engine::{EngineHandle, PromoteRequest, RollbackRequest};
+use crate::engine::{EngineHandle, PromoteRequest, RollbackRequest, UnpinRequest};
 use crate::gates::security::Status;
 use crate::workspace::Workspace;
 
@@ -145,6 +145,25 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
                         o.capsule.display()
                     )),
                     Err(e) => Msg::Error(format!("rollback of {a} in {env} failed: {e}")),
+                });
+            });
+        }
+        Effect::Unpin { app: a, env } => {
+            let pending = ctx.engine.unpin(UnpinRequest {
+                app: a.clone(),
+                env: env.clone(),
+                reason: Some("unpinned from the workbench".into()),
+                at: None,
+                requested_by: ctx.requested_by.clone(),
+            });
+            let c = ctx.clone();
+            tokio::spawn(async move {
+                c.send(match pending.wait().await {
+                    Ok(o) => Msg::Status(format!(
+                        "unpinned {a} in {env}; capsule {}",
+                        o.sealed.path.display()
+                    )),
+                    Err(e) => Msg::Error(format!("unpin of {a} in {env} failed: {e}")),
                 });
             });
         }

@@ -666,6 +666,35 @@ pub fn act(app: &mut App, a: Action) -> Vec<Effect> {
             pick_rollback(app, &a, &env);
             vec![]
         }
+        Action::Unpin => {
+            let Some(lane) = app.snap.lanes.get(app.lane) else {
+                return vec![];
+            };
+            let Some(cell) = lane.cells.get(app.cell) else {
+                return vec![];
+            };
+            let (a, env) = (cell.app.clone(), lane.env.clone());
+            let Some(pin) = &cell.pin else {
+                app.complain(format!(
+                    "{a} is not pinned in {env}; only a rollback pins a lane"
+                ));
+                return vec![];
+            };
+            app.layers.push(Layer::Confirm {
+                title: format!("Unpin {a} in {env}?"),
+                lines: vec![
+                    format!(
+                        "Pinned to sha256:{} by the rollback in capsule #{} ({}).",
+                        pin.digest.short(),
+                        pin.capsule_id,
+                        pin.pinned_by
+                    ),
+                    "Promotions may move it again; the unpin is sealed in a capsule.".into(),
+                ],
+                effect: Effect::Unpin { app: a, env },
+            });
+            vec![]
+        }
         Action::Pause | Action::Abort => {
             let Some(id) = selected_run(app) else {
                 return vec![];

@@ -158,6 +158,14 @@ pub fn snapshot(apps: usize, steps: usize) -> Snapshot {
                 } else {
                     Health::Serving
                 },
+                pin: (a == 0 && e == 2 && live).then(|| crate::store::Pin {
+                    environment: env.to_string(),
+                    app: app.clone(),
+                    digest: d.clone(),
+                    capsule_id: 7,
+                    pinned_by: "oncall@example.com".into(),
+                    pinned_at: now - Duration::hours(1),
+                }),
             });
         }
         lanes.push(Lane {

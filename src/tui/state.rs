@@ -37,6 +37,11 @@ pub enum Effect {
         digest: Digest,
         env: String,
     },
+    /// Lift the pin a rollback holds on an app in an environment.
+    Unpin {
+        app: String,
+        env: String,
+    },
     Gates(GateRequest),
     LoadCapsule(i64),
     Verify(Vec<i64>),

@@ -99,7 +99,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         for (j, cell) in lane.cells.iter().enumerate().skip(skip) {
             let sel = i == app.lane && j == app.cell;
             let mark = if sel { "▌" } else { " " };
-            let head = match &cell.live {
+            let mut head = match &cell.live {
                 Some(l) => Line::from(vec![
                     Span::styled(mark, app.theme.get("border_focus")),
                     Span::styled(format!("{:<12}", cell.app), selected(app, sel)),
@@ -115,6 +115,11 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                     Span::styled(" not live", app.theme.get("muted")),
                 ]),
             };
+            if cell.pin.is_some() {
+                head.spans.push(Span::raw(" "));
+                head.spans
+                    .push(Span::styled(" PINNED ", app.theme.get("badge")));
+            }
             lines.push(head);
             match &cell.live {
                 Some(l) => {

@@ -107,13 +107,18 @@ fn status_line(app: &App) -> Paragraph<'_> {
             }),
         )),
         None => {
-            let hints: Vec<String> = app
-                .keymap
-                .section(app.screen.name())
-                .iter()
-                .take(5)
-                .map(|b| format!("{} {}", b.key.label(), short(&b.desc)))
-                .chain(["? help".into(), ": command".into(), "q quit".into()])
+            // `? help` and `q quit` first: a narrow terminal cuts the end
+            // of the line, never the way to every key or out.
+            let hints: Vec<String> = ["? help".to_owned(), "q quit".into()]
+                .into_iter()
+                .chain(
+                    app.keymap
+                        .section(app.screen.name())
+                        .iter()
+                        .take(5)
+                        .map(|b| format!("{} {}", b.key.label(), short(&b.desc))),
+                )
+                .chain([": command".into()])
                 .collect();
             Line::from(Span::styled(hints.join("  ·  "), app.theme.get("muted")))
         }
