@@ -581,6 +581,93 @@ fn canary_rolled_back_on_failed_analysis(kind: Kind) {
     assert_eq!(body(&url), "v3");
 }
 
+/// A static release; with `healthy`, it serves `healthz` saying "ok".
+fn probed_image(ws: &std::path::Path, tag: &str, healthy: bool) {
+    use stella::registry::layout::{LayerFile, LayoutWriter};
+    let mut files = vec![LayerFile {
+        path: "index.html",
+        mode: 0o644,
+        contents: tag.as_bytes(),
+    }];
+    if healthy {
+        files.push(LayerFile {
+            path: "healthz",
+            mode: 0o644,
+            contents: b"ok\n",
+        });
+    }
+    LayoutWriter::create(&ws.join("images/api-gateway"))
+        .unwrap()
+        .add_image(tag, &files)
+        .unwrap();
+}
+
+/// The analysis's HTTP probe reaches the candidate through the router
+/// and decides even with no traffic at all: a candidate without a
+/// health endpoint is rolled back at its first sample, one with it walks
+/// to 100 %.
+#[test]
+fn a_canary_whose_probe_fails_is_rolled_back_without_any_traffic() {
+    let dir = common::init_workspace();
+    let ws = dir.path().to_owned();
+    probed_image(&ws, "1.0", true);
+    probed_image(&ws, "2.0", false);
+    probed_image(&ws, "3.0", true);
+    let port = route_dev(
+        &ws,
+        "strategy = \"canary\"\n\n\
+         [environments.dev.rollout]\nsteps = [50, 100]\npause = \"2s\"\n\
+         analysis = { interval = \"1s\", min_requests = 5, probe = { path = \"/healthz\", body = \"ok\", timeout = \"1s\" } }",
+        "",
+    );
+    stella(&ws).args(["config", "check"]).assert().success();
+    let _stop = StopRouter(ws.clone());
+    let url = format!("http://127.0.0.1:{port}/index.html");
+    stella(&ws)
+        .args(["release", "promote", "api-gateway:1.0", "--to", "dev"])
+        .assert()
+        .success();
+
+    let out = stella(&ws)
+        .args([
+            "release",
+            "promote",
+            "api-gateway:2.0",
+            "--to",
+            "dev",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", common::stdout(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "deploy-failed");
+    assert_eq!(body(&url), "1.0");
+    let show: serde_json::Value = serde_json::from_slice(
+        &stella(&ws)
+            .args(["capsule", "show", "latest", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let reason = show["predicate"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("probe /healthz: 404, not 200 — FAIL"),
+        "{reason}"
+    );
+    assert_eq!(reason.matches("— FAIL").count(), 1, "{reason}");
+
+    let out = stella(&ws)
+        .args(["release", "promote", "api-gateway:3.0", "--to", "dev"])
+        .output()
+        .unwrap();
+    let text = common::stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("probe /healthz 200 — inconclusive"), "{text}");
+    assert_eq!(body(&url), "3.0");
+}
+
 #[test]
 fn operators_pause_promote_and_abort_a_running_canary_from_another_process() {
     if !common::require(&["python3"]) {

@@ -458,6 +458,16 @@ impl Validator<'_> {
                     {
                         self.at(i, format!("interval: {e}"));
                     }
+                    if let Some(p) = ro.analysis.as_ref().and_then(|a| a.probe.as_ref()) {
+                        let probe = p.get_ref();
+                        if probe.path.as_ref().is_some_and(|x| !x.starts_with('/')) {
+                            self.at(p, "probe: `path` is a path on the target, starting with `/`, e.g. \"/healthz\"");
+                        } else if probe.status.is_some_and(|s| !(100..=599).contains(&s)) {
+                            self.at(p, "probe: `status` is an HTTP status, 100 to 599");
+                        } else if let Some(Err(e)) = probe.timeout.as_deref().map(parse_duration) {
+                            self.at(p, format!("probe: timeout: {e}"));
+                        }
+                    }
                 }
                 _ => {}
             }

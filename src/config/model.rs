@@ -91,6 +91,24 @@ pub struct AnalysisConfig {
     pub min_requests: Option<u64>,
     /// Failed samples tolerated; one more rolls the canary back.
     pub failure_limit: Option<u32>,
+    /// An HTTP GET sent to the candidate with each sample; a wrong
+    /// answer fails the sample whatever the traffic says.
+    pub probe: Option<Spanned<ProbeConfig>>,
+}
+
+/// A canary analysis's HTTP probe: a GET of `path` through the target,
+/// forced to the candidate (`X-Stella-Variant: candidate`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    /// Default `/`.
+    pub path: Option<String>,
+    /// The status expected; default 200.
+    pub status: Option<u16>,
+    /// Text the body must contain.
+    pub body: Option<String>,
+    /// Default `2s`.
+    pub timeout: Option<String>,
 }
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

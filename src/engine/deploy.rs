@@ -531,7 +531,18 @@ impl Routed<'_> {
                 let d = now.since(&before);
                 before = now;
                 let Some(a) = a else { continue };
-                let verdict = if d.requests < min_requests {
+                let probe = match a.probe.as_ref() {
+                    Some(p) => Some(probe_candidate(listen, p.get_ref()).await),
+                    None => None,
+                };
+                let said = match &probe {
+                    Some(Ok(s) | Err(s)) => format!("; {s}"),
+                    None => String::new(),
+                };
+                let verdict = if probe.as_ref().is_some_and(|p| p.is_err()) {
+                    failed += 1;
+                    "FAIL"
+                } else if d.requests < min_requests {
                     "inconclusive"
                 } else if a.max_error_rate.is_some_and(|m| d.error_rate() > m)
                     || a.max_p95_ms.is_some_and(|m| d.p95_ms > m)
@@ -542,7 +553,7 @@ impl Routed<'_> {
                     "pass"
                 };
                 lines.push(format!(
-                    "{w}%: {} requests, error rate {:.3}, p95 ≤ {} ms — {verdict}",
+                    "{w}%: {} requests, error rate {:.3}, p95 ≤ {} ms{said} — {verdict}",
                     d.requests,
                     d.error_rate(),
                     d.p95_ms
@@ -569,6 +580,51 @@ impl Routed<'_> {
         finish(&mut progress, "promoted", &lines);
         Ok(lines)
     }
+}
+
+/// A canary analysis's probe: one GET through the target's router, forced
+/// to the candidate. `Ok` or `Err` with what it saw, for the sample line.
+async fn probe_candidate(
+    listen: std::net::SocketAddr,
+    p: &crate::config::model::ProbeConfig,
+) -> Result<String, String> {
+    let path = p.path.as_deref().unwrap_or("/");
+    let want = p.status.unwrap_or(200);
+    let timeout = p
+        .timeout
+        .as_deref()
+        .and_then(|t| crate::domain::duration::parse_duration(t).ok())
+        .unwrap_or(Duration::from_secs(2));
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| format!("probe {path}: {e}"))?;
+    let r = client
+        .get(format!("http://{listen}{path}"))
+        .header("X-Stella-Variant", "candidate")
+        .send()
+        .await
+        .map_err(|e| {
+            if e.is_timeout() {
+                format!("probe {path}: no answer within {timeout:?}")
+            } else {
+                format!("probe {path}: {e}")
+            }
+        })?;
+    let status = r.status().as_u16();
+    if status != want {
+        return Err(format!("probe {path}: {status}, not {want}"));
+    }
+    if let Some(needle) = &p.body {
+        let text = r
+            .text()
+            .await
+            .map_err(|e| format!("probe {path}: {status}, body unreadable: {e}"))?;
+        if !text.contains(needle.as_str()) {
+            return Err(format!("probe {path}: {status}, body without {needle:?}"));
+        }
+    }
+    Ok(format!("probe {path} {status}"))
 }
 
 /// A `dir` target's folder for `app`, relative to the workspace; `{app}`
