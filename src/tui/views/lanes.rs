@@ -131,7 +131,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                     lines.push(Line::from(vec![
                         Span::raw("  "),
                         Span::styled(
-                            format!("sha256:{}", l.digest.short()),
+                            // A narrow lane drops the algorithm before
+                            // the health is cut.
+                            if col.width >= 38 {
+                                format!("sha256:{}", l.digest.short())
+                            } else {
+                                l.digest.short().to_owned()
+                            },
                             app.theme.get("digest"),
                         ),
                         Span::styled(
