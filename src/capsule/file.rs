@@ -80,9 +80,9 @@ impl CapsuleFile {
         let text =
             std::str::from_utf8(bytes).map_err(|_| FileError::Parse("not UTF-8 text".into()))?;
         let file: CapsuleFile = if text.trim_start().starts_with('{') {
-            serde_json::from_str(text).map_err(|e| FileError::Parse(e.to_string()))?
+            serde_json::from_str(text).map_err(|e| FileError::Parse(quote_short(&e.to_string())))?
         } else {
-            yaml_serde::from_str(text).map_err(|e| FileError::Parse(e.to_string()))?
+            yaml_serde::from_str(text).map_err(|e| FileError::Parse(quote_short(&e.to_string())))?
         };
         if file.capsule_version != CAPSULE_VERSION {
             return Err(FileError::Version(file.capsule_version));
@@ -92,5 +92,45 @@ impl CapsuleFile {
 
     pub fn blob(&self, digest: &Digest) -> Option<&EmbeddedBlob> {
         self.evidence.iter().find(|b| b.digest == *digest)
+    }
+}
+
+/// A parser's message with every quoted value cut to a readable length: a
+/// file that is not a capsule at all (a whole document parsed as one
+/// string) must not be echoed back whole.
+fn quote_short(message: &str) -> String {
+    const KEEP: usize = 40;
+    let mut out = String::with_capacity(message.len().min(256));
+    let mut parts = message.split('"');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    for (i, part) in parts.enumerate() {
+        out.push('"');
+        // Odd pieces (0, 2, … after the first) sit inside quotes.
+        if i % 2 == 0 && part.chars().count() > KEEP {
+            out.extend(part.chars().take(KEEP));
+            out.push('…');
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_document_that_is_no_capsule_is_not_echoed_whole() {
+        let text = "root:x:0:0:root:/root:/bin/bash\n".repeat(50);
+        let e = super::CapsuleFile::parse(text.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("not a capsule file: invalid type: string \"root:x:0"),
+            "{e}"
+        );
+        assert!(e.contains("…\", expected struct CapsuleFile"), "{e}");
+        assert!(e.len() < 160, "{e}");
     }
 }

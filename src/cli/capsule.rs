@@ -261,7 +261,15 @@ fn export(ctx: &Context, a: ExportArgs) -> Result<u8, Failure> {
 fn read_file(path: &PathBuf) -> Result<CapsuleFile, Failure> {
     let bytes = std::fs::read(path)
         .map_err(|e| Failure::error(format!("cannot read {}: {e}", path.display())))?;
-    CapsuleFile::parse(&bytes).map_err(|e| Failure::error(format!("{}: {e}", path.display())))
+    CapsuleFile::parse(&bytes).map_err(|e| {
+        let f = Failure::error(format!("{}: {e}", path.display()));
+        match e {
+            crate::capsule::file::FileError::Parse(_) => f.hint(
+                "a capsule file is what `stella capsule export` writes (YAML or JSON); `stella capsule list` shows the store's",
+            ),
+            crate::capsule::file::FileError::Version(_) => f,
+        }
+    })
 }
 
 fn verify_file(ctx: &Context, a: VerifyArgs) -> Result<u8, Failure> {
