@@ -354,8 +354,17 @@ fn unpin_asks_first_and_only_where_a_rollback_pinned() {
     assert!(a.layers.is_empty());
     let status = a.status.as_ref().expect("a reason").text.clone();
     assert!(status.contains("not pinned in dev"), "{status}");
-    // In prod (two lanes right) it is: confirm, and only `y` unpins.
+    // Promoting it from staging into prod: the dialog says the pin holds it.
     key(&mut a, KeyCode::Char('l'));
+    key(&mut a, KeyCode::Char('p'));
+    let screen = draw(&a);
+    assert!(
+        screen.contains("Pinned: the rollback in capsule #7"),
+        "{screen}"
+    );
+    key(&mut a, KeyCode::Esc);
+    assert!(a.layers.is_empty());
+    // In prod it is pinned: confirm, and only `y` unpins.
     key(&mut a, KeyCode::Char('l'));
     key(&mut a, KeyCode::Char('u'));
     assert_eq!(a.layers.len(), 1);

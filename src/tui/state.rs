@@ -337,6 +337,19 @@ impl App {
         }
     }
 
+    /// The pin a rollback holds on `app` in `env`, if any.
+    pub fn pin_of(&self, env: &str, app: &str) -> Option<&crate::store::Pin> {
+        self.snap
+            .lanes
+            .iter()
+            .find(|l| l.env == env)?
+            .cells
+            .iter()
+            .find(|c| c.app == app)?
+            .pin
+            .as_ref()
+    }
+
     pub fn say(&mut self, text: impl Into<String>) {
         self.status = Some(Status {
             text: text.into(),

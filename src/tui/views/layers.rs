@@ -72,6 +72,20 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                         }
                     },
                 }
+                if let Some(pin) = app.pin_of(&request.env, &request.app) {
+                    body.push(Line::raw(""));
+                    body.push(Line::styled(
+                        format!(
+                            "Pinned: the rollback in capsule #{} ({}) holds {} in {} on sha256:{}; promoting is refused until `u` on that lane unpins it.",
+                            pin.capsule_id,
+                            pin.pinned_by,
+                            request.app,
+                            request.env,
+                            pin.digest.short()
+                        ),
+                        app.theme.get("gate_blocked"),
+                    ));
+                }
                 body.push(Line::raw(""));
                 body.push(Line::from(vec![
                     Span::styled(" enter ", app.theme.get("tab_active")),
