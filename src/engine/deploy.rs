@@ -989,8 +989,7 @@ pub fn consolidate(
     requested_by: &str,
 ) -> Result<Vec<String>, super::EngineError> {
     use super::EngineError;
-    use crate::capsule::environment;
-    use crate::capsule::statement::{Action, Engine, EvidenceRef, Inputs, Predicate, ReleaseRef};
+    use crate::capsule::statement::{Action, EvidenceRef};
     use crate::deploy::routed;
     let env = config
         .environment(env_name)
@@ -1077,58 +1076,30 @@ pub fn consolidate(
             said("a", &a),
             said("b", &b)
         );
-        let rec = crate::store::DecisionRecord {
-            app: app.clone(),
-            digest: winner.clone(),
+        let decision = super::seal::Gateless {
+            action: Action::Consolidate,
+            app: &app,
+            digest: winner,
             tag: None,
-            environment: env_name.to_owned(),
-            requested_by: requested_by.to_owned(),
-            action: Action::Consolidate.as_str().into(),
-            decision: "allow".into(),
-            outcome: "live".into(),
+            environment: env_name,
+            requested_by,
             at,
-            goes_live: true,
+            record: EvidenceRef {
+                digest: comparison_digest.clone(),
+                media_type: AB_MEDIA_TYPE.into(),
+                kind: "ab-comparison".into(),
+            },
+            env_digest: &env_digest,
+            outcome: "live",
+            reason: reason.clone(),
         };
-        let sealed =
-            super::seal::seal_and_export(ws, config, &rec, None, |previous, promotion_id| {
-                Predicate {
-                    action: Action::Consolidate,
-                    app: app.clone(),
-                    release: ReleaseRef {
-                        digest: winner.clone(),
-                        tag: None,
-                        resolved_at: None,
-                    },
-                    from: None,
-                    to: env_name.to_owned(),
-                    requested_by: requested_by.to_owned(),
-                    clock: at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    promotion_id: Some(promotion_id),
-                    inputs: Inputs {
-                        evidence: vec![EvidenceRef {
-                            digest: comparison_digest.clone(),
-                            media_type: AB_MEDIA_TYPE.into(),
-                            kind: "ab-comparison".into(),
-                        }],
-                        policies: vec![],
-                        environment: EvidenceRef {
-                            digest: env_digest.clone(),
-                            media_type: environment::MEDIA_TYPE.into(),
-                            kind: "config".into(),
-                        },
-                        keys: vec![],
-                        upstream: None,
-                        break_glass: None,
-                    },
-                    gates: vec![],
-                    decision: crate::domain::Decision::Allow,
-                    outcome: "live".into(),
-                    engine: Engine::current(),
-                    previous,
-                    restores: None,
-                    reason: Some(reason.clone()),
-                }
-            })?;
+        let sealed = super::seal::seal_and_export(
+            ws,
+            config,
+            &decision.decision(true),
+            None,
+            |previous, id| decision.predicate(previous, id),
+        )?;
         lines.push(format!(
             "{name}: everything on {} (sha256:{}); {}; {}; capsule {}",
             if winner_b { "b" } else { "a" },
@@ -1207,8 +1178,7 @@ pub fn set_flags(
     requested_by: &str,
 ) -> Result<Vec<String>, super::EngineError> {
     use super::EngineError;
-    use crate::capsule::environment;
-    use crate::capsule::statement::{Action, Engine, EvidenceRef, Inputs, Predicate, ReleaseRef};
+    use crate::capsule::statement::{Action, EvidenceRef};
     use crate::deploy::routed;
     let env = config
         .environment(env_name)
@@ -1295,56 +1265,30 @@ pub fn set_flags(
     let at = chrono::Utc::now();
     let said: Vec<String> = changes.iter().map(|(n, v)| format!("{n}={v}")).collect();
     let reason = format!("flags of {env_name}: {}", said.join(", "));
-    let rec = crate::store::DecisionRecord {
-        app: app.clone(),
-        digest: digest.clone(),
+    let decision = super::seal::Gateless {
+        action: Action::Flags,
+        app: &app,
+        digest: &digest,
         tag: None,
-        environment: env_name.to_owned(),
-        requested_by: requested_by.to_owned(),
-        action: Action::Flags.as_str().into(),
-        decision: "allow".into(),
-        outcome: "flags-set".into(),
+        environment: env_name,
+        requested_by,
         at,
-        goes_live: false,
+        record: EvidenceRef {
+            digest: evidence_digest,
+            media_type: FLAGS_MEDIA_TYPE.into(),
+            kind: "flags".into(),
+        },
+        env_digest: &env_digest,
+        outcome: "flags-set",
+        reason,
     };
-    let sealed =
-        super::seal::seal_and_export(ws, config, &rec, None, |previous, promotion_id| Predicate {
-            action: Action::Flags,
-            app: app.clone(),
-            release: ReleaseRef {
-                digest: digest.clone(),
-                tag: None,
-                resolved_at: None,
-            },
-            from: None,
-            to: env_name.to_owned(),
-            requested_by: requested_by.to_owned(),
-            clock: at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            promotion_id: Some(promotion_id),
-            inputs: Inputs {
-                evidence: vec![EvidenceRef {
-                    digest: evidence_digest.clone(),
-                    media_type: FLAGS_MEDIA_TYPE.into(),
-                    kind: "flags".into(),
-                }],
-                policies: vec![],
-                environment: EvidenceRef {
-                    digest: env_digest.clone(),
-                    media_type: environment::MEDIA_TYPE.into(),
-                    kind: "config".into(),
-                },
-                keys: vec![],
-                upstream: None,
-                break_glass: None,
-            },
-            gates: vec![],
-            decision: crate::domain::Decision::Allow,
-            outcome: "flags-set".into(),
-            engine: Engine::current(),
-            previous,
-            restores: None,
-            reason: Some(reason),
-        })?;
+    let sealed = super::seal::seal_and_export(
+        ws,
+        config,
+        &decision.decision(false),
+        None,
+        |previous, id| decision.predicate(previous, id),
+    )?;
     lines.push(format!("sealed: {}", sealed.path.display()));
     Ok(lines)
 }

@@ -7,12 +7,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::EngineError;
 use super::event::{EventKind, Sink};
-use super::seal::{Sealed, environment_digest, seal_and_export};
-use crate::capsule::environment;
-use crate::capsule::statement::{Action, Engine, EvidenceRef, Inputs, Predicate, ReleaseRef};
+use super::seal::{Gateless, Sealed, environment_digest, seal_and_export};
+use crate::capsule::statement::{Action, EvidenceRef};
 use crate::config::Config;
-use crate::domain::Decision;
-use crate::store::{DecisionRecord, Pin};
+use crate::store::Pin;
 use crate::workspace::Workspace;
 
 /// The media type of the pin record an unpin capsule holds.
@@ -90,55 +88,30 @@ pub fn unpin(
             req.app, req.env, pin.capsule_id
         )
     });
-    let rec = DecisionRecord {
-        app: req.app.clone(),
-        digest: pin.digest.clone(),
-        tag: None,
-        environment: req.env.clone(),
-        requested_by: req.requested_by.clone(),
-        action: Action::Unpin.as_str().into(),
-        decision: "allow".into(),
-        outcome: "unpinned".into(),
-        at,
-        goes_live: false,
-    };
-    let sealed = seal_and_export(ws, config, &rec, None, |previous, promotion_id| Predicate {
+    let decision = Gateless {
         action: Action::Unpin,
-        app: req.app.clone(),
-        release: ReleaseRef {
-            digest: pin.digest.clone(),
-            tag: None,
-            resolved_at: None,
+        app: &req.app,
+        digest: &pin.digest,
+        tag: None,
+        environment: &req.env,
+        requested_by: &req.requested_by,
+        at,
+        record: EvidenceRef {
+            digest: record_digest,
+            media_type: PIN_MEDIA_TYPE.into(),
+            kind: "pin".into(),
         },
-        from: None,
-        to: req.env.clone(),
-        requested_by: req.requested_by.clone(),
-        clock: at.to_rfc3339_opts(SecondsFormat::Secs, true),
-        promotion_id: Some(promotion_id),
-        inputs: Inputs {
-            evidence: vec![EvidenceRef {
-                digest: record_digest.clone(),
-                media_type: PIN_MEDIA_TYPE.into(),
-                kind: "pin".into(),
-            }],
-            policies: vec![],
-            environment: EvidenceRef {
-                digest: env_digest.clone(),
-                media_type: environment::MEDIA_TYPE.into(),
-                kind: "config".into(),
-            },
-            keys: vec![],
-            upstream: None,
-            break_glass: None,
-        },
-        gates: vec![],
-        decision: Decision::Allow,
-        outcome: "unpinned".into(),
-        engine: Engine::current(),
-        previous,
-        restores: None,
-        reason: Some(reason.clone()),
-    })?;
+        env_digest: &env_digest,
+        outcome: "unpinned",
+        reason,
+    };
+    let sealed = seal_and_export(
+        ws,
+        config,
+        &decision.decision(false),
+        None,
+        |previous, id| decision.predicate(previous, id),
+    )?;
     sink.emit(EventKind::CapsuleSealed {
         promotion_id: sealed.promotion_id,
         capsule_id: sealed.capsule_id,

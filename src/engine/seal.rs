@@ -192,6 +192,82 @@ pub fn environment_digest(
     Ok(ws.evidence().put(effective.to_toml().as_bytes())?)
 }
 
+/// A decision taken on a release already through its gates — a rollout
+/// step, an operator's action, a consolidation, a flags change, an unpin:
+/// one record of what happened as evidence, the effective environment,
+/// no gates. One shape for all of them, so they seal and replay alike.
+pub struct Gateless<'a> {
+    pub action: crate::capsule::statement::Action,
+    pub app: &'a str,
+    pub digest: &'a Digest,
+    pub tag: Option<String>,
+    pub environment: &'a str,
+    pub requested_by: &'a str,
+    pub at: DateTime<Utc>,
+    /// What happened, as evidence (`media_type`, `kind`).
+    pub record: crate::capsule::statement::EvidenceRef,
+    /// From `environment_digest`.
+    pub env_digest: &'a Digest,
+    pub outcome: &'a str,
+    pub reason: String,
+}
+
+impl Gateless<'_> {
+    /// Its row in the store; `goes_live` when it changes what serves.
+    pub fn decision(&self, goes_live: bool) -> DecisionRecord {
+        DecisionRecord {
+            app: self.app.to_owned(),
+            digest: self.digest.clone(),
+            tag: self.tag.clone(),
+            environment: self.environment.to_owned(),
+            requested_by: self.requested_by.to_owned(),
+            action: self.action.as_str().into(),
+            decision: "allow".into(),
+            outcome: self.outcome.into(),
+            at: self.at,
+            goes_live,
+        }
+    }
+
+    pub fn predicate(&self, previous: Option<Digest>, promotion_id: i64) -> Predicate {
+        use crate::capsule::environment;
+        use crate::capsule::statement::{Engine, EvidenceRef, Inputs, ReleaseRef};
+        Predicate {
+            action: self.action,
+            app: self.app.to_owned(),
+            release: ReleaseRef {
+                digest: self.digest.clone(),
+                tag: self.tag.clone(),
+                resolved_at: None,
+            },
+            from: None,
+            to: self.environment.to_owned(),
+            requested_by: self.requested_by.to_owned(),
+            clock: self.at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            promotion_id: Some(promotion_id),
+            inputs: Inputs {
+                evidence: vec![self.record.clone()],
+                policies: vec![],
+                environment: EvidenceRef {
+                    digest: self.env_digest.clone(),
+                    media_type: environment::MEDIA_TYPE.into(),
+                    kind: "config".into(),
+                },
+                keys: vec![],
+                upstream: None,
+                break_glass: None,
+            },
+            gates: vec![],
+            decision: crate::domain::Decision::Allow,
+            outcome: self.outcome.into(),
+            engine: Engine::current(),
+            previous,
+            restores: None,
+            reason: Some(self.reason.clone()),
+        }
+    }
+}
+
 /// The media type of a canary step's record: the weights, the analysis
 /// samples and who or what caused it.
 pub const CANARY_MEDIA_TYPE: &str = "application/vnd.stella.canary-step+json";
@@ -233,8 +309,7 @@ impl StepSealer {
         step: &StepRecord<'_>,
         reason: String,
     ) -> Result<PathBuf, EngineError> {
-        use crate::capsule::environment;
-        use crate::capsule::statement::{Engine, EvidenceRef, Inputs, ReleaseRef};
+        use crate::capsule::statement::EvidenceRef;
         let config = &self.config;
         let env = config
             .environment(&self.environment)
@@ -249,64 +324,36 @@ impl StepSealer {
             crate::capsule::statement::Action::Pause => "paused",
             _ => "live",
         };
-        let rec = DecisionRecord {
-            app: self.app.clone(),
-            digest: self.digest.clone(),
+        let decision = Gateless {
+            action,
+            app: &self.app,
+            digest: &self.digest,
             tag: self.tag.clone(),
-            environment: self.environment.clone(),
-            requested_by: self.requested_by.clone(),
-            action: action.as_str().into(),
-            decision: "allow".into(),
-            outcome: outcome.into(),
+            environment: &self.environment,
+            requested_by: &self.requested_by,
             at: now,
-            goes_live: false,
+            record: EvidenceRef {
+                digest: record_digest,
+                media_type: CANARY_MEDIA_TYPE.into(),
+                kind: "canary-step".into(),
+            },
+            env_digest: &env_digest,
+            outcome,
+            reason,
         };
         let key = sealing_key(&self.workspace, &config.name)?;
         let mut store = self.workspace.open_store()?;
-        let (capsule_id, _) = store.record_step(&rec, self.promotion_id, |previous, id| {
-            let predicate = Predicate {
-                action,
-                app: self.app.clone(),
-                release: ReleaseRef {
-                    digest: self.digest.clone(),
-                    tag: self.tag.clone(),
-                    resolved_at: None,
-                },
-                from: None,
-                to: self.environment.clone(),
-                requested_by: self.requested_by.clone(),
-                clock: now.to_rfc3339_opts(SecondsFormat::Secs, true),
-                promotion_id: Some(id),
-                inputs: Inputs {
-                    evidence: vec![EvidenceRef {
-                        digest: record_digest.clone(),
-                        media_type: CANARY_MEDIA_TYPE.into(),
-                        kind: "canary-step".into(),
-                    }],
-                    policies: vec![],
-                    environment: EvidenceRef {
-                        digest: env_digest.clone(),
-                        media_type: environment::MEDIA_TYPE.into(),
-                        kind: "config".into(),
-                    },
-                    keys: vec![],
-                    upstream: None,
-                    break_glass: None,
-                },
-                gates: vec![],
-                decision: crate::domain::Decision::Allow,
-                outcome: outcome.into(),
-                engine: Engine::current(),
-                previous,
-                restores: None,
-                reason: Some(reason),
-            };
-            let sealed = seal(Statement::new(predicate), &key);
-            serde_json::to_vec(&sealed.envelope).map(|envelope| SealedRow {
-                payload_digest: sealed.payload_digest,
-                envelope,
-            })
-        })?;
+        let (capsule_id, _) = store.record_step(
+            &decision.decision(false),
+            self.promotion_id,
+            |previous, id| {
+                let sealed = seal(Statement::new(decision.predicate(previous, id)), &key);
+                serde_json::to_vec(&sealed.envelope).map(|envelope| SealedRow {
+                    payload_digest: sealed.payload_digest,
+                    envelope,
+                })
+            },
+        )?;
         let (_, envelope) = store.capsule(capsule_id)?.ok_or_else(|| {
             EngineError::error(format!("capsule #{capsule_id} vanished from the store"))
         })?;
