@@ -742,11 +742,44 @@ fn operators_pause_promote_and_abort_a_running_canary_from_another_process() {
         assert!(std::time::Instant::now() < deadline, "{}", status(&ws));
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Status says what comes next and when, and the traffic of now.
+    let s = status(&ws);
+    assert_eq!(s["next"]["weight"], 100, "{s}");
+    let at = chrono::DateTime::parse_from_rfc3339(s["next"]["at"].as_str().unwrap()).unwrap();
+    let left = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    assert!(left.num_seconds() > 30 && left.num_seconds() <= 60, "{s}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        for _ in 0..20 {
+            body(&url);
+        }
+        let s = status(&ws);
+        let rps = |slot: &str| s["slots"][slot]["recent"]["rps"].as_f64().unwrap_or(0.0);
+        if rps("stable") > 0.0 && rps("candidate") > 0.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no recent traffic: {s}"
+        );
+    }
+    let text = common::stdout(
+        &stella(&ws)
+            .args(["rollout", "status", "dev"])
+            .output()
+            .unwrap(),
+    );
+    assert!(text.contains("  next: 100% at "), "{text}");
+    assert!(text.contains(" req/s, error rate "), "{text}");
     stella(&ws)
         .args(["rollout", "pause", "dev"])
         .assert()
         .success();
-    wait_state(&ws, "paused");
+    let s = wait_state(&ws, "paused");
+    assert!(
+        s["next"]["at"].is_null() && s["next"]["weight"] == 100,
+        "{s}"
+    );
     stella(&ws)
         .args(["rollout", "promote", "dev"])
         .assert()

@@ -321,10 +321,14 @@ fn status(root: &std::path::Path, targets: &[String], a: &StatusArgs) -> Result<
             "warm_until": state.warm_until,
             "slots": {
                 "stable": {"requests": stats.stable.requests, "errors": stats.stable.errors,
-                           "error_rate": stats.stable.error_rate(), "p95_ms": stats.stable.p95_ms},
+                           "error_rate": stats.stable.error_rate(), "p95_ms": stats.stable.p95_ms,
+                           "recent": stats.recent.as_ref().map(|r| &r.stable)},
                 "candidate": {"requests": stats.candidate.requests, "errors": stats.candidate.errors,
-                              "error_rate": stats.candidate.error_rate(), "p95_ms": stats.candidate.p95_ms},
+                              "error_rate": stats.candidate.error_rate(), "p95_ms": stats.candidate.p95_ms,
+                              "recent": stats.recent.as_ref().map(|r| &r.candidate)},
             },
+            "recent_window_s": stats.recent.as_ref().map(|r| r.window_s),
+            "next": next_step(&progress),
             "canary": progress,
         }));
     }
@@ -349,8 +353,17 @@ fn status(root: &std::path::Path, targets: &[String], a: &StatusArgs) -> Result<
         );
         for slot in ["stable", "candidate"] {
             let s = &v["slots"][slot];
+            let now = match (&s["recent"], v["recent_window_s"].as_f64()) {
+                (r, Some(w)) if r.is_object() => format!(
+                    "{:.1} req/s, error rate {:.3}, p95 ≤ {} ms (last {w:.0} s); ",
+                    r["rps"].as_f64().unwrap_or(0.0),
+                    r["error_rate"].as_f64().unwrap_or(0.0),
+                    r["p95_ms"]
+                ),
+                _ => String::new(),
+            };
             println!(
-                "  {slot:<9} {}  {} requests, error rate {:.3}, p95 ≤ {} ms",
+                "  {slot:<9} {}  {now}{} requests in all, error rate {:.3}, p95 ≤ {} ms",
                 v[slot].as_str().unwrap_or("-"),
                 s["requests"],
                 s["error_rate"].as_f64().unwrap_or(0.0),
@@ -383,10 +396,46 @@ fn status(root: &std::path::Path, targets: &[String], a: &StatusArgs) -> Result<
                     String::new()
                 }
             );
+            match &v["next"] {
+                n if n["at"].is_string() => println!(
+                    "  next: {}% at {} (in {})",
+                    n["weight"],
+                    n["at"].as_str().unwrap_or("?"),
+                    n["in"].as_str().unwrap_or("?")
+                ),
+                n if n["weight"].is_u64() => println!(
+                    "  next: {}% when an operator resumes (`stella rollout resume {}`)",
+                    n["weight"], a.env
+                ),
+                _ => {}
+            }
             for s in c["samples"].as_array().into_iter().flatten().rev().take(5) {
                 println!("    {}", s.as_str().unwrap_or(""));
             }
         }
     }
     Ok(exit::OK)
+}
+
+/// The weight a canary under way moves to next, and when: `{"weight",
+/// "at", "in"}`, without `at` while it waits for an operator; null when
+/// no canary is under way.
+fn next_step(p: &routed::Progress) -> serde_json::Value {
+    if !p.in_flight() {
+        return serde_json::Value::Null;
+    }
+    let Some(weight) = p.steps.get(p.step + 1) else {
+        return serde_json::Value::Null;
+    };
+    match p.next_at {
+        Some(at) if p.state == "running" && !p.interrupted => {
+            let left = (at - chrono::Utc::now()).num_seconds().max(0);
+            serde_json::json!({
+                "weight": weight,
+                "at": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "in": crate::domain::duration::format_duration(std::time::Duration::from_secs(left as u64)),
+            })
+        }
+        _ => serde_json::json!({ "weight": weight }),
+    }
 }

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use super::{Context, Failure, exit, load_config, print_json};
 use crate::config::TargetKind;
 use crate::deploy::routed;
-use crate::deploy::router::{Router, Slot};
+use crate::deploy::router::{Router, Slot, SlotStats};
 
 #[derive(Debug, Subcommand)]
 pub enum RouterCommand {
@@ -189,12 +189,11 @@ impl Front {
         }
     }
 
-    fn stats(&mut self) -> serde_json::Value {
-        let (stable, candidate) = match self {
+    fn stats(&mut self) -> (SlotStats, SlotStats) {
+        match self {
             Front::Builtin(r) => (r.stats(Slot::Stable), r.stats(Slot::Candidate)),
             Front::Nginx(nginx) => nginx.stats(),
-        };
-        serde_json::json!({ "stable": stable, "candidate": candidate })
+        }
     }
 
     fn stop(self) {
@@ -246,6 +245,8 @@ async fn serve(
     let mut version = state.version;
     let mut served = state.clone();
     let mut next_stats = tokio::time::Instant::now();
+    // What `rollout status` shows as the traffic of now.
+    let mut window = routed::Window::new(Duration::from_secs(10));
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -293,9 +294,16 @@ async fn serve(
         }
         if tokio::time::Instant::now() >= next_stats {
             next_stats += Duration::from_millis(500);
-            let stats = front.stats();
+            let (stable, candidate) = front.stats();
+            let recent = window.push(std::time::Instant::now(), &stable, &candidate);
+            let stats = routed::Stats {
+                stable,
+                candidate,
+                recent: Some(recent),
+            };
             let tmp = dir.join("stats.json.tmp");
-            if std::fs::write(&tmp, stats.to_string()).is_ok() {
+            let json = serde_json::to_vec(&stats).expect("stats serialize");
+            if std::fs::write(&tmp, json).is_ok() {
                 let _ = std::fs::rename(&tmp, dir.join("stats.json"));
             }
         }

@@ -18,7 +18,7 @@ use std::os::unix::process::CommandExt;
 
 use serde::{Deserialize, Serialize};
 
-use super::router::{Backend, Routes};
+use super::router::{Backend, Routes, SlotStats};
 use crate::domain::Digest;
 
 /// One slot's release.
@@ -139,6 +139,74 @@ pub struct Stats {
     pub stable: super::router::SlotStats,
     #[serde(default)]
     pub candidate: super::router::SlotStats,
+    /// The last few seconds, for people watching.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recent: Option<Recent>,
+}
+
+/// Each slot over the last `window_s` seconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Recent {
+    pub window_s: f64,
+    pub stable: RecentSlot,
+    pub candidate: RecentSlot,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecentSlot {
+    /// Requests per second.
+    pub rps: f64,
+    pub error_rate: f64,
+    pub p95_ms: f64,
+}
+
+/// The counters of the last few seconds, kept by a target's controller so
+/// that `stella rollout status` can say what traffic is doing now, not
+/// since the router started.
+pub struct Window {
+    span: Duration,
+    seen: std::collections::VecDeque<(Instant, SlotStats, SlotStats)>,
+}
+
+impl Window {
+    pub fn new(span: Duration) -> Window {
+        Window {
+            span,
+            seen: Default::default(),
+        }
+    }
+
+    /// Adds a reading; returns the window from the oldest reading at most
+    /// `span` old to this one.
+    pub fn push(&mut self, at: Instant, stable: &SlotStats, candidate: &SlotStats) -> Recent {
+        while self
+            .seen
+            .front()
+            .is_some_and(|(t, ..)| at.duration_since(*t) > self.span)
+        {
+            self.seen.pop_front();
+        }
+        self.seen.push_back((at, *stable, *candidate));
+        let (t0, s0, c0) = self.seen.front().expect("just pushed");
+        let secs = at.duration_since(*t0).as_secs_f64();
+        let slot = |now: &SlotStats, then: &SlotStats| {
+            let d = now.since(then);
+            RecentSlot {
+                rps: if secs > 0.0 {
+                    d.requests as f64 / secs
+                } else {
+                    0.0
+                },
+                error_rate: d.error_rate(),
+                p95_ms: d.p95_ms,
+            }
+        };
+        Recent {
+            window_s: secs,
+            stable: slot(stable, s0),
+            candidate: slot(candidate, c0),
+        }
+    }
 }
 
 pub fn read_stats(dir: &Path) -> Stats {
@@ -360,6 +428,10 @@ pub struct Progress {
     /// shown paused, until an operator resumes or aborts it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub interrupted: bool,
+    /// When the held step ends and the next weight is set: none while an
+    /// operator holds it or, with `pause = "manual"`, until one resumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Progress {
@@ -435,4 +507,41 @@ pub fn ask(dir: &Path, change: &str) -> Result<(), String> {
         other => return Err(format!("`{other}` is not a rollout change")),
     }
     write_control(dir, &c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::router::Counters;
+
+    #[test]
+    fn the_window_counts_only_its_last_seconds() {
+        let (s, c) = (Counters::default(), Counters::default());
+        let mut w = Window::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        for _ in 0..1000 {
+            s.record(false, Duration::from_millis(1));
+        }
+        w.push(t0, &s.snapshot(), &c.snapshot());
+        // Then 5 s with 50 stable and 10 candidate requests, 2 of them failed.
+        for _ in 0..50 {
+            s.record(false, Duration::from_millis(1));
+        }
+        for i in 0..10 {
+            c.record(i < 2, Duration::from_millis(3));
+        }
+        let r = w.push(t0 + Duration::from_secs(5), &s.snapshot(), &c.snapshot());
+        assert_eq!(r.window_s, 5.0);
+        assert_eq!((r.stable.rps, r.candidate.rps), (10.0, 2.0));
+        assert_eq!(r.candidate.error_rate, 0.2);
+        assert!(r.candidate.p95_ms >= 3.0, "{r:?}");
+        // 12 s in, nothing new: the first reading has left the window,
+        // the burst with it once it is older than the span.
+        let r = w.push(t0 + Duration::from_secs(12), &s.snapshot(), &c.snapshot());
+        assert_eq!(r.window_s, 7.0);
+        assert_eq!(r.stable.rps, 0.0);
+        let r = w.push(t0 + Duration::from_secs(16), &s.snapshot(), &c.snapshot());
+        assert_eq!(r.window_s, 4.0);
+        assert_eq!((r.stable.rps, r.candidate.error_rate), (0.0, 0.0));
+    }
 }

@@ -39,9 +39,34 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(total))
 }
 
+/// Whole seconds in the notation `parse_duration` reads: `1m20s`, `2h`,
+/// `1d3h`, `0s`.
+pub fn format_duration(d: Duration) -> String {
+    let mut left = d.as_secs();
+    if left == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, secs) in [('d', 86_400), ('h', 3600), ('m', 60), ('s', 1)] {
+        if left >= secs {
+            out.push_str(&format!("{}{unit}", left / secs));
+            left %= secs;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_what_it_parses() {
+        for (secs, text) in [(0, "0s"), (80, "1m20s"), (7200, "2h"), (97_205, "1d3h5s")] {
+            assert_eq!(format_duration(Duration::from_secs(secs)), text);
+            assert_eq!(parse_duration(text).unwrap().as_secs(), secs);
+        }
+    }
 
     #[test]
     fn parses_and_rejects() {

@@ -303,6 +303,7 @@ impl Routed<'_> {
                 promotion: self.steps.map(|s| s.promotion_id),
                 owner: None,
                 interrupted: false,
+                next_at: None,
             },
         )?;
         Ok(format!(
@@ -405,11 +406,21 @@ impl Routed<'_> {
             promotion: self.steps.map(|s| s.promotion_id),
             owner: Some(i64::from(std::process::id())),
             interrupted: false,
+            next_at: None,
         };
         // Steerable before the first weight takes traffic.
         routed::write_progress(sdir, &progress)?;
+        // When a step's pause ends, on the wall clock, for people.
+        let wall = |end: Option<Instant>| {
+            end.and_then(|e| {
+                chrono::Duration::from_std(e.saturating_duration_since(Instant::now()))
+                    .ok()
+                    .map(|d| chrono::Utc::now() + d)
+            })
+        };
         let finish = |progress: &mut routed::Progress, state: &str, lines: &[String]| {
             progress.state = state.into();
+            progress.next_at = None;
             progress.samples = lines.to_vec();
             let _ = routed::write_progress(sdir, progress);
         };
@@ -451,12 +462,13 @@ impl Routed<'_> {
                 )
                 .await?;
             }
-            let _ = routed::write_progress(sdir, &progress);
             let mut end = if manual {
                 None
             } else {
                 Some(Instant::now() + pause)
             };
+            progress.next_at = wall(end);
+            let _ = routed::write_progress(sdir, &progress);
             // The router writes its counters twice a second.
             tokio::time::sleep(Duration::from_millis(600)).await;
             let mut before = routed::read_stats(sdir).candidate;
@@ -514,6 +526,7 @@ impl Routed<'_> {
                         ),
                     )?;
                     progress.state = if held { "paused" } else { "running" }.into();
+                    progress.next_at = if held { None } else { wall(end) };
                     let _ = routed::write_progress(sdir, &progress);
                 }
                 if held {

@@ -232,6 +232,22 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 }),
             ));
         }
+        if let Some(next) = p.steps.get(p.step + 1).filter(|_| p.in_flight()) {
+            let when = match (p.state.as_str(), p.next_at) {
+                ("running", Some(at)) => format!(
+                    "in {}",
+                    crate::domain::duration::format_duration(
+                        (at - app.now).to_std().unwrap_or_default()
+                    )
+                ),
+                ("running", None) => "when an operator resumes".into(),
+                _ => "once resumed".into(),
+            };
+            steps.push(Span::styled(
+                format!("   next {next}% {when}"),
+                app.theme.get("muted"),
+            ));
+        }
         out.push(Line::from(steps));
         for s in p.samples.iter().rev().take(8) {
             let role = if s.ends_with("FAIL") {
