@@ -28,6 +28,7 @@ pub struct ApproveArgs {
     /// Signing time (RFC 3339; default now)
     #[arg(long)]
     pub at: Option<String>,
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
 }

@@ -28,14 +28,17 @@ pub enum AuditCommand {
 
 #[derive(Debug, Args)]
 pub struct ChainArgs {
+    /// Only this environment
     #[arg(long)]
     pub env: Option<String>,
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
+    /// Only this environment
     #[arg(long)]
     pub env: Option<String>,
     /// Decisions sealed on or after this date (YYYY-MM-DD or RFC 3339)
@@ -44,6 +47,7 @@ pub struct ExportArgs {
     /// Decisions sealed before this date (YYYY-MM-DD or RFC 3339)
     #[arg(long)]
     pub until: Option<String>,
+    /// Where to write the bundle (a .tar.gz)
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -51,6 +55,7 @@ pub struct ExportArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     pub bundle: PathBuf,
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
 }

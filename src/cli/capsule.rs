@@ -35,8 +35,10 @@ pub enum CapsuleCommand {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    /// Only this environment
     #[arg(long)]
     pub env: Option<String>,
+    /// Only this app
     #[arg(long)]
     pub app: Option<String>,
     /// allow or deny
@@ -45,6 +47,7 @@ pub struct ListArgs {
     /// A digest or its prefix (sha256:abc…)
     #[arg(long)]
     pub digest: Option<String>,
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
 }
@@ -56,6 +59,7 @@ pub struct ShowArgs {
     /// With `latest`: the latest of this environment
     #[arg(long)]
     pub env: Option<String>,
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
 }
@@ -64,6 +68,7 @@ pub struct ShowArgs {
 pub struct ExportArgs {
     /// A capsule id or `latest`
     pub id: String,
+    /// Only this environment
     #[arg(long)]
     pub env: Option<String>,
     #[arg(long, value_enum, default_value = "yaml")]
@@ -79,6 +84,7 @@ pub struct VerifyArgs {
     /// Trust this public key (SPKI PEM) instead of the workspace's keys
     #[arg(long)]
     pub key: Option<PathBuf>,
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
 }
@@ -86,6 +92,7 @@ pub struct VerifyArgs {
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
     pub file: PathBuf,
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
 }

@@ -59,10 +59,13 @@ pub struct RollbackArgs {
     /// Why, for the record
     #[arg(long)]
     pub reason: Option<String>,
+    /// Decide at this clock (RFC 3339) instead of now
     #[arg(long)]
     pub at: Option<String>,
+    /// Who asks; default $STELLA_USER
     #[arg(long = "as", env = "STELLA_USER", value_name = "EMAIL")]
     pub requester: Option<String>,
+    /// Print the outcome as JSON, with the capsule's path
     #[arg(long)]
     pub json: bool,
 }
@@ -77,10 +80,13 @@ pub struct UnpinArgs {
     /// Why it may move again, for the record
     #[arg(long)]
     pub reason: Option<String>,
+    /// Decide at this clock (RFC 3339) instead of now
     #[arg(long)]
     pub at: Option<String>,
+    /// Who asks; default $STELLA_USER
     #[arg(long = "as", env = "STELLA_USER", value_name = "EMAIL")]
     pub requester: Option<String>,
+    /// Print the outcome as JSON, with the capsule's path
     #[arg(long)]
     pub json: bool,
 }

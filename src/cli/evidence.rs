@@ -50,6 +50,7 @@ pub struct AddArgs {
 pub struct ListArgs {
     /// APP:TAG, APP@sha256:HEX, or a direct reference
     pub reference: String,
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
 }

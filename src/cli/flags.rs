@@ -19,6 +19,7 @@ pub struct SetArgs {
     /// NAME=on|off|PCT%, one or more
     #[arg(required = true, value_name = "NAME=VALUE")]
     pub flags: Vec<String>,
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
 }
@@ -26,6 +27,7 @@ pub struct SetArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     pub env: String,
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
 }

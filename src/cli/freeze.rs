@@ -26,6 +26,7 @@ pub struct ListArgs {
     /// The clock for "frozen now?" (RFC 3339; default now)
     #[arg(long)]
     pub at: Option<String>,
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
 }

@@ -28,12 +28,14 @@ pub enum KeyCommand {
 #[derive(Debug, Args)]
 pub struct GenArgs {
     pub name: String,
+    /// The key owner's email (approver lists name people by it)
     #[arg(long)]
     pub email: String,
 }
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
 }
@@ -46,6 +48,7 @@ pub struct ExportArgs {
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     pub name: String,
+    /// The key owner's email (approver lists name people by it)
     #[arg(long)]
     pub email: String,
     /// A public key file (`-----BEGIN PUBLIC KEY-----`)

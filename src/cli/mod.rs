@@ -37,7 +37,7 @@ use crate::workspace::Workspace;
     about = "Release orchestration that proves why each release was safe",
     long_about = "Release orchestration that proves why each release was safe.\n\n\
         Releases are identified by OCI digest; tags are resolved once and recorded.\n\n\
-        Exit codes: 0 done, 1 error, 2 usage, 3 blocked by a gate."
+        Exit codes: 0 done, 1 error, 2 usage, 3 blocked by a gate or a rollback's pin."
 )]
 pub struct Cli {
     /// The workspace folder (holding stella.toml); default: search upward from here
@@ -64,7 +64,7 @@ pub enum Command {
     /// Inspect the workspace configuration
     #[command(subcommand)]
     Config(config_check::ConfigCommand),
-    /// Resolve and list releases (an app at one digest)
+    /// Releases (an app at one digest): resolve, list, promote, roll back, unpin
     #[command(subcommand)]
     Release(release::ReleaseCommand),
     /// Attach and list evidence: scan reports, VEX, SBOMs

@@ -16,8 +16,10 @@ pub enum PromotionCommand {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    /// Only this environment
     #[arg(long)]
     pub env: Option<String>,
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
 }
@@ -25,6 +27,7 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct ShowArgs {
     pub id: i64,
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
 }

@@ -38,6 +38,7 @@ pub struct RollbackArgs {
     /// Why, for the record
     #[arg(long)]
     pub reason: Option<String>,
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
 }
@@ -48,6 +49,7 @@ pub struct ConsolidateArgs {
     /// `a`: the release that was stable; `b`: the new one
     #[arg(long, value_parser = ["a", "b"])]
     pub winner: String,
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
 }
@@ -60,6 +62,7 @@ pub struct EnvArg {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     pub env: String,
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
     /// Redraw every second until interrupted (with --json: a line of JSON a second)

@@ -31,6 +31,7 @@ pub struct TargetArg {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     pub target: String,
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
 }

@@ -21,6 +21,7 @@ pub enum WorkflowCommand {
 #[derive(Debug, Args)]
 pub struct FileArgs {
     pub file: PathBuf,
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
 }
