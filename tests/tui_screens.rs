@@ -215,6 +215,8 @@ fn help_layer_lists_the_keymap() {
 fn confirm_layer_for_a_rollback() {
     let mut a = app();
     key(&mut a, KeyCode::Char('r'));
+    assert!(matches!(a.layers.last(), Some(Layer::Rollback { .. })));
+    insta::assert_snapshot!("rollback_picker", draw(&a));
     key(&mut a, KeyCode::Enter);
     assert!(matches!(a.layers.last(), Some(Layer::Confirm { .. })));
     insta::assert_snapshot!("confirm", draw(&a));

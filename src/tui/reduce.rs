@@ -259,7 +259,7 @@ pub fn key(app: &mut App, ev: KeyEvent) -> Vec<Effect> {
                                 title: format!("Roll back {a} in {env}?"),
                                 lines: vec![
                                     format!("to {d}"),
-                                    "The current release stops serving; the rollback is sealed in a capsule.".into(),
+                                    "The current release stops serving; the rollback is sealed in a capsule and pins the lane.".into(),
                                 ],
                                 effect: Effect::Rollback { app: a, env, to: d },
                             });
@@ -961,7 +961,7 @@ fn rollout_rollback(app: &mut App) -> Vec<Effect> {
                     warm.short(),
                     r.target
                 ),
-                "The current release stops serving; the rollback is sealed in a capsule.".into(),
+                "The current release stops serving; the rollback is sealed in a capsule and pins the lane.".into(),
             ],
             effect: Effect::Rollback {
                 app: a,

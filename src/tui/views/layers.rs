@@ -2,7 +2,6 @@
 //! confirmation, the promote dialog with its gate preview, the rollback
 //! picker, and the `:` / `/` / time input line.
 
-use chrono::SecondsFormat;
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
@@ -109,25 +108,39 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 choices,
                 sel,
             } => {
-                let r = centered(area, 80, choices.len() as u16 + 6);
+                let r = centered(area, 80, choices.len() as u16 + 7);
                 let mut body = vec![Line::raw(format!(
                     "Roll {a} in {env} back to (live there before):"
                 ))];
                 for (i, (d, since)) in choices.iter().enumerate() {
+                    let tags = app
+                        .snap
+                        .releases
+                        .iter()
+                        .find(|r| r.app == *a)
+                        .and_then(|r| r.releases.iter().find(|x| x.digest == *d))
+                        .map(|x| x.tags.join(", "))
+                        .unwrap_or_default();
                     body.push(Line::from(vec![
                         Span::styled(
-                            format!(" {d} "),
+                            format!(" sha256:{} ", d.short()),
                             selected(app, i == *sel).patch(app.theme.get("digest")),
                         ),
+                        Span::styled(format!(" {tags:<10}"), app.theme.get("text")),
                         Span::styled(
                             format!(
-                                " since {}",
-                                since.to_rfc3339_opts(SecondsFormat::Secs, true)
+                                " live from {} ({} ago)",
+                                since.format("%Y-%m-%d %H:%M UTC"),
+                                super::age(app.now, *since)
                             ),
                             app.theme.get("muted"),
                         ),
                     ]));
                 }
+                body.push(Line::styled(
+                    format!("The rollback is sealed and pins {a} in {env} until unpinned (u)."),
+                    app.theme.get("muted"),
+                ));
                 body.push(Line::styled(
                     "j/k choose · enter roll back · esc cancel",
                     app.theme.get("muted"),
