@@ -182,8 +182,15 @@ fn show(ctx: &Context, a: ShowArgs) -> Result<u8, Failure> {
         return Ok(exit::OK);
     }
     let p = &st.predicate;
+    // A promotion goes into an environment; every other decision is
+    // taken in one.
+    let into = match p.action {
+        crate::capsule::statement::Action::Promote
+        | crate::capsule::statement::Action::BreakGlass => "into",
+        _ => "in",
+    };
     println!(
-        "Capsule #{} — {} {} of {} into {}",
+        "Capsule #{} — {} {} of {} {into} {}",
         row.id,
         p.decision_word(),
         p.action.as_str(),
