@@ -40,18 +40,18 @@ pub fn run(ctx: &Context, cmd: FlagsCommand) -> Result<u8, Failure> {
             let changes = a
                 .flags
                 .iter()
-                .map(|f| crate::engine::deploy::parse_flag(f))
+                .map(|f| crate::engine::flags::parse_flag(f))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| {
                     Failure::usage(e)
                         .hint("e.g. `stella flags set prod new-checkout=on dark-mode=25%`")
                 })?;
             let who = crate::engine::evaluate::requester(None);
-            let lines = crate::engine::deploy::set_flags(ws, &config, &a.env, &changes, &who)?;
+            let lines = crate::engine::flags::set_flags(ws, &config, &a.env, &changes, &who)?;
             if a.json {
                 print_json(&serde_json::json!({
                     "env": a.env,
-                    "flags": crate::engine::deploy::read_flags(ws.root(), &a.env),
+                    "flags": crate::engine::flags::read_flags(ws.root(), &a.env),
                     "targets": lines,
                 }))?;
             } else {
@@ -65,7 +65,7 @@ pub fn run(ctx: &Context, cmd: FlagsCommand) -> Result<u8, Failure> {
             if config.environment(&a.env).is_none() {
                 return Err(super::unknown_environment(&a.env, &config));
             }
-            let flags = crate::engine::deploy::read_flags(ws.root(), &a.env);
+            let flags = crate::engine::flags::read_flags(ws.root(), &a.env);
             if a.json {
                 print_json(&flags)?;
             } else if flags.is_empty() {

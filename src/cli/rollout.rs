@@ -100,7 +100,8 @@ pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
     if let RolloutCommand::Consolidate(a) = &cmd {
         router_targets(&config, &a.env)?;
         let who = crate::engine::evaluate::requester(None);
-        let lines = crate::engine::deploy::consolidate(ws, &config, &a.env, a.winner == "b", &who)?;
+        let lines =
+            crate::engine::rollout::consolidate(ws, &config, &a.env, a.winner == "b", &who)?;
         if a.json {
             print_json(&serde_json::json!({ "env": a.env, "winner": a.winner, "targets": lines }))?;
         } else {
@@ -169,7 +170,7 @@ pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
         }
         if abort_interrupted {
             let who = crate::engine::evaluate::requester(None);
-            for line in crate::engine::deploy::abort_interrupted(ws, &config, env, &who)? {
+            for line in crate::engine::rollout::abort_interrupted(ws, &config, env, &who)? {
                 println!("{line}");
             }
         }

@@ -352,7 +352,7 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
             );
         }
         Effect::AbortInterrupted { env } => ctx.blocking(move |ctx| {
-            match crate::engine::deploy::abort_interrupted(
+            match crate::engine::rollout::abort_interrupted(
                 &ctx.ws,
                 &ctx.config,
                 &env,
@@ -363,7 +363,7 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
             }
         }),
         Effect::Consolidate { env, winner_b } => ctx.blocking(move |ctx| {
-            match crate::engine::deploy::consolidate(
+            match crate::engine::rollout::consolidate(
                 &ctx.ws,
                 &ctx.config,
                 &env,
