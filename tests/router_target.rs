@@ -347,6 +347,36 @@ fn blue_green_drops_no_request(kind: Kind) {
     assert!(s["routes"]["candidate"].is_null(), "{s}");
 }
 
+/// A target's controller outlives the command that started it, by
+/// design; it does not outlive its workspace.
+#[test]
+fn a_controller_stops_when_its_workspace_is_removed() {
+    let dir = common::init_workspace();
+    let ws = dir.path().to_owned();
+    common::app_image(&ws, "1.0", "v1");
+    route_dev(&ws, "", "");
+    let _stop = StopRouter(ws.clone());
+    stella(&ws)
+        .args(["release", "promote", "api-gateway:1.0", "--to", "dev"])
+        .assert()
+        .success();
+    let pid: i64 = std::fs::read_to_string(ws.join(".stella/router/dev-web/pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(stella::store::process_alive(pid));
+    drop(dir);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while stella::store::process_alive(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the controller outlived its workspace"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn process_backends_start_before_traffic_and_stop_when_retired() {
     if !common::require(&["python3"]) {

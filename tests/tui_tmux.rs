@@ -131,12 +131,23 @@ fn the_demo_workbench_approves_promotes_watches_and_replays_with_keys() {
     s.keys(&["R"]);
     s.wait_for("replays identically");
     // The demo's canary is alive on the Rollout screen: web 3.1 at 10 %
-    // on the built-in router, under the demo's load.
+    // under the demo's load (through nginx where it is installed, as in
+    // CI; else the built-in router).
     s.keys(&["Escape", "7"]);
     s.wait_for("canary running: [10%]");
     s.wait_for("— pass");
     s.keys(&["q"]);
     s.wait_for("logs:");
+    // Quitting stopped the demo's canary and its router.
+    let router_pid = ws.join(".stella/router/edge-web/pid");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while router_pid.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo's router outlived the workbench"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 
     // The store agrees with what the screen said.
     let (outcome, env, app): (String, String, String) = db(&ws)

@@ -17,6 +17,10 @@ pub struct DemoArgs {
     /// Build the workspace only; do not open the workbench
     #[arg(long)]
     pub no_open: bool,
+    /// What the `edge` lane's canary routes through: nginx where it is
+    /// installed (auto), or always the built-in router, or nginx
+    #[arg(long, value_enum, default_value = "auto")]
+    pub router: crate::demo::EdgeRouter,
     /// Run the demo's live canary in the workspace DIR (the workbench
     /// starts this itself)
     #[arg(long, hide = true)]
@@ -34,12 +38,13 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<u8, Failure> {
     }
     println!("Building the stella demo in {}", dir.display());
     let started = std::time::Instant::now();
-    let ws = crate::demo::build(&dir, a.force, chrono::Utc::now(), |line| {
+    let ws = crate::demo::build(&dir, a.force, chrono::Utc::now(), a.router, |line| {
         println!("  {line}")
     })?;
     println!(
-        "Built in {:.1}s: three apps, four lanes (edge: a canary on the built-in router), {} sealed capsules",
+        "Built in {:.1}s: three apps, four lanes (edge: a canary on {}), {} sealed capsules",
         started.elapsed().as_secs_f64(),
+        a.router.describe(),
         ws.open_store()?
             .capsules(&Default::default())
             .map(|c| c.len())
@@ -85,7 +90,7 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<u8, Failure> {
 }
 
 /// The demo's live canary: web 3.0 into `edge` (straight to stable,
-/// starting the built-in router), a load generator of about 40 requests a
+/// starting the target's router: the built-in one, or nginx), a load generator of about 40 requests a
 /// second, then web 3.1 as a canary whose steps hold ten minutes each.
 /// Ends — stopping the router — when asked (SIGTERM) or when the
 /// workbench that started it is gone.
@@ -104,16 +109,28 @@ fn canary(ctx: &Context, dir: &std::path::Path) -> Result<u8, Failure> {
             )
         })?;
     let term = std::sync::Arc::new(AtomicBool::new(false));
-    // SIGTERM sets `term` (a runtime of its own waits for it).
+    // SIGTERM, or SIGHUP from a terminal that closed under the workbench
+    // (its whole process group gets it), sets `term`: either way the
+    // router is stopped before this process ends. A runtime of its own
+    // waits for them.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut sigterm = rt.block_on(async {
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    let (mut sigterm, mut sighup) = rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::hangup())?,
+        ))
     })?;
     let flag = term.clone();
     std::thread::spawn(move || {
-        rt.block_on(sigterm.recv());
+        rt.block_on(async {
+            tokio::select! {
+                _ = sigterm.recv() => {}
+                _ = sighup.recv() => {}
+            }
+        });
         flag.store(true, Ordering::Relaxed);
     });
     let parent = nix::unistd::getppid();

@@ -255,6 +255,12 @@ async fn serve(
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
+        // A workspace deleted under a running controller (a demo or a
+        // test folder removed) leaves nothing to serve or report to.
+        if !dir.join("pid").is_file() {
+            eprintln!("{} is gone; stopping", dir.display());
+            break;
+        }
         let now = chrono::Utc::now().timestamp();
         match routed::read_state(dir).map(|s| s.effective(now)) {
             // A new version, or a warm release's `scale_down_delay` ran out.

@@ -3,7 +3,7 @@
 //! VEX, two approvers' keys, a Rego policy, a workflow with parallel steps,
 //! freeze windows (one active now), three lanes with a history of real
 //! promotions, a blocked release and a rollback, all sealed in capsules,
-//! and a fourth lane, `edge`, on the built-in router, where the workbench
+//! and a fourth lane, `edge`, on the built-in router (or nginx), where the workbench
 //! runs a live canary (`stella demo` starts it; see `cli/demo.rs`).
 
 pub mod reports;
@@ -144,12 +144,50 @@ const ONCALL: &str = "oncall@demo.example";
 /// Builds the demo workspace in `dir` as of `now`, reporting each stage to
 /// `progress`. An existing folder is refused unless `force`, and then only
 /// if an earlier demo made it.
+/// What the demo's `edge` lane routes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EdgeRouter {
+    /// nginx where it is installed, else the built-in router.
+    Auto,
+    Builtin,
+    Nginx,
+}
+
+impl EdgeRouter {
+    /// `Auto` decided: nginx when this machine has it.
+    pub fn resolve(self) -> EdgeRouter {
+        match self {
+            EdgeRouter::Auto if crate::deploy::nginx::find_binary().is_ok() => EdgeRouter::Nginx,
+            EdgeRouter::Auto => EdgeRouter::Builtin,
+            other => other,
+        }
+    }
+
+    /// How the demo's summary says it.
+    pub fn describe(self) -> &'static str {
+        match self.resolve() {
+            EdgeRouter::Nginx => "nginx",
+            _ => "the built-in router",
+        }
+    }
+}
+
 pub fn build(
     dir: &Path,
     force: bool,
     now: DateTime<Utc>,
+    edge: EdgeRouter,
     mut progress: impl FnMut(&str),
 ) -> Result<Workspace, EngineError> {
+    if edge == EdgeRouter::Nginx {
+        crate::deploy::nginx::find_binary().map_err(|e| {
+            EngineError::usage(e).hint("`stella demo --router builtin` needs nothing installed")
+        })?;
+    }
+    let edge_kind = match edge.resolve() {
+        EdgeRouter::Nginx => "nginx",
+        _ => "router",
+    };
     prepare(dir, force)?;
     let write = |rel: &str, body: &str| -> Result<(), EngineError> {
         let path = dir.join(rel);
@@ -171,7 +209,8 @@ pub fn build(
         &CONFIG
             .replace("{{freeze_from}}", &minute(freeze_from))
             .replace("{{freeze_until}}", &minute(freeze_until))
-            .replace("{{edge_port}}", &edge_port()?.to_string()),
+            .replace("{{edge_port}}", &edge_port()?.to_string())
+            .replace("{{edge_kind}}", edge_kind),
     )?;
     write("policies/release.rego", POLICY)?;
     // The history runs the same workflow at a brisk pace; the workbench's
@@ -458,13 +497,13 @@ fn weekdays_before(now: DateTime<Utc>, n: usize) -> Vec<chrono::NaiveDate> {
     days
 }
 
-/// Empties `dir` for a new demo: a missing or empty folder is fine; one an
-/// earlier demo built is removed with `force`; anything else is refused.
 /// A free loopback port for the demo's router.
 fn edge_port() -> Result<u16, EngineError> {
     Ok(crate::deploy::backends::free_port()?)
 }
 
+/// Empties `dir` for a new demo: a missing or empty folder is fine; one an
+/// earlier demo built is removed with `force`; anything else is refused.
 fn prepare(dir: &Path, force: bool) -> Result<(), EngineError> {
     let empty = std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none());
     if !empty {
