@@ -268,6 +268,8 @@ pub fn load(ws: &Workspace, config: &Config, now: DateTime<Utc>) -> Result<Snaps
 pub struct RolloutInfo {
     pub env: String,
     pub target: String,
+    /// What routes it: `nginx` or `built-in router`.
+    pub router: &'static str,
     pub running: bool,
     pub weight: u8,
     pub stable: Option<Digest>,
@@ -297,6 +299,11 @@ pub fn load_rollouts(config: &Config) -> Vec<RolloutInfo> {
             out.push(RolloutInfo {
                 env: env.clone(),
                 target: t.get_ref().clone(),
+                router: if target.kind == TargetKind::Nginx {
+                    "nginx"
+                } else {
+                    "built-in router"
+                },
                 running: routed::running_pid(&dir).is_some(),
                 weight: state.weight,
                 stable: state.stable.map(|s| s.digest),

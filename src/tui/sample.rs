@@ -294,6 +294,7 @@ pub fn rollouts() -> Vec<super::data::RolloutInfo> {
     vec![super::data::RolloutInfo {
         env: "prod".into(),
         target: "prod-web".into(),
+        router: "nginx",
         running: true,
         weight: 50,
         stable: Some(digest(2)),

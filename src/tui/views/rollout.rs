@@ -73,9 +73,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             Span::raw(format!("in {}", r.env)),
             Span::styled(
                 if r.running {
-                    "  router running"
+                    format!("  {} running", r.router)
                 } else {
-                    "  router not running"
+                    format!("  {} not running", r.router)
                 },
                 app.theme.get(if r.running {
                     "gate_pass"
