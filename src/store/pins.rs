@@ -82,12 +82,71 @@ pub(super) fn follow(
             )?;
         }
         "unpin" => {
-            tx.execute(
+            // Two operators unpinning at once: the second finds nothing
+            // to lift, and its capsule is not sealed.
+            let lifted = tx.execute(
                 "DELETE FROM pins WHERE environment = ?1 AND app = ?2",
                 params![d.environment, d.app],
             )?;
+            if lifted == 0 {
+                return Err(StoreError::Seal(format!(
+                    "{} is no longer pinned in {}",
+                    d.app, d.environment
+                )));
+            }
         }
         _ => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{DecisionRecord, SealedRow};
+    use super::*;
+
+    fn decide(store: &mut Store, action: &str, n: u8) -> Result<i64, StoreError> {
+        let rec = DecisionRecord {
+            app: "web".into(),
+            digest: Digest::of(b"web 1.0"),
+            tag: None,
+            environment: "prod".into(),
+            requested_by: "oncall@example.com".into(),
+            action: action.into(),
+            decision: "allow".into(),
+            outcome: "x".into(),
+            at: Utc::now(),
+            goes_live: action == "rollback",
+        };
+        store
+            .record_decision(&rec, None, |_, _| {
+                Ok::<_, String>(SealedRow {
+                    payload_digest: Digest::of(&[n]),
+                    envelope: vec![n],
+                })
+            })
+            .map(|(_, capsule, _)| capsule)
+    }
+
+    #[test]
+    fn a_rollback_pins_an_unpin_lifts_and_a_second_unpin_seals_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        let capsule = decide(&mut store, "rollback", 1).unwrap();
+        let pin = store.pin("prod", "web").unwrap().expect("pinned");
+        assert_eq!(
+            (pin.capsule_id, pin.digest),
+            (capsule, Digest::of(b"web 1.0"))
+        );
+        assert_eq!(store.pins().unwrap().len(), 1);
+        // Other decisions leave it alone.
+        decide(&mut store, "flags", 2).unwrap();
+        assert!(store.pin("prod", "web").unwrap().is_some());
+        decide(&mut store, "unpin", 3).unwrap();
+        assert!(store.pin("prod", "web").unwrap().is_none());
+        let before = store.capsule_count().unwrap();
+        let e = decide(&mut store, "unpin", 4).unwrap_err().to_string();
+        assert!(e.contains("web is no longer pinned in prod"), "{e}");
+        assert_eq!(store.capsule_count().unwrap(), before, "rolled back whole");
+    }
 }
