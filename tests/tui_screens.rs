@@ -730,3 +730,25 @@ fn rollout_screen_picks_up_interrupted_canaries_ends_ab_tests_and_rolls_back() {
         matches!(a.layers.last(), Some(Layer::Rollback { app, env, .. }) if app == "api-gateway" && env == "prod")
     );
 }
+
+#[test]
+fn the_users_config_sets_theme_and_key_and_names_a_bad_line() {
+    use stella::tui::UserConfig;
+    assert_eq!(
+        UserConfig::parse("theme = \"light\"\nkey = \"alice\"\n", "config.toml").unwrap(),
+        UserConfig {
+            theme: Some("light".into()),
+            key: Some("alice".into()),
+        }
+    );
+    assert_eq!(
+        UserConfig::parse("", "config.toml").unwrap(),
+        UserConfig::default()
+    );
+    let e = UserConfig::parse("theme = \"light\"\ncolour = \"red\"\n", "config.toml").unwrap_err();
+    assert!(
+        e.starts_with("config.toml:2: unknown field `colour`"),
+        "{e}"
+    );
+    assert!(e.ends_with("it takes `theme` and `key`"), "{e}");
+}

@@ -88,6 +88,47 @@ pub fn load_theme(name: Option<&str>, ws: &Workspace) -> Result<theme::Theme, St
     ))
 }
 
+/// The user's workbench settings: `config.toml` in the config dir. A flag
+/// or variable given for the same setting wins.
+#[derive(Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// The theme to open with (`--theme`, `STELLA_THEME`).
+    pub theme: Option<String>,
+    /// The key `a` approves with (`--key`).
+    pub key: Option<String>,
+}
+
+impl UserConfig {
+    pub fn parse(text: &str, path: &str) -> Result<UserConfig, String> {
+        toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start].matches('\n').count() + 1;
+                    format!(":{line}")
+                })
+                .unwrap_or_default();
+            format!("{path}{at}: {}; it takes `theme` and `key`", e.message())
+        })
+    }
+}
+
+/// The user's `config.toml`, if any; a bad one is reported (for the
+/// status line) and ignored.
+pub fn load_user_config() -> (UserConfig, Option<String>) {
+    let Some(path) = config_dir().map(|d| d.join("config.toml")) else {
+        return (UserConfig::default(), None);
+    };
+    match std::fs::read_to_string(&path) {
+        Err(_) => (UserConfig::default(), None),
+        Ok(text) => match UserConfig::parse(&text, &path.display().to_string()) {
+            Ok(c) => (c, None),
+            Err(e) => (UserConfig::default(), Some(format!("{e}; ignoring it"))),
+        },
+    }
+}
+
 /// The default keymap, with the user's `keymap.toml` merged over it.
 pub fn load_keymap() -> (keymap::Keymap, Option<String>) {
     let Some(path) = config_dir().map(|d| d.join("keymap.toml")) else {
@@ -214,7 +255,18 @@ pub fn run(ws: Workspace, config: Config, opts: Options) -> Result<(), EngineErr
         .build()
         .map_err(|e| EngineError::error(format!("cannot start the async runtime: {e}")))?;
     rt.block_on(async move {
-        let theme = load_theme(opts.theme.as_deref(), &ws).map_err(EngineError::usage)?;
+        let (user, mut warnings) = load_user_config();
+        // A theme asked for on the command line must exist; one from the
+        // user's config falls back to the default, with a word.
+        let theme = match (&opts.theme, &user.theme) {
+            (Some(t), _) => load_theme(Some(t), &ws).map_err(EngineError::usage)?,
+            (None, Some(t)) => load_theme(Some(t), &ws).unwrap_or_else(|e| {
+                warnings = Some(format!("config.toml: {e}; using the dark theme"));
+                load_theme(None, &ws).expect("the default theme is built in")
+            }),
+            (None, None) => load_theme(None, &ws).map_err(EngineError::usage)?,
+        };
+        let key = opts.key.clone().or(user.key);
         let (keymap, keymap_warning) = load_keymap();
         let snap = {
             let (ws, config) = (ws.clone(), config.clone());
@@ -224,8 +276,9 @@ pub fn run(ws: Workspace, config: Config, opts: Options) -> Result<(), EngineErr
         };
         let local = Local::now().offset().fix();
         let mut app = App::new(snap, Utc::now(), local, keymap, theme);
-        if let Some(w) = keymap_warning {
-            app.complain(w);
+        let said: Vec<String> = [keymap_warning, warnings].into_iter().flatten().collect();
+        if !said.is_empty() {
+            app.complain(said.join(" · "));
         }
         let (engine, mut events) = crate::engine::spawn(ws.clone(), config.clone());
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -234,7 +287,7 @@ pub fn run(ws: Workspace, config: Config, opts: Options) -> Result<(), EngineErr
             config: Arc::new(config),
             engine: engine.clone(),
             requested_by: opts.requested_by.clone(),
-            key: opts.key.clone(),
+            key,
             tx: tx.clone(),
         };
         {
