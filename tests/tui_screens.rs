@@ -366,6 +366,20 @@ fn unpin_asks_first_and_only_where_a_rollback_pinned() {
     );
     key(&mut a, KeyCode::Esc);
     assert!(a.layers.is_empty());
+    // So does its Gates screen.
+    let fx = key(&mut a, KeyCode::Char('g'));
+    let Some(Effect::Gates(r)) = fx.first() else {
+        panic!("{fx:?}")
+    };
+    let mut g = gates();
+    g.request = r.clone();
+    reduce::reduce(&mut a, Msg::Gates(Box::new(g)));
+    let screen = draw(&a);
+    assert!(
+        screen.contains("PINNED — the rollback in capsule #7"),
+        "{screen}"
+    );
+    key(&mut a, KeyCode::Char('1'));
     // In prod it is pinned: confirm, and only `y` unpins.
     key(&mut a, KeyCode::Char('l'));
     key(&mut a, KeyCode::Char('u'));

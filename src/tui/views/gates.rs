@@ -77,6 +77,21 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             });
         }
     }
+    // A rollback's pin holds it whatever the gates say, as the command
+    // line's gate check says too.
+    if let Some(pin) = app.pin_of(&r.env, &r.app) {
+        lines.push(Line::styled(
+            format!(
+                "PINNED — the rollback in capsule #{} ({}) holds {} in {} on sha256:{}; u on that lane unpins it",
+                pin.capsule_id,
+                pin.pinned_by,
+                r.app,
+                r.env,
+                pin.digest.short()
+            ),
+            app.theme.get("gate_blocked"),
+        ));
+    }
     lines.push(Line::styled(
         "t evaluate at another time (+2h, -1d, RFC 3339) · n now",
         app.theme.get("muted"),
