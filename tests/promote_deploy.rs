@@ -132,6 +132,25 @@ fn promotions_deploy_to_dir_targets_and_rollback_restores() {
     let pins: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(pins.as_array().unwrap().len(), 1, "{pins}");
     assert_eq!(pins[0]["environment"], "dev");
+    // `stella status` shows the lane as it is: v1 back, pinned, serving.
+    let out = stella(ws)
+        .args(["status", "--env", "dev", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cell = &st[0]["cells"][0];
+    assert_eq!(cell["app"], "api-gateway");
+    assert_eq!(cell["live"]["digest"], v1.as_str());
+    assert_eq!(cell["health"], "serving");
+    assert_eq!(cell["last"]["outcome"], "rolled-back");
+    assert_eq!(cell["pin"]["digest"], v1.as_str());
+    assert_eq!(cell["history"].as_array().unwrap().len(), 3, "{cell}");
+    let text = stdout(&stella(ws).args(["status"]).output().unwrap());
+    assert!(
+        text.contains("dev — first lane") && text.contains("PINNED by the rollback in capsule #"),
+        "{text}"
+    );
 
     // Unpinning is a decision of its own, sealed; then promotions move again.
     let out = stella(ws)

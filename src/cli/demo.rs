@@ -60,6 +60,7 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<u8, Failure> {
         println!(
             "  {w} gate check api-gateway:1.1 --env prod   # prod is frozen, api-gateway pinned by its rollback"
         );
+        println!("  {w} status                                  # what runs where");
         println!("  {w} release pins                            # what rollbacks pinned");
         println!("  {w} capsule list");
         println!(

@@ -19,6 +19,7 @@ mod promotion;
 pub mod release;
 mod rollout;
 mod router;
+mod status;
 mod tui;
 mod workflow;
 
@@ -64,6 +65,8 @@ pub enum Command {
     /// Inspect the workspace configuration
     #[command(subcommand)]
     Config(config_check::ConfigCommand),
+    /// What runs where: every lane's live releases, health, last decision, freezes and pins
+    Status(status::StatusArgs),
     /// Releases (an app at one digest): resolve, list, promote, roll back, unpin
     #[command(subcommand)]
     Release(release::ReleaseCommand),
@@ -134,6 +137,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Demo(args) => demo::run(&ctx, args),
         Command::Tui(args) => tui::run(&ctx, args),
         Command::Config(cmd) => config_check::run(&ctx, cmd),
+        Command::Status(args) => status::run(&ctx, args),
         Command::Release(cmd) => release::run(&ctx, cmd),
         Command::Evidence(cmd) => evidence::run(&ctx, cmd),
         Command::Approve(args) => approve::run(&ctx, args),

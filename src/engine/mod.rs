@@ -12,6 +12,7 @@ pub mod event;
 pub mod flags;
 pub mod handle;
 pub mod keys;
+pub mod lanes;
 pub mod pin;
 pub mod promote;
 pub mod resolve;

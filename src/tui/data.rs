@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::config::{Config, TargetKind};
 use crate::domain::Digest;
 use crate::engine::EngineError;
+pub use crate::engine::lanes::{Cell, Health, Lane, Live};
 use crate::gates::freeze::Window;
 use crate::store::{CapsuleFilter, CapsuleRow, PromotionRow, StepRow};
 use crate::workflow::Workflow;
@@ -37,48 +38,6 @@ pub struct Snapshot {
 }
 
 #[derive(Debug, Clone)]
-pub struct Lane {
-    pub env: String,
-    pub from: Option<String>,
-    /// The freeze windows the environment's gate names.
-    pub freeze_windows: Vec<String>,
-    /// Whether it has a security gate (the Releases screen shows findings
-    /// as the first such lane sees them).
-    pub security: bool,
-    pub cells: Vec<Cell>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Cell {
-    pub app: String,
-    pub live: Option<Live>,
-    /// The newest decision about this app in this lane.
-    pub last: Option<PromotionRow>,
-    /// Every digest that was live here, newest first (for rollback).
-    pub history: Vec<(Digest, DateTime<Utc>)>,
-    pub health: Health,
-    /// The pin a rollback holds here, if any.
-    pub pin: Option<crate::store::Pin>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Live {
-    pub digest: Digest,
-    pub tag: Option<String>,
-    pub since: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Health {
-    /// Every `dir` target serves the live digest.
-    Serving,
-    /// A target serves something else (or nothing).
-    Drift,
-    /// Nothing live, or no target that can be looked at.
-    Unknown,
-}
-
-#[derive(Debug, Clone)]
 pub struct RunInfo {
     pub promotion: PromotionRow,
     pub capsule: Option<i64>,
@@ -103,14 +62,6 @@ pub struct ReleaseInfo {
     pub evidence: Vec<(String, String, Digest)>,
 }
 
-fn tag_of(resolutions: &[crate::domain::Resolution], d: &Digest) -> Option<String> {
-    resolutions
-        .iter()
-        .rev()
-        .find(|r| r.digest == *d)
-        .and_then(|r| r.tag.clone())
-}
-
 /// Reads everything the screens show.
 pub fn load(ws: &Workspace, config: &Config, now: DateTime<Utc>) -> Result<Snapshot, EngineError> {
     let store = ws.open_store()?;
@@ -119,63 +70,7 @@ pub fn load(ws: &Workspace, config: &Config, now: DateTime<Utc>) -> Result<Snaps
     for app in &apps {
         resolutions.insert(app.clone(), store.resolutions(Some(app))?);
     }
-    let mut lanes = Vec::new();
-    for (env, cfg) in &config.environments {
-        let mut cells = Vec::new();
-        for app in &apps {
-            let live = store.live_at(env, app, &now)?.map(|l| Live {
-                tag: tag_of(&resolutions[app], &l.digest),
-                digest: l.digest,
-                since: l.since,
-            });
-            let history = store
-                .live_history(env, app)?
-                .into_iter()
-                .map(|l| (l.digest, l.since))
-                .collect();
-            let last = store.recent_promotions(Some(env), Some(app), 1)?.pop();
-            let health = match &live {
-                None => Health::Unknown,
-                Some(l) => {
-                    let dirs: Vec<Option<Digest>> = cfg
-                        .targets
-                        .iter()
-                        .filter_map(|t| config.targets.get(t.get_ref()))
-                        .filter(|t| t.kind == TargetKind::Dir)
-                        .map(|t| crate::engine::deploy::dir_target(config, t, app).current())
-                        .collect();
-                    if dirs.is_empty() {
-                        Health::Unknown
-                    } else if dirs.iter().all(|d| d.as_ref() == Some(&l.digest)) {
-                        Health::Serving
-                    } else {
-                        Health::Drift
-                    }
-                }
-            };
-            cells.push(Cell {
-                app: app.clone(),
-                live,
-                last,
-                history,
-                health,
-                pin: store.pin(env, app)?,
-            });
-        }
-        lanes.push(Lane {
-            env: env.clone(),
-            from: cfg.from.as_ref().map(|f| f.get_ref().clone()),
-            freeze_windows: cfg
-                .gates
-                .freeze
-                .iter()
-                .flat_map(|f| &f.windows)
-                .map(|w| w.get_ref().clone())
-                .collect(),
-            security: cfg.gates.security.is_some(),
-            cells,
-        });
-    }
+    let lanes = crate::engine::lanes::lanes(&store, config, &resolutions, now)?;
 
     let mut workflows: BTreeMap<String, Option<Workflow>> = BTreeMap::new();
     let mut promotions = Vec::new();

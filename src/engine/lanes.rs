@@ -1,0 +1,158 @@
+//! The lanes: for each environment in `from` order, each app's live
+//! release (with its tag), how it was last decided, what was live before,
+//! whether its `dir` targets serve it, and the pin a rollback holds. What
+//! the workbench's Lanes screen and `stella status` show.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::EngineError;
+use crate::config::{Config, TargetKind};
+use crate::domain::{Digest, Resolution};
+use crate::store::{PromotionRow, Store};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Lane {
+    pub env: String,
+    pub from: Option<String>,
+    /// The freeze windows the environment's gate names.
+    pub freeze_windows: Vec<String>,
+    /// Whether it has a security gate (the Releases screen shows findings
+    /// as the first such lane sees them).
+    pub security: bool,
+    pub cells: Vec<Cell>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    pub app: String,
+    pub live: Option<Live>,
+    /// The newest decision about this app in this lane.
+    pub last: Option<PromotionRow>,
+    /// Every digest that was live here, newest first (for rollback).
+    #[serde(serialize_with = "history_json")]
+    pub history: Vec<(Digest, DateTime<Utc>)>,
+    pub health: Health,
+    /// The pin a rollback holds here, if any.
+    pub pin: Option<crate::store::Pin>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Live {
+    pub digest: Digest,
+    pub tag: Option<String>,
+    #[serde(serialize_with = "crate::domain::release::rfc3339")]
+    pub since: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Every `dir` target serves the live digest.
+    Serving,
+    /// A target serves something else (or nothing).
+    Drift,
+    /// Nothing live, or no target that can be looked at.
+    Unknown,
+}
+
+fn tag_of(resolutions: &[crate::domain::Resolution], d: &Digest) -> Option<String> {
+    resolutions
+        .iter()
+        .rev()
+        .find(|r| r.digest == *d)
+        .and_then(|r| r.tag.clone())
+}
+
+/// `[{"digest", "since"}]`, newest first.
+fn history_json<S: serde::Serializer>(
+    h: &[(Digest, DateTime<Utc>)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    #[derive(Serialize)]
+    struct Was<'a> {
+        digest: &'a Digest,
+        #[serde(serialize_with = "crate::domain::release::rfc3339")]
+        since: DateTime<Utc>,
+    }
+    let mut seq = s.serialize_seq(Some(h.len()))?;
+    for (digest, since) in h {
+        seq.serialize_element(&Was {
+            digest,
+            since: *since,
+        })?;
+    }
+    seq.end()
+}
+
+/// Every lane at `now`; `resolutions` per app (for tags).
+pub fn lanes(
+    store: &Store,
+    config: &Config,
+    resolutions: &BTreeMap<String, Vec<Resolution>>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Lane>, EngineError> {
+    let apps: Vec<String> = config.apps.keys().cloned().collect();
+    let mut lanes = Vec::new();
+    for (env, cfg) in &config.environments {
+        let mut cells = Vec::new();
+        for app in &apps {
+            let live = store.live_at(env, app, &now)?.map(|l| Live {
+                tag: tag_of(&resolutions[app], &l.digest),
+                digest: l.digest,
+                since: l.since,
+            });
+            let history = store
+                .live_history(env, app)?
+                .into_iter()
+                .map(|l| (l.digest, l.since))
+                .collect();
+            let last = store.recent_promotions(Some(env), Some(app), 1)?.pop();
+            let health = match &live {
+                None => Health::Unknown,
+                Some(l) => {
+                    let dirs: Vec<Option<Digest>> = cfg
+                        .targets
+                        .iter()
+                        .filter_map(|t| config.targets.get(t.get_ref()))
+                        .filter(|t| t.kind == TargetKind::Dir)
+                        .map(|t| crate::engine::deploy::dir_target(config, t, app).current())
+                        .collect();
+                    if dirs.is_empty() {
+                        Health::Unknown
+                    } else if dirs.iter().all(|d| d.as_ref() == Some(&l.digest)) {
+                        Health::Serving
+                    } else {
+                        Health::Drift
+                    }
+                }
+            };
+            cells.push(Cell {
+                app: app.clone(),
+                live,
+                last,
+                history,
+                health,
+                pin: store.pin(env, app)?,
+            });
+        }
+        lanes.push(Lane {
+            env: env.clone(),
+            from: cfg.from.as_ref().map(|f| f.get_ref().clone()),
+            freeze_windows: cfg
+                .gates
+                .freeze
+                .iter()
+                .flat_map(|f| &f.windows)
+                .map(|w| w.get_ref().clone())
+                .collect(),
+            security: cfg.gates.security.is_some(),
+            cells,
+        });
+    }
+
+    Ok(lanes)
+}
