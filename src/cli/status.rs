@@ -51,6 +51,11 @@ pub fn run(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
     {
         return Err(super::unknown_environment(env, &config));
     }
+    // A promotion whose process died is not "running": finding it is part
+    // of looking, as for `stella promotion list`.
+    for line in crate::engine::deploy::recover(ws, &config)? {
+        eprintln!("note: {line}");
+    }
     let store = ws.open_store()?;
     let mut resolutions = BTreeMap::new();
     for app in config.apps.keys() {

@@ -268,15 +268,24 @@ pub fn run(ws: Workspace, config: Config, opts: Options) -> Result<(), EngineErr
         };
         let key = opts.key.clone().or(user.key);
         let (keymap, keymap_warning) = load_keymap();
-        let snap = {
+        // Promotions whose process died are found before the first frame,
+        // so nothing dead is drawn as running.
+        let (snap, recovered) = {
             let (ws, config) = (ws.clone(), config.clone());
-            tokio::task::spawn_blocking(move || data::load(&ws, &config, Utc::now()))
-                .await
-                .map_err(EngineError::error)??
+            tokio::task::spawn_blocking(move || {
+                let recovered = crate::engine::deploy::recover(&ws, &config)?;
+                data::load(&ws, &config, Utc::now()).map(|s| (s, recovered))
+            })
+            .await
+            .map_err(EngineError::error)??
         };
         let local = Local::now().offset().fix();
         let mut app = App::new(snap, Utc::now(), local, keymap, theme);
-        let said: Vec<String> = [keymap_warning, warnings].into_iter().flatten().collect();
+        let said: Vec<String> = [keymap_warning, warnings]
+            .into_iter()
+            .flatten()
+            .chain(recovered)
+            .collect();
         if !said.is_empty() {
             app.complain(said.join(" · "));
         }
