@@ -772,8 +772,18 @@ fn operators_pause_promote_and_abort_a_running_canary_from_another_process() {
         assert!(std::time::Instant::now() < deadline, "{}", status(&ws));
         std::thread::sleep(Duration::from_millis(50));
     }
-    // Status says what comes next and when, and the traffic of now.
-    let s = status(&ws);
+    // Status says what comes next and when (once the step's weight is
+    // live and its pause has begun), and the traffic of now.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let s = loop {
+        let s = status(&ws);
+        if s["next"]["at"].is_string() {
+            break s;
+        }
+        assert_eq!(s["next"]["weight"], 100, "{s}");
+        assert!(std::time::Instant::now() < deadline, "no next step: {s}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(s["next"]["weight"], 100, "{s}");
     let at = chrono::DateTime::parse_from_rfc3339(s["next"]["at"].as_str().unwrap()).unwrap();
     let left = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
@@ -1453,9 +1463,19 @@ fn manual_steps_hold_until_an_operator_resumes_each() {
     }
     watch.kill().unwrap();
     watch.wait().unwrap();
-    // Held: no clock moves a manual step on.
+    // Held: no clock moves a manual step on, and status says who will.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(weight(&ws), 30);
+    let text = common::stdout(
+        &stella(&ws)
+            .args(["rollout", "status", "dev"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        text.contains("  next: 60% when an operator resumes"),
+        "{text}"
+    );
     stella(&ws)
         .args(["rollout", "resume", "dev"])
         .assert()

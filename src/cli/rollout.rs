@@ -407,8 +407,17 @@ fn status(root: &std::path::Path, targets: &[String], a: &StatusArgs) -> Result<
                     n["at"].as_str().unwrap_or("?"),
                     n["in"].as_str().unwrap_or("?")
                 ),
+                n if n["weight"].is_u64() && c["manual"] == true && c["state"] == "running" => {
+                    println!(
+                        "  next: {}% when an operator resumes (`stella rollout resume {}`)",
+                        n["weight"], a.env
+                    )
+                }
+                n if n["weight"].is_u64() && c["state"] == "running" => {
+                    println!("  next: {}% once this step's weight is live", n["weight"])
+                }
                 n if n["weight"].is_u64() => println!(
-                    "  next: {}% when an operator resumes (`stella rollout resume {}`)",
+                    "  next: {}% once resumed (`stella rollout resume {}`)",
                     n["weight"], a.env
                 ),
                 _ => {}

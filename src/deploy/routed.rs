@@ -432,6 +432,9 @@ pub struct Progress {
     /// operator holds it or, with `pause = "manual"`, until one resumes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// `pause = "manual"`: each step waits for an operator.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manual: bool,
 }
 
 impl Progress {

@@ -207,6 +207,7 @@ impl Routed<'_> {
                 owner: None,
                 interrupted: false,
                 next_at: None,
+                manual: false,
             },
         )?;
         Ok(format!(
@@ -310,6 +311,7 @@ impl Routed<'_> {
             owner: Some(i64::from(std::process::id())),
             interrupted: false,
             next_at: None,
+            manual,
         };
         // Steerable before the first weight takes traffic.
         routed::write_progress(sdir, &progress)?;

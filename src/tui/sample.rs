@@ -306,6 +306,7 @@ pub fn rollouts() -> Vec<super::data::RolloutInfo> {
             app: None,
             interrupted: false,
             next_at: Some(now() + chrono::Duration::seconds(80)),
+            manual: false,
             digest: Some(digest(20)),
             steps: vec![10, 50, 100],
             step: 1,

@@ -240,7 +240,8 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                         (at - app.now).to_std().unwrap_or_default()
                     )
                 ),
-                ("running", None) => "when an operator resumes".into(),
+                ("running", None) if p.manual => "when an operator resumes".into(),
+                ("running", None) => "once this step's weight is live".into(),
                 _ => "once resumed".into(),
             };
             steps.push(Span::styled(
