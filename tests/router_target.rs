@@ -646,7 +646,7 @@ fn a_canary_whose_probe_fails_is_rolled_back_without_any_traffic() {
     let port = route_dev(
         &ws,
         "strategy = \"canary\"\n\n\
-         [environments.dev.rollout]\nsteps = [50, 100]\npause = \"2s\"\n\
+         [environments.dev.rollout]\nsteps = [50, 100]\npause = \"3s\"\n\
          analysis = { interval = \"1s\", min_requests = 5, probe = { path = \"/healthz\", body = \"ok\", timeout = \"1s\" } }",
         "",
     );
