@@ -698,6 +698,85 @@ fn a_canary_whose_probe_fails_is_rolled_back_without_any_traffic() {
     assert_eq!(body(&url), "3.0");
 }
 
+/// Verification after a blue/green switch: a workflow's `analysis` step
+/// watches the new stable release under real traffic; when it fails, the
+/// run fails and the previous release is put back.
+#[test]
+fn an_analysis_step_after_a_switch_puts_the_previous_release_back() {
+    if !common::require(&["python3"]) {
+        return;
+    }
+    let dir = common::init_workspace();
+    let ws = dir.path().to_owned();
+    server_image(&ws, "1.0", "v1", false);
+    server_image(&ws, "2.0", "v2", true);
+    let port = route_dev(
+        &ws,
+        "workflow = \"workflows/dev.toml\"\n",
+        "command = \"exec python3 -u server.py {port}\"\n",
+    );
+    std::fs::write(
+        ws.join("workflows/dev.toml"),
+        "[[steps]]\nid = \"deploy\"\nuses = \"deploy\"\n\n\
+         [[steps]]\nid = \"verify\"\nuses = \"analysis\"\nneeds = [\"deploy\"]\n\
+         with = { duration = \"6s\", interval = \"1s\", max_error_rate = 0.1, min_requests = 5 }\n",
+    )
+    .unwrap();
+    stella(&ws).args(["config", "check"]).assert().success();
+    let _stop = StopRouter(ws.clone());
+    let url = format!("http://127.0.0.1:{port}/");
+    // 1.0 holds up: the step passes after its six seconds of samples.
+    let rt = load_runtime();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (url, stop) = (url.clone(), stop.clone());
+        rt.spawn(async move {
+            let c = reqwest::Client::new();
+            while !stop.load(Ordering::Relaxed) {
+                let _ = c.get(&url).send().await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let out = stella(&ws)
+        .args(["release", "promote", "api-gateway:1.0", "--to", "dev"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stdout(&out));
+    // 2.0 answers 500 to every second request once it serves: the
+    // analysis fails, and 1.0 serves again.
+    let out = stella(&ws)
+        .args([
+            "release",
+            "promote",
+            "api-gateway:2.0",
+            "--to",
+            "dev",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", common::stdout(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "deploy-failed");
+    assert_eq!(body(&url), "v1");
+    stop.store(true, Ordering::Relaxed);
+    rt.block_on(load).unwrap();
+    // The step's log, sealed as evidence, holds the failing sample.
+    let id = v["promotion_id"].as_i64().unwrap().to_string();
+    let show = common::stdout(
+        &stella(&ws)
+            .args(["promotion", "show", &id])
+            .output()
+            .unwrap(),
+    );
+    assert!(show.contains("— FAIL"), "{show}");
+    assert!(
+        show.contains("analysis failed: 1 failed samples, limit 0"),
+        "{show}"
+    );
+}
+
 #[test]
 fn operators_pause_promote_and_abort_a_running_canary_from_another_process() {
     if !common::require(&["python3"]) {

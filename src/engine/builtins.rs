@@ -142,6 +142,108 @@ impl StellaBuiltins {
         }
     }
 
+    /// Watches the traffic of the environment's `router` and `nginx`
+    /// targets (or one) for `duration`, a sample every `interval`, judged
+    /// as a canary's analysis is; fails once more samples fail than
+    /// `failure_limit` allows. After a blue/green switch it is the check
+    /// that the new release holds up under real traffic: its failure
+    /// fails the run, which puts the previous release back.
+    async fn analysis(&self, with: &BTreeMap<String, String>) -> StepResult {
+        use crate::deploy::routed;
+        let num = |k: &str| with.get(k).and_then(|v| v.parse::<f64>().ok());
+        let duration = with
+            .get("duration")
+            .and_then(|d| parse_duration(d).ok())
+            .unwrap_or(Duration::from_secs(60));
+        let interval = with
+            .get("interval")
+            .and_then(|d| parse_duration(d).ok())
+            .unwrap_or(Duration::from_secs(10))
+            .clamp(
+                Duration::from_millis(500),
+                duration.max(Duration::from_millis(500)),
+            );
+        let candidate = with.get("slot").is_some_and(|s| s == "candidate");
+        let min_requests = with
+            .get("min_requests")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let limit: u32 = with
+            .get("failure_limit")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let Some(env) = self.config.environment(&self.environment) else {
+            return fail(format!("no environment {}", self.environment));
+        };
+        let targets: Vec<&str> = env
+            .targets
+            .iter()
+            .map(|t| t.get_ref().as_str())
+            .filter(|t| with.get("target").is_none_or(|o| o == t))
+            .filter(|t| {
+                self.config
+                    .targets
+                    .get(*t)
+                    .is_some_and(|c| c.kind.is_routed())
+            })
+            .collect();
+        if targets.is_empty() {
+            return fail(format!(
+                "`analysis` watches a `router` or `nginx` target, and {} has none{}",
+                self.environment,
+                with.get("target")
+                    .map(|t| format!(" called `{t}`"))
+                    .unwrap_or_default()
+            ));
+        }
+        let read = |t: &str| {
+            let s = routed::read_stats(&routed::state_dir(&self.config.root, t));
+            if candidate { s.candidate } else { s.stable }
+        };
+        let mut before: Vec<_> = targets.iter().map(|t| read(t)).collect();
+        let (mut log, mut failed) = (String::new(), 0u32);
+        let end = tokio::time::Instant::now() + duration;
+        while tokio::time::Instant::now() < end {
+            tokio::time::sleep(interval.min(end - tokio::time::Instant::now())).await;
+            for (t, was) in targets.iter().zip(before.iter_mut()) {
+                let now = read(t);
+                let d = now.since(was);
+                *was = now;
+                let verdict = super::routed::judge(
+                    &d,
+                    num("max_error_rate"),
+                    num("max_p95_ms"),
+                    min_requests,
+                );
+                if verdict == "FAIL" {
+                    failed += 1;
+                }
+                log.push_str(&format!(
+                    "{t}: {} requests, error rate {:.3}, p95 ≤ {} ms — {verdict}\n",
+                    d.requests,
+                    d.error_rate(),
+                    d.p95_ms
+                ));
+                if failed > limit {
+                    let why = format!("analysis failed: {failed} failed samples, limit {limit}");
+                    log.push_str(&why);
+                    log.push('\n');
+                    return StepResult {
+                        ok: false,
+                        error: Some(why),
+                        log,
+                        ..Default::default()
+                    };
+                }
+            }
+        }
+        StepResult {
+            ok: true,
+            log,
+            ..Default::default()
+        }
+    }
+
     async fn notify(&self, with: &BTreeMap<String, String>) -> StepResult {
         let url = with.get("url").cloned().unwrap_or_default();
         let event = serde_json::json!({
@@ -274,6 +376,7 @@ impl Builtins for StellaBuiltins {
                     }
                 }
                 "health-check" => self.health(with).await,
+                "analysis" => self.analysis(with).await,
                 "notify" => self.notify(with).await,
                 "approval-wait" => self.approval_wait(with).await,
                 other => fail(format!("builtin `{other}` has no runner")),

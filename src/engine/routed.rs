@@ -458,18 +458,13 @@ impl Routed<'_> {
                     None => String::new(),
                 };
                 let verdict = if probe.as_ref().is_some_and(|p| p.is_err()) {
-                    failed += 1;
-                    "FAIL"
-                } else if d.requests < min_requests {
-                    "inconclusive"
-                } else if a.max_error_rate.is_some_and(|m| d.error_rate() > m)
-                    || a.max_p95_ms.is_some_and(|m| d.p95_ms > m)
-                {
-                    failed += 1;
                     "FAIL"
                 } else {
-                    "pass"
+                    judge(&d, a.max_error_rate, a.max_p95_ms, min_requests)
                 };
+                if verdict == "FAIL" {
+                    failed += 1;
+                }
                 lines.push(format!(
                     "{w}%: {} requests, error rate {:.3}, p95 ≤ {} ms{said} — {verdict}",
                     d.requests,
@@ -497,6 +492,26 @@ impl Routed<'_> {
         }
         finish(&mut progress, "promoted", &lines);
         Ok(lines)
+    }
+}
+
+/// One analysis sample of a slot's traffic over an interval: `pass`,
+/// `FAIL` (over a limit), or `inconclusive` (fewer than `min_requests`).
+/// The canary's analysis and the `analysis` workflow step judge alike.
+pub(super) fn judge(
+    d: &crate::deploy::router::SlotStats,
+    max_error_rate: Option<f64>,
+    max_p95_ms: Option<f64>,
+    min_requests: u64,
+) -> &'static str {
+    if d.requests < min_requests {
+        "inconclusive"
+    } else if max_error_rate.is_some_and(|m| d.error_rate() > m)
+        || max_p95_ms.is_some_and(|m| d.p95_ms > m)
+    {
+        "FAIL"
+    } else {
+        "pass"
     }
 }
 

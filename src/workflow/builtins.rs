@@ -7,6 +7,8 @@
 pub enum Param {
     String,
     Integer,
+    /// A whole or decimal number.
+    Number,
     Duration,
     OneOf(&'static [&'static str]),
 }
@@ -48,6 +50,20 @@ pub const BUILTINS: &[Builtin] = &[
             ("body", Param::String, false),
             ("attempts", Param::Integer, false),
             ("interval", Param::Duration, false),
+        ],
+    },
+    Builtin {
+        name: "analysis",
+        about: "watch a router or nginx target's traffic for a while; fail when more samples than failure_limit go over max_error_rate or max_p95_ms",
+        params: &[
+            ("duration", Param::Duration, true),
+            ("interval", Param::Duration, false),
+            ("target", Param::String, false),
+            ("slot", Param::OneOf(&["stable", "candidate"]), false),
+            ("max_error_rate", Param::Number, false),
+            ("max_p95_ms", Param::Number, false),
+            ("min_requests", Param::Integer, false),
+            ("failure_limit", Param::Integer, false),
         ],
     },
     Builtin {

@@ -461,12 +461,15 @@ fn validate(loaded: &[Loaded]) -> Result<Workflow, WorkflowError> {
 
 fn type_problem(ty: Param, v: &toml::Value) -> Option<String> {
     match (ty, v) {
-        (Param::String, toml::Value::String(_)) | (Param::Integer, toml::Value::Integer(_)) => None,
+        (Param::String, toml::Value::String(_))
+        | (Param::Integer, toml::Value::Integer(_))
+        | (Param::Number, toml::Value::Integer(_) | toml::Value::Float(_)) => None,
         (Param::Duration, toml::Value::String(s)) => parse_duration(s).err(),
         (Param::OneOf(options), toml::Value::String(s)) if options.contains(&s.as_str()) => None,
         (Param::OneOf(options), _) => Some(format!("must be one of {}", options.join(", "))),
         (Param::String, _) => Some("must be a string".into()),
         (Param::Integer, _) => Some("must be a whole number".into()),
+        (Param::Number, _) => Some("must be a number, like 0.05".into()),
         (Param::Duration, _) => Some("must be a duration like \"30s\"".into()),
     }
 }
