@@ -577,15 +577,7 @@ fn canary_rolled_back_on_failed_analysis(kind: Kind) {
     check_retries(kind, &retried);
     assert!(candidate_seen.load(Ordering::Relaxed) > 5);
     // The capsule names the failed analysis with its samples.
-    let show: serde_json::Value = serde_json::from_slice(
-        &stella(&ws)
-            .args(["capsule", "show", "latest", "--json"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let reason = show["predicate"]["reason"].as_str().unwrap();
+    let reason = latest_reason(&ws);
     assert!(
         reason.contains("canary analysis failed at 50%") && reason.contains("error rate"),
         "{reason}"
@@ -658,30 +650,9 @@ fn a_canary_whose_probe_fails_is_rolled_back_without_any_traffic() {
         .assert()
         .success();
 
-    let out = stella(&ws)
-        .args([
-            "release",
-            "promote",
-            "api-gateway:2.0",
-            "--to",
-            "dev",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", common::stdout(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["outcome"], "deploy-failed");
+    promote_fails(&ws, "api-gateway:2.0");
     assert_eq!(body(&url), "1.0");
-    let show: serde_json::Value = serde_json::from_slice(
-        &stella(&ws)
-            .args(["capsule", "show", "latest", "--json"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let reason = show["predicate"]["reason"].as_str().unwrap();
+    let reason = latest_reason(&ws);
     assert!(
         reason.contains("probe /healthz: 404, not 200 — FAIL"),
         "{reason}"
@@ -745,20 +716,7 @@ fn an_analysis_step_after_a_switch_puts_the_previous_release_back() {
     assert!(out.status.success(), "{}", common::stdout(&out));
     // 2.0 answers 500 to every second request once it serves: the
     // analysis fails, and 1.0 serves again.
-    let out = stella(&ws)
-        .args([
-            "release",
-            "promote",
-            "api-gateway:2.0",
-            "--to",
-            "dev",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", common::stdout(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["outcome"], "deploy-failed");
+    let v = promote_fails(&ws, "api-gateway:2.0");
     assert_eq!(body(&url), "v1");
     stop.store(true, Ordering::Relaxed);
     rt.block_on(load).unwrap();
@@ -1323,6 +1281,32 @@ fn a_config_nginx_cannot_apply_leaves_the_old_one_serving_and_says_why() {
 }
 
 /// The actions of the capsules sealed in `dev`, oldest first.
+/// The reason sealed in the newest capsule.
+fn latest_reason(ws: &std::path::Path) -> String {
+    let show: serde_json::Value = serde_json::from_slice(
+        &stella(ws)
+            .args(["capsule", "show", "latest", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    show["predicate"]["reason"].as_str().unwrap().to_owned()
+}
+
+/// `release promote REF --to dev --json` that must fail its deploy:
+/// exit 1 and outcome `deploy-failed`. Returns the JSON.
+fn promote_fails(ws: &std::path::Path, reference: &str) -> serde_json::Value {
+    let out = stella(ws)
+        .args(["release", "promote", reference, "--to", "dev", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", common::stdout(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "deploy-failed", "{v}");
+    v
+}
+
 fn capsule_actions(ws: &std::path::Path) -> Vec<String> {
     let out = stella(ws)
         .args(["capsule", "list", "--env", "dev", "--json"])
