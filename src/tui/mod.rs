@@ -273,7 +273,10 @@ pub fn run(ws: Workspace, config: Config, opts: Options) -> Result<(), EngineErr
         let (snap, recovered) = {
             let (ws, config) = (ws.clone(), config.clone());
             tokio::task::spawn_blocking(move || {
-                let recovered = crate::engine::deploy::recover(&ws, &config)?;
+                // Never a reason not to open: said, and the view goes on.
+                let recovered = crate::engine::deploy::recover(&ws, &config).unwrap_or_else(|e| {
+                    vec![format!("could not look for interrupted promotions: {e}")]
+                });
                 data::load(&ws, &config, Utc::now()).map(|s| (s, recovered))
             })
             .await
