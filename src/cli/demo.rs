@@ -38,13 +38,15 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<u8, Failure> {
     }
     println!("Building the stella demo in {}", dir.display());
     let started = std::time::Instant::now();
-    let ws = crate::demo::build(&dir, a.force, chrono::Utc::now(), a.router, |line| {
+    // Decided once: the workspace and the summary say the same.
+    let router = a.router.resolve();
+    let ws = crate::demo::build(&dir, a.force, chrono::Utc::now(), router, |line| {
         println!("  {line}")
     })?;
     println!(
         "Built in {:.1}s: three apps, four lanes (edge: a canary on {}), {} sealed capsules",
         started.elapsed().as_secs_f64(),
-        a.router.describe(),
+        router.describe(),
         ws.open_store()?
             .capsules(&Default::default())
             .map(|c| c.len())

@@ -96,6 +96,12 @@ pub fn lanes(
     now: DateTime<Utc>,
 ) -> Result<Vec<Lane>, EngineError> {
     let apps: Vec<String> = config.apps.keys().cloned().collect();
+    // Every pin at once: one query, not one per cell.
+    let mut pins: BTreeMap<(String, String), crate::store::Pin> = store
+        .pins()?
+        .into_iter()
+        .map(|p| ((p.environment.clone(), p.app.clone()), p))
+        .collect();
     let mut lanes = Vec::new();
     for (env, cfg) in &config.environments {
         let mut cells = Vec::new();
@@ -136,7 +142,7 @@ pub fn lanes(
                 last,
                 history,
                 health,
-                pin: store.pin(env, app)?,
+                pin: pins.remove(&(env.clone(), app.clone())),
             });
         }
         lanes.push(Lane {
