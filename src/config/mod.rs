@@ -224,6 +224,22 @@ impl Validator<'_> {
             {
                 self.at(p, format!("target `{n}`: `path` is empty"));
             }
+            if let Some(u) = &t.unpack {
+                let l = u.get_ref();
+                if t.kind == TargetKind::Script {
+                    self.at(u, format!("target `{n}`: `unpack` applies to targets that unpack images (`dir`, `router`, `nginx`), not `script`"));
+                }
+                for (key, v) in [
+                    ("max_ratio", l.max_ratio),
+                    ("max_release_mib", l.max_release_mib),
+                    ("max_entries", l.max_entries),
+                    ("max_depth", l.max_depth.map(u64::from)),
+                ] {
+                    if v == Some(0) {
+                        self.at(u, format!("target `{n}`: unpack `{key}` must be at least 1"));
+                    }
+                }
+            }
             if let Some(x) = &t.nginx {
                 if t.kind != TargetKind::Nginx {
                     self.at(

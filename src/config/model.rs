@@ -215,6 +215,23 @@ pub struct TargetConfig {
     pub keep: Option<u32>,
     /// An `nginx` target served by an nginx stella does not run.
     pub nginx: Option<Spanned<ExistingNginx>>,
+    /// How far an image may expand when unpacked here.
+    pub unpack: Option<Spanned<UnpackLimitsConfig>>,
+}
+
+/// `[targets.NAME.unpack]`: limits on unpacking an image (defaults in
+/// `deploy::unpack::Limits`); each at least 1.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnpackLimitsConfig {
+    /// A layer may expand to this many times its compressed size.
+    pub max_ratio: Option<u64>,
+    /// MiB of a whole release, all layers together.
+    pub max_release_mib: Option<u64>,
+    /// Entries of a whole release.
+    pub max_entries: Option<u64>,
+    /// Components of an entry's path.
+    pub max_depth: Option<u32>,
 }
 
 /// An nginx that is already running, which stella drives instead of

@@ -6,11 +6,12 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::unpack::{BlobSource, UnpackError, unpack_image};
+use super::unpack::{BlobSource, Limits, UnpackError, unpack_image};
 use crate::domain::Digest;
 
 pub struct DirTarget {
     root: PathBuf,
+    limits: Limits,
 }
 
 /// What a deploy did.
@@ -31,8 +32,18 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> UnpackError + '_ {
 }
 
 impl DirTarget {
+    /// A target at `root` unpacking within the default limits.
     pub fn new(root: impl Into<PathBuf>) -> DirTarget {
-        DirTarget { root: root.into() }
+        DirTarget {
+            root: root.into(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// The same target, unpacking within `limits`.
+    pub fn with_limits(mut self, limits: Limits) -> DirTarget {
+        self.limits = limits;
+        self
     }
 
     pub fn release_dir(&self, digest: &Digest) -> PathBuf {
@@ -65,7 +76,7 @@ impl DirTarget {
 
     /// Unpacks `digest` into `releases/<hex>` unless it is there already;
     /// returns whether it unpacked, and how many entries. A failure leaves
-    /// no partial release.
+    /// no partial release; what a killed deploy left is removed first.
     pub fn unpack(
         &self,
         src: &dyn BlobSource,
@@ -73,6 +84,7 @@ impl DirTarget {
     ) -> Result<(bool, usize), UnpackError> {
         let releases = self.root.join("releases");
         fs::create_dir_all(&releases).map_err(io(&releases))?;
+        self.clean_stale();
         let dir = self.release_dir(digest);
         let mut entries = 0;
         let unpacked = !dir.is_dir();
@@ -80,7 +92,7 @@ impl DirTarget {
             let tmp = releases.join(format!(".tmp-{}-{}", digest.short(), std::process::id()));
             let _ = fs::remove_dir_all(&tmp);
             fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-            match unpack_image(src, digest, &tmp) {
+            match unpack_image(src, digest, &tmp, &self.limits) {
                 Ok(n) => entries = n,
                 Err(e) => {
                     let _ = fs::remove_dir_all(&tmp);

@@ -424,18 +424,18 @@ async fn proxy(s: &Shared, mut req: Request<Incoming>, addr: SocketAddr) -> Resp
     }
 }
 
-/// A file of the release folder; `..` and absolute paths never leave it.
+/// A file of the release folder, opened through a capability handle on
+/// it: `..`, absolute paths and links that lead outside (whatever is on
+/// disk) are refused, with 404 as for a missing file.
 async fn serve_file(dir: &Path, path: &str) -> Response<Body> {
     let rel = Path::new(path.trim_start_matches('/'));
     if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
         return plain(StatusCode::NOT_FOUND, "not found\n");
     }
-    let mut file = dir.join(rel);
-    if path.ends_with('/') || file.is_dir() {
-        file = file.join("index.html");
-    }
-    match tokio::fs::read(&file).await {
-        Ok(bytes) => {
+    let (dir, rel, slash) = (dir.to_owned(), rel.to_owned(), path.ends_with('/'));
+    let read = tokio::task::spawn_blocking(move || read_beneath(&dir, &rel, slash)).await;
+    match read {
+        Ok(Ok((file, bytes))) => {
             let kind = match file.extension().and_then(|e| e.to_str()) {
                 Some("html") => "text/html; charset=utf-8",
                 Some("css") => "text/css",
@@ -453,8 +453,30 @@ async fn serve_file(dir: &Path, path: &str) -> Response<Body> {
                 )
                 .expect("a valid response")
         }
-        Err(_) => plain(StatusCode::NOT_FOUND, "not found\n"),
+        _ => plain(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// Reads `rel` (a folder: its `index.html`) beneath `dir`; every
+/// component, links included, resolves inside `dir` or the read fails.
+fn read_beneath(dir: &Path, rel: &Path, slash: bool) -> std::io::Result<(PathBuf, Vec<u8>)> {
+    use std::io::Read;
+    let root = cap_std::fs::Dir::open_ambient_dir(dir, cap_std::ambient_authority())?;
+    let mut file = rel.to_owned();
+    let named = match rel.as_os_str().is_empty() {
+        true => None,
+        false => Some(root.open(&file)?),
+    };
+    let mut f = match named {
+        Some(f) if !slash && !f.metadata()?.is_dir() => f,
+        _ => {
+            file = file.join("index.html");
+            root.open(&file)?
+        }
+    };
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)?;
+    Ok((file, bytes))
 }
 
 #[cfg(test)]
@@ -489,6 +511,11 @@ mod tests {
         std::fs::create_dir_all(release.join("sub")).unwrap();
         std::fs::write(release.join("sub/index.html"), "inside").unwrap();
         std::fs::write(dir.path().join("secret"), "outside").unwrap();
+        // Links put there behind the unpacker's back: out is refused, in
+        // is served.
+        std::os::unix::fs::symlink("..", release.join("out")).unwrap();
+        std::os::unix::fs::symlink("../secret", release.join("up")).unwrap();
+        std::os::unix::fs::symlink("sub/index.html", release.join("inside")).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -500,6 +527,10 @@ mod tests {
                 ("/sub/../../secret", StatusCode::NOT_FOUND),
                 ("//etc/passwd", StatusCode::NOT_FOUND),
                 ("/missing", StatusCode::NOT_FOUND),
+                ("/out/secret", StatusCode::NOT_FOUND),
+                ("/up", StatusCode::NOT_FOUND),
+                ("/%2e%2e/secret", StatusCode::NOT_FOUND),
+                ("/inside", StatusCode::OK),
             ] {
                 assert_eq!(serve_file(&release, path).await.status(), want, "{path}");
             }

@@ -112,7 +112,22 @@ pub async fn deploy_targets(
 /// in the path is the app's name, so one target can hold every app.
 pub fn dir_target(config: &Config, target: &crate::config::TargetConfig, app: &str) -> DirTarget {
     let path = target.path.as_ref().map_or(".", |p| p.get_ref().as_str());
-    DirTarget::new(config.root.join(path.replace("{app}", app)))
+    DirTarget::new(config.root.join(path.replace("{app}", app))).with_limits(unpack_limits(target))
+}
+
+/// The target's `[targets.NAME.unpack]` limits over the defaults.
+pub fn unpack_limits(target: &crate::config::TargetConfig) -> crate::deploy::unpack::Limits {
+    let mut l = crate::deploy::unpack::Limits::default();
+    if let Some(u) = &target.unpack {
+        let u = u.get_ref();
+        l.max_ratio = u.max_ratio.unwrap_or(l.max_ratio);
+        l.max_release_bytes = u
+            .max_release_mib
+            .map_or(l.max_release_bytes, |m| m.saturating_mul(1 << 20));
+        l.max_entries = u.max_entries.unwrap_or(l.max_entries);
+        l.max_depth = u.max_depth.map_or(l.max_depth, |d| d as usize);
+    }
+    l
 }
 
 /// A `script` target: the user's `deploy` hook (or `rollback`, when rolling
@@ -290,13 +305,34 @@ fn restore_routed(
     });
     st.candidate = None;
     st.weight = 0;
-    match routed::write_state(&sdir, &mut st) {
-        Ok(_) => vec![match previous {
+    // Back only once its router serves the old routes: whoever reports
+    // the recovery reports what clients see.
+    match switch_blocking(&sdir, &mut st) {
+        Ok(()) => vec![match previous {
             Some(d) => format!("{name}: back to sha256:{}", d.short()),
             None => format!("{name}: nothing was serving before; no release is routed"),
         }],
         Err(e) => vec![format!("{name}: could not switch back: {e}")],
     }
+}
+
+/// `routed::switch` from synchronous code, inside a runtime or not: on a
+/// thread of its own with a runtime of its own.
+fn switch_blocking(
+    sdir: &std::path::Path,
+    st: &mut crate::deploy::routed::RouterState,
+) -> Result<(), String> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot wait for the router: {e}"))?;
+            rt.block_on(crate::deploy::routed::switch(sdir, st))
+        })
+        .join()
+        .unwrap_or_else(|_| Err("waiting for the router failed".to_owned()))
+    })
 }
 
 /// After a crash: promotions whose process died are marked `interrupted`,
@@ -347,7 +383,7 @@ pub fn recover(
         lines.extend(restore(config, &p.app, &before));
         for t in &env.targets {
             if let Some(target) = config.targets.get(t.get_ref())
-                && target.kind == TargetKind::Dir
+                && target.kind != TargetKind::Script
             {
                 for p in dir_target(config, target, &p.app).clean_stale() {
                     lines.push(format!("{}: removed {}", t.get_ref(), p.display()));
