@@ -79,8 +79,13 @@ pub struct Nginx {
 
 /// Whose nginx serves the target.
 enum Mode {
-    /// stella's own, under the prefix.
-    Owned { binary: PathBuf },
+    /// stella's own, under the prefix. As root, its workers run as
+    /// `worker`, never as root; `root` is the workspace.
+    Owned {
+        binary: PathBuf,
+        worker: Option<Worker>,
+        root: PathBuf,
+    },
     /// One stella does not run, whose `http` block includes `file`'s
     /// directory; checked and reloaded with the user's commands.
     Existing {
@@ -92,6 +97,79 @@ enum Mode {
         /// Where the commands run: the workspace.
         root: PathBuf,
     },
+}
+
+/// The unprivileged user nginx's workers run as when stella is root:
+/// `www-data` (Debian's web user), else `nobody`, as this machine's user
+/// database has them, with its primary group.
+#[derive(Debug, Clone)]
+struct Worker {
+    user: String,
+    group: String,
+}
+
+impl Worker {
+    fn find() -> Result<Worker, String> {
+        for name in ["www-data", "nginx", "nobody"] {
+            if let Ok(Some(u)) = nix::unistd::User::from_name(name) {
+                let group = match nix::unistd::Group::from_gid(u.gid) {
+                    Ok(Some(g)) => g.name,
+                    _ => u.gid.to_string(),
+                };
+                return Ok(Worker {
+                    user: u.name,
+                    group,
+                });
+            }
+        }
+        Err("stella runs as root and found no unprivileged user for nginx's workers (`www-data`, `nginx` or `nobody`); create one, or run stella as an unprivileged user".to_owned())
+    }
+
+    /// Makes what the workers must reach searchable by them (`o+x`, not
+    /// readable): the folders from the workspace down to each release
+    /// served, and to the prefix's temp paths. Folders above the
+    /// workspace are not changed; one the workers cannot search is an
+    /// error naming it.
+    fn grant(&self, root: &Path, prefix: &Path, routes: &Routes) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut chains: Vec<PathBuf> = vec![prefix.join("temp"), prefix.join("logs")];
+        for b in [&routes.stable, &routes.candidate].into_iter().flatten() {
+            if let Backend::Static(dir) = b {
+                chains.push(dir.clone());
+            }
+        }
+        for above in root.ancestors().skip(1) {
+            if let Ok(m) = std::fs::metadata(above)
+                && m.permissions().mode() & 0o001 == 0
+            {
+                return Err(format!(
+                    "nginx's workers run as `{}` (stella runs as root) and cannot reach the workspace: {} is not searchable by other users; `chmod o+x` it, or run stella as an unprivileged user",
+                    self.user,
+                    above.display()
+                ));
+            }
+        }
+        for end in chains {
+            let Ok(rel) = end.strip_prefix(root) else {
+                continue;
+            };
+            let mut cur = root.to_path_buf();
+            for c in std::iter::once(None).chain(rel.components().map(Some)) {
+                if let Some(c) = c {
+                    cur.push(c);
+                }
+                let Ok(m) = std::fs::symlink_metadata(&cur) else {
+                    break;
+                };
+                let mode = m.permissions().mode();
+                if m.is_dir() && mode & 0o001 == 0 {
+                    std::fs::set_permissions(&cur, std::fs::Permissions::from_mode(mode | 0o001))
+                        .map_err(|e| format!("{}: {e}", cur.display()))?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How long an existing nginx's `test` or `reload` command may take.
@@ -119,6 +197,12 @@ impl Nginx {
             None => (
                 Mode::Owned {
                     binary: find_binary()?,
+                    worker: if nix::unistd::geteuid().is_root() {
+                        Some(Worker::find()?)
+                    } else {
+                        None
+                    },
+                    root: root.to_owned(),
                 },
                 "stella".to_owned(),
             ),
@@ -182,10 +266,13 @@ impl Nginx {
             c.push_str(&self.render_http(routes));
             return c;
         }
-        // Workers run as whoever runs stella (as root, nginx would
-        // otherwise switch them to `nobody`, who cannot read the releases).
-        if nix::unistd::geteuid().is_root() {
-            c.push_str("user root;\n");
+        // Workers run as whoever runs stella, or, when that is root, as an
+        // unprivileged user (`Worker`): never as root.
+        if let Mode::Owned {
+            worker: Some(w), ..
+        } = &self.mode
+        {
+            let _ = writeln!(c, "user {} {};", w.user, w.group);
         }
         let _ = writeln!(
             c,
@@ -308,9 +395,13 @@ impl Nginx {
             );
             match b {
                 Backend::Static(dir) => {
+                    // Links inside the release (same owner as the files
+                    // stella unpacked) are followed; one to a file another
+                    // user owns is refused (defence in depth: the unpacker
+                    // already refuses links that lead out).
                     let _ = writeln!(
                         c,
-                        "      alias {};\n      index index.html;",
+                        "      alias {};\n      index index.html;\n      disable_symlinks if_not_owner from=$document_root;",
                         quote(&format!("{}/", dir.display()))
                     );
                 }
@@ -367,7 +458,14 @@ impl Nginx {
 
     async fn try_apply(&mut self, routes: &Routes) -> Result<(), String> {
         match &self.mode {
-            Mode::Owned { binary } => {
+            Mode::Owned {
+                binary,
+                worker,
+                root,
+            } => {
+                if let Some(w) = worker {
+                    w.grant(root, &self.prefix, routes)?;
+                }
                 let binary = binary.clone();
                 self.apply_owned(&binary, routes).await
             }
@@ -500,7 +598,7 @@ impl Nginx {
     /// target's file and is reloaded.
     pub fn stop(&self, grace: Duration) {
         let binary = match &self.mode {
-            Mode::Owned { binary } => binary,
+            Mode::Owned { binary, .. } => binary,
             Mode::Existing {
                 file, reload, root, ..
             } => {
