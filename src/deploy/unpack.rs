@@ -457,14 +457,12 @@ impl<'a> Release<'a> {
                 continue;
             }
             if let Some(hidden) = name.strip_prefix(".wh.") {
-                if matches!(hidden, "" | "." | "..") {
+                if hidden.is_empty() {
+                    return Err(refuse("a whiteout that names nothing is not allowed"));
+                }
+                if matches!(hidden, "." | "..") {
                     return Err(refuse(&format!(
-                        "a whiteout of `{hidden}` would remove {}; only entries of the release can be whited out",
-                        if hidden.is_empty() {
-                            "nothing named"
-                        } else {
-                            "a folder, not an entry"
-                        }
+                        "a whiteout of `{hidden}` names a folder, not an entry; only entries inside the release can be whited out"
                     )));
                 }
                 let victim = rel.with_file_name(hidden);
