@@ -73,7 +73,10 @@ fn layout_image(layout: &Path, tag: &str, layers: &[Vec<u8>]) -> Digest {
     let index_path = layout.join("index.json");
     let mut index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
-    index["manifests"].as_array_mut().unwrap().push(desc.clone());
+    index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(desc.clone());
     std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
     desc["digest"].as_str().unwrap().parse().unwrap()
 }
@@ -94,7 +97,10 @@ fn the_corpus_in_the_repo_is_what_the_generator_makes() {
                 path.display()
             )
         });
-        assert!(kept == layer, "{name}: the kept file differs from the generator");
+        assert!(
+            kept == layer,
+            "{name}: the kept file differs from the generator"
+        );
     }
 }
 
@@ -126,10 +132,7 @@ fn refused_through_a_dir_target(
     let err = target.deploy(&layout, &bad).unwrap_err();
     let took = started.elapsed();
     assert!(
-        matches!(
-            err,
-            UnpackError::Refused { .. } | UnpackError::Limit { .. }
-        ),
+        matches!(err, UnpackError::Refused { .. } | UnpackError::Limit { .. }),
         "{name}: {err}"
     );
     assert!(err.to_string().contains(expected), "{name}: {err}");
@@ -236,10 +239,15 @@ fn an_ordinary_image_unpacks_whole_within_the_defaults() {
         ],
     );
     let target = DirTarget::new(dir.path().join("deploy"));
-    let done = target.deploy(&Layout::open(&layout_dir).unwrap(), &d).unwrap();
+    let done = target
+        .deploy(&Layout::open(&layout_dir).unwrap(), &d)
+        .unwrap();
     assert_eq!(done.entries, 404);
     let cur = dir.path().join("deploy/current");
-    assert_eq!(std::fs::read_to_string(cur.join("assets/up")).unwrap(), "ok");
+    assert_eq!(
+        std::fs::read_to_string(cur.join("assets/up")).unwrap(),
+        "ok"
+    );
     assert!(std::fs::read(cur.join("latest")).unwrap().len() > 1000);
     assert!(!cur.join("assets/f0.txt").exists());
 }
@@ -388,7 +396,8 @@ fn hostile_promotion_refused(kind: Kind, layer: Vec<u8>, expected: &str) {
 
 #[test]
 fn the_escape_chain_is_refused_through_each_kind_of_target() {
-    let expected = "symlink to `s/../../../../../../../../../../../..` leaves the release directory";
+    let expected =
+        "symlink to `s/../../../../../../../../../../../..` leaves the release directory";
     for kind in [Kind::Dir, Kind::Router, Kind::Nginx] {
         hostile_promotion_refused(kind, hostile::escape_chain(), expected);
     }
@@ -450,9 +459,10 @@ fn limits_are_set_per_target_and_named_when_reached() {
 
 /// The live release's folder of a routed target.
 fn live_release(ws: &Path) -> PathBuf {
-    let routes: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(ws.join(".stella/router/dev-web/routes.json")).unwrap())
-            .unwrap();
+    let routes: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ws.join(".stella/router/dev-web/routes.json")).unwrap(),
+    )
+    .unwrap();
     PathBuf::from(routes["stable"]["dir"].as_str().unwrap())
 }
 
@@ -470,7 +480,12 @@ fn the_built_in_router_refuses_links_that_lead_out_of_the_release() {
     std::os::unix::fs::symlink(&key, release.join("key")).unwrap();
     std::os::unix::fs::symlink("../../../..", release.join("up")).unwrap();
     std::os::unix::fs::symlink("index.html", release.join("same")).unwrap();
-    for path in ["/passwd-link", "/key", "/up/.stella/keys/workspace.key", "/up/stella.toml"] {
+    for path in [
+        "/passwd-link",
+        "/key",
+        "/up/.stella/keys/workspace.key",
+        "/up/stella.toml",
+    ] {
         let (status, body) = get_raw(port, path);
         assert_eq!(status, 404, "{path}: {body}");
     }
@@ -557,7 +572,10 @@ fn nginx_workers_never_run_as_root_and_links_to_others_files_are_refused() {
     // release is still served.
     std::os::unix::fs::symlink(ws.join(".stella/keys/workspace.key"), release.join("key")).unwrap();
     let (status, body) = get_raw(port, "/key");
-    assert!(status >= 400 && !body.contains("PRIVATE"), "{status} {body}");
+    assert!(
+        status >= 400 && !body.contains("PRIVATE"),
+        "{status} {body}"
+    );
     assert_eq!(get_raw(port, "/same"), (200, "v1".to_owned()));
     for path in TRAVERSALS {
         let (status, body) = get_raw(port, path);
@@ -682,3 +700,78 @@ fn a_recovery_through_nginx_returns_once_the_old_release_serves() {
     recovery_returns_once_the_old_release_serves(Kind::Nginx);
 }
 
+/// The fuzz target's property, over the corpus and deterministic
+/// mutations of it (the fuzz target itself needs cargo-fuzz): no panic,
+/// and after a successful unpack nothing resolves outside the release.
+#[test]
+fn after_any_unpack_nothing_resolves_outside_the_release() {
+    use stella::deploy::unpack::{first_escape, unpack_layer};
+    let limits = Limits {
+        max_release_bytes: 64 << 20,
+        max_entries: 10_000,
+        max_depth: 64,
+        ..Limits::default()
+    };
+    // xorshift: the same mutations on every run.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut cases: Vec<Vec<u8>> = hostile::corpus().into_iter().map(|c| c.1).collect();
+    // Random layers of entries made from the pieces escapes are made of.
+    const NAMES: [&str; 8] = [
+        "a",
+        "b",
+        "s",
+        ".",
+        "..",
+        ".wh.a",
+        ".wh..wh..opq",
+        "index.html",
+    ];
+    for _ in 0..800 {
+        let mut pick = |n: u64| (next() % n) as usize;
+        let path = |parts: usize, pick: &mut dyn FnMut(u64) -> usize| {
+            (0..parts)
+                .map(|_| NAMES[pick(NAMES.len() as u64)])
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+        let n = 1 + pick(6);
+        let mut owned: Vec<(u8, String, String)> = Vec::new();
+        for _ in 0..n {
+            let kind = pick(4) as u8;
+            let p = path(1 + pick(3), &mut pick);
+            let t = path(1 + pick(4), &mut pick);
+            owned.push((kind, p, t));
+        }
+        let entries: Vec<E<'_>> = owned
+            .iter()
+            .map(|(k, p, t)| match k {
+                0 => E::Dir(p),
+                1 => E::File(p, "x"),
+                2 => E::Symlink(p, t),
+                _ => E::Hardlink(p, t),
+            })
+            .collect();
+        cases.push(hostile::tar_of(&entries));
+    }
+    let (mut ok, mut refused) = (0, 0);
+    for data in &cases {
+        let dir = tempfile::tempdir().unwrap();
+        let release = dir.path().join("release");
+        std::fs::create_dir(&release).unwrap();
+        match unpack_layer(&Digest::of(data), data, &release, &limits) {
+            Ok(_) => {
+                ok += 1;
+                assert_eq!(first_escape(&release).unwrap(), None, "{data:?}");
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    eprintln!("{ok} unpacked, {refused} refused");
+    assert!(ok > 0 && refused > 0);
+}

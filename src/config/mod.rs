@@ -236,7 +236,10 @@ impl Validator<'_> {
                     ("max_depth", l.max_depth.map(u64::from)),
                 ] {
                     if v == Some(0) {
-                        self.at(u, format!("target `{n}`: unpack `{key}` must be at least 1"));
+                        self.at(
+                            u,
+                            format!("target `{n}`: unpack `{key}` must be at least 1"),
+                        );
                     }
                 }
             }

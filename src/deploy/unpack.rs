@@ -484,11 +484,7 @@ impl<'a> Release<'a> {
             let kind = entry.header().entry_type();
             match kind {
                 tar::EntryType::Directory => {
-                    if self
-                        .root
-                        .symlink_metadata(&rel)
-                        .is_ok_and(|m| !m.is_dir())
-                    {
+                    if self.root.symlink_metadata(&rel).is_ok_and(|m| !m.is_dir()) {
                         self.remove_any(&rel).map_err(self.io(&rel))?;
                     }
                     self.root.create_dir_all(&rel).map_err(self.io(&rel))?;
@@ -544,7 +540,9 @@ impl<'a> Release<'a> {
                             .map_err(self.io(&rel))?;
                     }
                 }
-                tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                tar::EntryType::Regular
+                | tar::EntryType::Continuous
+                | tar::EntryType::GNUSparse => {
                     // A file that says it is too big is refused before a
                     // byte of it is written.
                     let size = entry.header().size().unwrap_or(0);
@@ -621,6 +619,30 @@ impl<'a> Release<'a> {
         }
         Ok(())
     }
+}
+
+/// The first entry under `root` that the operating system resolves
+/// (`canonicalize`, following every link) to somewhere outside it, if
+/// any: the property the fuzz target and the tests check after an
+/// unpack, judged independently of the handle the unpack used.
+pub fn first_escape(root: &Path) -> std::io::Result<Option<PathBuf>> {
+    let base = fs::canonicalize(root)?;
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for e in fs::read_dir(&dir)? {
+            let path = e?.path();
+            if let Ok(real) = fs::canonicalize(&path)
+                && !real.starts_with(&base)
+            {
+                return Ok(Some(path));
+            }
+            // Links are followed by `canonicalize` above, never walked.
+            if fs::symlink_metadata(&path)?.is_dir() {
+                dirs.push(path);
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// `4.0 MiB`.

@@ -96,7 +96,10 @@ pub fn corpus() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         ),
         (
             "dotdot",
-            tar_of(&[E::File("index.html", "hostile"), E::File("a/../../escaped", "x")]),
+            tar_of(&[
+                E::File("index.html", "hostile"),
+                E::File("a/../../escaped", "x"),
+            ]),
             "`a/../../escaped` is refused: absolute paths and `..` are not allowed",
         ),
         (
