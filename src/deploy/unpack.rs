@@ -217,6 +217,11 @@ fn clean(path: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
+/// What the tar reader may read on its own between two entries: their
+/// headers, long names and pax records, which it holds in memory whole.
+/// Ordinary ones take a few KiB.
+const HEADERS_CAP: u64 = 1 << 20;
+
 /// Counts what a reader yields, so a layer's expansion is known however
 /// its bytes are spent (file contents, headers, padding).
 struct Counted<R> {
@@ -224,6 +229,11 @@ struct Counted<R> {
     read: Rc<Cell<u64>>,
     /// Past this, reading fails: the decompressor stops at once.
     cap: u64,
+    /// Bytes read since the last entry other than its contents (which
+    /// the unpacker reads itself, `contents` set): past `HEADERS_CAP`,
+    /// reading fails.
+    headers: Rc<Cell<u64>>,
+    contents: Rc<Cell<bool>>,
 }
 
 impl<R: Read> Read for Counted<R> {
@@ -233,6 +243,12 @@ impl<R: Read> Read for Counted<R> {
         self.read.set(total);
         if total > self.cap {
             return Err(std::io::Error::other("over the unpack limit"));
+        }
+        if !self.contents.get() {
+            self.headers.set(self.headers.get() + n as u64);
+            if self.headers.get() > HEADERS_CAP {
+                return Err(std::io::Error::other("headers over their limit"));
+            }
         }
         Ok(n)
     }
@@ -358,10 +374,14 @@ impl<'a> Release<'a> {
         } else {
             Box::new(bytes)
         };
+        let headers = Rc::new(Cell::new(0u64));
+        let contents = Rc::new(Cell::new(false));
         let reader = Counted {
             inner,
             read: read.clone(),
             cap: allowed.min(left_in_release),
+            headers: headers.clone(),
+            contents: contents.clone(),
         };
         let mut archive = tar::Archive::new(reader);
         let layer_err = |why: String| UnpackError::Layer {
@@ -396,6 +416,12 @@ impl<'a> Release<'a> {
         };
         // A reader error past a limit is that limit, not a corrupt layer.
         let broken = |e: std::io::Error, what: &str| -> UnpackError {
+            if headers.get() > HEADERS_CAP {
+                return layer_err(format!(
+                    "an entry's headers (long names, pax records) take more than {}: refused",
+                    human(HEADERS_CAP)
+                ));
+            }
             over(read.get()).unwrap_or_else(|| layer_err(format!("{what} ({e})")))
         };
         // Bytes written to files, counted with the stream: sparse files
@@ -406,6 +432,7 @@ impl<'a> Release<'a> {
             .map_err(|e| broken(e, "not a tar archive"))?;
         for entry in entries {
             let mut entry = entry.map_err(|e| broken(e, "a corrupt tar entry"))?;
+            headers.set(0);
             self.seen += 1;
             let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             if self.seen > limits.max_entries {
@@ -559,7 +586,10 @@ impl<'a> Release<'a> {
                     let mut out = self.root.create(&rel).map_err(self.io(&rel))?;
                     let mut buf = vec![0u8; 64 << 10];
                     loop {
-                        let n = match entry.read(&mut buf) {
+                        contents.set(true);
+                        let got = entry.read(&mut buf);
+                        contents.set(false);
+                        let n = match got {
                             Ok(0) => break,
                             Ok(n) => n,
                             Err(e) => return Err(broken(e, "a corrupt tar entry")),

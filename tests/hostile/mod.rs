@@ -236,3 +236,35 @@ pub fn gzip_bomb(zeros: u64, kind: Bomb) -> Vec<u8> {
     gz.extend(((zeros + 512 + pad + 1024) as u32).to_le_bytes());
     gz
 }
+
+/// `n` entries, each a pax header of `each` zero bytes (under the cap on
+/// one entry's headers) and an empty file: their stream adds up past the
+/// ratio though nothing is written.
+pub fn pax_series(n: usize, each: usize) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let zeros = vec![0u8; each];
+    for i in 0..n {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(format!("pax{i}")).unwrap();
+        h.set_size(each as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::XHeader);
+        h.set_cksum();
+        b.append(&h, &zeros[..]).unwrap();
+        let mut f = tar::Header::new_ustar();
+        f.set_path(format!("f{i}")).unwrap();
+        f.set_size(0);
+        f.set_mode(0o644);
+        f.set_mtime(0);
+        f.set_entry_type(tar::EntryType::Regular);
+        f.set_cksum();
+        b.append(&f, &b""[..]).unwrap();
+    }
+    let tar = b.into_inner().unwrap();
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar).unwrap();
+    gz.finish().unwrap()
+}
