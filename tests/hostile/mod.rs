@@ -49,7 +49,7 @@ pub fn deep(n: usize) -> String {
 /// folder, stays inside.
 pub fn escape_chain() -> Vec<u8> {
     let d = deep(12);
-    let up = vec![".."; 12].join("/");
+    let up = [".."; 12].join("/");
     let s = format!("{d}/s");
     let root = format!("{d}/root");
     let via_s = format!("s/{up}");
