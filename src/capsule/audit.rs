@@ -13,7 +13,8 @@ use super::file::{CapsuleFile, Format};
 use super::verify::{self, Trusted};
 use crate::domain::Digest;
 use crate::sign::{Envelope, PublicKey};
-use crate::store::CapsuleRow;
+use super::seal::ChainHead;
+use crate::store::{CapsuleRow, ChainHeadRow};
 
 /// Only what the chain check needs from a statement; the rest is skipped
 /// unparsed.
@@ -23,9 +24,83 @@ struct ChainView {
 }
 
 #[derive(Deserialize)]
-struct ChainPredicate {
+pub struct ChainPredicate {
     previous: Option<Digest>,
     to: String,
+    app: String,
+    action: String,
+    decision: String,
+    release: ChainRelease,
+}
+
+#[derive(Deserialize)]
+struct ChainRelease {
+    digest: Digest,
+}
+
+/// What the signed payload says of the columns the store indexes it by;
+/// `None` if the payload is no decision statement.
+pub fn signed_view(payload: &[u8]) -> Result<ChainPredicate, String> {
+    serde_json::from_slice::<ChainView>(payload)
+        .map(|v| v.predicate)
+        .map_err(|e| format!("payload is not a decision statement ({e})"))
+}
+
+/// Where a capsule's index row disagrees with its signed payload: each
+/// column named with what the index says and what was signed.
+pub fn index_disagreements(row: &CapsuleRow, view: &ChainPredicate) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut col = |name: &str, indexed: &str, signed: &str| {
+        if indexed != signed {
+            out.push(format!("{name} is `{indexed}` in the index, `{signed}` signed"));
+        }
+    };
+    col("environment", &row.environment, &view.to);
+    col("app", &row.app, &view.app);
+    col("action", &row.action, &view.action);
+    col("decision", &row.decision, &view.decision);
+    col(
+        "digest",
+        &row.digest.to_string(),
+        &view.release.digest.to_string(),
+    );
+    let show = |d: &Option<Digest>| d.as_ref().map_or("none".to_owned(), ToString::to_string);
+    col("previous", &show(&row.previous), &show(&view.previous));
+    out
+}
+
+/// The checks `capsule list` makes of each row it shows, without the
+/// signature (that is `audit verify-chain`'s): the payload is the one
+/// indexed, and the index agrees with it.
+pub fn row_problems(row: &CapsuleRow, envelope: &[u8]) -> Vec<String> {
+    let env: Envelope = match serde_json::from_slice(envelope) {
+        Ok(e) => e,
+        Err(e) => return vec![format!("envelope is not DSSE JSON ({e})")],
+    };
+    let payload = match env.payload_bytes() {
+        Ok(p) => p,
+        Err(e) => return vec![e.to_string()],
+    };
+    if Digest::of(&payload) != row.payload_digest {
+        return vec![format!(
+            "payload does not hash to its indexed digest {}",
+            row.payload_digest
+        )];
+    }
+    match signed_view(&payload) {
+        Ok(v) => {
+            let d = index_disagreements(row, &v);
+            if d.is_empty() {
+                d
+            } else {
+                vec![format!(
+                    "index disagrees with signed payload: {}",
+                    d.join("; ")
+                )]
+            }
+        }
+        Err(e) => vec![e],
+    }
 }
 
 /// What can be checked of one capsule on its own.
@@ -109,16 +184,21 @@ fn check<'k>(
                 &key.keyid()[..16]
             )),
         },
-        None => problems.push("signed by a key this workspace does not know".into()),
+        None => problems.push(format!(
+            "signed by key {}, which is not a sealing key of this workspace",
+            env.keyids()
+                .next()
+                .map_or("(none)", |k| &k[..k.len().min(16)])
+        )),
     }
-    match serde_json::from_slice::<ChainView>(&payload) {
+    match signed_view(&payload) {
         Ok(v) => Checked {
             problems,
-            view: Some(v.predicate),
+            view: Some(v),
             pending,
         },
         Err(e) => {
-            problems.push(format!("payload is not a decision statement ({e})"));
+            problems.push(e);
             Checked {
                 problems,
                 view: None,
@@ -204,19 +284,14 @@ impl<'a> ChainWalker<'a> {
         let Some(view) = checked.view else {
             return;
         };
-        if view.to != row.environment {
+        let disagree = index_disagreements(row, &view);
+        if !disagree.is_empty() {
             problem(
                 &mut self.report,
                 format!(
-                    "statement is about environment {}, indexed under {}",
-                    view.to, row.environment
+                    "index disagrees with signed payload: {}",
+                    disagree.join("; ")
                 ),
-            );
-        }
-        if view.previous != row.previous {
-            problem(
-                &mut self.report,
-                "its index and its signed statement disagree on the previous capsule".into(),
             );
         }
         let expected = self.last.get(&row.environment);
@@ -244,6 +319,65 @@ impl<'a> ChainWalker<'a> {
         self.seen.insert(row.payload_digest.clone());
         self.last
             .insert(row.environment.clone(), (id, row.payload_digest.clone()));
+    }
+
+    /// Checks each environment's end against its signed chain head: the
+    /// newest capsule walked must be the one the head names. Call after
+    /// the last `visit_all`, with the heads of the environments walked
+    /// (all of them, or the one asked for).
+    pub fn check_heads(&mut self, heads: &[ChainHeadRow]) {
+        let trusted: Vec<Trusted> = self
+            .trusted
+            .values()
+            .map(|k| Trusted {
+                name: k.keyid()[..16].to_owned(),
+                key: (*k).clone(),
+            })
+            .collect();
+        let mut envs: Vec<&String> = self.last.keys().collect();
+        envs.extend(heads.iter().map(|h| &h.environment));
+        envs.sort();
+        envs.dedup();
+        let mut problems = Vec::new();
+        for env in envs {
+            let last = self.last.get(env);
+            let Some(row) = heads.iter().find(|h| &h.environment == env) else {
+                problems.push(format!(
+                    "{env}: no signed chain head, so the end of its chain is not anchored (the store predates chain heads, or the head was deleted); the next decision sealed in {env} writes one"
+                ));
+                continue;
+            };
+            let head = match ChainHead::verify(&row.envelope, &trusted) {
+                Ok((h, _)) => h,
+                Err(e) => {
+                    problems.push(format!("{env}: {e}"));
+                    continue;
+                }
+            };
+            if head.environment != *env || head.newest != row.payload_digest {
+                problems.push(format!(
+                    "{env}: the chain head row disagrees with its signed statement (about {}, newest {})",
+                    head.environment, head.newest
+                ));
+                continue;
+            }
+            match last {
+                Some((_, d)) if *d == head.newest => {}
+                Some((id, d)) if self.seen.contains(&head.newest) => problems.push(format!(
+                    "{env}: the signed chain head names {} (sealed {}) as the newest capsule, but #{id} ({d}) and maybe others came after it: the head was rolled back or capsules were added outside stella",
+                    head.newest, head.sealed_at
+                )),
+                Some((id, d)) => problems.push(format!(
+                    "{env}: the chain was cut at its end: the signed chain head names {} (sealed {}) as the newest capsule, and it is missing from the store (the newest left is #{id}, {d})",
+                    head.newest, head.sealed_at
+                )),
+                None => problems.push(format!(
+                    "{env}: the chain was cut at its end: the signed chain head names {} (sealed {}) as the newest capsule, and no capsule of {env} is left",
+                    head.newest, head.sealed_at
+                )),
+            }
+        }
+        self.report.problems.extend(problems);
     }
 
     pub fn finish(mut self) -> ChainReport {
