@@ -8,7 +8,6 @@ use clap::{Args, Subcommand};
 
 use super::{Context, Failure, exit, load_config, print_json};
 use crate::capsule::audit::{self, ChainWalker, Manifest, ManifestEntry, ManifestKey};
-use crate::engine::keys::trusted;
 use crate::engine::seal::capsule_file;
 use crate::store::CapsuleFilter;
 
@@ -73,8 +72,9 @@ const CHUNK: usize = 2048;
 
 fn verify_chain(ctx: &Context, a: ChainArgs) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
-    let keys = trusted(ws)?;
     let store = ws.open_store()?;
+    // Only sealing keys seal: an approver's key validates no capsule.
+    let keys = crate::capsule::trust::sealing_keys(&store).map_err(Failure::error)?;
     let mut walker = ChainWalker::new(&keys);
     let mut batch = Vec::with_capacity(CHUNK);
     store.for_each_capsule(a.env.as_deref(), |row, env| {
@@ -85,6 +85,12 @@ fn verify_chain(ctx: &Context, a: ChainArgs) -> Result<u8, Failure> {
         }
     })?;
     walker.visit_all(&batch);
+    let heads: Vec<_> = store
+        .chain_heads()?
+        .into_iter()
+        .filter(|h| a.env.as_ref().is_none_or(|e| *e == h.environment))
+        .collect();
+    walker.check_heads(&heads);
     let report = walker.finish();
     if a.json {
         print_json(&report)?;
