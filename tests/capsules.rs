@@ -585,9 +585,17 @@ fn audit_bundles_verify_offline_and_name_tampering() {
         stdout(&out)
     );
 
+    // Elsewhere, the reviewer trusts the sealing key they were given.
     let elsewhere = tempfile::tempdir().unwrap();
+    let pem = stdout(
+        &stella(ws)
+            .args(["key", "export", "workspace"])
+            .output()
+            .unwrap(),
+    );
+    std::fs::write(elsewhere.path().join("ws.pub"), pem).unwrap();
     let out = stella(elsewhere.path())
-        .args(["audit", "verify"])
+        .args(["audit", "verify", "--trust", "ws.pub"])
         .arg(&bundle)
         .arg("--json")
         .output()
@@ -642,7 +650,7 @@ fn audit_bundles_verify_offline_and_name_tampering() {
     }
     tar.into_inner().unwrap().finish().unwrap();
     let out = stella(elsewhere.path())
-        .args(["audit", "verify"])
+        .args(["audit", "verify", "--trust", "ws.pub"])
         .arg(&tampered)
         .output()
         .unwrap();
