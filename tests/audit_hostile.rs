@@ -162,7 +162,8 @@ fn an_oversized_member_is_refused_unread_naming_the_limit() {
     let out = verify(ws, &bad, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
-        stderr(&out).contains("member `capsules/dev/99.json` is 1610612736 bytes, over the 128 MiB limit"),
+        stderr(&out)
+            .contains("member `capsules/dev/99.json` is 1610612736 bytes, over the 128 MiB limit"),
         "{}",
         stderr(&out)
     );
@@ -174,7 +175,10 @@ fn a_rewritten_manifest_is_named() {
     let ws = dir.path();
     let bundle = export(ws);
     let mut files = members(&bundle);
-    let (_, manifest) = files.iter_mut().find(|(p, _)| p == "manifest.json").unwrap();
+    let (_, manifest) = files
+        .iter_mut()
+        .find(|(p, _)| p == "manifest.json")
+        .unwrap();
     let mut m: serde_json::Value = serde_json::from_slice(manifest).unwrap();
     for e in m["chains"]["dev"].as_array_mut().unwrap() {
         e["decision"] = "deny".into();
@@ -189,7 +193,10 @@ fn a_rewritten_manifest_is_named() {
     let out = verify(ws, &bad, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let text = stdout(&out);
-    assert!(text.contains("manifest.json was changed after it was signed"), "{text}");
+    assert!(
+        text.contains("manifest.json was changed after it was signed"),
+        "{text}"
+    );
     assert!(
         text.contains("the manifest disagrees with the signed statement: action `rollback` (signed: `promote`), decision `deny` (signed: `allow`), app `billing` (signed: `api`)"),
         "{text}"
@@ -224,7 +231,11 @@ fn a_bundle_from_another_workspace_is_not_valid_and_names_its_key() {
     std::fs::write(victim.path().join("their.pub"), &pem).unwrap();
     let out = verify(victim.path(), &bundle, &["--trust", "their.pub"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
-    assert!(stdout(&out).contains("their.pub, trusted by --trust"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("their.pub, trusted by --trust"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -294,10 +305,9 @@ fn a_bundle_cut_at_its_end_is_named() {
     // The newest capsule removed, with its manifest entry, and the
     // manifest re-signed by someone else's key: still refused, and the
     // signed head names the cut even if the reviewer trusts that key.
-    let mut m: serde_json::Value = serde_json::from_slice(
-        &files.iter().find(|(p, _)| p == "manifest.json").unwrap().1,
-    )
-    .unwrap();
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&files.iter().find(|(p, _)| p == "manifest.json").unwrap().1)
+            .unwrap();
     let last = m["chains"]["dev"].as_array_mut().unwrap().pop().unwrap();
     let manifest = serde_json::to_vec_pretty(&m).unwrap();
     let other = stella::sign::PrivateKey::from_seed(&[3; 32]);
@@ -362,7 +372,9 @@ fn a_missing_blob_names_its_capsule_and_a_killed_exports_leftovers_go() {
     let first = (1..=id)
         .find(|i| {
             let envelope: Vec<u8> = conn
-                .query_row("SELECT envelope FROM capsules WHERE id = ?1", [i], |r| r.get(0))
+                .query_row("SELECT envelope FROM capsules WHERE id = ?1", [i], |r| {
+                    r.get(0)
+                })
                 .unwrap();
             let env: stella::sign::Envelope = serde_json::from_slice(&envelope).unwrap();
             let st: stella::capsule::Statement =

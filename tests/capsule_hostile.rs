@@ -195,15 +195,18 @@ fn replay_refuses_an_edited_payload_whose_signature_no_longer_verifies() {
 fn deleting_the_newest_capsule_is_named_by_the_chain_audit_and_the_list() {
     let dir = workspace();
     let ws = dir.path();
-    stella(ws).args(["audit", "verify-chain"]).assert().success();
-    let conn = db(ws);
-    conn.execute("DELETE FROM capsules WHERE id = (SELECT max(id) FROM capsules)", [])
-        .unwrap();
-    drop(conn);
-    let out = stella(ws)
+    stella(ws)
         .args(["audit", "verify-chain"])
-        .output()
-        .unwrap();
+        .assert()
+        .success();
+    let conn = db(ws);
+    conn.execute(
+        "DELETE FROM capsules WHERE id = (SELECT max(id) FROM capsules)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let out = stella(ws).args(["audit", "verify-chain"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
         stdout(&out).contains("dev: the chain was cut at its end"),
@@ -229,13 +232,13 @@ fn rewritten_index_columns_are_named_by_the_chain_audit_and_marked_by_the_list()
     )
     .unwrap();
     drop(conn);
-    let out = stella(ws)
-        .args(["audit", "verify-chain"])
-        .output()
-        .unwrap();
+    let out = stella(ws).args(["audit", "verify-chain"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let text = stdout(&out);
-    assert!(text.contains("index disagrees with signed payload"), "{text}");
+    assert!(
+        text.contains("index disagrees with signed payload"),
+        "{text}"
+    );
     assert!(
         text.contains("app is `billing` in the index, `api` signed")
             && text.contains("action is `rollback` in the index, `promote` signed")

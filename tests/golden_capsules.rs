@@ -29,7 +29,10 @@ fn golden_capsules_verify_and_replay_identically() {
         assert_eq!(v["valid"], true, "{}: {v:#}", path.display());
 
         assert!(
-            v["signed_by"].as_str().unwrap().contains("trusted by --trust"),
+            v["signed_by"]
+                .as_str()
+                .unwrap()
+                .contains("trusted by --trust"),
             "{v:#}"
         );
 

@@ -11,11 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use super::file::{CapsuleFile, Format};
 use super::limits;
+use super::seal::ChainHead;
 use super::statement::Statement;
 use super::verify::{self, Trusted};
 use crate::domain::Digest;
 use crate::sign::{Envelope, PublicKey};
-use super::seal::ChainHead;
 use crate::store::{CapsuleRow, ChainHeadRow};
 
 /// Only what the chain check needs from a statement; the rest is skipped
@@ -54,7 +54,9 @@ pub fn index_disagreements(row: &CapsuleRow, view: &ChainPredicate) -> Vec<Strin
     let mut out = Vec::new();
     let mut col = |name: &str, indexed: &str, signed: &str| {
         if indexed != signed {
-            out.push(format!("{name} is `{indexed}` in the index, `{signed}` signed"));
+            out.push(format!(
+                "{name} is `{indexed}` in the index, `{signed}` signed"
+            ));
         }
     };
     col("environment", &row.environment, &view.to);
@@ -678,9 +680,9 @@ pub fn verify_bundle(reader: impl Read, trusted: &[Trusted]) -> Result<BundleRep
     let manifest: Manifest =
         serde_json::from_slice(&manifest_bytes).map_err(|e| format!("manifest.json: {e}"))?;
     match small.get(MANIFEST_SIG) {
-        None => r
-            .problems
-            .push(format!("{MANIFEST_SIG} is missing: the manifest is not signed")),
+        None => r.problems.push(format!(
+            "{MANIFEST_SIG} is missing: the manifest is not signed"
+        )),
         Some(sig) => match manifest_signer(sig, &manifest_bytes, trusted) {
             Ok(name) => {
                 if !r.signed_by.contains(&name) {
@@ -810,7 +812,10 @@ pub fn verify_bundle(reader: impl Read, trusted: &[Trusted]) -> Result<BundleRep
             ));
         }
     }
-    let mut extra: Vec<&String> = names.iter().filter(|n| !named.contains(n.as_str())).collect();
+    let mut extra: Vec<&String> = names
+        .iter()
+        .filter(|n| !named.contains(n.as_str()))
+        .collect();
     extra.sort();
     for n in extra {
         r.problems.push(format!(
@@ -843,7 +848,11 @@ fn manifest_signer(sig: &[u8], manifest: &[u8], trusted: &[Trusted]) -> Result<S
         let ids: Vec<&str> = env.keyids().map(super::trust::short).collect();
         return Err(format!(
             "the bundle is signed only by key(s) {}, not trusted here: not a sealing key of this workspace, nor given with --trust KEY.pub",
-            if ids.is_empty() { "(none)".into() } else { ids.join(", ") }
+            if ids.is_empty() {
+                "(none)".into()
+            } else {
+                ids.join(", ")
+            }
         ));
     };
     env.verify_payload(&t.key, manifest)

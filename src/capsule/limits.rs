@@ -64,7 +64,8 @@ pub fn check_yaml_nesting(text: &str) -> Result<(), String> {
 /// Reads a file of at most `limit` bytes; a larger one is refused without
 /// being read, naming the limit.
 pub fn read_bounded(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let f =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let len = f
         .metadata()
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?

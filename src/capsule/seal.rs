@@ -60,7 +60,9 @@ impl ChainHead {
         else {
             return Err(format!(
                 "the chain head is signed by key {}, not a sealing key trusted here",
-                env.keyids().next().map_or("(none)", |k| &k[..k.len().min(16)])
+                env.keyids()
+                    .next()
+                    .map_or("(none)", |k| &k[..k.len().min(16)])
             ));
         };
         env.verify_payload(&t.key, &payload)

@@ -36,16 +36,24 @@ pub fn from_files(paths: &[PathBuf]) -> Result<Vec<Trusted>, TrustError> {
     paths
         .iter()
         .map(|p| {
-            let meta = std::fs::metadata(p).map_err(|e| TrustError::Read { path: p.clone(), source: e })?;
+            let meta = std::fs::metadata(p).map_err(|e| TrustError::Read {
+                path: p.clone(),
+                source: e,
+            })?;
             if meta.len() > 64 * 1024 {
                 return Err(TrustError::Key {
                     path: p.clone(),
                     detail: "over 64 KiB: not a public key".into(),
                 });
             }
-            let pem = std::fs::read_to_string(p).map_err(|e| TrustError::Read { path: p.clone(), source: e })?;
-            let key =
-                PublicKey::from_pem(&pem).map_err(|e| TrustError::Key { path: p.clone(), detail: e.to_string() })?;
+            let pem = std::fs::read_to_string(p).map_err(|e| TrustError::Read {
+                path: p.clone(),
+                source: e,
+            })?;
+            let key = PublicKey::from_pem(&pem).map_err(|e| TrustError::Key {
+                path: p.clone(),
+                detail: e.to_string(),
+            })?;
             Ok(Trusted {
                 name: format!("{}, trusted by --trust", p.display()),
                 key,

@@ -294,10 +294,7 @@ fn export(ctx: &Context, a: ExportArgs) -> Result<u8, Failure> {
         chains,
         heads: head_files,
     };
-    let key_files: Vec<(String, String)> = keys
-        .into_iter()
-        .map(|(k, pem)| (k.file, pem))
-        .collect();
+    let key_files: Vec<(String, String)> = keys.into_iter().map(|(k, pem)| (k.file, pem)).collect();
     let signer = crate::engine::keys::sealing_key(ws, &config.name)?;
     // Written beside the target under a name that says whose it is, and
     // renamed into place; a kill leaves `.NAME.PID.tmp`, which the next

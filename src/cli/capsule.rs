@@ -130,47 +130,54 @@ fn list(ctx: &Context, a: ListArgs) -> Result<u8, Failure> {
     let mut count = 0usize;
     let mut marked = 0usize;
     let whole_chains = filter.app.is_none() && filter.decision.is_none() && filter.digest.is_none();
-    store.for_each_capsule_matching(&filter, |r: CapsuleRow, envelope: &[u8]| -> Result<(), Failure> {
-        let problems = crate::capsule::audit::row_problems(&r, envelope);
-        marked += usize::from(!problems.is_empty());
-        newest.insert(r.environment.clone(), (r.id, r.payload_digest.clone()));
-        if a.json {
-            let mut v = serde_json::to_value(&r).map_err(Failure::error)?;
-            v["problems"] = serde_json::json!(problems);
-            writeln!(out, "{}{}", if count == 0 { "[" } else { "," }, v)?;
-        } else {
-            if count == 0 {
+    store.for_each_capsule_matching(
+        &filter,
+        |r: CapsuleRow, envelope: &[u8]| -> Result<(), Failure> {
+            let problems = crate::capsule::audit::row_problems(&r, envelope);
+            marked += usize::from(!problems.is_empty());
+            newest.insert(r.environment.clone(), (r.id, r.payload_digest.clone()));
+            if a.json {
+                let mut v = serde_json::to_value(&r).map_err(Failure::error)?;
+                v["problems"] = serde_json::json!(problems);
+                writeln!(out, "{}{}", if count == 0 { "[" } else { "," }, v)?;
+            } else {
+                if count == 0 {
+                    writeln!(
+                        out,
+                        "{:>5}  {:<12} {:<14} {:<12} {:<8} {:<19}  {:<20}  PAYLOAD",
+                        "ID", "ENV", "APP", "ACTION", "DECISION", "DIGEST", "SEALED"
+                    )?;
+                }
                 writeln!(
                     out,
-                    "{:>5}  {:<12} {:<14} {:<12} {:<8} {:<19}  {:<20}  PAYLOAD",
-                    "ID", "ENV", "APP", "ACTION", "DECISION", "DIGEST", "SEALED"
+                    "{:>5}  {:<12} {:<14} {:<12} {:<8} sha256:{}  {:<20}  {}…",
+                    r.id,
+                    r.environment,
+                    r.app,
+                    r.action,
+                    r.decision,
+                    r.digest.short(),
+                    r.sealed_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    &r.payload_digest.to_string()[..19]
                 )?;
+                for p in &problems {
+                    writeln!(out, "       ! {p}")?;
+                }
             }
-            writeln!(
-                out,
-                "{:>5}  {:<12} {:<14} {:<12} {:<8} sha256:{}  {:<20}  {}…",
-                r.id,
-                r.environment,
-                r.app,
-                r.action,
-                r.decision,
-                r.digest.short(),
-                r.sealed_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-                &r.payload_digest.to_string()[..19]
-            )?;
-            for p in &problems {
-                writeln!(out, "       ! {p}")?;
-            }
-        }
-        count += 1;
-        Ok(())
-    })?;
+            count += 1;
+            Ok(())
+        },
+    )?;
     // The end of each chain listed whole, against its signed head.
     let mut ends = Vec::new();
     if whole_chains {
         let trusted = crate::capsule::trust::sealing_keys(&store).map_err(Failure::error)?;
         for h in store.chain_heads()? {
-            if filter.environment.as_ref().is_some_and(|e| *e != h.environment) {
+            if filter
+                .environment
+                .as_ref()
+                .is_some_and(|e| *e != h.environment)
+            {
                 continue;
             }
             let last = newest.get(&h.environment);
@@ -191,7 +198,9 @@ fn list(ctx: &Context, a: ListArgs) -> Result<u8, Failure> {
         }
         for env in newest.keys() {
             if !store.chain_heads()?.iter().any(|h| &h.environment == env) {
-                ends.push(format!("{env}: no signed chain head; the end of its chain is not anchored"));
+                ends.push(format!(
+                    "{env}: no signed chain head; the end of its chain is not anchored"
+                ));
             }
         }
     }
@@ -353,7 +362,7 @@ fn export(ctx: &Context, a: ExportArgs) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-fn read_file(path: &PathBuf) -> Result<CapsuleFile, Failure> {
+fn read_file(path: &std::path::Path) -> Result<CapsuleFile, Failure> {
     let bytes = crate::capsule::limits::read_bounded(
         path,
         crate::capsule::limits::MAX_CAPSULE_BYTES,
@@ -385,11 +394,19 @@ fn trust(ctx: &Context, files: &[PathBuf]) -> Result<Vec<Trusted>, Failure> {
 
 /// Verifies a file against the trusted keys and says, when its signer is
 /// a key of this workspace that may not seal, whose key it is.
-fn verify_with(ctx: &Context, file: &CapsuleFile, trusted: &[Trusted]) -> Result<verify::Report, Failure> {
+fn verify_with(
+    ctx: &Context,
+    file: &CapsuleFile,
+    trusted: &[Trusted],
+) -> Result<verify::Report, Failure> {
     let mut report = verify::verify(file, trusted);
     if report.signed_by.is_none()
         && let (Ok(ws), Some(keyid)) = (ctx.workspace(), report.keyid.clone())
-        && let Some(k) = ws.open_store()?.keys()?.into_iter().find(|k| k.keyid == keyid)
+        && let Some(k) = ws
+            .open_store()?
+            .keys()?
+            .into_iter()
+            .find(|k| k.keyid == keyid)
     {
         report.problems.push(format!(
             "key {} is `{}` ({}), a key of this workspace that is not a sealing key: approvers' keys sign approvals, never capsules",

@@ -20,7 +20,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use rusqlite_migration::{M, Migrations};
 
-pub use capsules::{CapsuleFilter, CapsuleRow, ChainHeadRow, DecisionRecord, SealedRow, SealingKey};
+pub use capsules::{
+    CapsuleFilter, CapsuleRow, ChainHeadRow, DecisionRecord, SealedRow, SealingKey,
+};
 pub use evidence::{EvidenceError, EvidenceStore};
 pub use evidence_index::EvidenceRecord;
 pub use keys::KeyRecord;
