@@ -172,7 +172,15 @@ fn list(ctx: &Context, a: ListArgs) -> Result<u8, Failure> {
     let mut ends = Vec::new();
     if whole_chains {
         let trusted = crate::capsule::trust::sealing_keys(&store).map_err(Failure::error)?;
-        for h in store.chain_heads()? {
+        let heads = store.chain_heads()?;
+        for env in newest.keys() {
+            if !heads.iter().any(|h| &h.environment == env) {
+                ends.push(format!(
+                    "{env}: no signed chain head; the end of its chain is not anchored"
+                ));
+            }
+        }
+        for h in heads {
             if filter
                 .environment
                 .as_ref()
@@ -194,13 +202,6 @@ fn list(ctx: &Context, a: ListArgs) -> Result<u8, Failure> {
                     }
                 )),
                 Err(e) => ends.push(format!("{}: {e}", h.environment)),
-            }
-        }
-        for env in newest.keys() {
-            if !store.chain_heads()?.iter().any(|h| &h.environment == env) {
-                ends.push(format!(
-                    "{env}: no signed chain head; the end of its chain is not anchored"
-                ));
             }
         }
     }
