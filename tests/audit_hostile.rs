@@ -312,7 +312,7 @@ fn a_bundle_cut_at_its_end_is_named() {
     let manifest = serde_json::to_vec_pretty(&m).unwrap();
     let other = stella::sign::PrivateKey::from_seed(&[3; 32]);
     let sig = stella::sign::Envelope::sign(
-        stella::capsule::audit::MANIFEST_PAYLOAD_TYPE,
+        "application/vnd.stella.audit-manifest+json",
         &manifest,
         &other,
     );

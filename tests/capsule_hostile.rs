@@ -277,7 +277,16 @@ fn a_weak_key_that_batch_verification_alone_accepts_is_refused_by_the_chain_audi
     let ws = dir.path();
     let mut identity = [0u8; 32];
     identity[0] = 1;
-    let weak = stella::sign::PublicKey::from_raw(&identity).unwrap();
+    // SPKI DER of an ed25519 key: the algorithm prefix, then the point.
+    let mut der = vec![
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    der.extend_from_slice(&identity);
+    let pem = format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        STANDARD.encode(&der)
+    );
+    let weak = stella::sign::PublicKey::from_pem(&pem).unwrap();
     let conn = db(ws);
     let now = "2026-01-01T00:00:00.000000Z";
     conn.execute(
