@@ -397,3 +397,28 @@ fn a_missing_blob_names_its_capsule_and_a_killed_exports_leftovers_go() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn a_scan_report_over_its_limit_is_refused_unread() {
+    let dir = workspace();
+    let ws = dir.path();
+    // 33 MiB of JSON: valid-looking, over the 32 MiB limit.
+    let mut big = b"{\"SchemaVersion\": 2, \"Results\": [], \"pad\": \"".to_vec();
+    big.resize(33 << 20, b'x');
+    big.extend_from_slice(b"\"}");
+    std::fs::write(ws.join("big.json"), &big).unwrap();
+    let out = stella(ws)
+        .args(["evidence", "add", "api:1.0", "big.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("over the 32 MiB limit of a piece of evidence"),
+        "{}",
+        stderr(&out)
+    );
+    // And the parser refuses it too, wherever it comes from (collection,
+    // replay).
+    let e = stella::scan::read(&big).unwrap_err().to_string();
+    assert!(e.contains("over the 32 MiB limit of a scan report"), "{e}");
+}
