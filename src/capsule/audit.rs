@@ -509,8 +509,38 @@ pub struct BundleReport {
 /// are dropped, so memory stays bounded by the largest member.
 struct Seen {
     payload_digest: Option<Digest>,
-    statement: Option<Statement>,
+    statement: Option<Stated>,
     problems: Vec<String>,
+}
+
+/// The few fields of a signed statement a manifest entry is checked
+/// against (the whole statement is not kept: a bundle may hold 100,000).
+struct Stated {
+    to: String,
+    action: String,
+    decision: String,
+    app: String,
+    digest: Digest,
+    clock: String,
+    previous: Option<Digest>,
+}
+
+impl Stated {
+    fn of(st: &Statement) -> Stated {
+        let p = &st.predicate;
+        Stated {
+            to: p.to.clone(),
+            action: p.action.as_str().into(),
+            decision: serde_json::to_value(p.decision)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            app: p.app.clone(),
+            digest: p.release.digest.clone(),
+            clock: p.clock.clone(),
+            previous: p.previous.clone(),
+        }
+    }
 }
 
 /// The kinds of member a bundle holds, each with its size limit.
@@ -608,7 +638,9 @@ pub fn verify_bundle(reader: impl Read, trusted: &[Trusted]) -> Result<BundleRep
             ));
         }
         let member = Member::of(&name);
-        let size = entry.header().size().map_err(|e| format!("{name}: {e}"))?;
+        // The size the archive will deliver (a pax header may override
+        // the ustar field); reading is bounded below whatever it says.
+        let size = entry.size();
         if size > member.limit() {
             return Err(format!(
                 "member `{name}` is {size} bytes, over the {} limit of such a member; refused unread",
@@ -640,7 +672,7 @@ pub fn verify_bundle(reader: impl Read, trusted: &[Trusted]) -> Result<BundleRep
                         }
                         Seen {
                             payload_digest: v.payload_digest,
-                            statement: v.statement,
+                            statement: v.statement.as_ref().map(Stated::of),
                             problems: v.problems,
                         }
                     }
@@ -737,7 +769,7 @@ pub fn verify_bundle(reader: impl Read, trusted: &[Trusted]) -> Result<BundleRep
             let Some(st) = &seen.statement else {
                 continue;
             };
-            let p = &st.predicate;
+            let p = st;
             let mut differs = Vec::new();
             let mut col = |field: &str, stated: String, signed: String| {
                 if stated != signed {
@@ -745,17 +777,10 @@ pub fn verify_bundle(reader: impl Read, trusted: &[Trusted]) -> Result<BundleRep
                 }
             };
             col("environment", env.clone(), p.to.clone());
-            col("action", e.action.clone(), p.action.as_str().into());
-            col(
-                "decision",
-                e.decision.clone(),
-                serde_json::to_value(p.decision)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-            );
+            col("action", e.action.clone(), p.action.clone());
+            col("decision", e.decision.clone(), p.decision.clone());
             col("app", e.app.clone(), p.app.clone());
-            col("digest", e.digest.to_string(), p.release.digest.to_string());
+            col("digest", e.digest.to_string(), p.digest.to_string());
             col("sealed_at", e.sealed_at.clone(), p.clock.clone());
             let show = |d: &Option<Digest>| d.as_ref().map_or("none".into(), ToString::to_string);
             col("previous", show(&e.previous), show(&p.previous));
