@@ -41,6 +41,7 @@ fn main() {
             })
             .unwrap();
         walker.visit_all(&batch);
+        walker.check_heads(&store.chain_heads().unwrap());
         let report = walker.finish();
         times.push(t.elapsed());
         assert!(

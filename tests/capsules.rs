@@ -166,7 +166,7 @@ fn a_promotion_seals_exports_verifies_and_replays() {
     let (code, v) = verify(ws, &file);
     assert_eq!(code, 0, "{v:#}");
     assert_eq!(v["valid"], true);
-    assert_eq!(v["signed_by"], "workspace");
+    assert_eq!(v["signed_by"], "workspace, a sealing key of this workspace");
 
     let out = replay(ws, &file);
     assert_eq!(
@@ -176,7 +176,7 @@ fn a_promotion_seals_exports_verifies_and_replays() {
         stdout(&out),
         stderr(&out)
     );
-    assert!(stdout(&out).ends_with(": identical\n"));
+    assert!(stdout(&out).contains(": identical\n"), "{}", stdout(&out));
 
     // The file is self-contained: it verifies and replays elsewhere,
     // given the sealing key.
@@ -204,9 +204,17 @@ fn a_promotion_seals_exports_verifies_and_replays() {
         Some(1),
         "the key in the file is not trusted by itself"
     );
-    assert!(stdout(&out).contains("which is not trusted here"));
+    assert!(stdout(&out).contains("which is not a sealing key trusted here"));
+    // Replay verifies first: elsewhere it needs the sealing key trusted.
     let out = stella(elsewhere.path())
         .args(["capsule", "replay", "c.yaml", "--json"])
+        .output()
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["identical"], false);
+    assert_eq!(r["verified"], false);
+    let out = stella(elsewhere.path())
+        .args(["capsule", "replay", "c.yaml", "--json", "--trust", "ws.pub"])
         .output()
         .unwrap();
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -278,7 +286,8 @@ fn tampering_with_any_part_is_detected_and_named() {
     assert!(problems(ws, &t).contains(&format!("evidence {digest} does not match its content")));
     let out = replay(ws, &t);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains(&format!("evidence {digest} does not match its content")));
+    assert!(stdout(&out).contains("NOT REPLAYED"), "{}", stdout(&out));
+    assert!(stdout(&out).contains(&format!("evidence {digest} does not match its content")));
 
     // The policy edited, with its blob renamed to the new digest: the
     // statement still names the old one.
@@ -301,9 +310,11 @@ fn tampering_with_any_part_is_detected_and_named() {
     let out = replay(ws, &t);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains(&format!("evidence {old} is referenced but not in the file")),
+        stdout(&out).contains(&format!(
+            "evidence {old} is referenced by the statement but not in the file"
+        )),
         "{}",
-        stderr(&out)
+        stdout(&out)
     );
 
     // Untouched, it still verifies.
@@ -328,7 +339,16 @@ fn replay_reports_the_exact_differences() {
     security["measured"]["reachable"]["high"] = 7.into();
     security["summary"] = "PASS — 7 reachable CVEs below threshold".into();
     let payload = serde_json_canonicalizer::to_vec(&st).unwrap();
-    v["envelope"]["payload"] = STANDARD.encode(&payload).into();
+    let key = stella::sign::PrivateKey::from_pem(
+        &std::fs::read_to_string(ws.join(".stella/keys/workspace.key")).unwrap(),
+    )
+    .unwrap();
+    v["envelope"] = serde_json::to_value(stella::sign::Envelope::sign(
+        stella::capsule::statement::PAYLOAD_TYPE,
+        &payload,
+        &key,
+    ))
+    .unwrap();
     save(&file, &v);
     let out = stella(ws)
         .args(["capsule", "replay"])
@@ -565,9 +585,17 @@ fn audit_bundles_verify_offline_and_name_tampering() {
         stdout(&out)
     );
 
+    // Elsewhere, the reviewer trusts the sealing key they were given.
     let elsewhere = tempfile::tempdir().unwrap();
+    let pem = stdout(
+        &stella(ws)
+            .args(["key", "export", "workspace"])
+            .output()
+            .unwrap(),
+    );
+    std::fs::write(elsewhere.path().join("ws.pub"), pem).unwrap();
     let out = stella(elsewhere.path())
-        .args(["audit", "verify"])
+        .args(["audit", "verify", "--trust", "ws.pub"])
         .arg(&bundle)
         .arg("--json")
         .output()
@@ -622,7 +650,7 @@ fn audit_bundles_verify_offline_and_name_tampering() {
     }
     tar.into_inner().unwrap().finish().unwrap();
     let out = stella(elsewhere.path())
-        .args(["audit", "verify"])
+        .args(["audit", "verify", "--trust", "ws.pub"])
         .arg(&tampered)
         .output()
         .unwrap();

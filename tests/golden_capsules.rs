@@ -20,7 +20,7 @@ fn golden_capsules_verify_and_replay_identically() {
         }
         n += 1;
         let out = stella(dir.path())
-            .args(["capsule", "verify", "--json", "--key"])
+            .args(["capsule", "verify", "--json", "--trust"])
             .arg(golden.join("workspace.pub"))
             .arg(&path)
             .output()
@@ -28,8 +28,29 @@ fn golden_capsules_verify_and_replay_identically() {
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["valid"], true, "{}: {v:#}", path.display());
 
+        assert!(
+            v["signed_by"]
+                .as_str()
+                .unwrap()
+                .contains("trusted by --trust"),
+            "{v:#}"
+        );
+
+        // Replay verifies first: without the key they were sealed with
+        // trusted, nothing is called identical.
         let out = stella(dir.path())
             .args(["capsule", "replay", "--json"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["identical"], false);
+        assert_eq!(r["verified"], false);
+
+        let out = stella(dir.path())
+            .args(["capsule", "replay", "--json", "--trust"])
+            .arg(golden.join("workspace.pub"))
             .arg(&path)
             .output()
             .unwrap();

@@ -9,7 +9,7 @@ use stella::capsule::file::CapsuleFile;
 use stella::capsule::seal;
 use stella::capsule::statement::Statement;
 use stella::sign::PrivateKey;
-use stella::store::{DecisionRecord, SealedRow, Store};
+use stella::store::{DecisionRecord, Store};
 
 pub const N: usize = 100_000;
 pub const ENVS: [&str; 3] = ["dev", "staging", "prod"];
@@ -45,11 +45,12 @@ fn build(path: &Path, key: &PrivateKey) {
                 st.predicate.previous = previous;
                 st.predicate.promotion_id = Some(id);
                 st.predicate.clock = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-                let sealed = seal(st, key);
-                serde_json::to_vec(&sealed.envelope).map(|envelope| SealedRow {
-                    payload_digest: sealed.payload_digest,
-                    envelope,
-                })
+                // The index and the signed statement agree, as the
+                // chain audit checks.
+                st.predicate.app = "api".into();
+                st.predicate.action = stella::capsule::Action::Promote;
+                st.predicate.decision = stella::domain::Decision::Deny;
+                seal::sealed_row(st, key)
             })
             .unwrap();
         if (i + 1) % 10_000 == 0 {
@@ -67,7 +68,7 @@ pub fn ensure() -> (PathBuf, PrivateKey) {
     let key = PrivateKey::from_seed(&[9; 32]);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-chain");
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("store-{N}.db"));
+    let path = dir.join(format!("store-{N}-v5.db"));
     if !path.exists() {
         eprintln!("building a {N}-capsule store at {} (once)…", path.display());
         build(&path, &key);

@@ -58,6 +58,14 @@ pub enum FileError {
         "capsule_version {0} is not supported (this stella reads version {CAPSULE_VERSION}); upgrade stella"
     )]
     Version(u32),
+    #[error(
+        "the capsule file is {} bytes, over the limit of {}; refused unread",
+        .0,
+        super::limits::human(super::limits::MAX_CAPSULE_BYTES)
+    )]
+    TooLarge(u64),
+    #[error("the capsule file is nested too deep to read safely: {0}")]
+    TooDeep(String),
 }
 
 impl CapsuleFile {
@@ -76,12 +84,28 @@ impl CapsuleFile {
 
     /// Reads YAML or JSON (JSON is YAML, but its own parser gives better
     /// errors for it).
+    /// Bounded: over `MAX_CAPSULE_BYTES`, or nested past the limits, the
+    /// file is refused before it is parsed.
     pub fn parse(bytes: &[u8]) -> Result<CapsuleFile, FileError> {
+        use super::limits;
+        if bytes.len() as u64 > limits::MAX_CAPSULE_BYTES {
+            return Err(FileError::TooLarge(bytes.len() as u64));
+        }
         let text =
             std::str::from_utf8(bytes).map_err(|_| FileError::Parse("not UTF-8 text".into()))?;
         let file: CapsuleFile = if text.trim_start().starts_with('{') {
-            serde_json::from_str(text).map_err(|e| FileError::Parse(quote_short(&e.to_string())))?
+            serde_json::from_str(text).map_err(|e| {
+                if e.to_string().starts_with("recursion limit exceeded") {
+                    FileError::TooDeep(format!(
+                        "it nests deeper than {} levels ({e})",
+                        limits::MAX_JSON_DEPTH
+                    ))
+                } else {
+                    FileError::Parse(quote_short(&e.to_string()))
+                }
+            })?
         } else {
+            limits::check_yaml_nesting(text).map_err(FileError::TooDeep)?;
             yaml_serde::from_str(text).map_err(|e| FileError::Parse(quote_short(&e.to_string())))?
         };
         if file.capsule_version != CAPSULE_VERSION {

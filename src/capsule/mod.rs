@@ -6,9 +6,11 @@
 pub mod audit;
 pub mod environment;
 pub mod file;
+pub mod limits;
 pub mod replay;
 pub mod seal;
 pub mod statement;
+pub mod trust;
 pub mod verify;
 
 pub use file::CapsuleFile;

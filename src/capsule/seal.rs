@@ -20,6 +20,85 @@ pub struct Sealed {
     pub envelope: Envelope,
 }
 
+/// The payload type of an environment's chain head.
+pub const HEAD_PAYLOAD_TYPE: &str = "application/vnd.stella.chain-head+json";
+pub const HEAD_TYPE: &str = "https://stella.dev/chain-head/v1";
+
+/// The end of an environment's chain, signed with the sealing key and
+/// rewritten with every capsule: which capsule is the newest. A chain cut
+/// at its end leaves a head naming a capsule that is not there.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainHead {
+    #[serde(rename = "_type")]
+    pub kind: String,
+    pub environment: String,
+    /// The payload digest of the environment's newest capsule.
+    pub newest: Digest,
+    /// That capsule's clock.
+    pub sealed_at: String,
+}
+
+impl ChainHead {
+    /// Reads a head envelope signed by one of `trusted`; says why not.
+    pub fn verify(
+        envelope: &[u8],
+        trusted: &[super::verify::Trusted],
+    ) -> Result<(ChainHead, String), String> {
+        let env: Envelope = serde_json::from_slice(envelope)
+            .map_err(|e| format!("the chain head is not a DSSE envelope ({e})"))?;
+        if env.payload_type != HEAD_PAYLOAD_TYPE {
+            return Err(format!(
+                "the chain head's payloadType is `{}`, expected {HEAD_PAYLOAD_TYPE}",
+                env.payload_type
+            ));
+        }
+        let payload = env.payload_bytes().map_err(|e| e.to_string())?;
+        let Some(t) = trusted
+            .iter()
+            .find(|t| env.keyids().any(|id| id == t.key.keyid()))
+        else {
+            return Err(format!(
+                "the chain head is signed by key {}, not a sealing key trusted here",
+                env.keyids()
+                    .next()
+                    .map_or("(none)", |k| &k[..k.len().min(16)])
+            ));
+        };
+        env.verify_payload(&t.key, &payload)
+            .map_err(|e| format!("the chain head: {e}"))?;
+        let head: ChainHead = serde_json::from_slice(&payload)
+            .map_err(|e| format!("the chain head is not a chain head statement ({e})"))?;
+        if head.kind != HEAD_TYPE {
+            return Err(format!("the chain head's _type is `{}`", head.kind));
+        }
+        Ok((head, t.name.clone()))
+    }
+}
+
+/// Seals `statement` and signs the environment's new chain head with the
+/// same key: what the store keeps for one decision.
+pub fn sealed_row(
+    statement: Statement,
+    key: &PrivateKey,
+) -> Result<crate::store::SealedRow, serde_json::Error> {
+    let environment = statement.predicate.to.clone();
+    let sealed_at = statement.predicate.clock.clone();
+    let sealed = seal(statement, key);
+    let head = ChainHead {
+        kind: HEAD_TYPE.into(),
+        environment,
+        newest: sealed.payload_digest.clone(),
+        sealed_at,
+    };
+    let head = Envelope::sign(HEAD_PAYLOAD_TYPE, &serde_json::to_vec(&head)?, key);
+    Ok(crate::store::SealedRow {
+        payload_digest: sealed.payload_digest,
+        envelope: serde_json::to_vec(&sealed.envelope)?,
+        head: serde_json::to_vec(&head)?,
+    })
+}
+
 pub fn seal(statement: Statement, key: &PrivateKey) -> Sealed {
     let payload = statement.canonical();
     let envelope = Envelope::sign(PAYLOAD_TYPE, &payload, key);

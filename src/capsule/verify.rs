@@ -26,7 +26,10 @@ pub struct Report {
     #[serde(skip)]
     pub statement: Option<Statement>,
     pub payload_digest: Option<Digest>,
+    /// The trusted key that signed, with why it is trusted.
     pub signed_by: Option<String>,
+    /// The id of the key that signed (trusted or not), when known.
+    pub keyid: Option<String>,
 }
 
 pub fn verify(file: &CapsuleFile, trusted: &[Trusted]) -> Report {
@@ -55,6 +58,7 @@ pub fn verify(file: &CapsuleFile, trusted: &[Trusted]) -> Report {
         match env.verify_payload(&t.key, &payload) {
             Ok(_) => {
                 r.signed_by = Some(t.name.clone());
+                r.keyid = Some(t.key.keyid().to_owned());
                 break;
             }
             Err(DsseError::BadSignature(id)) => r.problems.push(format!(
@@ -69,16 +73,17 @@ pub fn verify(file: &CapsuleFile, trusted: &[Trusted]) -> Report {
         r.problems
             .retain(|p| !p.starts_with("signature does not verify"));
     } else if !checked {
+        r.keyid = ids.first().map(|i| (*i).to_owned());
         match PublicKey::from_pem(&file.public_key_pem) {
             Ok(k) if ids.contains(&k.keyid()) => match env.verify_payload(&k, &payload) {
                 Ok(_) => r.problems.push(format!(
-                    "signed by key {}, the one in the file, which is not trusted here; pass --key FILE, or import it with `stella key import`",
+                    "signed by key {}, the one in the file, which is not a sealing key trusted here; if you know it is the sealing key of the workspace that made it, pass --trust KEY.pub",
                     short(k.keyid())
                 )),
                 Err(_) => r.problems.push(format!("signature does not verify with key {} (the key in the file)", short(k.keyid()))),
             },
             _ => r.problems.push(format!(
-                "signed by key {}, which is not known here; pass --key FILE",
+                "signed by key {}, which is not a sealing key trusted here; pass --trust KEY.pub",
                 ids.first().map_or("(none)", |i| short(i))
             )),
         }

@@ -8,7 +8,6 @@ use clap::{Args, Subcommand};
 
 use super::{Context, Failure, exit, load_config, print_json};
 use crate::capsule::audit::{self, ChainWalker, Manifest, ManifestEntry, ManifestKey};
-use crate::engine::keys::trusted;
 use crate::engine::seal::capsule_file;
 use crate::store::CapsuleFilter;
 
@@ -55,6 +54,12 @@ pub struct ExportArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     pub bundle: PathBuf,
+    /// Trust this sealing public key (SPKI PEM), e.g. the exporting
+    /// workspace's, obtained from its owners; repeatable. Inside a
+    /// workspace its own sealing keys are trusted already; the keys a
+    /// bundle carries never are.
+    #[arg(long = "trust", value_name = "KEY.pub")]
+    pub trust: Vec<PathBuf>,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
@@ -64,7 +69,7 @@ pub fn run(ctx: &Context, cmd: AuditCommand) -> Result<u8, Failure> {
     match cmd {
         AuditCommand::VerifyChain(a) => verify_chain(ctx, a),
         AuditCommand::Export(a) => export(ctx, a),
-        AuditCommand::Verify(a) => verify(a),
+        AuditCommand::Verify(a) => verify(ctx, a),
     }
 }
 
@@ -73,8 +78,9 @@ const CHUNK: usize = 2048;
 
 fn verify_chain(ctx: &Context, a: ChainArgs) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
-    let keys = trusted(ws)?;
     let store = ws.open_store()?;
+    // Only sealing keys seal: an approver's key validates no capsule.
+    let keys = crate::capsule::trust::sealing_keys(&store).map_err(Failure::error)?;
     let mut walker = ChainWalker::new(&keys);
     let mut batch = Vec::with_capacity(CHUNK);
     store.for_each_capsule(a.env.as_deref(), |row, env| {
@@ -85,6 +91,12 @@ fn verify_chain(ctx: &Context, a: ChainArgs) -> Result<u8, Failure> {
         }
     })?;
     walker.visit_all(&batch);
+    let heads: Vec<_> = store
+        .chain_heads()?
+        .into_iter()
+        .filter(|h| a.env.as_ref().is_none_or(|e| *e == h.environment))
+        .collect();
+    walker.check_heads(&heads);
     let report = walker.finish();
     if a.json {
         print_json(&report)?;
@@ -131,6 +143,43 @@ fn date(s: &str, flag: &str) -> Result<DateTime<Utc>, Failure> {
         })
 }
 
+/// The statement a stored envelope signs.
+fn statement_of(envelope: &[u8]) -> Result<crate::capsule::Statement, String> {
+    let env: crate::sign::Envelope =
+        serde_json::from_slice(envelope).map_err(|e| format!("not a DSSE envelope: {e}"))?;
+    let payload = env.payload_bytes().map_err(|e| e.to_string())?;
+    serde_json::from_slice(&payload).map_err(|e| format!("not a decision statement: {e}"))
+}
+
+/// Removes what an export killed midway left beside `out`: its
+/// `.NAME.PID.tmp` files whose process is gone, and the `NAME.tmp` older
+/// versions wrote.
+fn remove_leftovers(out: &std::path::Path) {
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let Some(name) = out.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let _ = std::fs::remove_file(out.with_extension("tmp"));
+    let prefix = format!(".{name}.");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = file
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .and_then(|pid| pid.parse::<i64>().ok())
+            && !crate::store::process_alive(pid)
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 fn export(ctx: &Context, a: ExportArgs) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
     let config = load_config(ctx, ws)?;
@@ -145,29 +194,95 @@ fn export(ctx: &Context, a: ExportArgs) -> Result<u8, Failure> {
         .into_iter()
         .filter(|r| since.is_none_or(|s| r.sealed_at >= s) && until.is_none_or(|u| r.sealed_at < u))
         .collect();
+    // The manifest states what the signed statements say, and the bundle
+    // signs the manifest; evidence is checked present before anything is
+    // written, so a missing blob names its capsule.
+    let cas = ws.evidence();
     let mut chains: std::collections::BTreeMap<String, Vec<ManifestEntry>> = Default::default();
-    let mut files = Vec::new();
     for r in &rows {
-        let (_, envelope) = store.capsule(r.id)?.expect("listed capsules exist");
-        let file = capsule_file(ws, &envelope)?;
-        let path = format!("capsules/{}/{}.json", r.environment, r.id);
+        let (_, envelope) = store
+            .capsule(r.id)?
+            .ok_or_else(|| Failure::error(format!("capsule #{} vanished from the store", r.id)))?;
+        let st = statement_of(&envelope)
+            .map_err(|e| Failure::error(format!("capsule #{} ({}): {e}", r.id, r.environment)))?;
+        if let Some(d) = st.referenced().into_iter().find(|d| !cas.contains(d)) {
+            return Err(Failure::error(format!(
+                "capsule #{} ({} {} of {} in {}) needs evidence {d}, which is missing from .stella/evidence",
+                r.id, st.predicate.decision_word(), st.predicate.action.as_str(), st.predicate.app, r.environment
+            ))
+            .hint(
+                "restore the blob from a backup (`stella evidence add` the same file again), or export a range without that capsule (--since/--until/--env)",
+            ));
+        }
+        let p = &st.predicate;
         chains
             .entry(r.environment.clone())
             .or_default()
             .push(ManifestEntry {
                 id: r.id,
-                action: r.action.clone(),
-                decision: r.decision.clone(),
-                app: r.app.clone(),
-                digest: r.digest.clone(),
+                action: p.action.as_str().into(),
+                decision: serde_json::to_value(p.decision)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                app: p.app.clone(),
+                digest: p.release.digest.clone(),
                 payload_digest: r.payload_digest.clone(),
-                previous: r.previous.clone(),
-                sealed_at: r.sealed_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-                file: path.clone(),
+                previous: p.previous.clone(),
+                sealed_at: p.clock.clone(),
+                file: format!("capsules/{}/{}.json", r.environment, r.id),
             });
-        files.push((path, file));
     }
-    let keys: Vec<_> = store.keys()?;
+    // Each chain that reaches its end carries its signed head.
+    let mut heads = Vec::new();
+    let mut head_files = std::collections::BTreeMap::new();
+    for h in store.chain_heads()? {
+        if chains
+            .get(&h.environment)
+            .and_then(|c| c.last())
+            .is_some_and(|e| e.payload_digest == h.payload_digest)
+        {
+            let path = format!("heads/{}.json", h.environment);
+            head_files.insert(h.environment.clone(), path.clone());
+            heads.push((path, h.envelope));
+        }
+    }
+    let sealing: Vec<_> = store.sealing_keys()?;
+    let mut keys: Vec<(ManifestKey, String)> = store
+        .keys()?
+        .into_iter()
+        .map(|k| {
+            let role = if sealing.iter().any(|s| s.keyid == k.keyid) {
+                "sealing"
+            } else {
+                "approver"
+            };
+            (
+                ManifestKey {
+                    file: format!("keys/{}.pub", k.name),
+                    name: k.name,
+                    email: k.email,
+                    keyid: k.keyid,
+                    role: role.into(),
+                },
+                k.public_pem,
+            )
+        })
+        .collect();
+    for s in &sealing {
+        if !keys.iter().any(|(k, _)| k.keyid == s.keyid) {
+            keys.push((
+                ManifestKey {
+                    file: format!("keys/{}-{}.pub", s.name, &s.keyid[..16]),
+                    name: s.name.clone(),
+                    email: String::new(),
+                    keyid: s.keyid.clone(),
+                    role: "sealing".into(),
+                },
+                s.public_pem.clone(),
+            ));
+        }
+    }
     let manifest = Manifest {
         bundle_version: audit::BUNDLE_VERSION,
         workspace: config.name.clone(),
@@ -175,50 +290,85 @@ fn export(ctx: &Context, a: ExportArgs) -> Result<u8, Failure> {
         environment: a.env.clone(),
         since: a.since.clone(),
         until: a.until.clone(),
-        keys: keys
-            .iter()
-            .map(|k| ManifestKey {
-                name: k.name.clone(),
-                email: k.email.clone(),
-                keyid: k.keyid.clone(),
-                file: format!("keys/{}.pub", k.name),
-            })
-            .collect(),
+        keys: keys.iter().map(|(k, _)| k.clone()).collect(),
         chains,
+        heads: head_files,
     };
-    let key_files: Vec<(String, String)> = keys
-        .iter()
-        .map(|k| (format!("keys/{}.pub", k.name), k.public_pem.clone()))
-        .collect();
-    let tmp = a.out.with_extension("tmp");
+    let key_files: Vec<(String, String)> = keys.into_iter().map(|(k, pem)| (k.file, pem)).collect();
+    let signer = crate::engine::keys::sealing_key(ws, &config.name)?;
+    // Written beside the target under a name that says whose it is, and
+    // renamed into place; a kill leaves `.NAME.PID.tmp`, which the next
+    // export removes.
+    remove_leftovers(&a.out);
+    let name = a
+        .out
+        .file_name()
+        .ok_or_else(|| Failure::usage(format!("--out {} names no file", a.out.display())))?
+        .to_string_lossy()
+        .into_owned();
+    let tmp = a
+        .out
+        .with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let out = std::fs::File::create(&tmp)
         .map_err(|e| Failure::error(format!("cannot write {}: {e}", tmp.display())))?;
-    audit::write_bundle(std::io::BufWriter::new(out), &manifest, &key_files, &files)
-        .map_err(|e| Failure::error(format!("cannot write {}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, &a.out)?;
+    let capsules = rows.iter().map(|r| {
+        let (_, envelope) = store
+            .capsule(r.id)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("capsule #{} vanished from the store", r.id))?;
+        let file = capsule_file(ws, &envelope)
+            .map_err(|e| format!("capsule #{} ({}): {e}", r.id, r.environment))?;
+        Ok((format!("capsules/{}/{}.json", r.environment, r.id), file))
+    });
+    let written = audit::write_bundle(
+        std::io::BufWriter::new(out),
+        &manifest,
+        &signer,
+        &key_files,
+        &heads,
+        capsules,
+    )
+    .map_err(|e| Failure::error(format!("cannot write {}: {e}", a.out.display())))
+    .and_then(|()| std::fs::rename(&tmp, &a.out).map_err(Failure::from));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     println!(
-        "Wrote {}: {} capsules in {} chain(s), {} keys",
+        "Wrote {}: {} capsules in {} chain(s), {} keys; the manifest is signed with the sealing key {}",
         a.out.display(),
         rows.len(),
         manifest.chains.len(),
-        manifest.keys.len()
+        manifest.keys.len(),
+        crate::capsule::trust::short(signer.public().keyid())
     );
     Ok(exit::OK)
 }
 
-fn verify(a: VerifyArgs) -> Result<u8, Failure> {
+fn verify(ctx: &Context, a: VerifyArgs) -> Result<u8, Failure> {
+    // Trusted: this workspace's sealing keys (when inside one) and every
+    // --trust key; never the keys the bundle carries.
+    let mut trusted = crate::capsule::trust::from_files(&a.trust).map_err(Failure::error)?;
+    if let Ok(ws) = ctx.workspace() {
+        trusted.extend(
+            crate::capsule::trust::sealing_keys(&ws.open_store()?).map_err(Failure::error)?,
+        );
+    }
     let f = std::fs::File::open(&a.bundle)
         .map_err(|e| Failure::error(format!("cannot read {}: {e}", a.bundle.display())))?;
-    let report = audit::verify_bundle(std::io::BufReader::new(f))
-        .map_err(|e| Failure::error(format!("{}: {e}", a.bundle.display())))?;
+    let report = audit::verify_bundle(std::io::BufReader::new(f), &trusted)
+        .map_err(|e| Failure::error(format!("{}: refused: {e}", a.bundle.display())))?;
     if a.json {
         print_json(&report)?;
     } else if report.valid {
         println!(
-            "{}: valid — {} capsules, every signature, evidence blob and chain link checked",
+            "{}: valid — {} capsules; the manifest, every signature, evidence blob, chain link and chain end checked",
             a.bundle.display(),
             report.capsules
         );
+        for s in &report.signed_by {
+            println!("  signed by {s}");
+        }
         for n in &report.notes {
             println!("  {n}");
         }

@@ -10,9 +10,7 @@ use crate::capsule::file::{CapsuleFile, Format};
 use crate::capsule::replay;
 use crate::capsule::statement::Statement;
 use crate::capsule::verify::{self, Trusted};
-use crate::engine::keys::trusted;
 use crate::engine::seal::{capsule_file, write_atomic};
-use crate::sign::PublicKey;
 use crate::store::{CapsuleFilter, CapsuleRow};
 
 #[derive(Debug, Subcommand)]
@@ -81,9 +79,11 @@ pub struct ExportArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     pub file: PathBuf,
-    /// Trust this public key (SPKI PEM) instead of the workspace's keys
-    #[arg(long)]
-    pub key: Option<PathBuf>,
+    /// Also trust this sealing public key (SPKI PEM), e.g. another
+    /// workspace's `keys/workspace.pub`; repeatable. Inside a workspace
+    /// its own sealing keys are trusted already.
+    #[arg(long = "trust", alias = "key", value_name = "KEY.pub")]
+    pub trust: Vec<PathBuf>,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
@@ -92,6 +92,10 @@ pub struct VerifyArgs {
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
     pub file: PathBuf,
+    /// Also trust this sealing public key (SPKI PEM); repeatable. A capsule
+    /// is replayed only once it verifies.
+    #[arg(long = "trust", alias = "key", value_name = "KEY.pub")]
+    pub trust: Vec<PathBuf>,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
@@ -103,41 +107,128 @@ pub fn run(ctx: &Context, cmd: CapsuleCommand) -> Result<u8, Failure> {
         CapsuleCommand::Show(a) => show(ctx, a),
         CapsuleCommand::Export(a) => export(ctx, a),
         CapsuleCommand::Verify(a) => verify_file(ctx, a),
-        CapsuleCommand::Replay(a) => replay_file(a),
+        CapsuleCommand::Replay(a) => replay_file(ctx, a),
     }
 }
 
 fn list(ctx: &Context, a: ListArgs) -> Result<u8, Failure> {
+    use std::io::Write;
     let ws = ctx.workspace()?;
-    let rows = ws.open_store()?.capsules(&CapsuleFilter {
+    let store = ws.open_store()?;
+    let filter = CapsuleFilter {
         environment: a.env,
         app: a.app,
         decision: a.decision,
         digest: a.digest,
-    })?;
+    };
+    // Streamed: one row at a time, each checked against its signed
+    // payload; the newest row seen of each environment is kept to check
+    // the chain's end against its signed head.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut newest: std::collections::BTreeMap<String, (i64, crate::domain::Digest)> =
+        Default::default();
+    let mut count = 0usize;
+    let mut marked = 0usize;
+    let whole_chains = filter.app.is_none() && filter.decision.is_none() && filter.digest.is_none();
+    store.for_each_capsule_matching(
+        &filter,
+        |r: CapsuleRow, envelope: &[u8]| -> Result<(), Failure> {
+            let problems = crate::capsule::audit::row_problems(&r, envelope);
+            marked += usize::from(!problems.is_empty());
+            newest.insert(r.environment.clone(), (r.id, r.payload_digest.clone()));
+            if a.json {
+                let mut v = serde_json::to_value(&r).map_err(Failure::error)?;
+                v["problems"] = serde_json::json!(problems);
+                writeln!(out, "{}{}", if count == 0 { "[" } else { "," }, v)?;
+            } else {
+                if count == 0 {
+                    writeln!(
+                        out,
+                        "{:>5}  {:<12} {:<14} {:<12} {:<8} {:<19}  {:<20}  PAYLOAD",
+                        "ID", "ENV", "APP", "ACTION", "DECISION", "DIGEST", "SEALED"
+                    )?;
+                }
+                writeln!(
+                    out,
+                    "{:>5}  {:<12} {:<14} {:<12} {:<8} sha256:{}  {:<20}  {}…",
+                    r.id,
+                    r.environment,
+                    r.app,
+                    r.action,
+                    r.decision,
+                    r.digest.short(),
+                    r.sealed_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    &r.payload_digest.to_string()[..19]
+                )?;
+                for p in &problems {
+                    writeln!(out, "       ! {p}")?;
+                }
+            }
+            count += 1;
+            Ok(())
+        },
+    )?;
+    // The end of each chain listed whole, against its signed head.
+    let mut ends = Vec::new();
+    if whole_chains {
+        let trusted = crate::capsule::trust::sealing_keys(&store).map_err(Failure::error)?;
+        let heads = store.chain_heads()?;
+        for env in newest.keys() {
+            if !heads.iter().any(|h| &h.environment == env) {
+                ends.push(format!(
+                    "{env}: no signed chain head; the end of its chain is not anchored"
+                ));
+            }
+        }
+        for h in heads {
+            if filter
+                .environment
+                .as_ref()
+                .is_some_and(|e| *e != h.environment)
+            {
+                continue;
+            }
+            let last = newest.get(&h.environment);
+            match crate::capsule::seal::ChainHead::verify(&h.envelope, &trusted) {
+                Ok((head, _)) if last.is_some_and(|(_, d)| *d == head.newest) && head.environment == h.environment => {}
+                Ok((head, _)) => ends.push(format!(
+                    "{}: the chain was cut at its end: the signed chain head names {} (sealed {}) as the newest capsule, {}",
+                    h.environment,
+                    head.newest,
+                    head.sealed_at,
+                    match last {
+                        Some((id, _)) => format!("but the newest listed is #{id}"),
+                        None => "and none is left".into(),
+                    }
+                )),
+                Err(e) => ends.push(format!("{}: {e}", h.environment)),
+            }
+        }
+    }
     if a.json {
-        print_json(&rows)?;
-        return Ok(exit::OK);
+        if count == 0 {
+            write!(out, "[")?;
+        }
+        writeln!(out, "]")?;
+    } else {
+        for e in &ends {
+            writeln!(out, "  ! {e}")?;
+        }
     }
-    if rows.is_empty() {
+    out.flush()?;
+    drop(out);
+    if count == 0 && !a.json {
         eprintln!("no capsules yet; every `stella release promote` or `rollback` seals one");
-        return Ok(exit::OK);
     }
-    println!(
-        "{:>5}  {:<12} {:<14} {:<12} {:<8} {:<19}  {:<20}  PAYLOAD",
-        "ID", "ENV", "APP", "ACTION", "DECISION", "DIGEST", "SEALED"
-    );
-    for r in rows {
-        println!(
-            "{:>5}  {:<12} {:<14} {:<12} {:<8} sha256:{}  {:<20}  {}…",
-            r.id,
-            r.environment,
-            r.app,
-            r.action,
-            r.decision,
-            r.digest.short(),
-            r.sealed_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-            &r.payload_digest.to_string()[..19]
+    if a.json {
+        for e in &ends {
+            eprintln!("warning: {e}");
+        }
+    }
+    if marked > 0 || !ends.is_empty() {
+        eprintln!(
+            "warning: {marked} capsule(s) whose index disagrees with what was signed, {} chain end(s) not matching their signed head; `stella audit verify-chain` checks every signature",
+            ends.len()
         );
     }
     Ok(exit::OK)
@@ -272,39 +363,66 @@ fn export(ctx: &Context, a: ExportArgs) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-fn read_file(path: &PathBuf) -> Result<CapsuleFile, Failure> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Failure::error(format!("cannot read {}: {e}", path.display())))?;
+fn read_file(path: &std::path::Path) -> Result<CapsuleFile, Failure> {
+    let bytes = crate::capsule::limits::read_bounded(
+        path,
+        crate::capsule::limits::MAX_CAPSULE_BYTES,
+        "capsule file",
+    )
+    .map_err(Failure::error)?;
     CapsuleFile::parse(&bytes).map_err(|e| {
         let f = Failure::error(format!("{}: {e}", path.display()));
         match e {
             crate::capsule::file::FileError::Parse(_) => f.hint(
                 "a capsule file is what `stella capsule export` writes (YAML or JSON); `stella capsule list` shows the store's",
             ),
-            crate::capsule::file::FileError::Version(_) => f,
+            _ => f,
         }
     })
 }
 
+/// The keys a capsule may be sealed with: this workspace's sealing keys
+/// (when inside one) and every `--trust` key.
+fn trust(ctx: &Context, files: &[PathBuf]) -> Result<Vec<Trusted>, Failure> {
+    let mut keys = crate::capsule::trust::from_files(files).map_err(Failure::error)?;
+    if let Ok(ws) = ctx.workspace() {
+        keys.extend(
+            crate::capsule::trust::sealing_keys(&ws.open_store()?).map_err(Failure::error)?,
+        );
+    }
+    Ok(keys)
+}
+
+/// Verifies a file against the trusted keys and says, when its signer is
+/// a key of this workspace that may not seal, whose key it is.
+fn verify_with(
+    ctx: &Context,
+    file: &CapsuleFile,
+    trusted: &[Trusted],
+) -> Result<verify::Report, Failure> {
+    let mut report = verify::verify(file, trusted);
+    if report.signed_by.is_none()
+        && let (Ok(ws), Some(keyid)) = (ctx.workspace(), report.keyid.clone())
+        && let Some(k) = ws
+            .open_store()?
+            .keys()?
+            .into_iter()
+            .find(|k| k.keyid == keyid)
+    {
+        report.problems.push(format!(
+            "key {} is `{}` ({}), a key of this workspace that is not a sealing key: approvers' keys sign approvals, never capsules",
+            crate::capsule::trust::short(&keyid),
+            k.name,
+            k.email
+        ));
+    }
+    Ok(report)
+}
+
 fn verify_file(ctx: &Context, a: VerifyArgs) -> Result<u8, Failure> {
     let file = read_file(&a.file)?;
-    let trusted_keys: Vec<Trusted> = match &a.key {
-        Some(p) => {
-            let pem = std::fs::read_to_string(p)
-                .map_err(|e| Failure::error(format!("cannot read {}: {e}", p.display())))?;
-            let key = PublicKey::from_pem(&pem)
-                .map_err(|e| Failure::error(format!("{}: {e}", p.display())))?;
-            vec![Trusted {
-                name: p.display().to_string(),
-                key,
-            }]
-        }
-        None => match ctx.workspace() {
-            Ok(ws) => trusted(ws)?,
-            Err(_) => Vec::new(),
-        },
-    };
-    let mut report = verify::verify(&file, &trusted_keys);
+    let trusted_keys = trust(ctx, &a.trust)?;
+    let mut report = verify_with(ctx, &file, &trusted_keys)?;
     // The chain link, when the workspace holds this capsule.
     if let (Ok(ws), Some(payload)) = (ctx.workspace(), report.payload_digest.clone()) {
         let store = ws.open_store()?;
@@ -347,12 +465,12 @@ fn verify_file(ctx: &Context, a: VerifyArgs) -> Result<u8, Failure> {
     }
     if a.json {
         print_json(
-            &serde_json::json!({"valid": report.valid, "problems": report.problems, "notes": report.notes, "signed_by": report.signed_by, "payload_digest": report.payload_digest}),
+            &serde_json::json!({"valid": report.valid, "problems": report.problems, "notes": report.notes, "signed_by": report.signed_by, "keyid": report.keyid, "payload_digest": report.payload_digest}),
         )?;
     } else if report.valid {
         println!("{}: valid", a.file.display());
-        if let Some(s) = &report.signed_by {
-            println!("  signed by {s}");
+        if let (Some(s), Some(k)) = (&report.signed_by, &report.keyid) {
+            println!("  signed by key {} ({s})", crate::capsule::trust::short(k));
         }
         for n in &report.notes {
             println!("  {n}");
@@ -366,14 +484,43 @@ fn verify_file(ctx: &Context, a: VerifyArgs) -> Result<u8, Failure> {
     Ok(if report.valid { exit::OK } else { exit::ERROR })
 }
 
-fn replay_file(a: ReplayArgs) -> Result<u8, Failure> {
+fn replay_file(ctx: &Context, a: ReplayArgs) -> Result<u8, Failure> {
     let file = read_file(&a.file)?;
+    // Only what verifies is replayed: an edited payload, or one sealed by
+    // a key not trusted here, is never called identical.
+    let trusted_keys = trust(ctx, &a.trust)?;
+    let report = verify_with(ctx, &file, &trusted_keys)?;
+    if !report.valid {
+        if a.json {
+            print_json(&serde_json::json!({
+                "identical": false, "verified": false, "problems": report.problems
+            }))?;
+        } else {
+            println!(
+                "{}: NOT REPLAYED — it does not verify, so nothing it records can be trusted:",
+                a.file.display()
+            );
+            for p in &report.problems {
+                println!("  {p}");
+            }
+        }
+        return Ok(exit::ERROR);
+    }
     let outcome =
         replay::replay(&file).map_err(|e| Failure::error(format!("{}: {e}", a.file.display())))?;
     if a.json {
-        print_json(&outcome)?;
+        print_json(&serde_json::json!({
+            "identical": outcome.identical,
+            "verified": true,
+            "signed_by": report.signed_by,
+            "keyid": report.keyid,
+            "differences": outcome.differences,
+        }))?;
     } else if outcome.identical {
         println!("{}: identical", a.file.display());
+        if let (Some(s), Some(k)) = (&report.signed_by, &report.keyid) {
+            println!("  signed by key {} ({s})", crate::capsule::trust::short(k));
+        }
     } else {
         println!("{}: DIFFERENT", a.file.display());
         for d in &outcome.differences {

@@ -131,8 +131,13 @@ fn add(ctx: &Context, args: AddArgs) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
     let config = load_config(ctx, ws)?;
     let file_name = args.file.display().to_string();
-    let bytes = std::fs::read(&args.file)
-        .map_err(|e| Failure::error(format!("cannot read {file_name}: {e}")))?;
+    // Bounded: a file over the limit is refused unread.
+    let bytes = crate::capsule::limits::read_bounded(
+        &args.file,
+        crate::scan::MAX_REPORT_BYTES as u64,
+        "piece of evidence (a scan report, VEX or SBOM)",
+    )
+    .map_err(Failure::error)?;
     // Read the file before resolving: a bad file must not leave a record.
     let (kind, media_type, what) = classify(&bytes, args.kind, &file_name)?;
     let spec = ReleaseSpec::parse(&args.reference).map_err(Failure::usage)?;

@@ -9,12 +9,12 @@ use super::EngineError;
 use super::keys::sealing_key;
 use super::resolve::AppRelease;
 use crate::capsule::file::{CapsuleFile, EmbeddedBlob, Format};
-use crate::capsule::seal::{KEY_MEDIA_TYPE, NewBlob, POLICY_MEDIA_TYPE, seal};
+use crate::capsule::seal::{KEY_MEDIA_TYPE, NewBlob, POLICY_MEDIA_TYPE, sealed_row};
 use crate::capsule::statement::{Predicate, Statement};
 use crate::config::Config;
 use crate::domain::Digest;
 use crate::sign::Envelope;
-use crate::store::{DecisionRecord, SealedRow};
+use crate::store::DecisionRecord;
 use crate::workspace::Workspace;
 
 pub fn put_blobs(ws: &Workspace, blobs: &[NewBlob]) -> Result<(), EngineError> {
@@ -38,11 +38,7 @@ pub fn record(
     let mut store = ws.open_store()?;
     Ok(
         store.record_decision(rec, existing, |previous, promotion_id| {
-            let sealed = seal(Statement::new(predicate(previous, promotion_id)), &key);
-            serde_json::to_vec(&sealed.envelope).map(|envelope| SealedRow {
-                payload_digest: sealed.payload_digest,
-                envelope,
-            })
+            sealed_row(Statement::new(predicate(previous, promotion_id)), &key)
         })?,
     )
 }
@@ -346,13 +342,7 @@ impl StepSealer {
         let (capsule_id, _) = store.record_step(
             &decision.decision(false),
             self.promotion_id,
-            |previous, id| {
-                let sealed = seal(Statement::new(decision.predicate(previous, id)), &key);
-                serde_json::to_vec(&sealed.envelope).map(|envelope| SealedRow {
-                    payload_digest: sealed.payload_digest,
-                    envelope,
-                })
-            },
+            |previous, id| sealed_row(Statement::new(decision.predicate(previous, id)), &key),
         )?;
         let (_, envelope) = store.capsule(capsule_id)?.ok_or_else(|| {
             EngineError::error(format!("capsule #{capsule_id} vanished from the store"))

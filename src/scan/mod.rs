@@ -71,8 +71,14 @@ pub struct Report {
     pub components: usize,
 }
 
+/// The largest report, VEX or SBOM stella reads (attached, collected for
+/// the gates, or replayed): larger ones are refused before parsing.
+pub const MAX_REPORT_BYTES: usize = 32 << 20;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScanError {
+    #[error("{0} bytes, over the 32 MiB limit of a scan report, VEX or SBOM; refused unread")]
+    TooLarge(usize),
     #[error("not JSON ({0}); expected {EXPECTED}")]
     NotJson(String),
     #[error("not a report stella knows; expected {EXPECTED}")]
@@ -85,6 +91,9 @@ const EXPECTED: &str = "Trivy JSON, Grype JSON, SARIF 2.1.0, CycloneDX JSON or O
 
 /// Detects the format of a document from its content.
 pub fn detect(bytes: &[u8]) -> Result<Format, ScanError> {
+    if bytes.len() > MAX_REPORT_BYTES {
+        return Err(ScanError::TooLarge(bytes.len()));
+    }
     /// Only the top-level keys that tell formats apart; every value is
     /// skipped without being built, so detection costs one lexing pass.
     #[derive(serde::Deserialize)]
@@ -150,6 +159,9 @@ fn bom_is_cyclonedx(bytes: &[u8]) -> bool {
 
 /// Parses a document of a known format.
 pub fn parse(format: Format, bytes: &[u8]) -> Result<Report, ScanError> {
+    if bytes.len() > MAX_REPORT_BYTES {
+        return Err(ScanError::TooLarge(bytes.len()));
+    }
     let malformed = |e: serde_json::Error| ScanError::Malformed {
         format,
         detail: e.to_string(),

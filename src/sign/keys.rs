@@ -29,6 +29,9 @@ pub struct PrivateKey {
 pub struct PublicKey {
     key: VerifyingKey,
     keyid: String,
+    /// Small-order, or with a torsion component: such a key verifies
+    /// nothing, alone or in a batch. Decided once, when the key is read.
+    weak: bool,
 }
 
 impl std::fmt::Debug for PublicKey {
@@ -81,8 +84,22 @@ impl PublicKey {
             .expect("an ed25519 key always encodes");
         PublicKey {
             keyid: Digest::of(der.as_bytes()).hex().to_owned(),
+            weak: key.is_weak() || !key.to_edwards().is_torsion_free(),
             key,
         }
+    }
+
+    /// A key from its raw 32-byte encoding (for tests of hostile keys).
+    pub fn from_raw(bytes: &[u8; 32]) -> Result<PublicKey, KeyError> {
+        VerifyingKey::from_bytes(bytes)
+            .map(PublicKey::new)
+            .map_err(|e| KeyError::BadPublic(e.to_string()))
+    }
+
+    /// Whether the key is small-order or has a torsion component: no
+    /// signature verifies with such a key.
+    pub fn is_weak(&self) -> bool {
+        self.weak
     }
 
     pub fn from_pem(pem: &str) -> Result<PublicKey, KeyError> {
@@ -102,19 +119,37 @@ impl PublicKey {
         &self.keyid
     }
 
-    /// Strict verification (no malleable or small-order signatures).
+    /// Strict verification (no malleable or small-order signatures, no
+    /// weak key): `verify_strict`, and the key refused if it has a torsion
+    /// component.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         let Ok(bytes) = <[u8; 64]>::try_from(signature) else {
             return false;
         };
         let sig = ed25519_dalek::Signature::from_bytes(&bytes);
-        self.key.verify_strict(message, &sig).is_ok()
+        !self.weak && self.key.verify_strict(message, &sig).is_ok()
+    }
+}
+
+/// What `verify_strict` checks of a signature's R before the equation, and
+/// batch verification does not: that R is the canonical encoding of a
+/// point that is not of small order.
+fn strict_r(sig: &[u8; 64]) -> bool {
+    let mut r = [0u8; 32];
+    r.copy_from_slice(&sig[..32]);
+    let compressed = curve25519_dalek::edwards::CompressedEdwardsY(r);
+    match compressed.decompress() {
+        Some(point) => !point.is_small_order() && point.compress() == compressed,
+        None => false,
     }
 }
 
 /// Verifies many signatures at once (strictly faster per signature than
-/// one by one). True only if every one verifies; on false, check them one
-/// by one to find which.
+/// one by one), to the same standard as `PublicKey::verify`: every key
+/// and every R is first checked as `verify_strict` would (weak keys were
+/// marked once, when read), then the equations are checked in one batch.
+/// True only if every one verifies; on false, check them one by one to
+/// find which.
 pub fn verify_batch(items: &[(&PublicKey, &[u8], &[u8])]) -> bool {
     let mut messages = Vec::with_capacity(items.len());
     let mut signatures = Vec::with_capacity(items.len());
@@ -123,6 +158,9 @@ pub fn verify_batch(items: &[(&PublicKey, &[u8], &[u8])]) -> bool {
         let Ok(bytes) = <[u8; 64]>::try_from(*sig) else {
             return false;
         };
+        if key.weak || !strict_r(&bytes) {
+            return false;
+        }
         messages.push(*message);
         signatures.push(ed25519_dalek::Signature::from_bytes(&bytes));
         keys.push(key.key);
@@ -164,5 +202,39 @@ mod tests {
             (&pk, b"hello", &sig),
             (&po, b"World", &sig2)
         ]));
+    }
+
+    /// The identity as a key, and a "signature" with R the identity and
+    /// s = 0: the batch equation holds for every message, `verify_strict`
+    /// refuses it. Both must refuse it.
+    #[test]
+    fn a_small_order_key_verifies_nothing_alone_or_in_a_batch() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = PublicKey::from_raw(&identity).unwrap();
+        assert!(weak.is_weak());
+        let mut forged = [0u8; 64];
+        forged[0] = 1;
+        let raw = ed25519_dalek::VerifyingKey::from_bytes(&identity).unwrap();
+        assert!(
+            ed25519_dalek::verify_batch(
+                &[b"anything".as_slice()],
+                &[ed25519_dalek::Signature::from_bytes(&forged)],
+                &[raw]
+            )
+            .is_ok(),
+            "the library's batch alone accepts it"
+        );
+        assert!(!weak.verify(b"anything", &forged));
+        assert!(!verify_batch(&[(&weak, b"anything", &forged)]));
+
+        // A good key with a small-order R: refused before the batch.
+        let k = PrivateKey::from_seed(&[7; 32]);
+        let mut sig = k.sign(b"hello");
+        sig[..32].copy_from_slice(&identity);
+        let pk = k.public();
+        assert!(!pk.is_weak());
+        assert!(!verify_batch(&[(&pk, b"hello", &sig)]));
+        assert!(!pk.verify(b"hello", &sig));
     }
 }

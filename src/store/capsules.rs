@@ -31,6 +31,27 @@ pub struct DecisionRecord {
 pub struct SealedRow {
     pub payload_digest: Digest,
     pub envelope: Vec<u8>,
+    /// The environment's new chain head (a signed statement naming this
+    /// capsule as the newest), written in the same transaction.
+    pub head: Vec<u8>,
+}
+
+/// A key that may seal capsules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SealingKey {
+    pub keyid: String,
+    pub name: String,
+    pub public_pem: String,
+    /// Set once a newer sealing key replaced it.
+    pub retired_at: Option<String>,
+}
+
+/// An environment's signed chain head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainHeadRow {
+    pub environment: String,
+    pub payload_digest: Digest,
+    pub envelope: Vec<u8>,
 }
 
 /// A capsule's index entry (the envelope is fetched separately).
@@ -226,6 +247,65 @@ impl Store {
             .optional()?)
     }
 
+    /// The keys that may seal capsules here (retired ones included: they
+    /// still verify what they sealed).
+    pub fn sealing_keys(&self) -> Result<Vec<SealingKey>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT keyid, name, public_pem, retired_at FROM sealing_keys ORDER BY added_at, keyid",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(SealingKey {
+                keyid: r.get(0)?,
+                name: r.get(1)?,
+                public_pem: r.get(2)?,
+                retired_at: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every environment's chain head, by environment.
+    pub fn chain_heads(&self) -> Result<Vec<ChainHeadRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT environment, payload_digest, envelope FROM chain_heads ORDER BY environment",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let d: String = r.get(1)?;
+            Ok(ChainHeadRow {
+                environment: r.get(0)?,
+                payload_digest: digest_from_sql(1, &d)?,
+                envelope: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Capsules matching `f` with their envelopes, oldest first, one at a
+    /// time (nothing is collected): for listing a long history.
+    pub fn for_each_capsule_matching<E: From<StoreError>>(
+        &self,
+        f: &CapsuleFilter,
+        mut each: impl FnMut(CapsuleRow, &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut run = || -> Result<Result<(), E>, rusqlite::Error> {
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT {COLUMNS}, envelope FROM capsules
+                 WHERE (?1 IS NULL OR environment = ?1) AND (?2 IS NULL OR app = ?2)
+                   AND (?3 IS NULL OR decision = ?3) AND (?4 IS NULL OR digest LIKE ?4 || '%')
+                 ORDER BY id"
+            ))?;
+            let mut rows = stmt.query(params![f.environment, f.app, f.decision, f.digest])?;
+            while let Some(r) = rows.next()? {
+                let env: Vec<u8> = r.get(10)?;
+                if let Err(e) = each(row(r)?, &env) {
+                    return Ok(Err(e));
+                }
+            }
+            Ok(Ok(()))
+        };
+        run().map_err(|e| E::from(StoreError::from(e)))?
+    }
+
     /// Every capsule with its envelope, in order, for walking the chains.
     pub fn for_each_capsule(
         &self,
@@ -322,5 +402,10 @@ fn insert_capsule<E: std::fmt::Display>(
         ],
     )?;
     let capsule_id = tx.last_insert_rowid();
+    tx.execute(
+        "INSERT INTO chain_heads (environment, payload_digest, envelope) VALUES (?1, ?2, ?3)
+         ON CONFLICT (environment) DO UPDATE SET payload_digest = excluded.payload_digest, envelope = excluded.envelope",
+        params![d.environment, sealed.payload_digest.to_string(), sealed.head],
+    )?;
     Ok((capsule_id, sealed))
 }

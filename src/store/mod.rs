@@ -20,7 +20,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use rusqlite_migration::{M, Migrations};
 
-pub use capsules::{CapsuleFilter, CapsuleRow, DecisionRecord, SealedRow};
+pub use capsules::{
+    CapsuleFilter, CapsuleRow, ChainHeadRow, DecisionRecord, SealedRow, SealingKey,
+};
 pub use evidence::{EvidenceError, EvidenceStore};
 pub use evidence_index::EvidenceRecord;
 pub use keys::KeyRecord;
@@ -35,6 +37,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("migrations/0002_keys_live.sql")),
     M::up(include_str!("migrations/0003_views.sql")),
     M::up(include_str!("migrations/0004_pins.sql")),
+    M::up(include_str!("migrations/0005_sealing_heads.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

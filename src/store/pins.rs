@@ -123,6 +123,7 @@ mod tests {
                 Ok::<_, String>(SealedRow {
                     payload_digest: Digest::of(&[n]),
                     envelope: vec![n],
+                    head: vec![n],
                 })
             })
             .map(|(_, capsule, _)| capsule)

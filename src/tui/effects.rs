@@ -236,7 +236,10 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
         Effect::Verify(ids) => {
             let c = ctx.clone();
             tokio::task::spawn_blocking(move || {
-                let trusted = match crate::engine::keys::trusted(&c.ws) {
+                // Only the workspace's sealing keys validate a capsule.
+                let trusted = match c.ws.open_store().map_err(|e| e.to_string()).and_then(|s| {
+                    crate::capsule::trust::sealing_keys(&s).map_err(|e| e.to_string())
+                }) {
                     Ok(t) => t,
                     Err(e) => return c.send(Msg::Error(format!("cannot verify capsules: {e}"))),
                 };
