@@ -1,7 +1,9 @@
 //! Signing an approval bound to one app, digest and environment, and
 //! attaching it to the digest as evidence.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{SecondsFormat, Utc};
+
+use crate::domain::Clock;
 
 use super::EngineError;
 use super::resolve::AppRelease;
@@ -13,8 +15,8 @@ use crate::sign::{Envelope, PrivateKey};
 use crate::store::EvidenceRecord;
 use crate::workspace::Workspace;
 
-/// Signs an approval statement and attaches it to the release's digest.
-#[allow(clippy::too_many_arguments)]
+/// Signs an approval statement at the real clock and attaches it to the
+/// release's digest.
 pub fn sign_approval(
     ws: &Workspace,
     key: &PrivateKey,
@@ -23,8 +25,8 @@ pub fn sign_approval(
     env: &str,
     purpose: Purpose,
     comment: Option<String>,
-    at: &DateTime<Utc>,
 ) -> Result<(ApprovalStatement, EvidenceRecord), EngineError> {
+    let at = Clock::Real.now();
     let statement = ApprovalStatement {
         type_: APPROVAL_TYPE.into(),
         app: release.app.clone(),
@@ -61,7 +63,6 @@ pub struct ApproveRequest {
     /// workspace's sealing key.
     pub key: Option<String>,
     pub comment: Option<String>,
-    pub at: Option<DateTime<Utc>>,
 }
 
 /// What was signed: the signer and the approval's evidence record.
@@ -100,7 +101,6 @@ pub fn approve(ws: &Workspace, req: &ApproveRequest) -> Result<Approved, EngineE
         &req.env,
         Purpose::Promote,
         req.comment.clone(),
-        &req.at.unwrap_or_else(Utc::now),
     )?;
     Ok(Approved {
         signer: rec.email,

@@ -9,6 +9,9 @@ use std::path::PathBuf;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::EngineError;
+use super::keys::{Asker, prove};
+use crate::domain::Clock;
+use crate::domain::requester::Asked;
 use super::evaluate::evaluate_release;
 use super::event::{EventKind, Sink};
 use super::resolve::app_release;
@@ -33,9 +36,9 @@ pub struct PromoteRequest {
     pub to: String,
     /// Sign an approval with this key of the workspace first.
     pub approve_with: Option<String>,
-    /// The decision clock; `None` is now.
-    pub at: Option<DateTime<Utc>>,
-    pub requested_by: String,
+    /// Who asks. There is no clock here: a promotion is decided at the
+    /// real clock, always (a what-if is `gate check`, which seals nothing).
+    pub asker: Asker,
     pub break_glass: Option<String>,
     /// Workflow steps run at once.
     pub parallel: usize,
@@ -68,10 +71,13 @@ pub fn promote(
     runs: &Runs,
     sink: &Sink,
 ) -> Result<PromoteOutcome, EngineError> {
-    let now = req.at.unwrap_or_else(Utc::now);
+    let now = Clock::Real.now();
     let Some(env) = config.environment(&req.to) else {
         return Err(super::unknown_environment(&req.to, config));
     };
+    // Who asks is proven (or found unverifiable) before anything happens.
+    let prover = prove(ws, &req.asker)?;
+    let requested_by = prover.requested_by();
     for line in super::deploy::recover(ws, config)? {
         sink.emit(EventKind::Note(line));
     }
@@ -106,7 +112,6 @@ pub fn promote(
                 env: req.to.clone(),
                 key: Some(name.clone()),
                 comment: None,
-                at: Some(now),
             },
         )?;
         sink.emit(EventKind::Approved {
@@ -119,7 +124,7 @@ pub fn promote(
         config,
         &release,
         &req.to,
-        req.requested_by.clone(),
+        requested_by.clone(),
         req.break_glass.clone(),
         now,
     )?;
@@ -154,7 +159,7 @@ pub fn promote(
                 &release.digest,
                 release.tag.as_deref(),
                 &req.to,
-                &req.requested_by,
+                &requested_by,
             )?;
             existing = Some(id);
             sink.emit(EventKind::PromotionCreated {
@@ -176,7 +181,7 @@ pub fn promote(
                 digest: release.digest.clone(),
                 tag: release.tag.clone(),
                 environment: req.to.clone(),
-                requested_by: req.requested_by.clone(),
+                requested_by: requested_by.clone(),
                 clock: now,
                 promotion_id: id,
             };
@@ -239,7 +244,7 @@ pub fn promote(
         digest: release.digest.clone(),
         tag: release.tag.clone(),
         environment: req.to.clone(),
-        requested_by: req.requested_by.clone(),
+        requested_by: requested_by.clone(),
         action: Action::Promote.as_str().into(),
         decision: if decision == Decision::Allow {
             "allow"
@@ -257,6 +262,14 @@ pub fn promote(
         Action::Promote
     };
     let resolved = resolved_at(ws, &release);
+    let clock = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let requester = prover.sign(&Asked {
+        action: action.as_str(),
+        app: &release.app,
+        digest: &release.digest,
+        environment: &req.to,
+        clock: &clock,
+    })?;
     let sealed = seal_and_export(ws, config, &rec, existing, |previous, promotion_id| {
         Predicate {
             action,
@@ -268,8 +281,9 @@ pub fn promote(
             },
             from: env.from.as_ref().map(|f| f.get_ref().clone()),
             to: req.to.clone(),
-            requested_by: req.requested_by.clone(),
-            clock: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+            requested_by: requested_by.clone(),
+            requester: Some(requester),
+            clock,
             promotion_id: Some(promotion_id),
             inputs: statement_inputs,
             gates: verdicts.clone(),
