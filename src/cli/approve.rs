@@ -59,6 +59,7 @@ pub fn run(ctx: &Context, a: ApproveArgs) -> Result<u8, Failure> {
         &a.env,
         purpose,
         a.comment.clone(),
+        at,
     )?;
 
     if a.json {

@@ -86,6 +86,9 @@ fn check_name_email(name: &str, email: &str) -> Result<(), Failure> {
 
 fn gen_key(ws: &Workspace, a: GenArgs) -> Result<u8, Failure> {
     check_name_email(&a.name, &a.email)?;
+    // The name first (no key has an empty id): a taken name is the
+    // clearer error.
+    refuse_existing(ws, &a.name, "")?;
     refuse_second_key(ws, &a.email, a.another_key)?;
     let (public, path) = create_key(ws, &a.name, &a.email)?;
     println!(

@@ -396,6 +396,7 @@ pub fn build(
                     env,
                     Purpose::Promote,
                     Some("looks good".into()),
+                    crate::domain::Clock::Real.now(),
                 )?;
                 continue;
             }

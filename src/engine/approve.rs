@@ -1,7 +1,7 @@
 //! Signing an approval bound to one app, digest and environment, and
 //! attaching it to the digest as evidence.
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::domain::Clock;
 
@@ -15,8 +15,10 @@ use crate::sign::{Envelope, PrivateKey};
 use crate::store::EvidenceRecord;
 use crate::workspace::Workspace;
 
-/// Signs an approval statement at the real clock and attaches it to the
-/// release's digest.
+/// Signs an approval statement at `at` — the real clock, read by the
+/// caller (a promotion's `--approve` signs at its decision clock) — and
+/// attaches it to the release's digest.
+#[allow(clippy::too_many_arguments)]
 pub fn sign_approval(
     ws: &Workspace,
     key: &PrivateKey,
@@ -25,8 +27,8 @@ pub fn sign_approval(
     env: &str,
     purpose: Purpose,
     comment: Option<String>,
+    at: DateTime<Utc>,
 ) -> Result<(ApprovalStatement, EvidenceRecord), EngineError> {
-    let at = Clock::Real.now();
     let statement = ApprovalStatement {
         type_: APPROVAL_TYPE.into(),
         app: release.app.clone(),
@@ -72,8 +74,18 @@ pub struct Approved {
     pub evidence: EvidenceRecord,
 }
 
-/// Signs `req` with the named (or first) private key of the workspace.
+/// Signs `req` with the named (or first) private key of the workspace, at
+/// the real clock.
 pub fn approve(ws: &Workspace, req: &ApproveRequest) -> Result<Approved, EngineError> {
+    approve_at(ws, req, Clock::Real.now())
+}
+
+/// `approve` at a real clock already read: a promotion's decision clock.
+pub(crate) fn approve_at(
+    ws: &Workspace,
+    req: &ApproveRequest,
+    at: DateTime<Utc>,
+) -> Result<Approved, EngineError> {
     let name = match &req.key {
         Some(k) => k.clone(),
         None => ws
@@ -101,6 +113,7 @@ pub fn approve(ws: &Workspace, req: &ApproveRequest) -> Result<Approved, EngineE
         &req.env,
         Purpose::Promote,
         req.comment.clone(),
+        at,
     )?;
     Ok(Approved {
         signer: rec.email,

@@ -104,7 +104,7 @@ pub fn promote(
         environment: req.to.clone(),
     });
     if let Some(name) = &req.approve_with {
-        let a = super::approve::approve(
+        let a = super::approve::approve_at(
             ws,
             &super::approve::ApproveRequest {
                 app: release.app.clone(),
@@ -113,6 +113,7 @@ pub fn promote(
                 key: Some(name.clone()),
                 comment: None,
             },
+            now,
         )?;
         sink.emit(EventKind::Approved {
             signer: a.signer,
