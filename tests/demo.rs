@@ -48,7 +48,9 @@ fn the_demo_builds_a_workspace_with_history_and_something_to_drive() {
     // blocked by a finding, prod is frozen now.
     let check = |reference: &str, env: &str| {
         stella(&dir)
-            .args(["gate", "check", reference, "--env", env, "--json"])
+            // As the demo's on-call, whose key the demo made: four eyes
+            // needs a proven requester.
+            .args(["gate", "check", reference, "--env", env, "--key", "oncall", "--json"])
             .output()
             .unwrap()
     };
