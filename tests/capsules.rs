@@ -363,10 +363,7 @@ fn dev_chain() -> tempfile::TempDir {
     let dir = workspace();
     let ws = dir.path();
     for tag in ["1.0", "2.0", "1.0", "2.0"] {
-        assert_eq!(
-            promote(ws, &[&format!("api:{tag}"), "--to", "dev"]).0,
-            0
-        );
+        assert_eq!(promote(ws, &[&format!("api:{tag}"), "--to", "dev"]).0, 0);
     }
     dir
 }
@@ -494,14 +491,7 @@ fn rollback_returns_to_the_last_known_good_and_references_its_capsule() {
 
     // Now live again in dev: the next gate check sees v1 upstream.
     let out = stella(ws)
-        .args([
-            "gate",
-            "check",
-            "api",
-            "--env",
-            "staging",
-            "--json",
-        ])
+        .args(["gate", "check", "api", "--env", "staging", "--json"])
         .output()
         .unwrap();
     let g: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -521,10 +511,7 @@ fn audit_bundles_verify_offline_and_name_tampering() {
     let ws = dir.path();
     staging_capsule(ws);
     for tag in ["2.0", "1.0"] {
-        assert_eq!(
-            promote(ws, &[&format!("api:{tag}"), "--to", "dev"]).0,
-            0
-        );
+        assert_eq!(promote(ws, &[&format!("api:{tag}"), "--to", "dev"]).0, 0);
     }
     let bundle = ws.join("bundle.tar.gz");
     let out = stella(ws)

@@ -119,12 +119,23 @@ fn a_promotion_at_an_invented_clock_is_refused_and_changes_nothing() {
     let later = rfc3339(Utc::now() + Duration::hours(2));
     let out = run(
         ws,
-        &["release", "promote", "web:1.0.0", "--to", "staging", "--at", &later],
+        &[
+            "release",
+            "promote",
+            "web:1.0.0",
+            "--to",
+            "staging",
+            "--at",
+            &later,
+        ],
     );
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
     let err = stderr(&out);
     assert!(err.contains("acts at the real clock"), "{err}");
-    assert!(err.contains("--dry-run") && err.contains("gate check"), "{err}");
+    assert!(
+        err.contains("--dry-run") && err.contains("gate check"),
+        "{err}"
+    );
     assert_eq!(capsules(ws).len(), before, "nothing sealed");
     assert!(!ws.join("deploy/staging").exists(), "no target touched");
 
@@ -132,7 +143,14 @@ fn a_promotion_at_an_invented_clock_is_refused_and_changes_nothing() {
     let out = run(
         ws,
         &[
-            "release", "promote", "web:1.0.0", "--to", "staging", "--dry-run", "--at", &later,
+            "release",
+            "promote",
+            "web:1.0.0",
+            "--to",
+            "staging",
+            "--dry-run",
+            "--at",
+            &later,
             "--json",
         ],
     );
@@ -143,10 +161,23 @@ fn a_promotion_at_an_invented_clock_is_refused_and_changes_nothing() {
     assert_eq!(v["evaluated_at"], later.as_str());
     assert!(v.get("capsule").is_none(), "{v:#}");
     assert_eq!(capsules(ws).len(), before, "a dry run seals nothing");
-    assert!(!ws.join("deploy/staging").exists(), "a dry run deploys nothing");
+    assert!(
+        !ws.join("deploy/staging").exists(),
+        "a dry run deploys nothing"
+    );
 
     // At the real clock the soak holds it.
-    let out = run(ws, &["release", "promote", "web:1.0.0", "--to", "staging", "--json"]);
+    let out = run(
+        ws,
+        &[
+            "release",
+            "promote",
+            "web:1.0.0",
+            "--to",
+            "staging",
+            "--json",
+        ],
+    );
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let upstream = v["gates"]
@@ -171,7 +202,15 @@ fn a_freeze_cannot_be_stepped_over_by_naming_a_later_clock() {
     let out = run(
         ws,
         &[
-            "release", "promote", "web:1.0.0", "--to", "prod", "--key", "alice", "--at", &later,
+            "release",
+            "promote",
+            "web:1.0.0",
+            "--to",
+            "prod",
+            "--key",
+            "alice",
+            "--at",
+            &later,
         ],
     );
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
@@ -179,7 +218,16 @@ fn a_freeze_cannot_be_stepped_over_by_naming_a_later_clock() {
     // Now, it is frozen, and that is what is sealed.
     let out = run(
         ws,
-        &["release", "promote", "web:1.0.0", "--to", "prod", "--key", "alice", "--json"],
+        &[
+            "release",
+            "promote",
+            "web:1.0.0",
+            "--to",
+            "prod",
+            "--key",
+            "alice",
+            "--json",
+        ],
     );
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -201,8 +249,25 @@ fn every_command_that_acts_refuses_at_without_dry_run() {
     for args in [
         vec!["release", "rollback", "web", "--env", "dev", "--at", &t],
         vec!["release", "unpin", "web", "--env", "dev", "--at", &t],
-        vec!["release", "mark-live", "web:1.0.0", "--env", "staging", "--at", &t],
-        vec!["approve", "web:1.0.0", "--env", "prod", "--key", "bob", "--at", &t],
+        vec![
+            "release",
+            "mark-live",
+            "web:1.0.0",
+            "--env",
+            "staging",
+            "--at",
+            &t,
+        ],
+        vec![
+            "approve",
+            "web:1.0.0",
+            "--env",
+            "prod",
+            "--key",
+            "bob",
+            "--at",
+            &t,
+        ],
     ] {
         let out = run(ws, &args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
@@ -215,7 +280,15 @@ fn every_command_that_acts_refuses_at_without_dry_run() {
     // `--as` is a what-if's alone.
     let out = run(
         ws,
-        &["release", "promote", "web:1.0.0", "--to", "review", "--as", "bob@example.com"],
+        &[
+            "release",
+            "promote",
+            "web:1.0.0",
+            "--to",
+            "review",
+            "--as",
+            "bob@example.com",
+        ],
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert_eq!(capsules(ws).len(), 1);
@@ -236,7 +309,14 @@ fn four_eyes_compares_proven_identities_and_fails_closed_without_one() {
     let out = stella(ws)
         .env("USER", "bob")
         .env("STELLA_USER", "bob@example.com")
-        .args(["release", "promote", "web:1.0.0", "--to", "review", "--json"])
+        .args([
+            "release",
+            "promote",
+            "web:1.0.0",
+            "--to",
+            "review",
+            "--json",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
@@ -245,7 +325,9 @@ fn four_eyes_compares_proven_identities_and_fails_closed_without_one() {
     assert_eq!(approval["gate"], "approval");
     assert_eq!(approval["verdict"], "fail");
     assert!(
-        approval["unblock"].to_string().contains("sign the request with --key NAME"),
+        approval["unblock"]
+            .to_string()
+            .contains("sign the request with --key NAME"),
         "{approval:#}"
     );
     let st = newest_statement(ws);
@@ -261,7 +343,15 @@ fn four_eyes_compares_proven_identities_and_fails_closed_without_one() {
     // Alice asking: her own approval does not count.
     let out = run(
         ws,
-        &["release", "promote", "web:1.0.0", "--to", "review", "--key", "alice"],
+        &[
+            "release",
+            "promote",
+            "web:1.0.0",
+            "--to",
+            "review",
+            "--key",
+            "alice",
+        ],
     );
     assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
     assert!(stdout(&out).contains("alice@example.com requested this promotion"));
@@ -270,7 +360,14 @@ fn four_eyes_compares_proven_identities_and_fails_closed_without_one() {
     let out = run(
         ws,
         &[
-            "release", "promote", "web:1.0.0", "--to", "review", "--key", "carol", "--json",
+            "release",
+            "promote",
+            "web:1.0.0",
+            "--to",
+            "review",
+            "--key",
+            "carol",
+            "--json",
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -290,8 +387,18 @@ fn four_eyes_compares_proven_identities_and_fails_closed_without_one() {
         .unwrap();
     assert_eq!(p["requester"]["keyid"], carol["keyid"]);
     let file = ws.join(v["capsule"].as_str().unwrap());
-    let out = stella(ws).args(["capsule", "replay"]).arg(&file).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    let out = stella(ws)
+        .args(["capsule", "replay"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -301,7 +408,14 @@ fn replay_checks_the_request_signature_again() {
     let out = run(
         ws,
         &[
-            "release", "promote", "web:1.0.0", "--to", "dev", "--key", "carol", "--json",
+            "release",
+            "promote",
+            "web:1.0.0",
+            "--to",
+            "dev",
+            "--key",
+            "carol",
+            "--json",
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -324,11 +438,8 @@ fn replay_checks_the_request_signature_again() {
         &std::fs::read_to_string(ws.join(".stella/keys/workspace.key")).unwrap(),
     )
     .unwrap();
-    let envelope = stella::sign::Envelope::sign(
-        stella::capsule::statement::PAYLOAD_TYPE,
-        &payload,
-        &key,
-    );
+    let envelope =
+        stella::sign::Envelope::sign(stella::capsule::statement::PAYLOAD_TYPE, &payload, &key);
     c["envelope"] = serde_json::to_value(&envelope).unwrap();
     let forged = ws.join("forged.json");
     std::fs::write(&forged, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
@@ -366,7 +477,14 @@ fn a_second_key_for_an_email_needs_saying_so() {
 
     let out = run(
         ws,
-        &["key", "import", "alice2", "--email", "alice@example.com", "mallory.pub"],
+        &[
+            "key",
+            "import",
+            "alice2",
+            "--email",
+            "alice@example.com",
+            "mallory.pub",
+        ],
     );
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
     let err = stderr(&out);
@@ -387,10 +505,19 @@ fn a_second_key_for_an_email_needs_saying_so() {
     let out = run(
         ws,
         &[
-            "key", "import", "alice2", "--email", "alice@example.com", "mallory.pub",
+            "key",
+            "import",
+            "alice2",
+            "--email",
+            "alice@example.com",
+            "mallory.pub",
             "--another-key",
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("more than one key"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("more than one key"),
+        "{}",
+        stdout(&out)
+    );
 }

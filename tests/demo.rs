@@ -50,7 +50,9 @@ fn the_demo_builds_a_workspace_with_history_and_something_to_drive() {
         stella(&dir)
             // As the demo's on-call, whose key the demo made: four eyes
             // needs a proven requester.
-            .args(["gate", "check", reference, "--env", env, "--key", "oncall", "--json"])
+            .args([
+                "gate", "check", reference, "--env", env, "--key", "oncall", "--json",
+            ])
             .output()
             .unwrap()
     };

@@ -168,27 +168,13 @@ fn a_release_walks_from_blocked_to_allowed_one_input_at_a_time() {
 
     // 2. Alice asks, so her approval does not count; Bob's does.
     stella(ws)
-        .args([
-            "approve",
-            "api:1.0",
-            "--env",
-            "staging",
-            "--key",
-            "alice",
-        ])
+        .args(["approve", "api:1.0", "--env", "staging", "--key", "alice"])
         .assert()
         .success();
     let (_, v, _) = check(ws, FROZEN);
     assert_eq!(v["gates"][1]["verdict"], "fail");
     stella(ws)
-        .args([
-            "approve",
-            "api:1.0",
-            "--env",
-            "staging",
-            "--key",
-            "bob",
-        ])
+        .args(["approve", "api:1.0", "--env", "staging", "--key", "bob"])
         .assert()
         .success();
     let (code, v, _) = check(ws, FROZEN);
@@ -223,13 +209,7 @@ fn a_release_walks_from_blocked_to_allowed_one_input_at_a_time() {
 
     // 4. Live in dev: allowed.
     stella(ws)
-        .args([
-            "release",
-            "mark-live",
-            "api:1.0",
-            "--env",
-            "dev",
-        ])
+        .args(["release", "mark-live", "api:1.0", "--env", "dev"])
         .assert()
         .success();
     let (code, v, bytes) = check(ws, AFTER);
@@ -291,14 +271,7 @@ fn an_approval_for_another_digest_does_not_unblock_this_one() {
     let ws = dir.path();
     add_image(&ws.join("images/api"), "2.0", "api 2.0");
     stella(ws)
-        .args([
-            "approve",
-            "api:2.0",
-            "--env",
-            "staging",
-            "--key",
-            "bob",
-        ])
+        .args(["approve", "api:2.0", "--env", "staging", "--key", "bob"])
         .assert()
         .success();
     let (_, v, _) = check(ws, AFTER);
@@ -349,14 +322,7 @@ fn a_key_not_on_the_list_does_not_count_and_the_cli_says_so() {
         .assert()
         .success();
     let out = stella(ws)
-        .args([
-            "approve",
-            "api:1.0",
-            "--env",
-            "staging",
-            "--key",
-            "mallory",
-        ])
+        .args(["approve", "api:1.0", "--env", "staging", "--key", "mallory"])
         .output()
         .unwrap();
     assert!(out.status.success());

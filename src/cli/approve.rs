@@ -37,8 +37,10 @@ pub fn run(ctx: &Context, a: ApproveArgs) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
     let config = load_config(ctx, ws)?;
     if a.at.is_some() {
-        return Err(Failure::usage("an approval is signed at the real clock; --at is for what-ifs")
-            .hint("`stella gate check REF --env ENV --at T` shows what the gates would say then"));
+        return Err(Failure::usage(
+            "an approval is signed at the real clock; --at is for what-ifs",
+        )
+        .hint("`stella gate check REF --env ENV --at T` shows what the gates would say then"));
     }
     let at = crate::domain::Clock::Real.now();
     let Some(env) = config.environment(&a.env) else {

@@ -8,9 +8,9 @@ use clap::Args;
 
 use super::gate::{CheckArgs, decision_json, print_verdicts, what_if_requester};
 use super::{Context, Failure, acting_clock, exit, load_config, print_json};
-use crate::engine::keys::Asker;
 use crate::config::Config;
 use crate::domain::{Decision, Digest};
+use crate::engine::keys::Asker;
 use crate::engine::run::seconds;
 use crate::engine::{
     EngineError, EngineEvent, EngineHandle, EventKind, Pending, PromoteRequest, RollbackRequest,
@@ -26,7 +26,8 @@ pub struct PromoteArgs {
     /// The environment to promote into
     #[arg(long)]
     pub to: String,
-    /// Sign an approval with --key first
+    /// Sign an approval with --key first (with four eyes it does not
+    /// count: the same key asks)
     #[arg(long, requires = "key")]
     pub approve: bool,
     /// Your key: it signs the request, so the capsule records you as its
@@ -41,7 +42,12 @@ pub struct PromoteArgs {
     #[arg(long)]
     pub at: Option<String>,
     /// With --dry-run: ask as this identity (four-eyes discards their own approval)
-    #[arg(long = "as", value_name = "EMAIL", requires = "dry_run", conflicts_with = "key")]
+    #[arg(
+        long = "as",
+        value_name = "EMAIL",
+        requires = "dry_run",
+        conflicts_with = "key"
+    )]
     pub requester: Option<String>,
     /// Break a freeze, with this reason (needs break-glass approvals)
     #[arg(long, value_name = "REASON")]
@@ -179,8 +185,10 @@ pub fn promote(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
     }
     if a.dry_run {
         if a.approve {
-            return Err(Failure::usage("--approve signs an approval; a dry run signs nothing")
-                .hint("`stella approve REF --env ENV --key NAME` signs one"));
+            return Err(
+                Failure::usage("--approve signs an approval; a dry run signs nothing")
+                    .hint("`stella approve REF --env ENV --key NAME` signs one"),
+            );
         }
         let now = clock.now();
         let header = format!(
@@ -305,8 +313,7 @@ pub fn rollback(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
         }
         let now = clock.now();
         let store = ws.open_store()?;
-        let (from, to) =
-            crate::engine::rollback::plan(&store, &a.app, &a.env, to.as_ref(), now)?;
+        let (from, to) = crate::engine::rollback::plan(&store, &a.app, &a.env, to.as_ref(), now)?;
         let requested_by = what_if_requester(ws, None, a.key.clone())?;
         if a.json {
             print_json(&serde_json::json!({
@@ -411,7 +418,10 @@ pub fn unpin(ctx: &Context, a: UnpinArgs) -> Result<u8, Failure> {
                     "Dry run as {requested_by}: would lift the pin of {} in {} on {} (rollback capsule #{})",
                     a.app, a.env, p.digest, p.capsule_id
                 ),
-                None => println!("Dry run: {} is not pinned in {}; nothing to unpin", a.app, a.env),
+                None => println!(
+                    "Dry run: {} is not pinned in {}; nothing to unpin",
+                    a.app, a.env
+                ),
             }
             println!("Nothing was sealed or changed");
         }

@@ -163,7 +163,10 @@ fn import(ws: &Workspace, a: ImportArgs) -> Result<u8, Failure> {
         &public.keyid()[..16]
     );
     if a.another_key {
-        println!("note: {} now has more than one key; each approves and asks as them", a.email);
+        println!(
+            "note: {} now has more than one key; each approves and asks as them",
+            a.email
+        );
     }
     Ok(exit::OK)
 }

@@ -1,6 +1,6 @@
 //! `stella demo`: a complete workspace built from nothing but this binary —
 //! OCI image layouts of three apps, scanner reports in two formats and a
-//! VEX, two approvers' keys, a Rego policy, a workflow with parallel steps,
+//! VEX, two approvers' keys and the on-call's, a Rego policy, a workflow with parallel steps,
 //! freeze windows (one active now), three lanes with a history of real
 //! promotions, a blocked release and a rollback, all sealed in capsules,
 //! and a fourth lane, `edge`, on the built-in router (or nginx), where the workbench
@@ -14,9 +14,9 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
 use crate::domain::Digest;
 use crate::domain::approval::Purpose;
+use crate::engine::keys::Asker;
 use crate::engine::resolve::AppRelease;
 use crate::engine::runs::Runs;
-use crate::engine::keys::Asker;
 use crate::engine::{EngineError, PromoteRequest, RollbackRequest, Sink};
 use crate::gates::EvidenceKind;
 use crate::registry::layout::{LayerFile, LayoutWriter};
@@ -59,7 +59,6 @@ enum Past {
     },
 }
 
-
 const fn promote(
     app: &'static str,
     tag: &'static str,
@@ -74,12 +73,7 @@ const fn promote(
     }
 }
 
-const fn approve(
-    app: &'static str,
-    tag: &'static str,
-    env: &'static str,
-    by: usize,
-) -> Past {
+const fn approve(app: &'static str, tag: &'static str, env: &'static str, by: usize) -> Past {
     Past::Approve { app, tag, env, by }
 }
 

@@ -126,7 +126,10 @@ impl Requester {
         let sig = base64::engine::general_purpose::STANDARD
             .decode(sig)
             .map_err(|e| format!("requester {}'s signature is not base64: {e}", self.identity))?;
-        if key.verify(&Requester::message(asked, &self.nonce, &self.identity), &sig) {
+        if key.verify(
+            &Requester::message(asked, &self.nonce, &self.identity),
+            &sig,
+        ) {
             Ok(())
         } else {
             Err(format!(

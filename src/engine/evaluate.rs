@@ -47,6 +47,8 @@ pub fn what_if_requester(
 ) -> Result<String, EngineError> {
     match (given, key) {
         (Some(email), _) => Ok(email),
-        (None, key) => Ok(super::keys::prove(ws, &super::keys::Asker::from_key(key))?.requested_by()),
+        (None, key) => {
+            Ok(super::keys::prove(ws, &super::keys::Asker::from_key(key))?.requested_by())
+        }
     }
 }

@@ -7,10 +7,8 @@ use std::path::PathBuf;
 use chrono::SecondsFormat;
 
 use super::EngineError;
-use super::keys::{Asker, prove};
-use crate::domain::Clock;
-use crate::domain::requester::Asked;
 use super::event::{EventKind, Sink};
+use super::keys::{Asker, prove};
 use super::resolve::block_on;
 use super::seal::seal_and_export;
 use crate::capsule::environment::{self, EffectiveEnvironment};
@@ -18,7 +16,9 @@ use crate::capsule::statement::{
     Action, Engine, EvidenceRef, Inputs, Predicate, ReleaseRef, Restores, Statement,
 };
 use crate::config::Config;
+use crate::domain::Clock;
 use crate::domain::approval::APPROVAL_MEDIA_TYPE;
+use crate::domain::requester::Asked;
 use crate::domain::{Decision, Digest};
 use crate::sign::Envelope;
 use crate::store::DecisionRecord;
@@ -157,13 +157,9 @@ pub fn rollback(
     let mut existing = None;
     let mut failure: Option<String> = None;
     if !env.targets.is_empty() {
-        let id = ws.open_store()?.begin_promotion(
-            &req.app,
-            &target,
-            None,
-            &req.env,
-            &requested_by,
-        )?;
+        let id =
+            ws.open_store()?
+                .begin_promotion(&req.app, &target, None, &req.env, &requested_by)?;
         existing = Some(id);
         sink.emit(EventKind::PromotionCreated {
             promotion_id: id,

@@ -183,7 +183,8 @@ pub fn evaluate(cfg: &ApprovalGateConfig, checked: &Checked, subject: &Subject) 
         v.reasons = reasons;
         v.unblock
             .push("sign the request with --key NAME (`stella key list` shows your keys)".into());
-        v.measured = json!({"required": required, "valid": 0, "approvers": [], "requester_proven": false});
+        v.measured =
+            json!({"required": required, "valid": 0, "approvers": [], "requester_proven": false});
         return v;
     }
     let mut v = if counted.len() >= required {

@@ -352,12 +352,8 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
             );
         }
         Effect::AbortInterrupted { env } => ctx.blocking(move |ctx| {
-            match crate::engine::rollout::abort_interrupted(
-                &ctx.ws,
-                &ctx.config,
-                &env,
-                &ctx.asker,
-            ) {
+            match crate::engine::rollout::abort_interrupted(&ctx.ws, &ctx.config, &env, &ctx.asker)
+            {
                 Ok(lines) => Msg::Status(lines.join("; ")),
                 Err(e) => Msg::Error(format!("cannot abort the canary in {env}: {e}")),
             }

@@ -273,8 +273,14 @@ pub fn run(ws: Workspace, config: Config, opts: Options) -> Result<(), EngineErr
         let (requested_by, key_problem) = match crate::engine::keys::prove(&ws, &asker) {
             Ok(p) => (p.requested_by(), None),
             Err(e) => (
-                format!("{}{}", crate::domain::requester::UNVERIFIED_PREFIX, crate::engine::keys::os_account().1),
-                Some(format!("{e}; actions would be refused until --key names a key you hold")),
+                format!(
+                    "{}{}",
+                    crate::domain::requester::UNVERIFIED_PREFIX,
+                    crate::engine::keys::os_account().1
+                ),
+                Some(format!(
+                    "{e}; actions would be refused until --key names a key you hold"
+                )),
             ),
         };
         let (keymap, keymap_warning) = load_keymap();
