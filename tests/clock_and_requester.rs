@@ -139,7 +139,10 @@ fn a_promotion_at_an_invented_clock_is_refused_and_changes_nothing() {
     assert_eq!(capsules(ws).len(), before, "nothing sealed");
     assert!(!ws.join("deploy/staging").exists(), "no target touched");
 
-    // The same as a what-if: evaluated at that clock, nothing done.
+    // The same as a what-if: evaluated at that clock, nothing done — not
+    // even the tag's resolution recorded.
+    let resolutions = || stdout(&run(ws, &["release", "list", "--json"]));
+    let resolved = resolutions();
     let out = run(
         ws,
         &[
@@ -161,6 +164,7 @@ fn a_promotion_at_an_invented_clock_is_refused_and_changes_nothing() {
     assert_eq!(v["evaluated_at"], later.as_str());
     assert!(v.get("capsule").is_none(), "{v:#}");
     assert_eq!(capsules(ws).len(), before, "a dry run seals nothing");
+    assert_eq!(resolutions(), resolved, "a dry run records nothing");
     assert!(
         !ws.join("deploy/staging").exists(),
         "a dry run deploys nothing"

@@ -404,12 +404,12 @@ pub fn unpin(ctx: &Context, a: UnpinArgs) -> Result<u8, Failure> {
         if config.environment(&a.env).is_none() {
             return Err(super::unknown_environment(&a.env, &config));
         }
-        let _ = clock;
         let requested_by = what_if_requester(ws, None, a.key.clone())?;
         let pin = ws.open_store()?.pin(&a.env, &a.app)?;
         if a.json {
             print_json(&serde_json::json!({
                 "app": a.app, "environment": a.env, "pin": pin,
+                "evaluated_at": clock.now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 "requested_by": requested_by, "dry_run": true,
             }))?;
         } else {

@@ -6,7 +6,7 @@ use chrono::{DateTime, Local, SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::release::app_release;
+use super::release::{app_release, app_release_unrecorded};
 use super::{Context, Failure, exit, load_config, parse_at, print_json, unknown_environment};
 use crate::domain::{Decision, Outcome, Verdict};
 pub use crate::engine::evaluate::{evaluate_release, what_if_requester};
@@ -64,7 +64,11 @@ pub fn check(
     if config.environment(&a.env).is_none() {
         return Err(unknown_environment(&a.env, config));
     }
-    let release = app_release(ws, config, &a.reference, Some(&a.env), &now, a.json)?;
+    // A promotion's dry run writes nothing, not even the tag's resolution.
+    let release = match header {
+        Some(_) => app_release_unrecorded(ws, config, &a.reference, Some(&a.env), &now)?,
+        None => app_release(ws, config, &a.reference, Some(&a.env), &now, a.json)?,
+    };
     let requester = what_if_requester(ws, a.requester.clone(), a.key.clone())?;
     let (inputs, decision, verdicts) = evaluate_release(
         ws,

@@ -185,6 +185,18 @@ pub fn app_release(
     Ok(r)
 }
 
+/// `app_release` for a `--dry-run`: the tag is resolved, not recorded.
+pub fn app_release_unrecorded(
+    ws: &Workspace,
+    config: &Config,
+    reference: &str,
+    env: Option<&str>,
+    now: &DateTime<Utc>,
+) -> Result<AppRelease, Failure> {
+    let (r, _) = crate::engine::resolve::app_release_with(ws, config, reference, env, now, false)?;
+    Ok(r)
+}
+
 fn list(ctx: &Context, args: ListArgs) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
     let store = ws.open_store()?;
@@ -227,8 +239,8 @@ fn mark_live(ctx: &Context, args: MarkLiveArgs) -> Result<u8, Failure> {
     if config.environment(&args.env).is_none() {
         return Err(super::unknown_environment(&args.env, &config));
     }
-    let rel = app_release(ws, &config, &args.reference, None, &at, false)?;
     if args.dry_run {
+        let rel = app_release_unrecorded(ws, &config, &args.reference, None, &at)?;
         println!(
             "Dry run: would record {}@{} live in {} since {}; nothing was changed",
             rel.app,
@@ -238,6 +250,7 @@ fn mark_live(ctx: &Context, args: MarkLiveArgs) -> Result<u8, Failure> {
         );
         return Ok(exit::OK);
     }
+    let rel = app_release(ws, &config, &args.reference, None, &at, false)?;
     let mut store = ws.open_store()?;
     store.mark_live(
         &crate::store::LiveRecord {
