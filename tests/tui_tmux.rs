@@ -175,6 +175,15 @@ fn the_demo_workbench_approves_promotes_watches_and_replays_with_keys() {
         (outcome.as_str(), env.as_str(), app.as_str()),
         ("deployed", "staging", "api-gateway")
     );
+    // Sealed as the identity the workbench acts as, proven by its key.
+    let by: String = db(&ws)
+        .query_row(
+            "SELECT requested_by FROM promotions WHERE app = 'api-gateway' ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(by, "oncall@demo.example");
     // The approval signed from the screen is attached to 1.2's digest.
     let approvals: i64 = db(&ws)
         .query_row(

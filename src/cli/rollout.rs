@@ -64,7 +64,9 @@ pub struct ConsolidateArgs {
 #[derive(Debug, Args)]
 pub struct EnvArg {
     pub env: String,
-    /// Your key: it signs what you ask (without it: your operating-system account, unverified)
+    /// Your key: it signs what this command seals itself — an interrupted
+    /// canary's abort or pick-up (without it: your operating-system account,
+    /// unverified); a running canary seals its steps as its promotion's requester
     #[arg(long, value_name = "NAME")]
     pub key: Option<String>,
 }
