@@ -461,6 +461,49 @@ fn replay_checks_the_request_signature_again() {
         diffs.contains("requester") && diffs.contains("does not verify"),
         "{diffs}"
     );
+
+    // Signed again, correctly, by a key of someone else's making that
+    // claims to be alice: the signature holds, the key was never alice's.
+    let mallory = stella::sign::PrivateKey::from_seed(&[7; 32]);
+    let p = &st["predicate"];
+    let digest: stella::domain::Digest = p["release"]["digest"].as_str().unwrap().parse().unwrap();
+    let asked = stella::domain::requester::Asked {
+        action: p["action"].as_str().unwrap(),
+        app: p["app"].as_str().unwrap(),
+        digest: &digest,
+        environment: p["to"].as_str().unwrap(),
+        clock: p["clock"].as_str().unwrap(),
+    };
+    let nonce = p["requester"]["nonce"].as_str().unwrap().to_owned();
+    let message =
+        stella::domain::requester::Requester::message(&asked, &nonce, "alice@example.com");
+    let mut st = st.clone();
+    let requester = &mut st["predicate"]["requester"];
+    requester["keyid"] = mallory.public().keyid().into();
+    requester["public_key"] = mallory.public().to_pem().into();
+    requester["signature"] = STANDARD.encode(mallory.sign(&message)).into();
+    let payload = serde_json_canonicalizer::to_vec(&st).unwrap();
+    c["envelope"] = serde_json::to_value(stella::sign::Envelope::sign(
+        stella::capsule::statement::PAYLOAD_TYPE,
+        &payload,
+        &key,
+    ))
+    .unwrap();
+    std::fs::write(&forged, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+    let out = stella(ws)
+        .args(["capsule", "replay"])
+        .arg(&forged)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["identical"], false, "{r:#}");
+    assert!(
+        r["differences"]
+            .to_string()
+            .contains("a key the decision's workspace did not hold"),
+        "{r:#}"
+    );
 }
 
 #[test]

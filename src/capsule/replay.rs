@@ -232,6 +232,13 @@ fn requester_difference(st: &Statement) -> Option<Difference> {
         environment: &p.to,
         clock: &p.clock,
     };
+    // A decision that looked at the workspace's keys records them: the
+    // requester's key must be one of them, and its owner the identity.
+    let known = r
+        .keyid
+        .as_ref()
+        .filter(|_| !p.inputs.keys.is_empty())
+        .map(|id| p.inputs.keys.iter().find(|k| k.keyid == *id));
     let problem = match r.check(&asked) {
         Err(e) => e,
         Ok(()) if r.display() != p.requested_by => format!(
@@ -239,7 +246,17 @@ fn requester_difference(st: &Statement) -> Option<Difference> {
             p.requested_by,
             r.display()
         ),
-        Ok(()) => return None,
+        Ok(()) => match known {
+            Some(None) => format!(
+                "the request was signed by a key the decision's workspace did not hold ({})",
+                r.keyid.as_deref().unwrap_or_default()
+            ),
+            Some(Some(k)) if k.email != r.identity => format!(
+                "the request was signed with key `{}`, which belongs to {}, not {}",
+                k.name, k.email, r.identity
+            ),
+            _ => return None,
+        },
     };
     Some(Difference {
         gate: "requester".into(),
