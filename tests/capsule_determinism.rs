@@ -202,6 +202,7 @@ fn statement(
         from: gi.subject.from.clone(),
         to: gi.subject.environment.clone(),
         requested_by: gi.subject.requested_by.clone(),
+        requester: None,
         clock: gates::rfc3339(gi.now),
         promotion_id: Some(1),
         inputs,

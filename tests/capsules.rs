@@ -30,22 +30,21 @@ required = 1
 approvers = ["alice@example.com"]
 
 [environments.staging.gates.freeze]
-windows = ["weekend"]
+windows = ["last-year"]
 
 [environments.staging.gates.policy]
 modules = ["policies/staging.rego"]
 
 [environments.staging.gates.upstream]
-soak = "1h"
+soak = "1s"
 
-[freeze.weekend]
-start = "0 18 * * FRI"
-end = "0 8 * * MON"
-timezone = "Europe/Madrid"
+[freeze.last-year]
+from = "2025-12-24T00:00:00Z"
+until = "2025-12-27T00:00:00Z"
 "#;
 
 const POLICY: &str = "package stella.gates\n\nwarn contains \"no tag\" if not input.release.tag\n\
-deny contains \"too early\" if time.clock([time.now_ns(), \"UTC\"])[0] < 6\n";
+deny contains \"too early\" if time.clock([time.now_ns(), \"UTC\"])[0] < 0\n";
 
 const TRIVY: &str = r#"{"SchemaVersion": 2, "Results": [{"Target": "app", "Vulnerabilities": [
   {"VulnerabilityID": "CVE-2026-0001", "PkgName": "left-pad", "InstalledVersion": "1.0.0", "Severity": "HIGH"}]}]}"#;
@@ -87,27 +86,15 @@ fn promote(ws: &Path, args: &[&str]) -> (i32, serde_json::Value) {
     (out.status.code().unwrap(), v)
 }
 
-/// v1 to dev, then to staging with an approval: a capsule with every gate.
+/// v1 to dev, then (its one-second soak later) to staging with an
+/// approval: a capsule with every gate, decided at the real clock.
 fn staging_capsule(ws: &Path) -> PathBuf {
-    let (code, _) = promote(
-        ws,
-        &["api:1.0", "--to", "dev", "--at", "2026-11-24T08:00:00Z"],
-    );
+    let (code, _) = promote(ws, &["api:1.0", "--to", "dev"]);
     assert_eq!(code, 0);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let (code, v) = promote(
         ws,
-        &[
-            "api:1.0",
-            "--to",
-            "staging",
-            "--approve",
-            "--key",
-            "alice",
-            "--as",
-            "bob@example.com",
-            "--at",
-            "2026-11-24T10:00:00Z",
-        ],
+        &["api:1.0", "--to", "staging", "--approve", "--key", "alice"],
     );
     assert_eq!(code, 0, "{v:#}");
     ws.join(v["capsule"].as_str().unwrap())
@@ -145,15 +132,16 @@ fn a_promotion_seals_exports_verifies_and_replays() {
         "exported into capsules/"
     );
     let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    let clock = load(&file)["envelope"]["payload"].as_str().map(|p| {
+        let st: serde_json::Value = serde_json::from_slice(&STANDARD.decode(p).unwrap()).unwrap();
+        st["predicate"]["clock"].as_str().unwrap()[..10].to_owned()
+    });
     assert!(
-        name.starts_with("staging-") && name.ends_with("-2026-11-24.yaml"),
+        name.starts_with("staging-") && name.ends_with(&format!("-{}.yaml", clock.unwrap())),
         "{name}"
     );
 
-    let (code, v) = promote(
-        ws,
-        &["api:2.0", "--to", "staging", "--at", "2026-11-24T11:00:00Z"],
-    );
+    let (code, v) = promote(ws, &["api:2.0", "--to", "staging"]);
     assert_eq!(code, 3, "v2 is not live in dev and has no approval");
     assert_eq!(v["decision"], "deny");
     assert_eq!(v["outcome"], "blocked");
@@ -298,7 +286,7 @@ fn tampering_with_any_part_is_detected_and_named() {
         .find(|b| b["media_type"] == "application/vnd.stella.rego")
         .unwrap();
     let old = policy["digest"].as_str().unwrap().to_owned();
-    let edited = POLICY.replace("< 6", "< 0");
+    let edited = POLICY.replace("too early", "too late");
     policy["content_base64"] = STANDARD.encode(edited.as_bytes()).into();
     policy["digest"] = stella::domain::Digest::of(edited.as_bytes())
         .to_string()
@@ -394,12 +382,8 @@ fn chain(ws: &Path) -> (i32, serde_json::Value) {
 fn dev_chain() -> tempfile::TempDir {
     let dir = workspace();
     let ws = dir.path();
-    for (i, tag) in ["1.0", "2.0", "1.0", "2.0"].iter().enumerate() {
-        let at = format!("2026-11-2{}T10:00:00Z", i + 1);
-        assert_eq!(
-            promote(ws, &[&format!("api:{tag}"), "--to", "dev", "--at", &at]).0,
-            0
-        );
+    for tag in ["1.0", "2.0", "1.0", "2.0"] {
+        assert_eq!(promote(ws, &[&format!("api:{tag}"), "--to", "dev"]).0, 0);
     }
     dir
 }
@@ -468,14 +452,8 @@ fn a_deleted_capsule_is_named_missing() {
 fn rollback_returns_to_the_last_known_good_and_references_its_capsule() {
     let dir = workspace();
     let ws = dir.path();
-    let (_, first) = promote(
-        ws,
-        &["api:1.0", "--to", "dev", "--at", "2026-11-20T10:00:00Z"],
-    );
-    promote(
-        ws,
-        &["api:2.0", "--to", "dev", "--at", "2026-11-21T10:00:00Z"],
-    );
+    let (_, first) = promote(ws, &["api:1.0", "--to", "dev"]);
+    promote(ws, &["api:2.0", "--to", "dev"]);
     let v1 = first["digest"].as_str().unwrap().to_owned();
     let out = stella(ws)
         .args([
@@ -484,8 +462,6 @@ fn rollback_returns_to_the_last_known_good_and_references_its_capsule() {
             "api",
             "--env",
             "dev",
-            "--at",
-            "2026-11-22T10:00:00Z",
             "--reason",
             "5xx spike",
             "--json",
@@ -535,16 +511,7 @@ fn rollback_returns_to_the_last_known_good_and_references_its_capsule() {
 
     // Now live again in dev: the next gate check sees v1 upstream.
     let out = stella(ws)
-        .args([
-            "gate",
-            "check",
-            "api",
-            "--env",
-            "staging",
-            "--at",
-            "2026-11-23T10:00:00Z",
-            "--json",
-        ])
+        .args(["gate", "check", "api", "--env", "staging", "--json"])
         .output()
         .unwrap();
     let g: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -563,14 +530,8 @@ fn audit_bundles_verify_offline_and_name_tampering() {
     let dir = workspace();
     let ws = dir.path();
     staging_capsule(ws);
-    for (tag, at) in [
-        ("2.0", "2026-11-25T10:00:00Z"),
-        ("1.0", "2026-11-26T10:00:00Z"),
-    ] {
-        assert_eq!(
-            promote(ws, &[&format!("api:{tag}"), "--to", "dev", "--at", at]).0,
-            0
-        );
+    for tag in ["2.0", "1.0"] {
+        assert_eq!(promote(ws, &[&format!("api:{tag}"), "--to", "dev"]).0, 0);
     }
     let bundle = ws.join("bundle.tar.gz");
     let out = stella(ws)

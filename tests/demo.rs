@@ -42,13 +42,28 @@ fn the_demo_builds_a_workspace_with_history_and_something_to_drive() {
     let rows = capsules.as_array().unwrap();
     assert!(rows.len() >= 15, "{}", rows.len());
     assert!(rows.iter().any(|c| c["action"] == "rollback"));
+    // The history was asked for by the on-call, proven by their key.
+    let newest: serde_json::Value = serde_json::from_slice(
+        &stella(&dir)
+            .args(["capsule", "show", "latest", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(newest["predicate"]["requested_by"], "oncall@demo.example");
+    assert_eq!(newest["predicate"]["requester"]["verified"], true);
     assert!(rows.iter().any(|c| c["decision"] == "deny"));
 
     // Something to drive: web 3.1 is ready for staging, billing 2.4 is
     // blocked by a finding, prod is frozen now.
     let check = |reference: &str, env: &str| {
         stella(&dir)
-            .args(["gate", "check", reference, "--env", env, "--json"])
+            // As the demo's on-call, whose key the demo made: four eyes
+            // needs a proven requester.
+            .args([
+                "gate", "check", reference, "--env", env, "--key", "oncall", "--json",
+            ])
             .output()
             .unwrap()
     };

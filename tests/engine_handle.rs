@@ -24,8 +24,7 @@ fn request(reference: &str) -> PromoteRequest {
         reference: reference.into(),
         to: "dev".into(),
         approve_with: None,
-        at: None,
-        requested_by: "oncall@example.com".into(),
+        asker: stella::engine::keys::Asker::Account,
         break_glass: None,
         parallel: 4,
         expect: None,
@@ -282,7 +281,6 @@ fn approvals_go_through_the_handle_and_are_attached_to_the_digest() {
         env: "staging".into(),
         key: key.map(str::to_owned),
         comment: None,
-        at: None,
     };
     runtime().block_on(async {
         let (handle, mut events) = engine::spawn(ws.clone(), config);

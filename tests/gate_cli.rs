@@ -34,9 +34,11 @@ windows = ["black-friday"]
 modules = ["policies/staging.rego"]
 
 [freeze.black-friday]
-from = "2026-11-27T00:00:00Z"
-until = "2026-11-30T23:59:59Z"
+from = "2037-11-27T00:00:00Z"
+until = "2037-11-30T23:59:59Z"
 "#;
+// The what-if clocks (`gate check --at`) are in a November to come:
+// approvals are signed, and releases marked live, at the real clock.
 
 const POLICY: &str = r#"package stella.gates
 
@@ -114,8 +116,8 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-const FROZEN: &str = "2026-11-28T12:00:00Z";
-const AFTER: &str = "2026-12-01T09:00:00Z";
+const FROZEN: &str = "2037-11-28T12:00:00Z";
+const AFTER: &str = "2037-12-01T09:00:00Z";
 
 #[test]
 fn a_release_walks_from_blocked_to_allowed_one_input_at_a_time() {
@@ -166,31 +168,13 @@ fn a_release_walks_from_blocked_to_allowed_one_input_at_a_time() {
 
     // 2. Alice asks, so her approval does not count; Bob's does.
     stella(ws)
-        .args([
-            "approve",
-            "api:1.0",
-            "--env",
-            "staging",
-            "--key",
-            "alice",
-            "--at",
-            "2026-11-28T10:00:00Z",
-        ])
+        .args(["approve", "api:1.0", "--env", "staging", "--key", "alice"])
         .assert()
         .success();
     let (_, v, _) = check(ws, FROZEN);
     assert_eq!(v["gates"][1]["verdict"], "fail");
     stella(ws)
-        .args([
-            "approve",
-            "api:1.0",
-            "--env",
-            "staging",
-            "--key",
-            "bob",
-            "--at",
-            "2026-11-28T10:00:00Z",
-        ])
+        .args(["approve", "api:1.0", "--env", "staging", "--key", "bob"])
         .assert()
         .success();
     let (code, v, _) = check(ws, FROZEN);
@@ -225,15 +209,7 @@ fn a_release_walks_from_blocked_to_allowed_one_input_at_a_time() {
 
     // 4. Live in dev: allowed.
     stella(ws)
-        .args([
-            "release",
-            "mark-live",
-            "api:1.0",
-            "--env",
-            "dev",
-            "--at",
-            "2026-11-30T00:00:00Z",
-        ])
+        .args(["release", "mark-live", "api:1.0", "--env", "dev"])
         .assert()
         .success();
     let (code, v, bytes) = check(ws, AFTER);
@@ -279,7 +255,7 @@ fn a_release_walks_from_blocked_to_allowed_one_input_at_a_time() {
         "{text}"
     );
     assert!(
-        text.contains("Freeze window: FAIL — frozen: black-friday until Mon 2026-11-30 23:59 UTC"),
+        text.contains("Freeze window: FAIL — frozen: black-friday until Mon 2037-11-30 23:59 UTC"),
         "{text}"
     );
     assert!(text.contains("Blocked. What would unblock it:"), "{text}");
@@ -295,16 +271,7 @@ fn an_approval_for_another_digest_does_not_unblock_this_one() {
     let ws = dir.path();
     add_image(&ws.join("images/api"), "2.0", "api 2.0");
     stella(ws)
-        .args([
-            "approve",
-            "api:2.0",
-            "--env",
-            "staging",
-            "--key",
-            "bob",
-            "--at",
-            "2026-11-28T10:00:00Z",
-        ])
+        .args(["approve", "api:2.0", "--env", "staging", "--key", "bob"])
         .assert()
         .success();
     let (_, v, _) = check(ws, AFTER);
@@ -355,16 +322,7 @@ fn a_key_not_on_the_list_does_not_count_and_the_cli_says_so() {
         .assert()
         .success();
     let out = stella(ws)
-        .args([
-            "approve",
-            "api:1.0",
-            "--env",
-            "staging",
-            "--key",
-            "mallory",
-            "--at",
-            "2026-11-28T10:00:00Z",
-        ])
+        .args(["approve", "api:1.0", "--env", "staging", "--key", "mallory"])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -497,9 +455,9 @@ fn freeze_list_shows_the_month_and_when_the_freeze_ends() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["month"], "2026-11");
+    assert_eq!(v["month"], "2037-11");
     assert_eq!(v["frozen_now"], true);
-    assert_eq!(v["windows"][0]["active_until"], "2026-11-30T23:59:59Z");
+    assert_eq!(v["windows"][0]["active_until"], "2037-11-30T23:59:59Z");
     let frozen: Vec<&str> = v["days"]
         .as_array()
         .unwrap()
@@ -509,7 +467,7 @@ fn freeze_list_shows_the_month_and_when_the_freeze_ends() {
         .collect();
     assert_eq!(
         frozen,
-        ["2026-11-27", "2026-11-28", "2026-11-29", "2026-11-30"]
+        ["2037-11-27", "2037-11-28", "2037-11-29", "2037-11-30"]
     );
 
     let text = stdout(
@@ -522,7 +480,7 @@ fn freeze_list_shows_the_month_and_when_the_freeze_ends() {
     assert!(text.contains(" 27* 28* 29*"), "{text}");
     assert!(text.contains(" 30+"), "{text}");
     assert!(
-        text.contains("frozen by black-friday until Mon 2026-11-30 23:59 UTC"),
+        text.contains("frozen by black-friday until Mon 2037-11-30 23:59 UTC"),
         "{text}"
     );
 }

@@ -453,3 +453,29 @@ fn gates_are_pure_same_inputs_same_verdicts() {
     let b = serde_json::to_vec(&gates::evaluate(&i.clone()).1).unwrap();
     assert_eq!(a, b);
 }
+
+#[test]
+fn four_eyes_fails_closed_on_an_unverified_requester() {
+    let (bob, carol) = (signer(2, "bob@example.com"), signer(3, "carol@example.com"));
+    let mut i = inputs(BEFORE_FREEZE);
+    approve(&mut i, &bob);
+    approve(&mut i, &carol);
+    assert_eq!(verdict(&i, GateKind::Approval).verdict, Outcome::Pass);
+    // The same approvals, asked for by an account that proved nothing.
+    i.subject.requested_by = "unverified: uid bob".into();
+    let v = verdict(&i, GateKind::Approval);
+    assert_eq!(v.verdict, Outcome::Fail);
+    assert!(
+        v.summary.contains("the requester is not proven"),
+        "{}",
+        v.summary
+    );
+    assert_eq!(v.unblock.len(), 1);
+    assert!(
+        v.unblock[0].starts_with("sign the request with --key NAME"),
+        "{:?}",
+        v.unblock
+    );
+    assert_eq!(v.measured["requester_proven"], false);
+    assert_eq!(gates::evaluate(&i).0, Decision::Deny);
+}

@@ -102,7 +102,7 @@ fn the_demo_workbench_approves_promotes_watches_and_replays_with_keys() {
         "stella-e2e",
         parent.path(),
         &format!(
-            "HOME={} STELLA_USER=oncall@demo.example {} demo demo; sleep 5",
+            "HOME={} {} demo demo; sleep 5",
             home.path().display(),
             binary()
         ),
@@ -111,10 +111,24 @@ fn the_demo_workbench_approves_promotes_watches_and_replays_with_keys() {
     s.wait_for("1 Lanes");
     s.wait_for("api-gateway");
     // api-gateway 1.2 in dev needs an approval for staging: open the
-    // promote dialog, approve with the key, see the gates pass, promote.
+    // promote dialog, see it missing. The workbench acts as the demo's
+    // on-call (its key signs what it asks), so with four eyes the approval
+    // comes from someone else: bob, from his own terminal. Open the dialog
+    // again, see the gates pass, promote.
     s.keys(&["p"]);
     s.wait_for("0 of 1 required approvals");
-    s.keys(&["a"]);
+    common::stella(&ws)
+        .args([
+            "approve",
+            "api-gateway:1.2",
+            "--env",
+            "staging",
+            "--key",
+            "bob",
+        ])
+        .assert()
+        .success();
+    s.keys(&["Escape", "p"]);
     s.wait_for("All gates pass.");
     s.keys(&["Enter"]);
     // (The demo's canary in edge runs promotions of its own meanwhile, so
@@ -161,6 +175,15 @@ fn the_demo_workbench_approves_promotes_watches_and_replays_with_keys() {
         (outcome.as_str(), env.as_str(), app.as_str()),
         ("deployed", "staging", "api-gateway")
     );
+    // Sealed as the identity the workbench acts as, proven by its key.
+    let by: String = db(&ws)
+        .query_row(
+            "SELECT requested_by FROM promotions WHERE app = 'api-gateway' ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(by, "oncall@demo.example");
     // The approval signed from the screen is attached to 1.2's digest.
     let approvals: i64 = db(&ws)
         .query_row(
@@ -197,7 +220,9 @@ fn a_promotion_from_another_process_shows_up_in_a_running_workbench() {
     s.wait_for("1 Lanes");
     s.wait_for("#6 deployed 3.0");
     let cli = Command::new(binary())
-        .args(["release", "promote", "web:3.1", "--to", "staging"])
+        .args([
+            "release", "promote", "web:3.1", "--to", "staging", "--key", "oncall",
+        ])
         .current_dir(&ws)
         .env_remove("STELLA_WORKSPACE")
         .output()

@@ -213,9 +213,56 @@ pub fn replay(file: &CapsuleFile) -> Result<Outcome, ReplayError> {
             replayed: serde_json::to_value(decision).unwrap_or_default(),
         });
     }
+    differences.extend(requester_difference(&st));
     Ok(Outcome {
         identical: differences.is_empty(),
         differences,
+    })
+}
+
+/// The requester's signature checked again over the request the capsule
+/// records; a capsule sealed before requesters were proven has none.
+fn requester_difference(st: &Statement) -> Option<Difference> {
+    let p = &st.predicate;
+    let r = p.requester.as_ref()?;
+    let asked = crate::domain::requester::Asked {
+        action: p.action.as_str(),
+        app: &p.app,
+        digest: &p.release.digest,
+        environment: &p.to,
+        clock: &p.clock,
+    };
+    // A decision that looked at the workspace's keys records them: the
+    // requester's key must be one of them, and its owner the identity.
+    let known = r
+        .keyid
+        .as_ref()
+        .filter(|_| !p.inputs.keys.is_empty())
+        .map(|id| p.inputs.keys.iter().find(|k| k.keyid == *id));
+    let problem = match r.check(&asked) {
+        Err(e) => e,
+        Ok(()) if r.display() != p.requested_by => format!(
+            "requested_by is `{}` but the requester is {}",
+            p.requested_by,
+            r.display()
+        ),
+        Ok(()) => match known {
+            Some(None) => format!(
+                "the request was signed by a key the decision's workspace did not hold ({})",
+                r.keyid.as_deref().unwrap_or_default()
+            ),
+            Some(Some(k)) if k.email != r.identity => format!(
+                "the request was signed with key `{}`, which belongs to {}, not {}",
+                k.name, k.email, r.identity
+            ),
+            _ => return None,
+        },
+    };
+    Some(Difference {
+        gate: "requester".into(),
+        field: "signature".into(),
+        recorded: r.display().into(),
+        replayed: problem.into(),
     })
 }
 

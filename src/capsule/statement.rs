@@ -83,6 +83,11 @@ pub struct Predicate {
     /// The environment the decision is about.
     pub to: String,
     pub requested_by: String,
+    /// Who asked, proven by their signature over the request, or the
+    /// operating-system account, unverified. Absent from capsules sealed
+    /// before requesters were proven; they replay as they were decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester: Option<crate::domain::requester::Requester>,
     /// The decision clock, RFC 3339 UTC.
     pub clock: String,
     pub promotion_id: Option<i64>,

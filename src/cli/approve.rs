@@ -4,7 +4,7 @@
 use clap::Args;
 
 use super::release::app_release;
-use super::{Context, Failure, exit, load_config, parse_at, print_json, unknown_environment};
+use super::{Context, Failure, exit, load_config, print_json, unknown_environment};
 use crate::domain::approval::Purpose;
 use crate::engine::approve::sign_approval;
 use crate::engine::keys::load_private;
@@ -25,8 +25,8 @@ pub struct ApproveArgs {
     /// A break-glass approval: counts only toward breaking a freeze
     #[arg(long)]
     pub break_glass: bool,
-    /// Signing time (RFC 3339; default now)
-    #[arg(long)]
+    /// Refused: an approval is signed at the real clock
+    #[arg(long, hide = true)]
     pub at: Option<String>,
     /// Print JSON instead of text
     #[arg(long)]
@@ -36,7 +36,13 @@ pub struct ApproveArgs {
 pub fn run(ctx: &Context, a: ApproveArgs) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
     let config = load_config(ctx, ws)?;
-    let at = parse_at(a.at.as_deref())?;
+    if a.at.is_some() {
+        return Err(Failure::usage(
+            "an approval is signed at the real clock; --at is for what-ifs",
+        )
+        .hint("`stella gate check REF --env ENV --at T` shows what the gates would say then"));
+    }
+    let at = crate::domain::Clock::Real.now();
     let Some(env) = config.environment(&a.env) else {
         return Err(unknown_environment(&a.env, &config));
     };
@@ -55,7 +61,7 @@ pub fn run(ctx: &Context, a: ApproveArgs) -> Result<u8, Failure> {
         &a.env,
         purpose,
         a.comment.clone(),
-        &at,
+        at,
     )?;
 
     if a.json {

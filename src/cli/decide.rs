@@ -1,13 +1,16 @@
 //! Decisions that are sealed: `stella release promote`, `stella release
 //! rollback` and `stella release unpin`. The command starts the engine, hands it the request, and
-//! prints the engine's events as they come.
+//! prints the engine's events as they come. Each decides at the real clock
+//! as whoever `--key` proves (or the account, unverified); `--dry-run`
+//! (with `--at`, `--as`) shows what it would do and changes nothing.
 
 use clap::Args;
 
-use super::gate::{decision_json, print_verdicts, requester};
-use super::{Context, Failure, exit, load_config, parse_at, print_json};
+use super::gate::{CheckArgs, decision_json, print_verdicts, what_if_requester};
+use super::{Context, Failure, acting_clock, exit, load_config, print_json};
 use crate::config::Config;
 use crate::domain::{Decision, Digest};
+use crate::engine::keys::Asker;
 use crate::engine::run::seconds;
 use crate::engine::{
     EngineError, EngineEvent, EngineHandle, EventKind, Pending, PromoteRequest, RollbackRequest,
@@ -23,17 +26,28 @@ pub struct PromoteArgs {
     /// The environment to promote into
     #[arg(long)]
     pub to: String,
-    /// Sign an approval with --key first
+    /// Sign an approval with --key first (with four eyes it does not
+    /// count: the same key asks)
     #[arg(long, requires = "key")]
     pub approve: bool,
-    /// Your key, for --approve
-    #[arg(long)]
+    /// Your key: it signs the request, so the capsule records you as its
+    /// owner (without it: your operating-system account, unverified, which
+    /// four-eyes refuses)
+    #[arg(long, value_name = "NAME")]
     pub key: Option<String>,
-    /// Decide at this clock (RFC 3339) instead of now
+    /// What-if: evaluate, print what would happen, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: evaluate at this clock (RFC 3339) instead of now
     #[arg(long)]
     pub at: Option<String>,
-    /// Who asks (four-eyes discards their own approval); default $STELLA_USER
-    #[arg(long = "as", env = "STELLA_USER", value_name = "EMAIL")]
+    /// With --dry-run: ask as this identity (four-eyes discards their own approval)
+    #[arg(
+        long = "as",
+        value_name = "EMAIL",
+        requires = "dry_run",
+        conflicts_with = "key"
+    )]
     pub requester: Option<String>,
     /// Break a freeze, with this reason (needs break-glass approvals)
     #[arg(long, value_name = "REASON")]
@@ -59,12 +73,16 @@ pub struct RollbackArgs {
     /// Why, for the record
     #[arg(long)]
     pub reason: Option<String>,
-    /// Decide at this clock (RFC 3339) instead of now
+    /// Your key: it signs the request (without it: your operating-system
+    /// account, unverified)
+    #[arg(long, value_name = "NAME")]
+    pub key: Option<String>,
+    /// What-if: print what would be rolled back, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: as of this clock (RFC 3339) instead of now
     #[arg(long)]
     pub at: Option<String>,
-    /// Who asks; default $STELLA_USER
-    #[arg(long = "as", env = "STELLA_USER", value_name = "EMAIL")]
-    pub requester: Option<String>,
     /// Print the outcome as JSON, with the capsule's path
     #[arg(long)]
     pub json: bool,
@@ -80,12 +98,16 @@ pub struct UnpinArgs {
     /// Why it may move again, for the record
     #[arg(long)]
     pub reason: Option<String>,
-    /// Decide at this clock (RFC 3339) instead of now
+    /// Your key: it signs the request (without it: your operating-system
+    /// account, unverified)
+    #[arg(long, value_name = "NAME")]
+    pub key: Option<String>,
+    /// What-if: print what would be unpinned, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: as of this clock (RFC 3339); a pin holds until lifted, whatever the clock
     #[arg(long)]
     pub at: Option<String>,
-    /// Who asks; default $STELLA_USER
-    #[arg(long = "as", env = "STELLA_USER", value_name = "EMAIL")]
-    pub requester: Option<String>,
     /// Print the outcome as JSON, with the capsule's path
     #[arg(long)]
     pub json: bool,
@@ -157,16 +179,40 @@ fn print_note(kind: &EventKind) {
 pub fn promote(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
     let config = load_config(ctx, ws)?;
-    let at = parse_at(a.at.as_deref())?;
+    let clock = acting_clock(a.at.as_deref(), a.dry_run, "stella release promote")?;
     if config.environment(&a.to).is_none() {
         return Err(super::unknown_environment(&a.to, &config));
+    }
+    if a.dry_run {
+        if a.approve {
+            return Err(
+                Failure::usage("--approve signs an approval; a dry run signs nothing")
+                    .hint("`stella approve REF --env ENV --key NAME` signs one"),
+            );
+        }
+        let now = clock.now();
+        let header = format!(
+            "Dry run: promoting {} to {} at {}",
+            a.reference,
+            a.to,
+            now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        let check = CheckArgs {
+            reference: a.reference.clone(),
+            env: a.to.clone(),
+            at: None,
+            requester: a.requester.clone(),
+            key: a.key.clone(),
+            break_glass: a.break_glass.clone(),
+            json: a.json,
+        };
+        return super::gate::check(ctx, &config, &check, now, Some(&header));
     }
     let req = PromoteRequest {
         reference: a.reference.clone(),
         to: a.to.clone(),
         approve_with: a.approve.then(|| a.key.clone()).flatten(),
-        at: Some(at),
-        requested_by: requester(a.requester.clone()),
+        asker: Asker::from_key(a.key.clone()),
         break_glass: a.break_glass.clone(),
         parallel: a
             .parallel
@@ -253,7 +299,7 @@ pub fn promote(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
 pub fn rollback(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
     let config = load_config(ctx, ws)?;
-    let at = parse_at(a.at.as_deref())?;
+    let clock = acting_clock(a.at.as_deref(), a.dry_run, "stella release rollback")?;
     if config.environment(&a.env).is_none() {
         return Err(super::unknown_environment(&a.env, &config));
     }
@@ -261,13 +307,35 @@ pub fn rollback(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
         a.to.as_deref()
             .map(|t| t.parse::<Digest>().map_err(EngineError::usage))
             .transpose()?;
+    if a.dry_run {
+        if !config.apps.contains_key(&a.app) {
+            return Err(crate::engine::resolve::unknown_app(&a.app, &config).into());
+        }
+        let now = clock.now();
+        let store = ws.open_store()?;
+        let (from, to) = crate::engine::rollback::plan(&store, &a.app, &a.env, to.as_ref(), now)?;
+        let requested_by = what_if_requester(ws, None, a.key.clone())?;
+        if a.json {
+            print_json(&serde_json::json!({
+                "app": a.app, "environment": a.env, "digest": to, "from": from,
+                "evaluated_at": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "requested_by": requested_by, "dry_run": true,
+            }))?;
+        } else {
+            println!(
+                "Dry run as {requested_by}: {} in {} would roll back {from} → {to}, and be pinned there",
+                a.app, a.env
+            );
+            println!("Nothing was sealed, deployed or changed");
+        }
+        return Ok(exit::OK);
+    }
     let req = RollbackRequest {
         app: a.app.clone(),
         env: a.env.clone(),
         to,
         reason: a.reason.clone(),
-        at: Some(at),
-        requested_by: requester(a.requester.clone()),
+        asker: Asker::from_key(a.key.clone()),
     };
     let json = a.json;
     let done = drive(
@@ -331,13 +399,39 @@ pub fn rollback(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
 pub fn unpin(ctx: &Context, a: UnpinArgs) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
     let config = load_config(ctx, ws)?;
-    let at = parse_at(a.at.as_deref())?;
+    let clock = acting_clock(a.at.as_deref(), a.dry_run, "stella release unpin")?;
+    if a.dry_run {
+        if config.environment(&a.env).is_none() {
+            return Err(super::unknown_environment(&a.env, &config));
+        }
+        let requested_by = what_if_requester(ws, None, a.key.clone())?;
+        let pin = ws.open_store()?.pin(&a.env, &a.app)?;
+        if a.json {
+            print_json(&serde_json::json!({
+                "app": a.app, "environment": a.env, "pin": pin,
+                "evaluated_at": clock.now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "requested_by": requested_by, "dry_run": true,
+            }))?;
+        } else {
+            match &pin {
+                Some(p) => println!(
+                    "Dry run as {requested_by}: would lift the pin of {} in {} on {} (rollback capsule #{})",
+                    a.app, a.env, p.digest, p.capsule_id
+                ),
+                None => println!(
+                    "Dry run: {} is not pinned in {}; nothing to unpin",
+                    a.app, a.env
+                ),
+            }
+            println!("Nothing was sealed or changed");
+        }
+        return Ok(if pin.is_some() { exit::OK } else { exit::USAGE });
+    }
     let req = UnpinRequest {
         app: a.app.clone(),
         env: a.env.clone(),
         reason: a.reason.clone(),
-        at: Some(at),
-        requested_by: requester(a.requester.clone()),
+        asker: Asker::from_key(a.key.clone()),
     };
     let done = drive(ws, &config, |h| h.unpin(req), |ev| print_note(&ev.kind))?;
     if a.json {

@@ -83,7 +83,15 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<u8, Failure> {
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()?;
-    let shown = super::tui::open(ctx, &ws, super::tui::TuiArgs::default());
+    // The workbench acts as the demo's on-call, whose key the demo made.
+    let shown = super::tui::open(
+        ctx,
+        &ws,
+        super::tui::TuiArgs {
+            key: Some(crate::demo::ONCALL_KEY.into()),
+            ..Default::default()
+        },
+    );
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -161,9 +169,10 @@ fn canary(ctx: &Context, dir: &std::path::Path) -> Result<u8, Failure> {
                 reference: format!("web:{tag}"),
                 to: "edge".into(),
                 approve: false,
-                key: None,
+                key: Some(crate::demo::ONCALL_KEY.into()),
+                dry_run: false,
                 at: None,
-                requester: Some("oncall@demo.example".into()),
+                requester: None,
                 break_glass: None,
                 json: false,
                 parallel: None,

@@ -19,6 +19,9 @@ pub struct SetArgs {
     /// NAME=on|off|PCT%, one or more
     #[arg(required = true, value_name = "NAME=VALUE")]
     pub flags: Vec<String>,
+    /// Your key: it signs the change (without it: your operating-system account, unverified)
+    #[arg(long, value_name = "NAME")]
+    pub key: Option<String>,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
@@ -46,7 +49,7 @@ pub fn run(ctx: &Context, cmd: FlagsCommand) -> Result<u8, Failure> {
                     Failure::usage(e)
                         .hint("e.g. `stella flags set prod new-checkout=on dark-mode=25%`")
                 })?;
-            let who = crate::engine::evaluate::requester(None);
+            let who = crate::engine::keys::Asker::from_key(a.key.clone());
             let lines = crate::engine::flags::set_flags(ws, &config, &a.env, &changes, &who)?;
             if a.json {
                 print_json(&serde_json::json!({

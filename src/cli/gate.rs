@@ -6,10 +6,10 @@ use chrono::{DateTime, Local, SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::release::app_release;
+use super::release::{app_release, app_release_unrecorded};
 use super::{Context, Failure, exit, load_config, parse_at, print_json, unknown_environment};
 use crate::domain::{Decision, Outcome, Verdict};
-pub use crate::engine::evaluate::{evaluate_release, requester};
+pub use crate::engine::evaluate::{evaluate_release, what_if_requester};
 use crate::gates;
 
 #[derive(Debug, Subcommand)]
@@ -18,7 +18,7 @@ pub enum GateCommand {
     Check(CheckArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 pub struct CheckArgs {
     /// APP:TAG or APP@sha256:HEX (`APP` alone: what is live upstream of ENV)
     pub reference: String,
@@ -28,9 +28,12 @@ pub struct CheckArgs {
     /// Evaluate at this clock (RFC 3339) instead of now: what-if, and replay
     #[arg(long)]
     pub at: Option<String>,
-    /// Who asks (four-eyes discards their own approval); default $STELLA_USER
-    #[arg(long = "as", env = "STELLA_USER", value_name = "EMAIL")]
+    /// Ask as this identity, for the what-if (four-eyes discards their own approval)
+    #[arg(long = "as", value_name = "EMAIL", conflicts_with = "key")]
     pub requester: Option<String>,
+    /// Ask as this key's owner (default: your operating-system account, unverified)
+    #[arg(long, value_name = "NAME")]
+    pub key: Option<String>,
     /// Break a freeze, with this reason (needs break-glass approvals)
     #[arg(long, value_name = "REASON")]
     pub break_glass: Option<String>,
@@ -44,16 +47,35 @@ pub fn run(ctx: &Context, cmd: GateCommand) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
     let config = load_config(ctx, ws)?;
     let now = parse_at(a.at.as_deref())?;
+    check(ctx, &config, &a, now, None)
+}
+
+/// Evaluates every gate for `a` at `now` and prints it; `header`, for a
+/// promotion's `--dry-run`, says what it is and that nothing is done.
+/// Changes nothing: no decision, no capsule, no target touched.
+pub fn check(
+    ctx: &Context,
+    config: &crate::config::Config,
+    a: &CheckArgs,
+    now: DateTime<Utc>,
+    header: Option<&str>,
+) -> Result<u8, Failure> {
+    let ws = ctx.workspace()?;
     if config.environment(&a.env).is_none() {
-        return Err(unknown_environment(&a.env, &config));
+        return Err(unknown_environment(&a.env, config));
     }
-    let release = app_release(ws, &config, &a.reference, Some(&a.env), &now, a.json)?;
+    // A promotion's dry run writes nothing, not even the tag's resolution.
+    let release = match header {
+        Some(_) => app_release_unrecorded(ws, config, &a.reference, Some(&a.env), &now)?,
+        None => app_release(ws, config, &a.reference, Some(&a.env), &now, a.json)?,
+    };
+    let requester = what_if_requester(ws, a.requester.clone(), a.key.clone())?;
     let (inputs, decision, verdicts) = evaluate_release(
         ws,
-        &config,
+        config,
         &release,
         &a.env,
-        requester(a.requester),
+        requester.clone(),
         a.break_glass.clone(),
         now,
     )?;
@@ -71,8 +93,15 @@ pub fn run(ctx: &Context, cmd: GateCommand) -> Result<u8, Failure> {
         if let Some(p) = &pin {
             v["pin"] = serde_json::to_value(p).map_err(Failure::error)?;
         }
+        if header.is_some() {
+            v["dry_run"] = true.into();
+            v["requested_by"] = requester.clone().into();
+        }
         print_json(&v)?;
     } else {
+        if let Some(h) = header {
+            println!("{h}");
+        }
         println!(
             "Checking {} ({}) for {} at {}",
             release.app,
@@ -92,6 +121,16 @@ pub fn run(ctx: &Context, cmd: GateCommand) -> Result<u8, Failure> {
                 print_pin(p);
             }
             None => print_explanation(decision, &verdicts),
+        }
+        if header.is_some() {
+            println!(
+                "Dry run as {requester}: {}; nothing was sealed, deployed or changed",
+                if held == Decision::Allow {
+                    "it would be promoted"
+                } else {
+                    "it would be blocked"
+                }
+            );
         }
     }
     Ok(match held {

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 
 use super::{Context, Failure, exit, print_json};
 use crate::domain::release::{valid_app_name, valid_email};
-use crate::engine::keys::{create_key, refuse_existing};
+use crate::engine::keys::{create_key, refuse_existing, refuse_second_key};
 use crate::sign::PublicKey;
 use crate::store::KeyRecord;
 use crate::workspace::Workspace;
@@ -31,6 +31,9 @@ pub struct GenArgs {
     /// The key owner's email (approver lists name people by it)
     #[arg(long)]
     pub email: String,
+    /// EMAIL already has a key and this is another one for them, on purpose
+    #[arg(long)]
+    pub another_key: bool,
 }
 
 #[derive(Debug, Args)]
@@ -53,6 +56,9 @@ pub struct ImportArgs {
     pub email: String,
     /// A public key file (`-----BEGIN PUBLIC KEY-----`)
     pub file: std::path::PathBuf,
+    /// EMAIL already has a key and this is another one for them, on purpose
+    #[arg(long)]
+    pub another_key: bool,
 }
 
 pub fn run(ctx: &Context, cmd: KeyCommand) -> Result<u8, Failure> {
@@ -80,6 +86,10 @@ fn check_name_email(name: &str, email: &str) -> Result<(), Failure> {
 
 fn gen_key(ws: &Workspace, a: GenArgs) -> Result<u8, Failure> {
     check_name_email(&a.name, &a.email)?;
+    // The name first (no key has an empty id): a taken name is the
+    // clearer error.
+    refuse_existing(ws, &a.name, "")?;
+    refuse_second_key(ws, &a.email, a.another_key)?;
     let (public, path) = create_key(ws, &a.name, &a.email)?;
     println!(
         "Created key `{}` for {} (keyid {})",
@@ -137,6 +147,7 @@ fn import(ws: &Workspace, a: ImportArgs) -> Result<u8, Failure> {
         .map_err(|e| Failure::error(format!("cannot read {file}: {e}")))?;
     let public = PublicKey::from_pem(&pem).map_err(|e| Failure::error(format!("{file}: {e}")))?;
     refuse_existing(ws, &a.name, public.keyid())?;
+    refuse_second_key(ws, &a.email, a.another_key)?;
     ws.open_store()?.add_key(&KeyRecord {
         name: a.name.clone(),
         email: a.email.clone(),
@@ -151,5 +162,11 @@ fn import(ws: &Workspace, a: ImportArgs) -> Result<u8, Failure> {
         a.email,
         &public.keyid()[..16]
     );
+    if a.another_key {
+        println!(
+            "note: {} now has more than one key; each approves and asks as them",
+            a.email
+        );
+    }
     Ok(exit::OK)
 }

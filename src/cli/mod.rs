@@ -205,6 +205,26 @@ pub fn unknown_environment(name: &str, config: &crate::config::Config) -> Failur
     crate::engine::unknown_environment(name, config).into()
 }
 
+/// The clock of a command that can act: the real clock, or with
+/// `--dry-run` the `--at` a what-if asks about. `--at` without
+/// `--dry-run` is refused: a command that acts decides at the real clock.
+pub fn acting_clock(
+    at: Option<&str>,
+    dry_run: bool,
+    command: &str,
+) -> Result<crate::domain::Clock, Failure> {
+    match (at, dry_run) {
+        (None, _) => Ok(crate::domain::Clock::Real),
+        (Some(_), false) => Err(Failure::usage(format!(
+            "`{command}` acts at the real clock; --at is for what-ifs"
+        ))
+        .hint(format!(
+            "add --dry-run to see what `{command}` would do at that time without doing it, or use `stella gate check REF --env ENV --at T`"
+        ))),
+        (Some(s), true) => Ok(crate::domain::Clock::WhatIf(parse_at(Some(s))?)),
+    }
+}
+
 /// The decision clock: `--at RFC3339`, or now.
 pub fn parse_at(at: Option<&str>) -> Result<chrono::DateTime<chrono::Utc>, Failure> {
     match at {

@@ -55,7 +55,11 @@ pub struct MarkLiveArgs {
     /// The environment it is live in
     #[arg(long)]
     pub env: String,
-    /// Since when (RFC 3339; default now)
+    /// What-if: print what would be recorded, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: since this clock (RFC 3339). A release is recorded
+    /// live from now: a made-up past would count as soak it never had
     #[arg(long)]
     pub at: Option<String>,
 }
@@ -181,6 +185,18 @@ pub fn app_release(
     Ok(r)
 }
 
+/// `app_release` for a `--dry-run`: the tag is resolved, not recorded.
+pub fn app_release_unrecorded(
+    ws: &Workspace,
+    config: &Config,
+    reference: &str,
+    env: Option<&str>,
+    now: &DateTime<Utc>,
+) -> Result<AppRelease, Failure> {
+    let (r, _) = crate::engine::resolve::app_release_with(ws, config, reference, env, now, false)?;
+    Ok(r)
+}
+
 fn list(ctx: &Context, args: ListArgs) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
     let store = ws.open_store()?;
@@ -218,9 +234,21 @@ fn list(ctx: &Context, args: ListArgs) -> Result<u8, Failure> {
 fn mark_live(ctx: &Context, args: MarkLiveArgs) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
     let config = load_config(ctx, ws)?;
-    let at = super::parse_at(args.at.as_deref())?;
+    let clock = super::acting_clock(args.at.as_deref(), args.dry_run, "stella release mark-live")?;
+    let at = clock.now();
     if config.environment(&args.env).is_none() {
         return Err(super::unknown_environment(&args.env, &config));
+    }
+    if args.dry_run {
+        let rel = app_release_unrecorded(ws, &config, &args.reference, None, &at)?;
+        println!(
+            "Dry run: would record {}@{} live in {} since {}; nothing was changed",
+            rel.app,
+            rel.digest,
+            args.env,
+            at.to_rfc3339_opts(SecondsFormat::Secs, true)
+        );
+        return Ok(exit::OK);
     }
     let rel = app_release(ws, &config, &args.reference, None, &at, false)?;
     let mut store = ws.open_store()?;

@@ -12,6 +12,7 @@ use clap::{Args, Subcommand};
 use super::{Context, Failure, exit, load_config, print_json, unknown_environment};
 use crate::config::Config;
 use crate::deploy::routed;
+use crate::engine::keys::Asker;
 
 #[derive(Debug, Subcommand)]
 pub enum RolloutCommand {
@@ -35,6 +36,9 @@ pub enum RolloutCommand {
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     pub env: String,
+    /// Your key: it signs what you ask (without it: your operating-system account, unverified)
+    #[arg(long, value_name = "NAME")]
+    pub key: Option<String>,
     /// Why, for the record
     #[arg(long)]
     pub reason: Option<String>,
@@ -46,6 +50,9 @@ pub struct RollbackArgs {
 #[derive(Debug, Args)]
 pub struct ConsolidateArgs {
     pub env: String,
+    /// Your key: it signs what you ask (without it: your operating-system account, unverified)
+    #[arg(long, value_name = "NAME")]
+    pub key: Option<String>,
     /// `a`: the release that was stable; `b`: the new one
     #[arg(long, value_parser = ["a", "b"])]
     pub winner: String,
@@ -57,6 +64,11 @@ pub struct ConsolidateArgs {
 #[derive(Debug, Args)]
 pub struct EnvArg {
     pub env: String,
+    /// Your key: it signs what this command seals itself — an interrupted
+    /// canary's abort or pick-up (without it: your operating-system account,
+    /// unverified); a running canary seals its steps as its promotion's requester
+    #[arg(long, value_name = "NAME")]
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -99,7 +111,7 @@ pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
     let config = load_config(ctx, ws)?;
     if let RolloutCommand::Consolidate(a) = &cmd {
         router_targets(&config, &a.env)?;
-        let who = crate::engine::evaluate::requester(None);
+        let who = Asker::from_key(a.key.clone());
         let lines =
             crate::engine::rollout::consolidate(ws, &config, &a.env, a.winner == "b", &who)?;
         if a.json {
@@ -114,12 +126,12 @@ pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
     if let RolloutCommand::Rollback(a) = &cmd {
         return rollback(ctx, ws, &config, a);
     }
-    let (env, change): (&str, Option<&str>) = match &cmd {
-        RolloutCommand::Status(a) => (&a.env, None),
-        RolloutCommand::Pause(a) => (&a.env, Some("pause")),
-        RolloutCommand::Resume(a) => (&a.env, Some("resume")),
-        RolloutCommand::Abort(a) => (&a.env, Some("abort")),
-        RolloutCommand::Promote(a) => (&a.env, Some("promote")),
+    let (env, change, key): (&str, Option<&str>, Option<String>) = match &cmd {
+        RolloutCommand::Status(a) => (&a.env, None, None),
+        RolloutCommand::Pause(a) => (&a.env, Some("pause"), a.key.clone()),
+        RolloutCommand::Resume(a) => (&a.env, Some("resume"), a.key.clone()),
+        RolloutCommand::Abort(a) => (&a.env, Some("abort"), a.key.clone()),
+        RolloutCommand::Promote(a) => (&a.env, Some("promote"), a.key.clone()),
         RolloutCommand::Consolidate(_) | RolloutCommand::Rollback(_) => {
             unreachable!("handled above")
         }
@@ -169,7 +181,7 @@ pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
             );
         }
         if abort_interrupted {
-            let who = crate::engine::evaluate::requester(None);
+            let who = Asker::from_key(key.clone());
             for line in crate::engine::rollout::abort_interrupted(ws, &config, env, &who)? {
                 println!("{line}");
             }
@@ -182,7 +194,8 @@ pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
                     reference: format!("{app}@{digest}"),
                     to: env.to_owned(),
                     approve: false,
-                    key: None,
+                    key: key.clone(),
+                    dry_run: false,
                     at: None,
                     requester: None,
                     break_glass: None,
@@ -240,6 +253,7 @@ fn rollback(
             ctx,
             RolloutCommand::Abort(EnvArg {
                 env: env.to_owned(),
+                key: a.key.clone(),
             }),
         );
     }
@@ -248,6 +262,7 @@ fn rollback(
             ctx,
             RolloutCommand::Consolidate(ConsolidateArgs {
                 env: env.to_owned(),
+                key: a.key.clone(),
                 winner: "a".into(),
                 json: a.json,
             }),
@@ -301,8 +316,9 @@ fn rollback(
             env: env.to_owned(),
             to: warm.map(|d| d.to_string()),
             reason: a.reason.clone(),
+            key: a.key.clone(),
+            dry_run: false,
             at: None,
-            requester: None,
             json: a.json,
         },
     )

@@ -10,12 +10,12 @@ pub struct TuiArgs {
     /// A theme: dark, light, high-contrast, or a theme file (default dark; NO_COLOR is respected)
     #[arg(long, env = "STELLA_THEME")]
     pub theme: Option<String>,
-    /// The key you approve with (default: your first private key)
+    /// Your key: it signs every action the workbench seals, and `a`
+    /// approves with it (default: `key` in config.toml; without one you act
+    /// as your operating-system account, unverified, and approve with your
+    /// first private key)
     #[arg(long)]
     pub key: Option<String>,
-    /// Who asks (four-eyes discards their own approval); default $STELLA_USER
-    #[arg(long = "as", env = "STELLA_USER", value_name = "EMAIL")]
-    pub requester: Option<String>,
 }
 
 pub fn run(ctx: &Context, a: TuiArgs) -> Result<u8, Failure> {
@@ -37,7 +37,6 @@ pub fn open(ctx: &Context, ws: &Workspace, a: TuiArgs) -> Result<u8, Failure> {
             // the flags, so their environment defaults are read here too.
             theme: a.theme.or_else(|| std::env::var("STELLA_THEME").ok()),
             key: a.key,
-            requested_by: super::gate::requester(a.requester),
         },
     )?;
     println!("logs: {}", ws.logs_dir().join("stella.log").display());

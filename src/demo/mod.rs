@@ -1,6 +1,6 @@
 //! `stella demo`: a complete workspace built from nothing but this binary —
 //! OCI image layouts of three apps, scanner reports in two formats and a
-//! VEX, two approvers' keys, a Rego policy, a workflow with parallel steps,
+//! VEX, two approvers' keys and the on-call's, a Rego policy, a workflow with parallel steps,
 //! freeze windows (one active now), three lanes with a history of real
 //! promotions, a blocked release and a rollback, all sealed in capsules,
 //! and a fourth lane, `edge`, on the built-in router (or nginx), where the workbench
@@ -10,10 +10,11 @@ pub mod reports;
 
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Datelike, Duration, NaiveTime, SecondsFormat, Utc, Weekday};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
 use crate::domain::Digest;
 use crate::domain::approval::Purpose;
+use crate::engine::keys::Asker;
 use crate::engine::resolve::AppRelease;
 use crate::engine::runs::Runs;
 use crate::engine::{EngineError, PromoteRequest, RollbackRequest, Sink};
@@ -35,7 +36,7 @@ pub const MARKER: &str = ".stella-demo";
 pub const APPROVERS: [(&str, &str); 2] =
     [("alice", "alice@demo.example"), ("bob", "bob@demo.example")];
 
-/// One event of the demo's history, on the `day`th weekday before today.
+/// One event of the demo's history, in the order it happens.
 enum Past {
     Approve {
         app: &'static str,
@@ -43,7 +44,6 @@ enum Past {
         env: &'static str,
         /// Index into `APPROVERS`.
         by: usize,
-        at: (usize, u32, u32),
     },
     Promote {
         app: &'static str,
@@ -51,22 +51,12 @@ enum Past {
         to: &'static str,
         /// What it must end as, or the demo is wrong.
         outcome: &'static str,
-        at: (usize, u32, u32),
     },
     Rollback {
         app: &'static str,
         env: &'static str,
         reason: &'static str,
-        at: (usize, u32, u32),
     },
-}
-
-impl Past {
-    fn when(&self) -> (usize, u32, u32) {
-        match self {
-            Past::Approve { at, .. } | Past::Promote { at, .. } | Past::Rollback { at, .. } => *at,
-        }
-    }
 }
 
 const fn promote(
@@ -74,72 +64,66 @@ const fn promote(
     tag: &'static str,
     to: &'static str,
     outcome: &'static str,
-    at: (usize, u32, u32),
 ) -> Past {
     Past::Promote {
         app,
         tag,
         to,
         outcome,
-        at,
     }
 }
 
-const fn approve(
-    app: &'static str,
-    tag: &'static str,
-    env: &'static str,
-    by: usize,
-    at: (usize, u32, u32),
-) -> Past {
-    Past::Approve {
-        app,
-        tag,
-        env,
-        by,
-        at,
-    }
+const fn approve(app: &'static str, tag: &'static str, env: &'static str, by: usize) -> Past {
+    Past::Approve { app, tag, env, by }
 }
 
-/// Day 1: everything reaches dev and staging. Day 2: api-gateway and
-/// billing reach prod; api-gateway 1.1 reaches staging. Day 3: 1.1 reaches
-/// prod and is rolled back. Day 4: new releases in dev; billing 2.4 is
-/// blocked by a critical finding; web 3.1 is approved for staging, ready.
+/// Everything reaches dev and staging; api-gateway and billing reach prod;
+/// api-gateway 1.1 reaches prod and is rolled back; new releases in dev;
+/// billing 2.4 is blocked by a critical finding; web 3.1 is approved for
+/// staging, ready. Each is decided through the engine at the real clock,
+/// as the demo's on-call (signed with their key), like any promotion.
 const HISTORY: &[Past] = &[
-    promote("api-gateway", "1.0", "dev", "deployed", (0, 9, 0)),
-    approve("api-gateway", "1.0", "staging", 1, (0, 9, 30)),
-    promote("api-gateway", "1.0", "staging", "deployed", (0, 10, 0)),
-    promote("billing", "2.3", "dev", "deployed", (0, 9, 10)),
-    approve("billing", "2.3", "staging", 1, (0, 9, 40)),
-    promote("billing", "2.3", "staging", "deployed", (0, 10, 10)),
-    promote("web", "3.0", "dev", "deployed", (0, 9, 20)),
-    approve("web", "3.0", "staging", 1, (0, 9, 50)),
-    promote("web", "3.0", "staging", "deployed", (0, 10, 20)),
-    approve("api-gateway", "1.0", "prod", 0, (1, 9, 30)),
-    promote("api-gateway", "1.0", "prod", "deployed", (1, 10, 0)),
-    approve("billing", "2.3", "prod", 0, (1, 9, 50)),
-    promote("billing", "2.3", "prod", "deployed", (1, 10, 20)),
-    promote("api-gateway", "1.1", "dev", "deployed", (1, 12, 0)),
-    approve("api-gateway", "1.1", "staging", 1, (1, 13, 0)),
-    promote("api-gateway", "1.1", "staging", "deployed", (1, 14, 0)),
-    approve("api-gateway", "1.1", "prod", 0, (2, 9, 30)),
-    promote("api-gateway", "1.1", "prod", "deployed", (2, 10, 0)),
+    promote("api-gateway", "1.0", "dev", "deployed"),
+    approve("api-gateway", "1.0", "staging", 1),
+    promote("api-gateway", "1.0", "staging", "deployed"),
+    promote("billing", "2.3", "dev", "deployed"),
+    approve("billing", "2.3", "staging", 1),
+    promote("billing", "2.3", "staging", "deployed"),
+    promote("web", "3.0", "dev", "deployed"),
+    approve("web", "3.0", "staging", 1),
+    promote("web", "3.0", "staging", "deployed"),
+    approve("api-gateway", "1.0", "prod", 0),
+    promote("api-gateway", "1.0", "prod", "deployed"),
+    approve("billing", "2.3", "prod", 0),
+    promote("billing", "2.3", "prod", "deployed"),
+    promote("api-gateway", "1.1", "dev", "deployed"),
+    approve("api-gateway", "1.1", "staging", 1),
+    promote("api-gateway", "1.1", "staging", "deployed"),
+    approve("api-gateway", "1.1", "prod", 0),
+    promote("api-gateway", "1.1", "prod", "deployed"),
     Past::Rollback {
         app: "api-gateway",
         env: "prod",
         reason: "p95 latency doubled after 1.1",
-        at: (2, 15, 0),
     },
-    promote("api-gateway", "1.2", "dev", "deployed", (3, 9, 0)),
-    promote("billing", "2.4", "dev", "deployed", (3, 9, 30)),
-    approve("billing", "2.4", "staging", 1, (3, 9, 45)),
-    promote("billing", "2.4", "staging", "blocked", (3, 10, 0)),
-    promote("web", "3.1", "dev", "deployed", (3, 11, 0)),
-    approve("web", "3.1", "staging", 1, (3, 11, 30)),
+    promote("api-gateway", "1.2", "dev", "deployed"),
+    promote("billing", "2.4", "dev", "deployed"),
+    approve("billing", "2.4", "staging", 1),
+    promote("billing", "2.4", "staging", "blocked"),
+    promote("web", "3.1", "dev", "deployed"),
+    approve("web", "3.1", "staging", 1),
 ];
 
-/// Who asks for the demo's history of promotions.
+/// Who asks for the demo's history of promotions, and whom its workbench
+/// acts as: (key name, email).
+pub const ONCALL_KEY: &str = "oncall";
 const ONCALL: &str = "oncall@demo.example";
+
+/// What the history's config leaves out of the demo's: prod's freeze
+/// windows (one is active now) and its soak.
+const HISTORY_FREEZE: &str =
+    "[environments.prod.gates.freeze]\nwindows = [\"incident-freeze\", \"weekend\"]\n\n";
+const HISTORY_SOAK: &str = "soak = \"1h\"\n";
 
 /// Builds the demo workspace in `dir` as of `now`, reporting each stage to
 /// `progress`. An existing folder is refused unless `force`, and then only
@@ -204,14 +188,24 @@ pub fn build(
         MARKER,
         "built by `stella demo`; `stella demo --force` rebuilds it\n",
     )?;
-    write(
-        "stella.toml",
-        &CONFIG
-            .replace("{{freeze_from}}", &minute(freeze_from))
-            .replace("{{freeze_until}}", &minute(freeze_until))
-            .replace("{{edge_port}}", &edge_port()?.to_string())
-            .replace("{{edge_kind}}", edge_kind),
-    )?;
+    let final_config = CONFIG
+        .replace("{{freeze_from}}", &minute(freeze_from))
+        .replace("{{freeze_until}}", &minute(freeze_until))
+        .replace("{{edge_port}}", &edge_port()?.to_string())
+        .replace("{{edge_kind}}", edge_kind);
+    // The history is decided at the real clock, minutes apart at most: it
+    // is built under a config without prod's freeze windows and soak (the
+    // config's author may change it, as anyone's may), which its capsules
+    // record; the workspace's config is the full one from then on.
+    let history_config = final_config
+        .replace(HISTORY_FREEZE, "")
+        .replace(HISTORY_SOAK, "");
+    if history_config.len() + HISTORY_FREEZE.len() + HISTORY_SOAK.len() != final_config.len() {
+        return Err(EngineError::error(
+            "the demo's config no longer has the prod freeze and soak its history leaves out",
+        ));
+    }
+    write("stella.toml", &history_config)?;
     write("policies/release.rego", POLICY)?;
     // The history runs the same workflow at a brisk pace; the workbench's
     // promotions run it at one second a step, to be watched.
@@ -224,13 +218,13 @@ pub fn build(
     let ws = Workspace::at(dir.to_owned());
     ws.ensure_state_dirs()?;
     ws.open_store()?;
-    progress("keys: the workspace's sealing key, alice's and bob's");
+    progress("keys: the workspace's sealing key, alice's, bob's and the on-call's");
     crate::engine::keys::create_key(
         &ws,
         crate::engine::keys::SEALING_KEY,
         "sealing@demo.workspace",
     )?;
-    for (name, email) in APPROVERS {
+    for (name, email) in APPROVERS.into_iter().chain([(ONCALL_KEY, ONCALL)]) {
         crate::engine::keys::create_key(&ws, name, email)?;
     }
     let config = ws.load_config()?;
@@ -374,14 +368,10 @@ pub fn build(
     }
 
     progress("history: promotions through dev → staging → prod, a blocked release, a rollback");
-    let days = weekdays_before(now, 4);
     let runs = Runs::default();
     let sink = Sink::discard();
+    let oncall = Asker::Key(ONCALL_KEY.into());
     for step in HISTORY {
-        let (day, h, m) = step.when();
-        let when = days[day]
-            .and_time(NaiveTime::from_hms_opt(h, m, 0).expect("valid time"))
-            .and_utc();
         let (what, got, want) = match *step {
             Past::Approve {
                 app, tag, env, by, ..
@@ -400,7 +390,7 @@ pub fn build(
                     env,
                     Purpose::Promote,
                     Some("looks good".into()),
-                    &when,
+                    crate::domain::Clock::Real.now(),
                 )?;
                 continue;
             }
@@ -415,8 +405,7 @@ pub fn build(
                     reference: format!("{app}:{tag}"),
                     to: to.to_owned(),
                     approve_with: None,
-                    at: Some(when),
-                    requested_by: ONCALL.into(),
+                    asker: oncall.clone(),
                     break_glass: None,
                     parallel: 4,
                     expect: None,
@@ -432,8 +421,7 @@ pub fn build(
                     env: env.into(),
                     to: None,
                     reason: Some(reason.into()),
-                    at: Some(when),
-                    requested_by: ONCALL.into(),
+                    asker: oncall.clone(),
                 };
                 let got = crate::engine::rollback::rollback(&ws, &config, &req, &sink)?;
                 (
@@ -451,8 +439,10 @@ pub fn build(
         progress(&format!("  {what}: {got}"));
     }
 
-    // From here on the workflow runs at watching speed.
+    // From here on the workflow runs at watching speed, under the full
+    // config: prod frozen, a soak before it.
     write("workflows/standard.toml", WORKFLOW)?;
+    write("stella.toml", &final_config)?;
     progress(&format!(
         "prod is frozen now: incident-freeze until {}",
         minute(freeze_until)
@@ -480,21 +470,6 @@ fn attach(
         },
     )?;
     Ok(())
-}
-
-/// The `n` weekdays before `now`'s date, oldest first: the demo's history
-/// falls on them so the weekend freeze never gets in its way.
-fn weekdays_before(now: DateTime<Utc>, n: usize) -> Vec<chrono::NaiveDate> {
-    let mut days = Vec::new();
-    let mut d = now.date_naive();
-    while days.len() < n {
-        d = d.pred_opt().expect("dates before now exist");
-        if !matches!(d.weekday(), Weekday::Sat | Weekday::Sun) {
-            days.push(d);
-        }
-    }
-    days.reverse();
-    days
 }
 
 /// A free loopback port for the demo's router.

@@ -1,13 +1,16 @@
 //! Plain types of the problem: no I/O here.
 
 pub mod approval;
+pub mod clock;
 pub mod digest;
 pub mod duration;
 pub mod reference;
 pub mod release;
+pub mod requester;
 pub mod schedule;
 pub mod verdict;
 
+pub use clock::Clock;
 pub use digest::{Digest, DigestError};
 pub use reference::{ImageRef, ReferenceError, Repository, Selector};
 pub use release::{ReleaseSpec, Resolution};

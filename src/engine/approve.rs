@@ -3,6 +3,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use crate::domain::Clock;
+
 use super::EngineError;
 use super::resolve::AppRelease;
 use crate::domain::approval::{
@@ -13,7 +15,9 @@ use crate::sign::{Envelope, PrivateKey};
 use crate::store::EvidenceRecord;
 use crate::workspace::Workspace;
 
-/// Signs an approval statement and attaches it to the release's digest.
+/// Signs an approval statement at `at` — the real clock, read by the
+/// caller (a promotion's `--approve` signs at its decision clock) — and
+/// attaches it to the release's digest.
 #[allow(clippy::too_many_arguments)]
 pub fn sign_approval(
     ws: &Workspace,
@@ -23,7 +27,7 @@ pub fn sign_approval(
     env: &str,
     purpose: Purpose,
     comment: Option<String>,
-    at: &DateTime<Utc>,
+    at: DateTime<Utc>,
 ) -> Result<(ApprovalStatement, EvidenceRecord), EngineError> {
     let statement = ApprovalStatement {
         type_: APPROVAL_TYPE.into(),
@@ -61,7 +65,6 @@ pub struct ApproveRequest {
     /// workspace's sealing key.
     pub key: Option<String>,
     pub comment: Option<String>,
-    pub at: Option<DateTime<Utc>>,
 }
 
 /// What was signed: the signer and the approval's evidence record.
@@ -71,8 +74,18 @@ pub struct Approved {
     pub evidence: EvidenceRecord,
 }
 
-/// Signs `req` with the named (or first) private key of the workspace.
+/// Signs `req` with the named (or first) private key of the workspace, at
+/// the real clock.
 pub fn approve(ws: &Workspace, req: &ApproveRequest) -> Result<Approved, EngineError> {
+    approve_at(ws, req, Clock::Real.now())
+}
+
+/// `approve` at a real clock already read: a promotion's decision clock.
+pub(crate) fn approve_at(
+    ws: &Workspace,
+    req: &ApproveRequest,
+    at: DateTime<Utc>,
+) -> Result<Approved, EngineError> {
     let name = match &req.key {
         Some(k) => k.clone(),
         None => ws
@@ -100,7 +113,7 @@ pub fn approve(ws: &Workspace, req: &ApproveRequest) -> Result<Approved, EngineE
         &req.env,
         Purpose::Promote,
         req.comment.clone(),
-        &req.at.unwrap_or_else(Utc::now),
+        at,
     )?;
     Ok(Approved {
         signer: rec.email,

@@ -37,10 +37,18 @@ pub fn evaluate_release(
     Ok((inputs, decision, verdicts))
 }
 
-/// Who is asking, when nobody said.
-pub fn requester(given: Option<String>) -> String {
-    given
-        .or_else(|| std::env::var("STELLA_USER").ok())
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "unknown".into())
+/// Who a what-if (`gate check`, `--dry-run`) asks as: `--as EMAIL` as
+/// given — a what-if proves nothing and changes nothing — else the key's
+/// owner for `--key NAME`, else the operating-system account, unverified.
+pub fn what_if_requester(
+    ws: &crate::workspace::Workspace,
+    given: Option<String>,
+    key: Option<String>,
+) -> Result<String, EngineError> {
+    match (given, key) {
+        (Some(email), _) => Ok(email),
+        (None, key) => {
+            Ok(super::keys::prove(ws, &super::keys::Asker::from_key(key))?.requested_by())
+        }
+    }
 }

@@ -62,7 +62,7 @@ pub fn set_flags(
     config: &Config,
     env_name: &str,
     changes: &[(String, String)],
-    requested_by: &str,
+    asker: &super::keys::Asker,
 ) -> Result<Vec<String>, super::EngineError> {
     use super::EngineError;
     use crate::capsule::statement::{Action, EvidenceRef};
@@ -70,6 +70,8 @@ pub fn set_flags(
     let env = config
         .environment(env_name)
         .ok_or_else(|| super::unknown_environment(env_name, config))?;
+    let prover = super::keys::prove(ws, asker)?;
+    let requested_by = prover.requested_by();
     let before = read_flags(&config.root, env_name);
     let mut after = before.clone();
     for (n, v) in changes {
@@ -149,7 +151,7 @@ pub fn set_flags(
     .expect("serializes");
     let evidence_digest = cas.put(&evidence)?;
     let env_digest = super::seal::environment_digest(ws, env_name, env)?;
-    let at = chrono::Utc::now();
+    let at = crate::domain::Clock::Real.now();
     let said: Vec<String> = changes.iter().map(|(n, v)| format!("{n}={v}")).collect();
     let reason = format!("flags of {env_name}: {}", said.join(", "));
     let decision = super::seal::Gateless {
@@ -158,7 +160,7 @@ pub fn set_flags(
         digest: &digest,
         tag: None,
         environment: env_name,
-        requested_by,
+        requested_by: &requested_by,
         at,
         record: EvidenceRef {
             digest: evidence_digest,
@@ -168,7 +170,9 @@ pub fn set_flags(
         env_digest: &env_digest,
         outcome: "flags-set",
         reason,
-    };
+        requester: None,
+    }
+    .signed_by(&prover)?;
     let sealed = super::seal::seal_and_export(
         ws,
         config,

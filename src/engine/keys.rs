@@ -28,6 +28,30 @@ pub fn refuse_existing(ws: &Workspace, name: &str, keyid: &str) -> Result<(), En
     Ok(())
 }
 
+/// Refuses a second key for an email that already has one, unless the
+/// caller says it means it (`--another-key`): every key an email holds
+/// approves and asks as that person, so a quietly added one is a way in.
+pub fn refuse_second_key(ws: &Workspace, email: &str, another: bool) -> Result<(), EngineError> {
+    if another {
+        return Ok(());
+    }
+    let store = ws.open_store()?;
+    let held: Vec<KeyRecord> = store
+        .keys()?
+        .into_iter()
+        .filter(|k| k.email.eq_ignore_ascii_case(email))
+        .collect();
+    if let Some(k) = held.first() {
+        return Err(EngineError::usage(format!(
+            "{email} already has a key: `{}` (keyid {}); a second one would approve and ask as {email} too",
+            k.name,
+            &k.keyid[..k.keyid.len().min(16)]
+        ))
+        .hint("if that is meant (a new machine, a rotation), say so with --another-key"));
+    }
+    Ok(())
+}
+
 /// Reads a private key of this workspace.
 pub fn load_private(ws: &Workspace, name: &str) -> Result<(PrivateKey, KeyRecord), EngineError> {
     let rec = ws.open_store()?.key(name)?.ok_or_else(|| {
@@ -126,4 +150,128 @@ pub fn trusted(ws: &Workspace) -> Result<Vec<crate::capsule::verify::Trusted>, E
             ))),
         })
         .collect()
+}
+
+/// Who asks for a decision that acts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Asker {
+    /// A key of this workspace, by name: whoever holds its private half
+    /// signs the request, and is its owner's email.
+    Key(String),
+    /// No key: the operating-system account of the real uid, recorded as
+    /// unverified.
+    #[default]
+    Account,
+}
+
+impl Asker {
+    /// `--key NAME`, or the account.
+    pub fn from_key(key: Option<String>) -> Asker {
+        key.map_or(Asker::Account, Asker::Key)
+    }
+}
+
+/// A requester ready to sign what it asks: its identity is known before
+/// the gates run (four-eyes needs it), the signature is made once the
+/// decision's clock and digest are.
+pub struct Prover {
+    identity: String,
+    key: Option<PrivateKey>,
+    uid: Option<u32>,
+}
+
+/// The operating-system account of the real uid (not `$USER`, which
+/// anyone can set): (uid, name).
+pub fn os_account() -> (u32, String) {
+    let uid = nix::unistd::getuid();
+    let name = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |u| u.name);
+    (uid.as_raw(), name)
+}
+
+/// Loads what `asker` proves itself with: the named key's private half and
+/// its owner's email from the store, or the account.
+pub fn prove(ws: &Workspace, asker: &Asker) -> Result<Prover, EngineError> {
+    match asker {
+        Asker::Key(name) => {
+            if name == SEALING_KEY {
+                return Err(EngineError::usage(format!(
+                    "`{SEALING_KEY}` is the workspace's sealing key; it seals capsules and asks for nothing"
+                ))
+                .hint("sign the request with your own key: `--key NAME` (`stella key list`)"));
+            }
+            let (key, rec) = load_private(ws, name)?;
+            Ok(Prover {
+                identity: rec.email,
+                key: Some(key),
+                uid: None,
+            })
+        }
+        Asker::Account => {
+            let (uid, name) = os_account();
+            Ok(Prover {
+                identity: name,
+                key: None,
+                uid: Some(uid),
+            })
+        }
+    }
+}
+
+impl Prover {
+    /// Whether the requester holds a key of the workspace.
+    pub fn verified(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// How the requester is recorded in `requested_by`: the key owner's
+    /// email, or `unverified: uid NAME`.
+    pub fn requested_by(&self) -> String {
+        if self.verified() {
+            self.identity.clone()
+        } else {
+            format!(
+                "{}{}",
+                crate::domain::requester::UNVERIFIED_PREFIX,
+                self.identity
+            )
+        }
+    }
+
+    /// Signs the request, with a fresh nonce; the record the capsule holds.
+    pub fn sign(
+        &self,
+        asked: &crate::domain::requester::Asked<'_>,
+    ) -> Result<crate::domain::requester::Requester, EngineError> {
+        use crate::domain::requester::Requester;
+        use base64::Engine as _;
+        let mut nonce = [0u8; 16];
+        getrandom::fill(&mut nonce)
+            .map_err(|e| EngineError::error(format!("no randomness for a request nonce: {e}")))?;
+        let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+        let Some(key) = &self.key else {
+            return Ok(Requester {
+                identity: self.identity.clone(),
+                keyid: None,
+                public_key: None,
+                signature: None,
+                uid: self.uid,
+                nonce,
+                verified: false,
+            });
+        };
+        let message = Requester::message(asked, &nonce, &self.identity);
+        let public = key.public();
+        Ok(Requester {
+            identity: self.identity.clone(),
+            keyid: Some(public.keyid().to_owned()),
+            public_key: Some(public.to_pem()),
+            signature: Some(base64::engine::general_purpose::STANDARD.encode(key.sign(&message))),
+            uid: None,
+            nonce,
+            verified: true,
+        })
+    }
 }

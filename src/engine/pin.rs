@@ -3,7 +3,7 @@
 //! someone unpins it, and the unpin is a decision with a capsule of its
 //! own, naming the rollback it lifts.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::SecondsFormat;
 
 use super::EngineError;
 use super::event::{EventKind, Sink};
@@ -21,8 +21,8 @@ pub struct UnpinRequest {
     pub app: String,
     pub env: String,
     pub reason: Option<String>,
-    pub at: Option<DateTime<Utc>>,
-    pub requested_by: String,
+    /// Who asks; an unpin is decided at the real clock.
+    pub asker: super::keys::Asker,
 }
 
 #[derive(Debug, Clone)]
@@ -78,7 +78,9 @@ pub fn unpin(
                 .hint("`stella release pins` lists what is"),
         );
     };
-    let at = req.at.unwrap_or_else(Utc::now);
+    let at = crate::domain::Clock::Real.now();
+    let prover = super::keys::prove(ws, &req.asker)?;
+    let requested_by = prover.requested_by();
     let record = serde_json::to_vec_pretty(&pin).expect("a pin serializes");
     let record_digest = ws.evidence().put(&record)?;
     let env_digest = environment_digest(ws, &req.env, env)?;
@@ -94,7 +96,7 @@ pub fn unpin(
         digest: &pin.digest,
         tag: None,
         environment: &req.env,
-        requested_by: &req.requested_by,
+        requested_by: &requested_by,
         at,
         record: EvidenceRef {
             digest: record_digest,
@@ -104,7 +106,9 @@ pub fn unpin(
         env_digest: &env_digest,
         outcome: "unpinned",
         reason,
-    };
+        requester: None,
+    }
+    .signed_by(&prover)?;
     let sealed = seal_and_export(
         ws,
         config,

@@ -11,6 +11,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::EngineError;
 use super::evaluate::evaluate_release;
 use super::event::{EventKind, Sink};
+use super::keys::{Asker, prove};
 use super::resolve::app_release;
 use super::run::{default_workflow, run_promotion_workflow};
 use super::runs::Runs;
@@ -19,6 +20,8 @@ use super::{StellaBuiltins, resolve::block_on};
 use crate::capsule::seal::inputs_of;
 use crate::capsule::statement::{Action, Engine, EvidenceRef, Predicate, ReleaseRef};
 use crate::config::Config;
+use crate::domain::Clock;
+use crate::domain::requester::Asked;
 use crate::domain::{Decision, Verdict};
 use crate::gates::Subject;
 use crate::store::DecisionRecord;
@@ -33,9 +36,9 @@ pub struct PromoteRequest {
     pub to: String,
     /// Sign an approval with this key of the workspace first.
     pub approve_with: Option<String>,
-    /// The decision clock; `None` is now.
-    pub at: Option<DateTime<Utc>>,
-    pub requested_by: String,
+    /// Who asks. There is no clock here: a promotion is decided at the
+    /// real clock, always (a what-if is `gate check`, which seals nothing).
+    pub asker: Asker,
     pub break_glass: Option<String>,
     /// Workflow steps run at once.
     pub parallel: usize,
@@ -68,10 +71,13 @@ pub fn promote(
     runs: &Runs,
     sink: &Sink,
 ) -> Result<PromoteOutcome, EngineError> {
-    let now = req.at.unwrap_or_else(Utc::now);
+    let now = Clock::Real.now();
     let Some(env) = config.environment(&req.to) else {
         return Err(super::unknown_environment(&req.to, config));
     };
+    // Who asks is proven (or found unverifiable) before anything happens.
+    let prover = prove(ws, &req.asker)?;
+    let requested_by = prover.requested_by();
     for line in super::deploy::recover(ws, config)? {
         sink.emit(EventKind::Note(line));
     }
@@ -98,7 +104,7 @@ pub fn promote(
         environment: req.to.clone(),
     });
     if let Some(name) = &req.approve_with {
-        let a = super::approve::approve(
+        let a = super::approve::approve_at(
             ws,
             &super::approve::ApproveRequest {
                 app: release.app.clone(),
@@ -106,8 +112,8 @@ pub fn promote(
                 env: req.to.clone(),
                 key: Some(name.clone()),
                 comment: None,
-                at: Some(now),
             },
+            now,
         )?;
         sink.emit(EventKind::Approved {
             signer: a.signer,
@@ -119,7 +125,7 @@ pub fn promote(
         config,
         &release,
         &req.to,
-        req.requested_by.clone(),
+        requested_by.clone(),
         req.break_glass.clone(),
         now,
     )?;
@@ -154,7 +160,7 @@ pub fn promote(
                 &release.digest,
                 release.tag.as_deref(),
                 &req.to,
-                &req.requested_by,
+                &requested_by,
             )?;
             existing = Some(id);
             sink.emit(EventKind::PromotionCreated {
@@ -176,7 +182,7 @@ pub fn promote(
                 digest: release.digest.clone(),
                 tag: release.tag.clone(),
                 environment: req.to.clone(),
-                requested_by: req.requested_by.clone(),
+                requested_by: requested_by.clone(),
                 clock: now,
                 promotion_id: id,
             };
@@ -239,7 +245,7 @@ pub fn promote(
         digest: release.digest.clone(),
         tag: release.tag.clone(),
         environment: req.to.clone(),
-        requested_by: req.requested_by.clone(),
+        requested_by: requested_by.clone(),
         action: Action::Promote.as_str().into(),
         decision: if decision == Decision::Allow {
             "allow"
@@ -257,6 +263,14 @@ pub fn promote(
         Action::Promote
     };
     let resolved = resolved_at(ws, &release);
+    let clock = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let requester = prover.sign(&Asked {
+        action: action.as_str(),
+        app: &release.app,
+        digest: &release.digest,
+        environment: &req.to,
+        clock: &clock,
+    })?;
     let sealed = seal_and_export(ws, config, &rec, existing, |previous, promotion_id| {
         Predicate {
             action,
@@ -268,8 +282,9 @@ pub fn promote(
             },
             from: env.from.as_ref().map(|f| f.get_ref().clone()),
             to: req.to.clone(),
-            requested_by: req.requested_by.clone(),
-            clock: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+            requested_by: requested_by.clone(),
+            requester: Some(requester),
+            clock,
             promotion_id: Some(promotion_id),
             inputs: statement_inputs,
             gates: verdicts.clone(),

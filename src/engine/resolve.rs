@@ -108,6 +108,19 @@ pub fn app_release(
     env: Option<&str>,
     now: &DateTime<Utc>,
 ) -> Result<(AppRelease, Vec<String>), EngineError> {
+    app_release_with(ws, config, reference, env, now, true)
+}
+
+/// `app_release`, recording the tag's resolution only when `record`: a
+/// `--dry-run` resolves and writes nothing.
+pub fn app_release_with(
+    ws: &Workspace,
+    config: &Config,
+    reference: &str,
+    env: Option<&str>,
+    now: &DateTime<Utc>,
+    record: bool,
+) -> Result<(AppRelease, Vec<String>), EngineError> {
     let spec = ReleaseSpec::parse(reference).map_err(EngineError::usage)?;
     if let ReleaseSpec::App {
         app,
@@ -141,7 +154,11 @@ pub fn app_release(
         ))
         .hint("name it APP:TAG or APP@sha256:HEX, with the app defined under [apps]"));
     }
-    let (r, notes) = resolve_and_record(Some(ws), Some(config), ws.root(), spec)?;
+    let (r, mut notes) = resolve_and_record(record.then_some(ws), Some(config), ws.root(), spec)?;
+    if !record {
+        // Not "outside a workspace": a what-if, which records nothing.
+        notes.clear();
+    }
     Ok((
         AppRelease {
             app: r.app.expect("app specs resolve with their app"),

@@ -4,10 +4,11 @@
 
 use std::path::PathBuf;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::SecondsFormat;
 
 use super::EngineError;
 use super::event::{EventKind, Sink};
+use super::keys::{Asker, prove};
 use super::resolve::block_on;
 use super::seal::seal_and_export;
 use crate::capsule::environment::{self, EffectiveEnvironment};
@@ -15,7 +16,9 @@ use crate::capsule::statement::{
     Action, Engine, EvidenceRef, Inputs, Predicate, ReleaseRef, Restores, Statement,
 };
 use crate::config::Config;
+use crate::domain::Clock;
 use crate::domain::approval::APPROVAL_MEDIA_TYPE;
+use crate::domain::requester::Asked;
 use crate::domain::{Decision, Digest};
 use crate::sign::Envelope;
 use crate::store::DecisionRecord;
@@ -28,8 +31,8 @@ pub struct RollbackRequest {
     /// The digest to return to; `None`: the last one live before the current.
     pub to: Option<Digest>,
     pub reason: Option<String>,
-    pub at: Option<DateTime<Utc>>,
-    pub requested_by: String,
+    /// Who asks; a rollback is decided at the real clock.
+    pub asker: Asker,
 }
 
 #[derive(Debug, Clone)]
@@ -48,37 +51,32 @@ pub struct RollbackOutcome {
     pub capsule: PathBuf,
 }
 
-pub fn rollback(
-    ws: &Workspace,
-    config: &Config,
-    req: &RollbackRequest,
-    sink: &Sink,
-) -> Result<RollbackOutcome, EngineError> {
-    let now = req.at.unwrap_or_else(Utc::now);
-    let Some(env) = config.environment(&req.env) else {
-        return Err(super::unknown_environment(&req.env, config));
-    };
-    if !config.apps.contains_key(&req.app) {
-        return Err(super::resolve::unknown_app(&req.app, config));
-    }
-    let store = ws.open_store()?;
-    let history = store.live_history(&req.env, &req.app)?;
+/// What a rollback of `app` in `env` at `now` would do: (the digest live
+/// now, the digest it returns to). Reads only; `--dry-run` shows it.
+pub fn plan(
+    store: &crate::store::Store,
+    app: &str,
+    env: &str,
+    to: Option<&Digest>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(Digest, Digest), EngineError> {
+    let history = store.live_history(env, app)?;
     let Some(current) = history.iter().find(|l| l.since <= now) else {
         return Err(EngineError::error(format!(
             "{} is not live in {}; there is nothing to roll back",
-            req.app, req.env
+            app, env
         )));
     };
-    let target = match &req.to {
+    let target = match to {
         Some(d) => {
             if !history.iter().any(|l| l.digest == *d) {
                 return Err(EngineError::usage(format!(
                     "{d} was never live in {}; a rollback returns to an earlier release",
-                    req.env
+                    env
                 ))
                 .hint(format!(
                     "`stella capsule list --env {} --app {}` shows what was",
-                    req.env, req.app
+                    env, app
                 )));
             }
             d.clone()
@@ -91,16 +89,36 @@ pub fn rollback(
             .ok_or_else(|| {
                 EngineError::error(format!(
                     "{} has had only one release in {}; there is no earlier one",
-                    req.app, req.env
+                    app, env
                 ))
             })?,
     };
     if target == current.digest {
         return Err(EngineError::usage(format!(
             "{target} is already live in {}",
-            req.env
+            env
         )));
     }
+    Ok((current.digest.clone(), target))
+}
+
+pub fn rollback(
+    ws: &Workspace,
+    config: &Config,
+    req: &RollbackRequest,
+    sink: &Sink,
+) -> Result<RollbackOutcome, EngineError> {
+    let now = Clock::Real.now();
+    let Some(env) = config.environment(&req.env) else {
+        return Err(super::unknown_environment(&req.env, config));
+    };
+    if !config.apps.contains_key(&req.app) {
+        return Err(super::resolve::unknown_app(&req.app, config));
+    }
+    let prover = prove(ws, &req.asker)?;
+    let requested_by = prover.requested_by();
+    let store = ws.open_store()?;
+    let (current, target) = plan(&store, &req.app, &req.env, req.to.as_ref(), now)?;
     sink.emit(EventKind::Resolved {
         app: req.app.clone(),
         digest: target.clone(),
@@ -139,13 +157,9 @@ pub fn rollback(
     let mut existing = None;
     let mut failure: Option<String> = None;
     if !env.targets.is_empty() {
-        let id = ws.open_store()?.begin_promotion(
-            &req.app,
-            &target,
-            None,
-            &req.env,
-            &req.requested_by,
-        )?;
+        let id =
+            ws.open_store()?
+                .begin_promotion(&req.app, &target, None, &req.env, &requested_by)?;
         existing = Some(id);
         sink.emit(EventKind::PromotionCreated {
             promotion_id: id,
@@ -193,14 +207,22 @@ pub fn rollback(
         digest: target.clone(),
         tag: None,
         environment: req.env.clone(),
-        requested_by: req.requested_by.clone(),
+        requested_by: requested_by.clone(),
         action: Action::Rollback.as_str().into(),
         decision: "allow".into(),
         outcome: outcome.into(),
         at: now,
         goes_live: failure.is_none(),
     };
-    let from_digest = current.digest.clone();
+    let from_digest = current.clone();
+    let clock = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let requester = prover.sign(&Asked {
+        action: Action::Rollback.as_str(),
+        app: &req.app,
+        digest: &target,
+        environment: &req.env,
+        clock: &clock,
+    })?;
     let sealed = seal_and_export(ws, config, &rec, existing, |previous, promotion_id| {
         Predicate {
             action: Action::Rollback,
@@ -212,8 +234,9 @@ pub fn rollback(
             },
             from: None,
             to: req.env.clone(),
-            requested_by: req.requested_by.clone(),
-            clock: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+            requested_by: requested_by.clone(),
+            requester: Some(requester),
+            clock,
             promotion_id: Some(promotion_id),
             inputs: Inputs {
                 evidence,

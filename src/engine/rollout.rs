@@ -15,9 +15,10 @@ pub fn abort_interrupted(
     ws: &crate::workspace::Workspace,
     config: &Config,
     env_name: &str,
-    requested_by: &str,
+    asker: &super::keys::Asker,
 ) -> Result<Vec<String>, super::EngineError> {
     use crate::capsule::statement::Action;
+    let requested_by = super::keys::prove(ws, asker)?.requested_by();
     use crate::deploy::routed;
     let env = config
         .environment(env_name)
@@ -56,7 +57,7 @@ pub fn abort_interrupted(
             digest: digest.clone(),
             tag: None,
             environment: env_name.to_owned(),
-            requested_by: requested_by.to_owned(),
+            requested_by: requested_by.clone(),
         };
         let record = super::seal::StepRecord {
             target: name,
@@ -94,9 +95,11 @@ pub fn consolidate(
     config: &Config,
     env_name: &str,
     winner_b: bool,
-    requested_by: &str,
+    asker: &super::keys::Asker,
 ) -> Result<Vec<String>, super::EngineError> {
     use super::EngineError;
+    let prover = super::keys::prove(ws, asker)?;
+    let requested_by = prover.requested_by();
     use crate::capsule::statement::{Action, EvidenceRef};
     use crate::deploy::routed;
     let env = config
@@ -175,7 +178,7 @@ pub fn consolidate(
         let blob = serde_json::to_vec_pretty(&comparison).expect("serializes");
         let comparison_digest = cas.put(&blob)?;
         let env_digest = super::seal::environment_digest(ws, env_name, env)?;
-        let at = chrono::Utc::now();
+        let at = crate::domain::Clock::Real.now();
         let reason = format!(
             "{name}: A/B since {} ends with {} winning (sha256:{}); {}; {}",
             test.started,
@@ -190,7 +193,7 @@ pub fn consolidate(
             digest: winner,
             tag: None,
             environment: env_name,
-            requested_by,
+            requested_by: &requested_by,
             at,
             record: EvidenceRef {
                 digest: comparison_digest.clone(),
@@ -200,7 +203,9 @@ pub fn consolidate(
             env_digest: &env_digest,
             outcome: "live",
             reason: reason.clone(),
-        };
+            requester: None,
+        }
+        .signed_by(&prover)?;
         let sealed = super::seal::seal_and_export(
             ws,
             config,

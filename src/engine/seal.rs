@@ -206,9 +206,25 @@ pub struct Gateless<'a> {
     pub env_digest: &'a Digest,
     pub outcome: &'a str,
     pub reason: String,
+    /// Who asked, signed (`signed_by`); `None` for what a running
+    /// promotion decides on its own (a canary's step).
+    pub requester: Option<crate::domain::requester::Requester>,
 }
 
 impl Gateless<'_> {
+    /// Has `prover` sign this decision's request and records it.
+    pub fn signed_by(mut self, prover: &super::keys::Prover) -> Result<Self, EngineError> {
+        let clock = self.at.to_rfc3339_opts(SecondsFormat::Secs, true);
+        self.requester = Some(prover.sign(&crate::domain::requester::Asked {
+            action: self.action.as_str(),
+            app: self.app,
+            digest: self.digest,
+            environment: self.environment,
+            clock: &clock,
+        })?);
+        Ok(self)
+    }
+
     /// Its row in the store; `goes_live` when it changes what serves.
     pub fn decision(&self, goes_live: bool) -> DecisionRecord {
         DecisionRecord {
@@ -239,6 +255,7 @@ impl Gateless<'_> {
             from: None,
             to: self.environment.to_owned(),
             requested_by: self.requested_by.to_owned(),
+            requester: self.requester.clone(),
             clock: self.at.to_rfc3339_opts(SecondsFormat::Secs, true),
             promotion_id: Some(promotion_id),
             inputs: Inputs {
@@ -336,6 +353,7 @@ impl StepSealer {
             env_digest: &env_digest,
             outcome,
             reason,
+            requester: None,
         };
         let key = sealing_key(&self.workspace, &config.name)?;
         let mut store = self.workspace.open_store()?;

@@ -2,7 +2,10 @@
 //! the environment's approver list. An approval counts only if its DSSE
 //! signature verifies with a trusted key, the statement names this app,
 //! digest and environment, its signer is the key's owner, and it was
-//! signed no later than the decision clock.
+//! signed no later than the decision clock. With four eyes, the
+//! requester's own approval never counts, and a requester who proved no
+//! identity (no key signed the request) fails the gate: compared with
+//! nothing, four eyes would stop only requesters who name themselves.
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -162,6 +165,28 @@ pub fn evaluate(cfg: &ApprovalGateConfig, checked: &Checked, subject: &Subject) 
     }
     counted.sort_unstable();
     let required = cfg.required as usize;
+    // Four-eyes means someone other than the requester approved; a
+    // requester who proved no identity could be anyone, so nothing counts.
+    if cfg.four_eyes && !crate::domain::requester::is_proven(&subject.requested_by) {
+        let mut v = Verdict::new(
+            GateKind::Approval,
+            Outcome::Fail,
+            format!(
+                "the requester is not proven ({}); four eyes cannot tell them from an approver",
+                subject.requested_by
+            ),
+        );
+        reasons.push(format!(
+            "{} asked without a key; with four eyes an unproven requester counts no approval",
+            subject.requested_by
+        ));
+        v.reasons = reasons;
+        v.unblock
+            .push("sign the request with --key NAME (`stella key list` shows your keys)".into());
+        v.measured =
+            json!({"required": required, "valid": 0, "approvers": [], "requester_proven": false});
+        return v;
+    }
     let mut v = if counted.len() >= required {
         Verdict::new(
             GateKind::Approval,

@@ -25,7 +25,11 @@ pub struct Context {
     pub ws: Workspace,
     pub config: Arc<Config>,
     pub engine: EngineHandle,
+    /// Who the workbench acts as, as shown: the key owner's email, or
+    /// `unverified: uid NAME`. Its what-ifs (the gates view) ask as it.
     pub requested_by: String,
+    /// What signs every request it sends.
+    pub asker: crate::engine::keys::Asker,
     /// The key `a` approves with; `None`: the first private key that is
     /// not the workspace's sealing key.
     pub key: Option<String>,
@@ -117,8 +121,7 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
                 expect: Some(digest.clone()),
                 to: to.clone(),
                 approve_with: None,
-                at: None,
-                requested_by: ctx.requested_by.clone(),
+                asker: ctx.asker.clone(),
                 break_glass: None,
                 parallel: std::thread::available_parallelism().map_or(2, |n| n.get()),
             });
@@ -133,8 +136,7 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
                 env: env.clone(),
                 to: Some(to),
                 reason: Some("rolled back from the workbench".into()),
-                at: None,
-                requested_by: ctx.requested_by.clone(),
+                asker: ctx.asker.clone(),
             });
             let c = ctx.clone();
             tokio::spawn(async move {
@@ -153,8 +155,7 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
                 app: a.clone(),
                 env: env.clone(),
                 reason: Some("unpinned from the workbench".into()),
-                at: None,
-                requested_by: ctx.requested_by.clone(),
+                asker: ctx.asker.clone(),
             });
             let c = ctx.clone();
             tokio::spawn(async move {
@@ -178,7 +179,6 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
                 env: env.clone(),
                 key: ctx.key.clone(),
                 comment: Some("approved from the workbench".into()),
-                at: None,
             });
             let c = ctx.clone();
             tokio::spawn(async move {
@@ -355,12 +355,8 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
             );
         }
         Effect::AbortInterrupted { env } => ctx.blocking(move |ctx| {
-            match crate::engine::rollout::abort_interrupted(
-                &ctx.ws,
-                &ctx.config,
-                &env,
-                &ctx.requested_by,
-            ) {
+            match crate::engine::rollout::abort_interrupted(&ctx.ws, &ctx.config, &env, &ctx.asker)
+            {
                 Ok(lines) => Msg::Status(lines.join("; ")),
                 Err(e) => Msg::Error(format!("cannot abort the canary in {env}: {e}")),
             }
@@ -371,7 +367,7 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
                 &ctx.config,
                 &env,
                 winner_b,
-                &ctx.requested_by,
+                &ctx.asker,
             ) {
                 Ok(lines) => Msg::Status(lines.join("; ")),
                 Err(e) => Msg::Error(format!("cannot end the A/B test in {env}: {e}")),

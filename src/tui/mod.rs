@@ -41,9 +41,10 @@ pub enum Inbound {
 pub struct Options {
     /// A built-in theme name or a theme file's path.
     pub theme: Option<String>,
-    /// The key `a` approves with.
+    /// Your key: `a` approves with it, and it signs every action the
+    /// workbench seals (without one: the operating-system account,
+    /// unverified).
     pub key: Option<String>,
-    pub requested_by: String,
 }
 
 /// The user's config folder for stella: `$XDG_CONFIG_HOME/stella` or
@@ -267,6 +268,21 @@ pub fn run(ws: Workspace, config: Config, opts: Options) -> Result<(), EngineErr
             (None, None) => load_theme(None, &ws).map_err(EngineError::usage)?,
         };
         let key = opts.key.clone().or(user.key);
+        // Who the workbench acts as, proven once before the first frame.
+        let asker = crate::engine::keys::Asker::from_key(key.clone());
+        let (requested_by, key_problem) = match crate::engine::keys::prove(&ws, &asker) {
+            Ok(p) => (p.requested_by(), None),
+            Err(e) => (
+                format!(
+                    "{}{}",
+                    crate::domain::requester::UNVERIFIED_PREFIX,
+                    crate::engine::keys::os_account().1
+                ),
+                Some(format!(
+                    "{e}; actions would be refused until --key names a key you hold"
+                )),
+            ),
+        };
         let (keymap, keymap_warning) = load_keymap();
         // Promotions whose process died are found before the first frame,
         // so nothing dead is drawn as running.
@@ -284,7 +300,8 @@ pub fn run(ws: Workspace, config: Config, opts: Options) -> Result<(), EngineErr
         };
         let local = Local::now().offset().fix();
         let mut app = App::new(snap, Utc::now(), local, keymap, theme);
-        let said: Vec<String> = [keymap_warning, warnings]
+        app.say(format!("acting as {requested_by}"));
+        let said: Vec<String> = [keymap_warning, warnings, key_problem]
             .into_iter()
             .flatten()
             .chain(recovered)
@@ -298,7 +315,8 @@ pub fn run(ws: Workspace, config: Config, opts: Options) -> Result<(), EngineErr
             ws: ws.clone(),
             config: Arc::new(config),
             engine: engine.clone(),
-            requested_by: opts.requested_by.clone(),
+            requested_by,
+            asker,
             key,
             tx: tx.clone(),
         };
