@@ -125,7 +125,10 @@ const RANDOM: &str = "package stella.gates\n\n# a coin toss\ndeny contains \"unl
 fn config_check_refuses_a_random_builtin_with_its_location() {
     // Old behaviour: "stella.toml is valid".
     let ws = workspace(RANDOM);
-    let out = stella(ws.path()).args(["config", "check"]).output().unwrap();
+    let out = stella(ws.path())
+        .args(["config", "check"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", common::stdout(&out));
     let err = stderr(&out);
     assert!(
@@ -159,14 +162,20 @@ fn a_random_policy_fails_the_gate_the_same_way_every_time() {
 fn other_non_deterministic_builtins_are_refused_by_name() {
     for (call, name) in [
         ("uuid.rfc4122(\"x\")", "uuid.rfc4122"),
-        ("http.send({\"method\": \"get\", \"url\": \"http://x\"})", "http.send"),
+        (
+            "http.send({\"method\": \"get\", \"url\": \"http://x\"})",
+            "http.send",
+        ),
         ("net.lookup_ip_addr(\"example.com\")", "net.lookup_ip_addr"),
         ("opa.runtime()", "opa.runtime"),
     ] {
         let ws = workspace(&format!(
             "package stella.gates\n\ndeny contains \"x\" if {{\n  x := {call}\n  x == 1\n}}\n"
         ));
-        let out = stella(ws.path()).args(["config", "check"]).output().unwrap();
+        let out = stella(ws.path())
+            .args(["config", "check"])
+            .output()
+            .unwrap();
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{call}: {err}");
         assert!(

@@ -158,7 +158,13 @@ fn non_deterministic_calls(
             // The location of the name (regorus's own points at the `(`).
             let before = module.source.get(..start).unwrap_or_default();
             let line = before.matches('\n').count() + 1;
-            let col = before.rsplit('\n').next().unwrap_or_default().chars().count() + 1;
+            let col = before
+                .rsplit('\n')
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .count()
+                + 1;
             let name: String = text
                 .split('(')
                 .next()
@@ -283,7 +289,10 @@ struct Request {
 /// What an evaluation came to.
 #[derive(Debug, Serialize, Deserialize)]
 enum Reply {
-    Messages { deny: Vec<String>, warn: Vec<String> },
+    Messages {
+        deny: Vec<String>,
+        warn: Vec<String>,
+    },
     /// A module does not load (syntax, package, a refused builtin).
     Compile(String),
     /// Evaluation stopped with an error (the cooperative timer among them).
@@ -450,7 +459,12 @@ pub fn evaluate(cfg: &PolicyGateConfig, inputs: &GateInputs, facts: &Facts<'_>) 
         input: input_document(inputs, facts),
         now_ns,
     };
-    let over_time = || format!("policy evaluation did not finish within {}s", BUDGET.as_secs());
+    let over_time = || {
+        format!(
+            "policy evaluation did not finish within {}s",
+            BUDGET.as_secs()
+        )
+    };
     let (deny, warn) = match run(&request) {
         Reply::Messages { deny, warn } => (deny, warn),
         Reply::Compile(e) => {
@@ -552,7 +566,10 @@ mod tests {
         let reply = evaluate_in_child(&program, &request());
         assert!(matches!(reply, Reply::TimedOut), "{reply:?}");
         let took = start.elapsed();
-        assert!(took >= BUDGET && took < BUDGET + Duration::from_secs(1), "{took:?}");
+        assert!(
+            took >= BUDGET && took < BUDGET + Duration::from_secs(1),
+            "{took:?}"
+        );
     }
 
     #[test]
