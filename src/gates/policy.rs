@@ -135,13 +135,9 @@ fn non_deterministic_calls(
     engine: &Engine,
     modules: &[super::PolicyModule],
 ) -> Result<Vec<String>, String> {
-    // A call needs the builtin's first name in the text (Rego has no way
-    // to spell an identifier otherwise): most modules skip the AST walk.
-    let mentions = |src: &str| {
-        ["rand", "uuid", "http", "net", "opa", "io", "crypto"]
-            .iter()
-            .any(|w| src.contains(w))
-    };
+    // A call spells the builtin's dotted name in the text (Rego has no
+    // other way to name one): most modules skip the AST walk.
+    let mentions = |src: &str| NON_DETERMINISTIC.iter().any(|w| src.contains(w));
     if !modules.iter().any(|m| mentions(&m.source)) {
         return Ok(Vec::new());
     }
