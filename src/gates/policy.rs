@@ -353,26 +353,65 @@ pub fn child_main() -> u8 {
     }
 }
 
-fn evaluate_in_child(program: &std::path::Path, req: &Request) -> Reply {
+/// An evaluator process started ahead of its request, so that its start
+/// overlaps the other gates' work.
+pub struct Evaluator {
+    started: Result<std::process::Child, String>,
+}
+
+impl Drop for Evaluator {
+    fn drop(&mut self) {
+        // Never used (the gate had nothing to evaluate): stop it.
+        if let Ok(child) = &mut self.started {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The program that evaluates: `stella-policy-eval` beside the stella
+/// binary (small, so it starts fast), else the binary itself with
+/// [`CHILD_ARG`].
+fn evaluator_command(program: &std::path::Path) -> Command {
+    let small = program.with_file_name("stella-policy-eval");
+    let mut cmd = if program.file_name() != small.file_name() && small.is_file() {
+        Command::new(small)
+    } else {
+        let mut c = Command::new(program);
+        c.arg(CHILD_ARG);
+        c
+    };
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// Starts the evaluator if policies are evaluated in a child process.
+pub fn start() -> Option<Evaluator> {
+    EVALUATOR.get().map(|program| Evaluator {
+        started: evaluator_command(program).spawn().map_err(|e| {
+            format!(
+                "cannot start the policy evaluator for {}: {e}",
+                program.display()
+            )
+        }),
+    })
+}
+
+fn evaluate_in_child(mut evaluator: Evaluator, req: &Request) -> Reply {
     use std::os::unix::process::ExitStatusExt;
+    let mut child = match std::mem::replace(&mut evaluator.started, Err(String::new())) {
+        Ok(c) => c,
+        Err(e) => return Reply::Failed(e),
+    };
     let started = std::time::Instant::now();
     let body = match serde_json::to_vec(req) {
         Ok(b) => b,
-        Err(e) => return Reply::Failed(format!("cannot encode the evaluator request: {e}")),
-    };
-    let mut child = match Command::new(program)
-        .arg(CHILD_ARG)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-    {
-        Ok(c) => c,
         Err(e) => {
-            return Reply::Failed(format!(
-                "cannot start the policy evaluator {}: {e}",
-                program.display()
-            ));
+            let _ = child.kill();
+            let _ = child.wait();
+            return Reply::Failed(format!("cannot encode the evaluator request: {e}"));
         }
     };
     let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
@@ -414,14 +453,26 @@ fn evaluate_in_child(program: &std::path::Path, req: &Request) -> Reply {
     }
 }
 
-fn run(req: &Request) -> Reply {
-    match EVALUATOR.get() {
-        Some(program) => evaluate_in_child(program, req),
+fn run(req: &Request, evaluator: Option<Evaluator>) -> Reply {
+    match evaluator {
+        Some(e) => evaluate_in_child(e, req),
         None => evaluate_here(req),
     }
 }
 
+/// Evaluates the policy gate; see [`evaluate_started`].
 pub fn evaluate(cfg: &PolicyGateConfig, inputs: &GateInputs, facts: &Facts<'_>) -> Verdict {
+    evaluate_started(cfg, inputs, facts, start())
+}
+
+/// Evaluates the policy gate, in `evaluator` if one was started (see
+/// [`start`]), in this process otherwise.
+pub fn evaluate_started(
+    cfg: &PolicyGateConfig,
+    inputs: &GateInputs,
+    facts: &Facts<'_>,
+    evaluator: Option<Evaluator>,
+) -> Verdict {
     let modules: Vec<serde_json::Value> = inputs
         .policies
         .iter()
@@ -461,7 +512,7 @@ pub fn evaluate(cfg: &PolicyGateConfig, inputs: &GateInputs, facts: &Facts<'_>) 
             BUDGET.as_secs()
         )
     };
-    let (deny, warn) = match run(&request) {
+    let (deny, warn) = match run(&request, evaluator) {
         Reply::Messages { deny, warn } => (deny, warn),
         Reply::Compile(e) => {
             return fail(
@@ -551,6 +602,14 @@ mod tests {
         }
     }
 
+    fn spawn(program: &std::path::Path) -> Evaluator {
+        Evaluator {
+            started: evaluator_command(program)
+                .spawn()
+                .map_err(|e| e.to_string()),
+        }
+    }
+
     #[test]
     fn an_evaluator_that_never_answers_is_killed_at_the_budget() {
         use std::os::unix::fs::PermissionsExt;
@@ -559,7 +618,7 @@ mod tests {
         std::fs::write(&program, "#!/bin/sh\nexec sleep 30\n").unwrap();
         std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
         let start = std::time::Instant::now();
-        let reply = evaluate_in_child(&program, &request());
+        let reply = evaluate_in_child(spawn(&program), &request());
         assert!(matches!(reply, Reply::TimedOut), "{reply:?}");
         let took = start.elapsed();
         assert!(
@@ -575,7 +634,7 @@ mod tests {
         let program = dir.path().join("abort");
         std::fs::write(&program, "#!/bin/sh\nkill -ABRT $$\n").unwrap();
         std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let reply = evaluate_in_child(&program, &request());
+        let reply = evaluate_in_child(spawn(&program), &request());
         assert!(matches!(reply, Reply::OutOfMemory), "{reply:?}");
     }
 
