@@ -217,6 +217,11 @@ fn inputs() -> GateInputs {
 }
 
 fn bench(c: &mut Criterion) {
+    // As the binary does: policies are evaluated in a bounded child process
+    // (set STELLA_BENCH_IN_PROCESS=1 to measure the old in-process way).
+    if std::env::var_os("STELLA_BENCH_IN_PROCESS").is_none() {
+        gates::policy::isolate_with(env!("CARGO_BIN_EXE_stella"));
+    }
     let report = trivy(2000);
     c.bench_function("parse trivy report (2,000 findings)", |b| {
         b.iter(|| scan::read(black_box(&report)).unwrap())

@@ -77,7 +77,7 @@ fn policy_problems(c: &Config) -> Vec<String> {
                 }
             };
             if let Err(e) = crate::gates::policy::engine(&[module], 0) {
-                problems.push(e);
+                problems.extend(e.lines().map(String::from));
             }
         }
         if let Some(w) = &env.workflow

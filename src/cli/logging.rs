@@ -1,5 +1,11 @@
 //! Tracing to `.stella/logs/stella.log` (non-blocking, filter from
 //! `STELLA_LOG`), and to stderr too with `-v`.
+//!
+//! A log that cannot be written (a read-only or full `.stella/`, a
+//! `stella.log` that is not a file) never stops a command: stella says so
+//! in one line on stderr and goes on without the file (to stderr with
+//! `-v`). Commands that must write to the workspace fail on their own
+//! write, naming the path.
 
 use std::path::Path;
 
@@ -12,13 +18,27 @@ pub struct LogGuard {
     _file: Option<WorkerGuard>,
 }
 
+/// Opens `dir/stella.log` for appending, creating `dir` if needed.
+fn open_log(dir: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("stella.log"))
+}
+
 pub fn init(logs_dir: Option<&Path>, verbose: bool) -> LogGuard {
     let filter =
         || EnvFilter::try_from_env("STELLA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let file = logs_dir.and_then(|dir| {
-        std::fs::create_dir_all(dir).ok()?;
-        let appender = tracing_appender::rolling::never(dir, "stella.log");
-        Some(tracing_appender::non_blocking(appender))
+    let file = logs_dir.and_then(|dir| match open_log(dir) {
+        Ok(f) => Some(tracing_appender::non_blocking(f)),
+        Err(e) => {
+            eprintln!(
+                "warning: cannot write the log {}: {e}; going on without it",
+                dir.join("stella.log").display()
+            );
+            None
+        }
     });
     let builder = tracing_subscriber::fmt().with_env_filter(filter());
     let guard = match (file, verbose) {

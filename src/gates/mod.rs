@@ -131,6 +131,8 @@ pub struct GateInputs {
 pub fn evaluate(inputs: &GateInputs) -> (Decision, Vec<Verdict>) {
     let g = &inputs.gates;
     let mut verdicts = Vec::new();
+    // The policy evaluator process starts while the other gates run.
+    let evaluator = g.policy.as_ref().and_then(|_| policy::start());
     let security = g
         .security
         .as_ref()
@@ -152,7 +154,7 @@ pub fn evaluate(inputs: &GateInputs) -> (Decision, Vec<Verdict>) {
                 .as_ref()
                 .is_some_and(|f| f.measured["active"] == true),
         };
-        verdicts.push(policy::evaluate(cfg, inputs, &facts));
+        verdicts.push(policy::evaluate_started(cfg, inputs, &facts, evaluator));
     }
     if let Some(cfg) = &g.upstream {
         verdicts.push(upstream::evaluate(cfg.get_ref(), inputs));

@@ -57,10 +57,24 @@ pub enum StoreError {
     },
     #[error("cannot migrate the store {path}: {message}")]
     Migrate { path: PathBuf, message: String },
-    #[error("store: {0}")]
+    #[error("store: {}", sql_message(.0))]
     Sql(#[from] rusqlite::Error),
     #[error("cannot seal the decision: {0}")]
     Seal(String),
+}
+
+/// A write refused by the disk names the store and the fix.
+fn sql_message(e: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode::{DiskFull, ReadOnly};
+    match e.sqlite_error_code() {
+        Some(ReadOnly) => format!(
+            "cannot write .stella/stella.db ({e}): the workspace's .stella/ is read-only; make it writable and run the command again"
+        ),
+        Some(DiskFull) => format!(
+            "cannot write .stella/stella.db ({e}): the disk is full; free some space and run the command again"
+        ),
+        _ => e.to_string(),
+    }
 }
 
 /// An open connection to a workspace's store.
@@ -72,6 +86,44 @@ impl Store {
     /// Opens (creating if needed) the store at `path` and brings its schema
     /// up to date. A store from a newer schema is refused, never downgraded.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        match Store::open_read_write(path) {
+            // A store on a read-only (or full) disk still reads: commands
+            // that only read work, and a write fails on its own.
+            Err(e @ StoreError::Open { .. }) if path.is_file() => {
+                Store::open_read_only(path).map_err(|_| e)
+            }
+            other => other,
+        }
+    }
+
+    /// Opens an up-to-date store for reading only, without the locks and
+    /// shared-memory file a write needs (SQLite's `immutable`).
+    fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let uri = format!("file:{}?immutable=1", path.display());
+        let conn = Connection::open_with_flags(
+            uri,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        let found: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(open_err)?;
+        if found != MIGRATIONS.len() as i64 {
+            return Err(StoreError::Migrate {
+                path: path.to_owned(),
+                message: "the store is read-only and needs a schema update".into(),
+            });
+        }
+        Ok(Store { conn })
+    }
+
+    fn open_read_write(path: &Path) -> Result<Store, StoreError> {
         let open_err = |source| StoreError::Open {
             path: path.to_owned(),
             source,

@@ -119,12 +119,23 @@ pub struct RunOutcome {
     pub makespan: Duration,
 }
 
-/// `${{ … }}` replaced from `vars` (`release.digest`, …) and step outputs.
-pub fn substitute(
-    text: &str,
+/// The value of one `${{ expr }}`: a context variable or a step output.
+fn lookup(
+    expr: &str,
     vars: &BTreeMap<String, String>,
     outputs: &BTreeMap<String, BTreeMap<String, String>>,
 ) -> String {
+    let parts: Vec<&str> = expr.split('.').collect();
+    let value = match parts.as_slice() {
+        ["steps", id, "outputs", key] => outputs.get(*id).and_then(|o| o.get(*key)).cloned(),
+        _ => vars.get(expr).cloned(),
+    };
+    value.unwrap_or_default()
+}
+
+/// Replaces each `${{ … }}` in `text` by what `with` makes of it, given
+/// the text before it.
+fn replace_each(text: &str, mut with: impl FnMut(&str, &str) -> String) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     for (_, expr) in substitutions(text) {
@@ -133,16 +144,112 @@ pub fn substitute(
             break;
         };
         out.push_str(&rest[..start]);
-        let parts: Vec<&str> = expr.split('.').collect();
-        let value = match parts.as_slice() {
-            ["steps", id, "outputs", key] => outputs.get(*id).and_then(|o| o.get(*key)).cloned(),
-            _ => vars.get(&expr).cloned(),
-        };
-        out.push_str(&value.unwrap_or_default());
+        let replacement = with(&out, &expr);
+        out.push_str(&replacement);
         rest = &rest[start + end + 2..];
     }
     out.push_str(rest);
     out
+}
+
+/// Where the end of a bash text stands: outside quotes, in `'…'` or in
+/// `"…"`. An approximation (no heredocs, no nesting in `$(…)`): it only
+/// picks the quoting that keeps a value whole; a value is never code in
+/// any of the three.
+#[derive(Clone, Copy, PartialEq)]
+enum Quoting {
+    None,
+    Single,
+    Double,
+}
+
+fn quoting_at_end(text: &str) -> Quoting {
+    let mut q = Quoting::None;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        q = match (q, c) {
+            (Quoting::None | Quoting::Double, '\\') => {
+                chars.next();
+                q
+            }
+            (Quoting::None, '\'') => Quoting::Single,
+            (Quoting::None, '"') => Quoting::Double,
+            (Quoting::Single, '\'') | (Quoting::Double, '"') => Quoting::None,
+            (q, _) => q,
+        };
+    }
+    q
+}
+
+/// `${{ … }}` replaced from `vars` (`release.digest`, …) and step outputs:
+/// for the parameters of builtins, which are data.
+pub fn substitute(
+    text: &str,
+    vars: &BTreeMap<String, String>,
+    outputs: &BTreeMap<String, BTreeMap<String, String>>,
+) -> String {
+    replace_each(text, |_, expr| lookup(expr, vars, outputs))
+}
+
+/// The environment variable a script reads `${{ expr }}` from:
+/// `STELLA_RELEASE_DIGEST` for `release.digest`, `STELLA_STEP_META_NOTE`
+/// for `steps.meta.outputs.NOTE` (upper case, anything but a letter, digit
+/// or `_` becomes `_`).
+pub fn variable_name(expr: &str) -> String {
+    let parts: Vec<&str> = expr.split('.').collect();
+    let name = match parts.as_slice() {
+        ["steps", id, "outputs", key] => format!("STELLA_STEP_{id}_{key}"),
+        _ => format!("STELLA_{expr}"),
+    };
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A bash script with each `${{ … }}` replaced by a reference to an
+/// environment variable, never by the value itself, and the variables to
+/// set: a value is data to the script, never code, whatever it holds. The
+/// reference is quoted for where it stands: `"${STELLA_X}"` outside quotes,
+/// `${STELLA_X}` inside `"…"`, `'"${STELLA_X}"'` inside `'…'`. Two
+/// expressions that would share a variable with different values are
+/// refused.
+pub fn substitute_script(
+    script: &str,
+    vars: &BTreeMap<String, String>,
+    outputs: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Result<(String, BTreeMap<String, String>), String> {
+    let mut env: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut clash = None;
+    let text = replace_each(script, |before, expr| {
+        let name = variable_name(expr);
+        let value = lookup(expr, vars, outputs);
+        match env.get(&name) {
+            Some((other, v)) if *v != value && clash.is_none() => {
+                clash = Some(format!(
+                    "`${{{{ {other} }}}}` and `${{{{ {expr} }}}}` would share the variable {name}; rename a step or an output"
+                ));
+            }
+            Some(_) => {}
+            None => {
+                env.insert(name.clone(), (expr.to_owned(), value));
+            }
+        }
+        match quoting_at_end(before) {
+            Quoting::None => format!("\"${{{name}}}\""),
+            Quoting::Double => format!("${{{name}}}"),
+            Quoting::Single => format!("'\"${{{name}}}\"'"),
+        }
+    });
+    match clash {
+        Some(e) => Err(e),
+        None => Ok((text, env.into_iter().map(|(k, (_, v))| (k, v)).collect())),
+    }
 }
 
 /// Resolves once the run is cancelled (without holding the watch's lock
@@ -161,9 +268,11 @@ fn backoff(attempt: u32) -> Duration {
 
 /// Runs `bash -c script` in its own process group, with the context as
 /// `STELLA_*` variables and `STELLA_OUTPUT` a file of `KEY=VALUE` outputs.
+#[allow(clippy::too_many_arguments)]
 async fn run_script(
     script: &str,
     env: &BTreeMap<String, String>,
+    refs: &BTreeMap<String, String>,
     vars: &BTreeMap<String, String>,
     workdir: Option<&std::path::Path>,
     timeout: Option<Duration>,
@@ -194,6 +303,8 @@ async fn run_script(
         );
     }
     cmd.envs(env);
+    // The substituted values, set last: what the script's `${{ … }}` read.
+    cmd.envs(refs);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -361,19 +472,40 @@ async fn run_step(
         };
         let result = match &step.action {
             Action::Run { script, env } => {
-                let script = substitute(script, &vars, &outputs.lock().expect("outputs lock"));
-                run_script(
-                    &script,
-                    env,
-                    &vars,
-                    workdir.as_deref(),
-                    step.timeout,
-                    cancel.clone(),
-                    lines,
-                )
-                .await
+                let script =
+                    substitute_script(script, &vars, &outputs.lock().expect("outputs lock"));
+                match script {
+                    Ok((script, refs)) => {
+                        run_script(
+                            &script,
+                            env,
+                            &refs,
+                            &vars,
+                            workdir.as_deref(),
+                            step.timeout,
+                            cancel.clone(),
+                            lines,
+                        )
+                        .await
+                    }
+                    Err(e) => StepResult {
+                        ok: false,
+                        error: Some(e),
+                        ..Default::default()
+                    },
+                }
             }
             Action::Builtin { name, with } => {
+                // `script`'s command is bash: substituted like `run`.
+                let command = if name == "script" {
+                    let outputs = outputs.lock().expect("outputs lock");
+                    Some(match with.get("command") {
+                        Some(toml::Value::String(s)) => substitute_script(s, &vars, &outputs),
+                        _ => Ok((String::new(), BTreeMap::new())),
+                    })
+                } else {
+                    None
+                };
                 let with: BTreeMap<String, String> = {
                     let outputs = outputs.lock().expect("outputs lock");
                     with.iter()
@@ -386,18 +518,27 @@ async fn run_step(
                         })
                         .collect()
                 };
-                if name == "script" {
-                    let command = with.get("command").cloned().unwrap_or_default();
-                    run_script(
-                        &command,
-                        &BTreeMap::new(),
-                        &vars,
-                        workdir.as_deref(),
-                        step.timeout,
-                        cancel.clone(),
-                        lines,
-                    )
-                    .await
+                if let Some(command) = command {
+                    match command {
+                        Ok((command, refs)) => {
+                            run_script(
+                                &command,
+                                &BTreeMap::new(),
+                                &refs,
+                                &vars,
+                                workdir.as_deref(),
+                                step.timeout,
+                                cancel.clone(),
+                                lines,
+                            )
+                            .await
+                        }
+                        Err(e) => StepResult {
+                            ok: false,
+                            error: Some(e),
+                            ..Default::default()
+                        },
+                    }
                 } else {
                     let fut = async {
                         if name == "wait" {
