@@ -131,17 +131,52 @@ impl PublicKey {
     }
 }
 
+/// The y-coordinates (little-endian, sign bit clear) of the eight points of
+/// small order: the identity (y = 1), the point of order 2 (y = -1), the
+/// two of order 4 (y = 0) and the four of order 8 (y = ±y8). An R whose y
+/// is one of these decodes, with either sign bit, to a point of small
+/// order (or to a non-canonical encoding of one).
+const SMALL_ORDER_Y: [[u8; 32]; 5] = [
+    hex32("0100000000000000000000000000000000000000000000000000000000000000"),
+    hex32("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+    hex32("0000000000000000000000000000000000000000000000000000000000000000"),
+    hex32("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+    hex32("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+];
+
+const fn hex32(s: &str) -> [u8; 32] {
+    const fn nibble(c: u8) -> u8 {
+        match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => panic!("not a hex digit"),
+        }
+    }
+    let b = s.as_bytes();
+    let mut out = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        out[i] = nibble(b[2 * i]) << 4 | nibble(b[2 * i + 1]);
+        i += 1;
+    }
+    out
+}
+
 /// What `verify_strict` checks of a signature's R before the equation, and
 /// batch verification does not: that R is the canonical encoding of a
-/// point that is not of small order.
+/// point that is not of small order. `verify_strict` decompresses R and
+/// compares the recomputed R byte for byte; the same verdict comes from
+/// the bytes alone — y below the field prime, and y not that of a point of
+/// small order — without the two field exponentiations per signature that
+/// decompressing and compressing again would cost the chain audit. (An R
+/// that is no point at all fails the batch equation itself.)
 fn strict_r(sig: &[u8; 64]) -> bool {
-    let mut r = [0u8; 32];
-    r.copy_from_slice(&sig[..32]);
-    let compressed = curve25519_dalek::edwards::CompressedEdwardsY(r);
-    match compressed.decompress() {
-        Some(point) => !point.is_small_order() && point.compress() == compressed,
-        None => false,
-    }
+    let mut y = [0u8; 32];
+    y.copy_from_slice(&sig[..32]);
+    y[31] &= 0x7f;
+    // y >= p = 2^255 - 19: the only such values are 0x7fff…ffed ..= 0x7fff…ffff.
+    let non_canonical = y[31] == 0x7f && y[1..31].iter().all(|&b| b == 0xff) && y[0] >= 0xed;
+    !non_canonical && !SMALL_ORDER_Y.contains(&y)
 }
 
 /// Verifies many signatures at once (strictly faster per signature than
@@ -236,5 +271,64 @@ mod tests {
         assert!(!pk.is_weak());
         assert!(!verify_batch(&[(&pk, b"hello", &sig)]));
         assert!(!pk.verify(b"hello", &sig));
+    }
+
+    /// The byte-level check of R agrees with decompressing it as
+    /// `verify_strict` does, on the encodings that matter (every small-order
+    /// y with either sign bit, the non-canonical y ≥ p) and on random ones.
+    #[test]
+    fn strict_r_agrees_with_decompression() {
+        fn oracle(r: [u8; 32]) -> bool {
+            let compressed = curve25519_dalek::edwards::CompressedEdwardsY(r);
+            match compressed.decompress() {
+                Some(point) => !point.is_small_order() && point.compress() == compressed,
+                // Not a point: the batch equation refuses it either way.
+                None => true,
+            }
+        }
+        let mut cases: Vec<[u8; 32]> = Vec::new();
+        for y in SMALL_ORDER_Y {
+            let mut signed = y;
+            signed[31] |= 0x80;
+            cases.push(y);
+            cases.push(signed);
+        }
+        for low in 0xedu8..=0xff {
+            let mut y = [0xffu8; 32];
+            y[0] = low;
+            y[31] = 0x7f;
+            cases.push(y);
+            y[31] = 0xff;
+            cases.push(y);
+        }
+        use sha2::Digest as _;
+        let mut seed = [0u8; 32];
+        for i in 0..2000u32 {
+            seed[..4].copy_from_slice(&i.to_le_bytes());
+            let r: [u8; 32] = sha2::Sha256::digest(seed).into();
+            cases.push(r);
+        }
+        let mut decodable = 0;
+        for r in cases {
+            let mut sig = [0u8; 64];
+            sig[..32].copy_from_slice(&r);
+            let is_point = curve25519_dalek::edwards::CompressedEdwardsY(r)
+                .decompress()
+                .is_some();
+            decodable += usize::from(is_point);
+            if is_point {
+                assert_eq!(strict_r(&sig), oracle(r), "R = {}", hex::encode(r));
+            }
+        }
+        // Both the refusals and the ordinary points were exercised.
+        assert!(decodable > 500, "{decodable}");
+        for y in SMALL_ORDER_Y {
+            let point = curve25519_dalek::edwards::CompressedEdwardsY(y).decompress();
+            assert!(
+                point.is_some_and(|p| p.is_small_order()),
+                "{}",
+                hex::encode(y)
+            );
+        }
     }
 }
