@@ -21,8 +21,10 @@ fn main() -> std::process::ExitCode {
         stella::gates::policy::isolate_with(me);
     }
     // A reader that stops early (`stella status | head -1`) ends the
-    // command quietly with 0, like a command that finished: stdout has
-    // nowhere to go. Any other panic is reported as before.
+    // command quietly with 141, the code of a command ended by SIGPIPE: not
+    // 0, since the verdict the command was printing (a forged capsule, a
+    // blocked gate) was never finished, and a pipeline under `pipefail`
+    // must not read that as success. Any other panic is reported as before.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if !is_broken_pipe(info.payload()) {
@@ -32,7 +34,9 @@ fn main() -> std::process::ExitCode {
     let cli = stella::cli::Cli::parse();
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stella::cli::run(cli))) {
         Ok(code) => std::process::ExitCode::from(code),
-        Err(payload) if is_broken_pipe(payload.as_ref()) => std::process::ExitCode::SUCCESS,
+        Err(payload) if is_broken_pipe(payload.as_ref()) => {
+            std::process::ExitCode::from(stella::cli::exit::BROKEN_PIPE)
+        }
         Err(payload) => std::panic::resume_unwind(payload),
     }
 }

@@ -27,19 +27,41 @@ fn with_closed_stdout(ws: &Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn a_closed_stdout_ends_the_command_quietly() {
     // Old behaviour: "failed printing to stdout: Broken pipe", exit 101.
+    // Not 0 either: a verdict cut short must not read as success under
+    // `pipefail`; 141 is what a shell reports for a command ended by SIGPIPE.
     let ws = init_workspace();
     for args in [
         &["status"][..],
         &["status", "--json"],
-        &["capsule", "list"],
+        &["capsule", "list", "--json"],
         &["config", "check", "--json"],
-        &["--help"],
     ] {
         let out = with_closed_stdout(ws.path(), args);
         let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert!(!err.contains("Broken pipe"), "{args:?}: {err}");
+    }
+    // Help carries no verdict; clap ends it quietly.
+    let out = with_closed_stdout(ws.path(), &["--help"]);
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_closed_stdout_never_turns_a_failing_verdict_into_success() {
+    // Seen: `stella capsule verify forged.yaml | head -1` exited 0 under
+    // `pipefail` once stdout closed, though the capsule does not verify.
+    let ws = init_workspace();
+    let forged = ws.path().join("forged.yaml");
+    std::fs::write(&forged, "not: a capsule\n").unwrap();
+    for args in [
+        &["capsule", "verify", "forged.yaml"][..],
+        &["capsule", "list", "--json"],
+    ] {
+        let out = with_closed_stdout(ws.path(), args);
+        let err = stderr(&out);
+        assert_ne!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
 

@@ -6,6 +6,7 @@
 //! | 1 | error (bad config, unreachable registry, corrupt image, …) |
 //! | 2 | usage (bad arguments, malformed reference or digest) |
 //! | 3 | blocked by a gate, or by a rollback's pin |
+//! | 141 | standard output closed before the command finished (`stella … \| head`): the code a shell gives a command ended by SIGPIPE, so a pipeline under `pipefail` never takes a verdict cut short for success |
 
 use std::fmt;
 
@@ -13,6 +14,8 @@ pub const OK: u8 = 0;
 pub const ERROR: u8 = 1;
 pub const USAGE: u8 = 2;
 pub const BLOCKED: u8 = 3;
+/// Standard output was closed under the command (128 + SIGPIPE).
+pub const BROKEN_PIPE: u8 = 141;
 
 /// Why a command stopped: what to print, what to suggest, which code.
 #[derive(Debug)]
@@ -74,6 +77,18 @@ via_engine_error!(
     crate::store::StoreError,
     crate::store::EvidenceError,
     crate::registry::RegistryError,
-    crate::workspace::WorkspaceError,
-    std::io::Error
+    crate::workspace::WorkspaceError
 );
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Failure {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return Failure {
+                code: BROKEN_PIPE,
+                message: "standard output was closed".into(),
+                hint: None,
+            };
+        }
+        crate::engine::EngineError::from(e).into()
+    }
+}

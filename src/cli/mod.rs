@@ -157,6 +157,8 @@ pub fn run(cli: Cli) -> u8 {
 fn finish(result: Result<u8, Failure>) -> u8 {
     match result {
         Ok(code) => code,
+        // Nobody is reading any more: nothing to say, and no verdict.
+        Err(f) if f.code == exit::BROKEN_PIPE => f.code,
         Err(f) => {
             tracing::error!(code = f.code, "{}", f.message);
             eprintln!("error: {}", f.message);
