@@ -219,6 +219,57 @@ fn deleting_the_newest_capsule_is_named_by_the_chain_audit_and_the_list() {
         "{}",
         stdout(&out)
     );
+    // Seen: the next decision sealed over the cut (reusing the deleted
+    // capsule's id) and the audit said "Chains intact" again. Nothing is
+    // sealed on a cut chain, and the cut stays named.
+    let before = db(ws)
+        .query_row("SELECT count(*) FROM capsules", [], |r| r.get::<_, i64>(0))
+        .unwrap();
+    let out = stella(ws)
+        .args(["release", "promote", "api:1.0", "--to", "dev"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("does not end where its signed head says"),
+        "{}",
+        stderr(&out)
+    );
+    let after = db(ws)
+        .query_row("SELECT count(*) FROM capsules", [], |r| r.get::<_, i64>(0))
+        .unwrap();
+    assert_eq!(before, after);
+    let out = stella(ws).args(["audit", "verify-chain"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+}
+
+#[test]
+fn a_rewritten_sealed_time_is_named_by_the_chain_audit_and_the_list() {
+    // Seen: `sealed_at` set to 2020 went unnoticed, and `audit export
+    // --since` then left the decision out of the bundle.
+    let dir = workspace();
+    let ws = dir.path();
+    db(ws)
+        .execute(
+            "UPDATE capsules SET sealed_at = '2020-01-01T00:00:00Z' WHERE id = (SELECT max(id) FROM capsules)",
+            [],
+        )
+        .unwrap();
+    let out = stella(ws).args(["audit", "verify-chain"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("sealed_at is `2020-01-01T00:00:00Z` in the index"),
+        "{}",
+        stdout(&out)
+    );
+    let out = stella(ws).args(["capsule", "list"]).output().unwrap();
+    assert!(stdout(&out).contains("sealed_at is"), "{}", stdout(&out));
 }
 
 #[test]

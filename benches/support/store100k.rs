@@ -39,10 +39,10 @@ fn build(path: &Path, key: &PrivateKey) {
             goes_live: false,
         };
         store
-            .record_decision(&rec, None, |previous, id| {
+            .record_decision(&rec, None, |previous, head, id| {
                 let mut st = template.clone();
                 st.predicate.to = env.into();
-                st.predicate.previous = previous;
+                st.predicate.previous = previous.clone();
                 st.predicate.promotion_id = Some(id);
                 st.predicate.clock = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
                 // The index and the signed statement agree, as the
@@ -50,7 +50,7 @@ fn build(path: &Path, key: &PrivateKey) {
                 st.predicate.app = "api".into();
                 st.predicate.action = stella::capsule::Action::Promote;
                 st.predicate.decision = stella::domain::Decision::Deny;
-                seal::sealed_row(st, key)
+                seal::sealed_row(st, previous.as_ref(), head, key)
             })
             .unwrap();
         if (i + 1) % 10_000 == 0 {

@@ -33,6 +33,7 @@ pub struct ChainPredicate {
     action: String,
     decision: String,
     release: ChainRelease,
+    clock: String,
 }
 
 #[derive(Deserialize)]
@@ -70,6 +71,17 @@ pub fn index_disagreements(row: &CapsuleRow, view: &ChainPredicate) -> Vec<Strin
     );
     let show = |d: &Option<Digest>| d.as_ref().map_or("none".to_owned(), ToString::to_string);
     col("previous", &show(&row.previous), &show(&view.previous));
+    // The time a row is listed and exported by (`audit export --since`)
+    // is the decision's signed clock.
+    let signed_at =
+        chrono::DateTime::parse_from_rfc3339(&view.clock).map(|t| t.with_timezone(&chrono::Utc));
+    if signed_at.ok() != Some(row.sealed_at) {
+        out.push(format!(
+            "sealed_at is `{}` in the index, `{}` signed",
+            crate::gates::rfc3339(row.sealed_at),
+            view.clock
+        ));
+    }
     out
 }
 

@@ -76,12 +76,65 @@ impl ChainHead {
     }
 }
 
-/// Seals `statement` and signs the environment's new chain head with the
-/// same key: what the store keeps for one decision.
+/// Checks that the environment's chain ends where its signed head says
+/// before anything is appended to it: the head must be signed by `key`
+/// and name `previous` (the store's newest capsule of `environment`).
+/// Otherwise a capsule was deleted from the end, or the head rewritten,
+/// and sealing after it would cover the cut. No head at all is a chain
+/// from before heads were kept (or one whose head row went with the cut;
+/// `audit verify-chain` names a chain without a head as not anchored).
+pub fn check_chain_end(
+    environment: &str,
+    previous: Option<&Digest>,
+    head: Option<&[u8]>,
+    key: &crate::sign::PublicKey,
+) -> Result<(), String> {
+    let Some(head) = head else {
+        return Ok(());
+    };
+    let refuse = |why: String| {
+        format!(
+            "the chain of `{environment}` does not end where its signed head says: {why}; \
+             a capsule was deleted from its end or its head rewritten, and nothing is \
+             sealed on a cut chain (run `stella audit verify-chain` to see which)"
+        )
+    };
+    let envelope: Envelope = serde_json::from_slice(head)
+        .map_err(|e| refuse(format!("the head is not a DSSE envelope ({e})")))?;
+    if envelope.payload_type != HEAD_PAYLOAD_TYPE {
+        return Err(refuse(format!(
+            "the head's payload type is `{}`",
+            envelope.payload_type
+        )));
+    }
+    let payload = envelope
+        .verify(key)
+        .map_err(|e| refuse(format!("the head is not signed by the sealing key ({e})")))?;
+    let signed: ChainHead = serde_json::from_slice(&payload)
+        .map_err(|e| refuse(format!("the head is no chain head ({e})")))?;
+    if signed.environment != environment {
+        return Err(refuse(format!("the head is `{}`'s", signed.environment)));
+    }
+    if Some(&signed.newest) != previous {
+        let newest = previous.map_or("no capsule".to_owned(), ToString::to_string);
+        return Err(refuse(format!(
+            "the head names {} (sealed {}) as the newest, the store's newest is {newest}",
+            signed.newest, signed.sealed_at
+        )));
+    }
+    Ok(())
+}
+
+/// Seals `statement` after `previous`, once the chain's end checks out
+/// against its signed `head`, and signs the environment's new chain head
+/// with the same key: what the store keeps for one decision.
 pub fn sealed_row(
     statement: Statement,
+    previous: Option<&Digest>,
+    head: Option<&[u8]>,
     key: &PrivateKey,
-) -> Result<crate::store::SealedRow, serde_json::Error> {
+) -> Result<crate::store::SealedRow, String> {
+    check_chain_end(&statement.predicate.to, previous, head, &key.public())?;
     let environment = statement.predicate.to.clone();
     let sealed_at = statement.predicate.clock.clone();
     let sealed = seal(statement, key);
@@ -91,11 +144,16 @@ pub fn sealed_row(
         newest: sealed.payload_digest.clone(),
         sealed_at,
     };
-    let head = Envelope::sign(HEAD_PAYLOAD_TYPE, &serde_json::to_vec(&head)?, key);
+    let json = |e: serde_json::Error| e.to_string();
+    let head = Envelope::sign(
+        HEAD_PAYLOAD_TYPE,
+        &serde_json::to_vec(&head).map_err(json)?,
+        key,
+    );
     Ok(crate::store::SealedRow {
         payload_digest: sealed.payload_digest,
-        envelope: serde_json::to_vec(&sealed.envelope)?,
-        head: serde_json::to_vec(&head)?,
+        envelope: serde_json::to_vec(&sealed.envelope).map_err(json)?,
+        head: serde_json::to_vec(&head).map_err(json)?,
     })
 }
 

@@ -37,8 +37,9 @@ pub fn record(
     let key = sealing_key(ws, &config.name)?;
     let mut store = ws.open_store()?;
     Ok(
-        store.record_decision(rec, existing, |previous, promotion_id| {
-            sealed_row(Statement::new(predicate(previous, promotion_id)), &key)
+        store.record_decision(rec, existing, |previous, head, promotion_id| {
+            let st = Statement::new(predicate(previous.clone(), promotion_id));
+            sealed_row(st, previous.as_ref(), head, &key)
         })?,
     )
 }
@@ -360,7 +361,10 @@ impl StepSealer {
         let (capsule_id, _) = store.record_step(
             &decision.decision(false),
             self.promotion_id,
-            |previous, id| sealed_row(Statement::new(decision.predicate(previous, id)), &key),
+            |previous, head, id| {
+                let st = Statement::new(decision.predicate(previous.clone(), id));
+                sealed_row(st, previous.as_ref(), head, &key)
+            },
         )?;
         let (_, envelope) = store.capsule(capsule_id)?.ok_or_else(|| {
             EngineError::error(format!("capsule #{capsule_id} vanished from the store"))

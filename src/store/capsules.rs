@@ -109,7 +109,7 @@ impl Store {
         &mut self,
         d: &DecisionRecord,
         existing: Option<i64>,
-        seal: impl FnOnce(Option<Digest>, i64) -> Result<SealedRow, E>,
+        seal: impl FnOnce(Option<Digest>, Option<&[u8]>, i64) -> Result<SealedRow, E>,
     ) -> Result<(i64, i64, Digest), StoreError> {
         let tx = self
             .conn
@@ -153,7 +153,7 @@ impl Store {
         &mut self,
         d: &DecisionRecord,
         promotion_id: i64,
-        seal: impl FnOnce(Option<Digest>, i64) -> Result<SealedRow, E>,
+        seal: impl FnOnce(Option<Digest>, Option<&[u8]>, i64) -> Result<SealedRow, E>,
     ) -> Result<(i64, Digest), StoreError> {
         let tx = self
             .conn
@@ -372,7 +372,7 @@ fn insert_capsule<E: std::fmt::Display>(
     tx: &rusqlite::Transaction<'_>,
     d: &DecisionRecord,
     promotion_id: i64,
-    seal: impl FnOnce(Option<Digest>, i64) -> Result<SealedRow, E>,
+    seal: impl FnOnce(Option<Digest>, Option<&[u8]>, i64) -> Result<SealedRow, E>,
 ) -> Result<(i64, SealedRow), StoreError> {
     let at = time_to_sql(&d.at);
     let previous: Option<String> = tx
@@ -383,8 +383,18 @@ fn insert_capsule<E: std::fmt::Display>(
         )
         .optional()?;
     let previous = previous.map(|p| digest_from_sql(0, &p)).transpose()?;
-    let sealed =
-        seal(previous.clone(), promotion_id).map_err(|e| StoreError::Seal(e.to_string()))?;
+    // The signed head names the chain's end as last sealed: `seal` checks
+    // it against `previous` before appending, so a chain cut at its end is
+    // refused here instead of being covered by the next decision.
+    let head: Option<Vec<u8>> = tx
+        .query_row(
+            "SELECT envelope FROM chain_heads WHERE environment = ?1",
+            [&d.environment],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let sealed = seal(previous.clone(), head.as_deref(), promotion_id)
+        .map_err(|e| StoreError::Seal(e.to_string()))?;
     tx.execute(
         "INSERT INTO capsules (environment, app, digest, action, decision, promotion_id, payload_digest, previous, envelope, sealed_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",

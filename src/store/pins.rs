@@ -119,7 +119,7 @@ mod tests {
             goes_live: action == "rollback",
         };
         store
-            .record_decision(&rec, None, |_, _| {
+            .record_decision(&rec, None, |_, _, _| {
                 Ok::<_, String>(SealedRow {
                     payload_digest: Digest::of(&[n]),
                     envelope: vec![n],
