@@ -103,6 +103,11 @@ needs = ["meta"]
 run = "printf '%s\n' 'note: ${{ steps.meta.outputs.NOTE }}.'"
 
 [[steps]]
+id = "nested"
+needs = ["meta"]
+run = "bash -c 'printf \"%s\\n\" ${{ steps.meta.outputs.NOTE }}'"
+
+[[steps]]
 id = "builtin-script"
 needs = ["meta"]
 uses = "script"
@@ -121,7 +126,14 @@ with = { url = "http://127.0.0.1:9/hook", message = "note: ${{ steps.meta.output
     assert_eq!(outcome.outputs["meta"]["NOTE"], value);
     assert_eq!(log_of(&events, "quoted"), format!("{value}\n"));
     assert_eq!(log_of(&events, "bare"), format!("{value}\n{value}\n"));
-    assert_eq!(log_of(&events, "single"), format!("note: {value}.\n"));
+    // In single quotes the reference is left for the shell that reads
+    // them: a plain `printf '…'` prints it, and a nested `bash -c '…'`
+    // (seen pasting the value into its code) expands it as data.
+    assert_eq!(
+        log_of(&events, "single"),
+        "note: \"${STELLA_STEP_META_NOTE}\".\n"
+    );
+    assert_eq!(log_of(&events, "nested"), format!("{value}\n"));
     assert_eq!(log_of(&events, "builtin-script"), format!("{value}\n"));
     // A builtin's parameters are data already: the value, substituted.
     let calls = recorder.0.lock().unwrap();
@@ -179,7 +191,7 @@ fn each_substitution_becomes_a_quoted_variable_reference() {
     .unwrap();
     assert_eq!(
         script,
-        r#"a "${STELLA_RELEASE_DIGEST}" "b ${STELLA_RELEASE_DIGEST}" 'c '"${STELLA_RELEASE_DIGEST}"'' \'d "${STELLA_RELEASE_DIGEST}""#
+        r#"a "${STELLA_RELEASE_DIGEST}" "b ${STELLA_RELEASE_DIGEST}" 'c "${STELLA_RELEASE_DIGEST}"' \'d "${STELLA_RELEASE_DIGEST}""#
     );
 
     // Two outputs that would share one variable with different values.

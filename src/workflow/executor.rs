@@ -216,7 +216,8 @@ pub fn variable_name(expr: &str) -> String {
 /// environment variable, never by the value itself, and the variables to
 /// set: a value is data to the script, never code, whatever it holds. The
 /// reference is quoted for where it stands: `"${STELLA_X}"` outside quotes,
-/// `${STELLA_X}` inside `"…"`, `'"${STELLA_X}"'` inside `'…'`. Two
+/// `${STELLA_X}` inside `"…"`, and inside `'…'` the reference `"${STELLA_X}"`
+/// itself, for the shell that later reads that text (`bash -c '…'`). Two
 /// expressions that would share a variable with different values are
 /// refused.
 pub fn substitute_script(
@@ -243,7 +244,11 @@ pub fn substitute_script(
         match quoting_at_end(before) {
             Quoting::None => format!("\"${{{name}}}\""),
             Quoting::Double => format!("${{{name}}}"),
-            Quoting::Single => format!("'\"${{{name}}}\"'"),
+            // Not `'"${X}"'`: text in single quotes is often code for
+            // another shell (`bash -c '…'`, `ssh host '…'`), and closing the
+            // quote would paste the value into it. The reference itself is
+            // left for whichever shell reads that text.
+            Quoting::Single => format!("\"${{{name}}}\""),
         }
     });
     match clash {
