@@ -398,10 +398,18 @@ impl Nginx {
                     // Links inside the release (same owner as the files
                     // stella unpacked) are followed; one to a file another
                     // user owns is refused (defence in depth: the unpacker
-                    // already refuses links that lead out).
+                    // already refuses links that lead out). As root, what
+                    // stella unpacks is root's, like most of the system, so
+                    // "same owner" would let a link reach any file the
+                    // workers can read: no link is followed then.
+                    let links = if nix::unistd::geteuid().is_root() {
+                        "on"
+                    } else {
+                        "if_not_owner from=$document_root"
+                    };
                     let _ = writeln!(
                         c,
-                        "      alias {};\n      index index.html;\n      disable_symlinks if_not_owner from=$document_root;",
+                        "      alias {};\n      index index.html;\n      disable_symlinks {links};",
                         quote(&format!("{}/", dir.display()))
                     );
                 }
