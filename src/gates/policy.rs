@@ -8,13 +8,21 @@
 //! function of the input (`rand.*`, `uuid.*`, `http.send`, `net.*`,
 //! `opa.runtime`, …) is refused at load, with FILE:LINE:COL.
 //!
-//! Bounds: the stella binary evaluates in a child process (itself, with the
-//! hidden argument [`CHILD_ARG`]) whose address space is capped at
-//! [`MEMORY_LIMIT`] and which is killed at [`BUDGET`]: a builtin that loops
-//! or allocates without end (`numbers.range(1, 1e12)`) stops there, the
-//! gate fails closed with the reason, and stella itself never runs out of
-//! memory. Without [`isolate_with`] (library use) evaluation is in-process
-//! under regorus's cooperative timer only.
+//! Bounds: the stella binary evaluates in a long-lived worker process
+//! (`stella-policy-eval`, or itself with the hidden argument
+//! [`CHILD_ARG`]), started on first use and reused by later evaluations in
+//! the same stella process; requests and answers are length-prefixed JSON
+//! over its stdin and stdout, at most `MAX_MESSAGE` bytes. Each request
+//! gets a fresh regorus engine, so nothing of one request reaches the
+//! next. The worker's address space is capped at [`MEMORY_LIMIT`] and its
+//! CPU time is re-armed to [`BUDGET`] (plus a second) before each request;
+//! stella kills it if an answer takes longer than [`BUDGET`]. A builtin
+//! that loops or allocates without end (`numbers.range(1, 1e12)`) stops
+//! there, the gate fails closed with the reason, the dead or killed worker
+//! is reaped and the next evaluation starts a fresh one, and stella itself
+//! never runs out of memory. A worker exits when its stdin closes, so it
+//! never outlives stella. Without [`isolate_with`] (library use)
+//! evaluation is in-process under regorus's cooperative timer only.
 
 use std::io::{Read, Write};
 use std::num::NonZeroU32;
@@ -322,49 +330,329 @@ fn evaluate_here(req: &Request) -> Reply {
     }
 }
 
-/// The evaluator process: caps its own address space and CPU time, reads
-/// one request from stdin, writes the reply to stdout. An allocation over
-/// the cap aborts this process only.
+/// What the worker sends back for one request.
+#[derive(Debug, Serialize, Deserialize)]
+struct Answer {
+    reply: Reply,
+    /// The worker's peak memory passed [`RETIRE_RSS`]: stella replaces it
+    /// rather than send it another request.
+    retire: bool,
+}
+
+/// A worker whose peak resident memory passed this is replaced after its
+/// answer, so every request starts in a process that has not grown (and
+/// fragmented its heap) far towards [`MEMORY_LIMIT`].
+const RETIRE_RSS: u64 = 128 << 20;
+
+/// Reads one length-prefixed message (a 4-byte big-endian length, then the
+/// bytes). `Ok(None)` at a clean end of the stream.
+fn read_frame(r: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u64::from(u32::from_be_bytes(len));
+    if len > MAX_MESSAGE {
+        return Err(std::io::Error::other(format!(
+            "a {len}-byte message is over the {MAX_MESSAGE}-byte limit"
+        )));
+    }
+    let mut body = Vec::new();
+    r.take(len).read_to_end(&mut body)?;
+    if body.len() as u64 != len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(Some(body))
+}
+
+/// `body` as one length-prefixed message, or `None` over [`MAX_MESSAGE`].
+fn frame(body: &[u8]) -> Option<Vec<u8>> {
+    let len = u32::try_from(body.len())
+        .ok()
+        .filter(|n| u64::from(*n) <= MAX_MESSAGE)?;
+    let mut out = Vec::with_capacity(body.len() + 4);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(body);
+    Some(out)
+}
+
+/// Arms the CPU limit for one request: this process may use [`BUDGET`]
+/// (rounded up, plus a second) more CPU time than it has used so far.
+/// Re-armed before every request, so a long-lived worker gets the same
+/// bound for each — and it holds even if stella is gone and nobody is
+/// left to kill the worker at the wall-clock budget.
+fn arm_cpu_limit() -> nix::Result<()> {
+    use nix::sys::resource::{Resource, UsageWho, getrlimit, getrusage, setrlimit};
+    let usage = getrusage(UsageWho::RUSAGE_SELF)?;
+    let used = usage.user_time().tv_sec() + usage.system_time().tv_sec();
+    let (_, hard) = getrlimit(Resource::RLIMIT_CPU)?;
+    let soft = (u64::try_from(used).unwrap_or(0) + BUDGET.as_secs() + 1).min(hard);
+    setrlimit(Resource::RLIMIT_CPU, soft, hard)
+}
+
+/// Whether this process's peak resident memory passed [`RETIRE_RSS`].
+fn grown() -> bool {
+    use nix::sys::resource::{UsageWho, getrusage};
+    // Linux reports the peak in KiB.
+    getrusage(UsageWho::RUSAGE_SELF)
+        .map(|u| u64::try_from(u.max_rss()).unwrap_or(0) << 10 > RETIRE_RSS)
+        .unwrap_or(true)
+}
+
+/// The evaluator process (a long-lived worker): caps its own address
+/// space, then answers length-prefixed requests on stdin with
+/// length-prefixed answers on stdout, one at a time, each in a fresh
+/// engine, under a CPU limit armed per request. It exits when stdin
+/// closes (stella is done, or gone). An allocation over the cap aborts
+/// this process only.
 pub fn child_main() -> u8 {
     use nix::sys::resource::{Resource, setrlimit};
-    let cpu = BUDGET.as_secs() + 1;
-    if setrlimit(Resource::RLIMIT_AS, MEMORY_LIMIT, MEMORY_LIMIT).is_err()
-        || setrlimit(Resource::RLIMIT_CPU, cpu, cpu).is_err()
-    {
+    if setrlimit(Resource::RLIMIT_AS, MEMORY_LIMIT, MEMORY_LIMIT).is_err() {
         eprintln!("error: cannot limit the policy evaluator");
         return 1;
     }
-    let mut raw = Vec::new();
-    if std::io::stdin()
-        .take(MAX_MESSAGE)
-        .read_to_end(&mut raw)
-        .is_err()
-    {
-        return 1;
-    }
-    let reply = match serde_json::from_slice::<Request>(&raw) {
-        Ok(req) => evaluate_here(&req),
-        Err(e) => Reply::Failed(format!("bad evaluator request: {e}")),
-    };
+    let mut input = std::io::stdin().lock();
     let mut out = std::io::stdout().lock();
-    match serde_json::to_writer(&mut out, &reply).map(|()| out.flush()) {
-        Ok(Ok(())) => 0,
-        _ => 1,
+    loop {
+        let raw = match read_frame(&mut input) {
+            Ok(Some(raw)) => raw,
+            Ok(None) => return 0,
+            Err(_) => return 1,
+        };
+        if arm_cpu_limit().is_err() {
+            eprintln!("error: cannot limit the policy evaluator");
+            return 1;
+        }
+        let reply = match serde_json::from_slice::<Request>(&raw) {
+            Ok(req) => evaluate_here(&req),
+            Err(e) => Reply::Failed(format!("bad evaluator request: {e}")),
+        };
+        drop(raw);
+        let answer = Answer {
+            reply,
+            retire: grown(),
+        };
+        let Some(msg) = serde_json::to_vec(&answer).ok().and_then(|b| frame(&b)) else {
+            return 1;
+        };
+        if out.write_all(&msg).and_then(|()| out.flush()).is_err() {
+            return 1;
+        }
     }
 }
 
-/// An evaluator process started ahead of its request, so that its start
-/// overlaps the other gates' work.
+/// One running evaluator process, with a thread that writes its requests
+/// and one that reads its answers (so that waiting for an answer can time
+/// out, and a worker that stops reading cannot block stella).
+struct Worker {
+    child: std::process::Child,
+    /// Dropping it ends the writer thread, which closes the worker's stdin.
+    requests: Option<std::sync::mpsc::Sender<Vec<u8>>>,
+    answers: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+}
+
+impl Worker {
+    fn spawn(program: &std::path::Path) -> Result<Worker, String> {
+        let failed = |e: &dyn std::fmt::Display| {
+            format!(
+                "cannot start the policy evaluator for {}: {e}",
+                program.display()
+            )
+        };
+        let mut child = evaluator_command(program).spawn().map_err(|e| failed(&e))?;
+        let (Some(mut stdin), Some(mut stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(failed(&"no pipes"));
+        };
+        let (requests, to_write) = std::sync::mpsc::channel::<Vec<u8>>();
+        let (answered, answers) = std::sync::mpsc::channel();
+        let threads = std::thread::Builder::new()
+            .name("policy-eval-write".into())
+            .spawn(move || {
+                for msg in to_write {
+                    if stdin.write_all(&msg).and_then(|()| stdin.flush()).is_err() {
+                        break;
+                    }
+                }
+            })
+            .and_then(|_| {
+                std::thread::Builder::new()
+                    .name("policy-eval-read".into())
+                    .spawn(move || {
+                        loop {
+                            let read = read_frame(&mut stdout);
+                            let last = !matches!(read, Ok(Some(_)));
+                            let read = read.and_then(|m| {
+                                m.ok_or_else(|| std::io::ErrorKind::UnexpectedEof.into())
+                            });
+                            if answered.send(read).is_err() || last {
+                                break;
+                            }
+                        }
+                    })
+            });
+        let mut worker = Worker {
+            child,
+            requests: Some(requests),
+            answers,
+        };
+        match threads {
+            Ok(_) => Ok(worker),
+            Err(e) => {
+                worker.stop();
+                Err(failed(&e))
+            }
+        }
+    }
+
+    /// Whether the process has ended (reaping it if so).
+    fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kills the process and reaps it: no zombie is left behind.
+    fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        self.requests = None;
+        // A process already exiting keeps the status it is exiting with.
+        let _ = self.child.kill();
+        self.child.wait().ok()
+    }
+
+    /// Sends `req` and waits at most [`BUDGET`] for the answer. The worker
+    /// comes back only if it may serve another request.
+    fn ask(mut self, req: &Request) -> (Reply, Option<Worker>) {
+        use std::os::unix::process::ExitStatusExt;
+        let started = std::time::Instant::now();
+        let msg = match serde_json::to_vec(req) {
+            Ok(body) => match frame(&body) {
+                Some(m) => m,
+                None => {
+                    return (
+                        Reply::Failed(format!(
+                            "the policy request is over the {} MiB limit",
+                            MAX_MESSAGE >> 20
+                        )),
+                        Some(self),
+                    );
+                }
+            },
+            Err(e) => {
+                return (
+                    Reply::Failed(format!("cannot encode the evaluator request: {e}")),
+                    Some(self),
+                );
+            }
+        };
+        // A worker that died closes its pipes: the answer below says why.
+        if let Some(requests) = &self.requests {
+            let _ = requests.send(msg);
+        }
+        let remaining = BUDGET.saturating_sub(started.elapsed());
+        let answer = match self.answers.recv_timeout(remaining) {
+            Ok(Ok(bytes)) => bytes,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                self.stop();
+                return (Reply::TimedOut, None);
+            }
+            Ok(Err(_)) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let reply = match self.stop() {
+                    Some(status) => match status.signal() {
+                        Some(sig) if sig == nix::sys::signal::Signal::SIGXCPU as i32 => {
+                            Reply::TimedOut
+                        }
+                        // Rust aborts when an allocation fails, and
+                        // allocations fail at the address-space cap.
+                        Some(sig) if sig == nix::sys::signal::Signal::SIGABRT as i32 => {
+                            Reply::OutOfMemory
+                        }
+                        Some(sig) => {
+                            Reply::Failed(format!("the policy evaluator died (signal {sig})"))
+                        }
+                        None => Reply::Failed(format!("the policy evaluator failed ({status})")),
+                    },
+                    None => Reply::Failed("the policy evaluator vanished".into()),
+                };
+                return (reply, None);
+            }
+        };
+        match serde_json::from_slice::<Answer>(&answer) {
+            Ok(Answer { reply, retire }) => (reply, (!retire).then_some(self)),
+            Err(e) => {
+                self.stop();
+                (
+                    Reply::Failed(format!("unreadable evaluator reply: {e}")),
+                    None,
+                )
+            }
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Workers waiting for a request. Evaluations take one (or start one) and
+/// put it back when done, so one caller at a time (the CLI) always reuses
+/// the same worker and concurrent callers (the engine's blocking tasks)
+/// each get their own.
+static IDLE: std::sync::Mutex<Vec<Worker>> = std::sync::Mutex::new(Vec::new());
+
+/// The most workers kept waiting; more are stopped when put back.
+const MAX_IDLE: usize = 2;
+
+fn idle() -> std::sync::MutexGuard<'static, Vec<Worker>> {
+    IDLE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn take_worker(program: &std::path::Path) -> Result<Worker, String> {
+    loop {
+        let Some(mut w) = idle().pop() else {
+            return Worker::spawn(program);
+        };
+        // One that died while waiting (killed from outside) is reaped.
+        if !w.has_exited() {
+            return Ok(w);
+        }
+    }
+}
+
+fn put_back(w: Worker) {
+    let mut idle = idle();
+    if idle.len() < MAX_IDLE {
+        idle.push(w);
+    }
+}
+
+/// Stops every waiting worker and reaps it. The binary calls this before
+/// it exits; a worker whose stella is gone without it exits anyway when
+/// its stdin closes.
+pub fn shutdown() {
+    let workers = std::mem::take(&mut *idle());
+    drop(workers);
+}
+
+/// The process ids of the waiting workers (for tests).
+#[doc(hidden)]
+pub fn idle_workers() -> Vec<u32> {
+    idle().iter().map(|w| w.child.id()).collect()
+}
+
+/// A worker taken ahead of its request (started if none was waiting), so
+/// that a start overlaps the other gates' work. Unused, it goes back.
 pub struct Evaluator {
-    started: Result<std::process::Child, String>,
+    worker: Result<Worker, String>,
 }
 
 impl Drop for Evaluator {
     fn drop(&mut self) {
-        // Never used (the gate had nothing to evaluate): stop it.
-        if let Ok(child) = &mut self.started {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Ok(w) = std::mem::replace(&mut self.worker, Err(String::new())) {
+            put_back(w);
         }
     }
 }
@@ -387,69 +675,23 @@ fn evaluator_command(program: &std::path::Path) -> Command {
     cmd
 }
 
-/// Starts the evaluator if policies are evaluated in a child process.
+/// Takes a worker if policies are evaluated in a child process.
 pub fn start() -> Option<Evaluator> {
     EVALUATOR.get().map(|program| Evaluator {
-        started: evaluator_command(program).spawn().map_err(|e| {
-            format!(
-                "cannot start the policy evaluator for {}: {e}",
-                program.display()
-            )
-        }),
+        worker: take_worker(program),
     })
 }
 
 fn evaluate_in_child(mut evaluator: Evaluator, req: &Request) -> Reply {
-    use std::os::unix::process::ExitStatusExt;
-    let mut child = match std::mem::replace(&mut evaluator.started, Err(String::new())) {
-        Ok(c) => c,
-        Err(e) => return Reply::Failed(e),
-    };
-    let started = std::time::Instant::now();
-    let body = match serde_json::to_vec(req) {
-        Ok(b) => b,
-        Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Reply::Failed(format!("cannot encode the evaluator request: {e}"));
+    match std::mem::replace(&mut evaluator.worker, Err(String::new())) {
+        Ok(w) => {
+            let (reply, w) = w.ask(req);
+            if let Some(w) = w {
+                put_back(w);
+            }
+            reply
         }
-    };
-    let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Reply::Failed("the policy evaluator has no pipes".into());
-    };
-    // The reply is read on a thread so that the wait below can time out.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let read = stdout.take(MAX_MESSAGE).read_to_end(&mut out);
-        let _ = tx.send(read.map(|_| out));
-    });
-    // A child that dies early closes the pipe: the write fails, the reply
-    // read below says why.
-    let _ = stdin.write_all(&body);
-    drop(stdin);
-    let remaining = BUDGET.saturating_sub(started.elapsed());
-    let read = rx.recv_timeout(remaining);
-    if read.is_err() {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Reply::TimedOut;
-    }
-    let status = match child.wait() {
-        Ok(s) => s,
-        Err(e) => return Reply::Failed(format!("policy evaluator: {e}")),
-    };
-    match (read, status.signal()) {
-        (_, Some(sig)) if sig == nix::sys::signal::Signal::SIGXCPU as i32 => Reply::TimedOut,
-        // Rust aborts when an allocation fails, and allocations fail at
-        // the address-space cap.
-        (_, Some(sig)) if sig == nix::sys::signal::Signal::SIGABRT as i32 => Reply::OutOfMemory,
-        (_, Some(sig)) => Reply::Failed(format!("the policy evaluator died (signal {sig})")),
-        (Ok(Ok(out)), None) if status.success() => serde_json::from_slice(&out)
-            .unwrap_or_else(|e| Reply::Failed(format!("unreadable evaluator reply: {e}"))),
-        _ => Reply::Failed(format!("the policy evaluator failed ({status})")),
+        Err(e) => Reply::Failed(e),
     }
 }
 
@@ -458,6 +700,70 @@ fn run(req: &Request, evaluator: Option<Evaluator>) -> Reply {
         Some(e) => evaluate_in_child(e, req),
         None => evaluate_here(req),
     }
+}
+
+/// The deny and warn messages of a reply, or the gate's summary and
+/// reasons for failing closed.
+fn judge(reply: Reply) -> Result<(Vec<String>, Vec<String>), (String, Vec<String>)> {
+    let over_time = || {
+        format!(
+            "policy evaluation did not finish within {}s",
+            BUDGET.as_secs()
+        )
+    };
+    let over_memory = || {
+        format!(
+            "policy evaluation exceeded the {} MiB memory limit",
+            MEMORY_LIMIT >> 20
+        )
+    };
+    match reply {
+        Reply::Messages { deny, warn } => Ok((deny, warn)),
+        Reply::Compile(e) => Err((
+            "a policy module does not compile".into(),
+            e.lines().map(String::from).collect(),
+        )),
+        Reply::TimedOut => Err((
+            over_time(),
+            vec![format!("stopped after {} s", BUDGET.as_secs())],
+        )),
+        Reply::OutOfMemory => Err((
+            over_memory(),
+            vec!["an allocation over the limit stopped the evaluator".into()],
+        )),
+        Reply::Failed(e) => {
+            let summary = if e.contains("time limit")
+                || e.contains("execution exceeded")
+                || e.contains("timed out")
+            {
+                over_time()
+            } else if e.contains("memory limit") {
+                over_memory()
+            } else {
+                "policy evaluation failed".into()
+            };
+            Err((summary, vec![e]))
+        }
+    }
+}
+
+/// Evaluates `modules` against `input` exactly as the gate does (in a
+/// worker if isolated, see [`isolate_with`]): the deny and warn messages,
+/// or the summary the gate would fail with.
+pub fn decide(
+    modules: &[super::PolicyModule],
+    input: serde_json::Value,
+    now_ns: i64,
+) -> Result<(Vec<String>, Vec<String>), String> {
+    let request = Request {
+        modules: modules
+            .iter()
+            .map(|m| (m.path.clone(), m.source.clone()))
+            .collect(),
+        input,
+        now_ns,
+    };
+    judge(run(&request, start())).map_err(|(summary, _)| summary)
 }
 
 /// Evaluates the policy gate; see [`evaluate_started`].
@@ -506,51 +812,9 @@ pub fn evaluate_started(
         input: input_document(inputs, facts),
         now_ns,
     };
-    let over_time = || {
-        format!(
-            "policy evaluation did not finish within {}s",
-            BUDGET.as_secs()
-        )
-    };
-    let (deny, warn) = match run(&request, evaluator) {
-        Reply::Messages { deny, warn } => (deny, warn),
-        Reply::Compile(e) => {
-            return fail(
-                "a policy module does not compile".into(),
-                e.lines().map(String::from).collect(),
-            );
-        }
-        Reply::TimedOut => {
-            return fail(
-                over_time(),
-                vec![format!("stopped after {} s", BUDGET.as_secs())],
-            );
-        }
-        Reply::OutOfMemory => {
-            return fail(
-                format!(
-                    "policy evaluation exceeded the {} MiB memory limit",
-                    MEMORY_LIMIT >> 20
-                ),
-                vec!["an allocation over the limit stopped the evaluator".into()],
-            );
-        }
-        Reply::Failed(e) => {
-            let summary = if e.contains("time limit")
-                || e.contains("execution exceeded")
-                || e.contains("timed out")
-            {
-                over_time()
-            } else if e.contains("memory limit") {
-                format!(
-                    "policy evaluation exceeded the {} MiB memory limit",
-                    MEMORY_LIMIT >> 20
-                )
-            } else {
-                "policy evaluation failed".into()
-            };
-            return fail(summary, vec![e]);
-        }
+    let (deny, warn) = match judge(run(&request, evaluator)) {
+        Ok(messages) => messages,
+        Err((summary, reasons)) => return fail(summary, reasons),
     };
     let n = inputs.policies.len();
     let (outcome, summary) = if let Some(first) = deny.first() {
@@ -604,9 +868,7 @@ mod tests {
 
     fn spawn(program: &std::path::Path) -> Evaluator {
         Evaluator {
-            started: evaluator_command(program)
-                .spawn()
-                .map_err(|e| e.to_string()),
+            worker: Worker::spawn(program),
         }
     }
 
