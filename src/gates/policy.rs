@@ -901,6 +901,40 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_reads_back_and_an_oversized_length_is_refused() {
+        let msg = frame(b"hello").unwrap();
+        let mut r = &msg[..];
+        assert_eq!(read_frame(&mut r).unwrap().as_deref(), Some(&b"hello"[..]));
+        assert!(read_frame(&mut r).unwrap().is_none(), "clean end");
+        let huge = ((MAX_MESSAGE + 1) as u32).to_be_bytes();
+        let err = read_frame(&mut &huge[..]).unwrap_err();
+        assert!(err.to_string().contains("over the"), "{err}");
+        // A message cut short is an error, not a clean end.
+        let mut cut = &msg[..6];
+        assert!(read_frame(&mut cut).is_err());
+    }
+
+    #[test]
+    fn a_worker_that_closes_its_output_without_answering_is_reaped() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let program = dir.path().join("quits");
+        std::fs::write(&program, "#!/bin/sh\nexit 7\n").unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let worker = Worker::spawn(&program).unwrap();
+        let pid = nix::unistd::Pid::from_raw(worker.child.id() as i32);
+        let (reply, back) = worker.ask(&request());
+        assert!(back.is_none(), "a dead worker is not reused");
+        match reply {
+            Reply::Failed(e) => assert!(e.contains("exit status: 7"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        // Reaped: no such child any more (not a zombie).
+        let waited = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        assert_eq!(waited, Err(nix::errno::Errno::ECHILD));
+    }
+
+    #[test]
     fn in_process_evaluation_gives_the_messages() {
         match evaluate_here(&request()) {
             Reply::Messages { deny, warn } => {
