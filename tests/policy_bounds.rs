@@ -322,13 +322,17 @@ mod worker {
         let mut stdin = child.stdin.take().unwrap();
         let mut stdout = child.stdout.take().unwrap();
         for n in [1, 2] {
-            let request = json!({
+            // The modules, then the input.
+            let load = json!({
                 "modules": [["p.rego", "package stella.gates\n\ndeny contains sprintf(\"n=%d\", [input.n]) if true\n"]],
-                "input": {"n": n},
                 "now_ns": 0,
             });
             stdin
-                .write_all(&frame(request.to_string().as_bytes()))
+                .write_all(&frame(load.to_string().as_bytes()))
+                .unwrap();
+            let input = json!({"n": n});
+            stdin
+                .write_all(&frame(input.to_string().as_bytes()))
                 .unwrap();
             stdin.flush().unwrap();
             let mut len = [0u8; 4];

@@ -307,26 +307,44 @@ enum Reply {
     OutOfMemory,
 }
 
-fn evaluate_here(req: &Request) -> Reply {
-    let modules: Vec<super::PolicyModule> = req
-        .modules
+/// The first half of a request: the modules, loaded into a fresh engine
+/// with the decision clock.
+#[derive(Serialize, Deserialize)]
+struct Load {
+    modules: Vec<(String, String)>,
+    now_ns: i64,
+}
+
+fn load(modules: &[(String, String)], now_ns: i64) -> Result<Engine, Reply> {
+    let modules: Vec<super::PolicyModule> = modules
         .iter()
         .map(|(path, source)| super::PolicyModule {
             path: path.clone(),
             source: source.clone(),
         })
         .collect();
-    let mut engine = match engine(&modules, req.now_ns) {
-        Ok(e) => e,
-        Err(e) => return Reply::Compile(e),
-    };
-    match Value::from_json_str(&req.input.to_string()) {
+    engine(&modules, now_ns).map_err(Reply::Compile)
+}
+
+/// The second half: the input, and the messages.
+fn decide_loaded(mut engine: Engine, input: Result<Value, String>) -> Reply {
+    match input {
         Ok(v) => engine.set_input(v),
         Err(e) => return Reply::Failed(format!("cannot build the policy input: {e}")),
     }
     match (messages(&mut engine, "deny"), messages(&mut engine, "warn")) {
         (Ok(deny), Ok(warn)) => Reply::Messages { deny, warn },
         (Err(e), _) | (_, Err(e)) => Reply::Failed(e),
+    }
+}
+
+fn evaluate_here(req: &Request) -> Reply {
+    match load(&req.modules, req.now_ns) {
+        Ok(engine) => decide_loaded(
+            engine,
+            Value::from_json_str(&req.input.to_string()).map_err(|e| e.to_string()),
+        ),
+        Err(reply) => reply,
     }
 }
 
@@ -416,6 +434,9 @@ pub fn child_main() -> u8 {
     let mut input = std::io::stdin().lock();
     let mut out = std::io::stdout().lock();
     loop {
+        // A request is two messages: the modules (sent while stella still
+        // computes the other gates, so loading overlaps that work), then
+        // the input. The engine lives for this request only.
         let raw = match read_frame(&mut input) {
             Ok(Some(raw)) => raw,
             Ok(None) => return 0,
@@ -425,9 +446,24 @@ pub fn child_main() -> u8 {
             eprintln!("error: cannot limit the policy evaluator");
             return 1;
         }
-        let reply = match serde_json::from_slice::<Request>(&raw) {
-            Ok(req) => evaluate_here(&req),
-            Err(e) => Reply::Failed(format!("bad evaluator request: {e}")),
+        let loaded = match serde_json::from_slice::<Load>(&raw) {
+            Ok(req) => load(&req.modules, req.now_ns),
+            Err(e) => Err(Reply::Failed(format!("bad evaluator request: {e}"))),
+        };
+        drop(raw);
+        let raw = match read_frame(&mut input) {
+            Ok(Some(raw)) => raw,
+            Ok(None) => return 0,
+            Err(_) => return 1,
+        };
+        let reply = match loaded {
+            Ok(engine) => decide_loaded(
+                engine,
+                std::str::from_utf8(&raw)
+                    .map_err(|e| e.to_string())
+                    .and_then(|text| Value::from_json_str(text).map_err(|e| e.to_string())),
+            ),
+            Err(reply) => reply,
         };
         drop(raw);
         let answer = Answer {
@@ -521,34 +557,40 @@ impl Worker {
         self.child.wait().ok()
     }
 
-    /// Sends `req` and waits at most [`BUDGET`] for the answer. The worker
-    /// comes back only if it may serve another request.
-    fn ask(mut self, req: &Request) -> (Reply, Option<Worker>) {
-        use std::os::unix::process::ExitStatusExt;
-        let started = std::time::Instant::now();
-        let msg = match serde_json::to_vec(req) {
-            Ok(body) => match frame(&body) {
-                Some(m) => m,
-                None => {
-                    return (
-                        Reply::Failed(format!(
-                            "the policy request is over the {} MiB limit",
-                            MAX_MESSAGE >> 20
-                        )),
-                        Some(self),
-                    );
-                }
-            },
-            Err(e) => {
-                return (
-                    Reply::Failed(format!("cannot encode the evaluator request: {e}")),
-                    Some(self),
-                );
-            }
-        };
-        // A worker that died closes its pipes: the answer below says why.
+    /// Sends `value` as one message.
+    fn send(&self, value: &impl Serialize) -> Result<(), Reply> {
+        let body = serde_json::to_vec(value)
+            .map_err(|e| Reply::Failed(format!("cannot encode the evaluator request: {e}")))?;
+        let msg = frame(&body).ok_or_else(|| {
+            Reply::Failed(format!(
+                "the policy request is over the {} MiB limit",
+                MAX_MESSAGE >> 20
+            ))
+        })?;
+        // A worker that died closes its pipes: the answer says why.
         if let Some(requests) = &self.requests {
             let _ = requests.send(msg);
+        }
+        Ok(())
+    }
+
+    /// Sends the first half of a request.
+    fn load(&self, modules: &[(String, String)], now_ns: i64) -> Result<(), Reply> {
+        self.send(&Load {
+            modules: modules.to_vec(),
+            now_ns,
+        })
+    }
+
+    /// Sends the input (the modules are loaded) and waits at most
+    /// [`BUDGET`] for the answer. The worker comes back only if it may
+    /// serve another request.
+    fn ask(mut self, input: &serde_json::Value) -> (Reply, Option<Worker>) {
+        use std::os::unix::process::ExitStatusExt;
+        let started = std::time::Instant::now();
+        if let Err(reply) = self.send(input) {
+            // Half a request was sent: this worker cannot serve another.
+            return (reply, None);
         }
         let remaining = BUDGET.saturating_sub(started.elapsed());
         let answer = match self.answers.recv_timeout(remaining) {
@@ -643,15 +685,20 @@ pub fn idle_workers() -> Vec<u32> {
     idle().iter().map(|w| w.child.id()).collect()
 }
 
-/// A worker taken ahead of its request (started if none was waiting), so
-/// that a start overlaps the other gates' work. Unused, it goes back.
+/// A worker taken ahead of its request (started if none was waiting),
+/// and, once [`start_for`] sent them, the modules it is loading: both
+/// overlap the other gates' work. Unused, it goes back (or, loaded, is
+/// stopped).
 pub struct Evaluator {
     worker: Result<Worker, String>,
+    loaded: Option<(Vec<(String, String)>, i64)>,
 }
 
 impl Drop for Evaluator {
     fn drop(&mut self) {
-        if let Ok(w) = std::mem::replace(&mut self.worker, Err(String::new())) {
+        if let Ok(w) = std::mem::replace(&mut self.worker, Err(String::new()))
+            && self.loaded.is_none()
+        {
             put_back(w);
         }
     }
@@ -679,20 +726,59 @@ fn evaluator_command(program: &std::path::Path) -> Command {
 pub fn start() -> Option<Evaluator> {
     EVALUATOR.get().map(|program| Evaluator {
         worker: take_worker(program),
+        loaded: None,
     })
 }
 
-fn evaluate_in_child(mut evaluator: Evaluator, req: &Request) -> Reply {
-    match std::mem::replace(&mut evaluator.worker, Err(String::new())) {
-        Ok(w) => {
-            let (reply, w) = w.ask(req);
-            if let Some(w) = w {
-                put_back(w);
-            }
-            reply
+/// Takes a worker and has it load `inputs`' policy modules while the
+/// caller computes the other gates (see [`evaluate_started`]).
+pub fn start_for(inputs: &GateInputs) -> Option<Evaluator> {
+    let mut evaluator = start()?;
+    if let Ok(w) = &evaluator.worker {
+        let modules: Vec<(String, String)> = inputs
+            .policies
+            .iter()
+            .map(|m| (m.path.clone(), m.source.clone()))
+            .collect();
+        let now_ns = inputs.now.timestamp_nanos_opt().unwrap_or(i64::MAX);
+        // A request too large to send is sent again, and refused, later.
+        if w.load(&modules, now_ns).is_ok() {
+            evaluator.loaded = Some((modules, now_ns));
         }
-        Err(e) => Reply::Failed(e),
     }
+    Some(evaluator)
+}
+
+fn evaluate_in_child(mut evaluator: Evaluator, req: &Request) -> Reply {
+    let loaded = evaluator.loaded.take();
+    let mut worker = match std::mem::replace(&mut evaluator.worker, Err(String::new())) {
+        Ok(w) => w,
+        Err(e) => return Reply::Failed(e),
+    };
+    let ready = loaded
+        .as_ref()
+        .is_some_and(|(m, n)| *m == req.modules && *n == req.now_ns);
+    if !ready {
+        if loaded.is_some() {
+            // Loaded with other modules: that worker is spent.
+            drop(worker);
+            worker = match EVALUATOR.get().map(|p| take_worker(p)) {
+                Some(Ok(w)) => w,
+                Some(Err(e)) => return Reply::Failed(e),
+                None => return evaluate_here(req),
+            };
+        }
+        if let Err(reply) = worker.load(&req.modules, req.now_ns) {
+            // Nothing was sent: the worker can serve another request.
+            put_back(worker);
+            return reply;
+        }
+    }
+    let (reply, worker) = worker.ask(&req.input);
+    if let Some(w) = worker {
+        put_back(w);
+    }
+    reply
 }
 
 fn run(req: &Request, evaluator: Option<Evaluator>) -> Reply {
@@ -869,6 +955,7 @@ mod tests {
     fn spawn(program: &std::path::Path) -> Evaluator {
         Evaluator {
             worker: Worker::spawn(program),
+            loaded: None,
         }
     }
 
@@ -923,7 +1010,8 @@ mod tests {
         std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
         let worker = Worker::spawn(&program).unwrap();
         let pid = nix::unistd::Pid::from_raw(worker.child.id() as i32);
-        let (reply, back) = worker.ask(&request());
+        worker.load(&request().modules, 0).unwrap();
+        let (reply, back) = worker.ask(&request().input);
         assert!(back.is_none(), "a dead worker is not reused");
         match reply {
             Reply::Failed(e) => assert!(e.contains("exit status: 7"), "{e}"),
