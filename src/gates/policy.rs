@@ -479,14 +479,91 @@ pub fn child_main() -> u8 {
     }
 }
 
-/// One running evaluator process, with a thread that writes its requests
-/// and one that reads its answers (so that waiting for an answer can time
-/// out, and a worker that stops reading cannot block stella).
+/// One running evaluator process. The caller writes the request and reads
+/// the answer itself (no hand-off to other threads on the way); a watchdog
+/// thread kills the process if that takes longer than [`BUDGET`], which
+/// ends a blocked write or read at once.
 struct Worker {
     child: std::process::Child,
-    /// Dropping it ends the writer thread, which closes the worker's stdin.
-    requests: Option<std::sync::mpsc::Sender<Vec<u8>>>,
-    answers: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: std::process::ChildStdout,
+    watch: std::sync::Arc<Watch>,
+}
+
+#[derive(Default)]
+struct Watch {
+    state: std::sync::Mutex<WatchState>,
+    wake: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct WatchState {
+    /// The last deadline armed.
+    deadline: Option<std::time::Instant>,
+    /// The caller is writing or reading under that deadline.
+    busy: bool,
+    /// The watchdog waits without a timeout: arming must wake it. (Else it
+    /// is asleep until a deadline, and needs no wake-up: a request that
+    /// follows another does not pay for one.)
+    parked: bool,
+    /// The watchdog killed the process.
+    fired: bool,
+    /// The process is being reaped: its pid must not be signalled again.
+    closed: bool,
+}
+
+impl Watch {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WatchState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn arm(&self) {
+        let mut st = self.lock();
+        st.deadline = Some(std::time::Instant::now() + BUDGET);
+        st.busy = true;
+        if std::mem::take(&mut st.parked) {
+            drop(st);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Whether the watchdog fired.
+    fn disarm(&self) -> bool {
+        let mut st = self.lock();
+        st.busy = false;
+        st.fired
+    }
+
+    fn watch(&self, pid: nix::unistd::Pid) {
+        let mut st = self.lock();
+        loop {
+            if st.closed {
+                return;
+            }
+            match st.deadline.filter(|_| st.busy) {
+                None => {
+                    st.parked = true;
+                    st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+                }
+                Some(d) => {
+                    let now = std::time::Instant::now();
+                    if now >= d {
+                        // Under the lock, before `closed`: the pid is
+                        // still this unreaped child.
+                        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                        st.fired = true;
+                        st.busy = false;
+                    } else {
+                        st = self
+                            .wake
+                            .wait_timeout(st, d - now)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Worker {
@@ -498,44 +575,24 @@ impl Worker {
             )
         };
         let mut child = evaluator_command(program).spawn().map_err(|e| failed(&e))?;
-        let (Some(mut stdin), Some(mut stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             let _ = child.kill();
             let _ = child.wait();
             return Err(failed(&"no pipes"));
         };
-        let (requests, to_write) = std::sync::mpsc::channel::<Vec<u8>>();
-        let (answered, answers) = std::sync::mpsc::channel();
-        let threads = std::thread::Builder::new()
-            .name("policy-eval-write".into())
-            .spawn(move || {
-                for msg in to_write {
-                    if stdin.write_all(&msg).and_then(|()| stdin.flush()).is_err() {
-                        break;
-                    }
-                }
-            })
-            .and_then(|_| {
-                std::thread::Builder::new()
-                    .name("policy-eval-read".into())
-                    .spawn(move || {
-                        loop {
-                            let read = read_frame(&mut stdout);
-                            let last = !matches!(read, Ok(Some(_)));
-                            let read = read.and_then(|m| {
-                                m.ok_or_else(|| std::io::ErrorKind::UnexpectedEof.into())
-                            });
-                            if answered.send(read).is_err() || last {
-                                break;
-                            }
-                        }
-                    })
-            });
+        let watch = std::sync::Arc::new(Watch::default());
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+        let watched = std::sync::Arc::clone(&watch);
+        let thread = std::thread::Builder::new()
+            .name("policy-eval-watch".into())
+            .spawn(move || watched.watch(pid));
         let mut worker = Worker {
             child,
-            requests: Some(requests),
-            answers,
+            stdin: Some(stdin),
+            stdout,
+            watch,
         };
-        match threads {
+        match thread {
             Ok(_) => Ok(worker),
             Err(e) => {
                 worker.stop();
@@ -551,14 +608,17 @@ impl Worker {
 
     /// Kills the process and reaps it: no zombie is left behind.
     fn stop(&mut self) -> Option<std::process::ExitStatus> {
-        self.requests = None;
+        self.watch.lock().closed = true;
+        self.watch.wake.notify_one();
+        self.stdin = None;
         // A process already exiting keeps the status it is exiting with.
         let _ = self.child.kill();
         self.child.wait().ok()
     }
 
-    /// Sends `value` as one message.
-    fn send(&self, value: &impl Serialize) -> Result<(), Reply> {
+    /// Writes `value` as one message, under the watchdog. `Ok(false)`: the
+    /// watchdog had to kill the worker.
+    fn send(&mut self, value: &impl Serialize) -> Result<bool, Reply> {
         let body = serde_json::to_vec(value)
             .map_err(|e| Reply::Failed(format!("cannot encode the evaluator request: {e}")))?;
         let msg = frame(&body).ok_or_else(|| {
@@ -567,19 +627,26 @@ impl Worker {
                 MAX_MESSAGE >> 20
             ))
         })?;
+        self.watch.arm();
         // A worker that died closes its pipes: the answer says why.
-        if let Some(requests) = &self.requests {
-            let _ = requests.send(msg);
+        if let Some(stdin) = &mut self.stdin {
+            let _ = stdin.write_all(&msg).and_then(|()| stdin.flush());
         }
-        Ok(())
+        Ok(!self.watch.disarm())
     }
 
-    /// Sends the first half of a request.
-    fn load(&self, modules: &[(String, String)], now_ns: i64) -> Result<(), Reply> {
-        self.send(&Load {
+    /// Sends the first half of a request. `Err`: nothing was sent, or the
+    /// worker did not take it within the budget (and is stopped).
+    fn load(&mut self, modules: &[(String, String)], now_ns: i64) -> Result<(), Reply> {
+        let delivered = self.send(&Load {
             modules: modules.to_vec(),
             now_ns,
-        })
+        })?;
+        if !delivered {
+            self.stop();
+            return Err(Reply::TimedOut);
+        }
+        Ok(())
     }
 
     /// Sends the input (the modules are loaded) and waits at most
@@ -587,35 +654,57 @@ impl Worker {
     /// serve another request.
     fn ask(mut self, input: &serde_json::Value) -> (Reply, Option<Worker>) {
         use std::os::unix::process::ExitStatusExt;
-        let started = std::time::Instant::now();
-        if let Err(reply) = self.send(input) {
+        let body = match serde_json::to_vec(input).map(|b| frame(&b)) {
+            Ok(Some(m)) => m,
             // Half a request was sent: this worker cannot serve another.
-            return (reply, None);
-        }
-        let remaining = BUDGET.saturating_sub(started.elapsed());
-        let answer = match self.answers.recv_timeout(remaining) {
-            Ok(Ok(bytes)) => bytes,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                self.stop();
-                return (Reply::TimedOut, None);
+            Ok(None) => {
+                return (
+                    Reply::Failed(format!(
+                        "the policy input is over the {} MiB limit",
+                        MAX_MESSAGE >> 20
+                    )),
+                    None,
+                );
             }
-            Ok(Err(_)) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                let reply = match self.stop() {
-                    Some(status) => match status.signal() {
-                        Some(sig) if sig == nix::sys::signal::Signal::SIGXCPU as i32 => {
-                            Reply::TimedOut
-                        }
-                        // Rust aborts when an allocation fails, and
-                        // allocations fail at the address-space cap.
-                        Some(sig) if sig == nix::sys::signal::Signal::SIGABRT as i32 => {
-                            Reply::OutOfMemory
-                        }
-                        Some(sig) => {
-                            Reply::Failed(format!("the policy evaluator died (signal {sig})"))
-                        }
-                        None => Reply::Failed(format!("the policy evaluator failed ({status})")),
-                    },
-                    None => Reply::Failed("the policy evaluator vanished".into()),
+            Err(e) => {
+                return (
+                    Reply::Failed(format!("cannot encode the policy input: {e}")),
+                    None,
+                );
+            }
+        };
+        self.watch.arm();
+        if let Some(stdin) = &mut self.stdin {
+            let _ = stdin.write_all(&body).and_then(|()| stdin.flush());
+        }
+        let read = read_frame(&mut self.stdout);
+        let fired = self.watch.disarm();
+        let answer = match read {
+            Ok(Some(bytes)) if !fired => bytes,
+            _ => {
+                let status = self.stop();
+                let reply = if fired {
+                    Reply::TimedOut
+                } else {
+                    match status {
+                        Some(status) => match status.signal() {
+                            Some(sig) if sig == nix::sys::signal::Signal::SIGXCPU as i32 => {
+                                Reply::TimedOut
+                            }
+                            // Rust aborts when an allocation fails, and
+                            // allocations fail at the address-space cap.
+                            Some(sig) if sig == nix::sys::signal::Signal::SIGABRT as i32 => {
+                                Reply::OutOfMemory
+                            }
+                            Some(sig) => {
+                                Reply::Failed(format!("the policy evaluator died (signal {sig})"))
+                            }
+                            None => {
+                                Reply::Failed(format!("the policy evaluator failed ({status})"))
+                            }
+                        },
+                        None => Reply::Failed("the policy evaluator vanished".into()),
+                    }
                 };
                 return (reply, None);
             }
@@ -664,7 +753,10 @@ fn take_worker(program: &std::path::Path) -> Result<Worker, String> {
     }
 }
 
-fn put_back(w: Worker) {
+fn put_back(mut w: Worker) {
+    if w.has_exited() {
+        return;
+    }
     let mut idle = idle();
     if idle.len() < MAX_IDLE {
         idle.push(w);
@@ -690,13 +782,13 @@ pub fn idle_workers() -> Vec<u32> {
 /// overlap the other gates' work. Unused, it goes back (or, loaded, is
 /// stopped).
 pub struct Evaluator {
-    worker: Result<Worker, String>,
+    worker: Result<Worker, Reply>,
     loaded: Option<(Vec<(String, String)>, i64)>,
 }
 
 impl Drop for Evaluator {
     fn drop(&mut self) {
-        if let Ok(w) = std::mem::replace(&mut self.worker, Err(String::new()))
+        if let Ok(w) = std::mem::replace(&mut self.worker, Err(Reply::TimedOut))
             && self.loaded.is_none()
         {
             put_back(w);
@@ -725,7 +817,7 @@ fn evaluator_command(program: &std::path::Path) -> Command {
 /// Takes a worker if policies are evaluated in a child process.
 pub fn start() -> Option<Evaluator> {
     EVALUATOR.get().map(|program| Evaluator {
-        worker: take_worker(program),
+        worker: take_worker(program).map_err(Reply::Failed),
         loaded: None,
     })
 }
@@ -734,16 +826,18 @@ pub fn start() -> Option<Evaluator> {
 /// caller computes the other gates (see [`evaluate_started`]).
 pub fn start_for(inputs: &GateInputs) -> Option<Evaluator> {
     let mut evaluator = start()?;
-    if let Ok(w) = &evaluator.worker {
+    if let Ok(w) = &mut evaluator.worker {
         let modules: Vec<(String, String)> = inputs
             .policies
             .iter()
             .map(|m| (m.path.clone(), m.source.clone()))
             .collect();
         let now_ns = inputs.now.timestamp_nanos_opt().unwrap_or(i64::MAX);
-        // A request too large to send is sent again, and refused, later.
-        if w.load(&modules, now_ns).is_ok() {
-            evaluator.loaded = Some((modules, now_ns));
+        match w.load(&modules, now_ns) {
+            Ok(()) => evaluator.loaded = Some((modules, now_ns)),
+            Err(reply @ Reply::TimedOut) => evaluator.worker = Err(reply),
+            // Nothing sent (too large): sent again, and refused, later.
+            Err(_) => {}
         }
     }
     Some(evaluator)
@@ -751,9 +845,9 @@ pub fn start_for(inputs: &GateInputs) -> Option<Evaluator> {
 
 fn evaluate_in_child(mut evaluator: Evaluator, req: &Request) -> Reply {
     let loaded = evaluator.loaded.take();
-    let mut worker = match std::mem::replace(&mut evaluator.worker, Err(String::new())) {
+    let mut worker = match std::mem::replace(&mut evaluator.worker, Err(Reply::TimedOut)) {
         Ok(w) => w,
-        Err(e) => return Reply::Failed(e),
+        Err(reply) => return reply,
     };
     let ready = loaded
         .as_ref()
@@ -769,7 +863,7 @@ fn evaluate_in_child(mut evaluator: Evaluator, req: &Request) -> Reply {
             };
         }
         if let Err(reply) = worker.load(&req.modules, req.now_ns) {
-            // Nothing was sent: the worker can serve another request.
+            // Unless it was stopped, the worker can serve another request.
             put_back(worker);
             return reply;
         }
@@ -954,7 +1048,7 @@ mod tests {
 
     fn spawn(program: &std::path::Path) -> Evaluator {
         Evaluator {
-            worker: Worker::spawn(program),
+            worker: Worker::spawn(program).map_err(Reply::Failed),
             loaded: None,
         }
     }
@@ -1010,6 +1104,7 @@ mod tests {
         std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
         let worker = Worker::spawn(&program).unwrap();
         let pid = nix::unistd::Pid::from_raw(worker.child.id() as i32);
+        let mut worker = worker;
         worker.load(&request().modules, 0).unwrap();
         let (reply, back) = worker.ask(&request().input);
         assert!(back.is_none(), "a dead worker is not reused");
