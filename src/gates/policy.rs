@@ -11,12 +11,16 @@
 //! Bounds: the stella binary evaluates in a long-lived worker process
 //! (`stella-policy-eval`, or itself with the hidden argument
 //! [`CHILD_ARG`]), started on first use and reused by later evaluations in
-//! the same stella process; requests and answers are length-prefixed JSON
-//! over its stdin and stdout, at most `MAX_MESSAGE` bytes. Each request
-//! gets a fresh regorus engine, so nothing of one request reaches the
-//! next. The worker's address space is capped at [`MEMORY_LIMIT`] and its
-//! CPU time is re-armed to [`BUDGET`] (plus a second) before each request;
-//! stella kills it if an answer takes longer than [`BUDGET`]. A builtin
+//! the same stella process (concurrent evaluations take one each). A
+//! request is two length-prefixed JSON messages on its stdin, the modules
+//! (sent by [`start_for`] while the other gates run) and then the input;
+//! the answer is one on its stdout; each at most `MAX_MESSAGE` bytes. Each
+//! request gets a fresh regorus engine, so nothing of one request reaches
+//! the next. The worker's address space is capped at [`MEMORY_LIMIT`] and
+//! its CPU time is re-armed to [`BUDGET`] (plus a second) before each
+//! request, a bound that holds even with nobody left to enforce the wall
+//! clock; a watchdog thread in stella kills it if an answer takes longer
+//! than [`BUDGET`] (wall clock). A builtin
 //! that loops or allocates without end (`numbers.range(1, 1e12)`) stops
 //! there, the gate fails closed with the reason, the dead or killed worker
 //! is reaped and the next evaluation starts a fresh one, and stella itself
