@@ -886,9 +886,12 @@ fn run(req: &Request, evaluator: Option<Evaluator>) -> Reply {
     }
 }
 
+/// The deny and the warn messages.
+pub type Messages = (Vec<String>, Vec<String>);
+
 /// The deny and warn messages of a reply, or the gate's summary and
 /// reasons for failing closed.
-fn judge(reply: Reply) -> Result<(Vec<String>, Vec<String>), (String, Vec<String>)> {
+fn judge(reply: Reply) -> Result<Messages, (String, Vec<String>)> {
     let over_time = || {
         format!(
             "policy evaluation did not finish within {}s",
@@ -938,7 +941,7 @@ pub fn decide(
     modules: &[super::PolicyModule],
     input: serde_json::Value,
     now_ns: i64,
-) -> Result<(Vec<String>, Vec<String>), String> {
+) -> Result<Messages, String> {
     let request = Request {
         modules: modules
             .iter()
