@@ -217,8 +217,9 @@ fn inputs() -> GateInputs {
 }
 
 fn bench(c: &mut Criterion) {
-    // As the binary does: policies are evaluated in a bounded child process
-    // (set STELLA_BENCH_IN_PROCESS=1 to measure the old in-process way).
+    // As the binary does: policies are evaluated in a bounded worker
+    // process, started once and reused by every iteration (set
+    // STELLA_BENCH_IN_PROCESS=1 to measure the in-process way).
     if std::env::var_os("STELLA_BENCH_IN_PROCESS").is_none() {
         gates::policy::isolate_with(env!("CARGO_BIN_EXE_stella"));
     }

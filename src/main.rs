@@ -32,7 +32,10 @@ fn main() -> std::process::ExitCode {
         }
     }));
     let cli = stella::cli::Cli::parse();
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stella::cli::run(cli))) {
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stella::cli::run(cli)));
+    // Policy workers are stopped and reaped, not left to notice stdin close.
+    stella::gates::policy::shutdown();
+    match ran {
         Ok(code) => std::process::ExitCode::from(code),
         Err(payload) if is_broken_pipe(payload.as_ref()) => {
             std::process::ExitCode::from(stella::cli::exit::BROKEN_PIPE)

@@ -131,8 +131,8 @@ pub struct GateInputs {
 pub fn evaluate(inputs: &GateInputs) -> (Decision, Vec<Verdict>) {
     let g = &inputs.gates;
     let mut verdicts = Vec::new();
-    // The policy evaluator process starts while the other gates run.
-    let evaluator = g.policy.as_ref().and_then(|_| policy::start());
+    // The policy evaluator loads the modules while the other gates run.
+    let evaluator = g.policy.as_ref().and_then(|_| policy::start_for(inputs));
     let security = g
         .security
         .as_ref()
