@@ -75,7 +75,9 @@ pub fn index_disagreements(row: &CapsuleRow, view: &ChainPredicate) -> Vec<Strin
     // is the decision's signed clock.
     let signed_at =
         chrono::DateTime::parse_from_rfc3339(&view.clock).map(|t| t.with_timezone(&chrono::Utc));
-    if signed_at.ok() != Some(row.sealed_at) {
+    // The index may keep the fraction of a second the signed clock drops.
+    let indexed_at = chrono::SubsecRound::trunc_subsecs(row.sealed_at, 0);
+    if signed_at.ok() != Some(indexed_at) {
         out.push(format!(
             "sealed_at is `{}` in the index, `{}` signed",
             crate::gates::rfc3339(row.sealed_at),
