@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{add_image, stderr, stdout, stella};
+use common::{stderr, stdout, stella};
 
 const CONFIG: &str = r#"
 [workspace]
@@ -20,23 +20,7 @@ image = "oci-layout:images/api"
 "#;
 
 fn workspace() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let ws = dir.path();
-    stella(ws)
-        .args(["init", "--name", "audited"])
-        .assert()
-        .success();
-    std::fs::write(ws.join("stella.toml"), CONFIG).unwrap();
-    add_image(&ws.join("images/api"), "1.0", "v1");
-    add_image(&ws.join("images/api"), "2.0", "v2");
-    for tag in ["1.0", "2.0"] {
-        let out = stella(ws)
-            .args(["release", "promote", &format!("api:{tag}"), "--to", "dev"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    }
-    dir
+    common::promoted_twice("audited", CONFIG)
 }
 
 fn export(ws: &Path) -> PathBuf {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use common::{add_image, stderr, stdout, stella};
+use common::{stderr, stdout, stella};
 
 const CONFIG: &str = r#"
 [workspace]
@@ -28,23 +28,8 @@ image = "oci-layout:images/api"
 /// A workspace with two allowed promotions of api into dev, and an
 /// approver's key `bob`.
 fn workspace() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let ws = dir.path();
-    stella(ws)
-        .args(["init", "--name", "hostile"])
-        .assert()
-        .success();
-    std::fs::write(ws.join("stella.toml"), CONFIG).unwrap();
-    add_image(&ws.join("images/api"), "1.0", "v1");
-    add_image(&ws.join("images/api"), "2.0", "v2");
-    for tag in ["1.0", "2.0"] {
-        let out = stella(ws)
-            .args(["release", "promote", &format!("api:{tag}"), "--to", "dev"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    }
-    stella(ws)
+    let dir = common::promoted_twice("hostile", CONFIG);
+    stella(dir.path())
         .args(["key", "gen", "bob", "--email", "bob@example.com"])
         .assert()
         .success();

@@ -223,3 +223,23 @@ pub fn workspace_with_dev_workflow(workflow: &str) -> tempfile::TempDir {
     std::fs::write(ws.join("workflows/dev.toml"), workflow).unwrap();
     dir
 }
+
+/// A workspace named `name` with `config` as its stella.toml, app `api`'s
+/// layout holding 1.0 and 2.0, and both promoted into `dev` (two allowed,
+/// sealed decisions).
+pub fn promoted_twice(name: &str, config: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path();
+    stella(ws).args(["init", "--name", name]).assert().success();
+    std::fs::write(ws.join("stella.toml"), config).unwrap();
+    add_image(&ws.join("images/api"), "1.0", "v1");
+    add_image(&ws.join("images/api"), "2.0", "v2");
+    for tag in ["1.0", "2.0"] {
+        let out = stella(ws)
+            .args(["release", "promote", &format!("api:{tag}"), "--to", "dev"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    }
+    dir
+}
