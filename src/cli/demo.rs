@@ -56,8 +56,12 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<u8, Failure> {
     if !open {
         println!("Try:");
         let w = format!("stella --workspace {}", dir.display());
-        println!("  {w} gate check web:3.1 --env staging        # approved, ready to promote");
-        println!("  {w} release promote web:3.1 --to staging    # watch its workflow run");
+        println!(
+            "  {w} gate check web:3.1 --env staging --key oncall       # approved, ready to promote"
+        );
+        println!(
+            "  {w} release promote web:3.1 --to staging --key oncall   # as the on-call, proven by their key"
+        );
         println!("  {w} gate check billing:2.4 --env staging    # blocked by a critical finding");
         println!(
             "  {w} gate check api-gateway:1.1 --env prod   # prod is frozen, api-gateway pinned by its rollback"
@@ -69,7 +73,9 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<u8, Failure> {
             "  stella demo {}                         # opens it with a live canary in edge",
             dir.display()
         );
-        println!("  {w} tui                                     # the workbench");
+        println!(
+            "  {w} tui --key oncall                        # the workbench, acting as the on-call"
+        );
         return Ok(exit::OK);
     }
     // Something alive on the Rollout screen: a canary on the built-in
