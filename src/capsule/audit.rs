@@ -545,10 +545,7 @@ impl Stated {
         Stated {
             to: p.to.clone(),
             action: p.action.as_str().into(),
-            decision: serde_json::to_value(p.decision)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            decision: p.decision.as_str().into(),
             app: p.app.clone(),
             digest: p.release.digest.clone(),
             clock: p.clock.clone(),

@@ -221,10 +221,7 @@ fn export(ctx: &Context, a: ExportArgs) -> Result<u8, Failure> {
             .push(ManifestEntry {
                 id: r.id,
                 action: p.action.as_str().into(),
-                decision: serde_json::to_value(p.decision)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+                decision: p.decision.as_str().into(),
                 app: p.app.clone(),
                 digest: p.release.digest.clone(),
                 payload_digest: r.payload_digest.clone(),

@@ -97,12 +97,32 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// The word a statement and the store record (`allow` or `deny`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+        }
+    }
+
     /// Deny if any gate fails; warnings and skips do not block.
     pub fn of(verdicts: &[Verdict]) -> Decision {
         if verdicts.iter().any(Verdict::blocks) {
             Decision::Deny
         } else {
             Decision::Allow
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Decision;
+
+    #[test]
+    fn a_decision_word_is_what_serde_writes() {
+        for d in [Decision::Allow, Decision::Deny] {
+            assert_eq!(serde_json::to_value(d).unwrap(), d.as_str());
         }
     }
 }
