@@ -8,10 +8,15 @@ pub mod reference;
 pub mod release;
 pub mod requester;
 pub mod schedule;
+pub mod state;
 pub mod verdict;
 
 pub use clock::Clock;
 pub use digest::{Digest, DigestError};
 pub use reference::{ImageRef, ReferenceError, Repository, Selector};
 pub use release::{ReleaseSpec, Resolution};
+pub use state::{
+    AbWinner, AnalysisVerdict, CanaryPhase, Cause, OperatorRequest, PromotionOutcome,
+    PromotionState, RequestState, RunState, StepState,
+};
 pub use verdict::{Decision, GateKind, Outcome, Verdict};

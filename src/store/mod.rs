@@ -12,6 +12,7 @@ mod live;
 mod locks;
 mod pins;
 mod releases;
+mod requests;
 mod runs;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ pub use keys::KeyRecord;
 pub use live::LiveRecord;
 pub use locks::{BeginError, Lock, process_alive};
 pub use pins::Pin;
+pub use requests::{Answer, RequestRow, RequestSubject};
 pub use runs::{PromotionRow, StepRow};
 
 /// The schema, one migration per step; never edit a released one.
@@ -38,6 +40,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("migrations/0003_views.sql")),
     M::up(include_str!("migrations/0004_pins.sql")),
     M::up(include_str!("migrations/0005_sealing_heads.sql")),
+    M::up(include_str!("migrations/0006_operator_requests.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
