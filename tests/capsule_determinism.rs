@@ -208,7 +208,7 @@ fn statement(
         inputs,
         gates: verdicts,
         decision,
-        outcome: "live".into(),
+        outcome: stella::domain::PromotionOutcome::Live,
         engine: Engine::current(),
         previous,
         restores: None,

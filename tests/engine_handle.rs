@@ -109,7 +109,7 @@ fn a_promotion_streams_its_events_in_order_each_already_in_the_store() {
         })
         .await;
         let done = pending.wait().await.unwrap();
-        assert_eq!(done.outcome, "deployed");
+        assert_eq!(done.outcome, stella::domain::PromotionOutcome::Deployed);
         assert!(dir.path().join(&done.capsule).is_file());
 
         let names: Vec<&str> = seen.iter().map(name).collect();
@@ -177,7 +177,7 @@ fn pause_holds_the_next_step_resume_releases_it_abort_restores_and_seals() {
         // v1 was nothing before: an abort leaves nothing serving.
         handle.abort(promotion_id).wait().await.unwrap();
         let done = first.wait().await.unwrap();
-        assert_eq!(done.outcome, "aborted");
+        assert_eq!(done.outcome, stella::domain::PromotionOutcome::Aborted);
         assert!(current().is_err());
 
         let v1 = handle.promote(request("api-gateway:1.0"));
@@ -226,7 +226,7 @@ fn pause_holds_the_next_step_resume_releases_it_abort_restores_and_seals() {
         assert_eq!(current().unwrap(), "v1", "deployed before the soak");
         handle.abort(promotion_id).wait().await.unwrap();
         let done = v1.wait().await.unwrap();
-        assert_eq!(done.outcome, "aborted");
+        assert_eq!(done.outcome, stella::domain::PromotionOutcome::Aborted);
         assert!(current().is_err(), "aborted: back to nothing serving");
 
         // Steering what is not running is a usage error naming the id.

@@ -563,7 +563,8 @@ fn canary_rolled_back_on_failed_analysis(kind: Kind) {
     let took = started.elapsed();
     assert_eq!(out.status.code(), Some(1), "{}", common::stdout(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["outcome"], "deploy-failed");
+    // Named for what happened: its analysis rolled it back.
+    assert_eq!(v["outcome"], "rolled-back");
     // Rolled back before its 4 s pause could run out (the samples below
     // show it took failure_limit + 1 intervals).
     assert!(took < Duration::from_secs(8), "took {took:?}");
@@ -650,7 +651,7 @@ fn a_canary_whose_probe_fails_is_rolled_back_without_any_traffic() {
         .assert()
         .success();
 
-    promote_fails(&ws, "api-gateway:2.0");
+    promote_fails(&ws, "api-gateway:2.0", "rolled-back");
     assert_eq!(body(&url), "1.0");
     let reason = latest_reason(&ws);
     assert!(
@@ -716,7 +717,7 @@ fn an_analysis_step_after_a_switch_puts_the_previous_release_back() {
     assert!(out.status.success(), "{}", common::stdout(&out));
     // 2.0 answers 500 to every second request once it serves: the
     // analysis fails, and 1.0 serves again.
-    let v = promote_fails(&ws, "api-gateway:2.0");
+    let v = promote_fails(&ws, "api-gateway:2.0", "deploy-failed");
     assert_eq!(body(&url), "v1");
     stop.store(true, Ordering::Relaxed);
     rt.block_on(load).unwrap();
@@ -1294,16 +1295,17 @@ fn latest_reason(ws: &std::path::Path) -> String {
     show["predicate"]["reason"].as_str().unwrap().to_owned()
 }
 
-/// `release promote REF --to dev --json` that must fail its deploy:
-/// exit 1 and outcome `deploy-failed`. Returns the JSON.
-fn promote_fails(ws: &std::path::Path, reference: &str) -> serde_json::Value {
+/// `release promote REF --to dev --json` that must fail: exit 1 and
+/// `outcome` (`deploy-failed`, or `rolled-back` when a canary's analysis
+/// sent the traffic back). Returns the JSON.
+fn promote_fails(ws: &std::path::Path, reference: &str, outcome: &str) -> serde_json::Value {
     let out = stella(ws)
         .args(["release", "promote", reference, "--to", "dev", "--json"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", common::stdout(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["outcome"], "deploy-failed", "{v}");
+    assert_eq!(v["outcome"], outcome, "{v}");
     v
 }
 

@@ -7,7 +7,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::style::Color;
-use stella::domain::{Decision, GateKind, Outcome, Verdict};
+use stella::domain::{Decision, GateKind, OperatorRequest, Outcome, Verdict};
 use stella::engine::{EngineEvent, EventKind};
 use stella::tui::action::Screen;
 use stella::tui::keymap::Keymap;
@@ -458,12 +458,15 @@ fn engine_events_fold_into_a_live_run_and_open_it() {
         ev(EventKind::CapsuleSealed {
             promotion_id: 77,
             capsule_id: 41,
-            outcome: "aborted".into(),
+            outcome: stella::domain::PromotionOutcome::Aborted,
             path: "capsules/staging-x.yaml".into(),
         }),
     );
     assert_eq!(fx, vec![Effect::Reload]);
-    assert_eq!(a.run_view(77).unwrap().state, "aborted");
+    assert_eq!(
+        a.run_view(77).unwrap().state,
+        stella::tui::state::RunStatus::Ended(stella::domain::PromotionOutcome::Aborted)
+    );
     assert!(key(&mut a, KeyCode::Char(' ')).is_empty());
     assert!(
         a.status
@@ -609,7 +612,7 @@ fn rollout_screen_shows_the_split_the_steps_and_steers_the_canary() {
         key(&mut a, KeyCode::Char(' ')),
         vec![Effect::RolloutControl {
             target: "prod-web".into(),
-            change: "pause".into()
+            change: OperatorRequest::Pause
         }]
     );
     // Destructive changes confirm.
@@ -619,7 +622,7 @@ fn rollout_screen_shows_the_split_the_steps_and_steers_the_canary() {
         key(&mut a, KeyCode::Char('y')),
         vec![Effect::RolloutControl {
             target: "prod-web".into(),
-            change: "abort".into()
+            change: OperatorRequest::Abort
         }]
     );
     key(&mut a, KeyCode::Char('p'));
@@ -627,7 +630,7 @@ fn rollout_screen_shows_the_split_the_steps_and_steers_the_canary() {
         key(&mut a, KeyCode::Char('y')),
         vec![Effect::RolloutControl {
             target: "prod-web".into(),
-            change: "promote".into()
+            change: OperatorRequest::PromoteNow
         }]
     );
     // A finished canary cannot be steered.
@@ -660,7 +663,7 @@ fn rollout_screen_picks_up_interrupted_canaries_ends_ab_tests_and_rolls_back() {
         confirmed(&mut a, 'r'),
         vec![Effect::RolloutControl {
             target: "prod-web".into(),
-            change: "abort".into()
+            change: OperatorRequest::Abort
         }]
     );
 
@@ -765,4 +768,60 @@ fn the_users_config_sets_theme_and_key_and_names_a_bad_line() {
         "{e}"
     );
     assert!(e.ends_with("it takes `theme` and `key`"), "{e}");
+}
+
+/// The style of the first cell where `word` is drawn.
+fn style_of(t: &Terminal<TestBackend>, word: &str) -> Option<ratatui::style::Style> {
+    let buf = t.backend().buffer();
+    for y in 0..buf.area.height {
+        let mut line = String::new();
+        let mut xs = Vec::new();
+        for x in 0..buf.area.width {
+            let s = buf[(x, y)].symbol();
+            for _ in 0..s.len() {
+                xs.push(x);
+            }
+            line.push_str(s);
+        }
+        if let Some(i) = line.find(word) {
+            return Some(buf[(xs[i], y)].style());
+        }
+    }
+    None
+}
+
+/// An outcome is drawn in one role on every screen: a failed rollback as
+/// failed, an unpin and a flags change as done (they were drawn as
+/// running, or blocked, and the Lanes and Promotion screens disagreed).
+#[test]
+fn lanes_and_promotion_draw_each_outcome_in_the_same_role() {
+    use stella::domain::PromotionOutcome as O;
+    use stella::tui::theme::Role;
+    for (outcome, role) in [
+        (O::RollbackFailed, Role::StepFailed),
+        (O::Unpinned, Role::StepDone),
+        (O::FlagsSet, Role::StepDone),
+        (O::DeployFailed, Role::StepFailed),
+    ] {
+        let mut a = app();
+        let want = a.theme.get(role).fg;
+        assert!(want.is_some(), "{role:?}");
+        // Lanes: the newest decision of the first cell.
+        let cell = &mut a.snap.lanes[0].cells[0];
+        let last = cell.last.as_mut().expect("the sample decided something");
+        last.outcome = Some(outcome);
+        a.screen = Screen::Lanes;
+        let t = terminal(&a, 160, 48);
+        let got = style_of(&t, outcome.as_str()).unwrap_or_else(|| panic!("{outcome} on Lanes"));
+        assert_eq!(got.fg, want, "{outcome} on Lanes");
+        // Promotion: the title of a run with that outcome.
+        a.snap.promotions[0].promotion.outcome = Some(outcome);
+        let id = a.snap.promotions[0].promotion.id;
+        a.screen = Screen::Promotion;
+        a.run = Some(id);
+        let t = terminal(&a, 160, 48);
+        let got =
+            style_of(&t, outcome.as_str()).unwrap_or_else(|| panic!("{outcome} on Promotion"));
+        assert_eq!(got.fg, want, "{outcome} on Promotion");
+    }
 }

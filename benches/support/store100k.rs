@@ -34,7 +34,7 @@ fn build(path: &Path, key: &PrivateKey) {
             requested_by: "bench".into(),
             action: "promote".into(),
             decision: "deny".into(),
-            outcome: "blocked".into(),
+            outcome: stella::domain::PromotionOutcome::Blocked,
             at,
             goes_live: false,
         };

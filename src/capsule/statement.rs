@@ -94,8 +94,9 @@ pub struct Predicate {
     pub inputs: Inputs,
     pub gates: Vec<Verdict>,
     pub decision: Decision,
-    /// What happened: `live`, `blocked`, `rolled-back`, …
-    pub outcome: String,
+    /// What happened: `live`, `blocked`, `rolled-back`, … (the same
+    /// words as before the type, so earlier capsules verify unchanged).
+    pub outcome: crate::domain::PromotionOutcome,
     pub engine: Engine,
     /// The payload digest of the environment's previous capsule.
     pub previous: Option<Digest>,

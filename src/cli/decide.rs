@@ -9,7 +9,7 @@ use clap::Args;
 use super::gate::{CheckArgs, decision_json, print_verdicts, what_if_requester};
 use super::{Context, Failure, acting_clock, exit, load_config, print_json};
 use crate::config::Config;
-use crate::domain::{Decision, Digest};
+use crate::domain::{Decision, Digest, PromotionOutcome};
 use crate::engine::keys::Asker;
 use crate::engine::run::seconds;
 use crate::engine::{
@@ -267,14 +267,19 @@ pub fn promote(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
     if a.json {
         let mut v = decision_json(done.decision, &done.subject, &done.at, &done.verdicts);
         v["promotion_id"] = done.promotion_id.into();
-        v["outcome"] = done.outcome.clone().into();
+        v["outcome"] = done.outcome.as_str().into();
         v["capsule"] = done.capsule.display().to_string().into();
         print_json(&v)?;
     } else {
         let id = done.promotion_id;
         match done.decision {
-            Decision::Allow if done.outcome == "aborted" => {
+            Decision::Allow if done.outcome == PromotionOutcome::Aborted => {
                 println!("Promotion #{id} aborted; the previous release keeps serving")
+            }
+            Decision::Allow if done.outcome == PromotionOutcome::RolledBack => {
+                println!(
+                    "Promotion #{id} allowed, but its canary's analysis rolled it back; the previous release keeps serving"
+                )
             }
             Decision::Allow if done.failure.is_some() => {
                 println!(
@@ -364,10 +369,17 @@ pub fn rollback(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
             "promotion_id": done.promotion_id, "outcome": done.outcome, "capsule": done.capsule,
         }))?;
     } else {
-        println!(
-            "Rolled back {} in {}: {} → {}",
-            a.app, a.env, done.from, done.to
-        );
+        if done.outcome == PromotionOutcome::RollbackFailed {
+            println!(
+                "Rollback of {} in {} FAILED ({} → {} not done)",
+                a.app, a.env, done.from, done.to
+            );
+        } else {
+            println!(
+                "Rolled back {} in {}: {} → {}",
+                a.app, a.env, done.from, done.to
+            );
+        }
         match (&done.restores_capsule_id, &done.restores_capsule) {
             (Some(id), Some(d)) => {
                 println!("Restores the release promoted under capsule #{id} ({d})")
@@ -439,7 +451,7 @@ pub fn unpin(ctx: &Context, a: UnpinArgs) -> Result<u8, Failure> {
             "app": a.app, "environment": a.env, "digest": done.pin.digest,
             "pinned_by_capsule": done.pin.capsule_id,
             "promotion_id": done.sealed.promotion_id, "capsule_id": done.sealed.capsule_id,
-            "outcome": "unpinned", "capsule": done.sealed.path,
+            "outcome": PromotionOutcome::Unpinned, "capsule": done.sealed.path,
         }))?;
     } else {
         println!(

@@ -62,8 +62,8 @@ pub fn run(ctx: &Context, cmd: PromotionCommand) -> Result<u8, Failure> {
                     r.environment,
                     r.app,
                     &r.digest[..r.digest.len().min(19)],
-                    r.state,
-                    r.outcome.as_deref().unwrap_or("-"),
+                    r.state.as_str(),
+                    r.outcome.map_or("-", |o| o.as_str()),
                     r.created_at.to_rfc3339_opts(SecondsFormat::Secs, true)
                 );
             }
@@ -113,7 +113,7 @@ pub fn run(ctx: &Context, cmd: PromotionCommand) -> Result<u8, Failure> {
             );
             match p.run_id {
                 None => println!("  no workflow run (nothing to deploy, or blocked by a gate)"),
-                Some(r) => println!("  run #{r}: {}", p.run_state.as_deref().unwrap_or("?")),
+                Some(r) => println!("  run #{r}: {}", p.run_state.map_or("?", |s| s.as_str())),
             }
             for s in &steps {
                 let took = match (s.started_at, s.finished_at) {
@@ -127,7 +127,7 @@ pub fn run(ctx: &Context, cmd: PromotionCommand) -> Result<u8, Failure> {
                 } else {
                     String::new()
                 };
-                println!("  {:<11} {}{attempt}{took}", s.state, s.step);
+                println!("  {:<11} {}{attempt}{took}", s.state.as_str(), s.step);
                 for line in log(&s.log_digest).lines() {
                     println!("      │ {line}");
                 }

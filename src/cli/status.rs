@@ -122,7 +122,7 @@ pub fn run(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
                     format!(
                         "#{} {}",
                         p.id,
-                        p.outcome.as_deref().unwrap_or(p.state.as_str())
+                        p.outcome.map_or(p.state.as_str(), |o| o.as_str())
                     )
                 })
                 .unwrap_or_default();

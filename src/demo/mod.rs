@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
-use crate::domain::Digest;
 use crate::domain::approval::Purpose;
+use crate::domain::{Digest, PromotionOutcome};
 use crate::engine::keys::Asker;
 use crate::engine::resolve::AppRelease;
 use crate::engine::runs::Runs;
@@ -50,7 +50,7 @@ enum Past {
         tag: &'static str,
         to: &'static str,
         /// What it must end as, or the demo is wrong.
-        outcome: &'static str,
+        outcome: PromotionOutcome,
     },
     Rollback {
         app: &'static str,
@@ -63,7 +63,7 @@ const fn promote(
     app: &'static str,
     tag: &'static str,
     to: &'static str,
-    outcome: &'static str,
+    outcome: PromotionOutcome,
 ) -> Past {
     Past::Promote {
         app,
@@ -83,34 +83,34 @@ const fn approve(app: &'static str, tag: &'static str, env: &'static str, by: us
 /// staging, ready. Each is decided through the engine at the real clock,
 /// as the demo's on-call (signed with their key), like any promotion.
 const HISTORY: &[Past] = &[
-    promote("api-gateway", "1.0", "dev", "deployed"),
+    promote("api-gateway", "1.0", "dev", PromotionOutcome::Deployed),
     approve("api-gateway", "1.0", "staging", 1),
-    promote("api-gateway", "1.0", "staging", "deployed"),
-    promote("billing", "2.3", "dev", "deployed"),
+    promote("api-gateway", "1.0", "staging", PromotionOutcome::Deployed),
+    promote("billing", "2.3", "dev", PromotionOutcome::Deployed),
     approve("billing", "2.3", "staging", 1),
-    promote("billing", "2.3", "staging", "deployed"),
-    promote("web", "3.0", "dev", "deployed"),
+    promote("billing", "2.3", "staging", PromotionOutcome::Deployed),
+    promote("web", "3.0", "dev", PromotionOutcome::Deployed),
     approve("web", "3.0", "staging", 1),
-    promote("web", "3.0", "staging", "deployed"),
+    promote("web", "3.0", "staging", PromotionOutcome::Deployed),
     approve("api-gateway", "1.0", "prod", 0),
-    promote("api-gateway", "1.0", "prod", "deployed"),
+    promote("api-gateway", "1.0", "prod", PromotionOutcome::Deployed),
     approve("billing", "2.3", "prod", 0),
-    promote("billing", "2.3", "prod", "deployed"),
-    promote("api-gateway", "1.1", "dev", "deployed"),
+    promote("billing", "2.3", "prod", PromotionOutcome::Deployed),
+    promote("api-gateway", "1.1", "dev", PromotionOutcome::Deployed),
     approve("api-gateway", "1.1", "staging", 1),
-    promote("api-gateway", "1.1", "staging", "deployed"),
+    promote("api-gateway", "1.1", "staging", PromotionOutcome::Deployed),
     approve("api-gateway", "1.1", "prod", 0),
-    promote("api-gateway", "1.1", "prod", "deployed"),
+    promote("api-gateway", "1.1", "prod", PromotionOutcome::Deployed),
     Past::Rollback {
         app: "api-gateway",
         env: "prod",
         reason: "p95 latency doubled after 1.1",
     },
-    promote("api-gateway", "1.2", "dev", "deployed"),
-    promote("billing", "2.4", "dev", "deployed"),
+    promote("api-gateway", "1.2", "dev", PromotionOutcome::Deployed),
+    promote("billing", "2.4", "dev", PromotionOutcome::Deployed),
     approve("billing", "2.4", "staging", 1),
-    promote("billing", "2.4", "staging", "blocked"),
-    promote("web", "3.1", "dev", "deployed"),
+    promote("billing", "2.4", "staging", PromotionOutcome::Blocked),
+    promote("web", "3.1", "dev", PromotionOutcome::Deployed),
     approve("web", "3.1", "staging", 1),
 ];
 
@@ -427,7 +427,7 @@ pub fn build(
                 (
                     format!("{app} {env} rolled back"),
                     got.outcome,
-                    "rolled-back",
+                    PromotionOutcome::RolledBack,
                 )
             }
         };

@@ -40,6 +40,8 @@ vocabulary! {
     pub enum PromotionOutcome {
         /// The release serves (or, for a gateless step, the step took).
         Live,
+        /// Allowed and deployed to the environment's targets.
+        Deployed,
         /// The gates said no; nothing changed.
         Blocked,
         /// Deploying failed; the previous release was put back.
@@ -66,7 +68,7 @@ impl PromotionOutcome {
     pub fn succeeded(self) -> bool {
         matches!(
             self,
-            Self::Live | Self::Paused | Self::Unpinned | Self::FlagsSet
+            Self::Live | Self::Deployed | Self::Paused | Self::Unpinned | Self::FlagsSet
         )
     }
 

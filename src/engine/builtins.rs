@@ -215,7 +215,7 @@ impl StellaBuiltins {
                     num("max_p95_ms"),
                     min_requests,
                 );
-                if verdict == "FAIL" {
+                if verdict.parse() == Ok(crate::domain::AnalysisVerdict::Fail) {
                     failed += 1;
                 }
                 log.push_str(&format!(

@@ -101,7 +101,7 @@ pub enum EventKind {
     CapsuleSealed {
         promotion_id: i64,
         capsule_id: i64,
-        outcome: String,
+        outcome: crate::domain::PromotionOutcome,
         path: PathBuf,
     },
     /// The request ended in an error (its reply says so too).

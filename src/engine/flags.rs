@@ -168,7 +168,7 @@ pub fn set_flags(
             kind: "flags".into(),
         },
         env_digest: &env_digest,
-        outcome: "flags-set",
+        outcome: crate::domain::PromotionOutcome::FlagsSet,
         reason,
         requester: None,
     }

@@ -104,7 +104,7 @@ pub fn unpin(
             kind: "pin".into(),
         },
         env_digest: &env_digest,
-        outcome: "unpinned",
+        outcome: crate::domain::PromotionOutcome::Unpinned,
         reason,
         requester: None,
     }
@@ -119,7 +119,7 @@ pub fn unpin(
     sink.emit(EventKind::CapsuleSealed {
         promotion_id: sealed.promotion_id,
         capsule_id: sealed.capsule_id,
-        outcome: "unpinned".into(),
+        outcome: crate::domain::PromotionOutcome::Unpinned,
         path: sealed.path.clone(),
     });
     Ok(UnpinOutcome { pin, sealed })

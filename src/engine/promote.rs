@@ -22,7 +22,7 @@ use crate::capsule::statement::{Action, Engine, EvidenceRef, Predicate, ReleaseR
 use crate::config::Config;
 use crate::domain::Clock;
 use crate::domain::requester::Asked;
-use crate::domain::{Decision, Verdict};
+use crate::domain::{CanaryPhase, Decision, PromotionOutcome, Verdict};
 use crate::gates::Subject;
 use crate::store::DecisionRecord;
 use crate::workflow::Workflow;
@@ -56,8 +56,9 @@ pub struct PromoteOutcome {
     pub at: DateTime<Utc>,
     pub decision: Decision,
     pub verdicts: Vec<Verdict>,
-    /// `deployed`, `live` (no targets), `blocked`, `deploy-failed`, `aborted`.
-    pub outcome: String,
+    /// `deployed`, `live` (no targets), `blocked`, `deploy-failed`,
+    /// `rolled-back` (a canary's analysis sent traffic back), `aborted`.
+    pub outcome: PromotionOutcome,
     /// Why the deploy failed, when it did.
     pub failure: Option<String>,
     /// The exported capsule, relative to the workspace.
@@ -144,8 +145,10 @@ pub fn promote(
     let mut existing = None;
     let mut failure = None;
     let outcome = match decision {
-        Decision::Deny => "blocked",
-        Decision::Allow if env.targets.is_empty() && env.workflow.is_none() => "live",
+        Decision::Deny => PromotionOutcome::Blocked,
+        Decision::Allow if env.targets.is_empty() && env.workflow.is_none() => {
+            PromotionOutcome::Live
+        }
         Decision::Allow => {
             // Load the workflow before taking the lock: a bad template is
             // an error, not a half-begun promotion.
@@ -221,7 +224,7 @@ pub fn promote(
                 failure: run_failure.clone(),
             });
             if ok {
-                "deployed"
+                PromotionOutcome::Deployed
             } else {
                 let aborted = control.is_cancelled();
                 let e = if aborted {
@@ -236,7 +239,15 @@ pub fn promote(
                     lines,
                 });
                 failure = Some(e);
-                if aborted { "aborted" } else { "deploy-failed" }
+                if aborted {
+                    PromotionOutcome::Aborted
+                } else if canary_rolled_back(config, env, id) {
+                    // Its analysis sent all traffic back: that is what
+                    // happened, not a deploy that could not be done.
+                    PromotionOutcome::RolledBack
+                } else {
+                    PromotionOutcome::DeployFailed
+                }
             }
         }
     };
@@ -253,7 +264,7 @@ pub fn promote(
             "deny"
         }
         .into(),
-        outcome: outcome.into(),
+        outcome,
         at: now,
         goes_live: decision == Decision::Allow && failure.is_none(),
     };
@@ -289,7 +300,7 @@ pub fn promote(
             inputs: statement_inputs,
             gates: verdicts.clone(),
             decision,
-            outcome: outcome.into(),
+            outcome,
             engine: Engine::current(),
             previous,
             restores: None,
@@ -299,7 +310,7 @@ pub fn promote(
     sink.emit(EventKind::CapsuleSealed {
         promotion_id: sealed.promotion_id,
         capsule_id: sealed.capsule_id,
-        outcome: outcome.into(),
+        outcome,
         path: sealed.path.clone(),
     });
     Ok(PromoteOutcome {
@@ -309,8 +320,25 @@ pub fn promote(
         at: now,
         decision,
         verdicts,
-        outcome: outcome.into(),
+        outcome,
         failure,
         capsule: sealed.path,
+    })
+}
+
+/// Did a canary of promotion `id` on one of `env`'s routed targets end
+/// rolled back by its analysis?
+fn canary_rolled_back(
+    config: &Config,
+    env: &crate::config::model::EnvironmentConfig,
+    id: i64,
+) -> bool {
+    env.targets.iter().any(|t| {
+        let progress = crate::deploy::routed::read_progress(&crate::deploy::routed::state_dir(
+            &config.root,
+            t.get_ref(),
+        ));
+        progress.promotion == Some(id)
+            && progress.state.parse::<CanaryPhase>() == Ok(CanaryPhase::RolledBack)
     })
 }

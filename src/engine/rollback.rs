@@ -46,7 +46,7 @@ pub struct RollbackOutcome {
     /// Its row id, for people.
     pub restores_capsule_id: Option<i64>,
     /// `rolled-back` or `rollback-failed`.
-    pub outcome: String,
+    pub outcome: crate::domain::PromotionOutcome,
     pub failure: Option<String>,
     pub capsule: PathBuf,
 }
@@ -198,9 +198,9 @@ pub fn rollback(
         });
     }
     let outcome = if failure.is_some() {
-        "rollback-failed"
+        crate::domain::PromotionOutcome::RollbackFailed
     } else {
-        "rolled-back"
+        crate::domain::PromotionOutcome::RolledBack
     };
     let rec = DecisionRecord {
         app: req.app.clone(),
@@ -210,7 +210,7 @@ pub fn rollback(
         requested_by: requested_by.clone(),
         action: Action::Rollback.as_str().into(),
         decision: "allow".into(),
-        outcome: outcome.into(),
+        outcome,
         at: now,
         goes_live: failure.is_none(),
     };
@@ -252,7 +252,7 @@ pub fn rollback(
             },
             gates: vec![],
             decision: Decision::Allow,
-            outcome: outcome.into(),
+            outcome,
             engine: Engine::current(),
             previous,
             restores: Some(Restores {
@@ -269,7 +269,7 @@ pub fn rollback(
     sink.emit(EventKind::CapsuleSealed {
         promotion_id: sealed.promotion_id,
         capsule_id: sealed.capsule_id,
-        outcome: outcome.into(),
+        outcome,
         path: sealed.path.clone(),
     });
     Ok(RollbackOutcome {
@@ -279,7 +279,7 @@ pub fn rollback(
         to: target,
         restores_capsule: original.as_ref().map(|o| o.payload_digest.clone()),
         restores_capsule_id: original.as_ref().map(|o| o.id),
-        outcome: outcome.into(),
+        outcome,
         failure,
         capsule: sealed.path,
     })

@@ -201,7 +201,7 @@ pub fn consolidate(
                 kind: "ab-comparison".into(),
             },
             env_digest: &env_digest,
-            outcome: "live",
+            outcome: crate::domain::PromotionOutcome::Live,
             reason: reason.clone(),
             requester: None,
         }

@@ -103,12 +103,11 @@ pub async fn run_promotion_workflow(
                             error.clone().unwrap_or_default()
                         ));
                     }
-                    let s = format!("{state:?}").to_lowercase();
                     store.step_finished(
                         run_id,
                         step,
                         *attempts,
-                        &s,
+                        *state,
                         digest.as_ref().map(|d| d.to_string()).as_deref(),
                     )
                 }
@@ -162,7 +161,14 @@ pub async fn run_promotion_workflow(
     if let Some(e) = store_error {
         return Err(e);
     }
-    store.finish_run(run_id, if outcome.ok { "succeeded" } else { "failed" })?;
+    store.finish_run(
+        run_id,
+        if outcome.ok {
+            crate::domain::RunState::Succeeded
+        } else {
+            crate::domain::RunState::Failed
+        },
+    )?;
     Ok(RunReport {
         run_id,
         ok: outcome.ok,

@@ -205,7 +205,7 @@ pub struct Gateless<'a> {
     pub record: crate::capsule::statement::EvidenceRef,
     /// From `environment_digest`.
     pub env_digest: &'a Digest,
-    pub outcome: &'a str,
+    pub outcome: crate::domain::PromotionOutcome,
     pub reason: String,
     /// Who asked, signed (`signed_by`); `None` for what a running
     /// promotion decides on its own (a canary's step).
@@ -236,7 +236,7 @@ impl Gateless<'_> {
             requested_by: self.requested_by.to_owned(),
             action: self.action.as_str().into(),
             decision: "allow".into(),
-            outcome: self.outcome.into(),
+            outcome: self.outcome,
             at: self.at,
             goes_live,
         }
@@ -273,7 +273,7 @@ impl Gateless<'_> {
             },
             gates: vec![],
             decision: crate::domain::Decision::Allow,
-            outcome: self.outcome.into(),
+            outcome: self.outcome,
             engine: Engine::current(),
             previous,
             restores: None,
@@ -334,9 +334,9 @@ impl StepSealer {
         let record = serde_json::to_vec(step).expect("a step record serializes");
         let record_digest = cas.put(&record)?;
         let outcome = match action {
-            crate::capsule::statement::Action::Abort => "aborted",
-            crate::capsule::statement::Action::Pause => "paused",
-            _ => "live",
+            crate::capsule::statement::Action::Abort => crate::domain::PromotionOutcome::Aborted,
+            crate::capsule::statement::Action::Pause => crate::domain::PromotionOutcome::Paused,
+            _ => crate::domain::PromotionOutcome::Live,
         };
         let decision = Gateless {
             action,

@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::{Store, StoreError, digest_from_sql, time_from_sql, time_to_sql};
-use crate::domain::Digest;
+use crate::domain::{Digest, PromotionOutcome};
 
 /// A decision about to be recorded.
 pub struct DecisionRecord {
@@ -20,7 +20,7 @@ pub struct DecisionRecord {
     pub requested_by: String,
     pub action: String,
     pub decision: String,
-    pub outcome: String,
+    pub outcome: PromotionOutcome,
     pub at: DateTime<Utc>,
     /// Make the release live in the environment (an allowed promotion or a
     /// rollback).
@@ -120,7 +120,7 @@ impl Store {
             Some(id) => {
                 tx.execute(
                     "UPDATE promotions SET state = 'decided', outcome = ?2, finished_at = ?3 WHERE id = ?1",
-                    params![id, d.outcome, now],
+                    params![id, d.outcome.as_str(), now],
                 )?;
                 tx.execute("DELETE FROM locks WHERE promotion_id = ?1", [id])?;
                 id
@@ -129,7 +129,7 @@ impl Store {
                 tx.execute(
                     "INSERT INTO promotions (app, digest, tag, environment, requested_by, state, outcome, created_at, finished_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, 'decided', ?6, ?7, ?7)",
-                    params![d.app, d.digest.to_string(), d.tag, d.environment, d.requested_by, d.outcome, at],
+                    params![d.app, d.digest.to_string(), d.tag, d.environment, d.requested_by, d.outcome.as_str(), at],
                 )?;
                 tx.last_insert_rowid()
             }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
 use super::{Store, StoreError, time_from_sql, time_to_sql};
-use crate::domain::Digest;
+use crate::domain::{Digest, PromotionOutcome, PromotionState};
 
 /// Who holds an environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,14 +118,24 @@ impl Store {
         Ok(id)
     }
 
-    /// The state of a promotion (`running`, `decided`, `interrupted`).
-    pub fn promotion_state(&self, id: i64) -> Result<Option<(String, Option<String>)>, StoreError> {
+    /// The state of a promotion and its outcome, once decided.
+    pub fn promotion_state(
+        &self,
+        id: i64,
+    ) -> Result<Option<(PromotionState, Option<PromotionOutcome>)>, StoreError> {
         Ok(self
             .conn
             .query_row(
                 "SELECT state, outcome FROM promotions WHERE id = ?1",
                 [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| {
+                    let state: String = r.get(0)?;
+                    let outcome: Option<String> = r.get(1)?;
+                    Ok((
+                        super::word_from_sql(0, &state)?,
+                        outcome.map(|o| super::word_from_sql(1, &o)).transpose()?,
+                    ))
+                },
             )
             .optional()?)
     }

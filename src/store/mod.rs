@@ -41,6 +41,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("migrations/0004_pins.sql")),
     M::up(include_str!("migrations/0005_sealing_heads.sql")),
     M::up(include_str!("migrations/0006_operator_requests.sql")),
+    M::up(include_str!("migrations/0008_state_checks.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -217,6 +218,26 @@ pub(crate) fn digest_from_sql(
     })
 }
 
+/// A vocabulary word read back from column `col`; a word the vocabulary
+/// does not know is a clear error naming it and the known ones.
+pub(crate) fn word_from_sql<T>(col: usize, s: &str) -> Result<T, rusqlite::Error>
+where
+    T: std::str::FromStr + strum::VariantArray + Into<&'static str> + Copy,
+{
+    s.parse().map_err(|_| {
+        let known: Vec<&'static str> = T::VARIANTS.iter().map(|v| (*v).into()).collect();
+        rusqlite::Error::FromSqlConversionFailure(
+            col,
+            rusqlite::types::Type::Text,
+            format!(
+                "unknown word `{s}` in the store (known: {}); was it written by a newer stella?",
+                known.join(", ")
+            )
+            .into(),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,5 +281,105 @@ mod tests {
             )
         });
         assert!(r.is_err());
+    }
+
+    /// Every word each guarded column may hold, from the vocabularies.
+    fn words() -> [(&'static str, Vec<&'static str>); 4] {
+        use crate::domain::{PromotionOutcome, PromotionState, RunState, StepState};
+        [
+            ("promotions.state", PromotionState::words()),
+            ("promotions.outcome", PromotionOutcome::words()),
+            ("runs.state", RunState::words()),
+            ("steps.state", StepState::words()),
+        ]
+    }
+
+    fn insert(conn: &Connection, column: &str, word: &str) -> rusqlite::Result<usize> {
+        let p = "INSERT INTO promotions (app, digest, environment, requested_by, state, outcome, created_at)
+                 VALUES ('web', 'sha256:x', 'prod', 'me', ?1, ?2, '2026-12-04T10:00:00Z')";
+        match column {
+            "promotions.state" => conn.execute(p, rusqlite::params![word, None::<String>]),
+            "promotions.outcome" => conn.execute(p, rusqlite::params!["decided", word]),
+            "runs.state" => {
+                conn.execute(p, rusqlite::params!["decided", "live"])?;
+                conn.execute(
+                    "INSERT INTO runs (promotion_id, state, started_at) VALUES (last_insert_rowid(), ?1, 'now')",
+                    [word],
+                )
+            }
+            _ => {
+                conn.execute(p, rusqlite::params!["decided", "live"])?;
+                conn.execute(
+                    "INSERT INTO runs (promotion_id, state, started_at) VALUES (last_insert_rowid(), 'succeeded', 'now')",
+                    [],
+                )?;
+                conn.execute(
+                    "INSERT INTO steps (run_id, step, state) VALUES (last_insert_rowid(), 'deploy', ?1)",
+                    [word],
+                )
+            }
+        }
+    }
+
+    #[test]
+    fn the_store_refuses_a_state_outside_its_vocabulary() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        for (column, words) in words() {
+            for w in words {
+                insert(store.conn(), column, w).unwrap_or_else(|e| panic!("{column} {w}: {e}"));
+            }
+            let err = insert(store.conn(), column, "done")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("unknown state"), "{column}: {err}");
+        }
+        // An update to an unknown word is refused too.
+        let err = store
+            .write(|tx| tx.execute("UPDATE promotions SET outcome = 'shipped'", []))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown state or outcome"), "{err}");
+        let err = store
+            .write(|tx| tx.execute("UPDATE steps SET state = 'ok'", []))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("steps: unknown state"), "{err}");
+    }
+
+    #[test]
+    fn a_store_of_the_previous_schema_with_every_word_migrates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let before = MIGRATIONS
+            .iter()
+            .position(|m| format!("{m:?}").contains("promotions_state_insert"))
+            .unwrap();
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+            Migrations::from_slice(&MIGRATIONS[..before])
+                .to_latest(&mut conn)
+                .unwrap();
+            for (column, words) in words() {
+                for w in words {
+                    insert(&conn, column, w).unwrap();
+                }
+            }
+        }
+        let store = Store::open(&path).unwrap();
+        let promotions = store.promotions(None).unwrap();
+        assert!(
+            promotions
+                .iter()
+                .any(|p| p.outcome == Some(crate::domain::PromotionOutcome::FlagsSet))
+        );
+        for p in &promotions {
+            if let Some(run) = p.run_id {
+                store.steps(run).unwrap();
+            }
+        }
+        // And the new guard holds on the migrated store.
+        assert!(insert(store.conn(), "runs.state", "done").is_err());
     }
 }

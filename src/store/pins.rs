@@ -114,7 +114,7 @@ mod tests {
             requested_by: "oncall@example.com".into(),
             action: action.into(),
             decision: "allow".into(),
-            outcome: "x".into(),
+            outcome: crate::domain::PromotionOutcome::Live,
             at: Utc::now(),
             goes_live: action == "rollback",
         };

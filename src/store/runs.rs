@@ -5,12 +5,13 @@ use chrono::{DateTime, Utc};
 use rusqlite::params;
 use serde::Serialize;
 
-use super::{Store, StoreError, time_from_sql, time_to_sql};
+use super::{Store, StoreError, time_from_sql, time_to_sql, word_from_sql};
+use crate::domain::{PromotionOutcome, PromotionState, RunState, StepState};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StepRow {
     pub step: String,
-    pub state: String,
+    pub state: StepState,
     pub attempt: i64,
     #[serde(serialize_with = "opt_time")]
     pub started_at: Option<DateTime<Utc>>,
@@ -27,12 +28,12 @@ pub struct PromotionRow {
     pub tag: Option<String>,
     pub environment: String,
     pub requested_by: String,
-    pub state: String,
-    pub outcome: Option<String>,
+    pub state: PromotionState,
+    pub outcome: Option<PromotionOutcome>,
     #[serde(serialize_with = "crate::domain::release::rfc3339")]
     pub created_at: DateTime<Utc>,
     pub run_id: Option<i64>,
-    pub run_state: Option<String>,
+    pub run_state: Option<RunState>,
 }
 
 fn opt_time<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
@@ -74,31 +75,31 @@ impl Store {
         run_id: i64,
         step: &str,
         attempt: u32,
-        state: &str,
+        state: StepState,
         log_digest: Option<&str>,
     ) -> Result<(), StoreError> {
         self.write(|tx| {
             let now = time_to_sql(&Utc::now());
             let n = tx.execute(
                 "UPDATE steps SET state = ?4, finished_at = ?5, log_digest = ?6 WHERE run_id = ?1 AND step = ?2 AND attempt = ?3",
-                params![run_id, step, attempt.max(1), state, now, log_digest],
+                params![run_id, step, attempt.max(1), state.as_str(), now, log_digest],
             )?;
             if n == 0 {
                 // Skipped or cancelled before it started.
                 tx.execute(
                     "INSERT INTO steps (run_id, step, state, attempt, finished_at, log_digest) VALUES (?1, ?2, ?3, 1, ?4, ?5)",
-                    params![run_id, step, state, now, log_digest],
+                    params![run_id, step, state.as_str(), now, log_digest],
                 )?;
             }
             Ok(())
         })
     }
 
-    pub fn finish_run(&mut self, run_id: i64, state: &str) -> Result<(), StoreError> {
+    pub fn finish_run(&mut self, run_id: i64, state: RunState) -> Result<(), StoreError> {
         self.write(|tx| {
             tx.execute(
                 "UPDATE runs SET state = ?2, finished_at = ?3 WHERE id = ?1",
-                params![run_id, state, time_to_sql(&Utc::now())],
+                params![run_id, state.as_str(), time_to_sql(&Utc::now())],
             )?;
             Ok(())
         })
@@ -107,14 +108,14 @@ impl Store {
     /// Marks promotion `id`'s running run `paused` (or `running` again).
     pub fn set_run_paused(&mut self, promotion_id: i64, paused: bool) -> Result<(), StoreError> {
         let (from, to) = if paused {
-            ("running", "paused")
+            (RunState::Running, RunState::Paused)
         } else {
-            ("paused", "running")
+            (RunState::Paused, RunState::Running)
         };
         self.write(|tx| {
             tx.execute(
                 "UPDATE runs SET state = ?3 WHERE promotion_id = ?1 AND state = ?2",
-                params![promotion_id, from, to],
+                params![promotion_id, from.as_str(), to.as_str()],
             )?;
             Ok(())
         })
@@ -152,6 +153,9 @@ impl Store {
         ))?;
         let rows = stmt.query_map(params![environment, app, limit], |r| {
             let at: String = r.get(8)?;
+            let state: String = r.get(6)?;
+            let outcome: Option<String> = r.get(7)?;
+            let run_state: Option<String> = r.get(10)?;
             Ok(PromotionRow {
                 id: r.get(0)?,
                 app: r.get(1)?,
@@ -159,11 +163,11 @@ impl Store {
                 tag: r.get(3)?,
                 environment: r.get(4)?,
                 requested_by: r.get(5)?,
-                state: r.get(6)?,
-                outcome: r.get(7)?,
+                state: word_from_sql(6, &state)?,
+                outcome: outcome.map(|o| word_from_sql(7, &o)).transpose()?,
                 created_at: time_from_sql(8, &at)?,
                 run_id: r.get(9)?,
-                run_state: r.get(10)?,
+                run_state: run_state.map(|s| word_from_sql(10, &s)).transpose()?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -176,9 +180,10 @@ impl Store {
         let rows = stmt.query_map([run_id], |r| {
             let s: Option<String> = r.get(3)?;
             let f: Option<String> = r.get(4)?;
+            let state: String = r.get(1)?;
             Ok(StepRow {
                 step: r.get(0)?,
-                state: r.get(1)?,
+                state: word_from_sql(1, &state)?,
                 attempt: r.get(2)?,
                 started_at: s.map(|s| time_from_sql(3, &s)).transpose()?,
                 finished_at: f.map(|f| time_from_sql(4, &f)).transpose()?,

@@ -141,6 +141,15 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
             let c = ctx.clone();
             tokio::spawn(async move {
                 c.send(match pending.wait().await {
+                    Ok(o) if o.outcome == crate::domain::PromotionOutcome::RollbackFailed => {
+                        Msg::Error(format!(
+                            "rollback of {a} in {env} to sha256:{} FAILED ({}): {}; capsule {}",
+                            o.to.short(),
+                            o.outcome,
+                            o.failure.as_deref().unwrap_or("see the capsule"),
+                            o.capsule.display()
+                        ))
+                    }
                     Ok(o) => Msg::Status(format!(
                         "rolled back {a} in {env} to sha256:{}; capsule {}",
                         o.to.short(),
@@ -376,7 +385,7 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
         Effect::RolloutControl { target, change } => ctx.blocking(move |ctx| {
             use crate::deploy::routed;
             let dir = routed::state_dir(ctx.ws.root(), &target);
-            match routed::ask(&dir, &change) {
+            match routed::ask(&dir, change.as_str()) {
                 Ok(()) => Msg::Status(format!("{change} asked of the canary on {target}")),
                 Err(e) => Msg::Error(format!("cannot steer the canary on {target}: {e}")),
             }

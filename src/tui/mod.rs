@@ -72,11 +72,7 @@ pub fn load_theme(name: Option<&str>, ws: &Workspace) -> Result<theme::Theme, St
     .chain(config_dir().map(|d| d.join("themes").join(format!("{name}.toml"))));
     for path in candidates {
         if let Ok(text) = std::fs::read_to_string(&path) {
-            return Ok(theme::Theme::from_toml(
-                &path.display().to_string(),
-                &text,
-                no_color,
-            ));
+            return theme::Theme::from_toml(&path.display().to_string(), &text, no_color);
         }
     }
     Err(format!(

@@ -7,6 +7,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use super::action::{Action, Screen};
 use super::keymap::Key;
 use super::state::{App, Effect, GateRequest, InputKind, Layer, Msg, ReplayState, reduce_engine};
+use crate::domain::{CanaryPhase, OperatorRequest};
 
 /// Commands the `:` line knows, for completion.
 pub const COMMANDS: &[&str] = &[
@@ -615,15 +616,26 @@ pub fn act(app: &mut App, a: Action) -> Vec<Effect> {
             }
             _ => vec![],
         },
-        Action::Promote if app.screen == Screen::Rollout => rollout_change(app, "promote"),
+        Action::Promote if app.screen == Screen::Rollout => {
+            rollout_change(app, OperatorRequest::PromoteNow)
+        }
         Action::Pause if app.screen == Screen::Rollout => {
             let paused = app
                 .rollouts
                 .get(app.rollout)
-                .is_some_and(|r| r.progress.state == "paused");
-            rollout_change(app, if paused { "resume" } else { "pause" })
+                .is_some_and(|r| phase(&r.progress) == Some(CanaryPhase::Paused));
+            rollout_change(
+                app,
+                if paused {
+                    OperatorRequest::Resume
+                } else {
+                    OperatorRequest::Pause
+                },
+            )
         }
-        Action::Abort if app.screen == Screen::Rollout => rollout_change(app, "abort"),
+        Action::Abort if app.screen == Screen::Rollout => {
+            rollout_change(app, OperatorRequest::Abort)
+        }
         Action::Rollback if app.screen == Screen::Rollout => rollout_rollback(app),
         Action::Promote => {
             if app.screen != Screen::Lanes {
@@ -835,15 +847,15 @@ fn pick_rollback(app: &mut App, a: &str, env: &str) {
 /// promote and abort after a confirmation. A canary whose promotion was
 /// interrupted is picked up by a new promotion of its digest (resume,
 /// promote) or sent back to stable (abort).
-fn rollout_change(app: &mut App, change: &str) -> Vec<Effect> {
+fn rollout_change(app: &mut App, change: OperatorRequest) -> Vec<Effect> {
     let Some(r) = app.rollouts.get(app.rollout).cloned() else {
         app.complain("no router target in this workspace");
         return vec![];
     };
     let p = &r.progress;
     if !p.in_flight() {
-        app.complain(match p.state.as_str() {
-            "experiment" => format!(
+        app.complain(match phase(p) {
+            Some(CanaryPhase::Experiment) => format!(
                 "{} runs an A/B test, not a canary: `r` ends it on a (stable), `stella rollout consolidate {} --winner a|b` picks the winner",
                 r.target, r.env
             ),
@@ -853,20 +865,20 @@ fn rollout_change(app: &mut App, change: &str) -> Vec<Effect> {
     }
     let at = p.steps.get(p.step).copied().unwrap_or(0);
     let effect = match (p.interrupted, change, p.app.clone(), p.digest.clone()) {
-        (true, "pause", ..) => {
+        (true, OperatorRequest::Pause, ..) => {
             app.say(format!(
                 "{}: the canary is held at {at}% already (its promotion was interrupted)",
                 r.target
             ));
             return vec![];
         }
-        (true, "abort", ..) => Effect::AbortInterrupted { env: r.env.clone() },
+        (true, OperatorRequest::Abort, ..) => Effect::AbortInterrupted { env: r.env.clone() },
         (true, _, Some(a), Some(digest)) => Effect::PickUp {
             target: r.target.clone(),
             app: a,
             digest,
             env: r.env.clone(),
-            promote: change == "promote",
+            promote: change == OperatorRequest::PromoteNow,
         },
         (true, ..) => {
             app.complain(format!(
@@ -877,15 +889,15 @@ fn rollout_change(app: &mut App, change: &str) -> Vec<Effect> {
         }
         _ => Effect::RolloutControl {
             target: r.target.clone(),
-            change: change.to_owned(),
+            change,
         },
     };
     let (title, line) = match change {
-        "abort" => (
+        OperatorRequest::Abort => (
             format!("Abort the canary on {} at {at}%?", r.target),
             "All traffic goes back to stable; the deploy fails and is sealed.",
         ),
-        "promote" => (
+        OperatorRequest::PromoteNow => (
             format!("Promote the canary on {} from {at}%?", r.target),
             "The candidate skips its remaining steps and takes all traffic.",
         ),
@@ -917,9 +929,9 @@ fn rollout_rollback(app: &mut App) -> Vec<Effect> {
         return vec![];
     };
     if r.progress.in_flight() {
-        return rollout_change(app, "abort");
+        return rollout_change(app, OperatorRequest::Abort);
     }
-    if r.progress.state == "experiment" {
+    if phase(&r.progress) == Some(CanaryPhase::Experiment) {
         app.layers.push(Layer::Confirm {
             title: format!("End the A/B test on {}, a winning?", r.target),
             lines: vec![
@@ -993,4 +1005,10 @@ fn release_effects(app: &App) -> Vec<Effect> {
         })],
         None => vec![],
     }
+}
+
+/// What a rollout's progress says it is doing (`None`: a word this
+/// build does not know).
+pub fn phase(p: &crate::deploy::routed::Progress) -> Option<CanaryPhase> {
+    p.state.parse().ok()
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::data::{AppReleases, Cell, Health, Lane, Live, ReleaseInfo, RunInfo, Snapshot};
 use crate::config::model::FreezeWindowConfig;
-use crate::domain::Digest;
+use crate::domain::{Digest, PromotionOutcome, PromotionState, RunState, StepState};
 use crate::gates::freeze::Window;
 use crate::store::{CapsuleRow, PromotionRow, StepRow};
 
@@ -61,7 +61,7 @@ fn promotion(
     app: &str,
     d: &Digest,
     env: &str,
-    outcome: Option<&str>,
+    outcome: Option<PromotionOutcome>,
     at: DateTime<Utc>,
 ) -> PromotionRow {
     PromotionRow {
@@ -72,22 +72,18 @@ fn promotion(
         environment: env.to_owned(),
         requested_by: "oncall@example.com".into(),
         state: if outcome.is_some() {
-            "decided"
+            PromotionState::Decided
         } else {
-            "running"
-        }
-        .into(),
-        outcome: outcome.map(str::to_owned),
+            PromotionState::Running
+        },
+        outcome,
         created_at: at,
         run_id: Some(id),
-        run_state: Some(
-            if outcome.is_some() {
-                "succeeded"
-            } else {
-                "running"
-            }
-            .into(),
-        ),
+        run_state: Some(if outcome.is_some() {
+            RunState::Succeeded
+        } else {
+            RunState::Running
+        }),
     }
 }
 
@@ -142,9 +138,9 @@ pub fn snapshot(apps: usize, steps: usize) -> Snapshot {
                         &d,
                         env,
                         Some(if a == 1 && e == 1 {
-                            "blocked"
+                            PromotionOutcome::Blocked
                         } else {
-                            "deployed"
+                            PromotionOutcome::Deployed
                         }),
                         now - Duration::hours(2),
                     )
@@ -190,7 +186,11 @@ pub fn snapshot(apps: usize, steps: usize) -> Snapshot {
             .enumerate()
             .map(|(i, (id, _))| StepRow {
                 step: id.clone(),
-                state: if i < upto { "succeeded" } else { "running" }.into(),
+                state: if i < upto {
+                    StepState::Succeeded
+                } else {
+                    StepState::Running
+                },
                 attempt: 1,
                 started_at: Some(started + Duration::seconds(i as i64)),
                 finished_at: (i < upto).then(|| started + Duration::seconds(i as i64 + 1)),
@@ -216,7 +216,7 @@ pub fn snapshot(apps: usize, steps: usize) -> Snapshot {
             "api-gateway",
             &digest(1),
             "prod",
-            Some("deployed"),
+            Some(PromotionOutcome::Deployed),
             now - Duration::hours(1),
         ),
         capsule: Some(40),

@@ -12,9 +12,9 @@ use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use super::action::Screen;
 use super::data::{RunInfo, Snapshot};
 use super::keymap::Keymap;
-use super::theme::Theme;
+use super::theme::{Role, Theme, outcome_role};
 use crate::capsule::statement::Statement;
-use crate::domain::{Decision, Digest, Verdict};
+use crate::domain::{Decision, Digest, PromotionOutcome, PromotionState, RunState, Verdict};
 use crate::engine::{EngineEvent, EventKind, Ticket};
 use crate::workflow::executor::StepState;
 
@@ -57,7 +57,7 @@ pub enum Effect {
     /// `pause`, `resume`, `abort` or `promote` a target's canary.
     RolloutControl {
         target: String,
-        change: String,
+        change: crate::domain::OperatorRequest,
     },
     /// An interrupted canary picked up by a new promotion of its digest;
     /// with `promote`, straight to 100 %.
@@ -205,7 +205,7 @@ pub struct LiveRun {
     pub logs: BTreeMap<String, Vec<String>>,
     pub paused: bool,
     pub finished: Option<bool>,
-    pub outcome: Option<String>,
+    pub outcome: Option<PromotionOutcome>,
     pub capsule: Option<(i64, PathBuf)>,
     pub switched: Vec<String>,
 }
@@ -229,11 +229,65 @@ pub struct RunView {
     pub app: String,
     pub digest: String,
     pub env: String,
-    pub state: String,
+    pub state: RunStatus,
     pub nodes: Vec<NodeView>,
     pub critical: Vec<String>,
     pub live: bool,
     pub paused: bool,
+}
+
+/// Where a promotion stands, as every screen shows it: its outcome once
+/// decided, else its run's state (or the promotion's, with no run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Ended(PromotionOutcome),
+    /// The run is over; its capsule is being sealed.
+    Sealing,
+    Run(RunState),
+    Promotion(PromotionState),
+}
+
+impl RunStatus {
+    /// A stored promotion's.
+    pub fn of(p: &crate::store::PromotionRow) -> RunStatus {
+        match (p.outcome, p.run_state) {
+            (Some(o), _) => RunStatus::Ended(o),
+            (None, Some(r)) => RunStatus::Run(r),
+            (None, None) => RunStatus::Promotion(p.state),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Ended(o) => o.as_str(),
+            RunStatus::Sealing => "sealing",
+            RunStatus::Run(r) => r.as_str(),
+            RunStatus::Promotion(p) => p.as_str(),
+        }
+    }
+
+    /// The role it is drawn in, the same on every screen.
+    pub fn role(self) -> Role {
+        match self {
+            RunStatus::Ended(o) => outcome_role(o),
+            RunStatus::Sealing
+            | RunStatus::Run(RunState::Running)
+            | RunStatus::Promotion(PromotionState::Running) => Role::StepRunning,
+            RunStatus::Run(RunState::Paused) => Role::GateWarn,
+            RunStatus::Run(RunState::Succeeded) | RunStatus::Promotion(PromotionState::Decided) => {
+                Role::StepDone
+            }
+            RunStatus::Run(RunState::Cancelled) => Role::GateBlocked,
+            RunStatus::Run(RunState::Failed | RunState::Interrupted)
+            | RunStatus::Promotion(PromotionState::Interrupted) => Role::StepFailed,
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -444,12 +498,12 @@ impl App {
                     }
                 })
                 .collect();
-            let state = match (&l.outcome, l.finished, l.paused) {
-                (Some(o), _, _) => o.clone(),
-                (None, Some(true), _) => "sealing".into(),
-                (None, Some(false), _) => "failed".into(),
-                (None, None, true) => "paused".into(),
-                (None, None, false) => "running".into(),
+            let state = match (l.outcome, l.finished, l.paused) {
+                (Some(o), _, _) => RunStatus::Ended(o),
+                (None, Some(true), _) => RunStatus::Sealing,
+                (None, Some(false), _) => RunStatus::Run(RunState::Failed),
+                (None, None, true) => RunStatus::Run(RunState::Paused),
+                (None, None, false) => RunStatus::Run(RunState::Running),
             };
             return Some(RunView {
                 id,
@@ -479,14 +533,7 @@ fn run_view_of(r: &RunInfo) -> RunView {
             NodeView {
                 id: step.clone(),
                 needs: needs.clone(),
-                state: match last.map(|s| s.state.as_str()) {
-                    Some("succeeded") => StepState::Succeeded,
-                    Some("failed") => StepState::Failed,
-                    Some("skipped") => StepState::Skipped,
-                    Some("running") => StepState::Running,
-                    Some("cancelled") | Some("interrupted") => StepState::Cancelled,
-                    _ => StepState::Pending,
-                },
+                state: last.map_or(StepState::Pending, |s| s.state),
                 attempts: last.map_or(0, |s| s.attempt as u32),
                 duration: last.and_then(|s| {
                     Some(
@@ -505,14 +552,11 @@ fn run_view_of(r: &RunInfo) -> RunView {
         app: p.app.clone(),
         digest: p.digest.clone(),
         env: p.environment.clone(),
-        state: p
-            .outcome
-            .clone()
-            .unwrap_or_else(|| p.run_state.clone().unwrap_or_else(|| p.state.clone())),
+        state: RunStatus::of(p),
         nodes,
         critical: r.critical_path.clone(),
         live: false,
-        paused: p.run_state.as_deref() == Some("paused"),
+        paused: p.run_state == Some(RunState::Paused),
     }
 }
 
@@ -702,7 +746,7 @@ pub fn reduce_engine(app: &mut App, ev: EngineEvent) -> Vec<Effect> {
             path,
         } => {
             if let Some(r) = app.live.get_mut(&promotion_id) {
-                r.outcome = Some(outcome.clone());
+                r.outcome = Some(outcome);
                 r.finished.get_or_insert(true);
                 r.capsule = Some((capsule_id, path.clone()));
             }

@@ -1,13 +1,83 @@
 //! Themes are data: `themes/*.toml` name semantic roles (`gate_pass`,
-//! `step_running`, `muted`, …). A theme may set some roles; the dark theme
-//! gives the rest. A colour stella cannot read falls back to the dark
-//! theme's for that role, with a warning, instead of failing. `NO_COLOR`
-//! keeps bold, underline and reverse video but drops every colour.
+//! `step_running`, `muted`, …: the [`Role`]s). A theme may set some roles;
+//! the dark theme gives the rest. A role stella does not know is an error
+//! naming it and the known ones (a typo never silently gives the default
+//! style). A colour stella cannot read falls back to the dark theme's for
+//! that role, with a warning, instead of failing. `NO_COLOR` keeps bold,
+//! underline and reverse video but drops every colour.
 
 use std::collections::BTreeMap;
 
 use ratatui::style::{Color, Modifier, Style};
 use serde::Deserialize;
+use strum::{Display, EnumString, IntoStaticStr, VariantArray};
+
+use crate::domain::PromotionOutcome;
+
+/// What a piece of the screen means; a theme gives each a style.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Display,
+    EnumString,
+    IntoStaticStr,
+    VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
+pub enum Role {
+    Badge,
+    Border,
+    BorderFocus,
+    CriticalPath,
+    Digest,
+    Frozen,
+    FrozenPartial,
+    GateBlocked,
+    GatePass,
+    GateSkipped,
+    GateWarn,
+    Muted,
+    Selected,
+    StatusError,
+    StatusInfo,
+    StepDone,
+    StepFailed,
+    StepPending,
+    StepRunning,
+    StepSkipped,
+    Tab,
+    TabActive,
+    Text,
+    Title,
+    Today,
+}
+
+impl Role {
+    /// The name a theme file gives it.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// The role an outcome is drawn in, on every screen: what succeeded as
+/// done, what was refused or stopped as blocked, what failed (a rollback
+/// included: the release asked for does not serve) as failed, what is
+/// held as a warning.
+pub fn outcome_role(o: PromotionOutcome) -> Role {
+    use PromotionOutcome as O;
+    match o {
+        O::Live | O::Deployed | O::Unpinned | O::FlagsSet => Role::StepDone,
+        O::Blocked | O::Aborted => Role::GateBlocked,
+        O::DeployFailed | O::RolledBack | O::RollbackFailed | O::Interrupted => Role::StepFailed,
+        O::Paused => Role::GateWarn,
+    }
+}
 
 pub const BUILTIN: &[(&str, &str)] = &[
     ("dark", include_str!("../../themes/dark.toml")),
@@ -45,7 +115,7 @@ struct ThemeFile {
 #[derive(Debug, Clone)]
 pub struct Theme {
     pub name: String,
-    roles: BTreeMap<String, Style>,
+    roles: BTreeMap<Role, Style>,
     /// Problems met while loading: shown once in the status line.
     pub warnings: Vec<String>,
 }
@@ -114,53 +184,71 @@ fn style(spec: &RoleSpec, role: &str, warnings: &mut Vec<String>) -> Option<Styl
     Some(s.add_modifier(m))
 }
 
-fn roles_of(text: &str, origin: &str, warnings: &mut Vec<String>) -> BTreeMap<String, Style> {
-    match toml::from_str::<ThemeFile>(text) {
-        Ok(f) => f
-            .roles
-            .iter()
-            .filter_map(|(role, spec)| style(spec, role, warnings).map(|s| (role.clone(), s)))
-            .collect(),
+fn roles_of(
+    text: &str,
+    origin: &str,
+    warnings: &mut Vec<String>,
+) -> Result<BTreeMap<Role, Style>, String> {
+    let f = match toml::from_str::<ThemeFile>(text) {
+        Ok(f) => f,
         Err(e) => {
             warnings.push(format!("{origin}: {e}; using the dark theme"));
-            BTreeMap::new()
+            return Ok(BTreeMap::new());
+        }
+    };
+    let mut roles = BTreeMap::new();
+    for (name, spec) in &f.roles {
+        let Ok(role) = name.parse::<Role>() else {
+            return Err(format!(
+                "{origin}: `{name}` is not a theme role; the roles are {}",
+                Role::VARIANTS
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        };
+        if let Some(s) = style(spec, name, warnings) {
+            roles.insert(role, s);
         }
     }
+    Ok(roles)
 }
 
 impl Theme {
-    /// A theme from its TOML text, over the dark theme's roles.
-    pub fn from_toml(name: &str, text: &str, no_color: bool) -> Theme {
+    /// A theme from its TOML text, over the dark theme's roles; a role
+    /// it does not know is an error naming it.
+    pub fn from_toml(name: &str, text: &str, no_color: bool) -> Result<Theme, String> {
         let mut warnings = Vec::new();
-        let mut roles = roles_of(BUILTIN[0].1, "themes/dark.toml", &mut Vec::new());
-        roles.extend(roles_of(text, name, &mut warnings));
+        let mut roles = roles_of(BUILTIN[0].1, "themes/dark.toml", &mut Vec::new())?;
+        roles.extend(roles_of(text, name, &mut warnings)?);
         if no_color {
             for s in roles.values_mut() {
                 *s = Style::default().add_modifier(s.add_modifier);
             }
         }
-        Theme {
+        Ok(Theme {
             name: name.to_owned(),
             roles,
             warnings,
-        }
+        })
     }
 
     /// A built-in theme by name, or `None`.
     pub fn builtin(name: &str, no_color: bool) -> Option<Theme> {
-        BUILTIN
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(n, text)| Theme::from_toml(n, text, no_color))
+        BUILTIN.iter().find(|(n, _)| *n == name).map(|(n, text)| {
+            Theme::from_toml(n, text, no_color).expect("built-in themes name known roles")
+        })
     }
 
     pub fn dark() -> Theme {
         Theme::builtin("dark", false).expect("the dark theme is built in")
     }
 
-    /// The style of a role; unknown roles are plain.
-    pub fn get(&self, role: &str) -> Style {
-        self.roles.get(role).copied().unwrap_or_default()
+    /// The style of a role (plain if neither this theme nor the dark one
+    /// sets it).
+    pub fn get(&self, role: Role) -> Style {
+        self.roles.get(&role).copied().unwrap_or_default()
     }
 }
 
@@ -173,7 +261,7 @@ mod tests {
         for (name, _) in BUILTIN {
             let t = Theme::builtin(name, false).unwrap();
             assert!(t.warnings.is_empty(), "{name}: {:?}", t.warnings);
-            assert_ne!(t.get("gate_pass"), Style::default(), "{name}");
+            assert_ne!(t.get(Role::GatePass), Style::default(), "{name}");
         }
     }
 
@@ -183,20 +271,57 @@ mod tests {
             "mine",
             "[roles]\ngate_pass = { fg = \"#00ff00\" }\ngate_warn = { fg = \"chartreuse\" }\n",
             false,
-        );
-        assert_eq!(t.get("gate_pass").fg, Some(Color::Rgb(0, 255, 0)));
-        assert_eq!(t.get("gate_warn"), Theme::dark().get("gate_warn"));
-        assert_eq!(t.get("title"), Theme::dark().get("title"));
+        )
+        .unwrap();
+        assert_eq!(t.get(Role::GatePass).fg, Some(Color::Rgb(0, 255, 0)));
+        assert_eq!(t.get(Role::GateWarn), Theme::dark().get(Role::GateWarn));
+        assert_eq!(t.get(Role::Title), Theme::dark().get(Role::Title));
         assert_eq!(t.warnings.len(), 1);
         assert!(t.warnings[0].contains("chartreuse"), "{:?}", t.warnings);
     }
 
     #[test]
+    fn a_theme_naming_an_unknown_role_is_an_error_naming_it() {
+        let err = Theme::from_toml("mine", "[roles]\ngate_pas = { fg = \"green\" }\n", false)
+            .unwrap_err();
+        assert!(err.contains("`gate_pas` is not a theme role"), "{err}");
+        assert!(err.contains("gate_pass"), "{err}");
+    }
+
+    #[test]
+    fn every_outcome_has_the_role_of_what_happened() {
+        use PromotionOutcome as O;
+        assert_eq!(outcome_role(O::RollbackFailed), Role::StepFailed);
+        assert_eq!(outcome_role(O::DeployFailed), Role::StepFailed);
+        assert_eq!(outcome_role(O::Unpinned), Role::StepDone);
+        assert_eq!(outcome_role(O::FlagsSet), Role::StepDone);
+        for o in O::VARIANTS {
+            let role = outcome_role(*o);
+            if o.failed() {
+                assert_eq!(role, Role::StepFailed, "{o}");
+            }
+            if o.succeeded() && *o != O::Paused {
+                assert_eq!(role, Role::StepDone, "{o}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_role_of_the_builtin_themes_is_known() {
+        for (name, text) in BUILTIN {
+            let f: ThemeFile = toml::from_str(text).unwrap();
+            for role in f.roles.keys() {
+                assert!(role.parse::<Role>().is_ok(), "{name}: {role}");
+            }
+        }
+    }
+
+    #[test]
     fn no_color_keeps_modifiers_only() {
         let t = Theme::builtin("dark", true).unwrap();
-        let s = t.get("gate_blocked");
+        let s = t.get(Role::GateBlocked);
         assert_eq!(s.fg, None);
         assert!(s.add_modifier.contains(Modifier::BOLD));
-        assert_eq!(t.get("tab_active").bg, None);
+        assert_eq!(t.get(Role::TabActive).bg, None);
     }
 }

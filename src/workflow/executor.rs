@@ -16,16 +16,8 @@ use tokio::task::JoinSet;
 
 use super::validate::{Action, Condition, Step, Workflow, substitutions};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StepState {
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-    Skipped,
-    Cancelled,
-}
+/// A step's state: one type with the store's (`domain::StepState`).
+pub use crate::domain::StepState;
 
 /// What one step produced.
 #[derive(Debug, Clone, Default)]

@@ -10,6 +10,7 @@ use ratatui::widgets::{Paragraph, Wrap};
 
 use super::{block, selected, verdict_lines};
 use crate::tui::state::{App, ReplayState, Verification};
+use crate::tui::theme::Role;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let [list, detail] =
@@ -22,13 +23,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             "{:>5} {:<2} {:<9} {:<12} {:<9} {:<6} DIGEST",
             "ID", "", "ENV", "APP", "ACTION", "DEC"
         ),
-        app.theme.get("muted"),
+        app.theme.get(Role::Muted),
     )];
     for (i, c) in rows.iter().enumerate().skip(start).take(height) {
         let (mark, role) = match app.verified.get(&c.id) {
-            Some(Verification::Valid) => ("✓", "gate_pass"),
-            Some(Verification::Invalid(_)) => ("✗", "gate_blocked"),
-            None => ("…", "muted"),
+            Some(Verification::Valid) => ("✓", Role::GatePass),
+            Some(Verification::Invalid(_)) => ("✗", Role::GateBlocked),
+            None => ("…", Role::Muted),
         };
         let sel = i == app.capsule;
         lines.push(Line::from(vec![
@@ -41,12 +42,12 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             Span::styled(
                 format!("{:<6} ", c.decision),
                 app.theme.get(if c.decision == "allow" {
-                    "gate_pass"
+                    Role::GatePass
                 } else {
-                    "gate_blocked"
+                    Role::GateBlocked
                 }),
             ),
-            Span::styled(c.digest.short().to_string(), app.theme.get("digest")),
+            Span::styled(c.digest.short().to_string(), app.theme.get(Role::Digest)),
         ]));
     }
     let title = if app.filter.is_empty() {
@@ -65,12 +66,12 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     };
     let mut out: Vec<Line> = vec![
         Line::from(vec![
-            Span::styled(format!("#{} ", row.id), app.theme.get("title")),
+            Span::styled(format!("#{} ", row.id), app.theme.get(Role::Title)),
             Span::raw(format!("{} {} in {}", row.action, row.app, row.environment)),
         ]),
         Line::from(vec![
             Span::raw("subject "),
-            Span::styled(row.digest.to_string(), app.theme.get("digest")),
+            Span::styled(row.digest.to_string(), app.theme.get(Role::Digest)),
         ]),
         Line::raw(format!("payload {}", row.payload_digest)),
         Line::raw(format!(
@@ -87,61 +88,61 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     match app.verified.get(&row.id) {
         Some(Verification::Valid) => out.push(Line::styled(
             "verified: signature and payload digest hold",
-            app.theme.get("gate_pass"),
+            app.theme.get(Role::GatePass),
         )),
         Some(Verification::Invalid(p)) => {
             for problem in p {
                 out.push(Line::styled(
                     format!("INVALID: {problem}"),
-                    app.theme.get("gate_blocked"),
+                    app.theme.get(Role::GateBlocked),
                 ));
             }
         }
-        None => out.push(Line::styled("verifying…", app.theme.get("muted"))),
+        None => out.push(Line::styled("verifying…", app.theme.get(Role::Muted))),
     }
     match app.replays.get(&row.id) {
         Some(ReplayState::Running) => {
-            out.push(Line::styled("replaying…", app.theme.get("step_running")))
+            out.push(Line::styled("replaying…", app.theme.get(Role::StepRunning)))
         }
         Some(ReplayState::Identical) => out.push(Line::styled(
             "replay: identical — every gate gives the same verdict from the embedded inputs",
-            app.theme.get("gate_pass"),
+            app.theme.get(Role::GatePass),
         )),
         Some(ReplayState::Differs(d)) => {
             out.push(Line::styled(
                 format!("replay: {} differences", d.len()),
-                app.theme.get("gate_blocked"),
+                app.theme.get(Role::GateBlocked),
             ));
             out.extend(d.iter().map(|x| Line::raw(format!("  {x}"))));
         }
         Some(ReplayState::Failed(e)) => out.push(Line::styled(
             format!("replay failed: {e}"),
-            app.theme.get("gate_blocked"),
+            app.theme.get(Role::GateBlocked),
         )),
         None => out.push(Line::styled(
             "R replay · e export · / filter · ←/→ scroll",
-            app.theme.get("muted"),
+            app.theme.get(Role::Muted),
         )),
     }
     out.push(Line::raw(""));
     match app.detail.as_ref().filter(|d| d.id == row.id) {
-        None => out.push(Line::styled("loading…", app.theme.get("muted"))),
+        None => out.push(Line::styled("loading…", app.theme.get(Role::Muted))),
         Some(d) => match &d.statement {
             Err(e) => out.push(Line::styled(
                 format!("cannot read it: {e}"),
-                app.theme.get("gate_blocked"),
+                app.theme.get(Role::GateBlocked),
             )),
             Ok(st) => {
                 let p = &st.predicate;
                 out.push(Line::from(vec![
-                    Span::styled("decision ", app.theme.get("title")),
+                    Span::styled("decision ", app.theme.get(Role::Title)),
                     Span::styled(
                         format!("{:?}", p.decision).to_lowercase(),
                         app.theme
                             .get(if p.decision == crate::domain::Decision::Allow {
-                                "gate_pass"
+                                Role::GatePass
                             } else {
-                                "gate_blocked"
+                                Role::GateBlocked
                             }),
                     ),
                     Span::raw(format!(" → {}", p.outcome)),
@@ -171,7 +172,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                         "evidence ({})",
                         p.inputs.evidence.len() + p.inputs.policies.len() + p.inputs.keys.len() + 1
                     ),
-                    app.theme.get("title"),
+                    app.theme.get(Role::Title),
                 ));
                 for e in &p.inputs.evidence {
                     out.push(Line::raw(format!("  {:<9} {}", e.kind, e.digest.short())));

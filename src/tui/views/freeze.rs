@@ -12,6 +12,7 @@ use super::block;
 use crate::gates::calendar::{self, Frozen};
 use crate::gates::freeze::{Window, when};
 use crate::tui::state::App;
+use crate::tui::theme::Role;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let Some(lane) = app.snap.lanes.get(app.freeze_env) else {
@@ -30,7 +31,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let mut lines = vec![
         Line::styled(
             format!("{}  (UTC{})", app.month.format("%B %Y"), app.local),
-            app.theme.get("title"),
+            app.theme.get(Role::Title),
         ),
         Line::raw(" Mo  Tu  We  Th  Fr  Sa  Su"),
     ];
@@ -40,13 +41,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     for d in &days {
         // A mark beside the shade, so NO_COLOR still shows it.
         let (role, mark) = match d.frozen {
-            Frozen::Full => ("frozen", "*"),
-            Frozen::Partial => ("frozen_partial", "+"),
-            Frozen::None => ("text", " "),
+            Frozen::Full => (Role::Frozen, "*"),
+            Frozen::Partial => (Role::FrozenPartial, "+"),
+            Frozen::None => (Role::Text, " "),
         };
         let mut style = app.theme.get(role);
         if d.date == today {
-            style = style.patch(app.theme.get("today"));
+            style = style.patch(app.theme.get(Role::Today));
         }
         spans.push(Span::styled(format!("{:>3}", d.date.day()), style));
         spans.push(Span::styled(mark, app.theme.get(role)));
@@ -59,14 +60,14 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     }
     lines.push(Line::raw(""));
     lines.push(Line::from(vec![
-        Span::styled(" 27*", app.theme.get("frozen")),
+        Span::styled(" 27*", app.theme.get(Role::Frozen)),
         Span::raw(" frozen all day  "),
-        Span::styled(" 27+", app.theme.get("frozen_partial")),
+        Span::styled(" 27+", app.theme.get(Role::FrozenPartial)),
         Span::raw(" part of it"),
     ]));
     lines.push(Line::styled(
         "n/N month · h/l environment",
-        app.theme.get("muted"),
+        app.theme.get(Role::Muted),
     ));
     frame.render_widget(
         Paragraph::new(lines).block(block(app, format!(" Freeze — {} ", lane.env))),
@@ -77,13 +78,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     if windows.is_empty() {
         out.push(Line::styled(
             format!("{} has no freeze gate: it is never frozen.", lane.env),
-            app.theme.get("muted"),
+            app.theme.get(Role::Muted),
         ));
     }
     for w in &windows {
         out.push(Line::styled(
             format!("{} — {}", w.name, w.described),
-            app.theme.get("title"),
+            app.theme.get(Role::Title),
         ));
         match w.active_at(app.now) {
             Some(p) => out.push(Line::styled(
@@ -95,16 +96,19 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                     ),
                     None => "  FROZEN NOW, with no end".to_owned(),
                 },
-                app.theme.get("gate_blocked"),
+                app.theme.get(Role::GateBlocked),
             )),
-            None => out.push(Line::styled("  not frozen now", app.theme.get("gate_pass"))),
+            None => out.push(Line::styled(
+                "  not frozen now",
+                app.theme.get(Role::GatePass),
+            )),
         }
         let periods = calendar::periods(std::slice::from_ref(w), app.month, &app.local);
         for (_, ps) in periods {
             if ps.is_empty() {
                 out.push(Line::styled(
                     "  not frozen this month",
-                    app.theme.get("muted"),
+                    app.theme.get(Role::Muted),
                 ));
             }
             for p in ps.iter().take(8) {

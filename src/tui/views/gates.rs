@@ -11,6 +11,7 @@ use ratatui::widgets::{Paragraph, Wrap};
 use super::{block, verdict_lines};
 use crate::domain::Decision;
 use crate::tui::state::App;
+use crate::tui::theme::Role;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let Some(g) = &app.gates else {
@@ -40,9 +41,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         Line::from(vec![
             Span::styled(
                 format!("{}:{} ", r.app, r.tag.clone().unwrap_or_default()),
-                app.theme.get("title"),
+                app.theme.get(Role::Title),
             ),
-            Span::styled(r.digest.to_string(), app.theme.get("digest")),
+            Span::styled(r.digest.to_string(), app.theme.get(Role::Digest)),
         ]),
         Line::from(format!("into {}, evaluated {when}", r.env)),
         Line::raw(""),
@@ -50,7 +51,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     match &g.outcome {
         Err(e) => lines.push(Line::styled(
             format!("cannot evaluate: {e}"),
-            app.theme.get("status_error"),
+            app.theme.get(Role::StatusError),
         )),
         Ok((decision, verdicts)) => {
             for v in verdicts {
@@ -60,7 +61,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             lines.push(match decision {
                 Decision::Allow => Line::styled(
                     "ALLOWED — p on the Lanes screen promotes it",
-                    app.theme.get("gate_pass"),
+                    app.theme.get(Role::GatePass),
                 ),
                 Decision::Deny => Line::styled(
                     format!(
@@ -72,7 +73,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),
-                    app.theme.get("gate_blocked"),
+                    app.theme.get(Role::GateBlocked),
                 ),
             });
         }
@@ -89,12 +90,12 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 r.env,
                 pin.digest.short()
             ),
-            app.theme.get("gate_blocked"),
+            app.theme.get(Role::GateBlocked),
         ));
     }
     lines.push(Line::styled(
         "t evaluate at another time (+2h, -1d, RFC 3339) · n now",
-        app.theme.get("muted"),
+        app.theme.get(Role::Muted),
     ));
     frame.render_widget(
         Paragraph::new(lines)

@@ -10,6 +10,7 @@ use ratatui::widgets::Paragraph;
 use super::{age, block, selected};
 use crate::tui::data::Health;
 use crate::tui::state::App;
+use crate::tui::theme::Role;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let lanes = &app.snap.lanes;
@@ -58,7 +59,11 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                     .any(|r| r.env == lane.env && r.app == cell.app && r.outcome.is_none());
                 arrows.push(Line::styled(
                     if moving { " ⇢ " } else { " → " },
-                    app.theme.get(if moving { "step_running" } else { "muted" }),
+                    app.theme.get(if moving {
+                        Role::StepRunning
+                    } else {
+                        Role::Muted
+                    }),
                 ));
                 arrows.push(Line::raw(""));
                 arrows.push(Line::raw(""));
@@ -68,7 +73,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         }
         let mut title = vec![Span::styled(
             format!(" {} ", lane.env),
-            app.theme.get("title"),
+            app.theme.get(Role::Title),
         )];
         let frozen: Vec<&String> = lane
             .freeze_windows
@@ -81,19 +86,22 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             })
             .collect();
         if !frozen.is_empty() {
-            title.push(Span::styled(" FROZEN ", app.theme.get("badge")));
+            title.push(Span::styled(" FROZEN ", app.theme.get(Role::Badge)));
             title.push(Span::raw(" "));
         }
         let mut lines = Vec::new();
         if let Some(from) = &lane.from {
-            lines.push(Line::styled(format!("from {from}"), app.theme.get("muted")));
+            lines.push(Line::styled(
+                format!("from {from}"),
+                app.theme.get(Role::Muted),
+            ));
         } else {
-            lines.push(Line::styled("first lane", app.theme.get("muted")));
+            lines.push(Line::styled("first lane", app.theme.get(Role::Muted)));
         }
         if skip > 0 {
             lines[0].spans.push(Span::styled(
                 format!("  ↑ {skip} more"),
-                app.theme.get("muted"),
+                app.theme.get(Role::Muted),
             ));
         }
         for (j, cell) in lane.cells.iter().enumerate().skip(skip) {
@@ -101,32 +109,32 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             let mark = if sel { "▌" } else { " " };
             let mut head = match &cell.live {
                 Some(l) => Line::from(vec![
-                    Span::styled(mark, app.theme.get("border_focus")),
+                    Span::styled(mark, app.theme.get(Role::BorderFocus)),
                     Span::styled(format!("{:<12}", cell.app), selected(app, sel)),
                     Span::raw(" "),
                     Span::styled(
                         l.tag.clone().unwrap_or_else(|| "-".into()),
-                        app.theme.get("text"),
+                        app.theme.get(Role::Text),
                     ),
                 ]),
                 None => Line::from(vec![
-                    Span::styled(mark, app.theme.get("border_focus")),
+                    Span::styled(mark, app.theme.get(Role::BorderFocus)),
                     Span::styled(format!("{:<12}", cell.app), selected(app, sel)),
-                    Span::styled(" not live", app.theme.get("muted")),
+                    Span::styled(" not live", app.theme.get(Role::Muted)),
                 ]),
             };
             if cell.pin.is_some() {
                 head.spans.push(Span::raw(" "));
                 head.spans
-                    .push(Span::styled(" PINNED ", app.theme.get("badge")));
+                    .push(Span::styled(" PINNED ", app.theme.get(Role::Badge)));
             }
             lines.push(head);
             match &cell.live {
                 Some(l) => {
                     let (health, role) = match cell.health {
-                        Health::Serving => ("● serving", "gate_pass"),
-                        Health::Drift => ("● drift", "gate_blocked"),
-                        Health::Unknown => ("○ unknown", "muted"),
+                        Health::Serving => ("● serving", Role::GatePass),
+                        Health::Drift => ("● drift", Role::GateBlocked),
+                        Health::Unknown => ("○ unknown", Role::Muted),
                     };
                     lines.push(Line::from(vec![
                         Span::raw("  "),
@@ -138,11 +146,11 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                             } else {
                                 l.digest.short().to_owned()
                             },
-                            app.theme.get("digest"),
+                            app.theme.get(Role::Digest),
                         ),
                         Span::styled(
                             format!(" {:>4}", age(app.now, l.since)),
-                            app.theme.get("muted"),
+                            app.theme.get(Role::Muted),
                         ),
                         Span::raw(" "),
                         Span::styled(health, app.theme.get(role)),
@@ -152,21 +160,16 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             }
             match &cell.last {
                 Some(p) => {
-                    let outcome = p.outcome.clone().unwrap_or_else(|| p.state.clone());
-                    let role = match outcome.as_str() {
-                        "deployed" | "live" | "rolled-back" => "gate_pass",
-                        "blocked" | "deploy-failed" | "aborted" | "interrupted" => "gate_blocked",
-                        _ => "step_running",
-                    };
+                    let status = crate::tui::state::RunStatus::of(p);
                     lines.push(Line::from(vec![
-                        Span::styled(format!("  #{} ", p.id), app.theme.get("muted")),
-                        Span::styled(outcome, app.theme.get(role)),
+                        Span::styled(format!("  #{} ", p.id), app.theme.get(Role::Muted)),
+                        Span::styled(status.as_str(), app.theme.get(status.role())),
                         Span::styled(
                             format!(
                                 " {}",
                                 p.tag.clone().unwrap_or_else(|| short_digest(&p.digest))
                             ),
-                            app.theme.get("muted"),
+                            app.theme.get(Role::Muted),
                         ),
                     ]));
                 }
@@ -175,9 +178,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             lines.push(Line::raw(""));
         }
         let focus = if i == app.lane {
-            "border_focus"
+            Role::BorderFocus
         } else {
-            "border"
+            Role::Border
         };
         frame.render_widget(
             Paragraph::new(lines)
@@ -219,7 +222,7 @@ fn running(app: &App) -> Vec<String> {
     // Runs other processes drive, seen in the store.
     for p in &app.snap.promotions {
         let pr = &p.promotion;
-        if pr.state == "running" && !app.live.contains_key(&pr.id) {
+        if pr.state == crate::domain::PromotionState::Running && !app.live.contains_key(&pr.id) {
             let done = p.steps.iter().filter(|s| s.finished_at.is_some()).count();
             out.push(format!(
                 "#{} {} {} → {}  {}/{} steps  (another process)",
@@ -239,11 +242,11 @@ fn in_flight(app: &App) -> Paragraph<'_> {
     let lines: Vec<Line> = match running(app) {
         r if r.is_empty() => vec![Line::styled(
             "No promotion in flight. p promote · a approve · r roll back · enter open",
-            app.theme.get("muted"),
+            app.theme.get(Role::Muted),
         )],
         r => r
             .into_iter()
-            .map(|l| Line::styled(l, app.theme.get("step_running")))
+            .map(|l| Line::styled(l, app.theme.get(Role::StepRunning)))
             .collect(),
     };
     Paragraph::new(lines).block(block(app, " In flight "))

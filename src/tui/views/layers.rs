@@ -11,6 +11,7 @@ use super::{block, centered, selected, verdict_lines};
 use crate::domain::Decision;
 use crate::tui::keymap::SECTIONS;
 use crate::tui::state::{App, InputKind, Layer};
+use crate::tui::theme::Role;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     for layer in &app.layers {
@@ -21,16 +22,16 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 let mut body: Vec<Line> = lines.iter().map(|l| Line::raw(l.clone())).collect();
                 body.push(Line::raw(""));
                 body.push(Line::from(vec![
-                    Span::styled(" y ", app.theme.get("tab_active")),
+                    Span::styled(" y ", app.theme.get(Role::TabActive)),
                     Span::raw(" confirm    "),
-                    Span::styled(" n ", app.theme.get("tab")),
+                    Span::styled(" n ", app.theme.get(Role::Tab)),
                     Span::raw(" cancel"),
                 ]));
                 frame.render_widget(Clear, r);
                 frame.render_widget(
                     Paragraph::new(body).wrap(Wrap { trim: true }).block(
                         block(app, format!(" {title} "))
-                            .border_style(app.theme.get("gate_blocked")),
+                            .border_style(app.theme.get(Role::GateBlocked)),
                     ),
                     r,
                 );
@@ -39,10 +40,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 let r = centered(area, 90, 24);
                 let mut body = vec![
                     Line::from(vec![
-                        Span::styled(format!("{} ", request.app), app.theme.get("title")),
+                        Span::styled(format!("{} ", request.app), app.theme.get(Role::Title)),
                         Span::raw(request.tag.clone().unwrap_or_default()),
                         Span::raw(" "),
-                        Span::styled(request.digest.to_string(), app.theme.get("digest")),
+                        Span::styled(request.digest.to_string(), app.theme.get(Role::Digest)),
                     ]),
                     Line::raw(format!("into {}", request.env)),
                     Line::raw(""),
@@ -50,10 +51,12 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 match preview {
                     None => body.push(Line::styled(
                         "evaluating the gates…",
-                        app.theme.get("muted"),
+                        app.theme.get(Role::Muted),
                     )),
                     Some(p) => match &p.outcome {
-                        Err(e) => body.push(Line::styled(e.clone(), app.theme.get("status_error"))),
+                        Err(e) => {
+                            body.push(Line::styled(e.clone(), app.theme.get(Role::StatusError)))
+                        }
                         Ok((decision, verdicts)) => {
                             for v in verdicts {
                                 body.extend(verdict_lines(app, v, false));
@@ -61,11 +64,11 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                             body.push(Line::raw(""));
                             body.push(match decision {
                                 Decision::Allow => {
-                                    Line::styled("All gates pass.", app.theme.get("gate_pass"))
+                                    Line::styled("All gates pass.", app.theme.get(Role::GatePass))
                                 }
                                 Decision::Deny => Line::styled(
                                     "Blocked: promoting now seals a blocked decision.",
-                                    app.theme.get("gate_blocked"),
+                                    app.theme.get(Role::GateBlocked),
                                 ),
                             });
                         }
@@ -82,23 +85,23 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                             request.env,
                             pin.digest.short()
                         ),
-                        app.theme.get("gate_blocked"),
+                        app.theme.get(Role::GateBlocked),
                     ));
                 }
                 body.push(Line::raw(""));
                 body.push(Line::from(vec![
-                    Span::styled(" enter ", app.theme.get("tab_active")),
+                    Span::styled(" enter ", app.theme.get(Role::TabActive)),
                     Span::raw(" promote   "),
-                    Span::styled(" a ", app.theme.get("tab")),
+                    Span::styled(" a ", app.theme.get(Role::Tab)),
                     Span::raw(" approve with your key   "),
-                    Span::styled(" esc ", app.theme.get("tab")),
+                    Span::styled(" esc ", app.theme.get(Role::Tab)),
                     Span::raw(" cancel"),
                 ]));
                 frame.render_widget(Clear, r);
                 frame.render_widget(
-                    Paragraph::new(body)
-                        .wrap(Wrap { trim: false })
-                        .block(block(app, " Promote ").border_style(app.theme.get("border_focus"))),
+                    Paragraph::new(body).wrap(Wrap { trim: false }).block(
+                        block(app, " Promote ").border_style(app.theme.get(Role::BorderFocus)),
+                    ),
                     r,
                 );
             }
@@ -124,26 +127,26 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                     body.push(Line::from(vec![
                         Span::styled(
                             format!(" sha256:{} ", d.short()),
-                            selected(app, i == *sel).patch(app.theme.get("digest")),
+                            selected(app, i == *sel).patch(app.theme.get(Role::Digest)),
                         ),
-                        Span::styled(format!(" {tags:<10}"), app.theme.get("text")),
+                        Span::styled(format!(" {tags:<10}"), app.theme.get(Role::Text)),
                         Span::styled(
                             format!(
                                 " live from {} ({} ago)",
                                 since.format("%Y-%m-%d %H:%M UTC"),
                                 super::age(app.now, *since)
                             ),
-                            app.theme.get("muted"),
+                            app.theme.get(Role::Muted),
                         ),
                     ]));
                 }
                 body.push(Line::styled(
                     format!("The rollback is sealed and pins {a} in {env} until unpinned (u)."),
-                    app.theme.get("muted"),
+                    app.theme.get(Role::Muted),
                 ));
                 body.push(Line::styled(
                     "j/k choose · enter roll back · esc cancel",
-                    app.theme.get("muted"),
+                    app.theme.get(Role::Muted),
                 ));
                 frame.render_widget(Clear, r);
                 frame.render_widget(Paragraph::new(body).block(block(app, " Roll back ")), r);
@@ -163,9 +166,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 frame.render_widget(Clear, r);
                 frame.render_widget(
                     Paragraph::new(Line::from(vec![
-                        Span::styled(prompt, app.theme.get("title")),
+                        Span::styled(prompt, app.theme.get(Role::Title)),
                         Span::raw(text.clone()),
-                        Span::styled("█", app.theme.get("muted")),
+                        Span::styled("█", app.theme.get(Role::Muted)),
                     ])),
                     r,
                 );
@@ -188,11 +191,14 @@ fn help(frame: &mut Frame, area: Rect, app: &App, scroll: u16) {
             } else {
                 format!("On {}", section)
             },
-            app.theme.get("title"),
+            app.theme.get(Role::Title),
         ));
         for b in bindings {
             body.push(Line::from(vec![
-                Span::styled(format!("  {:<11}", b.key.label()), app.theme.get("digest")),
+                Span::styled(
+                    format!("  {:<11}", b.key.label()),
+                    app.theme.get(Role::Digest),
+                ),
                 Span::raw(b.desc.clone()),
             ]));
         }
@@ -200,13 +206,13 @@ fn help(frame: &mut Frame, area: Rect, app: &App, scroll: u16) {
     }
     body.push(Line::styled(
         "Mouse: click a tab, scroll a list. Keys come from assets/keymap.toml, merged with your keymap.toml.",
-        app.theme.get("muted"),
+        app.theme.get(Role::Muted),
     ));
     frame.render_widget(Clear, r);
     frame.render_widget(
         Paragraph::new(body).scroll((scroll, 0)).block(
             block(app, " Help — j/k scroll, esc close ")
-                .border_style(app.theme.get("border_focus")),
+                .border_style(app.theme.get(Role::BorderFocus)),
         ),
         r,
     );

@@ -18,6 +18,7 @@ use ratatui::widgets::{Block, Paragraph};
 use super::action::Screen;
 use super::state::App;
 use crate::domain::{Outcome, Verdict};
+use crate::tui::theme::Role;
 use crate::workflow::executor::StepState;
 
 /// The smallest terminal the workbench draws in.
@@ -28,7 +29,10 @@ pub fn render(frame: &mut Frame, app: &App) {
     let area = frame.area();
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         let msg = vec![
-            Line::from(Span::styled("Terminal too small", app.theme.get("title"))),
+            Line::from(Span::styled(
+                "Terminal too small",
+                app.theme.get(Role::Title),
+            )),
             Line::from(format!(
                 "{}×{} here; stella needs at least {MIN_WIDTH}×{MIN_HEIGHT}.",
                 area.width, area.height
@@ -78,14 +82,17 @@ pub fn tab_spans(app: &App) -> Vec<(Screen, u16, u16)> {
 
 fn tab_bar(app: &App) -> Paragraph<'_> {
     let mut spans = vec![
-        Span::styled(format!(" {} ", app.snap.workspace), app.theme.get("title")),
+        Span::styled(
+            format!(" {} ", app.snap.workspace),
+            app.theme.get(Role::Title),
+        ),
         Span::raw("  "),
     ];
     for (i, s) in Screen::ALL.iter().enumerate() {
         let role = if *s == app.screen {
-            "tab_active"
+            Role::TabActive
         } else {
-            "tab"
+            Role::Tab
         };
         spans.push(Span::styled(
             format!(" {} {} ", i + 1, s.title()),
@@ -101,9 +108,9 @@ fn status_line(app: &App) -> Paragraph<'_> {
         Some(s) => Line::from(Span::styled(
             s.text.clone(),
             app.theme.get(if s.error {
-                "status_error"
+                Role::StatusError
             } else {
-                "status_info"
+                Role::StatusInfo
             }),
         )),
         None => {
@@ -120,7 +127,10 @@ fn status_line(app: &App) -> Paragraph<'_> {
                 )
                 .chain([": command".into()])
                 .collect();
-            Line::from(Span::styled(hints.join("  ·  "), app.theme.get("muted")))
+            Line::from(Span::styled(
+                hints.join("  ·  "),
+                app.theme.get(Role::Muted),
+            ))
         }
     };
     Paragraph::new(line)
@@ -138,27 +148,29 @@ fn short(desc: &str) -> String {
 
 pub fn block<'a>(app: &App, title: impl Into<Line<'a>>) -> Block<'a> {
     Block::bordered()
-        .border_style(app.theme.get("border"))
+        .border_style(app.theme.get(Role::Border))
         .title(title)
-        .title_style(app.theme.get("title"))
+        .title_style(app.theme.get(Role::Title))
 }
 
-pub fn verdict_role(v: &Verdict) -> &'static str {
+pub fn verdict_role(v: &Verdict) -> Role {
     match v.verdict {
-        Outcome::Pass => "gate_pass",
-        Outcome::Warn => "gate_warn",
-        Outcome::Fail => "gate_blocked",
-        Outcome::Skipped => "gate_skipped",
+        Outcome::Pass => Role::GatePass,
+        Outcome::Warn => Role::GateWarn,
+        Outcome::Fail => Role::GateBlocked,
+        Outcome::Skipped => Role::GateSkipped,
     }
 }
 
-pub fn step_role(s: StepState) -> &'static str {
+pub fn step_role(s: StepState) -> Role {
     match s {
-        StepState::Pending => "step_pending",
-        StepState::Running => "step_running",
-        StepState::Succeeded => "step_done",
-        StepState::Failed => "step_failed",
-        StepState::Skipped | StepState::Cancelled => "step_skipped",
+        StepState::Pending => Role::StepPending,
+        StepState::Running => Role::StepRunning,
+        StepState::Succeeded => Role::StepDone,
+        StepState::Failed => Role::StepFailed,
+        StepState::Skipped | StepState::Cancelled => Role::StepSkipped,
+        // Its process died mid-step: it did not finish.
+        StepState::Interrupted => Role::StepFailed,
     }
 }
 
@@ -170,6 +182,7 @@ pub fn step_glyph(s: StepState) -> &'static str {
         StepState::Failed => "✗",
         StepState::Skipped => "–",
         StepState::Cancelled => "⊘",
+        StepState::Interrupted => "↯",
     }
 }
 
@@ -190,7 +203,10 @@ pub fn age(now: chrono::DateTime<chrono::Utc>, t: chrono::DateTime<chrono::Utc>)
 /// Lines of a gate verdict: summary, reasons, measured, and what unblocks it.
 pub fn verdict_lines<'a>(app: &App, v: &'a Verdict, full: bool) -> Vec<Line<'a>> {
     let mut out = vec![Line::from(vec![
-        Span::styled(format!("{:<10}", v.gate.as_str()), app.theme.get("title")),
+        Span::styled(
+            format!("{:<10}", v.gate.as_str()),
+            app.theme.get(Role::Title),
+        ),
         Span::styled(v.summary.clone(), app.theme.get(verdict_role(v))),
     ])];
     let reasons = if full { v.reasons.len() } else { 3 };
@@ -200,19 +216,19 @@ pub fn verdict_lines<'a>(app: &App, v: &'a Verdict, full: bool) -> Vec<Line<'a>>
     if v.reasons.len() > reasons {
         out.push(Line::from(Span::styled(
             format!("          … {} more", v.reasons.len() - reasons),
-            app.theme.get("muted"),
+            app.theme.get(Role::Muted),
         )));
     }
     if full && v.measured.as_object().is_some_and(|m| !m.is_empty()) {
         out.push(Line::from(Span::styled(
             format!("          measured {}", v.measured),
-            app.theme.get("muted"),
+            app.theme.get(Role::Muted),
         )));
     }
     if v.verdict == Outcome::Fail {
         for u in &v.unblock {
             out.push(Line::from(vec![
-                Span::styled("          unblock: ", app.theme.get("gate_warn")),
+                Span::styled("          unblock: ", app.theme.get(Role::GateWarn)),
                 Span::raw(u.clone()),
             ]));
         }
@@ -234,7 +250,7 @@ pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
 
 pub fn selected(app: &App, yes: bool) -> Style {
     if yes {
-        app.theme.get("selected")
+        app.theme.get(Role::Selected)
     } else {
         Style::default()
     }

@@ -9,6 +9,7 @@ use ratatui::widgets::{Paragraph, Wrap};
 
 use super::{block, selected, step_glyph, step_role};
 use crate::tui::state::{App, RunView, layers};
+use crate::tui::theme::Role;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let id = app.run.or_else(|| app.run_ids().first().copied());
@@ -27,14 +28,8 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
 }
 
 fn title(app: &App, v: &RunView) -> Line<'static> {
-    let role = match v.state.as_str() {
-        "deployed" | "live" | "rolled-back" => "gate_pass",
-        "running" | "sealing" => "step_running",
-        "paused" => "gate_warn",
-        _ => "gate_blocked",
-    };
     Line::from(vec![
-        Span::styled(format!(" #{} {} ", v.id, v.app), app.theme.get("title")),
+        Span::styled(format!(" #{} {} ", v.id, v.app), app.theme.get(Role::Title)),
         Span::styled(
             format!(
                 "sha256:{} ",
@@ -44,10 +39,10 @@ fn title(app: &App, v: &RunView) -> Line<'static> {
                     .take(12)
                     .collect::<String>()
             ),
-            app.theme.get("digest"),
+            app.theme.get(Role::Digest),
         ),
         Span::raw(format!("→ {} ", v.env)),
-        Span::styled(format!(" {} ", v.state), app.theme.get(role)),
+        Span::styled(format!(" {} ", v.state), app.theme.get(v.state.role())),
         Span::raw(if v.live { " live " } else { "" }),
     ])
 }
@@ -118,18 +113,24 @@ fn render_graph(frame: &mut Frame, area: Rect, app: &App, v: &RunView) {
                 ),
             ];
             if critical {
-                spans.push(Span::styled(" ◆", app.theme.get("critical_path")));
+                spans.push(Span::styled(" ◆", app.theme.get(Role::CriticalPath)));
             }
             lines.push(Line::from(spans));
             let mut detail = fmt_duration(n.duration);
             if n.attempts > 1 {
                 detail.push_str(&format!(" ×{}", n.attempts));
             }
-            lines.push(Line::styled(format!("  {detail}"), app.theme.get("muted")));
+            lines.push(Line::styled(
+                format!("  {detail}"),
+                app.theme.get(Role::Muted),
+            ));
             edges.push(Line::styled(
                 if n.needs.is_empty() { "   " } else { "─▶ " },
-                app.theme
-                    .get(if critical { "critical_path" } else { "muted" }),
+                app.theme.get(if critical {
+                    Role::CriticalPath
+                } else {
+                    Role::Muted
+                }),
             ));
             edges.push(Line::raw(""));
         }
@@ -159,9 +160,9 @@ fn render_graph(frame: &mut Frame, area: Rect, app: &App, v: &RunView) {
         Paragraph::new(Line::from(vec![
             Span::styled(
                 format!("{done}/{} steps{scrolled}", v.nodes.len()),
-                app.theme.get("text"),
+                app.theme.get(Role::Text),
             ),
-            Span::styled("   ◆ critical path   ", app.theme.get("critical_path")),
+            Span::styled("   ◆ critical path   ", app.theme.get(Role::CriticalPath)),
             Span::styled(
                 if v.live {
                     if v.paused {
@@ -172,7 +173,7 @@ fn render_graph(frame: &mut Frame, area: Rect, app: &App, v: &RunView) {
                 } else {
                     "[ ] other promotions · enter its capsule"
                 },
-                app.theme.get("muted"),
+                app.theme.get(Role::Muted),
             ),
         ])),
         legend,
@@ -190,11 +191,11 @@ fn render_log(frame: &mut Frame, area: Rect, app: &App, v: &RunView) {
     } else {
         format!("needs {}", node.needs.join(", "))
     };
-    lines.push(Line::styled(needs, app.theme.get("muted")));
+    lines.push(Line::styled(needs, app.theme.get(Role::Muted)));
     if let Some(e) = &node.error {
         lines.push(Line::styled(
             format!("error: {e}"),
-            app.theme.get("step_failed"),
+            app.theme.get(Role::StepFailed),
         ));
     }
     let live = app.live.get(&v.id).and_then(|r| r.logs.get(&node.id));
@@ -213,11 +214,11 @@ fn render_log(frame: &mut Frame, area: Rect, app: &App, v: &RunView) {
                 Some(t) => lines.extend(t.lines().map(|l| Line::raw(l.to_owned()))),
                 None => lines.push(Line::styled(
                     format!("log sealed as evidence {d}"),
-                    app.theme.get("muted"),
+                    app.theme.get(Role::Muted),
                 )),
             }
         }
-        (None, None) => lines.push(Line::styled("no output", app.theme.get("muted"))),
+        (None, None) => lines.push(Line::styled("no output", app.theme.get(Role::Muted))),
     }
     frame.render_widget(
         Paragraph::new(lines)

@@ -12,6 +12,7 @@ use ratatui::widgets::{Paragraph, Wrap};
 use super::{block, selected};
 use crate::domain::GateKind;
 use crate::tui::state::App;
+use crate::tui::theme::Role;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let [left, right] =
@@ -25,9 +26,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             Span::styled(
                 format!(" {} ", r.app),
                 app.theme.get(if i == app.rel_app {
-                    "tab_active"
+                    Role::TabActive
                 } else {
-                    "tab"
+                    Role::Tab
                 }),
             )
         })
@@ -46,21 +47,24 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             Span::styled(format!("{:<8}", r.tags.join(",")), selected(app, sel)),
             Span::styled(
                 format!(" sha256:{}", r.digest.short()),
-                app.theme.get("digest"),
+                app.theme.get(Role::Digest),
             ),
             Span::styled(
                 format!("  {} evidence", r.evidence.len()),
-                app.theme.get("muted"),
+                app.theme.get(Role::Muted),
             ),
         ]));
     }
     if group.releases.is_empty() {
-        lines.push(Line::styled("nothing resolved yet", app.theme.get("muted")));
+        lines.push(Line::styled(
+            "nothing resolved yet",
+            app.theme.get(Role::Muted),
+        ));
     }
     lines.push(Line::raw(""));
     lines.push(Line::styled(
         "h/l app · j/k release",
-        app.theme.get("muted"),
+        app.theme.get(Role::Muted),
     ));
     frame.render_widget(Paragraph::new(lines).block(block(app, " Releases ")), left);
 
@@ -68,19 +72,19 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     if let Some(r) = group.releases.get(app.rel) {
         out.push(Line::styled(
             format!("{}@{}", group.app, r.digest),
-            app.theme.get("digest"),
+            app.theme.get(Role::Digest),
         ));
         out.push(Line::raw(format!(
             "first resolved {}",
             r.resolved_at.to_rfc3339_opts(SecondsFormat::Secs, true)
         )));
         out.push(Line::raw(""));
-        out.push(Line::styled("evidence", app.theme.get("title")));
+        out.push(Line::styled("evidence", app.theme.get(Role::Title)));
         for (kind, media, d) in &r.evidence {
             out.push(Line::raw(format!("  {kind:<9} {} {media}", d.short())));
         }
         if r.evidence.is_empty() {
-            out.push(Line::styled("  none attached", app.theme.get("muted")));
+            out.push(Line::styled("  none attached", app.theme.get(Role::Muted)));
         }
         out.push(Line::raw(""));
         let judged = app.gates.as_ref().filter(|g| g.request.digest == r.digest);
@@ -92,7 +96,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 out.push(Line::from(vec![
                     Span::styled(
                         format!("security in {}: ", g.request.env),
-                        app.theme.get("title"),
+                        app.theme.get(Role::Title),
                     ),
                     Span::styled(v.summary.clone(), app.theme.get(super::verdict_role(v))),
                 ]));
@@ -108,30 +112,33 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                     );
                     match &f.excused {
                         None => out.push(Line::from(vec![
-                            Span::styled("● ", app.theme.get("gate_blocked")),
+                            Span::styled("● ", app.theme.get(Role::GateBlocked)),
                             Span::raw(head),
-                            Span::styled("  reachable", app.theme.get("gate_warn")),
+                            Span::styled("  reachable", app.theme.get(Role::GateWarn)),
                         ])),
                         Some(why) => {
                             out.push(Line::from(vec![
-                                Span::styled("○ ", app.theme.get("gate_pass")),
-                                Span::styled(head, app.theme.get("muted")),
+                                Span::styled("○ ", app.theme.get(Role::GatePass)),
+                                Span::styled(head, app.theme.get(Role::Muted)),
                             ]));
-                            out.push(Line::styled(format!("      {why}"), app.theme.get("muted")));
+                            out.push(Line::styled(
+                                format!("      {why}"),
+                                app.theme.get(Role::Muted),
+                            ));
                         }
                     }
                 }
                 if g.findings.is_empty() {
-                    out.push(Line::styled("  no findings", app.theme.get("muted")));
+                    out.push(Line::styled("  no findings", app.theme.get(Role::Muted)));
                 }
                 out.push(Line::styled(
                     "● reachable (counted)  ○ suppressed or not applicable",
-                    app.theme.get("muted"),
+                    app.theme.get(Role::Muted),
                 ));
             }
             _ => out.push(Line::styled(
                 "findings: evaluating…",
-                app.theme.get("muted"),
+                app.theme.get(Role::Muted),
             )),
         }
     }

@@ -10,7 +10,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
 use super::{block, selected};
+use crate::domain::CanaryPhase;
 use crate::tui::state::App;
+use crate::tui::theme::Role;
 
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
@@ -46,13 +48,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         .map(|(i, r)| {
             Line::from(vec![
                 Span::styled(format!("{:<14}", r.target), selected(app, i == app.rollout)),
-                Span::styled(format!(" {:<8}", r.env), app.theme.get("muted")),
+                Span::styled(format!(" {:<8}", r.env), app.theme.get(Role::Muted)),
                 Span::styled(
                     format!(" {:>3}%", r.weight),
                     app.theme.get(if r.weight > 0 {
-                        "step_running"
+                        Role::StepRunning
                     } else {
-                        "muted"
+                        Role::Muted
                     }),
                 ),
             ])
@@ -62,14 +64,15 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
 
     let r = &app.rollouts[app.rollout.min(app.rollouts.len() - 1)];
     let p = &r.progress;
-    let ab = p.state == "experiment";
+    let phase = crate::tui::reduce::phase(p);
+    let ab = phase == Some(CanaryPhase::Experiment);
     let warm = r.candidate.is_some() && r.weight == 0 && !p.in_flight() && !ab;
     let width = detail.width.saturating_sub(4) as usize;
     let gauge_w = width.saturating_sub(30).max(10);
     let cand = (gauge_w * usize::from(r.weight)).div_ceil(100).min(gauge_w);
     let mut out = vec![
         Line::from(vec![
-            Span::styled(format!("{} ", r.target), app.theme.get("title")),
+            Span::styled(format!("{} ", r.target), app.theme.get(Role::Title)),
             Span::raw(format!("in {}", r.env)),
             Span::styled(
                 if r.running {
@@ -78,9 +81,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                     format!("  {} not running", r.router)
                 },
                 app.theme.get(if r.running {
-                    "gate_pass"
+                    Role::GatePass
                 } else {
-                    "gate_blocked"
+                    Role::GateBlocked
                 }),
             ),
         ]),
@@ -91,9 +94,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 if ab { "     a" } else { "stable" },
                 100 - u16::from(r.weight)
             )),
-            Span::styled("█".repeat(gauge_w - cand), app.theme.get("gate_pass")),
+            Span::styled("█".repeat(gauge_w - cand), app.theme.get(Role::GatePass)),
             // Another glyph, so the split reads without colour too.
-            Span::styled("▒".repeat(cand), app.theme.get("step_running")),
+            Span::styled("▒".repeat(cand), app.theme.get(Role::StepRunning)),
             Span::raw(format!(
                 " {:>3}% {}",
                 r.weight,
@@ -128,12 +131,12 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         ),
     ] {
         out.push(Line::from(vec![
-            Span::styled(format!("{label:<10}"), app.theme.get("title")),
+            Span::styled(format!("{label:<10}"), app.theme.get(Role::Title)),
             Span::styled(
                 digest
                     .as_ref()
                     .map_or("-".into(), |d| format!("sha256:{}", d.short())),
-                app.theme.get("digest"),
+                app.theme.get(Role::Digest),
             ),
             Span::raw(format!(
                 "  {} requests, error rate {:.3}, p95 ≤ {} ms",
@@ -144,19 +147,19 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         ]));
         if let Some(h) = history {
             let role = if name == "stable" {
-                "gate_pass"
+                Role::GatePass
             } else {
-                "step_running"
+                Role::StepRunning
             };
             out.push(Line::from(vec![
-                Span::styled("  errors  ", app.theme.get("muted")),
+                Span::styled("  errors  ", app.theme.get(Role::Muted)),
                 Span::styled(
                     spark(h.iter().map(|p| p[err_i]), 0.01, width.saturating_sub(12)),
                     app.theme.get(role),
                 ),
             ]));
             out.push(Line::from(vec![
-                Span::styled("  p95     ", app.theme.get("muted")),
+                Span::styled("  p95     ", app.theme.get(Role::Muted)),
                 Span::styled(
                     spark(h.iter().map(|p| p[p95_i]), 1.0, width.saturating_sub(12)),
                     app.theme.get(role),
@@ -168,7 +171,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     if warm {
         out.push(Line::styled(
             "the previous release is kept warm: r rolls back to it in one swap",
-            app.theme.get("muted"),
+            app.theme.get(Role::Muted),
         ));
     }
     if ab {
@@ -177,22 +180,22 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 "A/B test: b takes {}% of new clients, each kept on its variant by a cookie",
                 r.weight
             ),
-            app.theme.get("title"),
+            app.theme.get(Role::Title),
         ));
         out.push(Line::styled(
             format!(
                 "  r ends it on a · `stella rollout consolidate {} --winner a|b` picks the winner",
                 r.env
             ),
-            app.theme.get("muted"),
+            app.theme.get(Role::Muted),
         ));
         for s in p.samples.iter().rev().take(8) {
-            out.push(Line::styled(format!("  {s}"), app.theme.get("muted")));
+            out.push(Line::styled(format!("  {s}"), app.theme.get(Role::Muted)));
         }
     } else if p.steps.is_empty() {
         out.push(Line::styled(
             "no canary has run on this target",
-            app.theme.get("muted"),
+            app.theme.get(Role::Muted),
         ));
     } else {
         if p.interrupted {
@@ -201,22 +204,23 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                     "interrupted: its promotion stopped at {}%; traffic is held there",
                     p.steps.get(p.step).copied().unwrap_or(0)
                 ),
-                app.theme.get("gate_blocked"),
+                app.theme.get(Role::GateBlocked),
             ));
             out.push(Line::styled(
                 "  space resumes it in a new promotion · p promotes it · x or r aborts it",
-                app.theme.get("muted"),
+                app.theme.get(Role::Muted),
             ));
         }
         let mut steps = vec![Span::styled(
             format!("canary {}: ", p.state),
-            app.theme.get("title"),
+            app.theme.get(Role::Title),
         )];
         for (i, w) in p.steps.iter().enumerate() {
             if i > 0 {
-                steps.push(Span::styled(" → ", app.theme.get("muted")));
+                steps.push(Span::styled(" → ", app.theme.get(Role::Muted)));
             }
-            let current = i == p.step && matches!(p.state.as_str(), "running" | "paused");
+            let current =
+                i == p.step && matches!(phase, Some(CanaryPhase::Running | CanaryPhase::Paused));
             steps.push(Span::styled(
                 if current {
                     format!("[{w}%]")
@@ -224,39 +228,39 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                     format!("{w}%")
                 },
                 app.theme.get(if current {
-                    "step_running"
+                    Role::StepRunning
                 } else if i < p.step {
-                    "step_done"
+                    Role::StepDone
                 } else {
-                    "muted"
+                    Role::Muted
                 }),
             ));
         }
         if let Some(next) = p.steps.get(p.step + 1).filter(|_| p.in_flight()) {
-            let when = match (p.state.as_str(), p.next_at) {
-                ("running", Some(at)) => format!(
+            let when = match (phase, p.next_at) {
+                (Some(CanaryPhase::Running), Some(at)) => format!(
                     "in {}",
                     crate::domain::duration::format_duration(
                         (at - app.now).to_std().unwrap_or_default()
                     )
                 ),
-                ("running", None) if p.manual => "when an operator resumes".into(),
-                ("running", None) => "once this step's weight is live".into(),
+                (Some(CanaryPhase::Running), None) if p.manual => "when an operator resumes".into(),
+                (Some(CanaryPhase::Running), None) => "once this step's weight is live".into(),
                 _ => "once resumed".into(),
             };
             steps.push(Span::styled(
                 format!("   next {next}% {when}"),
-                app.theme.get("muted"),
+                app.theme.get(Role::Muted),
             ));
         }
         out.push(Line::from(steps));
         for s in p.samples.iter().rev().take(8) {
             let role = if s.ends_with("FAIL") {
-                "gate_blocked"
+                Role::GateBlocked
             } else if s.ends_with("pass") {
-                "gate_pass"
+                Role::GatePass
             } else {
-                "muted"
+                Role::Muted
             };
             out.push(Line::styled(format!("  {s}"), app.theme.get(role)));
         }
@@ -264,7 +268,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     out.push(Line::raw(""));
     out.push(Line::styled(
         "space pause/resume · p promote now · x abort · r roll back · j/k target",
-        app.theme.get("muted"),
+        app.theme.get(Role::Muted),
     ));
     frame.render_widget(
         Paragraph::new(out)
