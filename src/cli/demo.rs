@@ -118,8 +118,7 @@ fn canary(ctx: &Context, dir: &std::path::Path) -> Result<u8, Failure> {
     let listen = config
         .targets
         .get("edge-web")
-        .and_then(|t| t.listen.as_ref())
-        .map(|l| l.get_ref().clone())
+        .and_then(|t| t.listen())
         .ok_or_else(|| {
             Failure::error(
                 "this demo has no `edge-web` target; rebuild it with `stella demo --force`",

@@ -94,7 +94,7 @@ fn router_targets(config: &Config, env: &str) -> Result<Vec<String>, Failure> {
             config
                 .targets
                 .get(t.get_ref())
-                .is_some_and(|t| t.kind.is_routed())
+                .is_some_and(|t| t.kind().is_routed())
         })
         .map(|t| t.get_ref().clone())
         .collect();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::{Context, Failure, exit, load_config, print_json};
-use crate::config::TargetKind;
+use crate::config::Target;
 use crate::deploy::routed;
 use crate::deploy::router::{Router, Slot, SlotStats};
 
@@ -48,30 +48,23 @@ pub fn run(ctx: &Context, cmd: RouterCommand) -> Result<u8, Failure> {
         Failure::usage(format!("no target `{name}` in stella.toml"))
             .hint("`stella config check` lists what is defined")
     })?;
-    if !target.kind.is_routed() {
+    let Some(listen) = target.listen() else {
         return Err(Failure::usage(format!(
             "target `{name}` is of kind `{}`; only `router` and `nginx` targets have a router",
-            target.kind.as_str()
+            target.kind().as_str()
         )));
-    }
+    };
     let dir = routed::state_dir(ws.root(), name);
     match cmd {
         RouterCommand::Serve(_) => {
-            let listen = target
-                .listen
-                .as_ref()
-                .and_then(|l| l.get_ref().parse().ok())
-                .ok_or_else(|| Failure::error(format!("target `{name}` has no valid `listen`")))?;
             if let Some(pid) = routed::running_pid(&dir) {
                 return Err(Failure::error(format!(
                     "the router of `{name}` already runs (pid {pid})"
                 )));
             }
             std::fs::create_dir_all(&dir)?;
-            let front = match target.kind {
-                TargetKind::Nginx => {
-                    Kind::Nginx(ws.root(), name, target.nginx.as_ref().map(|x| x.get_ref()))
-                }
+            let front = match target {
+                Target::Nginx(_, existing) => Kind::Nginx(ws.root(), name, existing.as_ref()),
                 _ => Kind::Builtin,
             };
             super::runtime()?.block_on(serve(&dir, listen, front))?;
@@ -113,7 +106,7 @@ pub fn run(ctx: &Context, cmd: RouterCommand) -> Result<u8, Failure> {
             }
             println!(
                 "router `{name}` on {}: {}",
-                target.listen.as_ref().map_or("?", |l| l.get_ref().as_str()),
+                listen,
                 pid.map_or("not running".into(), |p| format!("running (pid {p})"))
             );
             for (slot, s) in [("stable", &state.stable), ("candidate", &state.candidate)] {

@@ -3,6 +3,7 @@
 
 mod error;
 pub mod model;
+pub mod resolved;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -10,7 +11,10 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 pub use error::{ConfigError, Locator, Problem};
-pub use model::{EnvironmentConfig, ExistingNginx, Strategy, TargetConfig, TargetKind};
+pub use model::{EnvironmentConfig, ExistingNginx, TargetConfig, TargetKind};
+pub use resolved::{
+    Analysis, Canary, Environment, Pause, Probe, Routed, Script, Strategy, Target, Unpacked,
+};
 
 use crate::domain::duration::parse_duration;
 use crate::domain::reference::{ImageRef, Repository};
@@ -30,8 +34,8 @@ pub struct Config {
     pub apps: BTreeMap<String, App>,
     /// Environments in lane order: every environment after the one it
     /// promotes from.
-    pub environments: Vec<(String, EnvironmentConfig)>,
-    pub targets: BTreeMap<String, TargetConfig>,
+    pub environments: Vec<(String, Environment)>,
+    pub targets: BTreeMap<String, Target>,
     pub freeze: BTreeMap<String, model::FreezeWindowConfig>,
 }
 
@@ -87,7 +91,7 @@ impl Config {
         }
     }
 
-    pub fn environment(&self, name: &str) -> Option<&EnvironmentConfig> {
+    pub fn environment(&self, name: &str) -> Option<&Environment> {
         self.environments
             .iter()
             .find(|(n, _)| n == name)
@@ -136,8 +140,17 @@ impl Validator<'_> {
 
         let apps = self.check_apps(file);
         self.check_targets(file);
+        let targets = file
+            .targets
+            .iter()
+            .map(|(name, t)| (name.get_ref().clone(), self.target(name.get_ref(), t)))
+            .collect();
         self.check_freeze(file);
-        let environments = self.check_environments(file);
+        let environments = self
+            .check_environments(file)
+            .into_iter()
+            .map(|(name, env)| (name, environment(&env)))
+            .collect();
 
         Config {
             path: path.to_owned(),
@@ -145,7 +158,7 @@ impl Validator<'_> {
             name,
             apps,
             environments,
-            targets: unspan(&file.targets),
+            targets,
             freeze: unspan(&file.freeze),
         }
     }
@@ -271,6 +284,106 @@ impl Validator<'_> {
                     }
                 }
             }
+        }
+    }
+
+    /// Target `n` resolved: a field its kind does not take is an error
+    /// at the field; the defaults applied.
+    fn target(&mut self, n: &str, t: &TargetConfig) -> Target {
+        use resolved::{DEFAULT_HOOK_TIMEOUT, DEFAULT_KEEP};
+        let kind = t.kind;
+        let span = |f: &Option<Spanned<String>>| f.as_ref().map(|f| f.span());
+        let fields = [
+            (
+                "listen",
+                span(&t.listen),
+                "`router` and `nginx`",
+                kind.is_routed(),
+            ),
+            (
+                "command",
+                span(&t.command),
+                "`router` and `nginx`",
+                kind.is_routed(),
+            ),
+            (
+                "deploy",
+                span(&t.deploy),
+                "`script`",
+                kind == TargetKind::Script,
+            ),
+            (
+                "health",
+                span(&t.health),
+                "`script`",
+                kind == TargetKind::Script,
+            ),
+            (
+                "rollback",
+                span(&t.rollback),
+                "`script`",
+                kind == TargetKind::Script,
+            ),
+            (
+                "timeout",
+                span(&t.timeout),
+                "`script`",
+                kind == TargetKind::Script,
+            ),
+            (
+                "keep",
+                t.keep.as_ref().map(|k| k.span()),
+                "`dir`, `router` and `nginx`",
+                kind != TargetKind::Script,
+            ),
+        ];
+        for (field, at, owners, belongs) in fields {
+            if let (Some(at), false) = (at, belongs) {
+                let p = self.loc.problem(
+                    Some(at),
+                    format!(
+                        "target `{n}` is of kind `{}`: `{field}` does not belong to it (it applies to {owners} targets); remove it, or change `kind`",
+                        kind.as_str()
+                    ),
+                );
+                self.problems.push(p);
+            }
+        }
+        let text = |f: &Option<Spanned<String>>| f.as_ref().map(|f| f.get_ref().clone());
+        let unpacked = || resolved::Unpacked {
+            path: text(&t.path).unwrap_or_else(|| ".".into()),
+            keep: t
+                .keep
+                .as_ref()
+                .map_or(DEFAULT_KEEP, |k| *k.get_ref() as usize),
+            unpack: unpack_limits(t.unpack.as_ref().map(|u| u.get_ref())),
+        };
+        let routed = || resolved::Routed {
+            unpacked: unpacked(),
+            listen: t
+                .listen
+                .as_ref()
+                .and_then(|l| l.get_ref().parse().ok())
+                .unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+            command: text(&t.command),
+        };
+        match kind {
+            TargetKind::Dir => Target::Dir(unpacked()),
+            TargetKind::Router => Target::Router(routed()),
+            TargetKind::Nginx => {
+                Target::Nginx(routed(), t.nginx.as_ref().map(|x| x.get_ref().clone()))
+            }
+            TargetKind::Script => Target::Script(resolved::Script {
+                path: text(&t.path),
+                deploy: text(&t.deploy).unwrap_or_default(),
+                health: text(&t.health),
+                rollback: text(&t.rollback),
+                timeout: t
+                    .timeout
+                    .as_ref()
+                    .and_then(|d| parse_duration(d.get_ref()).ok())
+                    .unwrap_or(DEFAULT_HOOK_TIMEOUT),
+            }),
         }
     }
 
@@ -410,8 +523,8 @@ impl Validator<'_> {
                 }
             }
             let strategy = env.strategy.as_ref().map(|s| *s.get_ref());
-            let canary = strategy == Some(Strategy::Canary);
-            let ab = strategy == Some(Strategy::Ab);
+            let canary = strategy == Some(model::Strategy::Canary);
+            let ab = strategy == Some(model::Strategy::Ab);
             if canary || ab {
                 for t in &env.targets {
                     if file
@@ -457,8 +570,8 @@ impl Validator<'_> {
                     let ro = r.get_ref();
                     if !canary {
                         self.at(r, "a `rollout` with `steps`, `pause` or `analysis` needs `strategy = \"canary\"` (or `\"ab\"`, with `split`); blue/green takes only `scale_down_delay`");
-                    } else if ro.split.is_some() {
-                        self.at(r, "`split` is for A/B rollouts (`strategy = \"ab\"`); a canary walks `steps`");
+                    } else if let Some(split) = &ro.split {
+                        self.at(split, "`split` is for A/B rollouts (`strategy = \"ab\"`); a canary walks `steps`: remove it, or use `strategy = \"ab\"`");
                     } else if ro.steps.is_empty()
                         || ro.steps.last() != Some(&100)
                         || ro.steps.windows(2).any(|w| w[0] >= w[1])
@@ -612,4 +725,80 @@ fn unspan<V: Clone>(m: &BTreeMap<Spanned<String>, V>) -> BTreeMap<String, V> {
     m.iter()
         .map(|(k, v)| (k.get_ref().clone(), v.clone()))
         .collect()
+}
+
+/// `[targets.NAME.unpack]` over the defaults of `deploy::unpack::Limits`.
+fn unpack_limits(u: Option<&model::UnpackLimitsConfig>) -> crate::deploy::unpack::Limits {
+    let mut l = crate::deploy::unpack::Limits::default();
+    if let Some(u) = u {
+        l.max_ratio = u.max_ratio.unwrap_or(l.max_ratio);
+        l.max_release_bytes = u
+            .max_release_mib
+            .map_or(l.max_release_bytes, |m| m.saturating_mul(1 << 20));
+        l.max_entries = u.max_entries.unwrap_or(l.max_entries);
+        l.max_depth = u.max_depth.map_or(l.max_depth, |d| d as usize);
+    }
+    l
+}
+
+/// An environment that passed `check_environments`, resolved: its
+/// strategy with every parameter parsed and defaulted.
+fn environment(env: &EnvironmentConfig) -> Environment {
+    use resolved::*;
+    let duration = |d: Option<&Spanned<String>>| d.and_then(|d| parse_duration(d.get_ref()).ok());
+    let rollout = env.rollout.as_ref().map(|r| r.get_ref());
+    let strategy = match env.strategy.as_ref().map(|s| *s.get_ref()) {
+        None | Some(model::Strategy::Direct) => Strategy::Direct,
+        Some(model::Strategy::Bluegreen) => Strategy::BlueGreen,
+        Some(model::Strategy::Ab) => Strategy::Ab {
+            split: rollout
+                .and_then(|r| r.split.as_ref())
+                .map_or(DEFAULT_SPLIT, |s| *s.get_ref()),
+        },
+        Some(model::Strategy::Canary) => {
+            let pause = match rollout.and_then(|r| r.pause.as_ref()) {
+                Some(p) if p.get_ref() == "manual" => Pause::Manual,
+                p => Pause::For(duration(p).unwrap_or(DEFAULT_PAUSE)),
+            };
+            let a = rollout.and_then(|r| r.analysis.as_ref());
+            let interval = duration(a.and_then(|a| a.interval.as_ref()))
+                .unwrap_or(match pause {
+                    Pause::Manual => DEFAULT_MANUAL_INTERVAL,
+                    Pause::For(d) => d,
+                })
+                .max(MIN_INTERVAL);
+            Strategy::Canary(Canary {
+                steps: rollout.map(|r| r.steps.clone()).unwrap_or_default(),
+                pause,
+                analysis: Analysis {
+                    interval,
+                    max_error_rate: a.and_then(|a| a.max_error_rate),
+                    max_p95_ms: a.and_then(|a| a.max_p95_ms),
+                    min_requests: a.and_then(|a| a.min_requests).unwrap_or(1),
+                    failure_limit: a.and_then(|a| a.failure_limit).unwrap_or(0),
+                    probe: a.and_then(|a| a.probe.as_ref()).map(|p| {
+                        let p = p.get_ref();
+                        Probe {
+                            path: p.path.clone().unwrap_or_else(|| "/".into()),
+                            status: p.status.unwrap_or(200),
+                            body: p.body.clone(),
+                            timeout: p
+                                .timeout
+                                .as_deref()
+                                .and_then(|t| parse_duration(t).ok())
+                                .unwrap_or(DEFAULT_PROBE_TIMEOUT),
+                        }
+                    }),
+                },
+            })
+        }
+    };
+    Environment {
+        from: env.from.clone(),
+        targets: env.targets.clone(),
+        workflow: env.workflow.clone(),
+        gates: env.gates.clone(),
+        strategy,
+        scale_down_delay: duration(rollout.and_then(|r| r.scale_down_delay.as_ref())),
+    }
 }

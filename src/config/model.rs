@@ -204,15 +204,15 @@ pub struct TargetConfig {
     pub kind: TargetKind,
     pub path: Option<Spanned<String>>,
     pub listen: Option<Spanned<String>>,
-    pub command: Option<String>,
-    pub deploy: Option<String>,
-    pub health: Option<String>,
-    pub rollback: Option<String>,
+    pub command: Option<Spanned<String>>,
+    pub deploy: Option<Spanned<String>>,
+    pub health: Option<Spanned<String>>,
+    pub rollback: Option<Spanned<String>>,
     /// How long a script target's hook may run (default 10m); past it the
     /// hook's whole process group is killed and the deploy fails.
     pub timeout: Option<Spanned<String>>,
     /// How many unpacked releases to keep.
-    pub keep: Option<u32>,
+    pub keep: Option<Spanned<u32>>,
     /// An `nginx` target served by an nginx stella does not run.
     pub nginx: Option<Spanned<ExistingNginx>>,
     /// How far an image may expand when unpacked here.

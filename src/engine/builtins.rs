@@ -184,7 +184,7 @@ impl StellaBuiltins {
                 self.config
                     .targets
                     .get(*t)
-                    .is_some_and(|c| c.kind.is_routed())
+                    .is_some_and(|c| c.kind().is_routed())
             })
             .collect();
         if targets.is_empty() {

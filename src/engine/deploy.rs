@@ -1,8 +1,6 @@
 //! Deploying a release to an environment's targets.
 
-use std::time::Duration;
-
-use crate::config::{Config, EnvironmentConfig, TargetKind};
+use crate::config::{Config, Environment, Target};
 use crate::deploy::dir::DirTarget;
 use crate::domain::{Digest, Repository};
 
@@ -27,7 +25,7 @@ pub struct DeployOptions<'a> {
 /// `opts.only`). Returns a line per target.
 pub async fn deploy_targets(
     config: &Config,
-    env: &EnvironmentConfig,
+    env: &Environment,
     app: &str,
     digest: &Digest,
     opts: DeployOptions<'_>,
@@ -48,10 +46,14 @@ pub async fn deploy_targets(
             .targets
             .get(name)
             .ok_or_else(|| format!("no target `{name}`"))?;
-        if target.kind == TargetKind::Script {
-            done.push(run_hooks(config, name, target, app, digest, opts.rollback)?);
-            continue;
-        }
+        let unpacked = match target {
+            Target::Script(script) => {
+                done.push(run_hooks(config, name, script, app, digest, opts.rollback)?);
+                continue;
+            }
+            Target::Dir(u) | Target::Router(crate::config::Routed { unpacked: u, .. }) => u,
+            Target::Nginx(r, _) => &r.unpacked,
+        };
         let layout = match (&image.repository, opts.fetched) {
             (Repository::Layout(path), None) => Some(
                 crate::registry::Layout::open(&config.root.join(path))
@@ -69,8 +71,8 @@ pub async fn deploy_targets(
                 ));
             }
         };
-        let dir = dir_target(config, target, app);
-        if target.kind.is_routed() {
+        let dir = dir_target(config, unpacked, app);
+        if let Some(target) = target.routed() {
             let routed = super::routed::Routed {
                 app,
                 config,
@@ -81,13 +83,13 @@ pub async fn deploy_targets(
                 steps: opts.steps,
             };
             done.push(routed.deploy(source, digest).await?);
-            let _ = dir.prune(target.keep.unwrap_or(5) as usize);
+            let _ = dir.prune(unpacked.keep);
             continue;
         }
         let d = dir
             .deploy(source, digest)
             .map_err(|e| format!("target `{name}`: {e}"))?;
-        let _ = dir.prune(target.keep.unwrap_or(5) as usize);
+        let _ = dir.prune(unpacked.keep);
         done.push(format!(
             "{name}: {} → sha256:{}{}",
             d.previous
@@ -110,24 +112,8 @@ pub async fn deploy_targets(
 
 /// A `dir` target's folder for `app`, relative to the workspace; `{app}`
 /// in the path is the app's name, so one target can hold every app.
-pub fn dir_target(config: &Config, target: &crate::config::TargetConfig, app: &str) -> DirTarget {
-    let path = target.path.as_ref().map_or(".", |p| p.get_ref().as_str());
-    DirTarget::new(config.root.join(path.replace("{app}", app))).with_limits(unpack_limits(target))
-}
-
-/// The target's `[targets.NAME.unpack]` limits over the defaults.
-pub fn unpack_limits(target: &crate::config::TargetConfig) -> crate::deploy::unpack::Limits {
-    let mut l = crate::deploy::unpack::Limits::default();
-    if let Some(u) = &target.unpack {
-        let u = u.get_ref();
-        l.max_ratio = u.max_ratio.unwrap_or(l.max_ratio);
-        l.max_release_bytes = u
-            .max_release_mib
-            .map_or(l.max_release_bytes, |m| m.saturating_mul(1 << 20));
-        l.max_entries = u.max_entries.unwrap_or(l.max_entries);
-        l.max_depth = u.max_depth.map_or(l.max_depth, |d| d as usize);
-    }
-    l
+pub fn dir_target(config: &Config, target: &crate::config::Unpacked, app: &str) -> DirTarget {
+    DirTarget::new(config.root.join(target.path.replace("{app}", app))).with_limits(target.unpack)
 }
 
 /// A `script` target: the user's `deploy` hook (or `rollback`, when rolling
@@ -136,27 +122,22 @@ pub fn unpack_limits(target: &crate::config::TargetConfig) -> crate::deploy::unp
 fn run_hooks(
     config: &Config,
     name: &str,
-    target: &crate::config::TargetConfig,
+    target: &crate::config::Script,
     app: &str,
     digest: &Digest,
     rollback: bool,
 ) -> Result<String, String> {
     let hooks: Vec<(&str, &String)> = [
-        if rollback && target.rollback.is_some() {
-            target.rollback.as_ref().map(|c| ("rollback", c))
-        } else {
-            target.deploy.as_ref().map(|c| ("deploy", c))
-        },
+        Some(match &target.rollback {
+            Some(c) if rollback => ("rollback", c),
+            _ => ("deploy", &target.deploy),
+        }),
         target.health.as_ref().map(|c| ("health", c)),
     ]
     .into_iter()
     .flatten()
     .collect();
-    let limit = target
-        .timeout
-        .as_ref()
-        .and_then(|t| crate::domain::duration::parse_duration(t.get_ref()).ok())
-        .unwrap_or(Duration::from_secs(600));
+    let limit = target.timeout;
     let mut log = String::new();
     for (hook, command) in hooks {
         let mut cmd = std::process::Command::new("bash");
@@ -166,14 +147,7 @@ fn run_hooks(
             .env("STELLA_RELEASE_APP", app)
             .env("STELLA_RELEASE_DIGEST", digest.to_string())
             .env("STELLA_TARGET_NAME", name)
-            .env(
-                "STELLA_TARGET_PATH",
-                target
-                    .path
-                    .as_ref()
-                    .map(|p| p.get_ref().as_str())
-                    .unwrap_or(""),
-            )
+            .env("STELLA_TARGET_PATH", target.path.as_deref().unwrap_or(""))
             .env("STELLA_HOOK", hook)
             .stdin(std::process::Stdio::null());
         let out = crate::deploy::hook::run_with_timeout(cmd, limit)
@@ -212,21 +186,14 @@ fn run_hooks(
 
 /// What each `dir` target of `env` serves now: to put back if a later step
 /// of the workflow fails.
-pub fn snapshot(
-    config: &Config,
-    env: &EnvironmentConfig,
-    app: &str,
-) -> Vec<(String, Option<Digest>)> {
+pub fn snapshot(config: &Config, env: &Environment, app: &str) -> Vec<(String, Option<Digest>)> {
     env.targets
         .iter()
         .filter_map(|t| {
             let target = config.targets.get(t.get_ref())?;
-            match target.kind {
-                TargetKind::Dir => Some((
-                    t.get_ref().clone(),
-                    dir_target(config, target, app).current(),
-                )),
-                TargetKind::Router | TargetKind::Nginx => Some((
+            match target {
+                Target::Dir(u) => Some((t.get_ref().clone(), dir_target(config, u, app).current())),
+                Target::Router(_) | Target::Nginx(..) => Some((
                     t.get_ref().clone(),
                     crate::deploy::routed::read_state(&crate::deploy::routed::state_dir(
                         &config.root,
@@ -249,14 +216,14 @@ pub fn restore(config: &Config, app: &str, before: &[(String, Option<Digest>)]) 
         let Some(target) = config.targets.get(name) else {
             continue;
         };
-        if target.kind.is_routed() {
-            lines.extend(restore_routed(config, name, target, app, previous));
-            continue;
-        }
-        if target.kind != TargetKind::Dir {
-            continue;
-        }
-        let dir = dir_target(config, target, app);
+        let dir = match target {
+            Target::Dir(u) => dir_target(config, u, app),
+            Target::Router(r) | Target::Nginx(r, _) => {
+                lines.extend(restore_routed(config, name, r, app, previous));
+                continue;
+            }
+            Target::Script(_) => continue,
+        };
         if dir.current() == *previous {
             continue;
         }
@@ -282,7 +249,7 @@ pub fn restore(config: &Config, app: &str, before: &[(String, Option<Digest>)]) 
 fn restore_routed(
     config: &Config,
     name: &str,
-    target: &crate::config::TargetConfig,
+    target: &crate::config::Routed,
     app: &str,
     previous: &Option<Digest>,
 ) -> Vec<String> {
@@ -297,7 +264,7 @@ fn restore_routed(
     if st.stable.as_ref().map(|s| &s.digest) == previous.as_ref() && st.candidate.is_none() {
         return vec![];
     }
-    let dir = dir_target(config, target, app);
+    let dir = dir_target(config, &target.unpacked, app);
     st.stable = previous.as_ref().map(|d| SlotState {
         digest: d.clone(),
         dir: dir.release_dir(d),
@@ -382,9 +349,7 @@ pub fn recover(
         }
         lines.extend(restore(config, &p.app, &before));
         for t in &env.targets {
-            if let Some(target) = config.targets.get(t.get_ref())
-                && target.kind != TargetKind::Script
-            {
+            if let Some(target) = config.targets.get(t.get_ref()).and_then(Target::unpacked) {
                 for p in dir_target(config, target, &p.app).clean_stale() {
                     lines.push(format!("{}: removed {}", t.get_ref(), p.display()));
                 }

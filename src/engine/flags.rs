@@ -81,7 +81,7 @@ pub fn set_flags(
         .targets
         .iter()
         .map(|t| t.get_ref())
-        .filter(|t| config.targets.get(*t).is_some_and(|t| t.kind.is_routed()))
+        .filter(|t| config.targets.get(*t).is_some_and(|t| t.kind().is_routed()))
         .collect();
     if routed_targets.is_empty() {
         return Err(EngineError::usage(format!(
@@ -129,9 +129,7 @@ pub fn set_flags(
         let version = routed::write_state(&sdir, &mut st).map_err(EngineError::error)?;
         super::seal::write_atomic(&sdir.join("flags.json"), &bytes)?;
         if let Some(listen) = config.targets[*t]
-            .listen
-            .as_ref()
-            .and_then(|l| l.get_ref().parse::<std::net::SocketAddr>().ok())
+            .listen()
             .filter(|_| routed::running_pid(&sdir).is_some())
         {
             super::resolve::block_on(routed::wait_live(

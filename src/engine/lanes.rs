@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::EngineError;
-use crate::config::{Config, TargetKind};
+use crate::config::Config;
 use crate::domain::{Digest, Resolution};
 use crate::store::{PromotionRow, Store};
 
@@ -124,8 +124,11 @@ pub fn lanes(
                         .targets
                         .iter()
                         .filter_map(|t| config.targets.get(t.get_ref()))
-                        .filter(|t| t.kind == TargetKind::Dir)
-                        .map(|t| crate::engine::deploy::dir_target(config, t, app).current())
+                        .filter_map(|t| match t {
+                            crate::config::Target::Dir(u) => Some(u),
+                            _ => None,
+                        })
+                        .map(|u| crate::engine::deploy::dir_target(config, u, app).current())
                         .collect();
                     if dirs.is_empty() {
                         Health::Unknown

@@ -328,11 +328,7 @@ pub fn promote(
 
 /// Did a canary of promotion `id` on one of `env`'s routed targets end
 /// rolled back by its analysis?
-fn canary_rolled_back(
-    config: &Config,
-    env: &crate::config::model::EnvironmentConfig,
-    id: i64,
-) -> bool {
+fn canary_rolled_back(config: &Config, env: &crate::config::Environment, id: i64) -> bool {
     env.targets.iter().any(|t| {
         let progress = crate::deploy::routed::read_progress(&crate::deploy::routed::state_dir(
             &config.root,

@@ -155,11 +155,7 @@ pub fn consolidate(
         st.weight = 0;
         st.sticky = false;
         let version = routed::write_state(&sdir, &mut st).map_err(EngineError::error)?;
-        if let Some(listen) = target
-            .listen
-            .as_ref()
-            .and_then(|l| l.get_ref().parse::<std::net::SocketAddr>().ok())
-        {
+        if let Some(listen) = target.listen() {
             super::resolve::block_on(routed::wait_live(
                 listen,
                 version,

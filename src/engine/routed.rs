@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, EnvironmentConfig};
+use crate::config::{Config, Environment};
 use crate::deploy::dir::DirTarget;
 use crate::domain::Digest;
 
@@ -15,9 +15,9 @@ use super::seal::StepSealer;
 pub(super) struct Routed<'a> {
     pub app: &'a str,
     pub config: &'a Config,
-    pub env: &'a EnvironmentConfig,
+    pub env: &'a Environment,
     pub name: &'a str,
-    pub target: &'a crate::config::TargetConfig,
+    pub target: &'a crate::config::Routed,
     pub dir: &'a DirTarget,
     pub steps: Option<&'a StepSealer>,
 }
@@ -37,11 +37,7 @@ impl Routed<'_> {
     ) -> Result<String, String> {
         use crate::deploy::routed::{self, SlotState};
         let (name, target) = (self.name, self.target);
-        let listen: std::net::SocketAddr = target
-            .listen
-            .as_ref()
-            .and_then(|l| l.get_ref().parse().ok())
-            .ok_or_else(|| format!("target `{name}` has no valid `listen`"))?;
+        let listen = target.listen;
         let (unpacked, entries) = self
             .dir
             .unpack(source, digest)
@@ -83,31 +79,21 @@ impl Routed<'_> {
                 ));
             }
         }
-        if let Some(stable) = previous.as_ref().filter(|_| {
-            self.env
-                .strategy
-                .as_ref()
-                .is_some_and(|s| *s.get_ref() == crate::config::Strategy::Ab)
-        }) {
+        if let Some(stable) = previous
+            .as_ref()
+            .filter(|_| matches!(self.env.strategy, crate::config::Strategy::Ab { .. }))
+        {
             return self.start_ab(&sdir, &mut st, stable, listen).await;
         }
         let mut steps = String::new();
         if previous.is_some()
-            && let Some(rollout) = self.env.rollout.as_ref().filter(|_| {
-                self.env
-                    .strategy
-                    .as_ref()
-                    .is_some_and(|s| *s.get_ref() == crate::config::Strategy::Canary)
-            })
+            && let Some(rollout) = self.env.strategy.canary()
         {
             let stable = previous
                 .as_ref()
                 .map_or(String::new(), |p| p.digest.short().to_owned());
             let from = resumed.then_some(progress);
-            match self
-                .canary(&sdir, &mut st, rollout.get_ref(), listen, from)
-                .await
-            {
+            match self.canary(&sdir, &mut st, rollout, listen, from).await {
                 Ok(lines) => steps = format!(", canary {}", lines.join("; ")),
                 Err(why) => {
                     // All traffic back to stable; the candidate is retired.
@@ -131,10 +117,7 @@ impl Routed<'_> {
         // newer one takes its slot, or for `scale_down_delay`.
         st.warm_until = self
             .env
-            .rollout
-            .as_ref()
-            .and_then(|r| r.get_ref().scale_down_delay.as_ref())
-            .and_then(|d| crate::domain::duration::parse_duration(d.get_ref()).ok())
+            .scale_down_delay
             .map(|d| chrono::Utc::now().timestamp() + d.as_secs() as i64);
         live(routed::write_state(&sdir, &mut st)?).await?;
         Ok(format!(
@@ -164,12 +147,10 @@ impl Routed<'_> {
         listen: std::net::SocketAddr,
     ) -> Result<String, String> {
         use crate::deploy::routed;
-        let split = self
-            .env
-            .rollout
-            .as_ref()
-            .and_then(|r| r.get_ref().split.as_ref())
-            .map_or(50, |s| *s.get_ref());
+        let split = match self.env.strategy {
+            crate::config::Strategy::Ab { split } => split,
+            _ => crate::config::resolved::DEFAULT_SPLIT,
+        };
         let b = st
             .candidate
             .clone()
@@ -262,30 +243,21 @@ impl Routed<'_> {
         &self,
         sdir: &std::path::Path,
         st: &mut crate::deploy::routed::RouterState,
-        rollout: &crate::config::model::RolloutConfig,
+        rollout: &crate::config::Canary,
         listen: std::net::SocketAddr,
         from: Option<crate::deploy::routed::Progress>,
     ) -> Result<Vec<String>, String> {
         use crate::capsule::statement::Action;
         use crate::deploy::routed;
-        use crate::domain::duration::parse_duration;
-        let pause_text = rollout.pause.as_ref().map(|p| p.get_ref().as_str());
-        let manual = pause_text == Some("manual");
-        let pause = pause_text
-            .and_then(|p| parse_duration(p).ok())
-            .unwrap_or(Duration::from_secs(60));
-        let a = rollout.analysis.as_ref();
-        let interval = a
-            .and_then(|a| a.interval.as_ref())
-            .and_then(|i| parse_duration(i.get_ref()).ok())
-            .unwrap_or(if manual {
-                Duration::from_secs(30)
-            } else {
-                pause
-            })
-            .max(Duration::from_millis(500));
-        let limit = a.and_then(|a| a.failure_limit).unwrap_or(0);
-        let min_requests = a.and_then(|a| a.min_requests).unwrap_or(1);
+        let manual = rollout.pause == crate::config::Pause::Manual;
+        let pause = match rollout.pause {
+            crate::config::Pause::For(d) => d,
+            crate::config::Pause::Manual => crate::config::resolved::DEFAULT_PAUSE,
+        };
+        let a = Some(&rollout.analysis);
+        let interval = rollout.analysis.interval;
+        let limit = rollout.analysis.failure_limit;
+        let min_requests = rollout.analysis.min_requests;
         let (first_step, mut lines) = match &from {
             Some(p) => (p.step, p.samples.clone()),
             None => (0, Vec::new()),
@@ -450,7 +422,7 @@ impl Routed<'_> {
                 before = now;
                 let Some(a) = a else { continue };
                 let probe = match a.probe.as_ref() {
-                    Some(p) => Some(probe_candidate(listen, p.get_ref()).await),
+                    Some(p) => Some(probe_candidate(listen, p).await),
                     None => None,
                 };
                 let said = match &probe {
@@ -519,15 +491,9 @@ pub(super) fn judge(
 /// to the candidate. `Ok` or `Err` with what it saw, for the sample line.
 async fn probe_candidate(
     listen: std::net::SocketAddr,
-    p: &crate::config::model::ProbeConfig,
+    p: &crate::config::Probe,
 ) -> Result<String, String> {
-    let path = p.path.as_deref().unwrap_or("/");
-    let want = p.status.unwrap_or(200);
-    let timeout = p
-        .timeout
-        .as_deref()
-        .and_then(|t| crate::domain::duration::parse_duration(t).ok())
-        .unwrap_or(Duration::from_secs(2));
+    let (path, want, timeout) = (p.path.as_str(), p.status, p.timeout);
     let client = reqwest::Client::builder()
         .timeout(timeout)
         .build()

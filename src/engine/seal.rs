@@ -178,7 +178,7 @@ pub fn seal_and_export(
 pub fn environment_digest(
     ws: &Workspace,
     name: &str,
-    env: &crate::config::EnvironmentConfig,
+    env: &crate::config::Environment,
 ) -> Result<Digest, EngineError> {
     let effective = crate::capsule::environment::EffectiveEnvironment {
         name: name.to_owned(),

@@ -185,7 +185,7 @@ pub fn load_rollouts(config: &Config) -> Vec<RolloutInfo> {
             let Some(target) = config.targets.get(t.get_ref()) else {
                 continue;
             };
-            if !target.kind.is_routed() {
+            if !target.kind().is_routed() {
                 continue;
             }
             let dir = routed::state_dir(&config.root, t.get_ref());
@@ -194,7 +194,7 @@ pub fn load_rollouts(config: &Config) -> Vec<RolloutInfo> {
             out.push(RolloutInfo {
                 env: env.clone(),
                 target: t.get_ref().clone(),
-                router: if target.kind == TargetKind::Nginx {
+                router: if target.kind() == TargetKind::Nginx {
                     "nginx"
                 } else {
                     "built-in router"
