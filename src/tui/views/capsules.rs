@@ -41,11 +41,12 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             ),
             Span::styled(
                 format!("{:<6} ", c.decision),
-                app.theme.get(if c.decision == "allow" {
-                    Role::GatePass
-                } else {
-                    Role::GateBlocked
-                }),
+                app.theme
+                    .get(if c.decision == crate::domain::Decision::Allow.as_str() {
+                        Role::GatePass
+                    } else {
+                        Role::GateBlocked
+                    }),
             ),
             Span::styled(c.digest.short().to_string(), app.theme.get(Role::Digest)),
         ]));
@@ -145,7 +146,11 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                                 Role::GateBlocked
                             }),
                     ),
-                    Span::raw(format!(" → {}", p.outcome)),
+                    Span::raw(" → "),
+                    Span::styled(
+                        p.outcome.as_str(),
+                        app.theme.get(crate::tui::theme::outcome_role(p.outcome)),
+                    ),
                 ]));
                 out.push(Line::raw(format!(
                     "clock {} · requested by {} · promotion #{}",
