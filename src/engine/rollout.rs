@@ -63,7 +63,7 @@ pub fn abort_interrupted(
             target: name,
             from_weight: at,
             to_weight: 0,
-            cause: "operator",
+            cause: crate::domain::Cause::Operator,
             samples: &progress.samples,
         };
         let path = sealer.seal(

@@ -211,7 +211,7 @@ impl Routed<'_> {
         &self,
         action: crate::capsule::statement::Action,
         (from, to): (u8, u8),
-        cause: &str,
+        cause: crate::domain::Cause,
         samples: &[String],
         reason: String,
     ) -> Result<(), String> {
@@ -306,14 +306,14 @@ impl Routed<'_> {
             self.seal(
                 Action::Resume,
                 (at, at),
-                "operator",
+                crate::domain::Cause::Operator,
                 &lines,
                 format!("{}: the interrupted canary resumed at {at}%", self.name),
             )?;
         }
         // Who moves the canary on: its schedule, or (manual steps) an
         // operator.
-        let mut cause = "schedule";
+        let mut cause = crate::domain::Cause::Schedule;
         for (i, &w) in rollout.steps.iter().enumerate().skip(first_step) {
             if w >= 100 {
                 break;
@@ -362,7 +362,7 @@ impl Routed<'_> {
                         self.seal(
                             Action::Abort,
                             (w, 0),
-                            "operator",
+                            crate::domain::Cause::Operator,
                             &lines,
                             format!("{}: aborted by an operator at {w}%", self.name),
                         )?;
@@ -374,7 +374,7 @@ impl Routed<'_> {
                         self.seal(
                             Action::CanaryStep,
                             (w, 100),
-                            "operator",
+                            crate::domain::Cause::Operator,
                             &lines,
                             format!("{}: promoted from {w}% to 100% by an operator", self.name),
                         )?;
@@ -384,7 +384,7 @@ impl Routed<'_> {
                         // Manual steps: the operator moves it on.
                         routed::write_control(sdir, &routed::Control::default())?;
                         end = Some(Instant::now());
-                        cause = "operator";
+                        cause = crate::domain::Cause::Operator;
                         continue;
                     }
                     _ => {}
@@ -394,7 +394,7 @@ impl Routed<'_> {
                     self.seal(
                         if held { Action::Pause } else { Action::Resume },
                         (w, w),
-                        "operator",
+                        crate::domain::Cause::Operator,
                         &lines,
                         format!(
                             "{}: {} by an operator at {w}%",
@@ -454,7 +454,7 @@ impl Routed<'_> {
                     self.seal(
                         Action::Abort,
                         (w, 0),
-                        "analysis",
+                        crate::domain::Cause::Analysis,
                         &lines,
                         format!("{}: rolled back automatically; {why}", self.name),
                     )?;

@@ -310,7 +310,7 @@ pub struct StepRecord<'a> {
     pub from_weight: u8,
     pub to_weight: u8,
     /// `schedule`, `analysis` (an automatic rollback) or `operator`.
-    pub cause: &'a str,
+    pub cause: crate::domain::Cause,
     pub samples: &'a [String],
 }
 
