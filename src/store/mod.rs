@@ -382,4 +382,25 @@ mod tests {
         // And the new guard holds on the migrated store.
         assert!(insert(store.conn(), "runs.state", "done").is_err());
     }
+
+    #[test]
+    fn an_unknown_word_left_by_an_older_store_is_a_clear_error_on_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let before = MIGRATIONS
+            .iter()
+            .position(|m| format!("{m:?}").contains("promotions_state_insert"))
+            .unwrap();
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            Migrations::from_slice(&MIGRATIONS[..before])
+                .to_latest(&mut conn)
+                .unwrap();
+            insert(&conn, "promotions.outcome", "shipped").unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let err = store.promotions(None).unwrap_err().to_string();
+        assert!(err.contains("unknown word `shipped`"), "{err}");
+        assert!(err.contains("deploy-failed"), "{err}");
+    }
 }
