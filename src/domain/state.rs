@@ -73,10 +73,12 @@ impl PromotionOutcome {
     }
 
     /// Something went wrong (a block is a decision, not a failure).
+    /// `rolled-back` is neither: the earlier release serves again, asked
+    /// for by a rollback or by a canary's failed analysis.
     pub fn failed(self) -> bool {
         matches!(
             self,
-            Self::DeployFailed | Self::RolledBack | Self::RollbackFailed | Self::Interrupted
+            Self::DeployFailed | Self::RollbackFailed | Self::Interrupted
         )
     }
 }

@@ -74,8 +74,10 @@ pub fn outcome_role(o: PromotionOutcome) -> Role {
     match o {
         O::Live | O::Deployed | O::Unpinned | O::FlagsSet => Role::StepDone,
         O::Blocked | O::Aborted => Role::GateBlocked,
-        O::DeployFailed | O::RolledBack | O::RollbackFailed | O::Interrupted => Role::StepFailed,
-        O::Paused => Role::GateWarn,
+        O::DeployFailed | O::RollbackFailed | O::Interrupted => Role::StepFailed,
+        // The earlier release serves again: wanted (a rollback) or not (a
+        // canary's analysis), never quite done and never broken.
+        O::Paused | O::RolledBack => Role::GateWarn,
     }
 }
 
@@ -295,6 +297,7 @@ mod tests {
         assert_eq!(outcome_role(O::DeployFailed), Role::StepFailed);
         assert_eq!(outcome_role(O::Unpinned), Role::StepDone);
         assert_eq!(outcome_role(O::FlagsSet), Role::StepDone);
+        assert_eq!(outcome_role(O::RolledBack), Role::GateWarn);
         for o in O::VARIANTS {
             let role = outcome_role(*o);
             if o.failed() {
