@@ -223,7 +223,7 @@ impl Canary {
             interrupted: false,
         };
         let mut fx = Vec::new();
-        let c = c.go_to(0, Cause::Schedule, now, &mut fx);
+        let c = c.go_to(0, Cause::Schedule, &mut fx);
         (c, fx)
     }
 
@@ -242,7 +242,7 @@ impl Canary {
     }
 
     /// Moves to step `i` (sealed first), or promotes past the last step.
-    fn go_to(mut self, i: usize, cause: Cause, now: DateTime<Utc>, fx: &mut Vec<Effect>) -> Self {
+    fn go_to(mut self, i: usize, cause: Cause, fx: &mut Vec<Effect>) -> Self {
         let was = self.weight;
         match self.plan.steps.get(i).copied().filter(|w| *w < 100) {
             Some(w) => {
@@ -369,7 +369,7 @@ impl Canary {
         }
         if !s.sampling && s.step_ends_at.is_some_and(|t| t <= now) {
             let i = s.step + 1;
-            return s.go_to(i, Cause::Schedule, now, fx);
+            return s.go_to(i, Cause::Schedule, fx);
         }
         s
     }
@@ -509,7 +509,7 @@ impl Canary {
                 } else if self.plan.pause.is_none() {
                     // Manual steps: the operator moves it on.
                     let i = self.step + 1;
-                    self = self.go_to(i, Cause::Operator, now, fx);
+                    self = self.go_to(i, Cause::Operator, fx);
                     answered(fx);
                 } else {
                     refuse(
@@ -520,7 +520,7 @@ impl Canary {
             }
             OperatorRequest::PromoteNow => {
                 let i = self.plan.steps.len();
-                self = self.go_to(i, Cause::Operator, now, fx);
+                self = self.go_to(i, Cause::Operator, fx);
                 answered(fx);
             }
             OperatorRequest::Abort => {
