@@ -207,7 +207,7 @@ fn add(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 impl Canary {
     /// A new canary at weight `from` (the candidate just health-checked at
     /// 0): sealed and set at its first step.
-    pub fn start(plan: Plan, now: DateTime<Utc>) -> (Canary, Vec<Effect>) {
+    pub fn start(plan: Plan, _now: DateTime<Utc>) -> (Canary, Vec<Effect>) {
         let c = Canary {
             plan,
             step: 0,
@@ -230,6 +230,11 @@ impl Canary {
     /// The sample lines, oldest first.
     pub fn lines(&self) -> Vec<String> {
         self.samples.iter().map(Sample::line).collect()
+    }
+
+    /// The weight of the step it stands (or stood) at.
+    pub fn step_weight(&self) -> u8 {
+        self.plan.steps.get(self.step).copied().unwrap_or(0)
     }
 
     /// The weight it moves to next, if any.
