@@ -492,10 +492,9 @@ impl Canary {
                         reason: format!("resumed by {who} at {w}%"),
                     });
                     // Held: the step's time stopped, and so did the analysis.
-                    let held = self
-                        .paused_at
-                        .take()
-                        .map_or(chrono::Duration::zero(), |p| (now - p).max(chrono::Duration::zero()));
+                    let held = self.paused_at.take().map_or(chrono::Duration::zero(), |p| {
+                        (now - p).max(chrono::Duration::zero())
+                    });
                     self.phase = CanaryPhase::Running;
                     self.step_ends_at = self.step_ends_at.map(|e| e + held);
                     if self.live {
@@ -819,10 +818,7 @@ mod tests {
         let (c, fx) = run(c, Input::Tick(t(10)));
         assert!(fx.is_empty(), "waits for its sample: {fx:?}");
         let (c, fx) = run(c, sample_at(10, 100, 0.5));
-        assert_eq!(
-            seals(&fx),
-            [(SealAction::Abort, 50, 0, Cause::Analysis)]
-        );
+        assert_eq!(seals(&fx), [(SealAction::Abort, 50, 0, Cause::Analysis)]);
         assert_eq!(fx[1], Effect::SendAllToStable);
         assert_eq!(c.phase, CanaryPhase::RolledBack);
         assert_eq!(c.weight, 0);

@@ -78,7 +78,9 @@ pub fn rollout_of(env: &EnvironmentConfig) -> (Rollout, Option<Duration>) {
                     min_requests: a.and_then(|a| a.min_requests).unwrap_or(1),
                     failure_limit: a.and_then(|a| a.failure_limit).unwrap_or(0),
                 },
-                probe: a.and_then(|a| a.probe.as_ref()).map(|p| p.get_ref().clone()),
+                probe: a
+                    .and_then(|a| a.probe.as_ref())
+                    .map(|p| p.get_ref().clone()),
             }
         }
         _ => Rollout::BlueGreen,
@@ -173,7 +175,10 @@ impl Runner<'_> {
     }
 
     /// Runs the effects of the canary's start, then stores it.
-    pub async fn run_start(&mut self, effects: Vec<Effect>) -> Result<Option<DateTime<Utc>>, String> {
+    pub async fn run_start(
+        &mut self,
+        effects: Vec<Effect>,
+    ) -> Result<Option<DateTime<Utc>>, String> {
         let wake = self.run(effects).await;
         self.save()?;
         wake
@@ -276,7 +281,11 @@ impl Runner<'_> {
             samples: &lines,
         };
         sealer
-            .seal_step(action_of(action), &record, format!("{}: {reason}", self.target))
+            .seal_step(
+                action_of(action),
+                &record,
+                format!("{}: {reason}", self.target),
+            )
             .map(|(id, _)| Some(id))
             .map_err(|e| format!("the canary step could not be sealed: {}", e.message))
     }

@@ -202,13 +202,8 @@ async fn engine_task(
                 let (ws, config) = (ws.clone(), config.clone());
                 let sink = Sink::new(ticket, events.clone());
                 work.spawn_blocking(move || {
-                    let r = super::rollout::consolidate(
-                        &ws,
-                        &config,
-                        &req.env,
-                        req.winner,
-                        &req.asker,
-                    );
+                    let r =
+                        super::rollout::consolidate(&ws, &config, &req.env, req.winner, &req.asker);
                     report_failure(&sink, &r);
                     let _ = reply.send(r);
                 });

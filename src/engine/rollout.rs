@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::deploy::routed;
+use crate::domain::RequestState;
 use crate::domain::rollout::{AbEffect, AbInput, AbTest, Canary, Effect, Input, Reply};
 use crate::domain::{AbWinner, CanaryPhase, OperatorRequest, PromotionOutcome};
-use crate::domain::RequestState;
 use crate::store::{Answer, RequestSubject, RolloutKind, RolloutRow};
 use crate::workspace::Workspace;
 
@@ -72,7 +72,15 @@ pub fn request(
     req: OperatorRequest,
     asker: &super::keys::Asker,
 ) -> Result<Ack, EngineError> {
-    request_with(ws, config, env, req, asker, &Runs::default(), &Sink::discard())
+    request_with(
+        ws,
+        config,
+        env,
+        req,
+        asker,
+        &Runs::default(),
+        &Sink::discard(),
+    )
 }
 
 pub(super) fn request_with(
@@ -146,8 +154,9 @@ pub(super) fn request_with(
                 OperatorRequest::Abort => Some(AbWinner::A),
                 _ => None,
             };
-            let ab: AbTest = serde_json::from_str(&row.state)
-                .map_err(|e| EngineError::error(format!("the stored A/B test is unreadable: {e}")))?;
+            let ab: AbTest = serde_json::from_str(&row.state).map_err(|e| {
+                EngineError::error(format!("the stored A/B test is unreadable: {e}"))
+            })?;
             let (_, fx) = ab.step(AbInput::Request {
                 id,
                 request: req,
@@ -167,7 +176,18 @@ pub(super) fn request_with(
                 answer_refusal(ws, id, &fx)?;
             }
         }
-        RolloutKind::Canary => take_over(ws, config, env_name, &row, id, req, &requested_by, asker, runs, sink)?,
+        RolloutKind::Canary => take_over(
+            ws,
+            config,
+            env_name,
+            &row,
+            id,
+            req,
+            &requested_by,
+            asker,
+            runs,
+            sink,
+        )?,
     }
     let r = ws
         .open_store()?
@@ -175,8 +195,13 @@ pub(super) fn request_with(
         .ok_or_else(|| EngineError::error(format!("request #{id} vanished from the store")))?;
     if r.state == RequestState::Pending {
         let error = "the rollout was taken over but did not reach this request (its promotion stopped first)".to_owned();
-        ws.open_store()?
-            .answer_request(id, &Answer::Failed { error: error.clone() }, true)?;
+        ws.open_store()?.answer_request(
+            id,
+            &Answer::Failed {
+                error: error.clone(),
+            },
+            true,
+        )?;
         return Err(EngineError::error(error));
     }
     ack(ws, &row, r)
@@ -251,7 +276,13 @@ fn capsule_path(ws: &Workspace, id: i64) -> Result<PathBuf, EngineError> {
     let at = chrono::DateTime::parse_from_rfc3339(&st.predicate.clock)
         .map_err(EngineError::error)?
         .with_timezone(&chrono::Utc);
-    super::seal::export_default(ws, &st.predicate.to, &st.predicate.release.digest, &at, &file)
+    super::seal::export_default(
+        ws,
+        &st.predicate.to,
+        &st.predicate.release.digest,
+        &at,
+        &file,
+    )
 }
 
 /// Enacts `req` on a canary whose owner is dead. Pause and abort: this
@@ -446,7 +477,9 @@ fn consolidate_target(
     let name = row.target.as_str();
     let sdir = routed::state_dir(&config.root, name);
     let test = routed::read_ab(&sdir).ok_or_else(|| {
-        EngineError::error(format!("{name}: the A/B test's baseline (ab.json) is missing"))
+        EngineError::error(format!(
+            "{name}: the A/B test's baseline (ab.json) is missing"
+        ))
     })?;
     let ab: AbTest = serde_json::from_str(&row.state)
         .map_err(|e| EngineError::error(format!("the stored A/B test is unreadable: {e}")))?;
@@ -514,7 +547,11 @@ fn consolidate_target(
                     "{name}: A/B since {} ends with {winner} winning (sha256:{}){}; {}; {}",
                     test.started,
                     winner_digest.short(),
-                    if aborted { ", aborted by an operator" } else { "" },
+                    if aborted {
+                        ", aborted by an operator"
+                    } else {
+                        ""
+                    },
                     said("a", &a),
                     said("b", &b)
                 );

@@ -267,7 +267,10 @@ impl Routed<'_> {
         let wake = match resumed {
             Some(row) => {
                 let stored: Canary = serde_json::from_str(&row.state).map_err(|e| {
-                    format!("target `{}`: the stored canary is unreadable: {e}", self.name)
+                    format!(
+                        "target `{}`: the stored canary is unreadable: {e}",
+                        self.name
+                    )
                 })?;
                 let store = runner.ws.open_store().map_err(|e| e.to_string());
                 let took = store?
@@ -317,4 +320,3 @@ pub(super) fn judge(
     };
     crate::domain::rollout::judge(&t, max_error_rate, max_p95_ms, min_requests).as_str()
 }
-

@@ -161,7 +161,11 @@ impl Store {
         })
     }
 
-    pub fn rollout(&self, environment: &str, target: &str) -> Result<Option<RolloutRow>, StoreError> {
+    pub fn rollout(
+        &self,
+        environment: &str,
+        target: &str,
+    ) -> Result<Option<RolloutRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM rollouts WHERE environment = ?1 AND target = ?2");
         Ok(self
             .conn
@@ -237,11 +241,23 @@ mod tests {
         };
         s.put_rollout(&r).unwrap();
         // Not the owner: the write is refused.
-        assert!(!s.save_rollout("dev", "edge", CanaryPhase::Paused, "{}", false).unwrap());
-        assert!(s.take_over_rollout("dev", "edge", Some(dead), None).unwrap());
+        assert!(
+            !s.save_rollout("dev", "edge", CanaryPhase::Paused, "{}", false)
+                .unwrap()
+        );
+        assert!(
+            s.take_over_rollout("dev", "edge", Some(dead), None)
+                .unwrap()
+        );
         // The second taker loses.
-        assert!(!s.take_over_rollout("dev", "edge", Some(dead), None).unwrap());
-        assert!(s.save_rollout("dev", "edge", CanaryPhase::Paused, "{\"x\":1}", true).unwrap());
+        assert!(
+            !s.take_over_rollout("dev", "edge", Some(dead), None)
+                .unwrap()
+        );
+        assert!(
+            s.save_rollout("dev", "edge", CanaryPhase::Paused, "{\"x\":1}", true)
+                .unwrap()
+        );
         let got = s.rollout("dev", "edge").unwrap().unwrap();
         assert_eq!(
             (got.phase, got.owner_pid, got.taken_over, got.state.as_str()),

@@ -343,9 +343,8 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
             };
             rollout_request(ctx, &env, req)
         }),
-        Effect::AbortInterrupted { env } => ctx.blocking(move |ctx| {
-            rollout_request(ctx, &env, crate::domain::OperatorRequest::Abort)
-        }),
+        Effect::AbortInterrupted { env } => ctx
+            .blocking(move |ctx| rollout_request(ctx, &env, crate::domain::OperatorRequest::Abort)),
         Effect::Consolidate { env, winner_b } => ctx.blocking(move |ctx| {
             match crate::engine::rollout::consolidate(
                 &ctx.ws,
@@ -379,11 +378,7 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
 
 /// An operator's request on an environment's rollout, answered (sealed)
 /// or refused with the reason.
-fn rollout_request(
-    ctx: &Context,
-    env: &str,
-    req: crate::domain::OperatorRequest,
-) -> Msg {
+fn rollout_request(ctx: &Context, env: &str, req: crate::domain::OperatorRequest) -> Msg {
     match crate::engine::rollout::request(&ctx.ws, &ctx.config, env, req, &ctx.asker) {
         Ok(ack) => Msg::Status(format!(
             "{req} on {}: sealed{}{}",
