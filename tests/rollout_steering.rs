@@ -114,10 +114,7 @@ fn a_canary_is_steered_from_other_processes_and_taken_over_when_its_owner_dies()
     let (code, out, err, took) = ask(&ws, "pause");
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("pause sealed — capsule capsules/"), "{out}");
-    assert!(
-        took < Duration::from_millis(1500),
-        "acknowledged in {took:?}"
-    );
+    assert!(took < Duration::from_secs(3), "answered in {took:?}");
     assert_eq!(status(&ws)["canary"]["state"], "paused");
     // A second pause is refused with its reason, not lost.
     let (code, _, err, _) = ask(&ws, "pause");
@@ -133,10 +130,7 @@ fn a_canary_is_steered_from_other_processes_and_taken_over_when_its_owner_dies()
     let (code, out, err, took) = ask(&ws, "resume");
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("resume sealed — capsule capsules/"), "{out}");
-    assert!(
-        took < Duration::from_millis(1500),
-        "acknowledged in {took:?}"
-    );
+    assert!(took < Duration::from_secs(3), "answered in {took:?}");
     assert!(child.wait().unwrap().success());
     let r = routes(&ws);
     assert_eq!(r["flags"]["beta"], "on", "the flag was dropped: {r}");
@@ -214,4 +208,25 @@ fn a_canary_is_steered_from_other_processes_and_taken_over_when_its_owner_dies()
         .args(["audit", "verify-chain"])
         .assert()
         .success();
+
+    // Every request was answered once: within a second of being asked
+    // (the taken-over resume walks the canary to its end first), done with
+    // its capsule, or failed with its reason.
+    let store = stella::store::Store::open(&ws.join(".stella/stella.db")).unwrap();
+    let rows = store.requests("dev", 50).unwrap();
+    assert!(rows.len() >= 8, "{rows:?}");
+    for r in &rows {
+        let took = r.answered_at.expect("answered") - r.requested_at;
+        match r.state {
+            stella::domain::RequestState::Done => {
+                assert!(r.capsule_id.is_some(), "{r:?}");
+                if !(r.taken_over && r.request == stella::domain::OperatorRequest::Resume) {
+                    assert!(took < chrono::Duration::seconds(1), "{took} for {r:?}");
+                }
+            }
+            stella::domain::RequestState::Failed => assert!(r.error.is_some(), "{r:?}"),
+            stella::domain::RequestState::Pending => panic!("never answered: {r:?}"),
+        }
+    }
+    assert_eq!(rows.iter().filter(|r| r.taken_over).count(), 3, "{rows:?}");
 }
