@@ -123,9 +123,24 @@ impl Runner<'_> {
         self.ws.open_store().map_err(|e| e.to_string())
     }
 
-    /// Records a new canary, owned by this process.
+    /// Records a new canary, owned by this process. Requests still
+    /// pending were asked of an earlier rollout: they are refused, not
+    /// applied to this one.
     pub fn record(&self, app: &str, digest: &crate::domain::Digest) -> Result<(), String> {
-        self.store()?
+        let mut store = self.store()?;
+        let subject = RequestSubject::Rollout {
+            environment: self.environment.to_owned(),
+        };
+        while let Ok(Some(stale)) = store.next_request(&subject) {
+            let error = "asked of an earlier rollout, which ended before it was taken".to_owned();
+            if store
+                .answer_request(stale.id, &Answer::Failed { error }, false)
+                .is_err()
+            {
+                break;
+            }
+        }
+        store
             .put_rollout(&RolloutRow {
                 environment: self.environment.to_owned(),
                 target: self.target.to_owned(),
