@@ -13,6 +13,7 @@ use clap::{Args, Subcommand};
 use super::{Context, Failure, exit, load_config, print_json, unknown_environment};
 use crate::config::Config;
 use crate::deploy::routed;
+use crate::domain::CanaryPhase;
 use crate::engine::keys::Asker;
 
 #[derive(Debug, Subcommand)]
@@ -218,7 +219,10 @@ fn rollback(
             }),
         );
     }
-    if seen.iter().any(|(_, p, _)| p.state == "experiment") {
+    if seen
+        .iter()
+        .any(|(_, p, _)| p.state == Some(CanaryPhase::Experiment))
+    {
         return run(
             ctx,
             RolloutCommand::Consolidate(ConsolidateArgs {
@@ -292,6 +296,7 @@ fn status(
     a: &StatusArgs,
 ) -> Result<u8, Failure> {
     let mut out = Vec::new();
+    let mut canaries = Vec::new();
     for t in targets {
         let dir = routed::state_dir(ws.root(), t);
         let state = routed::read_state(&dir).map_err(Failure::error)?;
@@ -316,6 +321,7 @@ fn status(
             "next": next_step(&progress),
             "canary": progress,
         }));
+        canaries.push(progress);
     }
     if a.json && a.watch {
         println!("{}", serde_json::Value::from(out));
@@ -325,7 +331,8 @@ fn status(
         print_json(&out)?;
         return Ok(exit::OK);
     }
-    for v in &out {
+    for (v, p) in out.iter().zip(&canaries) {
+        let running = p.state == Some(CanaryPhase::Running);
         println!(
             "{} — candidate weight {}%{}",
             v["target"].as_str().unwrap_or("?"),
@@ -388,13 +395,13 @@ fn status(
                     n["at"].as_str().unwrap_or("?"),
                     n["in"].as_str().unwrap_or("?")
                 ),
-                n if n["weight"].is_u64() && c["manual"] == true && c["state"] == "running" => {
+                n if n["weight"].is_u64() && p.manual && running => {
                     println!(
                         "  next: {}% when an operator resumes (`stella rollout resume {}`)",
                         n["weight"], a.env
                     )
                 }
-                n if n["weight"].is_u64() && c["state"] == "running" => {
+                n if n["weight"].is_u64() && running => {
                     println!("  next: {}% once this step's weight is live", n["weight"])
                 }
                 n if n["weight"].is_u64() => println!(
@@ -422,7 +429,7 @@ fn next_step(p: &routed::Progress) -> serde_json::Value {
         return serde_json::Value::Null;
     };
     match p.next_at {
-        Some(at) if p.state == "running" && !p.interrupted => {
+        Some(at) if p.state == Some(CanaryPhase::Running) && !p.interrupted => {
             let left = (at - chrono::Utc::now()).num_seconds().max(0);
             serde_json::json!({
                 "weight": weight,

@@ -397,8 +397,8 @@ pub struct Progress {
     pub steps: Vec<u8>,
     /// Index into `steps` of the weight being held.
     pub step: usize,
-    /// `running`, `paused`, `promoted`, `rolled-back`, `aborted`.
-    pub state: String,
+    /// Where it is; `None` before any rollout.
+    pub state: Option<crate::domain::CanaryPhase>,
     pub samples: Vec<String>,
     /// The promotion walking it, and the process it runs in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -421,7 +421,8 @@ pub struct Progress {
 impl Progress {
     /// A canary under way: walking, held by an operator, or interrupted.
     pub fn in_flight(&self) -> bool {
-        matches!(self.state.as_str(), "running" | "paused")
+        use crate::domain::CanaryPhase;
+        matches!(self.state, Some(CanaryPhase::Running | CanaryPhase::Paused))
     }
 }
 

@@ -409,7 +409,7 @@ pub fn progress_of(row: &RolloutRow) -> routed::Progress {
     let mut p = routed::Progress {
         app: Some(row.app.clone()),
         digest: Some(row.digest.clone()),
-        state: row.phase.as_str().to_owned(),
+        state: Some(row.phase),
         promotion: row.promotion_id,
         owner: row.owner_pid,
         ..Default::default()
@@ -424,7 +424,7 @@ pub fn progress_of(row: &RolloutRow) -> routed::Progress {
                 p.next_at = c.step_ends_at.filter(|_| c.phase == CanaryPhase::Running);
             }
             if row.phase == CanaryPhase::Running && dead {
-                p.state = CanaryPhase::Paused.as_str().to_owned();
+                p.state = Some(CanaryPhase::Paused);
                 p.interrupted = true;
                 p.next_at = None;
             }

@@ -620,7 +620,7 @@ pub fn act(app: &mut App, a: Action) -> Vec<Effect> {
             let paused = app
                 .rollouts
                 .get(app.rollout)
-                .is_some_and(|r| r.progress.state == "paused");
+                .is_some_and(|r| r.progress.state == Some(crate::domain::CanaryPhase::Paused));
             rollout_change(app, if paused { "resume" } else { "pause" })
         }
         Action::Abort if app.screen == Screen::Rollout => rollout_change(app, "abort"),
@@ -842,8 +842,8 @@ fn rollout_change(app: &mut App, change: &str) -> Vec<Effect> {
     };
     let p = &r.progress;
     if !p.in_flight() {
-        app.complain(match p.state.as_str() {
-            "experiment" => format!(
+        app.complain(match p.state {
+            Some(crate::domain::CanaryPhase::Experiment) => format!(
                 "{} runs an A/B test, not a canary: `r` ends it on a (stable), `stella rollout consolidate {} --winner a|b` picks the winner",
                 r.target, r.env
             ),
@@ -919,7 +919,7 @@ fn rollout_rollback(app: &mut App) -> Vec<Effect> {
     if r.progress.in_flight() {
         return rollout_change(app, "abort");
     }
-    if r.progress.state == "experiment" {
+    if r.progress.state == Some(crate::domain::CanaryPhase::Experiment) {
         app.layers.push(Layer::Confirm {
             title: format!("End the A/B test on {}, a winning?", r.target),
             lines: vec![

@@ -10,6 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
 use super::{block, selected};
+use crate::domain::CanaryPhase;
 use crate::tui::state::App;
 
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
@@ -62,7 +63,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
 
     let r = &app.rollouts[app.rollout.min(app.rollouts.len() - 1)];
     let p = &r.progress;
-    let ab = p.state == "experiment";
+    let ab = p.state == Some(CanaryPhase::Experiment);
     let warm = r.candidate.is_some() && r.weight == 0 && !p.in_flight() && !ab;
     let width = detail.width.saturating_sub(4) as usize;
     let gauge_w = width.saturating_sub(30).max(10);
@@ -209,14 +210,14 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             ));
         }
         let mut steps = vec![Span::styled(
-            format!("canary {}: ", p.state),
+            format!("canary {}: ", p.state.map_or("-", |s| s.as_str())),
             app.theme.get("title"),
         )];
         for (i, w) in p.steps.iter().enumerate() {
             if i > 0 {
                 steps.push(Span::styled(" → ", app.theme.get("muted")));
             }
-            let current = i == p.step && matches!(p.state.as_str(), "running" | "paused");
+            let current = i == p.step && p.in_flight();
             steps.push(Span::styled(
                 if current {
                     format!("[{w}%]")
@@ -233,15 +234,15 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             ));
         }
         if let Some(next) = p.steps.get(p.step + 1).filter(|_| p.in_flight()) {
-            let when = match (p.state.as_str(), p.next_at) {
-                ("running", Some(at)) => format!(
+            let when = match (p.state, p.next_at) {
+                (Some(CanaryPhase::Running), Some(at)) => format!(
                     "in {}",
                     crate::domain::duration::format_duration(
                         (at - app.now).to_std().unwrap_or_default()
                     )
                 ),
-                ("running", None) if p.manual => "when an operator resumes".into(),
-                ("running", None) => "once this step's weight is live".into(),
+                (Some(CanaryPhase::Running), None) if p.manual => "when an operator resumes".into(),
+                (Some(CanaryPhase::Running), None) => "once this step's weight is live".into(),
                 _ => "once resumed".into(),
             };
             steps.push(Span::styled(
