@@ -235,3 +235,70 @@ fn a_canary_is_steered_from_other_processes_and_taken_over_when_its_owner_dies()
     };
     assert_eq!(rows.iter().filter(taken).count(), 3, "{rows:?}");
 }
+
+#[test]
+fn an_ab_test_refuses_steps_and_an_abort_ends_it_on_a_sealed_under_the_lock() {
+    let dir = common::init_workspace();
+    let ws = dir.path().to_owned();
+    common::app_image(&ws, "1.0", "v1");
+    common::app_image(&ws, "2.0", "v2");
+    let port = route_dev(
+        &ws,
+        "strategy = \"ab\"\n\n[environments.dev.rollout]\nsplit = 30\n",
+    );
+    let _stop = StopRouter(ws.clone());
+    for tag in ["1.0", "2.0"] {
+        stella(&ws)
+            .args([
+                "release",
+                "promote",
+                &format!("api-gateway:{tag}"),
+                "--to",
+                "dev",
+            ])
+            .assert()
+            .success();
+    }
+    let s = status(&ws);
+    assert_eq!(s["canary"]["state"], "experiment", "{s}");
+    assert_eq!(routes(&ws)["weight"], 30);
+    // An A/B test has no steps: a pause is refused, with the way out.
+    let (code, _, err, _) = ask(&ws, "pause");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("no steps") && err.contains("consolidate"),
+        "{err}"
+    );
+    assert_eq!(routes(&ws)["weight"], 30, "nothing moved");
+    // An abort ends it on a, sealed as a consolidation.
+    let (code, out, err, _) = ask(&ws, "abort");
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("abort sealed — capsule capsules/"), "{out}");
+    let r = routes(&ws);
+    assert!(r["candidate"].is_null() && r["weight"] == 0, "{r}");
+    let url = format!("http://127.0.0.1:{port}/index.html");
+    let body = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async { reqwest::get(&url).await.unwrap().text().await.unwrap() });
+    assert_eq!(body, "v1");
+    assert_eq!(status(&ws)["canary"]["state"], "consolidated");
+    // Nothing left to consolidate; the lock was released.
+    let out = stella(&ws)
+        .args(["rollout", "consolidate", "dev", "--winner", "b"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", common::stderr(&out));
+    assert!(common::stderr(&out).contains("no A/B test is running in dev"));
+    let out = stella(&ws)
+        .args(["capsule", "list", "--env", "dev", "--json"])
+        .output()
+        .unwrap();
+    let caps: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(caps.last().unwrap()["action"], "consolidate", "{caps:?}");
+    stella(&ws)
+        .args(["audit", "verify-chain"])
+        .assert()
+        .success();
+}
