@@ -232,6 +232,16 @@ impl Canary {
         self.samples.iter().map(Sample::line).collect()
     }
 
+    /// Stopped by an error the engine met running its effects: all
+    /// traffic is sent back to stable, and it can no longer be steered.
+    pub fn fail(mut self) -> Canary {
+        if self.phase.is_active() {
+            self.weight = 0;
+            self.finish(CanaryPhase::Failed);
+        }
+        self
+    }
+
     /// The weight of the step it stands (or stood) at.
     pub fn step_weight(&self) -> u8 {
         self.plan.steps.get(self.step).copied().unwrap_or(0)
@@ -1021,6 +1031,19 @@ mod tests {
             [(SealAction::CanaryStep, 50, 100, Cause::Schedule)]
         );
         assert_eq!(c.phase, CanaryPhase::Promoted);
+    }
+
+    #[test]
+    fn a_failed_canary_is_over_and_refuses_requests() {
+        let (c, _) = Canary::start(plan(&[50, 100], Some(60)), t(0));
+        let c = c.fail();
+        assert!(c.is_over());
+        assert_eq!((c.phase, c.weight), (CanaryPhase::Failed, 0));
+        let (_, fx) = run(c, req(1, OperatorRequest::Resume, 1));
+        assert!(matches!(
+            &fx[0],
+            Effect::AnswerRequest { reply: Reply::Refused(why), .. } if why.contains("failed already")
+        ));
     }
 
     #[test]

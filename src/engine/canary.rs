@@ -340,6 +340,13 @@ impl Runner<'_> {
         Some((r.id, r.request, r.requested_by))
     }
 
+    /// Marks the canary failed (the error stopped it) and stores it, so
+    /// nobody takes over a canary whose traffic went back to stable.
+    pub fn fail(&mut self) {
+        self.canary = self.canary.clone().fail();
+        let _ = self.save();
+    }
+
     /// Walks the canary until it is over: requests first, then what is
     /// due, sleeping until the next stored time (at most `POLL`).
     pub async fn walk(&mut self, mut wake: Option<DateTime<Utc>>) -> Result<(), String> {

@@ -288,7 +288,7 @@ impl Routed<'_> {
                     ));
                 }
                 runner.canary = stored;
-                runner.feed(Input::TakenOver(chrono::Utc::now())).await?
+                runner.feed(Input::TakenOver(chrono::Utc::now())).await
             }
             None => {
                 let (canary, effects) = Canary::start(plan, chrono::Utc::now());
@@ -296,10 +296,17 @@ impl Routed<'_> {
                 // Recorded (and steerable) before the first weight takes
                 // traffic.
                 runner.record(self.app, digest)?;
-                runner.run_start(effects).await?
+                runner.run_start(effects).await
             }
         };
-        runner.walk(wake).await?;
+        let walked = match wake {
+            Ok(wake) => runner.walk(wake).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = walked {
+            runner.fail();
+            return Err(e);
+        }
         super::canary::outcome(&runner.canary, self.name)
     }
 }

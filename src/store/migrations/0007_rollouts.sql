@@ -10,7 +10,7 @@ CREATE TABLE rollouts (
     app          TEXT NOT NULL,
     digest       TEXT NOT NULL,
     kind         TEXT NOT NULL CHECK (kind IN ('canary', 'ab')),
-    phase        TEXT NOT NULL CHECK (phase IN ('running', 'paused', 'promoted', 'aborted', 'rolled-back', 'experiment', 'consolidated')),
+    phase        TEXT NOT NULL CHECK (phase IN ('running', 'paused', 'promoted', 'aborted', 'rolled-back', 'experiment', 'consolidated', 'failed')),
     -- The process walking it; NULL once it is over.
     owner_pid    INTEGER,
     -- How many times it was taken over from a dead owner.
