@@ -93,11 +93,10 @@ fn a_canary_carries_its_steps_pause_and_analysis_with_every_default() {
     };
     assert_eq!(canary.steps, vec![10, 50, 100]);
     assert_eq!(canary.pause, Pause::For(Duration::from_secs(60)));
-    // The analysis samples once per pause unless told otherwise.
-    assert_eq!(canary.analysis.interval, Duration::from_secs(60));
-    assert_eq!(canary.analysis.min_requests, 1);
-    assert_eq!(canary.analysis.failure_limit, 0);
-    assert_eq!(canary.analysis.probe, None);
+    // Counters are read once per pause unless told otherwise; without an
+    // analysis table nothing judges them.
+    assert_eq!(canary.interval, Duration::from_secs(60));
+    assert_eq!(canary.analysis, None);
 
     let c = with_env(
         "strategy = \"canary\"\n[environments.prod.rollout]\nsteps = [50, 100]\npause = \"manual\"\n[environments.prod.rollout.analysis]\nmax_error_rate = 0.05\nprobe = { path = \"/healthz\" }\n",
@@ -110,9 +109,11 @@ fn a_canary_carries_its_steps_pause_and_analysis_with_every_default() {
         .unwrap()
         .clone();
     assert_eq!(canary.pause, Pause::Manual);
-    assert_eq!(canary.analysis.interval, Duration::from_secs(30));
-    assert_eq!(canary.analysis.max_error_rate, Some(0.05));
-    let probe = canary.analysis.probe.unwrap();
+    assert_eq!(canary.interval, Duration::from_secs(30));
+    let analysis = canary.analysis.unwrap();
+    assert_eq!(analysis.max_error_rate, Some(0.05));
+    assert_eq!((analysis.min_requests, analysis.failure_limit), (1, 0));
+    let probe = analysis.probe.unwrap();
     assert_eq!(
         (probe.path.as_str(), probe.status, probe.timeout),
         ("/healthz", 200, Duration::from_secs(2))
@@ -129,7 +130,7 @@ fn a_canary_carries_its_steps_pause_and_analysis_with_every_default() {
         .canary()
         .unwrap()
         .clone();
-    assert_eq!(canary.analysis.interval, Duration::from_millis(500));
+    assert_eq!(canary.interval, Duration::from_millis(500));
 }
 
 #[test]

@@ -635,7 +635,7 @@ fn rollout_screen_shows_the_split_the_steps_and_steers_the_canary() {
     );
     // A finished canary cannot be steered.
     let mut done = sample::rollouts();
-    done[0].progress.state = "promoted".into();
+    done[0].progress.state = Some(stella::domain::CanaryPhase::Promoted);
     reduce::reduce(&mut a, Msg::Rollouts(done));
     assert!(key(&mut a, KeyCode::Char(' ')).is_empty());
     assert!(
@@ -670,7 +670,7 @@ fn rollout_screen_picks_up_interrupted_canaries_ends_ab_tests_and_rolls_back() {
     // Interrupted: shown held; resume and promote start a new promotion
     // of its digest, abort and roll back send traffic back to stable.
     let mut held = sample::rollouts();
-    held[0].progress.state = "paused".into();
+    held[0].progress.state = Some(stella::domain::CanaryPhase::Paused);
     held[0].progress.interrupted = true;
     held[0].progress.app = Some("web".into());
     reduce::reduce(&mut a, Msg::Rollouts(held));
@@ -699,7 +699,7 @@ fn rollout_screen_picks_up_interrupted_canaries_ends_ab_tests_and_rolls_back() {
     // An A/B test: labelled a and b; `r` ends it on a, steering refused.
     let mut ab = sample::rollouts();
     ab[0].weight = 30;
-    ab[0].progress.state = "experiment".into();
+    ab[0].progress.state = Some(stella::domain::CanaryPhase::Experiment);
     ab[0].progress.steps = vec![30];
     ab[0].progress.step = 0;
     ab[0].progress.samples.clear();
@@ -724,7 +724,7 @@ fn rollout_screen_picks_up_interrupted_canaries_ends_ab_tests_and_rolls_back() {
     // the app the lane shows live there.
     let mut warm = sample::rollouts();
     warm[0].weight = 0;
-    warm[0].progress.state = "promoted".into();
+    warm[0].progress.state = Some(stella::domain::CanaryPhase::Promoted);
     reduce::reduce(&mut a, Msg::Rollouts(warm));
     assert!(draw(&a).contains("kept warm: r rolls back to it"));
     assert_eq!(
@@ -740,7 +740,7 @@ fn rollout_screen_picks_up_interrupted_canaries_ends_ab_tests_and_rolls_back() {
     let mut cold = sample::rollouts();
     cold[0].weight = 0;
     cold[0].candidate = None;
-    cold[0].progress.state = "promoted".into();
+    cold[0].progress.state = Some(stella::domain::CanaryPhase::Promoted);
     reduce::reduce(&mut a, Msg::Rollouts(cold));
     assert!(key(&mut a, KeyCode::Char('r')).is_empty());
     assert!(

@@ -1,10 +1,11 @@
 //! `stella rollout status|pause|resume|abort|promote ENV`: what an
 //! environment's `router` and `nginx` targets serve, and an operator's
-//! hand on a running canary. Controls reach the canary through its
-//! target's control file, whichever process runs it; the canary enacts
-//! and seals each. A canary whose promotion's process died is held at its
-//! step: `resume` and `promote` pick it up in a new promotion of the same
-//! digest, `abort` sends all traffic back to stable — each sealed.
+//! hand on a running canary. Each request goes through the engine as a
+//! signed row in the store, whichever process runs the canary; the canary
+//! enacts and seals it, and the command prints the capsule — or the
+//! reason it was refused. A canary whose process died is taken over: its
+//! step is where it stood, `resume` and `promote` walk it on here, `abort`
+//! sends all traffic back to stable, `pause` holds it — each sealed.
 //! `rollback` goes back to the release before, whatever is under way.
 
 use clap::{Args, Subcommand};
@@ -12,6 +13,7 @@ use clap::{Args, Subcommand};
 use super::{Context, Failure, exit, load_config, print_json, unknown_environment};
 use crate::config::Config;
 use crate::deploy::routed;
+use crate::domain::CanaryPhase;
 use crate::engine::keys::Asker;
 
 #[derive(Debug, Subcommand)]
@@ -111,9 +113,17 @@ pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
     let config = load_config(ctx, ws)?;
     if let RolloutCommand::Consolidate(a) = &cmd {
         router_targets(&config, &a.env)?;
-        let who = Asker::from_key(a.key.clone());
-        let lines =
-            crate::engine::rollout::consolidate(ws, &config, &a.env, a.winner == "b", &who)?;
+        let winner = if a.winner == "b" {
+            crate::domain::AbWinner::B
+        } else {
+            crate::domain::AbWinner::A
+        };
+        let req = crate::engine::rollout::ConsolidateRequest {
+            env: a.env.clone(),
+            winner,
+            asker: Asker::from_key(a.key.clone()),
+        };
+        let lines = super::decide::drive(ws, &config, |h| h.consolidate(req), |_| {})?;
         if a.json {
             print_json(&serde_json::json!({ "env": a.env, "winner": a.winner, "targets": lines }))?;
         } else {
@@ -126,94 +136,46 @@ pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
     if let RolloutCommand::Rollback(a) = &cmd {
         return rollback(ctx, ws, &config, a);
     }
-    let (env, change, key): (&str, Option<&str>, Option<String>) = match &cmd {
+    use crate::domain::OperatorRequest;
+    let (env, change, key) = match &cmd {
         RolloutCommand::Status(a) => (&a.env, None, None),
-        RolloutCommand::Pause(a) => (&a.env, Some("pause"), a.key.clone()),
-        RolloutCommand::Resume(a) => (&a.env, Some("resume"), a.key.clone()),
-        RolloutCommand::Abort(a) => (&a.env, Some("abort"), a.key.clone()),
-        RolloutCommand::Promote(a) => (&a.env, Some("promote"), a.key.clone()),
+        RolloutCommand::Pause(a) => (&a.env, Some(OperatorRequest::Pause), a.key.clone()),
+        RolloutCommand::Resume(a) => (&a.env, Some(OperatorRequest::Resume), a.key.clone()),
+        RolloutCommand::Abort(a) => (&a.env, Some(OperatorRequest::Abort), a.key.clone()),
+        RolloutCommand::Promote(a) => (&a.env, Some(OperatorRequest::PromoteNow), a.key.clone()),
         RolloutCommand::Consolidate(_) | RolloutCommand::Rollback(_) => {
             unreachable!("handled above")
         }
     };
     let targets = router_targets(&config, env)?;
-    if let Some(change) = change {
-        let mut done = 0;
-        // Interrupted canaries to pick up: (app, digest).
-        let mut pick_up: Vec<(String, crate::domain::Digest)> = Vec::new();
-        let mut abort_interrupted = false;
-        for t in &targets {
-            let dir = routed::state_dir(ws.root(), t);
-            let p = routed::read_progress(&dir);
-            if !p.in_flight() {
-                continue;
-            }
-            let at = p.steps.get(p.step).copied().unwrap_or(0);
-            if p.interrupted {
-                done += 1;
-                match change {
-                    "pause" => println!(
-                        "{t}: the canary is held at {at}% already (its promotion was interrupted)"
-                    ),
-                    "abort" => abort_interrupted = true,
-                    _ => {
-                        if change == "promote" {
-                            routed::ask(&dir, "promote").map_err(Failure::error)?;
-                        }
-                        if let (Some(app), Some(d)) = (p.app.clone(), p.digest.clone())
-                            && !pick_up.contains(&(app.clone(), d.clone()))
-                        {
-                            pick_up.push((app, d));
-                        }
-                    }
-                }
-                continue;
-            }
-            routed::ask(&dir, change).map_err(Failure::error)?;
-            println!("{t}: {change} asked of the canary at {at}%");
-            done += 1;
-        }
-        if done == 0 {
-            return Err(
-                Failure::usage(format!("no canary is running in {env}")).hint(format!(
-                    "`stella rollout status {env}` shows what its targets serve"
-                )),
-            );
-        }
-        if abort_interrupted {
-            let who = Asker::from_key(key.clone());
-            for line in crate::engine::rollout::abort_interrupted(ws, &config, env, &who)? {
-                println!("{line}");
-            }
-        }
-        for (app, digest) in pick_up {
-            println!("Picking up the interrupted canary of {app}@{digest} in {env}");
-            let code = super::decide::promote(
-                ctx,
-                super::decide::PromoteArgs {
-                    reference: format!("{app}@{digest}"),
-                    to: env.to_owned(),
-                    approve: false,
-                    key: key.clone(),
-                    dry_run: false,
-                    at: None,
-                    requester: None,
-                    break_glass: None,
-                    json: false,
-                    parallel: None,
-                },
-            )?;
-            if code != exit::OK {
-                return Ok(code);
-            }
-        }
+    if let Some(request) = change {
+        let req = crate::engine::rollout::RolloutRequest {
+            env: env.clone(),
+            request,
+            asker: Asker::from_key(key),
+        };
+        let ack = super::decide::drive(ws, &config, |h| h.rollout(req), |_| {})?;
+        println!(
+            "{}: {request} sealed{}{} (request #{})",
+            ack.target,
+            ack.capsule_path
+                .as_ref()
+                .map(|p| format!(" — capsule {}", p.display()))
+                .unwrap_or_default(),
+            if ack.taken_over {
+                ", taken over from its dead process"
+            } else {
+                ""
+            },
+            ack.request_id
+        );
         return Ok(exit::OK);
     }
     let RolloutCommand::Status(a) = cmd else {
         unreachable!("changes returned above")
     };
     if !a.watch {
-        return status(ws.root(), &targets, &a);
+        return status(ws, &targets, &a);
     }
     // Redrawn every second until interrupted; with --json, one line of
     // JSON per second.
@@ -221,7 +183,7 @@ pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
         if !a.json {
             print!("\x1b[2J\x1b[H");
         }
-        status(ws.root(), &targets, &a)?;
+        status(ws, &targets, &a)?;
         std::thread::sleep(std::time::Duration::from_secs(1));
     }
 }
@@ -243,7 +205,7 @@ fn rollback(
             let dir = routed::state_dir(ws.root(), t);
             (
                 t.clone(),
-                routed::read_progress(&dir),
+                crate::engine::rollout::progress(ws, env, t),
                 routed::read_state(&dir).unwrap_or_default(),
             )
         })
@@ -257,7 +219,10 @@ fn rollback(
             }),
         );
     }
-    if seen.iter().any(|(_, p, _)| p.state == "experiment") {
+    if seen
+        .iter()
+        .any(|(_, p, _)| p.state == Some(CanaryPhase::Experiment))
+    {
         return run(
             ctx,
             RolloutCommand::Consolidate(ConsolidateArgs {
@@ -325,13 +290,18 @@ fn rollback(
 }
 
 /// What each target serves, its counters and its canary, once.
-fn status(root: &std::path::Path, targets: &[String], a: &StatusArgs) -> Result<u8, Failure> {
+fn status(
+    ws: &crate::workspace::Workspace,
+    targets: &[String],
+    a: &StatusArgs,
+) -> Result<u8, Failure> {
     let mut out = Vec::new();
+    let mut canaries = Vec::new();
     for t in targets {
-        let dir = routed::state_dir(root, t);
+        let dir = routed::state_dir(ws.root(), t);
         let state = routed::read_state(&dir).map_err(Failure::error)?;
         let stats = routed::read_stats(&dir);
-        let progress = routed::read_progress(&dir);
+        let progress = crate::engine::rollout::progress(ws, &a.env, t);
         out.push(serde_json::json!({
             "target": t,
             "running": routed::running_pid(&dir).is_some(),
@@ -351,6 +321,7 @@ fn status(root: &std::path::Path, targets: &[String], a: &StatusArgs) -> Result<
             "next": next_step(&progress),
             "canary": progress,
         }));
+        canaries.push(progress);
     }
     if a.json && a.watch {
         println!("{}", serde_json::Value::from(out));
@@ -360,7 +331,8 @@ fn status(root: &std::path::Path, targets: &[String], a: &StatusArgs) -> Result<
         print_json(&out)?;
         return Ok(exit::OK);
     }
-    for v in &out {
+    for (v, p) in out.iter().zip(&canaries) {
+        let running = p.state == Some(CanaryPhase::Running);
         println!(
             "{} — candidate weight {}%{}",
             v["target"].as_str().unwrap_or("?"),
@@ -423,13 +395,13 @@ fn status(root: &std::path::Path, targets: &[String], a: &StatusArgs) -> Result<
                     n["at"].as_str().unwrap_or("?"),
                     n["in"].as_str().unwrap_or("?")
                 ),
-                n if n["weight"].is_u64() && c["manual"] == true && c["state"] == "running" => {
+                n if n["weight"].is_u64() && p.manual && running => {
                     println!(
                         "  next: {}% when an operator resumes (`stella rollout resume {}`)",
                         n["weight"], a.env
                     )
                 }
-                n if n["weight"].is_u64() && c["state"] == "running" => {
+                n if n["weight"].is_u64() && running => {
                     println!("  next: {}% once this step's weight is live", n["weight"])
                 }
                 n if n["weight"].is_u64() => println!(
@@ -457,7 +429,7 @@ fn next_step(p: &routed::Progress) -> serde_json::Value {
         return serde_json::Value::Null;
     };
     match p.next_at {
-        Some(at) if p.state == "running" && !p.interrupted => {
+        Some(at) if p.state == Some(CanaryPhase::Running) && !p.interrupted => {
             let left = (at - chrono::Utc::now()).num_seconds().max(0);
             serde_json::json!({
                 "weight": weight,

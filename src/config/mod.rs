@@ -770,13 +770,13 @@ fn environment(env: &EnvironmentConfig) -> Environment {
             Strategy::Canary(Canary {
                 steps: rollout.map(|r| r.steps.clone()).unwrap_or_default(),
                 pause,
-                analysis: Analysis {
-                    interval,
-                    max_error_rate: a.and_then(|a| a.max_error_rate),
-                    max_p95_ms: a.and_then(|a| a.max_p95_ms),
-                    min_requests: a.and_then(|a| a.min_requests).unwrap_or(1),
-                    failure_limit: a.and_then(|a| a.failure_limit).unwrap_or(0),
-                    probe: a.and_then(|a| a.probe.as_ref()).map(|p| {
+                interval,
+                analysis: a.map(|a| Analysis {
+                    max_error_rate: a.max_error_rate,
+                    max_p95_ms: a.max_p95_ms,
+                    min_requests: a.min_requests.unwrap_or(1),
+                    failure_limit: a.failure_limit.unwrap_or(0),
+                    probe: a.probe.as_ref().map(|p| {
                         let p = p.get_ref();
                         Probe {
                             path: p.path.clone().unwrap_or_else(|| "/".into()),
@@ -789,7 +789,7 @@ fn environment(env: &EnvironmentConfig) -> Environment {
                                 .unwrap_or(DEFAULT_PROBE_TIMEOUT),
                         }
                     }),
-                },
+                }),
             })
         }
     };

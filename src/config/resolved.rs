@@ -136,7 +136,12 @@ pub struct Canary {
     /// Candidate weights in percent, rising, ending at 100.
     pub steps: Vec<u8>,
     pub pause: Pause,
-    pub analysis: Analysis,
+    /// How often the candidate's counters are read (and, with an
+    /// analysis, judged).
+    pub interval: Duration,
+    /// `[….rollout.analysis]`: without it samples are recorded, never
+    /// judged.
+    pub analysis: Option<Analysis>,
 }
 
 /// How long each canary step holds.
@@ -150,7 +155,6 @@ pub enum Pause {
 /// How a canary is judged, every default applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Analysis {
-    pub interval: Duration,
     pub max_error_rate: Option<f64>,
     pub max_p95_ms: Option<f64>,
     /// Fewer requests in an interval: inconclusive.

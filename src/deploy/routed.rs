@@ -386,28 +386,9 @@ pub async fn ensure_running_with(
     }
 }
 
-/// What an operator asks of a running canary (`stella rollout …`): read
-/// by the canary between samples.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Control {
-    /// Hold the current weight until resumed.
-    pub paused: bool,
-    /// `abort` (all traffic back to stable) or `promote` (straight to 100 %).
-    pub request: Option<String>,
-}
-
-pub fn read_control(dir: &Path) -> Control {
-    std::fs::read(dir.join("control.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
-}
-
-pub fn write_control(dir: &Path, c: &Control) -> Result<(), String> {
-    write_json(dir, "control.json", c)
-}
-
-/// Where a canary is: shown by `stella rollout status`.
+/// Where a canary is, for readers (`stella rollout status`, the
+/// workbench): built from the rollout's row in the store
+/// (`engine::rollout::progress`), which is the source of truth.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -416,8 +397,8 @@ pub struct Progress {
     pub steps: Vec<u8>,
     /// Index into `steps` of the weight being held.
     pub step: usize,
-    /// `running`, `paused`, `promoted`, `rolled-back`, `aborted`.
-    pub state: String,
+    /// Where it is; `None` before any rollout.
+    pub state: Option<crate::domain::CanaryPhase>,
     pub samples: Vec<String>,
     /// The promotion walking it, and the process it runs in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -440,26 +421,9 @@ pub struct Progress {
 impl Progress {
     /// A canary under way: walking, held by an operator, or interrupted.
     pub fn in_flight(&self) -> bool {
-        matches!(self.state.as_str(), "running" | "paused")
+        use crate::domain::CanaryPhase;
+        matches!(self.state, Some(CanaryPhase::Running | CanaryPhase::Paused))
     }
-}
-
-/// The canary's progress; one whose process died is reported paused and
-/// `interrupted`, at the step it reached.
-pub fn read_progress(dir: &Path) -> Progress {
-    let mut p: Progress = std::fs::read(dir.join("canary.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    if p.in_flight() && p.owner.is_some_and(|pid| !crate::store::process_alive(pid)) {
-        p.state = "paused".into();
-        p.interrupted = true;
-    }
-    p
-}
-
-pub fn write_progress(dir: &Path, p: &Progress) -> Result<(), String> {
-    write_json(dir, "canary.json", p)
 }
 
 fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), String> {
@@ -488,28 +452,6 @@ pub fn read_ab(dir: &Path) -> Option<AbTest> {
 
 pub fn write_ab(dir: &Path, t: &AbTest) -> Result<(), String> {
     write_json(dir, "ab.json", t)
-}
-
-/// Records an operator's `pause`, `resume`, `abort` or `promote` for the
-/// canary of the target whose files are in `dir`.
-pub fn ask(dir: &Path, change: &str) -> Result<(), String> {
-    let mut c = read_control(dir);
-    match change {
-        "pause" => c.paused = true,
-        "resume" => {
-            // Also moves a manual step on (`pause = "manual"`).
-            c.paused = false;
-            c.request = Some("resume".to_owned());
-        }
-        "abort" | "promote" => {
-            c = Control {
-                paused: false,
-                request: Some(change.to_owned()),
-            }
-        }
-        other => return Err(format!("`{other}` is not a rollout change")),
-    }
-    write_control(dir, &c)
 }
 
 #[cfg(test)]

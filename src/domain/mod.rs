@@ -7,6 +7,7 @@ pub mod duration;
 pub mod reference;
 pub mod release;
 pub mod requester;
+pub mod rollout;
 pub mod schedule;
 pub mod state;
 pub mod verdict;

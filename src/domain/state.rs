@@ -147,6 +147,9 @@ vocabulary! {
         Experiment,
         /// An A/B test ended on its winner.
         Consolidated,
+        /// Stopped by an error (a weight that did not go live, a decision
+        /// that could not be sealed); all traffic back on stable.
+        Failed,
     }
 }
 

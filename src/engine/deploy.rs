@@ -328,10 +328,7 @@ pub fn recover(
         // A canary it was walking stays where it was, held: traffic does
         // not move until an operator resumes or aborts it.
         let held = |t: &str| {
-            let progress = crate::deploy::routed::read_progress(&crate::deploy::routed::state_dir(
-                &config.root,
-                t,
-            ));
+            let progress = super::canary::progress(&store, &p.environment, t);
             (progress.interrupted && progress.promotion == Some(id)).then_some(progress)
         };
         let mut before: Vec<(String, Option<Digest>)> = Vec::new();

@@ -17,6 +17,7 @@ use super::event::{EngineEvent, EventKind, Sink, Ticket};
 use super::pin::{UnpinOutcome, UnpinRequest, unpin};
 use super::promote::{PromoteOutcome, PromoteRequest, promote};
 use super::rollback::{RollbackOutcome, RollbackRequest, rollback};
+use super::rollout::{Ack, ConsolidateRequest, RolloutRequest};
 use super::runs::Runs;
 use crate::config::Config;
 use crate::workspace::Workspace;
@@ -29,6 +30,8 @@ enum Command {
     Rollback(Ticket, Box<RollbackRequest>, Reply<RollbackOutcome>),
     Approve(Ticket, Box<ApproveRequest>, Reply<Approved>),
     Unpin(Ticket, Box<UnpinRequest>, Reply<UnpinOutcome>),
+    Rollout(Ticket, Box<RolloutRequest>, Reply<Ack>),
+    Consolidate(Ticket, Box<ConsolidateRequest>, Reply<Vec<String>>),
     Pause(i64, Reply<()>),
     Resume(i64, Reply<()>),
     Abort(i64, Reply<()>),
@@ -86,6 +89,17 @@ impl EngineHandle {
     /// Lifts the pin a rollback put on an app in an environment, sealed.
     pub fn unpin(&self, req: UnpinRequest) -> Pending<UnpinOutcome> {
         self.ask(|t, r| Command::Unpin(t, Box::new(req), r))
+    }
+
+    /// An operator's pause, resume, promote-now or abort of the rollout
+    /// in an environment, whichever process runs it; answered once sealed.
+    pub fn rollout(&self, req: RolloutRequest) -> Pending<Ack> {
+        self.ask(|t, r| Command::Rollout(t, Box::new(req), r))
+    }
+
+    /// Ends an environment's A/B test on its winner, sealed first.
+    pub fn consolidate(&self, req: ConsolidateRequest) -> Pending<Vec<String>> {
+        self.ask(|t, r| Command::Consolidate(t, Box::new(req), r))
     }
 
     /// Holds a running promotion's next steps; running ones finish.
@@ -163,6 +177,33 @@ async fn engine_task(
                 let sink = Sink::new(ticket, events.clone());
                 work.spawn_blocking(move || {
                     let r = unpin(&ws, &config, &req, &sink);
+                    report_failure(&sink, &r);
+                    let _ = reply.send(r);
+                });
+            }
+            Command::Rollout(ticket, req, reply) => {
+                let (ws, config, runs) = (ws.clone(), config.clone(), runs.clone());
+                let sink = Sink::new(ticket, events.clone());
+                work.spawn_blocking(move || {
+                    let r = super::rollout::request_with(
+                        &ws,
+                        &config,
+                        &req.env,
+                        req.request,
+                        &req.asker,
+                        &runs,
+                        &sink,
+                    );
+                    report_failure(&sink, &r);
+                    let _ = reply.send(r);
+                });
+            }
+            Command::Consolidate(ticket, req, reply) => {
+                let (ws, config) = (ws.clone(), config.clone());
+                let sink = Sink::new(ticket, events.clone());
+                work.spawn_blocking(move || {
+                    let r =
+                        super::rollout::consolidate(&ws, &config, &req.env, req.winner, &req.asker);
                     report_failure(&sink, &r);
                     let _ = reply.send(r);
                 });

@@ -5,6 +5,7 @@
 
 pub mod approve;
 pub mod builtins;
+mod canary;
 pub mod deploy;
 pub mod error;
 pub mod evaluate;

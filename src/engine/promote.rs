@@ -241,10 +241,11 @@ pub fn promote(
                 failure = Some(e);
                 if aborted {
                     PromotionOutcome::Aborted
-                } else if canary_rolled_back(config, env, id) {
-                    // Its analysis sent all traffic back: that is what
-                    // happened, not a deploy that could not be done.
-                    PromotionOutcome::RolledBack
+                } else if let Some(stopped) = canary_stopped(ws, &req.to, env, id) {
+                    // Its analysis (or an operator) sent all traffic back:
+                    // that is what happened, not a deploy that could not
+                    // be done.
+                    stopped
                 } else {
                     PromotionOutcome::DeployFailed
                 }
@@ -326,15 +327,24 @@ pub fn promote(
     })
 }
 
-/// Did a canary of promotion `id` on one of `env`'s routed targets end
-/// rolled back by its analysis?
-fn canary_rolled_back(config: &Config, env: &crate::config::Environment, id: i64) -> bool {
-    env.targets.iter().any(|t| {
-        let progress = crate::deploy::routed::read_progress(&crate::deploy::routed::state_dir(
-            &config.root,
-            t.get_ref(),
-        ));
-        progress.promotion == Some(id)
-            && progress.state.parse::<CanaryPhase>() == Ok(CanaryPhase::RolledBack)
+/// How a canary of promotion `id` on one of `env`'s routed targets
+/// ended, when its analysis or an operator stopped it.
+fn canary_stopped(
+    ws: &Workspace,
+    env_name: &str,
+    env: &crate::config::Environment,
+    id: i64,
+) -> Option<PromotionOutcome> {
+    let store = ws.open_store().ok()?;
+    env.targets.iter().find_map(|t| {
+        let progress = super::canary::progress(&store, env_name, t.get_ref());
+        if progress.promotion != Some(id) {
+            return None;
+        }
+        match progress.state? {
+            CanaryPhase::RolledBack => Some(PromotionOutcome::RolledBack),
+            CanaryPhase::Aborted => Some(PromotionOutcome::Aborted),
+            _ => None,
+        }
     })
 }

@@ -3,7 +3,7 @@
 //! HTTP probe), the start of an A/B test. Each weight change and each
 //! operator's action is sealed through `StepSealer` before traffic moves.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::config::{Config, Environment};
 use crate::deploy::dir::DirTarget;
@@ -61,17 +61,30 @@ impl Routed<'_> {
         if previous.as_ref().is_some_and(|p| p.digest == *digest) {
             return Ok(format!("{name}: already serving sha256:{}", digest.short()));
         }
-        let progress = routed::read_progress(&sdir);
-        let resumed = progress.interrupted
-            && progress.digest.as_ref() == Some(digest)
-            && st.candidate.as_ref().is_some_and(|c| c.digest == *digest);
-        if previous.is_some() && !resumed {
+        let (rollout, warm) = super::canary::rollout_of(self.env);
+        // An interrupted canary of this digest (its owner dead) is picked
+        // up at the step it reached, from its stored state.
+        let resumed = crate::workspace::Workspace::at(self.config.root.clone())
+            .open_store()
+            .ok()
+            .and_then(|s| s.rollout(self.env_name(), name).ok().flatten())
+            .filter(|row| {
+                row.kind == crate::store::RolloutKind::Canary
+                    && row.phase.is_active()
+                    && row
+                        .owner_pid
+                        .is_none_or(|pid| !crate::store::process_alive(pid))
+                    && row.digest == *digest
+                    && st.candidate.as_ref().is_some_and(|c| c.digest == *digest)
+            });
+        if previous.is_some() && resumed.is_none() {
             st.candidate = Some(new.clone());
             st.weight = 0;
             st.warm_until = None;
             let version = routed::write_state(&sdir, &mut st)?;
             live(version).await?;
             if let Err(e) = routed::check_candidate(listen, version).await {
+                let mut st = routed::read_state(&sdir)?;
                 st.candidate = None;
                 let _ = routed::write_state(&sdir, &mut st);
                 return Err(format!(
@@ -79,46 +92,50 @@ impl Routed<'_> {
                 ));
             }
         }
-        if let Some(stable) = previous
-            .as_ref()
-            .filter(|_| matches!(self.env.strategy, crate::config::Strategy::Ab { .. }))
-        {
-            return self.start_ab(&sdir, &mut st, stable, listen).await;
-        }
         let mut steps = String::new();
-        if previous.is_some()
-            && let Some(rollout) = self.env.strategy.canary()
-        {
-            let stable = previous
-                .as_ref()
-                .map_or(String::new(), |p| p.digest.short().to_owned());
-            let from = resumed.then_some(progress);
-            match self.canary(&sdir, &mut st, rollout, listen, from).await {
-                Ok(lines) => steps = format!(", canary {}", lines.join("; ")),
-                Err(why) => {
-                    // All traffic back to stable; the candidate is retired.
-                    st.candidate = None;
-                    st.weight = 0;
-                    return Err(match routed::switch(&sdir, &mut st).await {
-                        Ok(()) => format!(
-                            "target `{name}`: {why}; all traffic is back on sha256:{stable}"
-                        ),
-                        Err(e) => format!(
-                            "target `{name}`: {why}; sending all traffic back to sha256:{stable} failed: {e}"
-                        ),
-                    });
+        match (previous.as_ref(), rollout) {
+            (Some(stable), super::canary::Rollout::Ab { split }) => {
+                return self.start_ab(&sdir, stable, digest, split, listen).await;
+            }
+            (Some(p), super::canary::Rollout::Canary { plan, probe }) => {
+                let stable = p.digest.short().to_owned();
+                match self
+                    .canary(&sdir, digest, plan, probe.as_ref(), listen, resumed)
+                    .await
+                {
+                    Ok(lines) => steps = format!(", canary {}", lines.join("; ")),
+                    Err(why) => {
+                        // All traffic back to stable (the canary's abort
+                        // did so already); the candidate is retired.
+                        let sent = async {
+                            let mut st = routed::read_state(&sdir)?;
+                            st.candidate = None;
+                            st.weight = 0;
+                            routed::switch(&sdir, &mut st).await
+                        };
+                        return Err(match sent.await {
+                            Ok(()) => format!(
+                                "target `{name}`: {why}; all traffic is back on sha256:{stable}"
+                            ),
+                            Err(e) => format!(
+                                "target `{name}`: {why}; sending all traffic back to sha256:{stable} failed: {e}"
+                            ),
+                        });
+                    }
                 }
             }
+            _ => {}
         }
-        st.candidate = previous;
+        // The swap, on the routes as they are now (flags set meanwhile
+        // stay).
+        let mut st = routed::read_state(&sdir)?;
+        st.listen = Some(listen);
+        st.candidate = st.stable.take().filter(|s| s.digest != *digest);
         st.stable = Some(new);
         st.weight = 0;
         // The old release stays warm for an instant rollback: until a
         // newer one takes its slot, or for `scale_down_delay`.
-        st.warm_until = self
-            .env
-            .scale_down_delay
-            .map(|d| chrono::Utc::now().timestamp() + d.as_secs() as i64);
+        st.warm_until = warm.map(|d| chrono::Utc::now().timestamp() + d.as_secs() as i64);
         live(routed::write_state(&sdir, &mut st)?).await?;
         Ok(format!(
             "{name}: {was} → sha256:{} on {listen} ({}{steps}{})",
@@ -142,61 +159,69 @@ impl Routed<'_> {
     async fn start_ab(
         &self,
         sdir: &std::path::Path,
-        st: &mut crate::deploy::routed::RouterState,
         stable: &crate::deploy::routed::SlotState,
+        digest: &Digest,
+        split: u8,
         listen: std::net::SocketAddr,
     ) -> Result<String, String> {
         use crate::deploy::routed;
-        let split = match self.env.strategy {
-            crate::config::Strategy::Ab { split } => split,
-            _ => crate::config::resolved::DEFAULT_SPLIT,
-        };
-        let b = st
-            .candidate
-            .clone()
-            .ok_or("the new release is not in the candidate slot")?;
+        use crate::domain::rollout::{AbEffect, AbTest};
         let baseline = routed::read_stats(sdir);
-        st.weight = split;
-        st.sticky = true;
-        st.warm_until = None;
-        routed::wait_live(
-            listen,
-            routed::write_state(sdir, st)?,
-            Duration::from_secs(10),
-            Some(sdir),
-        )
-        .await?;
+        let (ab, effects) = AbTest::start(split, chrono::Utc::now());
+        for e in effects {
+            if let AbEffect::SetWeight(w) = e {
+                // On the routes as they are (flags stay).
+                let mut st = routed::read_state(sdir)?;
+                if st.candidate.as_ref().is_none_or(|c| c.digest != *digest) {
+                    return Err("the new release is not in the candidate slot".into());
+                }
+                st.weight = w;
+                st.sticky = true;
+                st.warm_until = None;
+                routed::wait_live(
+                    listen,
+                    routed::write_state(sdir, &mut st)?,
+                    Duration::from_secs(10),
+                    Some(sdir),
+                )
+                .await?;
+            }
+        }
         routed::write_ab(
             sdir,
             &routed::AbTest {
                 a: stable.digest.clone(),
-                b: b.digest.clone(),
-                started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                b: digest.clone(),
+                started: ab
+                    .started_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 baseline,
             },
         )?;
-        routed::write_progress(
-            sdir,
-            &routed::Progress {
-                app: Some(self.app.to_owned()),
-                digest: Some(b.digest.clone()),
-                steps: vec![split],
-                step: 0,
-                state: "experiment".into(),
-                samples: vec![],
-                promotion: self.steps.map(|s| s.promotion_id),
-                owner: None,
-                interrupted: false,
-                next_at: None,
-                manual: false,
-            },
-        )?;
+        crate::workspace::Workspace::at(self.config.root.clone())
+            .open_store()
+            .and_then(|mut s| {
+                s.put_rollout(&crate::store::RolloutRow {
+                    environment: self.env_name().to_owned(),
+                    target: self.name.to_owned(),
+                    promotion_id: self.steps.map(|s| s.promotion_id),
+                    app: self.app.to_owned(),
+                    digest: digest.clone(),
+                    kind: crate::store::RolloutKind::Ab,
+                    phase: ab.phase,
+                    owner_pid: None,
+                    taken_over: 0,
+                    state: serde_json::to_string(&ab).expect("an A/B test serializes"),
+                    updated_at: ab.started_at,
+                })
+            })
+            .map_err(|e| e.to_string())?;
         Ok(format!(
             "{}: A/B on {listen} — a sha256:{} ({}%) vs b sha256:{} ({split}%), each client kept on its variant; `stella rollout consolidate {} --winner a|b` ends it",
             self.name,
             stable.digest.short(),
             100 - split,
-            b.digest.short(),
+            digest.short(),
             self.env_name()
         ))
     }
@@ -205,265 +230,80 @@ impl Routed<'_> {
         self.steps.map_or("ENV", |s| s.environment.as_str())
     }
 
-    /// Seals one of the canary's decisions; a decision that cannot be
-    /// sealed is not taken, so the error stops the canary.
-    fn seal(
-        &self,
-        action: crate::capsule::statement::Action,
-        (from, to): (u8, u8),
-        cause: crate::domain::Cause,
-        samples: &[String],
-        reason: String,
-    ) -> Result<(), String> {
-        let Some(sealer) = self.steps else {
-            return Ok(());
-        };
-        let record = super::seal::StepRecord {
-            target: self.name,
-            from_weight: from,
-            to_weight: to,
-            cause,
-            samples,
-        };
-        sealer
-            .seal(action, &record, reason)
-            .map(|_| ())
-            .map_err(|e| format!("the canary step could not be sealed: {}", e.message))
-    }
-
-    /// Walks the candidate through the rollout's weights, holding each
-    /// for `pause` (or, with `pause = "manual"`, until an operator
-    /// resumes) while the analysis samples the candidate's counters every
-    /// `interval`. Each weight change and each operator action is sealed.
-    /// Returns a line per sample; fails when more samples fail than
-    /// `failure_limit` allows, naming each sample, or when an operator
-    /// aborts. `from`: an interrupted canary's progress, to pick up at
-    /// its step.
+    /// Walks the candidate through the canary's weights (see
+    /// `canary::Runner`), from its first step or, `resumed`, from the
+    /// stored state a dead owner left. Returns a line per sample; fails
+    /// when the analysis rolls it back or an operator aborts it (all
+    /// traffic is then back on stable).
     async fn canary(
         &self,
         sdir: &std::path::Path,
-        st: &mut crate::deploy::routed::RouterState,
-        rollout: &crate::config::Canary,
+        digest: &Digest,
+        plan: crate::domain::rollout::Plan,
+        probe: Option<&crate::config::Probe>,
         listen: std::net::SocketAddr,
-        from: Option<crate::deploy::routed::Progress>,
+        resumed: Option<crate::store::RolloutRow>,
     ) -> Result<Vec<String>, String> {
-        use crate::capsule::statement::Action;
-        use crate::deploy::routed;
-        let manual = rollout.pause == crate::config::Pause::Manual;
-        let pause = match rollout.pause {
-            crate::config::Pause::For(d) => d,
-            crate::config::Pause::Manual => crate::config::resolved::DEFAULT_PAUSE,
+        use crate::domain::rollout::{Canary, Input};
+        let ws = crate::workspace::Workspace::at(self.config.root.clone());
+        let environment = self.env_name().to_owned();
+        let mut runner = super::canary::Runner {
+            ws,
+            environment: &environment,
+            target: self.name,
+            sdir,
+            listen: Some(listen),
+            sealer: self.steps,
+            probe,
+            taken_over: resumed.is_some(),
+            canary: Canary::start(plan.clone(), chrono::Utc::now()).0,
+            before: crate::deploy::routed::read_stats(sdir).candidate,
+            apply_weights: true,
         };
-        let a = Some(&rollout.analysis);
-        let interval = rollout.analysis.interval;
-        let limit = rollout.analysis.failure_limit;
-        let min_requests = rollout.analysis.min_requests;
-        let (first_step, mut lines) = match &from {
-            Some(p) => (p.step, p.samples.clone()),
-            None => (0, Vec::new()),
-        };
-        let mut failed = 0;
-        if from.is_none() {
-            // A new canary starts with no operator request pending; a
-            // resumed one keeps what the operator asked.
-            routed::write_control(sdir, &routed::Control::default())?;
-        } else {
-            let mut c = routed::read_control(sdir);
-            c.paused = false;
-            routed::write_control(sdir, &c)?;
-        }
-        let mut progress = routed::Progress {
-            app: Some(self.app.to_owned()),
-            digest: st.candidate.as_ref().map(|c| c.digest.clone()),
-            steps: rollout.steps.clone(),
-            step: first_step,
-            state: "running".into(),
-            samples: lines.clone(),
-            promotion: self.steps.map(|s| s.promotion_id),
-            owner: Some(i64::from(std::process::id())),
-            interrupted: false,
-            next_at: None,
-            manual,
-        };
-        // Steerable before the first weight takes traffic.
-        routed::write_progress(sdir, &progress)?;
-        // When a step's pause ends, on the wall clock, for people.
-        let wall = |end: Option<Instant>| {
-            end.and_then(|e| {
-                chrono::Duration::from_std(e.saturating_duration_since(Instant::now()))
-                    .ok()
-                    .map(|d| chrono::Utc::now() + d)
-            })
-        };
-        let finish = |progress: &mut routed::Progress, state: &str, lines: &[String]| {
-            progress.state = state.into();
-            progress.next_at = None;
-            progress.samples = lines.to_vec();
-            let _ = routed::write_progress(sdir, progress);
-        };
-        if let Some(p) = &from {
-            let at = p.steps.get(p.step).copied().unwrap_or(0);
-            self.seal(
-                Action::Resume,
-                (at, at),
-                crate::domain::Cause::Operator,
-                &lines,
-                format!("{}: the interrupted canary resumed at {at}%", self.name),
-            )?;
-        }
-        // Who moves the canary on: its schedule, or (manual steps) an
-        // operator.
-        let mut cause = crate::domain::Cause::Schedule;
-        for (i, &w) in rollout.steps.iter().enumerate().skip(first_step) {
-            if w >= 100 {
-                break;
+        let wake = match resumed {
+            Some(row) => {
+                let stored: Canary = serde_json::from_str(&row.state).map_err(|e| {
+                    format!(
+                        "target `{}`: the stored canary is unreadable: {e}",
+                        self.name
+                    )
+                })?;
+                let store = runner.ws.open_store().map_err(|e| e.to_string());
+                let took = store?
+                    .take_over_rollout(
+                        &environment,
+                        self.name,
+                        row.owner_pid,
+                        self.steps.map(|s| s.promotion_id),
+                    )
+                    .map_err(|e| e.to_string())?;
+                if !took {
+                    return Err(format!(
+                        "target `{}`: another process took the interrupted canary over first",
+                        self.name
+                    ));
+                }
+                runner.canary = stored;
+                runner.feed(Input::TakenOver(chrono::Utc::now())).await
             }
-            let was = st.weight;
-            progress.step = i;
-            if was != w {
-                // The decision is sealed before traffic moves.
-                self.seal(
-                    Action::CanaryStep,
-                    (was, w),
-                    cause,
-                    &lines,
-                    format!("{}: candidate weight {was}% → {w}% ({cause})", self.name),
-                )?;
-                let _ = routed::write_progress(sdir, &progress);
-                st.weight = w;
-                routed::wait_live(
-                    listen,
-                    routed::write_state(sdir, st)?,
-                    Duration::from_secs(10),
-                    Some(sdir),
-                )
-                .await?;
+            None => {
+                let (canary, effects) = Canary::start(plan, chrono::Utc::now());
+                runner.canary = canary;
+                // Recorded (and steerable) before the first weight takes
+                // traffic.
+                runner.record(self.app, digest)?;
+                runner.run_start(effects).await
             }
-            let mut end = if manual {
-                None
-            } else {
-                Some(Instant::now() + pause)
-            };
-            progress.next_at = wall(end);
-            let _ = routed::write_progress(sdir, &progress);
-            // The router writes its counters twice a second.
-            tokio::time::sleep(Duration::from_millis(600)).await;
-            let mut before = routed::read_stats(sdir).candidate;
-            let mut next_sample = Instant::now() + interval;
-            let tick = Duration::from_millis(200);
-            let mut held = false;
-            while end.is_none_or(|e| Instant::now() < e) {
-                tokio::time::sleep(tick).await;
-                let control = routed::read_control(sdir);
-                match control.request.as_deref() {
-                    Some("abort") => {
-                        lines.push(format!("{w}%: aborted by an operator"));
-                        finish(&mut progress, "aborted", &lines);
-                        self.seal(
-                            Action::Abort,
-                            (w, 0),
-                            crate::domain::Cause::Operator,
-                            &lines,
-                            format!("{}: aborted by an operator at {w}%", self.name),
-                        )?;
-                        return Err(format!("canary aborted by an operator at {w}%"));
-                    }
-                    Some("promote") => {
-                        lines.push(format!("{w}%: promoted to 100% by an operator"));
-                        finish(&mut progress, "promoted", &lines);
-                        self.seal(
-                            Action::CanaryStep,
-                            (w, 100),
-                            crate::domain::Cause::Operator,
-                            &lines,
-                            format!("{}: promoted from {w}% to 100% by an operator", self.name),
-                        )?;
-                        return Ok(lines);
-                    }
-                    Some("resume") if manual && !control.paused => {
-                        // Manual steps: the operator moves it on.
-                        routed::write_control(sdir, &routed::Control::default())?;
-                        end = Some(Instant::now());
-                        cause = crate::domain::Cause::Operator;
-                        continue;
-                    }
-                    _ => {}
-                }
-                if control.paused != held {
-                    held = control.paused;
-                    self.seal(
-                        if held { Action::Pause } else { Action::Resume },
-                        (w, w),
-                        crate::domain::Cause::Operator,
-                        &lines,
-                        format!(
-                            "{}: {} by an operator at {w}%",
-                            self.name,
-                            if held { "paused" } else { "resumed" }
-                        ),
-                    )?;
-                    progress.state = if held { "paused" } else { "running" }.into();
-                    progress.next_at = if held { None } else { wall(end) };
-                    let _ = routed::write_progress(sdir, &progress);
-                }
-                if held {
-                    // Held: the step's time stops, and so does the analysis.
-                    end = end.map(|e| e + tick);
-                    next_sample = Instant::now() + interval;
-                    before = routed::read_stats(sdir).candidate;
-                    continue;
-                }
-                if Instant::now() < next_sample {
-                    continue;
-                }
-                next_sample = Instant::now() + interval;
-                let now = routed::read_stats(sdir).candidate;
-                let d = now.since(&before);
-                before = now;
-                let Some(a) = a else { continue };
-                let probe = match a.probe.as_ref() {
-                    Some(p) => Some(probe_candidate(listen, p).await),
-                    None => None,
-                };
-                let said = match &probe {
-                    Some(Ok(s) | Err(s)) => format!("; {s}"),
-                    None => String::new(),
-                };
-                let verdict = if probe.as_ref().is_some_and(|p| p.is_err()) {
-                    "FAIL"
-                } else {
-                    judge(&d, a.max_error_rate, a.max_p95_ms, min_requests)
-                };
-                if verdict == "FAIL" {
-                    failed += 1;
-                }
-                lines.push(format!(
-                    "{w}%: {} requests, error rate {:.3}, p95 ≤ {} ms{said} — {verdict}",
-                    d.requests,
-                    d.error_rate(),
-                    d.p95_ms
-                ));
-                progress.samples = lines.clone();
-                let _ = routed::write_progress(sdir, &progress);
-                if failed > limit {
-                    finish(&mut progress, "rolled-back", &lines);
-                    let why = format!(
-                        "canary analysis failed at {w}% ({failed} failed samples, limit {limit}): {}",
-                        lines.join("; ")
-                    );
-                    self.seal(
-                        Action::Abort,
-                        (w, 0),
-                        crate::domain::Cause::Analysis,
-                        &lines,
-                        format!("{}: rolled back automatically; {why}", self.name),
-                    )?;
-                    return Err(why);
-                }
-            }
+        };
+        let walked = match wake {
+            Ok(wake) => runner.walk(wake).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = walked {
+            runner.fail();
+            return Err(e);
         }
-        finish(&mut progress, "promoted", &lines);
-        Ok(lines)
+        super::canary::outcome(&runner.canary, self.name)
     }
 }
 
@@ -476,52 +316,10 @@ pub(super) fn judge(
     max_p95_ms: Option<f64>,
     min_requests: u64,
 ) -> &'static str {
-    if d.requests < min_requests {
-        "inconclusive"
-    } else if max_error_rate.is_some_and(|m| d.error_rate() > m)
-        || max_p95_ms.is_some_and(|m| d.p95_ms > m)
-    {
-        "FAIL"
-    } else {
-        "pass"
-    }
-}
-
-/// A canary analysis's probe: one GET through the target's router, forced
-/// to the candidate. `Ok` or `Err` with what it saw, for the sample line.
-async fn probe_candidate(
-    listen: std::net::SocketAddr,
-    p: &crate::config::Probe,
-) -> Result<String, String> {
-    let (path, want, timeout) = (p.path.as_str(), p.status, p.timeout);
-    let client = reqwest::Client::builder()
-        .timeout(timeout)
-        .build()
-        .map_err(|e| format!("probe {path}: {e}"))?;
-    let r = client
-        .get(format!("http://{listen}{path}"))
-        .header("X-Stella-Variant", "candidate")
-        .send()
-        .await
-        .map_err(|e| {
-            if e.is_timeout() {
-                format!("probe {path}: no answer within {timeout:?}")
-            } else {
-                format!("probe {path}: {e}")
-            }
-        })?;
-    let status = r.status().as_u16();
-    if status != want {
-        return Err(format!("probe {path}: {status}, not {want}"));
-    }
-    if let Some(needle) = &p.body {
-        let text = r
-            .text()
-            .await
-            .map_err(|e| format!("probe {path}: {status}, body unreadable: {e}"))?;
-        if !text.contains(needle.as_str()) {
-            return Err(format!("probe {path}: {status}, body without {needle:?}"));
-        }
-    }
-    Ok(format!("probe {path} {status}"))
+    let t = crate::domain::rollout::Traffic {
+        requests: d.requests,
+        error_rate: d.error_rate(),
+        p95_ms: d.p95_ms,
+    };
+    crate::domain::rollout::judge(&t, max_error_rate, max_p95_ms, min_requests).as_str()
 }

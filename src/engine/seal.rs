@@ -323,6 +323,16 @@ impl StepSealer {
         step: &StepRecord<'_>,
         reason: String,
     ) -> Result<PathBuf, EngineError> {
+        self.seal_step(action, step, reason).map(|(_, path)| path)
+    }
+
+    /// `seal`, returning the capsule's id with its path.
+    pub fn seal_step(
+        &self,
+        action: crate::capsule::statement::Action,
+        step: &StepRecord<'_>,
+        reason: String,
+    ) -> Result<(i64, PathBuf), EngineError> {
         use crate::capsule::statement::EvidenceRef;
         let config = &self.config;
         let env = config
@@ -377,5 +387,6 @@ impl StepSealer {
             &now,
             &file,
         )
+        .map(|path| (capsule_id, path))
     }
 }

@@ -13,6 +13,7 @@ mod locks;
 mod pins;
 mod releases;
 mod requests;
+mod rollouts;
 mod runs;
 
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ pub use live::LiveRecord;
 pub use locks::{BeginError, Lock, process_alive};
 pub use pins::Pin;
 pub use requests::{Answer, RequestRow, RequestSubject};
+pub use rollouts::{RolloutKind, RolloutRow};
 pub use runs::{PromotionRow, StepRow};
 
 /// The schema, one migration per step; never edit a released one.
@@ -41,6 +43,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("migrations/0004_pins.sql")),
     M::up(include_str!("migrations/0005_sealing_heads.sql")),
     M::up(include_str!("migrations/0006_operator_requests.sql")),
+    M::up(include_str!("migrations/0007_rollouts.sql")),
     M::up(include_str!("migrations/0008_state_checks.sql")),
 ];
 

@@ -204,7 +204,11 @@ pub fn load_rollouts(config: &Config) -> Vec<RolloutInfo> {
                 stable: state.stable.map(|s| s.digest),
                 candidate: state.candidate.map(|s| s.digest),
                 stats: (stats.stable, stats.candidate),
-                progress: routed::read_progress(&dir),
+                progress: crate::engine::rollout::progress(
+                    &crate::workspace::Workspace::at(config.root.clone()),
+                    env,
+                    t.get_ref(),
+                ),
             });
         }
     }

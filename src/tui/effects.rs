@@ -339,43 +339,31 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
             ctx.blocking(|ctx| Msg::Rollouts(super::data::load_rollouts(&ctx.config)))
         }
         Effect::PickUp {
-            target,
-            app: a,
-            digest,
+            target: _,
+            app: _,
+            digest: _,
             env,
             promote,
-        } => {
-            if promote {
-                let dir = crate::deploy::routed::state_dir(ctx.ws.root(), &target);
-                if let Err(e) = crate::deploy::routed::ask(&dir, "promote") {
-                    app.complain(format!("cannot steer the canary on {target}: {e}"));
-                    return;
-                }
-            }
-            run(
-                ctx,
-                app,
-                Effect::Promote {
-                    app: a,
-                    digest,
-                    tag: None,
-                    to: env,
-                },
-            );
-        }
-        Effect::AbortInterrupted { env } => ctx.blocking(move |ctx| {
-            match crate::engine::rollout::abort_interrupted(&ctx.ws, &ctx.config, &env, &ctx.asker)
-            {
-                Ok(lines) => Msg::Status(lines.join("; ")),
-                Err(e) => Msg::Error(format!("cannot abort the canary in {env}: {e}")),
-            }
+        } => ctx.blocking(move |ctx| {
+            let req = if promote {
+                crate::domain::OperatorRequest::PromoteNow
+            } else {
+                crate::domain::OperatorRequest::Resume
+            };
+            rollout_request(ctx, &env, req)
         }),
+        Effect::AbortInterrupted { env } => ctx
+            .blocking(move |ctx| rollout_request(ctx, &env, crate::domain::OperatorRequest::Abort)),
         Effect::Consolidate { env, winner_b } => ctx.blocking(move |ctx| {
             match crate::engine::rollout::consolidate(
                 &ctx.ws,
                 &ctx.config,
                 &env,
-                winner_b,
+                if winner_b {
+                    crate::domain::AbWinner::B
+                } else {
+                    crate::domain::AbWinner::A
+                },
                 &ctx.asker,
             ) {
                 Ok(lines) => Msg::Status(lines.join("; ")),
@@ -383,12 +371,34 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
             }
         }),
         Effect::RolloutControl { target, change } => ctx.blocking(move |ctx| {
-            use crate::deploy::routed;
-            let dir = routed::state_dir(ctx.ws.root(), &target);
-            match routed::ask(&dir, change.as_str()) {
-                Ok(()) => Msg::Status(format!("{change} asked of the canary on {target}")),
-                Err(e) => Msg::Error(format!("cannot steer the canary on {target}: {e}")),
+            let env = ctx.config.environments.iter().find_map(|(name, e)| {
+                e.targets
+                    .iter()
+                    .any(|t| *t.get_ref() == target)
+                    .then(|| name.clone())
+            });
+            match env {
+                Some(env) => rollout_request(ctx, &env, change),
+                None => Msg::Error(format!(
+                    "cannot steer the canary on {target}: no environment deploys to it"
+                )),
             }
         }),
+    }
+}
+
+/// An operator's request on an environment's rollout, answered (sealed)
+/// or refused with the reason.
+fn rollout_request(ctx: &Context, env: &str, req: crate::domain::OperatorRequest) -> Msg {
+    match crate::engine::rollout::request(&ctx.ws, &ctx.config, env, req, &ctx.asker) {
+        Ok(ack) => Msg::Status(format!(
+            "{req} on {}: sealed{}{}",
+            ack.target,
+            ack.capsule_path
+                .map(|p| format!(" in {}", p.display()))
+                .unwrap_or_default(),
+            if ack.taken_over { " (taken over)" } else { "" }
+        )),
+        Err(e) => Msg::Error(format!("cannot {req} the rollout in {env}: {e}")),
     }
 }

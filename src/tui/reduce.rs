@@ -623,7 +623,7 @@ pub fn act(app: &mut App, a: Action) -> Vec<Effect> {
             let paused = app
                 .rollouts
                 .get(app.rollout)
-                .is_some_and(|r| phase(&r.progress) == Some(CanaryPhase::Paused));
+                .is_some_and(|r| r.progress.state == Some(CanaryPhase::Paused));
             rollout_change(
                 app,
                 if paused {
@@ -854,7 +854,7 @@ fn rollout_change(app: &mut App, change: OperatorRequest) -> Vec<Effect> {
     };
     let p = &r.progress;
     if !p.in_flight() {
-        app.complain(match phase(p) {
+        app.complain(match p.state {
             Some(CanaryPhase::Experiment) => format!(
                 "{} runs an A/B test, not a canary: `r` ends it on a (stable), `stella rollout consolidate {} --winner a|b` picks the winner",
                 r.target, r.env
@@ -931,7 +931,7 @@ fn rollout_rollback(app: &mut App) -> Vec<Effect> {
     if r.progress.in_flight() {
         return rollout_change(app, OperatorRequest::Abort);
     }
-    if phase(&r.progress) == Some(CanaryPhase::Experiment) {
+    if r.progress.state == Some(CanaryPhase::Experiment) {
         app.layers.push(Layer::Confirm {
             title: format!("End the A/B test on {}, a winning?", r.target),
             lines: vec![
@@ -1005,10 +1005,4 @@ fn release_effects(app: &App) -> Vec<Effect> {
         })],
         None => vec![],
     }
-}
-
-/// What a rollout's progress says it is doing (`None`: a word this
-/// build does not know).
-pub fn phase(p: &crate::deploy::routed::Progress) -> Option<CanaryPhase> {
-    p.state.parse().ok()
 }

@@ -310,7 +310,7 @@ pub fn rollouts() -> Vec<super::data::RolloutInfo> {
             digest: Some(digest(20)),
             steps: vec![10, 50, 100],
             step: 1,
-            state: "running".into(),
+            state: Some(crate::domain::CanaryPhase::Running),
             samples: vec![
                 "10%: 412 requests, error rate 0.000, p95 ≤ 12.8 ms — pass".into(),
                 "10%: 398 requests, error rate 0.003, p95 ≤ 25.6 ms — pass".into(),

@@ -64,7 +64,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
 
     let r = &app.rollouts[app.rollout.min(app.rollouts.len() - 1)];
     let p = &r.progress;
-    let phase = crate::tui::reduce::phase(p);
+    let phase = p.state;
     let ab = phase == Some(CanaryPhase::Experiment);
     let warm = r.candidate.is_some() && r.weight == 0 && !p.in_flight() && !ab;
     let width = detail.width.saturating_sub(4) as usize;
@@ -212,15 +212,14 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             ));
         }
         let mut steps = vec![Span::styled(
-            format!("canary {}: ", p.state),
+            format!("canary {}: ", p.state.map_or("-", |s| s.as_str())),
             app.theme.get(Role::Title),
         )];
         for (i, w) in p.steps.iter().enumerate() {
             if i > 0 {
                 steps.push(Span::styled(" → ", app.theme.get(Role::Muted)));
             }
-            let current =
-                i == p.step && matches!(phase, Some(CanaryPhase::Running | CanaryPhase::Paused));
+            let current = i == p.step && p.in_flight();
             steps.push(Span::styled(
                 if current {
                     format!("[{w}%]")
