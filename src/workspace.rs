@@ -112,6 +112,39 @@ impl Workspace {
     pub fn open_store(&self) -> Result<Store, StoreError> {
         Store::open(&self.db_path())
     }
+
+    /// The store for reading only: what `status`, lists, `show` and the
+    /// workbench's data load use. Its connection is opened
+    /// `SQLITE_OPEN_READ_ONLY`, and `ReadStore` hands out `&Store` only,
+    /// while every write method of `Store` takes `&mut self`: a read can
+    /// neither call a write nor, through `conn()`, commit one.
+    ///
+    /// A store that is missing or on an older schema is created or
+    /// migrated once (a schema change, not a change of what it records),
+    /// then reopened read-only.
+    pub fn read_store(&self) -> Result<ReadStore, StoreError> {
+        let path = self.db_path();
+        match Store::open_reader(&path) {
+            Ok(store) => Ok(ReadStore(store)),
+            Err(StoreError::Open { .. } | StoreError::Migrate { .. }) => {
+                drop(Store::open(&path)?);
+                Store::open_reader(&path).map(ReadStore)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A read-only view of the store: derefs to `Store` for its reading
+/// methods; there is no `DerefMut`, so its `&mut self` writers are out of
+/// reach.
+pub struct ReadStore(Store);
+
+impl std::ops::Deref for ReadStore {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.0
+    }
 }
 
 fn absolute(p: &Path, base: &Path) -> PathBuf {

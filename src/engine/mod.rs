@@ -22,6 +22,7 @@ mod routed;
 pub mod run;
 pub mod runs;
 pub mod seal;
+pub mod steer;
 
 pub use builtins::StellaBuiltins;
 pub use error::{EngineError, ErrorKind};

@@ -117,6 +117,10 @@ pub fn rollback(
     }
     let prover = prove(ws, &req.asker)?;
     let requested_by = prover.requested_by();
+    // A process that acts recovers what dead ones left, under their locks.
+    for line in super::deploy::recover(ws, config)? {
+        sink.emit(EventKind::Note(line));
+    }
     let store = ws.open_store()?;
     let (current, target) = plan(&store, &req.app, &req.env, req.to.as_ref(), now)?;
     sink.emit(EventKind::Resolved {

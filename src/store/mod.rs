@@ -126,6 +126,37 @@ impl Store {
         Ok(Store { conn })
     }
 
+    /// Opens an existing store for reading only (`SQLITE_OPEN_READ_ONLY`):
+    /// SQLite itself refuses any write through it. A store whose schema is
+    /// not this build's is refused; `Workspace::read_store` brings it up to
+    /// date first.
+    pub fn open_reader(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(open_err)?;
+        let found: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(open_err)?;
+        if found != MIGRATIONS.len() as i64 {
+            return Err(StoreError::Migrate {
+                path: path.to_owned(),
+                message: format!(
+                    "schema version {found}, this build reads {}",
+                    MIGRATIONS.len()
+                ),
+            });
+        }
+        Ok(Store { conn })
+    }
+
     fn open_read_write(path: &Path) -> Result<Store, StoreError> {
         let open_err = |source| StoreError::Open {
             path: path.to_owned(),
