@@ -16,8 +16,14 @@ use super::approve::{ApproveRequest, Approved, approve};
 use super::event::{EngineEvent, EventKind, Sink, Ticket};
 use super::pin::{UnpinOutcome, UnpinRequest, unpin};
 use super::promote::{PromoteOutcome, PromoteRequest, promote};
+use super::record::{
+    AttachRequest, Attached, KeyAdded, KeyRequest, MarkLiveRequest, add_key, attach_evidence,
+    ensure_sealing_key, mark_live,
+};
 use super::rollback::{RollbackOutcome, RollbackRequest, rollback};
 use super::runs::Runs;
+use super::steer::{SteerRequest, Steered, steer};
+use crate::domain::OperatorRequest;
 use crate::config::Config;
 use crate::workspace::Workspace;
 
@@ -33,6 +39,13 @@ enum Command {
     Resume(i64, Reply<()>),
     Abort(i64, Reply<()>),
     Shutdown(oneshot::Sender<()>),
+    // Added with the request rows and recovery as commands:
+    Steer(Ticket, Box<SteerRequest>, Reply<Steered>),
+    Recover(Ticket, Reply<Vec<String>>),
+    MarkLive(Box<MarkLiveRequest>, Reply<()>),
+    Attach(Box<AttachRequest>, Reply<Attached>),
+    AddKey(Box<KeyRequest>, Reply<KeyAdded>),
+    SealingKey(Reply<String>),
 }
 
 /// A cheap, cloneable way to talk to the engine task.
@@ -101,6 +114,40 @@ impl EngineHandle {
     /// release is put back, and the abort is sealed.
     pub fn abort(&self, promotion_id: i64) -> Pending<()> {
         self.ask(|_, r| Command::Abort(promotion_id, r))
+    }
+
+    /// Pauses, resumes or aborts a promotion's run wherever it runs: this
+    /// process's runs directly, another process's through a request row
+    /// its owner answers within a second; a dead owner's run is taken
+    /// over for an abort (sealed), refused for a pause or resume.
+    pub fn steer(&self, req: SteerRequest) -> Pending<Steered> {
+        self.ask(|t, r| Command::Steer(t, Box::new(req), r))
+    }
+
+    /// Recovers what dead processes left, each under its environment's
+    /// lock: their promotions `interrupted`, targets back to what is live.
+    pub fn recover(&self) -> Pending<Vec<String>> {
+        self.ask(Command::Recover)
+    }
+
+    /// Records a release as live in an environment by hand.
+    pub fn mark_live(&self, req: MarkLiveRequest) -> Pending<()> {
+        self.ask(|_, r| Command::MarkLive(Box::new(req), r))
+    }
+
+    /// Attaches a piece of evidence to a release.
+    pub fn attach_evidence(&self, req: AttachRequest) -> Pending<Attached> {
+        self.ask(|_, r| Command::Attach(Box::new(req), r))
+    }
+
+    /// Generates or imports a key.
+    pub fn add_key(&self, req: KeyRequest) -> Pending<KeyAdded> {
+        self.ask(|_, r| Command::AddKey(Box::new(req), r))
+    }
+
+    /// The workspace's sealing key, made if missing; its key id.
+    pub fn sealing_key(&self) -> Pending<String> {
+        self.ask(|_, r| Command::SealingKey(r))
     }
 
     /// Aborts what runs, waits for each to seal, and stops the task.
@@ -212,6 +259,53 @@ async fn engine_task(
                 }
                 let _ = reply.send(r);
             }
+            Command::Steer(ticket, req, reply) => {
+                let (ws, config, runs) = (ws.clone(), config.clone(), runs.clone());
+                let sink = Sink::new(ticket, events.clone());
+                work.spawn_blocking(move || {
+                    let r = steer_anywhere(&ws, &config, &runs, &req, &sink);
+                    report_failure(&sink, &r);
+                    let _ = reply.send(r);
+                });
+            }
+            Command::Recover(ticket, reply) => {
+                let (ws, config) = (ws.clone(), config.clone());
+                let sink = Sink::new(ticket, events.clone());
+                work.spawn_blocking(move || {
+                    let r = super::deploy::recover(&ws, &config).map_err(EngineError::from);
+                    if let Ok(lines) = &r {
+                        for l in lines {
+                            sink.emit(EventKind::Note(l.clone()));
+                        }
+                    }
+                    report_failure(&sink, &r);
+                    let _ = reply.send(r);
+                });
+            }
+            Command::MarkLive(req, reply) => {
+                let (ws, config) = (ws.clone(), config.clone());
+                work.spawn_blocking(move || {
+                    let _ = reply.send(mark_live(&ws, &config, &req));
+                });
+            }
+            Command::Attach(req, reply) => {
+                let ws = ws.clone();
+                work.spawn_blocking(move || {
+                    let _ = reply.send(attach_evidence(&ws, &req));
+                });
+            }
+            Command::AddKey(req, reply) => {
+                let ws = ws.clone();
+                work.spawn_blocking(move || {
+                    let _ = reply.send(add_key(&ws, &req));
+                });
+            }
+            Command::SealingKey(reply) => {
+                let (ws, config) = (ws.clone(), config.clone());
+                work.spawn_blocking(move || {
+                    let _ = reply.send(ensure_sealing_key(&ws, &config));
+                });
+            }
             Command::Shutdown(done) => {
                 // Promotions still deciding start their runs cancelled.
                 runs.close();
@@ -259,4 +353,33 @@ fn control(ws: &Workspace, runs: &Runs, id: i64, change: Change) -> Result<(), E
         Change::Abort => c.cancel(),
     }
     Ok(())
+}
+
+/// A run of this process is steered directly (its row says `paused`
+/// before the event is sent); any other through `steer`.
+fn steer_anywhere(
+    ws: &Workspace,
+    config: &Config,
+    runs: &Runs,
+    req: &SteerRequest,
+    sink: &Sink,
+) -> Result<Steered, EngineError> {
+    let id = req.promotion_id;
+    if runs.get(id).is_none() {
+        return steer(ws, config, req, sink);
+    }
+    let (change, kind) = match req.request {
+        OperatorRequest::Pause => (Change::Pause, EventKind::Paused { promotion_id: id }),
+        OperatorRequest::Resume => (Change::Resume, EventKind::Resumed { promotion_id: id }),
+        OperatorRequest::Abort => (Change::Abort, EventKind::Aborting { promotion_id: id }),
+        OperatorRequest::PromoteNow => return steer(ws, config, req, sink),
+    };
+    control(ws, runs, id, change)?;
+    sink.emit(kind);
+    Ok(Steered {
+        request_id: None,
+        capsule_id: None,
+        taken_over: false,
+        lines: vec![],
+    })
 }

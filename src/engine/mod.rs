@@ -15,6 +15,7 @@ pub mod keys;
 pub mod lanes;
 pub mod pin;
 pub mod promote;
+pub mod record;
 pub mod resolve;
 pub mod rollback;
 pub mod rollout;
@@ -30,7 +31,9 @@ pub use event::{EngineEvent, EventKind, Sink, Ticket};
 pub use handle::{EngineHandle, Pending, spawn};
 pub use pin::{UnpinOutcome, UnpinRequest};
 pub use promote::{PromoteOutcome, PromoteRequest};
+pub use record::{AttachRequest, Attached, KeyAdded, KeyRequest, MarkLiveRequest};
 pub use rollback::{RollbackOutcome, RollbackRequest};
+pub use steer::{SteerRequest, Steered};
 pub use run::{RunReport, run_promotion_workflow};
 
 /// "no environment X", with the ones there are.
