@@ -251,17 +251,13 @@ fn mark_live(ctx: &Context, args: MarkLiveArgs) -> Result<u8, Failure> {
         return Ok(exit::OK);
     }
     let rel = app_release(ws, &config, &args.reference, None, &at, false)?;
-    let mut store = ws.open_store()?;
-    store.mark_live(
-        &crate::store::LiveRecord {
-            environment: args.env.clone(),
-            app: rel.app.clone(),
-            digest: rel.digest.clone(),
-            since: at,
-            source: "mark-live".into(),
-        },
-        None,
-    )?;
+    let req = crate::engine::MarkLiveRequest {
+        app: rel.app.clone(),
+        digest: rel.digest.clone(),
+        env: args.env.clone(),
+        since: at,
+    };
+    super::decide::drive(ws, &config, |h| h.mark_live(req), |_| {})?;
     println!(
         "{}@{} is live in {} since {}",
         rel.app,

@@ -62,9 +62,25 @@ pub struct ReleaseInfo {
     pub evidence: Vec<(String, String, Digest)>,
 }
 
+/// The promotions whose process died, a line each; read only.
+pub fn interrupted(ws: &Workspace) -> Result<Vec<String>, EngineError> {
+    Ok(ws
+        .read_store()?
+        .dead_locks()?
+        .into_iter()
+        .map(|l| {
+            format!(
+                "promotion #{} in {} was interrupted: its process is gone; `stella recover` puts the previous release back",
+                l.promotion_id, l.environment
+            )
+        })
+        .collect())
+}
+
 /// Reads everything the screens show.
+/// Through a read-only store: loading changes nothing.
 pub fn load(ws: &Workspace, config: &Config, now: DateTime<Utc>) -> Result<Snapshot, EngineError> {
-    let store = ws.open_store()?;
+    let store = ws.read_store()?;
     let apps: Vec<String> = config.apps.keys().cloned().collect();
     let mut resolutions = BTreeMap::new();
     for app in &apps {

@@ -302,15 +302,30 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
             }
         }),
         Effect::Pause(id) | Effect::Resume(id) | Effect::Abort(id) => {
-            let pending = match effect {
-                Effect::Pause(_) => ctx.engine.pause(id),
-                Effect::Resume(_) => ctx.engine.resume(id),
-                _ => ctx.engine.abort(id),
+            // The same road for a run of this process and of any other:
+            // another's through a request row its owner answers, a dead
+            // one's abort taken over and sealed.
+            let request = match effect {
+                Effect::Pause(_) => crate::domain::OperatorRequest::Pause,
+                Effect::Resume(_) => crate::domain::OperatorRequest::Resume,
+                _ => crate::domain::OperatorRequest::Abort,
             };
+            let pending = ctx.engine.steer(crate::engine::SteerRequest {
+                promotion_id: id,
+                request,
+                asker: ctx.asker.clone(),
+            });
             let c = ctx.clone();
             tokio::spawn(async move {
-                if let Err(e) = pending.wait().await {
-                    c.send(Msg::Error(e.to_string()));
+                match pending.wait().await {
+                    Ok(s) if s.taken_over => c.send(Msg::Status(format!(
+                        "promotion #{id} aborted (taken over: its process had died){}",
+                        s.capsule_id
+                            .map(|c| format!("; capsule #{c}"))
+                            .unwrap_or_default()
+                    ))),
+                    Ok(_) => {}
+                    Err(e) => c.send(Msg::Error(e.to_string())),
                 }
             });
         }
