@@ -149,7 +149,7 @@ fn add(ctx: &Context, args: AddArgs) -> Result<u8, Failure> {
         kind: kind.as_str().into(),
     };
     let crate::engine::Attached { record, fresh } =
-        super::decide::drive(ws, &config, |h| h.attach_evidence(req), |_| {})?;
+        super::decide::drive(ws, &config, |h| h.attach(req), |_| {})?;
     if args.json {
         print_json(&record)?;
     } else if fresh {

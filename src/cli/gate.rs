@@ -82,7 +82,7 @@ pub fn check(
 
     // A rollback's pin holds the release whatever the gates say; the check
     // says so, as the promotion would.
-    let pin = ws.open_store()?.pin(&a.env, &release.app)?;
+    let pin = ws.read_store()?.pin(&a.env, &release.app)?;
     let held = if pin.is_some() {
         Decision::Deny
     } else {

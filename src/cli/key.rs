@@ -93,7 +93,7 @@ fn gen_key(ctx: &Context, ws: &Workspace, a: GenArgs) -> Result<u8, Failure> {
         import_pem: None,
         another: a.another_key,
     };
-    let added = super::decide::drive(ws, &load_config(ctx, ws)?, |h| h.add_key(req), |_| {})?;
+    let added = super::decide::drive(ws, &load_config(ctx, ws)?, |h| h.new_key(req), |_| {})?;
     println!(
         "Created key `{}` for {} (keyid {})",
         a.name,
@@ -158,7 +158,7 @@ fn import(ctx: &Context, ws: &Workspace, a: ImportArgs) -> Result<u8, Failure> {
         import_pem: Some(pem),
         another: a.another_key,
     };
-    let added = super::decide::drive(ws, &load_config(ctx, ws)?, |h| h.add_key(req), |_| {})?;
+    let added = super::decide::drive(ws, &load_config(ctx, ws)?, |h| h.new_key(req), |_| {})?;
     println!(
         "Imported `{}` as {}'s key (keyid {})",
         a.name,

@@ -77,11 +77,16 @@ fn steer(ctx: &Context, a: SteerArgs, request: OperatorRequest) -> Result<u8, Fa
         request,
         asker: Asker::from_key(a.key),
     };
-    let got = super::decide::drive(ws, &config, |h| h.steer(req), |ev| {
-        if let EventKind::Note(n) = &ev.kind {
-            eprintln!("note: {n}");
-        }
-    })?;
+    let got = super::decide::drive(
+        ws,
+        &config,
+        |h| h.steer(req),
+        |ev| {
+            if let EventKind::Note(n) = &ev.kind {
+                eprintln!("note: {n}");
+            }
+        },
+    )?;
     if a.json {
         print_json(&serde_json::json!({
             "promotion_id": a.id,

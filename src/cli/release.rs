@@ -103,7 +103,7 @@ fn pins(ctx: &Context, args: PinsArgs) -> Result<u8, Failure> {
         return Err(super::unknown_environment(env, &config));
     }
     let pins: Vec<crate::store::Pin> = ws
-        .open_store()?
+        .read_store()?
         .pins()?
         .into_iter()
         .filter(|p| args.env.as_ref().is_none_or(|e| *e == p.environment))
@@ -199,7 +199,7 @@ pub fn app_release_unrecorded(
 
 fn list(ctx: &Context, args: ListArgs) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
-    let store = ws.open_store()?;
+    let store = ws.read_store()?;
     let rows = store.resolutions(args.app.as_deref())?;
     if args.json {
         print_json(&rows)?;
@@ -257,7 +257,7 @@ fn mark_live(ctx: &Context, args: MarkLiveArgs) -> Result<u8, Failure> {
         env: args.env.clone(),
         since: at,
     };
-    super::decide::drive(ws, &config, |h| h.mark_live(req), |_| {})?;
+    super::decide::drive(ws, &config, |h| h.mark_release_live(req), |_| {})?;
     println!(
         "{}@{} is live in {} since {}",
         rel.app,

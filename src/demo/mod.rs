@@ -222,7 +222,7 @@ pub fn build(
     progress("keys: the workspace's sealing key, alice's, bob's and the on-call's");
     road.wait(road.handle.sealing_key())?;
     for (name, email) in APPROVERS.into_iter().chain([(ONCALL_KEY, ONCALL)]) {
-        road.wait(road.handle.add_key(KeyRequest {
+        road.wait(road.handle.new_key(KeyRequest {
             name: name.into(),
             email: email.into(),
             import_pem: None,
@@ -480,7 +480,7 @@ fn attach(
 ) -> Result<(), EngineError> {
     let (format, _) = crate::scan::read(bytes)
         .map_err(|e| EngineError::error(format!("a demo report does not parse: {e}")))?;
-    road.wait(road.handle.attach_evidence(AttachRequest {
+    road.wait(road.handle.attach(AttachRequest {
         subject: subject.clone(),
         bytes: bytes.to_vec(),
         media_type: format.media_type().into(),

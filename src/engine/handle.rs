@@ -23,8 +23,8 @@ use super::record::{
 use super::rollback::{RollbackOutcome, RollbackRequest, rollback};
 use super::runs::Runs;
 use super::steer::{SteerRequest, Steered, steer};
-use crate::domain::OperatorRequest;
 use crate::config::Config;
+use crate::domain::OperatorRequest;
 use crate::workspace::Workspace;
 
 type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
@@ -131,17 +131,17 @@ impl EngineHandle {
     }
 
     /// Records a release as live in an environment by hand.
-    pub fn mark_live(&self, req: MarkLiveRequest) -> Pending<()> {
+    pub fn mark_release_live(&self, req: MarkLiveRequest) -> Pending<()> {
         self.ask(|_, r| Command::MarkLive(Box::new(req), r))
     }
 
     /// Attaches a piece of evidence to a release.
-    pub fn attach_evidence(&self, req: AttachRequest) -> Pending<Attached> {
+    pub fn attach(&self, req: AttachRequest) -> Pending<Attached> {
         self.ask(|_, r| Command::Attach(Box::new(req), r))
     }
 
     /// Generates or imports a key.
-    pub fn add_key(&self, req: KeyRequest) -> Pending<KeyAdded> {
+    pub fn new_key(&self, req: KeyRequest) -> Pending<KeyAdded> {
         self.ask(|_, r| Command::AddKey(Box::new(req), r))
     }
 

@@ -33,8 +33,8 @@ pub use pin::{UnpinOutcome, UnpinRequest};
 pub use promote::{PromoteOutcome, PromoteRequest};
 pub use record::{AttachRequest, Attached, KeyAdded, KeyRequest, MarkLiveRequest};
 pub use rollback::{RollbackOutcome, RollbackRequest};
-pub use steer::{SteerRequest, Steered};
 pub use run::{RunReport, run_promotion_workflow};
+pub use steer::{SteerRequest, Steered};
 
 /// "no environment X", with the ones there are.
 pub fn unknown_environment(name: &str, config: &crate::config::Config) -> EngineError {

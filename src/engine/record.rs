@@ -35,7 +35,11 @@ pub fn mark_live(
         return Err(super::unknown_environment(&req.env, config));
     }
     let mut store = ws.open_store()?;
-    if let Some(lock) = store.locks()?.into_iter().find(|l| l.environment == req.env) {
+    if let Some(lock) = store
+        .locks()?
+        .into_iter()
+        .find(|l| l.environment == req.env)
+    {
         return Err(EngineError::error(format!(
             "environment {} is locked by promotion #{} (started by {})",
             lock.environment, lock.promotion_id, lock.holder

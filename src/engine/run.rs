@@ -264,7 +264,10 @@ async fn take_requests(
                 ),
             };
             if let Err(e) = store.answer_request(row.id, &answer, false) {
-                tracing::warn!("promotion #{promotion_id}: answering request #{}: {e}", row.id);
+                tracing::warn!(
+                    "promotion #{promotion_id}: answering request #{}: {e}",
+                    row.id
+                );
                 break;
             }
             if let Some(ev) = event {
@@ -294,7 +297,9 @@ pub fn answer_left(
             Answer::Done { capsule_id }
         } else {
             Answer::Failed {
-                error: format!("promotion #{promotion_id} had ended; its run took no more requests"),
+                error: format!(
+                    "promotion #{promotion_id} had ended; its run took no more requests"
+                ),
             }
         };
         store.answer_request(row.id, &answer, false)?;

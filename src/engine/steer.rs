@@ -286,9 +286,13 @@ fn take_over_abort(
             requester: None,
         }
         .signed_by(prover)?;
-        let sealed = seal_and_export(ws, config, &decision.decision(false), Some(id), |prev, id| {
-            decision.predicate(prev, id)
-        })?;
+        let sealed = seal_and_export(
+            ws,
+            config,
+            &decision.decision(false),
+            Some(id),
+            |prev, id| decision.predicate(prev, id),
+        )?;
         Ok::<_, EngineError>((sealed, lines))
     })();
     let (sealed, lines) = match sealed {

@@ -90,7 +90,11 @@ impl Store {
     /// The locks whose process is gone: promotions that died mid-way.
     /// Reads only; `take_over` claims one.
     pub fn dead_locks(&self) -> Result<Vec<Lock>, StoreError> {
-        Ok(self.locks()?.into_iter().filter(|l| !process_alive(l.pid)).collect())
+        Ok(self
+            .locks()?
+            .into_iter()
+            .filter(|l| !process_alive(l.pid))
+            .collect())
     }
 
     /// Every lock held, with who holds it.

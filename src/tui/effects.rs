@@ -95,7 +95,7 @@ fn gates(ctx: &Context, r: GateRequest) -> Msg {
 fn capsule_file(ctx: &Context, id: i64) -> Result<crate::capsule::file::CapsuleFile, String> {
     let (_, envelope) = ctx
         .ws
-        .open_store()
+        .read_store()
         .and_then(|s| s.capsule(id))
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("capsule #{id} is not in the store"))?;
@@ -193,7 +193,7 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
                         c.blocking(move |ctx| {
                             let tag = ctx
                                 .ws
-                                .open_store()
+                                .read_store()
                                 .ok()
                                 .and_then(|s| s.resolutions(Some(&a)).ok())
                                 .and_then(|rs| rs.into_iter().rev().find(|r| r.digest == digest))
@@ -221,7 +221,7 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
         Effect::LoadCapsule(id) => ctx.blocking(move |ctx| {
             let statement = ctx
                 .ws
-                .open_store()
+                .read_store()
                 .map_err(|e| e.to_string())
                 .and_then(|s| s.capsule(id).map_err(|e| e.to_string()))
                 .and_then(|c| c.ok_or_else(|| format!("capsule #{id} is not in the store")))
@@ -237,7 +237,7 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
             let c = ctx.clone();
             tokio::task::spawn_blocking(move || {
                 // Only the workspace's sealing keys validate a capsule.
-                let trusted = match c.ws.open_store().map_err(|e| e.to_string()).and_then(|s| {
+                let trusted = match c.ws.read_store().map_err(|e| e.to_string()).and_then(|s| {
                     crate::capsule::trust::sealing_keys(&s).map_err(|e| e.to_string())
                 }) {
                     Ok(t) => t,
@@ -281,7 +281,7 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
         Effect::Export(id) => ctx.blocking(move |ctx| {
             let r = ctx
                 .ws
-                .open_store()
+                .read_store()
                 .map_err(|e| e.to_string())
                 .and_then(|s| s.capsule(id).map_err(|e| e.to_string()))
                 .and_then(|c| c.ok_or_else(|| format!("capsule #{id} is not in the store")))
