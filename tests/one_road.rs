@@ -534,3 +534,31 @@ fn the_rule_sees_what_it_forbids() {
     assert!(!allowed("deploy::recover") && allowed("spawn") && !allowed("runs::Runs"));
     assert!(STORE_WRITES.iter().any(|w| code(bad).contains(w)));
 }
+
+#[test]
+fn a_promotions_dag_is_drawn_from_the_graph_its_run_recorded() {
+    let dir = workspace("[[steps]]\nid = \"smoke\"\nrun = \"true\"\nneeds = [\"deploy\"]\n");
+    let ws = dir.path();
+    stella(ws)
+        .args(["release", "promote", "api-gateway:2.0", "--to", "dev"])
+        .assert()
+        .success();
+    let id = last_promotion(ws);
+    // The template changes after the run.
+    std::fs::write(
+        ws.join("workflows/dev.toml"),
+        "[[steps]]\nid = \"check\"\nrun = \"true\"\n\n[[steps]]\nid = \"deploy\"\nuses = \"deploy\"\nneeds = [\"check\"]\n",
+    )
+    .unwrap();
+    let w = stella::workspace::Workspace::find(Some(ws), ws).unwrap();
+    let config = w.load_config().unwrap();
+    let snap = stella::tui::data::load(&w, &config, chrono::Utc::now()).unwrap();
+    let run = snap
+        .promotions
+        .iter()
+        .find(|p| p.promotion.id == id)
+        .unwrap();
+    let steps: Vec<&str> = run.graph.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(steps, ["deploy", "smoke"], "the graph it ran, not today's");
+    assert_eq!(run.critical_path, ["deploy", "smoke"]);
+}

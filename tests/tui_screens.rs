@@ -410,6 +410,7 @@ fn engine_events_fold_into_a_live_run_and_open_it() {
             environment: "staging".into(),
             targets: vec!["staging-local".into()],
             steps: vec![("a".into(), vec![]), ("b".into(), vec!["a".into()])],
+            critical_path: vec!["a".into(), "b".into()],
         }),
     );
     assert_eq!((a.screen, a.run), (Screen::Promotion, Some(77)));

@@ -54,6 +54,8 @@ pub enum EventKind {
         targets: Vec<String>,
         /// Step ids in template order, with what each needs: the DAG.
         steps: Vec<(String, Vec<String>)>,
+        /// Its critical path, as the template's validation computed it.
+        critical_path: Vec<String>,
     },
     StepStarted {
         promotion_id: i64,

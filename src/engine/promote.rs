@@ -175,6 +175,7 @@ pub fn promote(
                     .iter()
                     .map(|s| (s.id.clone(), s.needs.clone()))
                     .collect(),
+                critical_path: workflow.critical_path.clone(),
             });
             let builtins = StellaBuiltins {
                 workspace: ws.clone(),

@@ -172,6 +172,7 @@ pub fn rollback(
             environment: req.env.clone(),
             targets: env.targets.iter().map(|t| t.get_ref().clone()).collect(),
             steps: vec![],
+            critical_path: vec![],
         });
         let deployed = block_on(async {
             let fetched = super::deploy::fetch_if_remote(config, &req.app, &target).await?;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::builtins::StellaBuiltins;
 use super::event::{EventKind, Sink};
+use crate::domain::graph::StepGraph;
 use crate::domain::{Digest, OperatorRequest};
 use crate::store::{Answer, RequestSubject};
 use crate::workflow::executor::{Control, ExecEvent, StepState, execute};
@@ -48,6 +49,19 @@ pub fn default_workflow() -> Workflow {
     }
 }
 
+/// A workflow's step graph and critical path, as a run records it; the
+/// critical path is the one `workflow::validate` computed.
+pub fn step_graph(workflow: &Workflow) -> StepGraph {
+    StepGraph {
+        steps: workflow
+            .steps
+            .iter()
+            .map(|s| (s.id.clone(), s.needs.clone()))
+            .collect(),
+        critical_path: workflow.critical_path.clone(),
+    }
+}
+
 /// Runs `workflow` for a begun promotion, writing each transition to the
 /// store before sending its event to `sink`.
 pub async fn run_promotion_workflow(
@@ -60,6 +74,9 @@ pub async fn run_promotion_workflow(
 ) -> Result<RunReport, crate::store::StoreError> {
     let mut store = b.workspace.open_store()?;
     let run_id = store.create_run(promotion_id)?;
+    // The graph it runs, kept with the run: drawn later from this record,
+    // not from a template that may have changed since.
+    store.set_run_graph(run_id, &step_graph(workflow))?;
     let cas = b.workspace.evidence();
     let vars = BTreeMap::from([
         ("release.app".to_owned(), b.app.clone()),

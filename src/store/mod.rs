@@ -7,6 +7,7 @@
 mod capsules;
 mod evidence;
 mod evidence_index;
+mod graphs;
 mod keys;
 mod live;
 mod locks;
@@ -41,6 +42,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("migrations/0004_pins.sql")),
     M::up(include_str!("migrations/0005_sealing_heads.sql")),
     M::up(include_str!("migrations/0006_operator_requests.sql")),
+    M::up(include_str!("migrations/0009_run_graph.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

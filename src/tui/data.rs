@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::{Config, TargetKind};
 use crate::domain::Digest;
+use crate::domain::graph::StepGraph;
 use crate::engine::EngineError;
 pub use crate::engine::lanes::{Cell, Health, Lane, Live};
 use crate::gates::freeze::Window;
@@ -91,22 +92,30 @@ pub fn load(ws: &Workspace, config: &Config, now: DateTime<Utc>) -> Result<Snaps
     let mut workflows: BTreeMap<String, Option<Workflow>> = BTreeMap::new();
     let mut promotions = Vec::new();
     for p in store.recent_promotions(None, None, RECENT)? {
-        let wf = workflows.entry(p.environment.clone()).or_insert_with(|| {
-            let env = config.environment(&p.environment)?;
-            match &env.workflow {
-                Some(w) => Workflow::load(&config.root.join(w.get_ref())).ok(),
-                None => Some(crate::engine::run::default_workflow()),
-            }
-        });
-        let (graph, critical_path) = wf.as_ref().map_or_else(Default::default, |w| {
-            (
-                w.steps
-                    .iter()
-                    .map(|s| (s.id.clone(), s.needs.clone()))
-                    .collect(),
-                w.critical_path.clone(),
-            )
-        });
+        // The graph the run recorded when it started; a run recorded
+        // before graphs were falls back to today's template.
+        let recorded = match p.run_id {
+            Some(r) => store.run_graph(r)?,
+            None => None,
+        };
+        let StepGraph {
+            steps: graph,
+            critical_path,
+        } = match recorded {
+            Some(g) => g,
+            None => workflows
+                .entry(p.environment.clone())
+                .or_insert_with(|| {
+                    let env = config.environment(&p.environment)?;
+                    match &env.workflow {
+                        Some(w) => Workflow::load(&config.root.join(w.get_ref())).ok(),
+                        None => Some(crate::engine::run::default_workflow()),
+                    }
+                })
+                .as_ref()
+                .map(crate::engine::run::step_graph)
+                .unwrap_or_default(),
+        };
         let steps = match p.run_id {
             Some(r) => store.steps(r)?,
             None => vec![],

@@ -201,6 +201,8 @@ pub struct LiveRun {
     pub digest: Digest,
     pub env: String,
     pub graph: Vec<(String, Vec<String>)>,
+    /// As the engine computed it from the template (never here).
+    pub critical: Vec<String>,
     pub steps: BTreeMap<String, StepLive>,
     pub logs: BTreeMap<String, Vec<String>>,
     pub paused: bool,
@@ -427,7 +429,7 @@ impl App {
         if let Some(l) = self.live.get(&id) {
             let critical = stored
                 .map(|s| s.critical_path.clone())
-                .unwrap_or_else(|| critical_path(&l.graph));
+                .unwrap_or_else(|| l.critical.clone());
             let nodes = l
                 .graph
                 .iter()
@@ -551,33 +553,6 @@ pub fn layers(graph: &[(String, Vec<String>)]) -> Vec<Vec<usize>> {
     out
 }
 
-/// The longest chain of needs (by step count), for a live run whose
-/// template the store has not described.
-pub fn critical_path(graph: &[(String, Vec<String>)]) -> Vec<String> {
-    let layers = layers(graph);
-    let Some(last) = layers.last().and_then(|l| l.first()) else {
-        return vec![];
-    };
-    let mut path = vec![graph[*last].0.clone()];
-    let mut at = *last;
-    loop {
-        let deepest = graph[at]
-            .1
-            .iter()
-            .filter_map(|n| graph.iter().position(|(id, _)| id == n))
-            .max_by_key(|j| layers.iter().position(|l| l.contains(j)));
-        match deepest {
-            Some(j) => {
-                path.push(graph[j].0.clone());
-                at = j;
-            }
-            None => break,
-        }
-    }
-    path.reverse();
-    path
-}
-
 /// Folds an engine event into the live runs. Pure.
 pub fn reduce_engine(app: &mut App, ev: EngineEvent) -> Vec<Effect> {
     let mut effects = Vec::new();
@@ -588,6 +563,7 @@ pub fn reduce_engine(app: &mut App, ev: EngineEvent) -> Vec<Effect> {
             digest,
             environment,
             steps,
+            critical_path,
             ..
         } => {
             app.live.insert(
@@ -598,6 +574,7 @@ pub fn reduce_engine(app: &mut App, ev: EngineEvent) -> Vec<Effect> {
                     digest,
                     env: environment,
                     graph: steps,
+                    critical: critical_path,
                     steps: BTreeMap::new(),
                     logs: BTreeMap::new(),
                     paused: false,
@@ -757,6 +734,5 @@ mod tests {
             ("smoke", &["deploy"]),
         ]);
         assert_eq!(layers(&g), vec![vec![0], vec![1, 2, 3], vec![4], vec![5]]);
-        assert_eq!(critical_path(&g), ["resolve", "slow", "deploy", "smoke"]);
     }
 }
