@@ -361,6 +361,8 @@ const ENGINE_ALLOWED: &[&str] = &[
     "keys::os_account",
     // Read-side queries: they read the store, the CAS and the config.
     "lanes",
+    // The rules every front shares, pure.
+    "rules",
     "resolve",
     "evaluate",
     "pin::pinned_error",

@@ -20,6 +20,7 @@ pub mod resolve;
 pub mod rollback;
 pub mod rollout;
 mod routed;
+pub mod rules;
 pub mod run;
 pub mod runs;
 pub mod seal;

@@ -81,17 +81,23 @@ pub fn plan(
             }
             d.clone()
         }
-        None => history
-            .iter()
-            .filter(|l| l.since <= now)
-            .find(|l| l.digest != current.digest)
-            .map(|l| l.digest.clone())
-            .ok_or_else(|| {
-                EngineError::error(format!(
-                    "{} has had only one release in {}; there is no earlier one",
-                    app, env
-                ))
-            })?,
+        None => super::rules::rollback_choices(
+            Some(&current.digest),
+            &history
+                .iter()
+                .map(|l| (l.digest.clone(), l.since))
+                .collect::<Vec<_>>(),
+            now,
+        )
+        .into_iter()
+        .next()
+        .map(|(d, _)| d)
+        .ok_or_else(|| {
+            EngineError::error(format!(
+                "{} has had only one release in {}; there is no earlier one",
+                app, env
+            ))
+        })?,
     };
     if target == current.digest {
         return Err(EngineError::usage(format!(

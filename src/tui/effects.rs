@@ -84,10 +84,20 @@ fn gates(ctx: &Context, r: GateRequest) -> Msg {
             .collect(),
         Err(_) => vec![],
     };
+    // A rollback's pin holds the lane whatever the gates say, as the
+    // command line's gate check and a promotion say.
+    let pin = ctx
+        .ws
+        .read_store()
+        .and_then(|s| s.pin(&r.env, &r.app))
+        .ok()
+        .flatten();
     Msg::Gates(Box::new(GateResult {
         request: r,
         evaluated_at: at,
-        outcome: evaluated.map(|(_, d, v)| (d, v)).map_err(|e| e.to_string()),
+        outcome: evaluated
+            .map(|(_, d, v)| (crate::engine::rules::held(d, pin.as_ref()), v))
+            .map_err(|e| e.to_string()),
         findings,
     }))
 }

@@ -7,6 +7,8 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use super::action::{Action, Screen};
 use super::keymap::Key;
 use super::state::{App, Effect, GateRequest, InputKind, Layer, Msg, ReplayState, reduce_engine};
+use crate::domain::{OperatorRequest, PromotionState, RunState};
+use crate::engine::rules::{self, CanaryChange, RolloutRollback};
 
 /// Commands the `:` line knows, for completion.
 pub const COMMANDS: &[&str] = &[
@@ -699,14 +701,30 @@ pub fn act(app: &mut App, a: Action) -> Vec<Effect> {
             let Some(id) = selected_run(app) else {
                 return vec![];
             };
-            let Some(run) = app.live.get(&id).filter(|r| r.finished.is_none()) else {
-                app.complain(format!(
-                    "promotion #{id} is not running in this workbench; only the process running it can steer it"
-                ));
+            // A run of this workbench, or of any other process: the
+            // engine steers the second through a request row its owner
+            // answers (a dead owner's run is taken over for an abort).
+            let (paused, what) = if let Some(run) =
+                app.live.get(&id).filter(|r| r.finished.is_none())
+            {
+                (run.paused, format!("{} → {}", run.app, run.env))
+            } else if let Some(p) = app
+                .snap
+                .promotions
+                .iter()
+                .map(|r| &r.promotion)
+                .find(|p| p.id == id && p.state.parse() == Ok(PromotionState::Running))
+            {
+                (
+                    p.run_state.as_deref().and_then(|s| s.parse().ok()) == Some(RunState::Paused),
+                    format!("{} → {} (run by another process)", p.app, p.environment),
+                )
+            } else {
+                app.complain(format!("promotion #{id} is not running"));
                 return vec![];
             };
             if a == Action::Pause {
-                return vec![if run.paused {
+                return vec![if paused {
                     Effect::Resume(id)
                 } else {
                     Effect::Pause(id)
@@ -715,7 +733,7 @@ pub fn act(app: &mut App, a: Action) -> Vec<Effect> {
             app.layers.push(Layer::Confirm {
                 title: format!("Abort promotion #{id}?"),
                 lines: vec![
-                    format!("{} → {}", run.app, run.env),
+                    what,
                     "Running steps are killed, the previous release goes back, and the abort is sealed.".into(),
                 ],
                 effect: Effect::Abort(id),
@@ -811,12 +829,7 @@ fn pick_rollback(app: &mut App, a: &str, env: &str) {
         return;
     };
     let current = cell.live.as_ref().map(|l| l.digest.clone());
-    let mut choices: Vec<_> = Vec::new();
-    for (d, since) in &cell.history {
-        if Some(d) != current.as_ref() && !choices.iter().any(|(c, _)| c == d) {
-            choices.push((d.clone(), *since));
-        }
-    }
+    let choices = rules::rollback_choices(current.as_ref(), &cell.history, app.now);
     if choices.is_empty() {
         app.complain(format!(
             "{a} has had no other release in {env}; nothing to roll back to"
@@ -841,41 +854,59 @@ fn rollout_change(app: &mut App, change: &str) -> Vec<Effect> {
         return vec![];
     };
     let p = &r.progress;
-    if !p.in_flight() {
-        app.complain(match p.state.as_str() {
-            "experiment" => format!(
+    let at = p.steps.get(p.step).copied().unwrap_or(0);
+    let request = match change {
+        "pause" => OperatorRequest::Pause,
+        "resume" => OperatorRequest::Resume,
+        "promote" => OperatorRequest::PromoteNow,
+        _ => OperatorRequest::Abort,
+    };
+    let effect = match rules::canary_change(
+        &p.state,
+        p.interrupted,
+        at,
+        p.app.as_deref(),
+        p.digest.as_ref(),
+        request,
+    ) {
+        CanaryChange::AbTest => {
+            app.complain(format!(
                 "{} runs an A/B test, not a canary: `r` ends it on a (stable), `stella rollout consolidate {} --winner a|b` picks the winner",
                 r.target, r.env
-            ),
-            _ => format!("no canary is running on {}", r.target),
-        });
-        return vec![];
-    }
-    let at = p.steps.get(p.step).copied().unwrap_or(0);
-    let effect = match (p.interrupted, change, p.app.clone(), p.digest.clone()) {
-        (true, "pause", ..) => {
+            ));
+            return vec![];
+        }
+        CanaryChange::NotRunning => {
+            app.complain(format!("no canary is running on {}", r.target));
+            return vec![];
+        }
+        CanaryChange::HeldAlready { at } => {
             app.say(format!(
                 "{}: the canary is held at {at}% already (its promotion was interrupted)",
                 r.target
             ));
             return vec![];
         }
-        (true, "abort", ..) => Effect::AbortInterrupted { env: r.env.clone() },
-        (true, _, Some(a), Some(digest)) => Effect::PickUp {
+        CanaryChange::AbortInterrupted => Effect::AbortInterrupted { env: r.env.clone() },
+        CanaryChange::PickUp {
+            app: a,
+            digest,
+            promote,
+        } => Effect::PickUp {
             target: r.target.clone(),
             app: a,
             digest,
             env: r.env.clone(),
-            promote: change == "promote",
+            promote,
         },
-        (true, ..) => {
+        CanaryChange::Unknown => {
             app.complain(format!(
                 "the interrupted canary on {} does not say which release it was; `stella rollout abort {}` sends traffic back to stable",
                 r.target, r.env
             ));
             return vec![];
         }
-        _ => Effect::RolloutControl {
+        CanaryChange::Ask => Effect::RolloutControl {
             target: r.target.clone(),
             change: change.to_owned(),
         },
@@ -916,11 +947,23 @@ fn rollout_rollback(app: &mut App) -> Vec<Effect> {
         app.complain("no router target in this workspace");
         return vec![];
     };
-    if r.progress.in_flight() {
-        return rollout_change(app, "abort");
-    }
-    if r.progress.state == "experiment" {
-        app.layers.push(Layer::Confirm {
+    let lane = app.snap.lanes.iter().find(|l| l.env == r.env);
+    let serving = rules::serving_app(
+        r.progress.app.as_deref(),
+        r.progress.digest.as_ref(),
+        r.stable.as_ref(),
+        |stable| {
+            lane?
+                .cells
+                .iter()
+                .find(|c| c.live.as_ref().is_some_and(|l| &l.digest == stable))
+                .map(|c| c.app.clone())
+        },
+    );
+    let warm = r.candidate.clone().filter(|_| r.weight == 0);
+    match rules::rollout_rollback(&r.progress.state, serving, warm) {
+        RolloutRollback::AbortCanary => return rollout_change(app, "abort"),
+        RolloutRollback::EndAbTest => app.layers.push(Layer::Confirm {
             title: format!("End the A/B test on {}, a winning?", r.target),
             lines: vec![
                 "All traffic goes back to a, the stable release; b is kept warm. Sealed with the comparison.".into(),
@@ -929,31 +972,8 @@ fn rollout_rollback(app: &mut App) -> Vec<Effect> {
                 env: r.env.clone(),
                 winner_b: false,
             },
-        });
-        return vec![];
-    }
-    // Which app the target serves: what its last rollout said, else the
-    // lane's app whose live release is the target's stable one.
-    let a = r.progress.app.clone().or_else(|| {
-        let stable = r.stable.as_ref()?;
-        app.snap
-            .lanes
-            .iter()
-            .find(|l| l.env == r.env)?
-            .cells
-            .iter()
-            .find(|c| c.live.as_ref().is_some_and(|l| &l.digest == stable))
-            .map(|c| c.app.clone())
-    });
-    let Some(a) = a else {
-        app.complain(format!(
-            "nothing known is live on {}; nothing to roll back",
-            r.target
-        ));
-        return vec![];
-    };
-    match r.candidate.clone().filter(|_| r.weight == 0) {
-        Some(warm) => app.layers.push(Layer::Confirm {
+        }),
+        RolloutRollback::Warm { app: a, to: warm } => app.layers.push(Layer::Confirm {
             title: format!("Roll back {a} in {}?", r.env),
             lines: vec![
                 format!(
@@ -969,7 +989,11 @@ fn rollout_rollback(app: &mut App) -> Vec<Effect> {
                 to: warm,
             },
         }),
-        None => pick_rollback(app, &a, &r.env),
+        RolloutRollback::Pick { app: a } => pick_rollback(app, &a, &r.env),
+        RolloutRollback::Nothing => app.complain(format!(
+            "nothing known is live on {}; nothing to roll back",
+            r.target
+        )),
     }
     vec![]
 }
