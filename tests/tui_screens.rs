@@ -471,8 +471,17 @@ fn engine_events_fold_into_a_live_run_and_open_it() {
             .as_ref()
             .unwrap()
             .text
-            .contains("not running in this workbench")
+            .contains("promotion #77 is not running")
     );
+    // A run of another process, running in the store, takes the same
+    // road: the engine steers it through a request row.
+    let id = a.snap.promotions[0].promotion.id;
+    a.snap.promotions[0].promotion.state = "running".into();
+    a.snap.promotions[0].promotion.run_state = Some("paused".into());
+    a.run = Some(id);
+    assert_eq!(key(&mut a, KeyCode::Char(' ')), vec![Effect::Resume(id)]);
+    key(&mut a, KeyCode::Char('x'));
+    assert_eq!(key(&mut a, KeyCode::Char('y')), vec![Effect::Abort(id)]);
 }
 
 #[test]
