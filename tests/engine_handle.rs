@@ -281,6 +281,7 @@ fn approvals_go_through_the_handle_and_are_attached_to_the_digest() {
         env: "staging".into(),
         key: key.map(str::to_owned),
         comment: None,
+        purpose: stella::domain::approval::Purpose::Promote,
     };
     runtime().block_on(async {
         let (handle, mut events) = engine::spawn(ws.clone(), config);

@@ -14,6 +14,7 @@ pub mod handle;
 pub mod keys;
 pub mod lanes;
 pub mod pin;
+pub mod probe;
 pub mod promote;
 pub mod record;
 pub mod resolve;

@@ -112,6 +112,7 @@ pub fn promote(
                 env: req.to.clone(),
                 key: Some(name.clone()),
                 comment: None,
+                purpose: crate::domain::approval::Purpose::Promote,
             },
             now,
         )?;

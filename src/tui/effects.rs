@@ -189,6 +189,7 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
                 env: env.clone(),
                 key: ctx.key.clone(),
                 comment: Some("approved from the workbench".into()),
+                purpose: crate::domain::approval::Purpose::Promote,
             });
             let c = ctx.clone();
             tokio::spawn(async move {
