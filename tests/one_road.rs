@@ -349,6 +349,7 @@ const ENGINE_ALLOWED: &[&str] = &[
     "SteerRequest",
     "Steered",
     "MarkLiveRequest",
+    "AppReleaseRequest",
     "AttachRequest",
     "Attached",
     "KeyRequest",
@@ -362,11 +363,13 @@ const ENGINE_ALLOWED: &[&str] = &[
     "keys::os_account",
     // Read-side queries: they read the store, the CAS and the config.
     "lanes",
+    "resolve::AppRelease",
+    "resolve::unknown_app",
+    "resolve::resolve_unrecorded",
     // The rules every front shares, pure.
     "rules",
     // What the machine offers (nginx installed, a free port).
     "probe",
-    "resolve",
     "evaluate",
     "pin::pinned_error",
     "rollback::plan",

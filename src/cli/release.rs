@@ -160,12 +160,12 @@ pub fn resolve_and_record(
     if matches!(spec, ReleaseSpec::App { .. }) && config.is_none() {
         ctx.workspace()?;
     }
-    let (r, notes) = crate::engine::resolve::resolve_and_record(
-        ctx.workspace.as_ref().ok(),
-        config,
-        &ctx.cwd,
-        spec,
-    )?;
+    let (r, notes) = match (ctx.workspace.as_ref().ok(), config) {
+        // Recorded: through the engine.
+        (Some(ws), Some(config)) => super::decide::drive(ws, config, |h| h.resolve(spec), |_| {})?,
+        // No workspace, no store: nothing to record.
+        _ => crate::engine::resolve::resolve_unrecorded(&ctx.cwd, spec)?,
+    };
     print_notes(&notes, quiet);
     Ok(r)
 }
@@ -180,7 +180,7 @@ pub fn app_release(
     now: &DateTime<Utc>,
     quiet: bool,
 ) -> Result<AppRelease, Failure> {
-    let (r, notes) = crate::engine::resolve::app_release(ws, config, reference, env, now)?;
+    let (r, notes) = engine_app_release(ws, config, reference, env, now, true)?;
     print_notes(&notes, quiet);
     Ok(r)
 }
@@ -193,8 +193,25 @@ pub fn app_release_unrecorded(
     env: Option<&str>,
     now: &DateTime<Utc>,
 ) -> Result<AppRelease, Failure> {
-    let (r, _) = crate::engine::resolve::app_release_with(ws, config, reference, env, now, false)?;
+    let (r, _) = engine_app_release(ws, config, reference, env, now, false)?;
     Ok(r)
+}
+
+fn engine_app_release(
+    ws: &Workspace,
+    config: &Config,
+    reference: &str,
+    env: Option<&str>,
+    now: &DateTime<Utc>,
+    record: bool,
+) -> Result<(AppRelease, Vec<String>), Failure> {
+    let req = crate::engine::AppReleaseRequest {
+        reference: reference.to_owned(),
+        env: env.map(str::to_owned),
+        now: *now,
+        record,
+    };
+    super::decide::drive(ws, config, |h| h.app_release(req), |_| {})
 }
 
 fn list(ctx: &Context, args: ListArgs) -> Result<u8, Failure> {

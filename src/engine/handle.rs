@@ -17,14 +17,15 @@ use super::event::{EngineEvent, EventKind, Sink, Ticket};
 use super::pin::{UnpinOutcome, UnpinRequest, unpin};
 use super::promote::{PromoteOutcome, PromoteRequest, promote};
 use super::record::{
-    AttachRequest, Attached, KeyAdded, KeyRequest, MarkLiveRequest, add_key, attach_evidence,
-    ensure_sealing_key, mark_live,
+    AppReleaseRequest, AttachRequest, Attached, KeyAdded, KeyRequest, MarkLiveRequest, add_key,
+    attach_evidence, ensure_sealing_key, mark_live,
 };
+use super::resolve::{AppRelease, app_release_with, resolve_and_record};
 use super::rollback::{RollbackOutcome, RollbackRequest, rollback};
 use super::runs::Runs;
 use super::steer::{SteerRequest, Steered, steer};
 use crate::config::Config;
-use crate::domain::OperatorRequest;
+use crate::domain::{OperatorRequest, ReleaseSpec, Resolution};
 use crate::workspace::Workspace;
 
 type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
@@ -46,6 +47,8 @@ enum Command {
     Attach(Box<AttachRequest>, Reply<Attached>),
     AddKey(Box<KeyRequest>, Reply<KeyAdded>),
     SealingKey(Reply<String>),
+    Resolve(Box<ReleaseSpec>, Reply<(Resolution, Vec<String>)>),
+    AppRelease(Box<AppReleaseRequest>, Reply<(AppRelease, Vec<String>)>),
 }
 
 /// A cheap, cloneable way to talk to the engine task.
@@ -143,6 +146,17 @@ impl EngineHandle {
     /// Generates or imports a key.
     pub fn new_key(&self, req: KeyRequest) -> Pending<KeyAdded> {
         self.ask(|_, r| Command::AddKey(Box::new(req), r))
+    }
+
+    /// Resolves a release spec and records the resolution (with notes: a
+    /// moved tag).
+    pub fn resolve(&self, spec: ReleaseSpec) -> Pending<(Resolution, Vec<String>)> {
+        self.ask(|_, r| Command::Resolve(Box::new(spec), r))
+    }
+
+    /// The release a deciding command is about, recorded when asked.
+    pub fn app_release(&self, req: AppReleaseRequest) -> Pending<(AppRelease, Vec<String>)> {
+        self.ask(|_, r| Command::AppRelease(Box::new(req), r))
     }
 
     /// The workspace's sealing key, made if missing; its key id.
@@ -304,6 +318,26 @@ async fn engine_task(
                 let (ws, config) = (ws.clone(), config.clone());
                 work.spawn_blocking(move || {
                     let _ = reply.send(ensure_sealing_key(&ws, &config));
+                });
+            }
+            Command::Resolve(spec, reply) => {
+                let (ws, config) = (ws.clone(), config.clone());
+                work.spawn_blocking(move || {
+                    let root = ws.root().to_owned();
+                    let _ = reply.send(resolve_and_record(Some(&ws), Some(&config), &root, *spec));
+                });
+            }
+            Command::AppRelease(req, reply) => {
+                let (ws, config) = (ws.clone(), config.clone());
+                work.spawn_blocking(move || {
+                    let _ = reply.send(app_release_with(
+                        &ws,
+                        &config,
+                        &req.reference,
+                        req.env.as_deref(),
+                        &req.now,
+                        req.record,
+                    ));
                 });
             }
             Command::Shutdown(done) => {

@@ -33,7 +33,9 @@ pub use event::{EngineEvent, EventKind, Sink, Ticket};
 pub use handle::{EngineHandle, Pending, spawn};
 pub use pin::{UnpinOutcome, UnpinRequest};
 pub use promote::{PromoteOutcome, PromoteRequest};
-pub use record::{AttachRequest, Attached, KeyAdded, KeyRequest, MarkLiveRequest};
+pub use record::{
+    AppReleaseRequest, AttachRequest, Attached, KeyAdded, KeyRequest, MarkLiveRequest,
+};
 pub use rollback::{RollbackOutcome, RollbackRequest};
 pub use run::{RunReport, run_promotion_workflow};
 pub use steer::{SteerRequest, Steered};

@@ -59,6 +59,17 @@ pub fn mark_live(
     Ok(())
 }
 
+/// The release a deciding command is about (`resolve::app_release_with`):
+/// `APP` alone means what is live upstream; a tag is resolved, and its
+/// resolution recorded when `record`.
+#[derive(Debug, Clone)]
+pub struct AppReleaseRequest {
+    pub reference: String,
+    pub env: Option<String>,
+    pub now: DateTime<Utc>,
+    pub record: bool,
+}
+
 /// A piece of evidence for a release: its bytes (already read within
 /// bounds and classified by the front) and how it is recorded.
 #[derive(Debug, Clone)]
