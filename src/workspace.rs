@@ -161,6 +161,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_read_store_refuses_writes_and_brings_an_old_schema_up_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::at(dir.path().to_owned());
+        ws.ensure_state_dirs().unwrap();
+        // Missing: created once, then read only.
+        let store = ws.read_store().unwrap();
+        assert!(store.promotions(None).unwrap().is_empty());
+        let e = store
+            .conn()
+            .execute(
+                "INSERT INTO locks (environment, promotion_id, holder, pid, acquired_at) VALUES ('dev', 1, 'x', 1, 'now')",
+                [],
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("readonly"), "{e}");
+        drop(store);
+        // An older schema is migrated before it is read.
+        let conn = rusqlite::Connection::open(ws.db_path()).unwrap();
+        conn.pragma_update(None, "user_version", Store::schema_version() - 1)
+            .unwrap();
+        conn.execute_batch("ALTER TABLE runs DROP COLUMN graph")
+            .unwrap();
+        drop(conn);
+        let store = ws.read_store().unwrap();
+        let v: i64 = store
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, Store::schema_version());
+    }
+
+    #[test]
     fn finds_the_workspace_above() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();

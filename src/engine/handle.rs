@@ -297,21 +297,42 @@ async fn engine_task(
                 });
             }
             Command::MarkLive(req, reply) => {
-                let (ws, config) = (ws.clone(), config.clone());
+                let (ws, config, events) = (ws.clone(), config.clone(), events.clone());
                 work.spawn_blocking(move || {
-                    let _ = reply.send(mark_live(&ws, &config, &req));
+                    let r = mark_live(&ws, &config, &req);
+                    if r.is_ok() {
+                        recorded(
+                            &events,
+                            format!("{}@{} live in {}", req.app, req.digest, req.env),
+                        );
+                    }
+                    let _ = reply.send(r);
                 });
             }
             Command::Attach(req, reply) => {
-                let ws = ws.clone();
+                let (ws, events) = (ws.clone(), events.clone());
                 work.spawn_blocking(move || {
-                    let _ = reply.send(attach_evidence(&ws, &req));
+                    let r = attach_evidence(&ws, &req);
+                    if let Ok(a) = &r {
+                        recorded(
+                            &events,
+                            format!(
+                                "{} {} attached to {}",
+                                a.record.kind, a.record.digest, req.subject
+                            ),
+                        );
+                    }
+                    let _ = reply.send(r);
                 });
             }
             Command::AddKey(req, reply) => {
-                let ws = ws.clone();
+                let (ws, events) = (ws.clone(), events.clone());
                 work.spawn_blocking(move || {
-                    let _ = reply.send(add_key(&ws, &req));
+                    let r = add_key(&ws, &req);
+                    if r.is_ok() {
+                        recorded(&events, format!("key `{}` for {}", req.name, req.email));
+                    }
+                    let _ = reply.send(r);
                 });
             }
             Command::SealingKey(reply) => {
@@ -351,6 +372,14 @@ async fn engine_task(
         // Reap finished work without waiting for it.
         while work.try_join_next().is_some() {}
     }
+}
+
+/// A committed change to the record, as an event.
+fn recorded(events: &mpsc::UnboundedSender<EngineEvent>, what: String) {
+    let _ = events.send(EngineEvent {
+        ticket: 0,
+        kind: EventKind::Recorded(what),
+    });
 }
 
 fn report_failure<T>(sink: &Sink, r: &Result<T, EngineError>) {

@@ -143,6 +143,12 @@ pub fn steer(
             .ok_or_else(|| EngineError::error(format!("request #{rid} vanished")))?;
         match row.state {
             RequestState::Done => {
+                // Committed by the owner: now it is shown.
+                sink.emit(match req.request {
+                    OperatorRequest::Pause => EventKind::Paused { promotion_id: id },
+                    OperatorRequest::Resume => EventKind::Resumed { promotion_id: id },
+                    _ => EventKind::Aborting { promotion_id: id },
+                });
                 return Ok(Steered {
                     request_id: Some(rid),
                     capsule_id: row.capsule_id,
