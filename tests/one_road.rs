@@ -399,7 +399,6 @@ const STORE_WRITES: &[&str] = &[
     ".finish_run(",
     ".set_run_paused(",
     ".begin_promotion(",
-    ".recover_interrupted(",
     ".take_over(",
     ".finish_interrupted(",
     ".put_request(",

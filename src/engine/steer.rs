@@ -135,6 +135,7 @@ pub fn steer(
         environment: p.environment.clone(),
         promotion_id: id,
     };
+    let owner = lock.as_ref().map(|l| l.pid);
     let rid = store.put_request(&subject, req.request, &requested_by, None)?;
     let deadline = Instant::now() + ANSWER_WITHIN;
     loop {
@@ -196,12 +197,16 @@ pub fn steer(
                     )?;
                     return Err(e);
                 }
-                // It ended on its own: the owner answers what it saw
-                // before sealing; look once more, then say so.
+                // It ended: its owner answers the requests it saw right
+                // after sealing, so wait for that while the owner lives;
+                // then say so.
                 (_, _, false) => {
-                    if let Some(r) = store.request(rid)?
-                        && r.state != RequestState::Pending
+                    let answered = store
+                        .request(rid)?
+                        .is_some_and(|r| r.state != RequestState::Pending);
+                    if answered || (owner.is_some_and(process_alive) && Instant::now() <= deadline)
                     {
+                        std::thread::sleep(Duration::from_millis(50));
                         continue;
                     }
                     let e = EngineError::usage(format!(

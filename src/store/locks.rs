@@ -1,7 +1,8 @@
 //! One promotion per environment at a time. A promotion that deploys holds
 //! its environment's lock from before the first change to a target until
-//! its capsule is sealed; a lock whose process is gone is released, and its
-//! promotion marked `interrupted`.
+//! its capsule is sealed. A lock whose process is gone is taken over by
+//! the recovering process (`take_over`), which puts the targets back and
+//! only then marks the promotion `interrupted` and releases it.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
@@ -62,31 +63,6 @@ fn mark_run_interrupted(
 }
 
 impl Store {
-    /// Marks promotions whose process died mid-way as `interrupted` and
-    /// releases their locks; returns their ids.
-    pub fn recover_interrupted(&mut self) -> Result<Vec<i64>, StoreError> {
-        self.write(|tx| {
-            let dead: Vec<(i64, i64)> = {
-                let mut stmt = tx.prepare("SELECT promotion_id, pid FROM locks")?;
-                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                rows.collect::<Result<Vec<_>, _>>()?
-                    .into_iter()
-                    .filter(|(_, pid)| !process_alive(*pid))
-                    .collect()
-            };
-            let now = time_to_sql(&Utc::now());
-            for (id, _) in &dead {
-                tx.execute(
-                    "UPDATE promotions SET state = 'interrupted', outcome = 'interrupted', finished_at = ?2 WHERE id = ?1 AND state = 'running'",
-                    params![id, now],
-                )?;
-                tx.execute("DELETE FROM locks WHERE promotion_id = ?1", [id])?;
-                mark_run_interrupted(tx, *id, &now)?;
-            }
-            Ok(dead.into_iter().map(|(id, _)| id).collect())
-        })
-    }
-
     /// The locks whose process is gone: promotions that died mid-way.
     /// Reads only; `take_over` claims one.
     pub fn dead_locks(&self) -> Result<Vec<Lock>, StoreError> {
@@ -156,7 +132,9 @@ impl Store {
         environment: &str,
         requested_by: &str,
     ) -> Result<i64, BeginError> {
-        self.recover_interrupted()?;
+        // A dead holder's lock is not cleared here: recovery takes it over
+        // and puts its targets back first (`engine::deploy::recover`, run
+        // by every command that acts before it begins).
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
