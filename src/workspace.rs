@@ -121,16 +121,21 @@ impl Workspace {
     ///
     /// A store that is missing or on an older schema is created or
     /// migrated once (a schema change, not a change of what it records),
-    /// then reopened read-only.
+    /// then reopened read-only; on a read-only disk it is read as
+    /// `Store::open` reads it there (SQLite's immutable snapshot).
     pub fn read_store(&self) -> Result<ReadStore, StoreError> {
         let path = self.db_path();
+        if let Ok(store) = Store::open_reader(&path) {
+            return Ok(ReadStore(store));
+        }
+        // Missing, older, or where SQLite cannot even read-lock (a
+        // read-only folder holding a WAL database): opened as
+        // `Store::open` does — created or migrated where it can be, else
+        // its immutable snapshot reader — then read through this type.
+        let store = Store::open(&path)?;
         match Store::open_reader(&path) {
-            Ok(store) => Ok(ReadStore(store)),
-            Err(StoreError::Open { .. } | StoreError::Migrate { .. }) => {
-                drop(Store::open(&path)?);
-                Store::open_reader(&path).map(ReadStore)
-            }
-            Err(e) => Err(e),
+            Ok(reader) => Ok(ReadStore(reader)),
+            Err(_) => Ok(ReadStore(store)),
         }
     }
 }

@@ -14,10 +14,10 @@ use chrono::Utc;
 use super::EngineError;
 use super::event::{EventKind, Sink};
 use super::keys::{Asker, Prover, prove};
-use super::seal::{Gateless, environment_digest, seal_and_export};
+use super::seal::{Gateless, environment_digest, seal_step};
 use crate::capsule::statement::{Action, EvidenceRef};
 use crate::config::Config;
-use crate::domain::{Digest, OperatorRequest, PromotionState, RequestState};
+use crate::domain::{Digest, OperatorRequest, PromotionOutcome, PromotionState, RequestState};
 use crate::store::{Answer, Lock, PromotionRow, RequestSubject, Store, process_alive};
 use crate::workspace::Workspace;
 
@@ -169,24 +169,15 @@ pub fn steer(
         let lock = holder(&store, id)?;
         if !lock.as_ref().is_some_and(|l| process_alive(l.pid)) {
             // The owner died (or finished) while we waited.
-            let p = store.promotions(None)?.into_iter().find(|p| p.id == id);
-            let still_running = p
-                .as_ref()
-                .is_some_and(|p| p.state == PromotionState::Running.as_str());
-            match (req.request, lock, still_running) {
-                (OperatorRequest::Abort, Some(lock), true) => {
-                    return take_over_abort(
-                        ws,
-                        config,
-                        &mut store,
-                        p.expect("running"),
-                        &lock,
-                        rid,
-                        &prover,
-                        sink,
-                    );
+            let running = store
+                .promotions(None)?
+                .into_iter()
+                .find(|p| p.id == id && p.state == PromotionState::Running.as_str());
+            match (req.request, lock, running) {
+                (OperatorRequest::Abort, Some(lock), Some(p)) => {
+                    return take_over_abort(ws, config, &mut store, p, &lock, rid, &prover, sink);
                 }
-                (what, lock, true) => {
+                (what, lock, Some(_)) => {
                     let e = dead_run(id, what, lock.map(|l| l.pid));
                     store.answer_request(
                         rid,
@@ -200,7 +191,7 @@ pub fn steer(
                 // It ended: its owner answers the requests it saw right
                 // after sealing, so wait for that while the owner lives;
                 // then say so.
-                (_, _, false) => {
+                (_, _, None) => {
                     let answered = store
                         .request(rid)?
                         .is_some_and(|r| r.state != RequestState::Pending);
@@ -236,9 +227,12 @@ pub fn steer(
     }
 }
 
-/// The owner is dead: take its lock, put the previous release back, seal
-/// the abort under the interrupted promotion (the lock is released in
-/// the sealing transaction), answer the request as taken over.
+/// The owner is dead: take its lock, seal the abort (what is put back,
+/// and why) under the interrupted promotion, then put the previous
+/// release back, then end the promotion `aborted` and release the lock;
+/// the request is answered as taken over. Sealed before it acts: if the
+/// seal fails, nothing is decided and the promotion is recovered as
+/// `stella recover` would (`interrupted`, targets back).
 #[allow(clippy::too_many_arguments)]
 fn take_over_abort(
     ws: &Workspace,
@@ -259,19 +253,19 @@ fn take_over_abort(
         .hint(format!("`stella promotion show {id}` shows how it ended")));
     }
     let sealed = (|| {
-        let lines = super::deploy::put_back(store, config, &p, true)?;
-        for l in &lines {
-            sink.emit(EventKind::Note(l.clone()));
-        }
         let env = config
             .environment(&p.environment)
             .ok_or_else(|| super::unknown_environment(&p.environment, config))?;
         let digest: Digest = p.digest.parse().map_err(EngineError::error)?;
+        let back_to = store
+            .live_at(&p.environment, &p.app, &Utc::now())?
+            .map(|l| l.digest.to_string());
         let record = serde_json::json!({
             "promotion": id,
             "taken_over_from_pid": dead.pid,
             "request": rid,
-            "restored": lines,
+            "targets": env.targets.iter().map(|t| t.get_ref().clone()).collect::<Vec<_>>(),
+            "back_to": back_to,
         });
         let record_digest = ws.evidence().put(record.to_string().as_bytes())?;
         let env_digest = environment_digest(ws, &p.environment, env)?;
@@ -289,29 +283,30 @@ fn take_over_abort(
                 kind: "take-over".into(),
             },
             env_digest: &env_digest,
-            outcome: crate::domain::PromotionOutcome::Aborted.as_str(),
+            outcome: PromotionOutcome::Aborted.as_str(),
             reason: format!(
-                "aborted by an operator after the process running it (pid {}) died; the previous release was put back",
+                "aborted by an operator after the process running it (pid {}) died; the previous release is put back",
                 dead.pid
             ),
             requester: None,
         }
         .signed_by(prover)?;
-        let sealed = seal_and_export(
-            ws,
-            config,
-            &decision.decision(false),
-            Some(id),
-            |prev, id| decision.predicate(prev, id),
-        )?;
-        Ok::<_, EngineError>((sealed, lines))
+        seal_step(ws, config, &decision, id)
     })();
-    let (sealed, lines) = match sealed {
+    let sealed = match sealed {
         Ok(s) => s,
         Err(e) => {
-            // Not sealed: the promotion ends interrupted, the lock freed,
-            // the request answered with why.
+            // Nothing decided, so nothing sealed: recovered as `stella
+            // recover` would, the request answered with why.
+            let lines = super::deploy::put_back(store, config, &p, false)?;
+            for l in lines {
+                sink.emit(EventKind::Note(l));
+            }
             store.finish_interrupted(id)?;
+            let e = EngineError::error(format!(
+                "the abort of promotion #{id} could not be sealed ({}); it was recovered as interrupted instead",
+                e.message
+            ));
             store.answer_request(
                 rid,
                 &Answer::Failed {
@@ -322,6 +317,18 @@ fn take_over_abort(
             return Err(e);
         }
     };
+    sink.emit(EventKind::CapsuleSealed {
+        promotion_id: id,
+        capsule_id: sealed.capsule_id,
+        outcome: PromotionOutcome::Aborted.as_str().into(),
+        path: sealed.path.clone(),
+    });
+    // Sealed; now it acts, still under the lock.
+    let lines = super::deploy::put_back(store, config, &p, true)?;
+    for l in &lines {
+        sink.emit(EventKind::Note(l.clone()));
+    }
+    store.finish_promotion(id, PromotionOutcome::Aborted)?;
     store.answer_request(
         rid,
         &Answer::Done {
@@ -329,12 +336,6 @@ fn take_over_abort(
         },
         true,
     )?;
-    sink.emit(EventKind::CapsuleSealed {
-        promotion_id: id,
-        capsule_id: sealed.capsule_id,
-        outcome: crate::domain::PromotionOutcome::Aborted.as_str().into(),
-        path: sealed.path.clone(),
-    });
     Ok(Steered {
         request_id: Some(rid),
         capsule_id: Some(sealed.capsule_id),

@@ -109,6 +109,23 @@ impl Store {
         })
     }
 
+    /// Ends a taken-over promotion whose decision was sealed before it
+    /// acted (`record_step`): decided with `outcome`, its lock released.
+    pub fn finish_promotion(
+        &mut self,
+        promotion_id: i64,
+        outcome: crate::domain::PromotionOutcome,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE promotions SET state = 'decided', outcome = ?2, finished_at = ?3 WHERE id = ?1 AND state = 'running'",
+                params![promotion_id, outcome.as_str(), time_to_sql(&Utc::now())],
+            )?;
+            tx.execute("DELETE FROM locks WHERE promotion_id = ?1", [promotion_id])?;
+            Ok(())
+        })
+    }
+
     /// Ends a taken-over promotion without a decision: `interrupted`, its
     /// lock released.
     pub fn finish_interrupted(&mut self, promotion_id: i64) -> Result<(), StoreError> {
