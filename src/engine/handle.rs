@@ -400,7 +400,7 @@ fn control(ws: &Workspace, runs: &Runs, id: i64, change: Change) -> Result<(), E
     let Some(c) = runs.get(id) else {
         return Err(
             EngineError::usage(format!("promotion #{id} is not running in this process")).hint(
-                "`stella promotion list` shows what runs; only the process running it can steer it",
+                "`steer` (`stella promotion pause|resume|abort ID`) reaches a run of any process",
             ),
         );
     };
