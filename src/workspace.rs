@@ -112,6 +112,44 @@ impl Workspace {
     pub fn open_store(&self) -> Result<Store, StoreError> {
         Store::open(&self.db_path())
     }
+
+    /// The store for reading only: what `status`, lists, `show` and the
+    /// workbench's data load use. Its connection is opened
+    /// `SQLITE_OPEN_READ_ONLY`, and `ReadStore` hands out `&Store` only,
+    /// while every write method of `Store` takes `&mut self`: a read can
+    /// neither call a write nor, through `conn()`, commit one.
+    ///
+    /// A store that is missing or on an older schema is created or
+    /// migrated once (a schema change, not a change of what it records),
+    /// then reopened read-only; on a read-only disk it is read as
+    /// `Store::open` reads it there (SQLite's immutable snapshot).
+    pub fn read_store(&self) -> Result<ReadStore, StoreError> {
+        let path = self.db_path();
+        if let Ok(store) = Store::open_reader(&path) {
+            return Ok(ReadStore(store));
+        }
+        // Missing, older, or where SQLite cannot even read-lock (a
+        // read-only folder holding a WAL database): opened as
+        // `Store::open` does — created or migrated where it can be, else
+        // its immutable snapshot reader — then read through this type.
+        let store = Store::open(&path)?;
+        match Store::open_reader(&path) {
+            Ok(reader) => Ok(ReadStore(reader)),
+            Err(_) => Ok(ReadStore(store)),
+        }
+    }
+}
+
+/// A read-only view of the store: derefs to `Store` for its reading
+/// methods; there is no `DerefMut`, so its `&mut self` writers are out of
+/// reach.
+pub struct ReadStore(Store);
+
+impl std::ops::Deref for ReadStore {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.0
+    }
 }
 
 fn absolute(p: &Path, base: &Path) -> PathBuf {
@@ -126,6 +164,38 @@ fn absolute(p: &Path, base: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_read_store_refuses_writes_and_brings_an_old_schema_up_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::at(dir.path().to_owned());
+        ws.ensure_state_dirs().unwrap();
+        // Missing: created once, then read only.
+        let store = ws.read_store().unwrap();
+        assert!(store.promotions(None).unwrap().is_empty());
+        let e = store
+            .conn()
+            .execute(
+                "INSERT INTO locks (environment, promotion_id, holder, pid, acquired_at) VALUES ('dev', 1, 'x', 1, 'now')",
+                [],
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("readonly"), "{e}");
+        drop(store);
+        // An older schema is migrated before it is read.
+        let conn = rusqlite::Connection::open(ws.db_path()).unwrap();
+        conn.pragma_update(None, "user_version", Store::schema_version() - 1)
+            .unwrap();
+        conn.execute_batch("ALTER TABLE runs DROP COLUMN graph")
+            .unwrap();
+        drop(conn);
+        let store = ws.read_store().unwrap();
+        let v: i64 = store
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, Store::schema_version());
+    }
 
     #[test]
     fn finds_the_workspace_above() {

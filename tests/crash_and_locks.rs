@@ -111,13 +111,14 @@ fn kill_9_during_a_slow_step_leaves_one_release_serving_and_the_run_interrupted(
         .unwrap();
     assert_eq!(state, "running", "nothing ran after the kill");
 
-    // On the next start the run is found and marked interrupted, and the
-    // target goes back to what the store holds live.
+    // `stella recover` finds the run and marks it interrupted, and the
+    // target goes back to what the store holds live (reading never does).
+    let out = stella(ws).args(["recover"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("was interrupted"));
     let out = stella(ws)
         .args(["promotion", "list", "--json"])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("was interrupted"));
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let last = rows.as_array().unwrap().last().unwrap();
     assert_eq!(last["state"], "interrupted");
@@ -230,13 +231,14 @@ fn kill_9_at(point: &str) {
         "no capsule for a decision not made"
     );
 
-    // The next start marks it interrupted, clears the half-made files, and
-    // the environment can be promoted again.
+    // `stella recover` marks it interrupted, clears the half-made files,
+    // and the environment can be promoted again.
+    let out = stella(ws).args(["recover"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("was interrupted"));
     let out = stella(ws)
         .args(["promotion", "list", "--json"])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("was interrupted"));
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         rows.as_array().unwrap().last().unwrap()["state"],

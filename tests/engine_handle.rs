@@ -61,6 +61,7 @@ async fn until(
 fn name(k: &EventKind) -> &'static str {
     match k {
         EventKind::Note(_) => "note",
+        EventKind::Recorded(_) => "recorded",
         EventKind::Resolved { .. } => "resolved",
         EventKind::Approved { .. } => "approved",
         EventKind::GatesEvaluated { .. } => "gates",
@@ -281,6 +282,7 @@ fn approvals_go_through_the_handle_and_are_attached_to_the_digest() {
         env: "staging".into(),
         key: key.map(str::to_owned),
         comment: None,
+        purpose: stella::domain::approval::Purpose::Promote,
     };
     runtime().block_on(async {
         let (handle, mut events) = engine::spawn(ws.clone(), config);
@@ -309,4 +311,76 @@ fn approvals_go_through_the_handle_and_are_attached_to_the_digest() {
         attached.iter().any(|e| e.kind == "approval"),
         "{attached:?}"
     );
+}
+
+#[test]
+fn record_changes_are_commands_each_committed_then_shown() {
+    let (_dir, ws, config) = setup("[[steps]]\nid = \"deploy\"\nuses = \"deploy\"\n");
+    let digest: stella::domain::Digest = common::app_image(ws.root(), "3.0", "v3").parse().unwrap();
+    runtime().block_on(async {
+        let (handle, mut events) = engine::spawn(ws.clone(), config);
+        let mut seen = Vec::new();
+        handle
+            .mark_release_live(engine::MarkLiveRequest {
+                app: "api-gateway".into(),
+                digest: digest.clone(),
+                env: "dev".into(),
+                since: chrono::Utc::now(),
+            })
+            .wait()
+            .await
+            .unwrap();
+        let EventKind::Recorded(what) = until(&mut events, &mut seen, "recorded", |k| {
+            matches!(k, EventKind::Recorded(_))
+        })
+        .await
+        else {
+            unreachable!()
+        };
+        assert!(what.contains("live in dev"), "{what}");
+        // Committed before it was shown.
+        let live = ws
+            .read_store()
+            .unwrap()
+            .live_at("dev", "api-gateway", &chrono::Utc::now())
+            .unwrap()
+            .unwrap();
+        assert_eq!(live.digest, digest);
+
+        let added = handle
+            .new_key(engine::KeyRequest {
+                name: "carol".into(),
+                email: "carol@example.com".into(),
+                import_pem: None,
+                another: false,
+            })
+            .wait()
+            .await
+            .unwrap();
+        assert!(added.private.unwrap().exists());
+        assert!(ws.read_store().unwrap().key("carol").unwrap().is_some());
+
+        // Steering what does not run says so, and writes no request.
+        let e = handle
+            .steer(engine::SteerRequest {
+                promotion_id: 999,
+                request: stella::domain::OperatorRequest::Pause,
+                asker: stella::engine::keys::Asker::Account,
+            })
+            .wait()
+            .await
+            .unwrap_err();
+        assert!(e.message.contains("no promotion #999"), "{}", e.message);
+        assert!(
+            ws.read_store()
+                .unwrap()
+                .requests("dev", 10)
+                .unwrap()
+                .is_empty()
+        );
+
+        // Nothing died: recovery finds nothing.
+        assert!(handle.recover().wait().await.unwrap().is_empty());
+        handle.shutdown().await;
+    });
 }

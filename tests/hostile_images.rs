@@ -704,10 +704,10 @@ fn a_kill_mid_unpack_leaves_no_temp_folder_on_routed_targets() {
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(temp_leftovers(ws).len(), 1, "the kill left its temp folder");
-        // The next command that looks at runs finds the promotion
-        // interrupted and clears what it left.
-        let out = stella(ws).args(["promotion", "list"]).output().unwrap();
-        assert!(common::stderr(&out).contains("was interrupted"));
+        // `stella recover` finds the promotion interrupted and clears what
+        // it left.
+        let out = stella(ws).args(["recover"]).output().unwrap();
+        assert!(common::stdout(&out).contains("was interrupted"));
         assert_eq!(temp_leftovers(ws), Vec::<String>::new());
         assert_eq!(get_raw(port, "/"), (200, "v1".to_owned()));
         assert!(promote(ws, "api-gateway:2.0").status.success());
@@ -743,8 +743,8 @@ fn recovery_returns_once_the_old_release_serves(kind: Kind) {
     wait_for("v2 to serve", || get_raw(port, "/").1 == "v2");
     child.kill().unwrap();
     child.wait().unwrap();
-    let out = stella(ws).args(["promotion", "list"]).output().unwrap();
-    assert!(common::stderr(&out).contains("was interrupted"));
+    let out = stella(ws).args(["recover"]).output().unwrap();
+    assert!(common::stdout(&out).contains("was interrupted"));
     // At once, no waiting: what the command reported is what clients see.
     assert_eq!(get_raw(port, "/"), (200, "v1".to_owned()));
 }

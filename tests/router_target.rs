@@ -1400,7 +1400,7 @@ fn a_canary_whose_promotion_is_killed_holds_its_traffic_until_resumed_or_aborted
     assert!(v1 > 50 && v2 > 50, "{v1} v1, {v2} v2");
     // On the next start the promotion is found interrupted, and the
     // canary is shown held at its step — not rolled back.
-    let out = stella(&ws).args(["promotion", "list"]).output().unwrap();
+    let out = stella(&ws).args(["recover"]).output().unwrap();
     assert!(
         common::stderr(&out).contains("its canary is held at 50%")
             || common::stdout(&out).contains("its canary is held at 50%"),

@@ -410,6 +410,7 @@ fn engine_events_fold_into_a_live_run_and_open_it() {
             environment: "staging".into(),
             targets: vec!["staging-local".into()],
             steps: vec![("a".into(), vec![]), ("b".into(), vec!["a".into()])],
+            critical_path: vec!["a".into(), "b".into()],
         }),
     );
     assert_eq!((a.screen, a.run), (Screen::Promotion, Some(77)));
@@ -473,8 +474,17 @@ fn engine_events_fold_into_a_live_run_and_open_it() {
             .as_ref()
             .unwrap()
             .text
-            .contains("not running in this workbench")
+            .contains("promotion #77 is not running")
     );
+    // A run of another process, running in the store, takes the same
+    // road: the engine steers it through a request row.
+    let id = a.snap.promotions[0].promotion.id;
+    a.snap.promotions[0].promotion.state = stella::domain::PromotionState::Running;
+    a.snap.promotions[0].promotion.run_state = Some(stella::domain::RunState::Paused);
+    a.run = Some(id);
+    assert_eq!(key(&mut a, KeyCode::Char(' ')), vec![Effect::Resume(id)]);
+    key(&mut a, KeyCode::Char('x'));
+    assert_eq!(key(&mut a, KeyCode::Char('y')), vec![Effect::Abort(id)]);
 }
 
 #[test]
@@ -667,8 +677,8 @@ fn rollout_screen_picks_up_interrupted_canaries_ends_ab_tests_and_rolls_back() {
         }]
     );
 
-    // Interrupted: shown held; resume and promote start a new promotion
-    // of its digest, abort and roll back send traffic back to stable.
+    // Interrupted: shown held; resume, promote, abort and roll back are
+    // requests like any other — the engine takes the canary over.
     let mut held = sample::rollouts();
     held[0].progress.state = Some(stella::domain::CanaryPhase::Paused);
     held[0].progress.interrupted = true;
@@ -680,20 +690,20 @@ fn rollout_screen_picks_up_interrupted_canaries_ends_ab_tests_and_rolls_back() {
         "{screen}"
     );
     insta::assert_snapshot!("rollout_interrupted", screen);
-    let pick_up = |promote| Effect::PickUp {
+    let asked = |change| Effect::RolloutControl {
         target: "prod-web".into(),
-        app: "web".into(),
-        digest: sample::digest(20),
-        env: "prod".into(),
-        promote,
+        change,
     };
-    assert_eq!(key(&mut a, KeyCode::Char(' ')), vec![pick_up(false)]);
-    assert_eq!(confirmed(&mut a, 'p'), vec![pick_up(true)]);
+    assert_eq!(
+        key(&mut a, KeyCode::Char(' ')),
+        vec![asked(OperatorRequest::Resume)]
+    );
+    assert_eq!(
+        confirmed(&mut a, 'p'),
+        vec![asked(OperatorRequest::PromoteNow)]
+    );
     for k in ['x', 'r'] {
-        assert_eq!(
-            confirmed(&mut a, k),
-            vec![Effect::AbortInterrupted { env: "prod".into() }]
-        );
+        assert_eq!(confirmed(&mut a, k), vec![asked(OperatorRequest::Abort)]);
     }
 
     // An A/B test: labelled a and b; `r` ends it on a, steering refused.

@@ -6,8 +6,7 @@ use clap::Args;
 use super::release::app_release;
 use super::{Context, Failure, exit, load_config, print_json, unknown_environment};
 use crate::domain::approval::Purpose;
-use crate::engine::approve::sign_approval;
-use crate::engine::keys::load_private;
+use crate::engine::approve::{ApproveRequest, Approved};
 
 #[derive(Debug, Args)]
 pub struct ApproveArgs {
@@ -46,23 +45,25 @@ pub fn run(ctx: &Context, a: ApproveArgs) -> Result<u8, Failure> {
     let Some(env) = config.environment(&a.env) else {
         return Err(unknown_environment(&a.env, &config));
     };
-    let (key, rec) = load_private(ws, &a.key)?;
     let release = app_release(ws, &config, &a.reference, Some(&a.env), &at, a.json)?;
     let purpose = if a.break_glass {
         Purpose::BreakGlass
     } else {
         Purpose::Promote
     };
-    let (statement, record) = sign_approval(
-        ws,
-        &key,
-        &rec.email,
-        &release,
-        &a.env,
+    let req = ApproveRequest {
+        app: release.app.clone(),
+        digest: release.digest.clone(),
+        env: a.env.clone(),
+        key: Some(a.key.clone()),
+        comment: a.comment.clone(),
         purpose,
-        a.comment.clone(),
-        at,
-    )?;
+    };
+    let Approved {
+        signer,
+        evidence: record,
+        statement,
+    } = super::decide::drive(ws, &config, |h| h.approve(req), |_| {})?;
 
     if a.json {
         print_json(&serde_json::json!({
@@ -76,21 +77,17 @@ pub fn run(ctx: &Context, a: ApproveArgs) -> Result<u8, Failure> {
         release.app,
         release.digest,
         a.env,
-        rec.email,
+        signer,
         if a.break_glass { ", break-glass" } else { "" },
         record.digest
     );
     if !a.break_glass
         && let Some(g) = &env.gates.approval
-        && !g
-            .get_ref()
-            .approvers
-            .iter()
-            .any(|s| *s.get_ref() == rec.email)
+        && !g.get_ref().approvers.iter().any(|s| *s.get_ref() == signer)
     {
         eprintln!(
             "note: {} is not on {}'s approver list; this approval will not count",
-            rec.email, a.env
+            signer, a.env
         );
     }
     if a.break_glass {
@@ -102,10 +99,10 @@ pub fn run(ctx: &Context, a: ApproveArgs) -> Result<u8, Failure> {
             .filter_map(|w| config.freeze.get(w.get_ref()))
             .flat_map(|w| w.exceptions.iter().map(|e| e.get_ref()))
             .collect();
-        if !exceptions.contains(&&rec.email) {
+        if !exceptions.contains(&&signer) {
             eprintln!(
                 "note: {} is not an exception of {}'s freeze windows; this break-glass approval will not count",
-                rec.email, a.env
+                signer, a.env
             );
         }
     }

@@ -78,7 +78,7 @@ const CHUNK: usize = 2048;
 
 fn verify_chain(ctx: &Context, a: ChainArgs) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
-    let store = ws.open_store()?;
+    let store = ws.read_store()?;
     // Only sealing keys seal: an approver's key validates no capsule.
     let keys = crate::capsule::trust::sealing_keys(&store).map_err(Failure::error)?;
     let mut walker = ChainWalker::new(&keys);
@@ -185,7 +185,7 @@ fn export(ctx: &Context, a: ExportArgs) -> Result<u8, Failure> {
     let config = load_config(ctx, ws)?;
     let since = a.since.as_deref().map(|s| date(s, "--since")).transpose()?;
     let until = a.until.as_deref().map(|s| date(s, "--until")).transpose()?;
-    let store = ws.open_store()?;
+    let store = ws.read_store()?;
     let rows: Vec<_> = store
         .capsules(&CapsuleFilter {
             environment: a.env.clone(),
@@ -292,7 +292,9 @@ fn export(ctx: &Context, a: ExportArgs) -> Result<u8, Failure> {
         heads: head_files,
     };
     let key_files: Vec<(String, String)> = keys.into_iter().map(|(k, pem)| (k.file, pem)).collect();
-    let signer = crate::engine::keys::sealing_key(ws, &config.name)?;
+    // Made through the engine if an older workspace has none, then read.
+    super::decide::drive(ws, &config, |h| h.sealing_key(), |_| {})?;
+    let signer = crate::engine::keys::load_sealing_key(ws)?;
     // Written beside the target under a name that says whose it is, and
     // renamed into place; a kill leaves `.NAME.PID.tmp`, which the next
     // export removes.
@@ -348,7 +350,7 @@ fn verify(ctx: &Context, a: VerifyArgs) -> Result<u8, Failure> {
     let mut trusted = crate::capsule::trust::from_files(&a.trust).map_err(Failure::error)?;
     if let Ok(ws) = ctx.workspace() {
         trusted.extend(
-            crate::capsule::trust::sealing_keys(&ws.open_store()?).map_err(Failure::error)?,
+            crate::capsule::trust::sealing_keys(&*ws.read_store()?).map_err(Failure::error)?,
         );
     }
     let f = std::fs::File::open(&a.bundle)

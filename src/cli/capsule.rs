@@ -114,7 +114,7 @@ pub fn run(ctx: &Context, cmd: CapsuleCommand) -> Result<u8, Failure> {
 fn list(ctx: &Context, a: ListArgs) -> Result<u8, Failure> {
     use std::io::Write;
     let ws = ctx.workspace()?;
-    let store = ws.open_store()?;
+    let store = ws.read_store()?;
     let filter = CapsuleFilter {
         environment: a.env,
         app: a.app,
@@ -237,7 +237,7 @@ fn list(ctx: &Context, a: ListArgs) -> Result<u8, Failure> {
 /// Finds a capsule by id or `latest` (optionally of one environment).
 fn find(ctx: &Context, id: &str, env: Option<&str>) -> Result<(CapsuleRow, Vec<u8>), Failure> {
     let ws = ctx.workspace()?;
-    let store = ws.open_store()?;
+    let store = ws.read_store()?;
     let found = if id == "latest" {
         let rows = store.capsules(&CapsuleFilter {
             environment: env.map(str::to_owned),
@@ -387,7 +387,7 @@ fn trust(ctx: &Context, files: &[PathBuf]) -> Result<Vec<Trusted>, Failure> {
     let mut keys = crate::capsule::trust::from_files(files).map_err(Failure::error)?;
     if let Ok(ws) = ctx.workspace() {
         keys.extend(
-            crate::capsule::trust::sealing_keys(&ws.open_store()?).map_err(Failure::error)?,
+            crate::capsule::trust::sealing_keys(&*ws.read_store()?).map_err(Failure::error)?,
         );
     }
     Ok(keys)
@@ -404,7 +404,7 @@ fn verify_with(
     if report.signed_by.is_none()
         && let (Ok(ws), Some(keyid)) = (ctx.workspace(), report.keyid.clone())
         && let Some(k) = ws
-            .open_store()?
+            .read_store()?
             .keys()?
             .into_iter()
             .find(|k| k.keyid == keyid)
@@ -425,7 +425,7 @@ fn verify_file(ctx: &Context, a: VerifyArgs) -> Result<u8, Failure> {
     let mut report = verify_with(ctx, &file, &trusted_keys)?;
     // The chain link, when the workspace holds this capsule.
     if let (Ok(ws), Some(payload)) = (ctx.workspace(), report.payload_digest.clone()) {
-        let store = ws.open_store()?;
+        let store = ws.read_store()?;
         match store.capsule_by_payload(&payload)? {
             Some((row, _)) => {
                 let before = store

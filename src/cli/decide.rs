@@ -317,7 +317,7 @@ pub fn rollback(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
             return Err(crate::engine::resolve::unknown_app(&a.app, &config).into());
         }
         let now = clock.now();
-        let store = ws.open_store()?;
+        let store = ws.read_store()?;
         let (from, to) = crate::engine::rollback::plan(&store, &a.app, &a.env, to.as_ref(), now)?;
         let requested_by = what_if_requester(ws, None, a.key.clone())?;
         if a.json {
@@ -417,7 +417,7 @@ pub fn unpin(ctx: &Context, a: UnpinArgs) -> Result<u8, Failure> {
             return Err(super::unknown_environment(&a.env, &config));
         }
         let requested_by = what_if_requester(ws, None, a.key.clone())?;
-        let pin = ws.open_store()?.pin(&a.env, &a.app)?;
+        let pin = ws.read_store()?.pin(&a.env, &a.app)?;
         if a.json {
             print_json(&serde_json::json!({
                 "app": a.app, "environment": a.env, "pin": pin,

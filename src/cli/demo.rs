@@ -47,7 +47,7 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<u8, Failure> {
         "Built in {:.1}s: three apps, four lanes (edge: a canary on {}), {} sealed capsules",
         started.elapsed().as_secs_f64(),
         router.describe(),
-        ws.open_store()?
+        ws.read_store()?
             .capsules(&Default::default())
             .map(|c| c.len())
             .unwrap_or(0)

@@ -2,7 +2,7 @@
 //! release digest, stored content-addressed and reused by every later
 //! promotion of that digest.
 
-use chrono::{SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::release::resolve_and_record;
@@ -10,7 +10,6 @@ use super::{Context, Failure, exit, load_config, print_json};
 use crate::domain::ReleaseSpec;
 use crate::gates::EvidenceKind;
 use crate::scan::{self, Format, ScanError};
-use crate::store::EvidenceRecord;
 
 #[derive(Debug, Subcommand)]
 pub enum EvidenceCommand {
@@ -143,16 +142,14 @@ fn add(ctx: &Context, args: AddArgs) -> Result<u8, Failure> {
     let spec = ReleaseSpec::parse(&args.reference).map_err(Failure::usage)?;
     let release = resolve_and_record(ctx, Some(&config), spec, args.json)?;
 
-    ws.ensure_state_dirs()?;
-    let digest = ws.evidence().put(&bytes)?;
-    let record = EvidenceRecord {
-        digest,
+    let req = crate::engine::AttachRequest {
+        subject: release.digest.clone(),
+        bytes,
         media_type,
         kind: kind.as_str().into(),
-        size: bytes.len() as u64,
-        added_at: Utc::now(),
     };
-    let fresh = ws.open_store()?.attach_evidence(&release.digest, &record)?;
+    let crate::engine::Attached { record, fresh } =
+        super::decide::drive(ws, &config, |h| h.attach(req), |_| {})?;
     if args.json {
         print_json(&record)?;
     } else if fresh {
@@ -171,7 +168,7 @@ fn list(ctx: &Context, args: ListArgs) -> Result<u8, Failure> {
     let config = load_config(ctx, ws)?;
     let spec = ReleaseSpec::parse(&args.reference).map_err(Failure::usage)?;
     let release = resolve_and_record(ctx, Some(&config), spec, true)?;
-    let rows = ws.open_store()?.evidence_for(&release.digest)?;
+    let rows = ws.read_store()?.evidence_for(&release.digest)?;
     if args.json {
         print_json(&rows)?;
         return Ok(exit::OK);

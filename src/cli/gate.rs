@@ -82,12 +82,8 @@ pub fn check(
 
     // A rollback's pin holds the release whatever the gates say; the check
     // says so, as the promotion would.
-    let pin = ws.open_store()?.pin(&a.env, &release.app)?;
-    let held = if pin.is_some() {
-        Decision::Deny
-    } else {
-        decision
-    };
+    let pin = ws.read_store()?.pin(&a.env, &release.app)?;
+    let held = crate::engine::rules::held(decision, pin.as_ref());
     if a.json {
         let mut v = decision_json(held, &inputs.subject, &now, &verdicts);
         if let Some(p) = &pin {

@@ -66,17 +66,10 @@ pub fn run(ctx: &Context, args: InitArgs) -> Result<u8, Failure> {
 
     let ws = Workspace::at(dir.clone());
     ws.ensure_state_dirs()?;
-    ws.open_store()?;
-    if ws
-        .open_store()?
-        .key(crate::engine::keys::SEALING_KEY)?
-        .is_none()
-    {
-        let email = format!("sealing@{}.workspace", name.to_ascii_lowercase());
-        crate::engine::keys::create_key(&ws, crate::engine::keys::SEALING_KEY, &email)?;
-    }
     // What `init` writes must pass `config check`.
-    Config::load(&config_path)?;
+    let config = Config::load(&config_path)?;
+    // The sealing key, made through the engine like every other change.
+    super::decide::drive(&ws, &config, |h| h.sealing_key(), |_| {})?;
 
     println!("Created workspace `{name}` in {}", dir.display());
     for line in [

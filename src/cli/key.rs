@@ -2,14 +2,13 @@
 //! `.stella/keys/NAME.key` (PKCS#8 PEM, mode 0600); the store knows every
 //! key's owner email and id.
 
-use chrono::{SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use clap::{Args, Subcommand};
 
-use super::{Context, Failure, exit, print_json};
+use super::{Context, Failure, exit, load_config, print_json};
 use crate::domain::release::{valid_app_name, valid_email};
-use crate::engine::keys::{create_key, refuse_existing, refuse_second_key};
+use crate::engine::KeyRequest;
 use crate::sign::PublicKey;
-use crate::store::KeyRecord;
 use crate::workspace::Workspace;
 
 #[derive(Debug, Subcommand)]
@@ -64,10 +63,10 @@ pub struct ImportArgs {
 pub fn run(ctx: &Context, cmd: KeyCommand) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
     match cmd {
-        KeyCommand::Gen(a) => gen_key(ws, a),
+        KeyCommand::Gen(a) => gen_key(ctx, ws, a),
         KeyCommand::List(a) => list(ws, a),
         KeyCommand::Export(a) => export(ws, a),
-        KeyCommand::Import(a) => import(ws, a),
+        KeyCommand::Import(a) => import(ctx, ws, a),
     }
 }
 
@@ -84,26 +83,32 @@ fn check_name_email(name: &str, email: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-fn gen_key(ws: &Workspace, a: GenArgs) -> Result<u8, Failure> {
+fn gen_key(ctx: &Context, ws: &Workspace, a: GenArgs) -> Result<u8, Failure> {
     check_name_email(&a.name, &a.email)?;
     // The name first (no key has an empty id): a taken name is the
     // clearer error.
-    refuse_existing(ws, &a.name, "")?;
-    refuse_second_key(ws, &a.email, a.another_key)?;
-    let (public, path) = create_key(ws, &a.name, &a.email)?;
+    let req = KeyRequest {
+        name: a.name.clone(),
+        email: a.email.clone(),
+        import_pem: None,
+        another: a.another_key,
+    };
+    let added = super::decide::drive(ws, &load_config(ctx, ws)?, |h| h.new_key(req), |_| {})?;
     println!(
         "Created key `{}` for {} (keyid {})",
         a.name,
         a.email,
-        &public.keyid()[..16]
+        &added.keyid[..16]
     );
-    println!("  private: {} (mode 0600)", path.display());
+    if let Some(path) = &added.private {
+        println!("  private: {} (mode 0600)", path.display());
+    }
     println!("  public:  `stella key export {}`", a.name);
     Ok(exit::OK)
 }
 
 fn list(ws: &Workspace, a: ListArgs) -> Result<u8, Failure> {
-    let keys = ws.open_store()?.keys()?;
+    let keys = ws.read_store()?.keys()?;
     if a.json {
         print_json(&keys)?;
         return Ok(exit::OK);
@@ -132,7 +137,7 @@ fn list(ws: &Workspace, a: ListArgs) -> Result<u8, Failure> {
 }
 
 fn export(ws: &Workspace, a: ExportArgs) -> Result<u8, Failure> {
-    let rec = ws.open_store()?.key(&a.name)?.ok_or_else(|| {
+    let rec = ws.read_store()?.key(&a.name)?.ok_or_else(|| {
         Failure::usage(format!("no key named `{}`", a.name))
             .hint("`stella key list` shows the keys")
     })?;
@@ -140,27 +145,25 @@ fn export(ws: &Workspace, a: ExportArgs) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-fn import(ws: &Workspace, a: ImportArgs) -> Result<u8, Failure> {
+fn import(ctx: &Context, ws: &Workspace, a: ImportArgs) -> Result<u8, Failure> {
     check_name_email(&a.name, &a.email)?;
     let file = a.file.display().to_string();
     let pem = std::fs::read_to_string(&a.file)
         .map_err(|e| Failure::error(format!("cannot read {file}: {e}")))?;
-    let public = PublicKey::from_pem(&pem).map_err(|e| Failure::error(format!("{file}: {e}")))?;
-    refuse_existing(ws, &a.name, public.keyid())?;
-    refuse_second_key(ws, &a.email, a.another_key)?;
-    ws.open_store()?.add_key(&KeyRecord {
+    // Named here: a file that is not a public key says which file.
+    PublicKey::from_pem(&pem).map_err(|e| Failure::error(format!("{file}: {e}")))?;
+    let req = KeyRequest {
         name: a.name.clone(),
         email: a.email.clone(),
-        keyid: public.keyid().to_owned(),
-        public_pem: public.to_pem(),
-        private: false,
-        added_at: Utc::now(),
-    })?;
+        import_pem: Some(pem),
+        another: a.another_key,
+    };
+    let added = super::decide::drive(ws, &load_config(ctx, ws)?, |h| h.new_key(req), |_| {})?;
     println!(
         "Imported `{}` as {}'s key (keyid {})",
         a.name,
         a.email,
-        &public.keyid()[..16]
+        &added.keyid[..16]
     );
     if a.another_key {
         println!(

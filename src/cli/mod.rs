@@ -96,6 +96,8 @@ pub enum Command {
     /// Promotions: list, and show one's run, steps and logs
     #[command(subcommand)]
     Promotion(promotion::PromotionCommand),
+    /// Recover what dead processes left: their promotions marked interrupted, targets back to what is live, each under its environment's lock
+    Recover(promotion::RecoverArgs),
     /// The controller of `router` and `nginx` targets: serve, stop, status
     #[command(subcommand)]
     Router(router::RouterCommand),
@@ -148,6 +150,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Audit(cmd) => audit::run(&ctx, cmd),
         Command::Workflow(cmd) => workflow::run(&ctx, cmd),
         Command::Promotion(cmd) => promotion::run(&ctx, cmd),
+        Command::Recover(args) => promotion::recover(&ctx, args),
         Command::Router(cmd) => router::run(&ctx, cmd),
         Command::Rollout(cmd) => rollout::run(&ctx, cmd),
         Command::Flags(cmd) => flags::run(&ctx, cmd),

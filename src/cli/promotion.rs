@@ -1,10 +1,15 @@
-//! `stella promotion list|show`: decisions, their runs, steps and logs.
+//! `stella promotion list|show`: decisions, their runs, steps and logs —
+//! read through a read-only store, changing nothing; `stella promotion
+//! pause|resume|abort ID`: an operator's hand on a run from any process;
+//! `stella recover`: what dead processes left, put back under their locks.
 
 use chrono::SecondsFormat;
 use clap::{Args, Subcommand};
 
 use super::{Context, Failure, exit, print_json};
-use crate::domain::Digest;
+use crate::domain::{Digest, OperatorRequest};
+use crate::engine::keys::Asker;
+use crate::engine::{EventKind, SteerRequest};
 
 #[derive(Debug, Subcommand)]
 pub enum PromotionCommand {
@@ -12,6 +17,117 @@ pub enum PromotionCommand {
     List(ListArgs),
     /// Show one promotion: its run, each step's state, duration and log
     Show(ShowArgs),
+    /// Hold a running promotion's next steps (running ones finish), from any process
+    Pause(SteerArgs),
+    /// Release a paused promotion's steps, from any process
+    Resume(SteerArgs),
+    /// Stop a running promotion: steps killed, the previous release put back, the abort sealed; takes over a run whose process died
+    Abort(SteerArgs),
+}
+
+/// The subcommands that only read.
+enum Read {
+    List(ListArgs),
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SteerArgs {
+    /// The promotion (`stella promotion list`)
+    pub id: i64,
+    /// Your key: it signs the request (without it: your operating-system account, unverified)
+    #[arg(long, value_name = "NAME")]
+    pub key: Option<String>,
+    /// Print the answer as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// Print what was done as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `stella recover`: every promotion whose process died is taken over
+/// under its environment's lock, its targets put back to what is live,
+/// and marked `interrupted`. Commands that act do this before they act.
+pub fn recover(ctx: &Context, a: RecoverArgs) -> Result<u8, Failure> {
+    let ws = ctx.workspace()?;
+    let config = super::load_config(ctx, ws)?;
+    let lines = super::decide::drive(ws, &config, |h| h.recover(), |_| {})?;
+    if a.json {
+        print_json(&lines)?;
+    } else if lines.is_empty() {
+        println!("Nothing to recover: no promotion's process has died");
+    } else {
+        for l in &lines {
+            println!("{l}");
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn steer(ctx: &Context, a: SteerArgs, request: OperatorRequest) -> Result<u8, Failure> {
+    let ws = ctx.workspace()?;
+    let config = super::load_config(ctx, ws)?;
+    let req = SteerRequest {
+        promotion_id: a.id,
+        request,
+        asker: Asker::from_key(a.key),
+    };
+    let got = super::decide::drive(
+        ws,
+        &config,
+        |h| h.steer(req),
+        |ev| {
+            if let EventKind::Note(n) = &ev.kind {
+                eprintln!("note: {n}");
+            }
+        },
+    )?;
+    if a.json {
+        print_json(&serde_json::json!({
+            "promotion_id": a.id,
+            "request": request,
+            "request_id": got.request_id,
+            "capsule_id": got.capsule_id,
+            "taken_over": got.taken_over,
+            "lines": got.lines,
+        }))?;
+        return Ok(exit::OK);
+    }
+    let done = match request {
+        OperatorRequest::Pause => "Paused",
+        OperatorRequest::Resume => "Resumed",
+        _ => "Aborted",
+    };
+    let by = if got.taken_over {
+        " (taken over: its process had died)"
+    } else {
+        ""
+    };
+    let capsule = got
+        .capsule_id
+        .map(|c| format!("; capsule #{c}"))
+        .unwrap_or_default();
+    println!("{done} promotion #{}{by}{capsule}", a.id);
+    for l in &got.lines {
+        println!("  {l}");
+    }
+    Ok(exit::OK)
+}
+
+/// Promotions whose process is gone, said once: reading changes nothing.
+fn note_dead(store: &crate::store::Store) -> Result<(), Failure> {
+    for l in store.dead_locks()? {
+        eprintln!(
+            "note: promotion #{} in {} was interrupted: its process (pid {}) is gone; `stella recover` puts the previous release back",
+            l.promotion_id, l.environment, l.pid
+        );
+    }
+    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -33,15 +149,20 @@ pub struct ShowArgs {
 }
 
 pub fn run(ctx: &Context, cmd: PromotionCommand) -> Result<u8, Failure> {
+    let cmd = match cmd {
+        PromotionCommand::Pause(a) => return steer(ctx, a, OperatorRequest::Pause),
+        PromotionCommand::Resume(a) => return steer(ctx, a, OperatorRequest::Resume),
+        PromotionCommand::Abort(a) => return steer(ctx, a, OperatorRequest::Abort),
+        PromotionCommand::List(a) => Read::List(a),
+        PromotionCommand::Show(a) => Read::Show(a),
+    };
     let ws = ctx.workspace()?;
-    // Finding a run whose process died is part of looking at runs.
-    let config = super::load_config(ctx, ws)?;
-    for line in crate::engine::deploy::recover(ws, &config)? {
-        eprintln!("note: {line}");
-    }
-    let store = ws.open_store()?;
+    // Reading runs changes nothing: a run whose process died is named,
+    // and `stella recover` (or the next command that acts) recovers it.
+    let store = ws.read_store()?;
+    note_dead(&store)?;
     match cmd {
-        PromotionCommand::List(a) => {
+        Read::List(a) => {
             let rows = store.promotions(a.env.as_deref())?;
             if a.json {
                 print_json(&rows)?;
@@ -69,7 +190,7 @@ pub fn run(ctx: &Context, cmd: PromotionCommand) -> Result<u8, Failure> {
             }
             Ok(exit::OK)
         }
-        PromotionCommand::Show(a) => {
+        Read::Show(a) => {
             let Some(p) = store.promotions(None)?.into_iter().find(|p| p.id == a.id) else {
                 return Err(Failure::error(format!("no promotion #{}", a.id))
                     .hint("`stella promotion list` shows them"));

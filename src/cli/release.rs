@@ -103,7 +103,7 @@ fn pins(ctx: &Context, args: PinsArgs) -> Result<u8, Failure> {
         return Err(super::unknown_environment(env, &config));
     }
     let pins: Vec<crate::store::Pin> = ws
-        .open_store()?
+        .read_store()?
         .pins()?
         .into_iter()
         .filter(|p| args.env.as_ref().is_none_or(|e| *e == p.environment))
@@ -160,12 +160,12 @@ pub fn resolve_and_record(
     if matches!(spec, ReleaseSpec::App { .. }) && config.is_none() {
         ctx.workspace()?;
     }
-    let (r, notes) = crate::engine::resolve::resolve_and_record(
-        ctx.workspace.as_ref().ok(),
-        config,
-        &ctx.cwd,
-        spec,
-    )?;
+    let (r, notes) = match (ctx.workspace.as_ref().ok(), config) {
+        // Recorded: through the engine.
+        (Some(ws), Some(config)) => super::decide::drive(ws, config, |h| h.resolve(spec), |_| {})?,
+        // No workspace, no store: nothing to record.
+        _ => crate::engine::resolve::resolve_unrecorded(&ctx.cwd, spec)?,
+    };
     print_notes(&notes, quiet);
     Ok(r)
 }
@@ -180,7 +180,7 @@ pub fn app_release(
     now: &DateTime<Utc>,
     quiet: bool,
 ) -> Result<AppRelease, Failure> {
-    let (r, notes) = crate::engine::resolve::app_release(ws, config, reference, env, now)?;
+    let (r, notes) = engine_app_release(ws, config, reference, env, now, true)?;
     print_notes(&notes, quiet);
     Ok(r)
 }
@@ -193,13 +193,30 @@ pub fn app_release_unrecorded(
     env: Option<&str>,
     now: &DateTime<Utc>,
 ) -> Result<AppRelease, Failure> {
-    let (r, _) = crate::engine::resolve::app_release_with(ws, config, reference, env, now, false)?;
+    let (r, _) = engine_app_release(ws, config, reference, env, now, false)?;
     Ok(r)
+}
+
+fn engine_app_release(
+    ws: &Workspace,
+    config: &Config,
+    reference: &str,
+    env: Option<&str>,
+    now: &DateTime<Utc>,
+    record: bool,
+) -> Result<(AppRelease, Vec<String>), Failure> {
+    let req = crate::engine::AppReleaseRequest {
+        reference: reference.to_owned(),
+        env: env.map(str::to_owned),
+        now: *now,
+        record,
+    };
+    super::decide::drive(ws, config, |h| h.app_release(req), |_| {})
 }
 
 fn list(ctx: &Context, args: ListArgs) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
-    let store = ws.open_store()?;
+    let store = ws.read_store()?;
     let rows = store.resolutions(args.app.as_deref())?;
     if args.json {
         print_json(&rows)?;
@@ -251,17 +268,13 @@ fn mark_live(ctx: &Context, args: MarkLiveArgs) -> Result<u8, Failure> {
         return Ok(exit::OK);
     }
     let rel = app_release(ws, &config, &args.reference, None, &at, false)?;
-    let mut store = ws.open_store()?;
-    store.mark_live(
-        &crate::store::LiveRecord {
-            environment: args.env.clone(),
-            app: rel.app.clone(),
-            digest: rel.digest.clone(),
-            since: at,
-            source: "mark-live".into(),
-        },
-        None,
-    )?;
+    let req = crate::engine::MarkLiveRequest {
+        app: rel.app.clone(),
+        digest: rel.digest.clone(),
+        env: args.env.clone(),
+        since: at,
+    };
+    super::decide::drive(ws, &config, |h| h.mark_release_live(req), |_| {})?;
     println!(
         "{}@{} is live in {} since {}",
         rel.app,

@@ -51,12 +51,15 @@ pub fn run(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
     {
         return Err(super::unknown_environment(env, &config));
     }
-    // A promotion whose process died is not "running": finding it is part
-    // of looking, as for `stella promotion list`.
-    for line in crate::engine::deploy::recover(ws, &config)? {
-        eprintln!("note: {line}");
+    // Looking changes nothing: a promotion whose process died is named,
+    // and `stella recover` (or the next command that acts) recovers it.
+    let store = ws.read_store()?;
+    for l in store.dead_locks()? {
+        eprintln!(
+            "note: promotion #{} in {} was interrupted: its process (pid {}) is gone; `stella recover` puts the previous release back",
+            l.promotion_id, l.environment, l.pid
+        );
     }
-    let store = ws.open_store()?;
     let mut resolutions = BTreeMap::new();
     for app in config.apps.keys() {
         resolutions.insert(app.clone(), store.resolutions(Some(app))?);

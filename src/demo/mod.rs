@@ -12,15 +12,14 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
-use crate::domain::approval::Purpose;
 use crate::domain::{Digest, PromotionOutcome};
+use crate::engine::approve::ApproveRequest;
 use crate::engine::keys::Asker;
-use crate::engine::resolve::AppRelease;
-use crate::engine::runs::Runs;
-use crate::engine::{EngineError, PromoteRequest, RollbackRequest, Sink};
+use crate::engine::{
+    AttachRequest, EngineError, EngineHandle, KeyRequest, Pending, PromoteRequest, RollbackRequest,
+};
 use crate::gates::EvidenceKind;
 use crate::registry::layout::{LayerFile, LayoutWriter};
-use crate::store::EvidenceRecord;
 use crate::workspace::Workspace;
 use reports::Vuln;
 
@@ -141,7 +140,7 @@ impl EdgeRouter {
     /// `Auto` decided: nginx when this machine has it.
     pub fn resolve(self) -> EdgeRouter {
         match self {
-            EdgeRouter::Auto if crate::deploy::nginx::find_binary().is_ok() => EdgeRouter::Nginx,
+            EdgeRouter::Auto if crate::engine::probe::nginx().is_ok() => EdgeRouter::Nginx,
             EdgeRouter::Auto => EdgeRouter::Builtin,
             other => other,
         }
@@ -164,7 +163,7 @@ pub fn build(
     mut progress: impl FnMut(&str),
 ) -> Result<Workspace, EngineError> {
     if edge == EdgeRouter::Nginx {
-        crate::deploy::nginx::find_binary().map_err(|e| {
+        crate::engine::probe::nginx().map_err(|e| {
             EngineError::usage(e).hint("`stella demo --router builtin` needs nothing installed")
         })?;
     }
@@ -217,17 +216,19 @@ pub fn build(
 
     let ws = Workspace::at(dir.to_owned());
     ws.ensure_state_dirs()?;
-    ws.open_store()?;
-    progress("keys: the workspace's sealing key, alice's, bob's and the on-call's");
-    crate::engine::keys::create_key(
-        &ws,
-        crate::engine::keys::SEALING_KEY,
-        "sealing@demo.workspace",
-    )?;
-    for (name, email) in APPROVERS.into_iter().chain([(ONCALL_KEY, ONCALL)]) {
-        crate::engine::keys::create_key(&ws, name, email)?;
-    }
     let config = ws.load_config()?;
+    // Every change below takes the one road: a command to the engine.
+    let road = Road::start(&ws, &config)?;
+    progress("keys: the workspace's sealing key, alice's, bob's and the on-call's");
+    road.wait(road.handle.sealing_key())?;
+    for (name, email) in APPROVERS.into_iter().chain([(ONCALL_KEY, ONCALL)]) {
+        road.wait(road.handle.new_key(KeyRequest {
+            name: name.into(),
+            email: email.into(),
+            import_pem: None,
+            another: false,
+        }))?;
+    }
 
     progress("images: api-gateway 1.0 1.1 1.2, billing 2.3 2.4, web 3.0 3.1");
     let mut digests = std::collections::BTreeMap::new();
@@ -307,12 +308,12 @@ pub fn build(
         }
         let owned: Vec<Vuln> = vulns.iter().map(|v| **v).collect();
         attach(
-            &ws,
+            &road,
             d,
             &reports::trivy(&format!("api-gateway:{tag}"), &owned),
             EvidenceKind::Scan,
         )?;
-        attach(&ws, d, &vex, EvidenceKind::Vex)?;
+        attach(&road, d, &vex, EvidenceKind::Vex)?;
     }
     let grpc = Vuln {
         id: "GHSA-m425-mq94-257g",
@@ -336,13 +337,13 @@ pub fn build(
         severity: "critical",
     };
     attach(
-        &ws,
+        &road,
         &digests["billing:2.3"],
         &reports::grype(&[grpc, x_net]),
         EvidenceKind::Scan,
     )?;
     attach(
-        &ws,
+        &road,
         &digests["billing:2.4"],
         &reports::grype(&[grpc, x_net, jwt]),
         EvidenceKind::Scan,
@@ -360,7 +361,7 @@ pub fn build(
             vulns.push(common[1]);
         }
         attach(
-            &ws,
+            &road,
             &digests[&format!("web:{tag}")],
             &reports::trivy(&format!("web:{tag}"), &vulns),
             EvidenceKind::Scan,
@@ -368,30 +369,20 @@ pub fn build(
     }
 
     progress("history: promotions through dev → staging → prod, a blocked release, a rollback");
-    let runs = Runs::default();
-    let sink = Sink::discard();
     let oncall = Asker::Key(ONCALL_KEY.into());
     for step in HISTORY {
         let (what, got, want) = match *step {
             Past::Approve {
                 app, tag, env, by, ..
             } => {
-                let (key, rec) = crate::engine::keys::load_private(&ws, APPROVERS[by].0)?;
-                let release = AppRelease {
+                road.wait(road.handle.approve(ApproveRequest {
                     app: app.to_owned(),
                     digest: digests[&format!("{app}:{tag}")].clone(),
-                    tag: Some(tag.to_owned()),
-                };
-                crate::engine::approve::sign_approval(
-                    &ws,
-                    &key,
-                    &rec.email,
-                    &release,
-                    env,
-                    Purpose::Promote,
-                    Some("looks good".into()),
-                    crate::domain::Clock::Real.now(),
-                )?;
+                    env: env.to_owned(),
+                    key: Some(APPROVERS[by].0.to_owned()),
+                    comment: Some("looks good".into()),
+                    purpose: crate::domain::approval::Purpose::Promote,
+                }))?;
                 continue;
             }
             Past::Promote {
@@ -410,7 +401,7 @@ pub fn build(
                     parallel: 4,
                     expect: None,
                 };
-                let got = crate::engine::promote::promote(&ws, &config, &req, &runs, &sink)?;
+                let got = road.wait(road.handle.promote(req))?;
                 (format!("{app} {tag} → {to}"), got.outcome, outcome)
             }
             Past::Rollback {
@@ -423,7 +414,7 @@ pub fn build(
                     reason: Some(reason.into()),
                     asker: oncall.clone(),
                 };
-                let got = crate::engine::rollback::rollback(&ws, &config, &req, &sink)?;
+                let got = road.wait(road.handle.rollback(req))?;
                 (
                     format!("{app} {env} rolled back"),
                     got.outcome,
@@ -439,6 +430,7 @@ pub fn build(
         progress(&format!("  {what}: {got}"));
     }
 
+    road.stop();
     // From here on the workflow runs at watching speed, under the full
     // config: prod frozen, a soak before it.
     write("workflows/standard.toml", WORKFLOW)?;
@@ -450,31 +442,57 @@ pub fn build(
     Ok(ws)
 }
 
+/// The engine the demo's history is made through, on a runtime of its
+/// own (the build is synchronous).
+struct Road {
+    rt: tokio::runtime::Runtime,
+    handle: EngineHandle,
+}
+
+impl Road {
+    fn start(ws: &Workspace, config: &crate::config::Config) -> Result<Road, EngineError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| EngineError::error(format!("cannot start the async runtime: {e}")))?;
+        // Nobody watches the history's events: the answers say enough.
+        let (handle, _) = {
+            let _in = rt.enter();
+            crate::engine::spawn(ws.clone(), config.clone())
+        };
+        Ok(Road { rt, handle })
+    }
+
+    fn wait<T>(&self, p: Pending<T>) -> Result<T, EngineError> {
+        self.rt.block_on(p.wait())
+    }
+
+    fn stop(self) {
+        self.rt.block_on(self.handle.shutdown());
+    }
+}
+
 fn attach(
-    ws: &Workspace,
+    road: &Road,
     subject: &Digest,
     bytes: &[u8],
     kind: EvidenceKind,
 ) -> Result<(), EngineError> {
     let (format, _) = crate::scan::read(bytes)
         .map_err(|e| EngineError::error(format!("a demo report does not parse: {e}")))?;
-    let digest = ws.evidence().put(bytes)?;
-    ws.open_store()?.attach_evidence(
-        subject,
-        &EvidenceRecord {
-            digest,
-            media_type: format.media_type().into(),
-            kind: kind.as_str().into(),
-            size: bytes.len() as u64,
-            added_at: Utc::now(),
-        },
-    )?;
+    road.wait(road.handle.attach(AttachRequest {
+        subject: subject.clone(),
+        bytes: bytes.to_vec(),
+        media_type: format.media_type().into(),
+        kind: kind.as_str().into(),
+    }))?;
     Ok(())
 }
 
 /// A free loopback port for the demo's router.
 fn edge_port() -> Result<u16, EngineError> {
-    Ok(crate::deploy::backends::free_port()?)
+    Ok(crate::engine::probe::free_port()?)
 }
 
 /// Empties `dir` for a new demo: a missing or empty folder is fine; one an

@@ -4,6 +4,7 @@ pub mod approval;
 pub mod clock;
 pub mod digest;
 pub mod duration;
+pub mod graph;
 pub mod reference;
 pub mod release;
 pub mod requester;

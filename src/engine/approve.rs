@@ -65,6 +65,8 @@ pub struct ApproveRequest {
     /// workspace's sealing key.
     pub key: Option<String>,
     pub comment: Option<String>,
+    /// An ordinary approval, or a break-glass one (for a freeze exception).
+    pub purpose: Purpose,
 }
 
 /// What was signed: the signer and the approval's evidence record.
@@ -72,6 +74,8 @@ pub struct ApproveRequest {
 pub struct Approved {
     pub signer: String,
     pub evidence: EvidenceRecord,
+    /// What was signed.
+    pub statement: ApprovalStatement,
 }
 
 /// Signs `req` with the named (or first) private key of the workspace, at
@@ -105,18 +109,19 @@ pub(crate) fn approve_at(
         digest: req.digest.clone(),
         tag: None,
     };
-    let (_, evidence) = sign_approval(
+    let (statement, evidence) = sign_approval(
         ws,
         &key,
         &rec.email,
         &release,
         &req.env,
-        Purpose::Promote,
+        req.purpose,
         req.comment.clone(),
         at,
     )?;
     Ok(Approved {
         signer: rec.email,
         evidence,
+        statement,
     })
 }

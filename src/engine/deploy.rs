@@ -302,54 +302,77 @@ fn switch_blocking(
     })
 }
 
-/// After a crash: promotions whose process died are marked `interrupted`,
-/// and each `dir` target of their environment is switched back to the
-/// release the store holds live there (the interrupted decision was never
-/// sealed, so its release never became live). Returns a line per change.
+/// After a crash: each promotion whose process died is taken over under
+/// its environment's lock (the dead holder's lock becomes this process's,
+/// in one transaction, so two recovering processes never both act), each
+/// `dir` target of its environment is switched back to the release the
+/// store holds live there (the interrupted decision was never sealed, so
+/// its release never became live), half-made release folders are
+/// removed, and only then is it marked `interrupted` and the lock
+/// released. Returns a line per change. Reading commands never call this:
+/// `stella recover` does, and every command that acts, before it acts.
 pub fn recover(
     ws: &crate::workspace::Workspace,
     config: &Config,
 ) -> Result<Vec<String>, crate::store::StoreError> {
     let mut store = ws.open_store()?;
-    let interrupted = store.recover_interrupted()?;
     let mut lines = Vec::new();
-    for id in interrupted {
-        let Some(p) = store.promotions(None)?.into_iter().find(|p| p.id == id) else {
+    for dead in store.dead_locks()? {
+        if !store.take_over(&dead, "recovery")? {
             continue;
-        };
-        lines.push(format!(
-            "promotion #{id} ({} into {}) was interrupted",
-            p.app, p.environment
-        ));
-        let Some(env) = config.environment(&p.environment) else {
-            continue;
-        };
-        let live = store.live_at(&p.environment, &p.app, &chrono::Utc::now())?;
-        // A canary it was walking stays where it was, held: traffic does
-        // not move until an operator resumes or aborts it.
-        let held = |t: &str| {
-            let progress = super::canary::progress(&store, &p.environment, t);
-            (progress.interrupted && progress.promotion == Some(id)).then_some(progress)
-        };
-        let mut before: Vec<(String, Option<Digest>)> = Vec::new();
-        for t in &env.targets {
-            match held(t.get_ref()) {
-                Some(progress) => lines.push(format!(
-                    "{}: its canary is held at {}% — `stella rollout resume {}` walks it on, `stella rollout abort {}` sends all traffic back to stable",
-                    t.get_ref(),
-                    progress.steps.get(progress.step).copied().unwrap_or(0),
-                    p.environment,
-                    p.environment
-                )),
-                None => before.push((t.get_ref().clone(), live.as_ref().map(|l| l.digest.clone()))),
-            }
         }
-        lines.extend(restore(config, &p.app, &before));
-        for t in &env.targets {
-            if let Some(target) = config.targets.get(t.get_ref()).and_then(Target::unpacked) {
-                for p in dir_target(config, target, &p.app).clean_stale() {
-                    lines.push(format!("{}: removed {}", t.get_ref(), p.display()));
-                }
+        let id = dead.promotion_id;
+        if let Some(p) = store.promotions(None)?.into_iter().find(|p| p.id == id) {
+            lines.push(format!(
+                "promotion #{id} ({} into {}) was interrupted",
+                p.app, p.environment
+            ));
+            lines.extend(put_back(&store, config, &p, false)?);
+        }
+        store.finish_interrupted(id)?;
+    }
+    Ok(lines)
+}
+
+/// Puts an environment's targets back to the release the store holds
+/// live, for promotion `p` whose process died (its lock held by the
+/// caller), and removes half-made release folders. A canary it was
+/// walking stays held where it was unless `abort`: traffic does not move
+/// until an operator resumes or aborts it.
+pub(crate) fn put_back(
+    store: &crate::store::Store,
+    config: &Config,
+    p: &crate::store::PromotionRow,
+    abort: bool,
+) -> Result<Vec<String>, crate::store::StoreError> {
+    let id = p.id;
+    let mut lines = Vec::new();
+    let Some(env) = config.environment(&p.environment) else {
+        return Ok(lines);
+    };
+    let live = store.live_at(&p.environment, &p.app, &chrono::Utc::now())?;
+    let held = |t: &str| {
+        let progress = super::canary::progress(store, &p.environment, t);
+        (!abort && progress.interrupted && progress.promotion == Some(id)).then_some(progress)
+    };
+    let mut before: Vec<(String, Option<Digest>)> = Vec::new();
+    for t in &env.targets {
+        match held(t.get_ref()) {
+            Some(progress) => lines.push(format!(
+                "{}: its canary is held at {}% — `stella rollout resume {}` walks it on, `stella rollout abort {}` sends all traffic back to stable",
+                t.get_ref(),
+                progress.steps.get(progress.step).copied().unwrap_or(0),
+                p.environment,
+                p.environment
+            )),
+            None => before.push((t.get_ref().clone(), live.as_ref().map(|l| l.digest.clone()))),
+        }
+    }
+    lines.extend(restore(config, &p.app, &before));
+    for t in &env.targets {
+        if let Some(target) = config.targets.get(t.get_ref()).and_then(Target::unpacked) {
+            for path in dir_target(config, target, &p.app).clean_stale() {
+                lines.push(format!("{}: removed {}", t.get_ref(), path.display()));
             }
         }
     }

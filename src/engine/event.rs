@@ -25,6 +25,9 @@ pub struct EngineEvent {
 pub enum EventKind {
     /// Something worth telling the person who asked (a moved tag, …).
     Note(String),
+    /// A change to the record that moves no traffic, committed: a release
+    /// marked live, evidence attached, a key added.
+    Recorded(String),
     /// The release the request is about, resolved at promotion time.
     Resolved {
         app: String,
@@ -54,6 +57,8 @@ pub enum EventKind {
         targets: Vec<String>,
         /// Step ids in template order, with what each needs: the DAG.
         steps: Vec<(String, Vec<String>)>,
+        /// Its critical path, as the template's validation computed it.
+        critical_path: Vec<String>,
     },
     StepStarted {
         promotion_id: i64,

@@ -16,10 +16,17 @@ use super::approve::{ApproveRequest, Approved, approve};
 use super::event::{EngineEvent, EventKind, Sink, Ticket};
 use super::pin::{UnpinOutcome, UnpinRequest, unpin};
 use super::promote::{PromoteOutcome, PromoteRequest, promote};
+use super::record::{
+    AppReleaseRequest, AttachRequest, Attached, KeyAdded, KeyRequest, MarkLiveRequest, add_key,
+    attach_evidence, ensure_sealing_key, mark_live,
+};
+use super::resolve::{AppRelease, app_release_with, resolve_and_record};
 use super::rollback::{RollbackOutcome, RollbackRequest, rollback};
 use super::rollout::{Ack, ConsolidateRequest, RolloutRequest};
 use super::runs::Runs;
+use super::steer::{SteerRequest, Steered, steer};
 use crate::config::Config;
+use crate::domain::{OperatorRequest, ReleaseSpec, Resolution};
 use crate::workspace::Workspace;
 
 type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
@@ -36,6 +43,15 @@ enum Command {
     Resume(i64, Reply<()>),
     Abort(i64, Reply<()>),
     Shutdown(oneshot::Sender<()>),
+    // Added with the request rows and recovery as commands:
+    Steer(Ticket, Box<SteerRequest>, Reply<Steered>),
+    Recover(Ticket, Reply<Vec<String>>),
+    MarkLive(Box<MarkLiveRequest>, Reply<()>),
+    Attach(Box<AttachRequest>, Reply<Attached>),
+    AddKey(Box<KeyRequest>, Reply<KeyAdded>),
+    SealingKey(Reply<String>),
+    Resolve(Box<ReleaseSpec>, Reply<(Resolution, Vec<String>)>),
+    AppRelease(Box<AppReleaseRequest>, Reply<(AppRelease, Vec<String>)>),
 }
 
 /// A cheap, cloneable way to talk to the engine task.
@@ -115,6 +131,51 @@ impl EngineHandle {
     /// release is put back, and the abort is sealed.
     pub fn abort(&self, promotion_id: i64) -> Pending<()> {
         self.ask(|_, r| Command::Abort(promotion_id, r))
+    }
+
+    /// Pauses, resumes or aborts a promotion's run wherever it runs: this
+    /// process's runs directly, another process's through a request row
+    /// its owner answers within a second; a dead owner's run is taken
+    /// over for an abort (sealed), refused for a pause or resume.
+    pub fn steer(&self, req: SteerRequest) -> Pending<Steered> {
+        self.ask(|t, r| Command::Steer(t, Box::new(req), r))
+    }
+
+    /// Recovers what dead processes left, each under its environment's
+    /// lock: their promotions `interrupted`, targets back to what is live.
+    pub fn recover(&self) -> Pending<Vec<String>> {
+        self.ask(Command::Recover)
+    }
+
+    /// Records a release as live in an environment by hand.
+    pub fn mark_release_live(&self, req: MarkLiveRequest) -> Pending<()> {
+        self.ask(|_, r| Command::MarkLive(Box::new(req), r))
+    }
+
+    /// Attaches a piece of evidence to a release.
+    pub fn attach(&self, req: AttachRequest) -> Pending<Attached> {
+        self.ask(|_, r| Command::Attach(Box::new(req), r))
+    }
+
+    /// Generates or imports a key.
+    pub fn new_key(&self, req: KeyRequest) -> Pending<KeyAdded> {
+        self.ask(|_, r| Command::AddKey(Box::new(req), r))
+    }
+
+    /// Resolves a release spec and records the resolution (with notes: a
+    /// moved tag).
+    pub fn resolve(&self, spec: ReleaseSpec) -> Pending<(Resolution, Vec<String>)> {
+        self.ask(|_, r| Command::Resolve(Box::new(spec), r))
+    }
+
+    /// The release a deciding command is about, recorded when asked.
+    pub fn app_release(&self, req: AppReleaseRequest) -> Pending<(AppRelease, Vec<String>)> {
+        self.ask(|_, r| Command::AppRelease(Box::new(req), r))
+    }
+
+    /// The workspace's sealing key, made if missing; its key id.
+    pub fn sealing_key(&self) -> Pending<String> {
+        self.ask(|_, r| Command::SealingKey(r))
     }
 
     /// Aborts what runs, waits for each to seal, and stops the task.
@@ -253,6 +314,94 @@ async fn engine_task(
                 }
                 let _ = reply.send(r);
             }
+            Command::Steer(ticket, req, reply) => {
+                let (ws, config, runs) = (ws.clone(), config.clone(), runs.clone());
+                let sink = Sink::new(ticket, events.clone());
+                work.spawn_blocking(move || {
+                    let r = steer_anywhere(&ws, &config, &runs, &req, &sink);
+                    report_failure(&sink, &r);
+                    let _ = reply.send(r);
+                });
+            }
+            Command::Recover(ticket, reply) => {
+                let (ws, config) = (ws.clone(), config.clone());
+                let sink = Sink::new(ticket, events.clone());
+                work.spawn_blocking(move || {
+                    let r = super::deploy::recover(&ws, &config).map_err(EngineError::from);
+                    if let Ok(lines) = &r {
+                        for l in lines {
+                            sink.emit(EventKind::Note(l.clone()));
+                        }
+                    }
+                    report_failure(&sink, &r);
+                    let _ = reply.send(r);
+                });
+            }
+            Command::MarkLive(req, reply) => {
+                let (ws, config, events) = (ws.clone(), config.clone(), events.clone());
+                work.spawn_blocking(move || {
+                    let r = mark_live(&ws, &config, &req);
+                    if r.is_ok() {
+                        recorded(
+                            &events,
+                            format!("{}@{} live in {}", req.app, req.digest, req.env),
+                        );
+                    }
+                    let _ = reply.send(r);
+                });
+            }
+            Command::Attach(req, reply) => {
+                let (ws, events) = (ws.clone(), events.clone());
+                work.spawn_blocking(move || {
+                    let r = attach_evidence(&ws, &req);
+                    if let Ok(a) = &r {
+                        recorded(
+                            &events,
+                            format!(
+                                "{} {} attached to {}",
+                                a.record.kind, a.record.digest, req.subject
+                            ),
+                        );
+                    }
+                    let _ = reply.send(r);
+                });
+            }
+            Command::AddKey(req, reply) => {
+                let (ws, events) = (ws.clone(), events.clone());
+                work.spawn_blocking(move || {
+                    let r = add_key(&ws, &req);
+                    if r.is_ok() {
+                        recorded(&events, format!("key `{}` for {}", req.name, req.email));
+                    }
+                    let _ = reply.send(r);
+                });
+            }
+            Command::SealingKey(reply) => {
+                let (ws, config) = (ws.clone(), config.clone());
+                work.spawn_blocking(move || {
+                    let _ = reply.send(ensure_sealing_key(&ws, &config));
+                });
+            }
+            Command::Resolve(spec, reply) => {
+                let (ws, config) = (ws.clone(), config.clone());
+                work.spawn_blocking(move || {
+                    let root = ws.root().to_owned();
+                    let _ = reply.send(resolve_and_record(Some(&ws), Some(&config), &root, *spec));
+                });
+            }
+            Command::AppRelease(req, reply) => {
+                let (ws, config) = (ws.clone(), config.clone());
+                work.spawn_blocking(move || {
+                    let _ = reply.send(app_release_with(
+                        &ws,
+                        &config,
+                        &req.reference,
+                        req.env.as_deref(),
+                        &req.now,
+                        req.record,
+                    ));
+                });
+            }
             Command::Shutdown(done) => {
                 // Promotions still deciding start their runs cancelled.
                 runs.close();
@@ -264,6 +413,14 @@ async fn engine_task(
         // Reap finished work without waiting for it.
         while work.try_join_next().is_some() {}
     }
+}
+
+/// A committed change to the record, as an event.
+fn recorded(events: &mpsc::UnboundedSender<EngineEvent>, what: String) {
+    let _ = events.send(EngineEvent {
+        ticket: 0,
+        kind: EventKind::Recorded(what),
+    });
 }
 
 fn report_failure<T>(sink: &Sink, r: &Result<T, EngineError>) {
@@ -284,7 +441,7 @@ fn control(ws: &Workspace, runs: &Runs, id: i64, change: Change) -> Result<(), E
     let Some(c) = runs.get(id) else {
         return Err(
             EngineError::usage(format!("promotion #{id} is not running in this process")).hint(
-                "`stella promotion list` shows what runs; only the process running it can steer it",
+                "`steer` (`stella promotion pause|resume|abort ID`) reaches a run of any process",
             ),
         );
     };
@@ -300,4 +457,33 @@ fn control(ws: &Workspace, runs: &Runs, id: i64, change: Change) -> Result<(), E
         Change::Abort => c.cancel(),
     }
     Ok(())
+}
+
+/// A run of this process is steered directly (its row says `paused`
+/// before the event is sent); any other through `steer`.
+fn steer_anywhere(
+    ws: &Workspace,
+    config: &Config,
+    runs: &Runs,
+    req: &SteerRequest,
+    sink: &Sink,
+) -> Result<Steered, EngineError> {
+    let id = req.promotion_id;
+    if runs.get(id).is_none() {
+        return steer(ws, config, req, sink);
+    }
+    let (change, kind) = match req.request {
+        OperatorRequest::Pause => (Change::Pause, EventKind::Paused { promotion_id: id }),
+        OperatorRequest::Resume => (Change::Resume, EventKind::Resumed { promotion_id: id }),
+        OperatorRequest::Abort => (Change::Abort, EventKind::Aborting { promotion_id: id }),
+        OperatorRequest::PromoteNow => return steer(ws, config, req, sink),
+    };
+    control(ws, runs, id, change)?;
+    sink.emit(kind);
+    Ok(Steered {
+        request_id: None,
+        capsule_id: None,
+        taken_over: false,
+        lines: vec![],
+    })
 }

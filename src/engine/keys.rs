@@ -137,6 +137,12 @@ pub fn sealing_key(ws: &Workspace, workspace_name: &str) -> Result<PrivateKey, E
     load_private(ws, SEALING_KEY).map(|(k, _)| k)
 }
 
+/// The sealing key's private half, read only (`EngineHandle::sealing_key`
+/// makes it when missing).
+pub fn load_sealing_key(ws: &Workspace) -> Result<PrivateKey, EngineError> {
+    load_private(ws, SEALING_KEY).map(|(k, _)| k)
+}
+
 /// Every key this workspace trusts, for verifying capsules.
 pub fn trusted(ws: &Workspace) -> Result<Vec<crate::capsule::verify::Trusted>, EngineError> {
     ws.open_store()?

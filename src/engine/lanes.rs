@@ -165,3 +165,63 @@ pub fn lanes(
 
     Ok(lanes)
 }
+
+/// What a routed target keeps, as the rollout views read it.
+pub use crate::deploy::routed::Progress;
+pub use crate::deploy::router::SlotStats;
+
+/// A `router` target as the Rollout screen shows it: read from the files
+/// its router and canary keep, once a second while the screen is open.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutInfo {
+    pub env: String,
+    pub target: String,
+    /// What routes it: `nginx` or `built-in router`.
+    pub router: &'static str,
+    pub running: bool,
+    pub weight: u8,
+    pub stable: Option<Digest>,
+    pub candidate: Option<Digest>,
+    pub stats: (SlotStats, SlotStats),
+    pub progress: Progress,
+}
+
+/// Every environment's router targets.
+pub fn rollouts(config: &Config) -> Vec<RolloutInfo> {
+    use crate::deploy::routed;
+    let store = crate::workspace::Workspace::at(config.root.clone())
+        .read_store()
+        .ok();
+    let mut out = Vec::new();
+    for (env, cfg) in &config.environments {
+        for t in &cfg.targets {
+            let Some(target) = config.targets.get(t.get_ref()) else {
+                continue;
+            };
+            if !target.kind().is_routed() {
+                continue;
+            }
+            let dir = routed::state_dir(&config.root, t.get_ref());
+            let state = routed::read_state(&dir).unwrap_or_default();
+            let stats = routed::read_stats(&dir);
+            out.push(RolloutInfo {
+                env: env.clone(),
+                target: t.get_ref().clone(),
+                router: if target.kind() == crate::config::TargetKind::Nginx {
+                    "nginx"
+                } else {
+                    "built-in router"
+                },
+                running: routed::running_pid(&dir).is_some(),
+                weight: state.weight,
+                stable: state.stable.map(|s| s.digest),
+                candidate: state.candidate.map(|s| s.digest),
+                stats: (stats.stable, stats.candidate),
+                progress: store.as_ref().map_or_else(Default::default, |s| {
+                    super::canary::progress(s, env, t.get_ref())
+                }),
+            });
+        }
+    }
+    out
+}

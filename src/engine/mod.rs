@@ -15,14 +15,18 @@ pub mod handle;
 pub mod keys;
 pub mod lanes;
 pub mod pin;
+pub mod probe;
 pub mod promote;
+pub mod record;
 pub mod resolve;
 pub mod rollback;
 pub mod rollout;
 mod routed;
+pub mod rules;
 pub mod run;
 pub mod runs;
 pub mod seal;
+pub mod steer;
 
 pub use builtins::StellaBuiltins;
 pub use error::{EngineError, ErrorKind};
@@ -30,8 +34,12 @@ pub use event::{EngineEvent, EventKind, Sink, Ticket};
 pub use handle::{EngineHandle, Pending, spawn};
 pub use pin::{UnpinOutcome, UnpinRequest};
 pub use promote::{PromoteOutcome, PromoteRequest};
+pub use record::{
+    AppReleaseRequest, AttachRequest, Attached, KeyAdded, KeyRequest, MarkLiveRequest,
+};
 pub use rollback::{RollbackOutcome, RollbackRequest};
 pub use run::{RunReport, run_promotion_workflow};
+pub use steer::{SteerRequest, Steered};
 
 /// "no environment X", with the ones there are.
 pub fn unknown_environment(name: &str, config: &crate::config::Config) -> EngineError {

@@ -113,6 +113,7 @@ pub fn promote(
                 env: req.to.clone(),
                 key: Some(name.clone()),
                 comment: None,
+                purpose: crate::domain::approval::Purpose::Promote,
             },
             now,
         )?;
@@ -144,6 +145,7 @@ pub fn promote(
     // lock from before the first change until its capsule is sealed.
     let mut existing = None;
     let mut failure = None;
+    let mut abort_request = None;
     let outcome = match decision {
         Decision::Deny => PromotionOutcome::Blocked,
         Decision::Allow if env.targets.is_empty() && env.workflow.is_none() => {
@@ -177,6 +179,7 @@ pub fn promote(
                     .iter()
                     .map(|s| (s.id.clone(), s.needs.clone()))
                     .collect(),
+                critical_path: workflow.critical_path.clone(),
             });
             let builtins = StellaBuiltins {
                 workspace: ws.clone(),
@@ -203,7 +206,10 @@ pub fn promote(
             // A run that could not be recorded is a failed deploy, sealed
             // like one: the lock is never left behind in a live process.
             let (ok, run_failure, logs) = match report {
-                Ok(Ok(r)) => (r.ok, r.failure, r.logs),
+                Ok(Ok(r)) => {
+                    abort_request = r.abort_request;
+                    (r.ok, r.failure, r.logs)
+                }
                 Ok(Err(e)) => (
                     false,
                     Some(format!("the run could not be recorded: {e}")),
@@ -308,6 +314,22 @@ pub fn promote(
             reason: failure.clone().or(req.break_glass.clone()),
         }
     })?;
+    if existing.is_some() {
+        // Requests from other processes: the abort that stopped the run
+        // gets its capsule, any other its refusal.
+        if let Err(e) = super::run::answer_left(
+            ws,
+            &req.to,
+            sealed.promotion_id,
+            abort_request,
+            Some(sealed.capsule_id),
+        ) {
+            sink.emit(EventKind::Note(format!(
+                "the requests on promotion #{} could not be answered: {e}",
+                sealed.promotion_id
+            )));
+        }
+    }
     sink.emit(EventKind::CapsuleSealed {
         promotion_id: sealed.promotion_id,
         capsule_id: sealed.capsule_id,

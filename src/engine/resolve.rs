@@ -98,6 +98,15 @@ pub fn resolve_and_record(
     Ok((resolution, notes))
 }
 
+/// Resolves a direct reference outside any workspace: nothing is recorded,
+/// as there is no store.
+pub fn resolve_unrecorded(
+    base: &Path,
+    spec: ReleaseSpec,
+) -> Result<(Resolution, Vec<String>), EngineError> {
+    resolve_and_record(None, None, base, spec)
+}
+
 /// Names the release a deciding command is about. `APP` alone, with an
 /// environment that promotes from another, means what is live upstream at
 /// `now`; otherwise tags resolve (and are recorded) as `resolve` does.

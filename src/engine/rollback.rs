@@ -81,17 +81,23 @@ pub fn plan(
             }
             d.clone()
         }
-        None => history
-            .iter()
-            .filter(|l| l.since <= now)
-            .find(|l| l.digest != current.digest)
-            .map(|l| l.digest.clone())
-            .ok_or_else(|| {
-                EngineError::error(format!(
-                    "{} has had only one release in {}; there is no earlier one",
-                    app, env
-                ))
-            })?,
+        None => super::rules::rollback_choices(
+            Some(&current.digest),
+            &history
+                .iter()
+                .map(|l| (l.digest.clone(), l.since))
+                .collect::<Vec<_>>(),
+            now,
+        )
+        .into_iter()
+        .next()
+        .map(|(d, _)| d)
+        .ok_or_else(|| {
+            EngineError::error(format!(
+                "{} has had only one release in {}; there is no earlier one",
+                app, env
+            ))
+        })?,
     };
     if target == current.digest {
         return Err(EngineError::usage(format!(
@@ -117,6 +123,10 @@ pub fn rollback(
     }
     let prover = prove(ws, &req.asker)?;
     let requested_by = prover.requested_by();
+    // A process that acts recovers what dead ones left, under their locks.
+    for line in super::deploy::recover(ws, config)? {
+        sink.emit(EventKind::Note(line));
+    }
     let store = ws.open_store()?;
     let (current, target) = plan(&store, &req.app, &req.env, req.to.as_ref(), now)?;
     sink.emit(EventKind::Resolved {
@@ -168,6 +178,7 @@ pub fn rollback(
             environment: req.env.clone(),
             targets: env.targets.iter().map(|t| t.get_ref().clone()).collect(),
             steps: vec![],
+            critical_path: vec![],
         });
         let deployed = block_on(async {
             let fetched = super::deploy::fetch_if_remote(config, &req.app, &target).await?;

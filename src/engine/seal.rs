@@ -282,6 +282,44 @@ impl Gateless<'_> {
     }
 }
 
+/// Seals a gateless decision taken inside a running promotion (its lock
+/// held by the caller) as a capsule of its own in the environment's chain:
+/// the promotion stays open and nothing goes live. Returns the capsule's
+/// id and exported path.
+pub fn seal_step(
+    ws: &Workspace,
+    config: &Config,
+    decision: &Gateless<'_>,
+    promotion_id: i64,
+) -> Result<Sealed, EngineError> {
+    let key = sealing_key(ws, &config.name)?;
+    let mut store = ws.open_store()?;
+    let (capsule_id, _) = store.record_step(
+        &decision.decision(false),
+        promotion_id,
+        |previous, head, id| {
+            let st = Statement::new(decision.predicate(previous.clone(), id));
+            sealed_row(st, previous.as_ref(), head, &key)
+        },
+    )?;
+    let (_, envelope) = store.capsule(capsule_id)?.ok_or_else(|| {
+        EngineError::error(format!("capsule #{capsule_id} vanished from the store"))
+    })?;
+    let file = capsule_file(ws, &envelope)?;
+    let path = export_default(
+        ws,
+        decision.environment,
+        decision.digest,
+        &decision.at,
+        &file,
+    )?;
+    Ok(Sealed {
+        promotion_id,
+        capsule_id,
+        path,
+    })
+}
+
 /// The media type of a canary step's record: the weights, the analysis
 /// samples and who or what caused it.
 pub const CANARY_MEDIA_TYPE: &str = "application/vnd.stella.canary-step+json";

@@ -1,7 +1,8 @@
 //! One promotion per environment at a time. A promotion that deploys holds
 //! its environment's lock from before the first change to a target until
-//! its capsule is sealed; a lock whose process is gone is released, and its
-//! promotion marked `interrupted`.
+//! its capsule is sealed. A lock whose process is gone is taken over by
+//! the recovering process (`take_over`), which puts the targets back and
+//! only then marks the promotion `interrupted` and releases it.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
@@ -32,37 +33,109 @@ pub fn process_alive(pid: i64) -> bool {
     pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
+fn lock_row(r: &rusqlite::Row<'_>) -> Result<Lock, rusqlite::Error> {
+    let at: String = r.get(4)?;
+    Ok(Lock {
+        environment: r.get(0)?,
+        promotion_id: r.get(1)?,
+        holder: r.get(2)?,
+        pid: r.get(3)?,
+        acquired_at: time_from_sql(4, &at)?,
+    })
+}
+
+/// A dead process's run and its running steps: `interrupted`.
+fn mark_run_interrupted(
+    tx: &rusqlite::Transaction<'_>,
+    promotion_id: i64,
+    now: &str,
+) -> Result<(), rusqlite::Error> {
+    tx.execute(
+        "UPDATE runs SET state = 'interrupted', finished_at = ?2 WHERE promotion_id = ?1 AND state IN ('running', 'paused')",
+        params![promotion_id, now],
+    )?;
+    tx.execute(
+        "UPDATE steps SET state = 'interrupted', finished_at = ?2
+         WHERE state = 'running' AND run_id IN (SELECT id FROM runs WHERE promotion_id = ?1)",
+        params![promotion_id, now],
+    )?;
+    Ok(())
+}
+
 impl Store {
-    /// Marks promotions whose process died mid-way as `interrupted` and
-    /// releases their locks; returns their ids.
-    pub fn recover_interrupted(&mut self) -> Result<Vec<i64>, StoreError> {
+    /// The locks whose process is gone: promotions that died mid-way.
+    /// Reads only; `take_over` claims one.
+    pub fn dead_locks(&self) -> Result<Vec<Lock>, StoreError> {
+        Ok(self
+            .locks()?
+            .into_iter()
+            .filter(|l| !process_alive(l.pid))
+            .collect())
+    }
+
+    /// Every lock held, with who holds it.
+    pub fn locks(&self) -> Result<Vec<Lock>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT environment, promotion_id, holder, pid, acquired_at FROM locks ORDER BY environment",
+        )?;
+        let rows = stmt.query_map([], lock_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Claims a dead process's lock for this process, in one IMMEDIATE
+    /// transaction: only if the lock is still held by `dead.pid` (another
+    /// recovering process may have been first). The promotion stays
+    /// `running`, held by us; its run and running steps are marked
+    /// `interrupted`. `false` when someone else holds it now.
+    pub fn take_over(&mut self, dead: &Lock, holder: &str) -> Result<bool, StoreError> {
+        if process_alive(dead.pid) {
+            return Ok(false);
+        }
         self.write(|tx| {
-            let dead: Vec<(i64, i64)> = {
-                let mut stmt = tx.prepare("SELECT promotion_id, pid FROM locks")?;
-                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                rows.collect::<Result<Vec<_>, _>>()?
-                    .into_iter()
-                    .filter(|(_, pid)| !process_alive(*pid))
-                    .collect()
-            };
-            let now = time_to_sql(&Utc::now());
-            for (id, _) in &dead {
-                tx.execute(
-                    "UPDATE promotions SET state = 'interrupted', outcome = 'interrupted', finished_at = ?2 WHERE id = ?1 AND state = 'running'",
-                    params![id, now],
-                )?;
-                tx.execute("DELETE FROM locks WHERE promotion_id = ?1", [id])?;
-                tx.execute(
-                    "UPDATE runs SET state = 'interrupted', finished_at = ?2 WHERE promotion_id = ?1 AND state IN ('running', 'paused')",
-                    params![id, now],
-                )?;
-                tx.execute(
-                    "UPDATE steps SET state = 'interrupted', finished_at = ?2
-                     WHERE state = 'running' AND run_id IN (SELECT id FROM runs WHERE promotion_id = ?1)",
-                    params![id, now],
-                )?;
+            let n = tx.execute(
+                "UPDATE locks SET pid = ?3, holder = ?4 WHERE environment = ?1 AND promotion_id = ?2 AND pid = ?5",
+                params![
+                    dead.environment,
+                    dead.promotion_id,
+                    i64::from(std::process::id()),
+                    holder,
+                    dead.pid
+                ],
+            )?;
+            if n == 1 {
+                mark_run_interrupted(tx, dead.promotion_id, &time_to_sql(&Utc::now()))?;
             }
-            Ok(dead.into_iter().map(|(id, _)| id).collect())
+            Ok(n == 1)
+        })
+    }
+
+    /// Ends a taken-over promotion whose decision was sealed before it
+    /// acted (`record_step`): decided with `outcome`, its lock released.
+    pub fn finish_promotion(
+        &mut self,
+        promotion_id: i64,
+        outcome: crate::domain::PromotionOutcome,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE promotions SET state = 'decided', outcome = ?2, finished_at = ?3 WHERE id = ?1 AND state = 'running'",
+                params![promotion_id, outcome.as_str(), time_to_sql(&Utc::now())],
+            )?;
+            tx.execute("DELETE FROM locks WHERE promotion_id = ?1", [promotion_id])?;
+            Ok(())
+        })
+    }
+
+    /// Ends a taken-over promotion without a decision: `interrupted`, its
+    /// lock released.
+    pub fn finish_interrupted(&mut self, promotion_id: i64) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE promotions SET state = 'interrupted', outcome = 'interrupted', finished_at = ?2 WHERE id = ?1 AND state = 'running'",
+                params![promotion_id, time_to_sql(&Utc::now())],
+            )?;
+            tx.execute("DELETE FROM locks WHERE promotion_id = ?1", [promotion_id])?;
+            Ok(())
         })
     }
 
@@ -76,7 +149,9 @@ impl Store {
         environment: &str,
         requested_by: &str,
     ) -> Result<i64, BeginError> {
-        self.recover_interrupted()?;
+        // A dead holder's lock is not cleared here: recovery takes it over
+        // and puts its targets back first (`engine::deploy::recover`, run
+        // by every command that acts before it begins).
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -85,16 +160,7 @@ impl Store {
             .query_row(
                 "SELECT environment, promotion_id, holder, pid, acquired_at FROM locks WHERE environment = ?1",
                 [environment],
-                |r| {
-                    let at: String = r.get(4)?;
-                    Ok(Lock {
-                        environment: r.get(0)?,
-                        promotion_id: r.get(1)?,
-                        holder: r.get(2)?,
-                        pid: r.get(3)?,
-                        acquired_at: time_from_sql(4, &at)?,
-                    })
-                },
+                lock_row,
             )
             .optional()
             .map_err(StoreError::from)?;

@@ -7,6 +7,7 @@
 mod capsules;
 mod evidence;
 mod evidence_index;
+mod graphs;
 mod keys;
 mod live;
 mod locks;
@@ -45,6 +46,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("migrations/0006_operator_requests.sql")),
     M::up(include_str!("migrations/0007_rollouts.sql")),
     M::up(include_str!("migrations/0008_state_checks.sql")),
+    M::up(include_str!("migrations/0009_run_graph.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +127,37 @@ impl Store {
             return Err(StoreError::Migrate {
                 path: path.to_owned(),
                 message: "the store is read-only and needs a schema update".into(),
+            });
+        }
+        Ok(Store { conn })
+    }
+
+    /// Opens an existing store for reading only (`SQLITE_OPEN_READ_ONLY`):
+    /// SQLite itself refuses any write through it. A store whose schema is
+    /// not this build's is refused; `Workspace::read_store` brings it up to
+    /// date first.
+    pub fn open_reader(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(open_err)?;
+        let found: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(open_err)?;
+        if found != MIGRATIONS.len() as i64 {
+            return Err(StoreError::Migrate {
+                path: path.to_owned(),
+                message: format!(
+                    "schema version {found}, this build reads {}",
+                    MIGRATIONS.len()
+                ),
             });
         }
         Ok(Store { conn })

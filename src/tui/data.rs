@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{Config, TargetKind};
+use crate::config::Config;
 use crate::domain::Digest;
+use crate::domain::graph::StepGraph;
 use crate::engine::EngineError;
 pub use crate::engine::lanes::{Cell, Health, Lane, Live};
 use crate::gates::freeze::Window;
@@ -62,9 +63,25 @@ pub struct ReleaseInfo {
     pub evidence: Vec<(String, String, Digest)>,
 }
 
+/// The promotions whose process died, a line each; read only.
+pub fn interrupted(ws: &Workspace) -> Result<Vec<String>, EngineError> {
+    Ok(ws
+        .read_store()?
+        .dead_locks()?
+        .into_iter()
+        .map(|l| {
+            format!(
+                "promotion #{} in {} was interrupted: its process is gone; `stella recover` puts the previous release back",
+                l.promotion_id, l.environment
+            )
+        })
+        .collect())
+}
+
 /// Reads everything the screens show.
+/// Through a read-only store: loading changes nothing.
 pub fn load(ws: &Workspace, config: &Config, now: DateTime<Utc>) -> Result<Snapshot, EngineError> {
-    let store = ws.open_store()?;
+    let store = ws.read_store()?;
     let apps: Vec<String> = config.apps.keys().cloned().collect();
     let mut resolutions = BTreeMap::new();
     for app in &apps {
@@ -75,22 +92,30 @@ pub fn load(ws: &Workspace, config: &Config, now: DateTime<Utc>) -> Result<Snaps
     let mut workflows: BTreeMap<String, Option<Workflow>> = BTreeMap::new();
     let mut promotions = Vec::new();
     for p in store.recent_promotions(None, None, RECENT)? {
-        let wf = workflows.entry(p.environment.clone()).or_insert_with(|| {
-            let env = config.environment(&p.environment)?;
-            match &env.workflow {
-                Some(w) => Workflow::load(&config.root.join(w.get_ref())).ok(),
-                None => Some(crate::engine::run::default_workflow()),
-            }
-        });
-        let (graph, critical_path) = wf.as_ref().map_or_else(Default::default, |w| {
-            (
-                w.steps
-                    .iter()
-                    .map(|s| (s.id.clone(), s.needs.clone()))
-                    .collect(),
-                w.critical_path.clone(),
-            )
-        });
+        // The graph the run recorded when it started; a run recorded
+        // before graphs were falls back to today's template.
+        let recorded = match p.run_id {
+            Some(r) => store.run_graph(r)?,
+            None => None,
+        };
+        let StepGraph {
+            steps: graph,
+            critical_path,
+        } = match recorded {
+            Some(g) => g,
+            None => workflows
+                .entry(p.environment.clone())
+                .or_insert_with(|| {
+                    let env = config.environment(&p.environment)?;
+                    match &env.workflow {
+                        Some(w) => Workflow::load(&config.root.join(w.get_ref())).ok(),
+                        None => Some(crate::engine::run::default_workflow()),
+                    }
+                })
+                .as_ref()
+                .map(crate::engine::run::step_graph)
+                .unwrap_or_default(),
+        };
         let steps = match p.run_id {
             Some(r) => store.steps(r)?,
             None => vec![],
@@ -157,60 +182,5 @@ pub fn load(ws: &Workspace, config: &Config, now: DateTime<Utc>) -> Result<Snaps
     })
 }
 
-/// A `router` target as the Rollout screen shows it: read from the files
-/// its router and canary keep, once a second while the screen is open.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RolloutInfo {
-    pub env: String,
-    pub target: String,
-    /// What routes it: `nginx` or `built-in router`.
-    pub router: &'static str,
-    pub running: bool,
-    pub weight: u8,
-    pub stable: Option<Digest>,
-    pub candidate: Option<Digest>,
-    pub stats: (
-        crate::deploy::router::SlotStats,
-        crate::deploy::router::SlotStats,
-    ),
-    pub progress: crate::deploy::routed::Progress,
-}
-
-/// Every environment's router targets.
-pub fn load_rollouts(config: &Config) -> Vec<RolloutInfo> {
-    use crate::deploy::routed;
-    let mut out = Vec::new();
-    for (env, cfg) in &config.environments {
-        for t in &cfg.targets {
-            let Some(target) = config.targets.get(t.get_ref()) else {
-                continue;
-            };
-            if !target.kind().is_routed() {
-                continue;
-            }
-            let dir = routed::state_dir(&config.root, t.get_ref());
-            let state = routed::read_state(&dir).unwrap_or_default();
-            let stats = routed::read_stats(&dir);
-            out.push(RolloutInfo {
-                env: env.clone(),
-                target: t.get_ref().clone(),
-                router: if target.kind() == TargetKind::Nginx {
-                    "nginx"
-                } else {
-                    "built-in router"
-                },
-                running: routed::running_pid(&dir).is_some(),
-                weight: state.weight,
-                stable: state.stable.map(|s| s.digest),
-                candidate: state.candidate.map(|s| s.digest),
-                stats: (stats.stable, stats.candidate),
-                progress: crate::engine::rollout::progress(
-                    &crate::workspace::Workspace::at(config.root.clone()),
-                    env,
-                    t.get_ref(),
-                ),
-            });
-        }
-    }
-    out
-}
+/// The Rollout screen's targets: a read-side query of the engine.
+pub use crate::engine::lanes::{RolloutInfo, rollouts as load_rollouts};

@@ -84,10 +84,20 @@ fn gates(ctx: &Context, r: GateRequest) -> Msg {
             .collect(),
         Err(_) => vec![],
     };
+    // A rollback's pin holds the lane whatever the gates say, as the
+    // command line's gate check and a promotion say.
+    let pin = ctx
+        .ws
+        .read_store()
+        .and_then(|s| s.pin(&r.env, &r.app))
+        .ok()
+        .flatten();
     Msg::Gates(Box::new(GateResult {
         request: r,
         evaluated_at: at,
-        outcome: evaluated.map(|(_, d, v)| (d, v)).map_err(|e| e.to_string()),
+        outcome: evaluated
+            .map(|(_, d, v)| (crate::engine::rules::held(d, pin.as_ref()), v))
+            .map_err(|e| e.to_string()),
         findings,
     }))
 }
@@ -95,7 +105,7 @@ fn gates(ctx: &Context, r: GateRequest) -> Msg {
 fn capsule_file(ctx: &Context, id: i64) -> Result<crate::capsule::file::CapsuleFile, String> {
     let (_, envelope) = ctx
         .ws
-        .open_store()
+        .read_store()
         .and_then(|s| s.capsule(id))
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("capsule #{id} is not in the store"))?;
@@ -188,6 +198,7 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
                 env: env.clone(),
                 key: ctx.key.clone(),
                 comment: Some("approved from the workbench".into()),
+                purpose: crate::domain::approval::Purpose::Promote,
             });
             let c = ctx.clone();
             tokio::spawn(async move {
@@ -202,7 +213,7 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
                         c.blocking(move |ctx| {
                             let tag = ctx
                                 .ws
-                                .open_store()
+                                .read_store()
                                 .ok()
                                 .and_then(|s| s.resolutions(Some(&a)).ok())
                                 .and_then(|rs| rs.into_iter().rev().find(|r| r.digest == digest))
@@ -230,7 +241,7 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
         Effect::LoadCapsule(id) => ctx.blocking(move |ctx| {
             let statement = ctx
                 .ws
-                .open_store()
+                .read_store()
                 .map_err(|e| e.to_string())
                 .and_then(|s| s.capsule(id).map_err(|e| e.to_string()))
                 .and_then(|c| c.ok_or_else(|| format!("capsule #{id} is not in the store")))
@@ -246,7 +257,7 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
             let c = ctx.clone();
             tokio::task::spawn_blocking(move || {
                 // Only the workspace's sealing keys validate a capsule.
-                let trusted = match c.ws.open_store().map_err(|e| e.to_string()).and_then(|s| {
+                let trusted = match c.ws.read_store().map_err(|e| e.to_string()).and_then(|s| {
                     crate::capsule::trust::sealing_keys(&s).map_err(|e| e.to_string())
                 }) {
                     Ok(t) => t,
@@ -290,7 +301,7 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
         Effect::Export(id) => ctx.blocking(move |ctx| {
             let r = ctx
                 .ws
-                .open_store()
+                .read_store()
                 .map_err(|e| e.to_string())
                 .and_then(|s| s.capsule(id).map_err(|e| e.to_string()))
                 .and_then(|c| c.ok_or_else(|| format!("capsule #{id} is not in the store")))
@@ -311,15 +322,30 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
             }
         }),
         Effect::Pause(id) | Effect::Resume(id) | Effect::Abort(id) => {
-            let pending = match effect {
-                Effect::Pause(_) => ctx.engine.pause(id),
-                Effect::Resume(_) => ctx.engine.resume(id),
-                _ => ctx.engine.abort(id),
+            // The same road for a run of this process and of any other:
+            // another's through a request row its owner answers, a dead
+            // one's abort taken over and sealed.
+            let request = match effect {
+                Effect::Pause(_) => crate::domain::OperatorRequest::Pause,
+                Effect::Resume(_) => crate::domain::OperatorRequest::Resume,
+                _ => crate::domain::OperatorRequest::Abort,
             };
+            let pending = ctx.engine.steer(crate::engine::SteerRequest {
+                promotion_id: id,
+                request,
+                asker: ctx.asker.clone(),
+            });
             let c = ctx.clone();
             tokio::spawn(async move {
-                if let Err(e) = pending.wait().await {
-                    c.send(Msg::Error(e.to_string()));
+                match pending.wait().await {
+                    Ok(s) if s.taken_over => c.send(Msg::Status(format!(
+                        "promotion #{id} aborted (taken over: its process had died){}",
+                        s.capsule_id
+                            .map(|c| format!("; capsule #{c}"))
+                            .unwrap_or_default()
+                    ))),
+                    Ok(_) => {}
+                    Err(e) => c.send(Msg::Error(e.to_string())),
                 }
             });
         }
@@ -338,22 +364,6 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
         Effect::LoadRollouts => {
             ctx.blocking(|ctx| Msg::Rollouts(super::data::load_rollouts(&ctx.config)))
         }
-        Effect::PickUp {
-            target: _,
-            app: _,
-            digest: _,
-            env,
-            promote,
-        } => ctx.blocking(move |ctx| {
-            let req = if promote {
-                crate::domain::OperatorRequest::PromoteNow
-            } else {
-                crate::domain::OperatorRequest::Resume
-            };
-            rollout_request(ctx, &env, req)
-        }),
-        Effect::AbortInterrupted { env } => ctx
-            .blocking(move |ctx| rollout_request(ctx, &env, crate::domain::OperatorRequest::Abort)),
         Effect::Consolidate { env, winner_b } => ctx.blocking(move |ctx| {
             match crate::engine::rollout::consolidate(
                 &ctx.ws,

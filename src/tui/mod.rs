@@ -183,7 +183,7 @@ fn spawn_watcher(ctx: effects::Context) {
         let mut last = None;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let ws = ctx.ws.clone();
-        let store = tokio::task::spawn_blocking(move || ws.open_store())
+        let store = tokio::task::spawn_blocking(move || ws.read_store())
             .await
             .ok()
             .and_then(Result::ok);
@@ -280,16 +280,17 @@ pub fn run(ws: Workspace, config: Config, opts: Options) -> Result<(), EngineErr
             ),
         };
         let (keymap, keymap_warning) = load_keymap();
-        // Promotions whose process died are found before the first frame,
-        // so nothing dead is drawn as running.
+        // Opening changes nothing: promotions whose process died are
+        // named before the first frame (`stella recover`, or the next
+        // promotion or rollback, recovers them under their locks).
         let (snap, recovered) = {
             let (ws, config) = (ws.clone(), config.clone());
             tokio::task::spawn_blocking(move || {
-                // Never a reason not to open: said, and the view goes on.
-                let recovered = crate::engine::deploy::recover(&ws, &config).unwrap_or_else(|e| {
+                let snap = data::load(&ws, &config, Utc::now())?;
+                let dead = data::interrupted(&ws).unwrap_or_else(|e| {
                     vec![format!("could not look for interrupted promotions: {e}")]
                 });
-                data::load(&ws, &config, Utc::now()).map(|s| (s, recovered))
+                Ok::<_, EngineError>((snap, dead))
             })
             .await
             .map_err(EngineError::error)??

@@ -7,7 +7,8 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use super::action::{Action, Screen};
 use super::keymap::Key;
 use super::state::{App, Effect, GateRequest, InputKind, Layer, Msg, ReplayState, reduce_engine};
-use crate::domain::{CanaryPhase, OperatorRequest};
+use crate::domain::{CanaryPhase, OperatorRequest, PromotionState, RunState};
+use crate::engine::rules::{self, CanaryChange, RolloutRollback};
 
 /// Commands the `:` line knows, for completion.
 pub const COMMANDS: &[&str] = &[
@@ -711,14 +712,29 @@ pub fn act(app: &mut App, a: Action) -> Vec<Effect> {
             let Some(id) = selected_run(app) else {
                 return vec![];
             };
-            let Some(run) = app.live.get(&id).filter(|r| r.finished.is_none()) else {
-                app.complain(format!(
-                    "promotion #{id} is not running in this workbench; only the process running it can steer it"
-                ));
-                return vec![];
-            };
+            // A run of this workbench, or of any other process: the
+            // engine steers the second through a request row its owner
+            // answers (a dead owner's run is taken over for an abort).
+            let (paused, what) =
+                if let Some(run) = app.live.get(&id).filter(|r| r.finished.is_none()) {
+                    (run.paused, format!("{} → {}", run.app, run.env))
+                } else if let Some(p) = app
+                    .snap
+                    .promotions
+                    .iter()
+                    .map(|r| &r.promotion)
+                    .find(|p| p.id == id && p.state == PromotionState::Running)
+                {
+                    (
+                        p.run_state == Some(RunState::Paused),
+                        format!("{} → {} (run by another process)", p.app, p.environment),
+                    )
+                } else {
+                    app.complain(format!("promotion #{id} is not running"));
+                    return vec![];
+                };
             if a == Action::Pause {
-                return vec![if run.paused {
+                return vec![if paused {
                     Effect::Resume(id)
                 } else {
                     Effect::Pause(id)
@@ -727,7 +743,7 @@ pub fn act(app: &mut App, a: Action) -> Vec<Effect> {
             app.layers.push(Layer::Confirm {
                 title: format!("Abort promotion #{id}?"),
                 lines: vec![
-                    format!("{} → {}", run.app, run.env),
+                    what,
                     "Running steps are killed, the previous release goes back, and the abort is sealed.".into(),
                 ],
                 effect: Effect::Abort(id),
@@ -823,12 +839,7 @@ fn pick_rollback(app: &mut App, a: &str, env: &str) {
         return;
     };
     let current = cell.live.as_ref().map(|l| l.digest.clone());
-    let mut choices: Vec<_> = Vec::new();
-    for (d, since) in &cell.history {
-        if Some(d) != current.as_ref() && !choices.iter().any(|(c, _)| c == d) {
-            choices.push((d.clone(), *since));
-        }
-    }
+    let choices = rules::rollback_choices(current.as_ref(), &cell.history, app.now);
     if choices.is_empty() {
         app.complain(format!(
             "{a} has had no other release in {env}; nothing to roll back to"
@@ -844,53 +855,32 @@ fn pick_rollback(app: &mut App, a: &str, env: &str) {
 }
 
 /// A change to the selected target's canary: pause and resume at once,
-/// promote and abort after a confirmation. A canary whose promotion was
-/// interrupted is picked up by a new promotion of its digest (resume,
-/// promote) or sent back to stable (abort).
+/// promote and abort after a confirmation. The engine asks the canary's
+/// owner, or takes the canary over when its owner is dead.
 fn rollout_change(app: &mut App, change: OperatorRequest) -> Vec<Effect> {
     let Some(r) = app.rollouts.get(app.rollout).cloned() else {
         app.complain("no router target in this workspace");
         return vec![];
     };
     let p = &r.progress;
-    if !p.in_flight() {
-        app.complain(match p.state {
-            Some(CanaryPhase::Experiment) => format!(
+    let at = p.steps.get(p.step).copied().unwrap_or(0);
+    match rules::canary_change(p.state) {
+        CanaryChange::AbTest => {
+            app.complain(format!(
                 "{} runs an A/B test, not a canary: `r` ends it on a (stable), `stella rollout consolidate {} --winner a|b` picks the winner",
                 r.target, r.env
-            ),
-            _ => format!("no canary is running on {}", r.target),
-        });
-        return vec![];
+            ));
+            return vec![];
+        }
+        CanaryChange::NotRunning => {
+            app.complain(format!("no canary is running on {}", r.target));
+            return vec![];
+        }
+        CanaryChange::Ask => {}
     }
-    let at = p.steps.get(p.step).copied().unwrap_or(0);
-    let effect = match (p.interrupted, change, p.app.clone(), p.digest.clone()) {
-        (true, OperatorRequest::Pause, ..) => {
-            app.say(format!(
-                "{}: the canary is held at {at}% already (its promotion was interrupted)",
-                r.target
-            ));
-            return vec![];
-        }
-        (true, OperatorRequest::Abort, ..) => Effect::AbortInterrupted { env: r.env.clone() },
-        (true, _, Some(a), Some(digest)) => Effect::PickUp {
-            target: r.target.clone(),
-            app: a,
-            digest,
-            env: r.env.clone(),
-            promote: change == OperatorRequest::PromoteNow,
-        },
-        (true, ..) => {
-            app.complain(format!(
-                "the interrupted canary on {} does not say which release it was; `stella rollout abort {}` sends traffic back to stable",
-                r.target, r.env
-            ));
-            return vec![];
-        }
-        _ => Effect::RolloutControl {
-            target: r.target.clone(),
-            change,
-        },
+    let effect = Effect::RolloutControl {
+        target: r.target.clone(),
+        change,
     };
     let (title, line) = match change {
         OperatorRequest::Abort => (
@@ -904,7 +894,7 @@ fn rollout_change(app: &mut App, change: OperatorRequest) -> Vec<Effect> {
         _ => {
             if p.interrupted {
                 app.say(format!(
-                    "picking up the interrupted canary on {} at {at}%…",
+                    "taking over the interrupted canary on {} at {at}%…",
                     r.target
                 ));
             }
@@ -928,11 +918,23 @@ fn rollout_rollback(app: &mut App) -> Vec<Effect> {
         app.complain("no router target in this workspace");
         return vec![];
     };
-    if r.progress.in_flight() {
-        return rollout_change(app, OperatorRequest::Abort);
-    }
-    if r.progress.state == Some(CanaryPhase::Experiment) {
-        app.layers.push(Layer::Confirm {
+    let lane = app.snap.lanes.iter().find(|l| l.env == r.env);
+    let serving = rules::serving_app(
+        r.progress.app.as_deref(),
+        r.progress.digest.as_ref(),
+        r.stable.as_ref(),
+        |stable| {
+            lane?
+                .cells
+                .iter()
+                .find(|c| c.live.as_ref().is_some_and(|l| &l.digest == stable))
+                .map(|c| c.app.clone())
+        },
+    );
+    let warm = r.candidate.clone().filter(|_| r.weight == 0);
+    match rules::rollout_rollback(r.progress.state, serving, warm) {
+        RolloutRollback::AbortCanary => return rollout_change(app, OperatorRequest::Abort),
+        RolloutRollback::EndAbTest => app.layers.push(Layer::Confirm {
             title: format!("End the A/B test on {}, a winning?", r.target),
             lines: vec![
                 "All traffic goes back to a, the stable release; b is kept warm. Sealed with the comparison.".into(),
@@ -941,31 +943,8 @@ fn rollout_rollback(app: &mut App) -> Vec<Effect> {
                 env: r.env.clone(),
                 winner_b: false,
             },
-        });
-        return vec![];
-    }
-    // Which app the target serves: what its last rollout said, else the
-    // lane's app whose live release is the target's stable one.
-    let a = r.progress.app.clone().or_else(|| {
-        let stable = r.stable.as_ref()?;
-        app.snap
-            .lanes
-            .iter()
-            .find(|l| l.env == r.env)?
-            .cells
-            .iter()
-            .find(|c| c.live.as_ref().is_some_and(|l| &l.digest == stable))
-            .map(|c| c.app.clone())
-    });
-    let Some(a) = a else {
-        app.complain(format!(
-            "nothing known is live on {}; nothing to roll back",
-            r.target
-        ));
-        return vec![];
-    };
-    match r.candidate.clone().filter(|_| r.weight == 0) {
-        Some(warm) => app.layers.push(Layer::Confirm {
+        }),
+        RolloutRollback::Warm { app: a, to: warm } => app.layers.push(Layer::Confirm {
             title: format!("Roll back {a} in {}?", r.env),
             lines: vec![
                 format!(
@@ -981,7 +960,11 @@ fn rollout_rollback(app: &mut App) -> Vec<Effect> {
                 to: warm,
             },
         }),
-        None => pick_rollback(app, &a, &r.env),
+        RolloutRollback::Pick { app: a } => pick_rollback(app, &a, &r.env),
+        RolloutRollback::Nothing => app.complain(format!(
+            "nothing known is live on {}; nothing to roll back",
+            r.target
+        )),
     }
     vec![]
 }

@@ -283,11 +283,11 @@ pub fn snapshot(apps: usize, steps: usize) -> Snapshot {
 
 /// A canary at its second step, with samples and a minute of history.
 pub fn rollouts() -> Vec<super::data::RolloutInfo> {
-    let mut stable = crate::deploy::router::SlotStats::default();
+    let mut stable = crate::engine::lanes::SlotStats::default();
     stable.requests = 48_210;
     stable.errors = 12;
     stable.p95_ms = 12.8;
-    let mut candidate = crate::deploy::router::SlotStats::default();
+    let mut candidate = crate::engine::lanes::SlotStats::default();
     candidate.requests = 5_360;
     candidate.errors = 3;
     candidate.p95_ms = 25.6;
@@ -300,7 +300,7 @@ pub fn rollouts() -> Vec<super::data::RolloutInfo> {
         stable: Some(digest(2)),
         candidate: Some(digest(20)),
         stats: (stable, candidate),
-        progress: crate::deploy::routed::Progress {
+        progress: crate::engine::lanes::Progress {
             promotion: None,
             owner: None,
             app: None,

@@ -54,23 +54,11 @@ pub enum Effect {
     SetTheme(String),
     Reload,
     LoadRollouts,
-    /// `pause`, `resume`, `abort` or `promote` a target's canary.
+    /// `pause`, `resume`, `abort` or `promote` a target's canary, through
+    /// the engine (which takes over a canary whose owner died).
     RolloutControl {
         target: String,
         change: crate::domain::OperatorRequest,
-    },
-    /// An interrupted canary picked up by a new promotion of its digest;
-    /// with `promote`, straight to 100 %.
-    PickUp {
-        target: String,
-        app: String,
-        digest: Digest,
-        env: String,
-        promote: bool,
-    },
-    /// An interrupted canary's traffic back on stable, sealed.
-    AbortInterrupted {
-        env: String,
     },
     /// An A/B test ended, the winner (`b`: the new release) taking all
     /// traffic, sealed.
@@ -201,6 +189,8 @@ pub struct LiveRun {
     pub digest: Digest,
     pub env: String,
     pub graph: Vec<(String, Vec<String>)>,
+    /// As the engine computed it from the template (never here).
+    pub critical: Vec<String>,
     pub steps: BTreeMap<String, StepLive>,
     pub logs: BTreeMap<String, Vec<String>>,
     pub paused: bool,
@@ -481,7 +471,7 @@ impl App {
         if let Some(l) = self.live.get(&id) {
             let critical = stored
                 .map(|s| s.critical_path.clone())
-                .unwrap_or_else(|| critical_path(&l.graph));
+                .unwrap_or_else(|| l.critical.clone());
             let nodes = l
                 .graph
                 .iter()
@@ -595,33 +585,6 @@ pub fn layers(graph: &[(String, Vec<String>)]) -> Vec<Vec<usize>> {
     out
 }
 
-/// The longest chain of needs (by step count), for a live run whose
-/// template the store has not described.
-pub fn critical_path(graph: &[(String, Vec<String>)]) -> Vec<String> {
-    let layers = layers(graph);
-    let Some(last) = layers.last().and_then(|l| l.first()) else {
-        return vec![];
-    };
-    let mut path = vec![graph[*last].0.clone()];
-    let mut at = *last;
-    loop {
-        let deepest = graph[at]
-            .1
-            .iter()
-            .filter_map(|n| graph.iter().position(|(id, _)| id == n))
-            .max_by_key(|j| layers.iter().position(|l| l.contains(j)));
-        match deepest {
-            Some(j) => {
-                path.push(graph[j].0.clone());
-                at = j;
-            }
-            None => break,
-        }
-    }
-    path.reverse();
-    path
-}
-
 /// Folds an engine event into the live runs. Pure.
 pub fn reduce_engine(app: &mut App, ev: EngineEvent) -> Vec<Effect> {
     let mut effects = Vec::new();
@@ -632,6 +595,7 @@ pub fn reduce_engine(app: &mut App, ev: EngineEvent) -> Vec<Effect> {
             digest,
             environment,
             steps,
+            critical_path,
             ..
         } => {
             app.live.insert(
@@ -642,6 +606,7 @@ pub fn reduce_engine(app: &mut App, ev: EngineEvent) -> Vec<Effect> {
                     digest,
                     env: environment,
                     graph: steps,
+                    critical: critical_path,
                     steps: BTreeMap::new(),
                     logs: BTreeMap::new(),
                     paused: false,
@@ -801,6 +766,5 @@ mod tests {
             ("smoke", &["deploy"]),
         ]);
         assert_eq!(layers(&g), vec![vec![0], vec![1, 2, 3], vec![4], vec![5]]);
-        assert_eq!(critical_path(&g), ["resolve", "slow", "deploy", "smoke"]);
     }
 }
