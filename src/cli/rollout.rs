@@ -118,7 +118,7 @@ pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
         } else {
             crate::domain::AbWinner::A
         };
-        let req = crate::engine::rollout::ConsolidateRequest {
+        let req = crate::engine::ConsolidateRequest {
             env: a.env.clone(),
             winner,
             asker: Asker::from_key(a.key.clone()),
@@ -149,7 +149,7 @@ pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
     };
     let targets = router_targets(&config, env)?;
     if let Some(request) = change {
-        let req = crate::engine::rollout::RolloutRequest {
+        let req = crate::engine::RolloutRequest {
             env: env.clone(),
             request,
             asker: Asker::from_key(key),

@@ -38,6 +38,7 @@ pub use record::{
     AppReleaseRequest, AttachRequest, Attached, KeyAdded, KeyRequest, MarkLiveRequest,
 };
 pub use rollback::{RollbackOutcome, RollbackRequest};
+pub use rollout::{Ack, ConsolidateRequest, RolloutRequest};
 pub use run::{RunReport, run_promotion_workflow};
 pub use steer::{SteerRequest, Steered};
 

@@ -364,51 +364,58 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
         Effect::LoadRollouts => {
             ctx.blocking(|ctx| Msg::Rollouts(super::data::load_rollouts(&ctx.config)))
         }
-        Effect::Consolidate { env, winner_b } => ctx.blocking(move |ctx| {
-            match crate::engine::rollout::consolidate(
-                &ctx.ws,
-                &ctx.config,
-                &env,
-                if winner_b {
+        Effect::Consolidate { env, winner_b } => {
+            let pending = ctx.engine.consolidate(crate::engine::ConsolidateRequest {
+                env: env.clone(),
+                winner: if winner_b {
                     crate::domain::AbWinner::B
                 } else {
                     crate::domain::AbWinner::A
                 },
-                &ctx.asker,
-            ) {
-                Ok(lines) => Msg::Status(lines.join("; ")),
-                Err(e) => Msg::Error(format!("cannot end the A/B test in {env}: {e}")),
-            }
-        }),
-        Effect::RolloutControl { target, change } => ctx.blocking(move |ctx| {
+                asker: ctx.asker.clone(),
+            });
+            let c = ctx.clone();
+            tokio::spawn(async move {
+                c.send(match pending.wait().await {
+                    Ok(lines) => Msg::Status(lines.join("; ")),
+                    Err(e) => Msg::Error(format!("cannot end the A/B test in {env}: {e}")),
+                })
+            });
+        }
+        Effect::RolloutControl { target, change } => {
             let env = ctx.config.environments.iter().find_map(|(name, e)| {
                 e.targets
                     .iter()
                     .any(|t| *t.get_ref() == target)
                     .then(|| name.clone())
             });
-            match env {
-                Some(env) => rollout_request(ctx, &env, change),
-                None => Msg::Error(format!(
+            let Some(env) = env else {
+                app.complain(format!(
                     "cannot steer the canary on {target}: no environment deploys to it"
-                )),
-            }
-        }),
-    }
-}
-
-/// An operator's request on an environment's rollout, answered (sealed)
-/// or refused with the reason.
-fn rollout_request(ctx: &Context, env: &str, req: crate::domain::OperatorRequest) -> Msg {
-    match crate::engine::rollout::request(&ctx.ws, &ctx.config, env, req, &ctx.asker) {
-        Ok(ack) => Msg::Status(format!(
-            "{req} on {}: sealed{}{}",
-            ack.target,
-            ack.capsule_path
-                .map(|p| format!(" in {}", p.display()))
-                .unwrap_or_default(),
-            if ack.taken_over { " (taken over)" } else { "" }
-        )),
-        Err(e) => Msg::Error(format!("cannot {req} the rollout in {env}: {e}")),
+                ));
+                return;
+            };
+            // Through the engine: it asks the canary's owner, or takes
+            // the canary over when the owner is dead.
+            let pending = ctx.engine.rollout(crate::engine::RolloutRequest {
+                env: env.clone(),
+                request: change,
+                asker: ctx.asker.clone(),
+            });
+            let c = ctx.clone();
+            tokio::spawn(async move {
+                c.send(match pending.wait().await {
+                    Ok(ack) => Msg::Status(format!(
+                        "{change} on {}: sealed{}{}",
+                        ack.target,
+                        ack.capsule_path
+                            .map(|p| format!(" in {}", p.display()))
+                            .unwrap_or_default(),
+                        if ack.taken_over { " (taken over)" } else { "" }
+                    )),
+                    Err(e) => Msg::Error(format!("cannot {change} the rollout in {env}: {e}")),
+                })
+            });
+        }
     }
 }
