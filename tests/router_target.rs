@@ -881,7 +881,8 @@ fn operators_pause_promote_and_abort_a_running_canary_from_another_process() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["outcome"], "deploy-failed");
+    // Named for what happened: an operator stopped it.
+    assert_eq!(v["outcome"], "aborted");
     assert_eq!(body(&url), "v2");
     let s = status(&ws);
     assert_eq!(s["canary"]["state"], "aborted");

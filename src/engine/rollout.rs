@@ -351,7 +351,10 @@ fn take_over(
         }
         return Ok(());
     }
-    // Pause or abort: under the environment's lock, sealed first.
+    // Pause or abort: under the environment's lock, sealed first. The dead
+    // owner's promotion is recovered first (its lock released, the canary
+    // left held where it was), as every acting command does.
+    super::deploy::recover(ws, config)?;
     let mut store = ws.open_store()?;
     let promotion_id = store
         .begin_promotion(&row.app, &row.digest, None, env_name, requested_by)
