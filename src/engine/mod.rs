@@ -19,6 +19,7 @@ pub mod resolve;
 pub mod rollback;
 pub mod rollout;
 mod routed;
+pub mod router;
 pub mod run;
 pub mod runs;
 pub mod seal;

@@ -126,8 +126,12 @@ pub fn consolidate(
             })
         };
         let (a, b) = (
-            now_stats.stable.since(&test.baseline.stable),
-            now_stats.candidate.since(&test.baseline.candidate),
+            now_stats
+                .release(&test.a)
+                .since(&test.baseline.release(&test.a)),
+            now_stats
+                .release(&test.b)
+                .since(&test.baseline.release(&test.b)),
         );
         let said = |v: &str, s: &crate::deploy::router::SlotStats| {
             format!(

@@ -376,7 +376,7 @@ impl Routed<'_> {
             let _ = routed::write_progress(sdir, &progress);
             // The router writes its counters twice a second.
             tokio::time::sleep(Duration::from_millis(600)).await;
-            let mut before = routed::read_stats(sdir).candidate;
+            let mut before = routed::read_stats(sdir).slot(crate::deploy::router::Slot::Candidate);
             let mut next_sample = Instant::now() + interval;
             let tick = Duration::from_millis(200);
             let mut held = false;
@@ -438,14 +438,14 @@ impl Routed<'_> {
                     // Held: the step's time stops, and so does the analysis.
                     end = end.map(|e| e + tick);
                     next_sample = Instant::now() + interval;
-                    before = routed::read_stats(sdir).candidate;
+                    before = routed::read_stats(sdir).slot(crate::deploy::router::Slot::Candidate);
                     continue;
                 }
                 if Instant::now() < next_sample {
                     continue;
                 }
                 next_sample = Instant::now() + interval;
-                let now = routed::read_stats(sdir).candidate;
+                let now = routed::read_stats(sdir).slot(crate::deploy::router::Slot::Candidate);
                 let d = now.since(&before);
                 before = now;
                 let Some(a) = a else { continue };

@@ -191,6 +191,10 @@ pub fn load_rollouts(config: &Config) -> Vec<RolloutInfo> {
             let dir = routed::state_dir(&config.root, t.get_ref());
             let state = routed::read_state(&dir).unwrap_or_default();
             let stats = routed::read_stats(&dir);
+            let per_slot = (
+                stats.held(&state, crate::deploy::router::Slot::Stable),
+                stats.held(&state, crate::deploy::router::Slot::Candidate),
+            );
             out.push(RolloutInfo {
                 env: env.clone(),
                 target: t.get_ref().clone(),
@@ -203,7 +207,7 @@ pub fn load_rollouts(config: &Config) -> Vec<RolloutInfo> {
                 weight: state.weight,
                 stable: state.stable.map(|s| s.digest),
                 candidate: state.candidate.map(|s| s.digest),
-                stats: (stats.stable, stats.candidate),
+                stats: per_slot,
                 progress: routed::read_progress(&dir),
             });
         }
