@@ -118,12 +118,21 @@ pub async fn serve(dir: &Path, listen: SocketAddr, kind: Kind<'_>) -> Result<Sto
     let mut int = signal(SignalKind::interrupt()).map_err(io)?;
     let mut wake = signal(SignalKind::user_defined1()).map_err(io)?;
     let log = dir.join("router.log");
+    // On file first: a `router stop` while it starts finds it.
+    std::fs::write(dir.join("pid"), std::process::id().to_string())
+        .map_err(|e| format!("{}: {e}", dir.join("pid").display()))?;
+    let gave_up = |e: String| {
+        let _ = std::fs::remove_file(dir.join("pid"));
+        e
+    };
     // What a controller killed outright left running.
     for line in super::backends::stop_orphans(&super::backends::pid_dir(dir)) {
         eprintln!("{line}");
     }
     let mut processes = Processes::new(dir);
-    let state = routed::read_state(dir)?.effective(chrono::Utc::now().timestamp());
+    let state = routed::read_state(dir)
+        .map_err(gave_up)?
+        .effective(chrono::Utc::now().timestamp());
     let (routes, problems) = processes.routes(&state, &log).await;
     for p in problems {
         eprintln!("{p}");
@@ -136,14 +145,9 @@ pub async fn serve(dir: &Path, listen: SocketAddr, kind: Kind<'_>) -> Result<Sto
         Ok(f) => f,
         Err(e) => {
             processes.stop_all(STOP_GRACE);
-            return Err(e);
+            return Err(gave_up(e));
         }
     };
-    if let Err(e) = std::fs::write(dir.join("pid"), std::process::id().to_string()) {
-        front.stop(STOP_GRACE);
-        processes.stop_all(STOP_GRACE);
-        return Err(format!("{}: {e}", dir.join("pid").display()));
-    }
     let _ = routed::write_applied(
         dir,
         &routed::Applied {

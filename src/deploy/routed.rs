@@ -125,6 +125,29 @@ pub fn write_state(dir: &Path, state: &mut RouterState) -> Result<u64, String> {
     Ok(state.version)
 }
 
+/// Reads, changes and writes the routes under an exclusive lock on
+/// `routes.lock` (held across processes), so two writers — a flags change
+/// and a canary's step, say — never lose each other's change; returns the
+/// version written. `change` refusing writes nothing.
+pub fn update_state(
+    dir: &Path,
+    change: impl FnOnce(&mut RouterState) -> Result<(), String>,
+) -> Result<u64, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join("routes.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    lock.lock().map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut state = read_state(dir)?;
+    change(&mut state)?;
+    // Released when `lock` is dropped, after the rename.
+    write_state(dir, &mut state)
+}
+
 /// Writes the next routes and, when the target's controller runs, waits
 /// (up to 10 s) until its listener serves them — so whoever reports the
 /// change reports what clients see.

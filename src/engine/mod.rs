@@ -23,6 +23,7 @@ pub mod router;
 pub mod run;
 pub mod runs;
 pub mod seal;
+pub mod swap;
 
 pub use builtins::StellaBuiltins;
 pub use error::{EngineError, ErrorKind};

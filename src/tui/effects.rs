@@ -141,6 +141,11 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
             let c = ctx.clone();
             tokio::spawn(async move {
                 c.send(match pending.wait().await {
+                    Ok(o) if o.failure.is_some() => Msg::Error(format!(
+                        "rollback of {a} in {env} failed: {}; capsule {}",
+                        o.failure.as_deref().unwrap_or_default(),
+                        o.capsule.display()
+                    )),
                     Ok(o) => Msg::Status(format!(
                         "rolled back {a} in {env} to sha256:{}; capsule {}",
                         o.to.short(),
