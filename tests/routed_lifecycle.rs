@@ -401,3 +401,65 @@ fn a_rollback_whose_warm_release_fails_is_reported_as_failed() {
         .unwrap();
     assert_eq!(common::stdout(&pins).trim(), "[]");
 }
+
+#[test]
+fn a_flags_change_waits_for_the_promotion_that_holds_the_lock_and_is_sealed_after_it() {
+    if !Kind::Router.available() {
+        return;
+    }
+    let dir = common::init_workspace();
+    let ws = dir.path().to_owned();
+    server_image(&ws, "1.0", "v1", false);
+    server_image(&ws, "2.0", "v2", false);
+    route_dev(Kind::Router, &ws, "strategy = \"bluegreen\"");
+    // A second target whose deploy takes a while: the promotion holds
+    // the environment's lock for that long.
+    let toml = std::fs::read_to_string(ws.join("stella.toml"))
+        .unwrap()
+        .replace(
+            "targets = [\"dev-web\"]",
+            "targets = [\"dev-web\", \"dev-slow\"]",
+        )
+        + "\n[targets.dev-slow]\nkind = \"script\"\n\
+           deploy = \"touch started-${STELLA_RELEASE_DIGEST#sha256:}; sleep 2\"\n";
+    std::fs::write(ws.join("stella.toml"), toml).unwrap();
+    stella(&ws).args(["config", "check"]).assert().success();
+    let _stop = StopRouter(ws.clone());
+    promote(&ws, "1.0");
+    let v2 = digest_of(&ws, "2.0");
+    let mut promotion = std::process::Command::new(env!("CARGO_BIN_EXE_stella"))
+        .arg("--workspace")
+        .arg(&ws)
+        .args(["release", "promote", "api-gateway:2.0", "--to", "dev"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = ws.join(format!("started-{}", v2.trim_start_matches("sha256:")));
+    wait_until(Duration::from_secs(10), "v2's deploy never started", || {
+        started.exists()
+    });
+    let out = stella(&ws)
+        .args(["flags", "set", "dev", "new-checkout=on"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    // It waited for the promotion, so it is sealed after it, on v2.
+    assert!(
+        promotion.try_wait().unwrap().is_some(),
+        "the flags changed while the promotion held the lock"
+    );
+    assert!(promotion.wait().unwrap().success());
+    let list: Vec<serde_json::Value> = serde_json::from_slice(
+        &stella(&ws)
+            .args(["capsule", "list", "--env", "dev", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let actions: Vec<&str> = list.iter().map(|c| c["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["promote", "promote", "flags"]);
+    assert_eq!(list[2]["digest"], v2.as_str());
+    assert_eq!(routes(&ws)["flags"]["new-checkout"], "on");
+}

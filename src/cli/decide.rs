@@ -115,7 +115,7 @@ pub struct UnpinArgs {
 
 /// Runs one request through a fresh engine, handing each of its events to
 /// `print` as it arrives, and returns the engine's answer.
-fn drive<T>(
+pub(super) fn drive<T>(
     ws: &Workspace,
     config: &Config,
     start: impl FnOnce(&EngineHandle) -> Pending<T>,

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::EngineError;
 use super::approve::{ApproveRequest, Approved, approve};
 use super::event::{EngineEvent, EventKind, Sink, Ticket};
+use super::flags::{FlagsOutcome, FlagsRequest, set_flags};
 use super::pin::{UnpinOutcome, UnpinRequest, unpin};
 use super::promote::{PromoteOutcome, PromoteRequest, promote};
 use super::rollback::{RollbackOutcome, RollbackRequest, rollback};
@@ -29,6 +30,7 @@ enum Command {
     Rollback(Ticket, Box<RollbackRequest>, Reply<RollbackOutcome>),
     Approve(Ticket, Box<ApproveRequest>, Reply<Approved>),
     Unpin(Ticket, Box<UnpinRequest>, Reply<UnpinOutcome>),
+    SetFlags(Ticket, Box<FlagsRequest>, Reply<FlagsOutcome>),
     Pause(i64, Reply<()>),
     Resume(i64, Reply<()>),
     Abort(i64, Reply<()>),
@@ -86,6 +88,12 @@ impl EngineHandle {
     /// Lifts the pin a rollback put on an app in an environment, sealed.
     pub fn unpin(&self, req: UnpinRequest) -> Pending<UnpinOutcome> {
         self.ask(|t, r| Command::Unpin(t, Box::new(req), r))
+    }
+
+    /// Changes an environment's feature flags: under its lock, sealed,
+    /// then delivered to its routed targets.
+    pub fn set_flags(&self, req: FlagsRequest) -> Pending<FlagsOutcome> {
+        self.ask(|t, r| Command::SetFlags(t, Box::new(req), r))
     }
 
     /// Holds a running promotion's next steps; running ones finish.
@@ -163,6 +171,15 @@ async fn engine_task(
                 let sink = Sink::new(ticket, events.clone());
                 work.spawn_blocking(move || {
                     let r = unpin(&ws, &config, &req, &sink);
+                    report_failure(&sink, &r);
+                    let _ = reply.send(r);
+                });
+            }
+            Command::SetFlags(ticket, req, reply) => {
+                let (ws, config) = (ws.clone(), config.clone());
+                let sink = Sink::new(ticket, events.clone());
+                work.spawn_blocking(move || {
+                    let r = set_flags(&ws, &config, &req, &sink);
                     report_failure(&sink, &r);
                     let _ = reply.send(r);
                 });
