@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use super::{Context, Failure, exit, load_config, print_json, unknown_environment};
 use crate::config::Config;
 use crate::deploy::routed;
-use crate::deploy::router::Slot;
+use crate::engine::router::Slot;
 use crate::engine::keys::Asker;
 
 #[derive(Debug, Subcommand)]

@@ -6,8 +6,7 @@
 use clap::{Args, Subcommand};
 
 use super::{Context, Failure, exit, load_config, print_json};
-use crate::deploy::router::Slot;
-use crate::engine::router;
+use crate::engine::router::{self, Slot};
 
 #[derive(Debug, Subcommand)]
 pub enum RouterCommand {

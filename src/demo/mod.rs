@@ -141,7 +141,7 @@ impl EdgeRouter {
     /// `Auto` decided: nginx when this machine has it.
     pub fn resolve(self) -> EdgeRouter {
         match self {
-            EdgeRouter::Auto if crate::deploy::nginx::find_binary().is_ok() => EdgeRouter::Nginx,
+            EdgeRouter::Auto if crate::engine::router::nginx_available().is_ok() => EdgeRouter::Nginx,
             EdgeRouter::Auto => EdgeRouter::Builtin,
             other => other,
         }
@@ -164,7 +164,7 @@ pub fn build(
     mut progress: impl FnMut(&str),
 ) -> Result<Workspace, EngineError> {
     if edge == EdgeRouter::Nginx {
-        crate::deploy::nginx::find_binary().map_err(|e| {
+        crate::engine::router::nginx_available().map_err(|e| {
             EngineError::usage(e).hint("`stella demo --router builtin` needs nothing installed")
         })?;
     }
@@ -474,7 +474,7 @@ fn attach(
 
 /// A free loopback port for the demo's router.
 fn edge_port() -> Result<u16, EngineError> {
-    Ok(crate::deploy::backends::free_port()?)
+    Ok(crate::engine::router::free_port()?)
 }
 
 /// Empties `dir` for a new demo: a missing or empty folder is fine; one an

@@ -8,7 +8,7 @@ use super::EngineError;
 use crate::config::{Config, TargetConfig, TargetKind};
 use crate::deploy::controller::{self, Kind};
 use crate::deploy::routed::{self, RouterState, Stats};
-use crate::deploy::router::Slot;
+pub use crate::deploy::router::{Slot, SlotStats};
 
 /// The `router` or `nginx` target `name`, or a usage error naming it.
 fn routed_target<'a>(config: &'a Config, name: &str) -> Result<&'a TargetConfig, EngineError> {
@@ -104,7 +104,7 @@ pub struct RouterStatus {
 
 impl RouterStatus {
     /// What the release in `slot` served.
-    pub fn slot(&self, slot: Slot) -> crate::deploy::router::SlotStats {
+    pub fn slot(&self, slot: Slot) -> SlotStats {
         self.counters.held(&self.routes, slot)
     }
 }
