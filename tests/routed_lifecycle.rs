@@ -25,8 +25,7 @@ impl Kind {
     }
 
     fn available(self) -> bool {
-        common::require(&["python3"])
-            && (self == Kind::Router || common::require(&["nginx"]))
+        common::require(&["python3"]) && (self == Kind::Router || common::require(&["nginx"]))
     }
 }
 
@@ -242,9 +241,11 @@ fn a_controller_started_after_a_kill_stops_what_the_killed_one_left() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    wait_until(Duration::from_secs(5), "the controller survived kill -9", || {
-        !running(controller)
-    });
+    wait_until(
+        Duration::from_secs(5),
+        "the controller survived kill -9",
+        || !running(controller),
+    );
     // What it started runs on without it…
     assert!(left.iter().all(|p| running(*p)), "{left:?}");
     // …until the next controller starts, stops it, and serves anew.
@@ -296,11 +297,16 @@ fn routes(ws: &std::path::Path) -> serde_json::Value {
 
 fn digest_of(ws: &std::path::Path, tag: &str) -> String {
     let out = stella(ws)
-        .args(["release", "resolve", &format!("api-gateway:{tag}"), "--json"])
+        .args([
+            "release",
+            "resolve",
+            &format!("api-gateway:{tag}"),
+            "--json",
+        ])
         .output()
         .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("{}", common::stderr(&out)));
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", common::stderr(&out)));
     v["digest"].as_str().unwrap().to_owned()
 }
 
@@ -323,11 +329,22 @@ fn a_rollback_after_a_promoted_canary_is_one_swap_that_pins_the_lane() {
     promote(&ws, "2.0");
     assert_eq!(get(port).map(|r| r.1).as_deref(), Some("v2"));
     let (v1, v2) = (digest_of(&ws, "1.0"), digest_of(&ws, "2.0"));
-    assert_eq!(routes(&ws)["candidate"]["digest"], v1.as_str(), "v1 is warm");
+    assert_eq!(
+        routes(&ws)["candidate"]["digest"],
+        v1.as_str(),
+        "v1 is warm"
+    );
 
     let started = Instant::now();
     let out = stella(&ws)
-        .args(["release", "rollback", "api-gateway", "--env", "dev", "--json"])
+        .args([
+            "release",
+            "rollback",
+            "api-gateway",
+            "--env",
+            "dev",
+            "--json",
+        ])
         .output()
         .unwrap();
     let took = started.elapsed();
@@ -370,7 +387,14 @@ fn a_rollback_whose_warm_release_fails_is_reported_as_failed() {
     promote(&ws, "2.0");
     let v2 = digest_of(&ws, "2.0");
     let out = stella(&ws)
-        .args(["release", "rollback", "api-gateway", "--env", "dev", "--json"])
+        .args([
+            "release",
+            "rollback",
+            "api-gateway",
+            "--env",
+            "dev",
+            "--json",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -380,7 +404,11 @@ fn a_rollback_whose_warm_release_fails_is_reported_as_failed() {
         v["error"].as_str().is_some_and(|e| e.contains("500")),
         "{v}"
     );
-    assert!(common::stderr(&out).contains("FAILED"), "{}", common::stderr(&out));
+    assert!(
+        common::stderr(&out).contains("FAILED"),
+        "{}",
+        common::stderr(&out)
+    );
     let out = stella(&ws)
         .args(["release", "rollback", "api-gateway", "--env", "dev"])
         .output()

@@ -12,8 +12,8 @@ use clap::{Args, Subcommand};
 use super::{Context, Failure, exit, load_config, print_json, unknown_environment};
 use crate::config::Config;
 use crate::deploy::routed;
-use crate::engine::router::Slot;
 use crate::engine::keys::Asker;
+use crate::engine::router::Slot;
 
 #[derive(Debug, Subcommand)]
 pub enum RolloutCommand {

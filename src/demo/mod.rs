@@ -141,7 +141,9 @@ impl EdgeRouter {
     /// `Auto` decided: nginx when this machine has it.
     pub fn resolve(self) -> EdgeRouter {
         match self {
-            EdgeRouter::Auto if crate::engine::router::nginx_available().is_ok() => EdgeRouter::Nginx,
+            EdgeRouter::Auto if crate::engine::router::nginx_available().is_ok() => {
+                EdgeRouter::Nginx
+            }
             EdgeRouter::Auto => EdgeRouter::Builtin,
             other => other,
         }

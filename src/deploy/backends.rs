@@ -64,10 +64,8 @@ fn is_backend(pid: i32, digest: &str) -> bool {
         .is_ok_and(|g| g.as_raw() == pid);
     let want = format!("STELLA_RELEASE_DIGEST={digest}");
     leads
-        && std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
-            env.split(|b| *b == 0)
-                .any(|var| var == want.as_bytes())
-        })
+        && std::fs::read(format!("/proc/{pid}/environ"))
+            .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == want.as_bytes()))
 }
 
 /// SIGTERM to each group, SIGKILL to those still there after `grace`.
@@ -191,10 +189,7 @@ impl Processes {
             .spawn()
             .map_err(|e| format!("cannot start `{command}`: {e}"))?;
         let on_file = std::fs::create_dir_all(&self.pids).and_then(|()| {
-            std::fs::write(
-                pid_file(&self.pids, &slot.digest),
-                child.id().to_string(),
-            )
+            std::fs::write(pid_file(&self.pids, &slot.digest), child.id().to_string())
         });
         if let Err(e) = on_file {
             stop_group(&mut child, Duration::from_secs(1));

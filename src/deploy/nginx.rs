@@ -312,8 +312,14 @@ impl Nginx {
         let _ = writeln!(
             c,
             "  map ${ns}_slot ${ns}_release {{\n    stable \"{}\";\n    candidate \"{}\";\n    default \"\";\n  }}",
-            routes.stable_release.as_ref().map_or(String::new(), |d| d.to_string()),
-            routes.candidate_release.as_ref().map_or(String::new(), |d| d.to_string()),
+            routes
+                .stable_release
+                .as_ref()
+                .map_or(String::new(), |d| d.to_string()),
+            routes
+                .candidate_release
+                .as_ref()
+                .map_or(String::new(), |d| d.to_string()),
         );
         let (stable, candidate) = (routes.stable.as_ref(), routes.candidate.as_ref());
         let name =

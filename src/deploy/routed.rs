@@ -141,7 +141,8 @@ pub fn update_state(
         .write(true)
         .open(&path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    lock.lock().map_err(|e| format!("{}: {e}", path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut state = read_state(dir)?;
     change(&mut state)?;
     // Released when `lock` is dropped, after the rename.

@@ -14,11 +14,11 @@
 //! so shifting traffic never fails one in flight, as long as the backend
 //! it went to stays up until it is answered.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -273,7 +273,10 @@ impl Tally {
         };
         let counters = [pick(Slot::Stable, 0), pick(Slot::Candidate, 1)];
         if self.releases.len() > KEPT_RELEASES {
-            let routed = [routes.release(Slot::Stable), routes.release(Slot::Candidate)];
+            let routed = [
+                routes.release(Slot::Stable),
+                routes.release(Slot::Candidate),
+            ];
             let extra = self.releases.len() - KEPT_RELEASES;
             let gone: Vec<Digest> = self
                 .releases
@@ -691,7 +694,8 @@ mod tests {
                 .await
                 .unwrap();
             let url = format!("http://{}/", router.addr());
-            let get = |url: String| async move { reqwest::get(url).await.unwrap().text().await.unwrap() };
+            let get =
+                |url: String| async move { reqwest::get(url).await.unwrap().text().await.unwrap() };
             for _ in 0..5 {
                 assert_eq!(get(url.clone()).await, "a");
             }

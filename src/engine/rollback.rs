@@ -182,8 +182,7 @@ pub fn rollback(
             },
             None => {
                 let deployed = block_on(async {
-                    let fetched =
-                        super::deploy::fetch_if_remote(config, &req.app, &target).await?;
+                    let fetched = super::deploy::fetch_if_remote(config, &req.app, &target).await?;
                     let opts = super::deploy::DeployOptions {
                         rollback: true,
                         fetched: fetched
@@ -395,10 +394,13 @@ impl SwapFailed<'_> {
             requester: None,
         }
         .signed_by(self.prover)?;
-        let sealed =
-            seal_and_export(ws, config, &decision.decision(false), None, |previous, id| {
-                decision.predicate(previous, id)
-            })?;
+        let sealed = seal_and_export(
+            ws,
+            config,
+            &decision.decision(false),
+            None,
+            |previous, id| decision.predicate(previous, id),
+        )?;
         sink.emit(EventKind::CapsuleSealed {
             promotion_id: sealed.promotion_id,
             capsule_id: sealed.capsule_id,

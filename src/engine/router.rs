@@ -27,7 +27,10 @@ fn routed_target<'a>(config: &'a Config, name: &str) -> Result<&'a TargetConfig,
 
 /// Where a routed target listens, as its config says.
 pub fn listen_of(target: &TargetConfig) -> Option<SocketAddr> {
-    target.listen.as_ref().and_then(|l| l.get_ref().parse().ok())
+    target
+        .listen
+        .as_ref()
+        .and_then(|l| l.get_ref().parse().ok())
 }
 
 /// Which router serves a routed target, as its config says.
@@ -54,10 +57,10 @@ pub fn serve(config: &Config, name: &str) -> Result<controller::Stopped, EngineE
     let listen = listen_of(target).ok_or_else(|| no_listen(name))?;
     let dir = routed::state_dir(&config.root, name);
     if let Some(pid) = routed::running_pid(&dir) {
-        return Err(EngineError::error(format!(
-            "the router of `{name}` already runs (pid {pid})"
-        ))
-        .hint(format!("`stella router stop {name}` stops it")));
+        return Err(
+            EngineError::error(format!("the router of `{name}` already runs (pid {pid})"))
+                .hint(format!("`stella router stop {name}` stops it")),
+        );
     }
     std::fs::create_dir_all(&dir)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -65,8 +68,12 @@ pub fn serve(config: &Config, name: &str) -> Result<controller::Stopped, EngineE
         .enable_all()
         .build()
         .map_err(|e| EngineError::error(format!("cannot start the async runtime: {e}")))?;
-    rt.block_on(controller::serve(&dir, listen, kind_of(config, name, target)))
-        .map_err(|e| EngineError::error(format!("the router of `{name}`: {e}")))
+    rt.block_on(controller::serve(
+        &dir,
+        listen,
+        kind_of(config, name, target),
+    ))
+    .map_err(|e| EngineError::error(format!("the router of `{name}`: {e}")))
 }
 
 /// Starts target `name`'s controller in the background unless it runs,

@@ -125,8 +125,14 @@ impl Warm {
                     let mut back = Vec::new();
                     for d in done {
                         match self.swap_one(d, &self.target, &self.current).await {
-                            Ok(_) => back.push(format!("`{}` back on sha256:{}", d.name, self.current.short())),
-                            Err(e2) => back.push(format!("`{}` could not be swapped back: {e2}", d.name)),
+                            Ok(_) => back.push(format!(
+                                "`{}` back on sha256:{}",
+                                d.name,
+                                self.current.short()
+                            )),
+                            Err(e2) => {
+                                back.push(format!("`{}` could not be swapped back: {e2}", d.name))
+                            }
                         }
                     }
                     return Err(format!(
