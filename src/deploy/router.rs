@@ -260,7 +260,8 @@ pub struct Tally {
 }
 
 /// How many releases' counters a router keeps: those it routes to, and
-/// the most recent others up to this many.
+/// others up to this many (past it, releases no longer routed to are
+/// dropped, in digest order), so a long-running router stays small.
 const KEPT_RELEASES: usize = 16;
 
 impl Tally {
