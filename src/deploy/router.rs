@@ -238,16 +238,16 @@ impl Counters {
 }
 
 struct Shared {
-    live: RwLock<Live>,
+    live: RwLock<Arc<Live>>,
     unforced: AtomicU64,
     tally: Mutex<Tally>,
     client: Client<HttpConnector, Incoming>,
 }
 
-/// The routes served now, with the counters of each slot's release.
-#[derive(Clone)]
+/// The routes served now, with the counters of each slot's release: one
+/// `Arc` taken per request, as for the routes alone.
 struct Live {
-    routes: Arc<Routes>,
+    routes: Routes,
     counters: [Arc<Counters>; 2],
 }
 
@@ -333,10 +333,7 @@ impl Router {
         let mut tally = Tally::default();
         let counters = tally.counters_for(&routes);
         let shared = Arc::new(Shared {
-            live: RwLock::new(Live {
-                routes: Arc::new(routes),
-                counters,
-            }),
+            live: RwLock::new(Arc::new(Live { routes, counters })),
             unforced: AtomicU64::new(0),
             tally: Mutex::new(tally),
             client: Client::builder(TokioExecutor::new())
@@ -382,14 +379,11 @@ impl Router {
             .lock()
             .expect("tally lock")
             .counters_for(&routes);
-        *self.shared.live.write().expect("routes lock") = Live {
-            routes: Arc::new(routes),
-            counters,
-        };
+        *self.shared.live.write().expect("routes lock") = Arc::new(Live { routes, counters });
     }
 
     pub fn routes(&self) -> Routes {
-        (*self.shared.live.read().expect("routes lock").routes).clone()
+        self.shared.live.read().expect("routes lock").routes.clone()
     }
 
     /// The counters of the release `slot` serves now (of the slot, when
@@ -471,8 +465,9 @@ async fn handle(
     client: std::net::IpAddr,
 ) -> Response<Body> {
     let started = Instant::now();
-    let Live { routes, counters } = s.live.read().expect("routes lock").clone();
-    let (slot, assigned) = choose(s, &routes, &req);
+    let live = s.live.read().expect("routes lock").clone();
+    let (routes, counters) = (&live.routes, &live.counters);
+    let (slot, assigned) = choose(s, routes, &req);
     let backend = match slot {
         Slot::Stable => routes.stable.clone(),
         Slot::Candidate => routes.candidate.clone(),
