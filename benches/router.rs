@@ -82,7 +82,7 @@ fn main() {
                 weight: 50,
                 version: 1,
                 sticky: false,
-                flags: Default::default(),
+                ..Default::default()
             },
         )
         .await

@@ -39,7 +39,7 @@ fn shifting_weights_under_load_fails_no_request_and_splits_as_weighted() {
                 weight: 0,
                 version: 1,
                 sticky: false,
-                flags: Default::default(),
+                ..Default::default()
             },
         )
         .await
@@ -52,7 +52,7 @@ fn shifting_weights_under_load_fails_no_request_and_splits_as_weighted() {
                 weight: 0,
                 version: 1,
                 sticky: false,
-                flags: Default::default(),
+                ..Default::default()
             },
         )
         .await
@@ -169,7 +169,7 @@ fn a_forced_variant_wins_and_a_failing_backend_shows_in_its_counters() {
                 weight: 0,
                 version: 1,
                 sticky: false,
-                flags: Default::default(),
+                ..Default::default()
             },
         )
         .await
@@ -219,7 +219,7 @@ fn a_forced_variant_wins_and_a_failing_backend_shows_in_its_counters() {
             weight: 50,
             version: 1,
             sticky: false,
-            flags: Default::default(),
+            ..Default::default()
         });
         let r = c.get(&url).send().await.unwrap();
         assert_eq!(r.status(), 503);

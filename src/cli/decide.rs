@@ -367,7 +367,17 @@ pub fn rollback(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
             "app": a.app, "environment": a.env, "digest": done.to, "from": done.from,
             "restores_capsule": done.restores_capsule, "pinned": done.failure.is_none(),
             "promotion_id": done.promotion_id, "outcome": done.outcome, "capsule": done.capsule,
+            "error": done.failure,
         }))?;
+        if let Some(e) = &done.failure {
+            eprintln!("error: the rollback of {} in {} FAILED: {e}", a.app, a.env);
+        }
+    } else if let Some(e) = &done.failure {
+        eprintln!(
+            "error: the rollback of {} in {} to {} FAILED: {e}",
+            a.app, a.env, done.to
+        );
+        println!("Sealed as {}: {}", done.outcome, done.capsule.display());
     } else {
         if done.outcome == PromotionOutcome::RollbackFailed {
             println!(
@@ -389,16 +399,14 @@ pub fn rollback(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
                 done.to
             ),
         }
-        if done.failure.is_none() {
-            println!(
-                "Pinned: {} stays on {} in {} until `stella release unpin {} --env {}`",
-                a.app,
-                done.to.short(),
-                a.env,
-                a.app,
-                a.env
-            );
-        }
+        println!(
+            "Pinned: {} stays on {} in {} until `stella release unpin {} --env {}`",
+            a.app,
+            done.to.short(),
+            a.env,
+            a.app,
+            a.env
+        );
         println!("Decision capsule exported: {}", done.capsule.display());
     }
     Ok(if done.failure.is_some() {

@@ -150,17 +150,13 @@ fn canary(ctx: &Context, dir: &std::path::Path) -> Result<u8, Failure> {
         flag.store(true, Ordering::Relaxed);
     });
     let parent = nix::unistd::getppid();
-    let router_dir = crate::deploy::routed::state_dir(ws.root(), "edge-web");
+    let root = ws.root().to_owned();
     std::thread::spawn(move || {
         while !term.load(Ordering::Relaxed) && nix::unistd::getppid() == parent {
             std::thread::sleep(std::time::Duration::from_millis(250));
         }
-        if let Some(pid) = crate::deploy::routed::running_pid(&router_dir) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
+        // Its router stops its nginx and release processes with it.
+        let _ = crate::engine::router::stop_in(&root, "edge-web");
         std::process::exit(0);
     });
     let ctx = Context {

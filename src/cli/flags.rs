@@ -49,17 +49,30 @@ pub fn run(ctx: &Context, cmd: FlagsCommand) -> Result<u8, Failure> {
                     Failure::usage(e)
                         .hint("e.g. `stella flags set prod new-checkout=on dark-mode=25%`")
                 })?;
-            let who = crate::engine::keys::Asker::from_key(a.key.clone());
-            let lines = crate::engine::flags::set_flags(ws, &config, &a.env, &changes, &who)?;
+            let req = crate::engine::flags::FlagsRequest {
+                env: a.env.clone(),
+                changes,
+                asker: crate::engine::keys::Asker::from_key(a.key.clone()),
+            };
+            // The outcome's lines say what each target took.
+            let done = super::decide::drive(ws, &config, |h| h.set_flags(req), |_| {})?;
             if a.json {
                 print_json(&serde_json::json!({
                     "env": a.env,
-                    "flags": crate::engine::flags::read_flags(ws.root(), &a.env),
-                    "targets": lines,
+                    "flags": done.flags,
+                    "targets": done.lines,
+                    "capsule_id": done.capsule_id,
+                    "through_canary": done.through_canary,
                 }))?;
             } else {
-                for l in lines {
+                for l in &done.lines {
                     println!("{l}");
+                }
+                if let Some(p) = done.through_canary {
+                    println!(
+                        "the canary of promotion #{p} holds {}: the flags were written through to the routes it serves",
+                        a.env
+                    );
                 }
             }
             Ok(exit::OK)

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::deploy::routed;
 use crate::domain::CanaryPhase;
 use crate::engine::keys::Asker;
+use crate::engine::router::Slot;
 
 #[derive(Debug, Subcommand)]
 pub enum RolloutCommand {
@@ -302,6 +303,10 @@ fn status(
         let state = routed::read_state(&dir).map_err(Failure::error)?;
         let stats = routed::read_stats(&dir);
         let progress = crate::engine::rollout::progress(ws, &a.env, t);
+        let (stable, candidate) = (
+            stats.held(&state, Slot::Stable),
+            stats.held(&state, Slot::Candidate),
+        );
         out.push(serde_json::json!({
             "target": t,
             "running": routed::running_pid(&dir).is_some(),
@@ -310,12 +315,12 @@ fn status(
             "weight": state.weight,
             "warm_until": state.warm_until,
             "slots": {
-                "stable": {"requests": stats.stable.requests, "errors": stats.stable.errors,
-                           "error_rate": stats.stable.error_rate(), "p95_ms": stats.stable.p95_ms,
-                           "recent": stats.recent.as_ref().map(|r| &r.stable)},
-                "candidate": {"requests": stats.candidate.requests, "errors": stats.candidate.errors,
-                              "error_rate": stats.candidate.error_rate(), "p95_ms": stats.candidate.p95_ms,
-                              "recent": stats.recent.as_ref().map(|r| &r.candidate)},
+                "stable": {"requests": stable.requests, "errors": stable.errors,
+                           "error_rate": stable.error_rate(), "p95_ms": stable.p95_ms,
+                           "recent": stats.recent_slot(Slot::Stable)},
+                "candidate": {"requests": candidate.requests, "errors": candidate.errors,
+                              "error_rate": candidate.error_rate(), "p95_ms": candidate.p95_ms,
+                              "recent": stats.recent_slot(Slot::Candidate)},
             },
             "recent_window_s": stats.recent.as_ref().map(|r| r.window_s),
             "next": next_step(&progress),

@@ -3,6 +3,7 @@
 //! a target's `current` link between complete releases.
 
 pub mod backends;
+pub mod controller;
 pub mod dir;
 pub mod failpoint;
 pub mod hook;

@@ -26,9 +26,11 @@
 //! `stella-variant` cookie forces a slot through a `map`. Each slot is an
 //! internal location — its release's files, or a proxy to its process —
 //! so nginx never proxies to itself. A JSON access log says which slot
-//! answered, with what status and in how long; the controller tails it into the same per-slot
-//! counters the built-in router keeps, so the canary's analysis reads one
-//! format whichever router serves.
+//! and which release answered, with what status and in how long; the
+//! controller tails it into the same per-release counters the built-in
+//! router keeps (a request a retiring worker answered after a swap is
+//! credited to the release that config named), so the canary's analysis
+//! reads one format whichever router serves.
 
 use std::fmt::Write as _;
 use std::io::{Read, Seek, SeekFrom};
@@ -36,7 +38,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::router::{Backend, Counters, Routes, SlotStats};
+use std::collections::BTreeMap;
+
+use super::router::{Backend, Routes, Slot, SlotStats, Tally};
+use crate::domain::Digest;
 
 /// Where stella keeps an nginx target's config, pid, logs and temp files.
 pub fn prefix_dir(root: &Path, target: &str) -> PathBuf {
@@ -73,8 +78,10 @@ pub struct Nginx {
     listen: SocketAddr,
     target: String,
     log: LogTail,
-    stable: Counters,
-    candidate: Counters,
+    tally: Tally,
+    /// The master's pid once nginx runs: it is stopped by this even when
+    /// its pid file went with a deleted workspace.
+    master: Option<i64>,
 }
 
 /// Whose nginx serves the target.
@@ -238,8 +245,8 @@ impl Nginx {
             ns,
             listen,
             target: target.to_owned(),
-            stable: Counters::default(),
-            candidate: Counters::default(),
+            tally: Tally::default(),
+            master: None,
         })
     }
 
@@ -298,7 +305,21 @@ impl Nginx {
         let mut c = String::new();
         let _ = writeln!(
             c,
-            "  log_format {ns} escape=json '{{\"slot\":\"${ns}_slot\",\"status\":$status,\"time\":$request_time}}';"
+            "  log_format {ns} escape=json '{{\"slot\":\"${ns}_slot\",\"release\":\"${ns}_release\",\"status\":$status,\"time\":$request_time}}';"
+        );
+        // Which release each slot serves, logged so counters are kept
+        // per release.
+        let _ = writeln!(
+            c,
+            "  map ${ns}_slot ${ns}_release {{\n    stable \"{}\";\n    candidate \"{}\";\n    default \"\";\n  }}",
+            routes
+                .stable_release
+                .as_ref()
+                .map_or(String::new(), |d| d.to_string()),
+            routes
+                .candidate_release
+                .as_ref()
+                .map_or(String::new(), |d| d.to_string()),
         );
         let (stable, candidate) = (routes.stable.as_ref(), routes.candidate.as_ref());
         let name =
@@ -515,7 +536,7 @@ impl Nginx {
         let kept = Kept::replace(&next, &conf, self.prefix.join("nginx.conf.prev"))?;
         let errors = self.prefix.join("logs/error.log");
         let seen = std::fs::metadata(&errors).map_or(0, |m| m.len());
-        let master = self.running_pid();
+        let master = self.master_pid();
         let out = match master {
             // A graceful reload is SIGHUP to the master (`nginx -s reload`
             // without the extra process).
@@ -541,6 +562,10 @@ impl Nginx {
                 routes.version,
                 printed(&out.stderr)
             )));
+        }
+        // Its pid, kept: the pid file may go with a deleted workspace.
+        if let Some(pid) = self.running_pid() {
+            self.master = Some(pid);
         }
         let why = match confirm(self.listen, routes.version, Some(&errors), seen).await {
             Ok(()) => return Ok(()),
@@ -602,43 +627,46 @@ impl Nginx {
     }
 
     /// Stops serving the target: stella's own nginx quits gracefully
-    /// (`-s quit`, waiting up to `grace`); an existing nginx loses the
-    /// target's file and is reloaded.
+    /// (SIGQUIT to its master, waiting up to `grace`, then SIGKILL to its
+    /// process group, workers included) — found by the pid it had when
+    /// started if its pid file is gone with the workspace; an existing
+    /// nginx loses the target's file and is reloaded.
     pub fn stop(&self, grace: Duration) {
-        let binary = match &self.mode {
-            Mode::Owned { binary, .. } => binary,
-            Mode::Existing {
-                file, reload, root, ..
-            } => {
-                if std::fs::remove_file(file).is_ok() {
-                    let _ = Shell::new(reload, root).run();
-                }
-                return;
+        if let Mode::Existing {
+            file, reload, root, ..
+        } = &self.mode
+        {
+            if std::fs::remove_file(file).is_ok() {
+                let _ = Shell::new(reload, root).run();
             }
-        };
-        let Some(pid) = self.running_pid() else {
             return;
-        };
-        let _ = self
-            .nginx(binary, &self.conf())
-            .args(["-s", "quit"])
-            .output();
-        let deadline = std::time::Instant::now() + grace;
-        while crate::store::process_alive(pid) && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(25));
         }
-        if crate::store::process_alive(pid) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        if let Some(pid) = self.master_pid() {
+            quit_master(pid, grace);
         }
     }
 
-    /// The per-slot counters, with the access log read up to now.
-    pub fn stats(&mut self) -> (SlotStats, SlotStats) {
+    /// The master of stella's own nginx: from its pid file, or the one
+    /// this front started when the file is gone.
+    fn master_pid(&self) -> Option<i64> {
+        self.running_pid().or(self
+            .master
+            .filter(|p| crate::store::process_alive(*p) && is_nginx(*p)))
+    }
+
+    /// Stops an nginx of this target's prefix that no controller runs (its
+    /// controller was killed): a new controller starts its own. Returns
+    /// its pid.
+    pub fn stop_orphan(&self, grace: Duration) -> Option<i64> {
+        let pid = self.running_pid().filter(|p| is_nginx(*p))?;
+        quit_master(pid, grace);
+        Some(pid)
+    }
+
+    /// Every release's counters, with the access log read up to now.
+    pub fn stats(&mut self) -> BTreeMap<Digest, SlotStats> {
         self.drain_log();
-        (self.stable.snapshot(), self.candidate.snapshot())
+        self.tally.snapshot()
     }
 
     fn drain_log(&mut self) {
@@ -659,9 +687,11 @@ impl Nginx {
                 continue;
             };
             let took = Duration::from_secs_f64(e.time.max(0.0));
-            match e.slot.as_str() {
-                "stable" => self.stable.record(e.status >= 500, took),
-                "candidate" => self.candidate.record(e.status >= 500, took),
+            let error = e.status >= 500;
+            match (e.release.parse::<Digest>(), e.slot.as_str()) {
+                (Ok(d), _) => self.tally.release(&d).record(error, took),
+                (Err(_), "stable") => self.tally.unnamed(Slot::Stable).record(error, took),
+                (Err(_), "candidate") => self.tally.unnamed(Slot::Candidate).record(error, took),
                 _ => {}
             }
         }
@@ -671,8 +701,34 @@ impl Nginx {
 #[derive(serde::Deserialize)]
 struct AccessEntry {
     slot: String,
+    #[serde(default)]
+    release: String,
     status: u16,
     time: f64,
+}
+
+/// Whether `pid` runs nginx: a pid file left behind may name a reused pid.
+fn is_nginx(pid: i64) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| String::from_utf8_lossy(&c).contains("nginx"))
+}
+
+/// SIGQUIT to an nginx master (a graceful stop: workers finish their
+/// requests), then after `grace` SIGKILL to its process group — nginx's
+/// master leads one with its workers — or to it alone if it leads none.
+fn quit_master(pid: i64, grace: Duration) {
+    use nix::sys::signal::{Signal, kill, killpg};
+    let p = nix::unistd::Pid::from_raw(pid as i32);
+    let _ = kill(p, Signal::SIGQUIT);
+    let deadline = std::time::Instant::now() + grace;
+    while crate::store::process_alive(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if nix::unistd::getpgid(Some(p)).is_ok_and(|g| g == p) {
+        let _ = killpg(p, Signal::SIGKILL);
+    } else if crate::store::process_alive(pid) {
+        let _ = kill(p, Signal::SIGKILL);
+    }
 }
 
 /// The messages of what nginx printed tagged with one of `tags`, once

@@ -18,7 +18,9 @@ use std::os::unix::process::CommandExt;
 
 use serde::{Deserialize, Serialize};
 
-use super::router::{Backend, Routes, SlotStats};
+use std::collections::BTreeMap;
+
+use super::router::{Backend, Routes, Slot, SlotStats};
 use crate::domain::Digest;
 
 /// One slot's release.
@@ -83,6 +85,8 @@ impl RouterState {
             version: self.version,
             sticky: self.sticky,
             flags: self.flags.clone(),
+            stable_release: self.stable.as_ref().map(|s| s.digest.clone()),
+            candidate_release: self.candidate.as_ref().map(|s| s.digest.clone()),
         }
     }
 }
@@ -121,6 +125,30 @@ pub fn write_state(dir: &Path, state: &mut RouterState) -> Result<u64, String> {
     Ok(state.version)
 }
 
+/// Reads, changes and writes the routes under an exclusive lock on
+/// `routes.lock` (held across processes), so two writers — a flags change
+/// and a canary's step, say — never lose each other's change; returns the
+/// version written. `change` refusing writes nothing.
+pub fn update_state(
+    dir: &Path,
+    change: impl FnOnce(&mut RouterState) -> Result<(), String>,
+) -> Result<u64, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join("routes.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut state = read_state(dir)?;
+    change(&mut state)?;
+    // Released when `lock` is dropped, after the rename.
+    write_state(dir, &mut state)
+}
+
 /// Writes the next routes and, when the target's controller runs, waits
 /// (up to 10 s) until its listener serves them — so whoever reports the
 /// change reports what clients see.
@@ -132,24 +160,68 @@ pub async fn switch(dir: &Path, state: &mut RouterState) -> Result<(), String> {
     }
 }
 
-/// The per-slot counters the router last wrote (zeros before it has).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// The counters the target's controller last wrote (zeros before it
+/// has): kept per release digest, so that after a swap the new stable
+/// release starts at zero and the old one keeps what it served.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
+    /// Each release's counters since its controller started.
     #[serde(default)]
-    pub stable: super::router::SlotStats,
-    #[serde(default)]
-    pub candidate: super::router::SlotStats,
+    pub releases: BTreeMap<Digest, SlotStats>,
+    /// The release each slot served when these were written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable: Option<Digest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<Digest>,
     /// The last few seconds, for people watching.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recent: Option<Recent>,
 }
 
-/// Each slot over the last `window_s` seconds.
+impl Stats {
+    /// What `digest` served (zeros if nothing).
+    pub fn release(&self, digest: &Digest) -> SlotStats {
+        self.releases.get(digest).copied().unwrap_or_default()
+    }
+
+    /// The release `slot` served when these were written.
+    pub fn digest(&self, slot: Slot) -> Option<&Digest> {
+        match slot {
+            Slot::Stable => self.stable.as_ref(),
+            Slot::Candidate => self.candidate.as_ref(),
+        }
+    }
+
+    /// What the release in `slot` served (zeros for an empty slot).
+    pub fn slot(&self, slot: Slot) -> SlotStats {
+        self.digest(slot)
+            .map_or_else(SlotStats::default, |d| self.release(d))
+    }
+
+    /// What the release `state` has in `slot` served: by the routes'
+    /// own digest, which may be newer than these counters.
+    pub fn held(&self, state: &RouterState, slot: Slot) -> SlotStats {
+        let held = match slot {
+            Slot::Stable => state.stable.as_ref(),
+            Slot::Candidate => state.candidate.as_ref(),
+        };
+        held.map_or_else(SlotStats::default, |s| self.release(&s.digest))
+    }
+
+    /// The release in `slot` over the recent window.
+    pub fn recent_slot(&self, slot: Slot) -> Option<RecentSlot> {
+        let d = self.digest(slot)?;
+        let r = self.recent.as_ref()?;
+        Some(r.releases.get(d).cloned().unwrap_or_default())
+    }
+}
+
+/// Each release over the last `window_s` seconds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Recent {
     pub window_s: f64,
-    pub stable: RecentSlot,
-    pub candidate: RecentSlot,
+    #[serde(default)]
+    pub releases: BTreeMap<Digest, RecentSlot>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -165,7 +237,7 @@ pub struct RecentSlot {
 /// since the router started.
 pub struct Window {
     span: Duration,
-    seen: std::collections::VecDeque<(Instant, SlotStats, SlotStats)>,
+    seen: std::collections::VecDeque<(Instant, BTreeMap<Digest, SlotStats>)>,
 }
 
 impl Window {
@@ -176,9 +248,10 @@ impl Window {
         }
     }
 
-    /// Adds a reading; returns the window from the oldest reading at most
-    /// `span` old to this one.
-    pub fn push(&mut self, at: Instant, stable: &SlotStats, candidate: &SlotStats) -> Recent {
+    /// Adds a reading of every release's counters; returns the window from
+    /// the oldest reading at most `span` old to this one. A release first
+    /// seen inside the window counts from zero.
+    pub fn push(&mut self, at: Instant, releases: &BTreeMap<Digest, SlotStats>) -> Recent {
         while self
             .seen
             .front()
@@ -186,25 +259,28 @@ impl Window {
         {
             self.seen.pop_front();
         }
-        self.seen.push_back((at, *stable, *candidate));
-        let (t0, s0, c0) = self.seen.front().expect("just pushed");
+        self.seen.push_back((at, releases.clone()));
+        let (t0, then) = self.seen.front().expect("just pushed");
         let secs = at.duration_since(*t0).as_secs_f64();
-        let slot = |now: &SlotStats, then: &SlotStats| {
-            let d = now.since(then);
-            RecentSlot {
-                rps: if secs > 0.0 {
-                    d.requests as f64 / secs
-                } else {
-                    0.0
-                },
-                error_rate: d.error_rate(),
-                p95_ms: d.p95_ms,
-            }
-        };
+        let releases = releases
+            .iter()
+            .map(|(d, now)| {
+                let d0 = now.since(&then.get(d).copied().unwrap_or_default());
+                let r = RecentSlot {
+                    rps: if secs > 0.0 {
+                        d0.requests as f64 / secs
+                    } else {
+                        0.0
+                    },
+                    error_rate: d0.error_rate(),
+                    p95_ms: d0.p95_ms,
+                };
+                (d.clone(), r)
+            })
+            .collect();
         Recent {
             window_s: secs,
-            stable: slot(stable, s0),
-            candidate: slot(candidate, c0),
+            releases,
         }
     }
 }
@@ -459,34 +535,68 @@ mod tests {
     use super::*;
     use crate::deploy::router::Counters;
 
+    fn d(n: u8) -> Digest {
+        Digest::of(&[n])
+    }
+
     #[test]
     fn the_window_counts_only_its_last_seconds() {
         let (s, c) = (Counters::default(), Counters::default());
+        let (a, b) = (d(1), d(2));
+        let read = |with_b: bool| {
+            let mut m = BTreeMap::new();
+            m.insert(a.clone(), s.snapshot());
+            if with_b {
+                m.insert(b.clone(), c.snapshot());
+            }
+            m
+        };
         let mut w = Window::new(Duration::from_secs(10));
         let t0 = Instant::now();
         for _ in 0..1000 {
             s.record(false, Duration::from_millis(1));
         }
-        w.push(t0, &s.snapshot(), &c.snapshot());
-        // Then 5 s with 50 stable and 10 candidate requests, 2 of them failed.
+        w.push(t0, &read(false));
+        // Then 5 s with 50 requests to a and 10 to b (new in the window),
+        // 2 of them failed.
         for _ in 0..50 {
             s.record(false, Duration::from_millis(1));
         }
         for i in 0..10 {
             c.record(i < 2, Duration::from_millis(3));
         }
-        let r = w.push(t0 + Duration::from_secs(5), &s.snapshot(), &c.snapshot());
+        let r = w.push(t0 + Duration::from_secs(5), &read(true));
         assert_eq!(r.window_s, 5.0);
-        assert_eq!((r.stable.rps, r.candidate.rps), (10.0, 2.0));
-        assert_eq!(r.candidate.error_rate, 0.2);
-        assert!(r.candidate.p95_ms >= 3.0, "{r:?}");
+        assert_eq!((r.releases[&a].rps, r.releases[&b].rps), (10.0, 2.0));
+        assert_eq!(r.releases[&b].error_rate, 0.2);
+        assert!(r.releases[&b].p95_ms >= 3.0, "{r:?}");
         // 12 s in, nothing new: the first reading has left the window,
         // the burst with it once it is older than the span.
-        let r = w.push(t0 + Duration::from_secs(12), &s.snapshot(), &c.snapshot());
+        let r = w.push(t0 + Duration::from_secs(12), &read(true));
         assert_eq!(r.window_s, 7.0);
-        assert_eq!(r.stable.rps, 0.0);
-        let r = w.push(t0 + Duration::from_secs(16), &s.snapshot(), &c.snapshot());
+        assert_eq!(r.releases[&a].rps, 0.0);
+        let r = w.push(t0 + Duration::from_secs(16), &read(true));
         assert_eq!(r.window_s, 4.0);
-        assert_eq!((r.stable.rps, r.candidate.error_rate), (0.0, 0.0));
+        assert_eq!((r.releases[&a].rps, r.releases[&b].error_rate), (0.0, 0.0));
+    }
+
+    #[test]
+    fn a_slot_reads_the_counters_of_the_release_it_holds() {
+        let (a, b) = (d(1), d(2));
+        let c = Counters::default();
+        for _ in 0..7 {
+            c.record(true, Duration::from_millis(1));
+        }
+        let mut stats = Stats {
+            stable: Some(b.clone()),
+            candidate: Some(a.clone()),
+            ..Default::default()
+        };
+        stats.releases.insert(a.clone(), c.snapshot());
+        assert_eq!(stats.slot(Slot::Candidate).requests, 7);
+        assert_eq!(stats.slot(Slot::Stable), SlotStats::default());
+        assert_eq!(stats.release(&b).errors, 0);
+        let back: Stats = serde_json::from_slice(&serde_json::to_vec(&stats).unwrap()).unwrap();
+        assert_eq!(back, stats);
     }
 }

@@ -5,18 +5,21 @@
 //! every 100 requests, `weight` go to the candidate); a request can force
 //! its slot with the `X-Stella-Variant` header or the `stella-variant`
 //! cookie (`stable`/`candidate`, or `a`/`b`). Every response says where it
-//! went in `X-Stella-Slot`. Per-slot counters — requests, errors (5xx or a
-//! backend that failed), latency — feed the analysis.
+//! went in `X-Stella-Slot`. Counters — requests, errors (5xx or a backend
+//! that failed), latency — are kept per release (the digest each slot's
+//! route names), so a swap never credits one release with another's
+//! traffic; they feed the analysis.
 //!
 //! Routes are swapped whole: a request keeps the routes it started with,
 //! so shifting traffic never fails one in flight, as long as the backend
 //! it went to stays up until it is answered.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
@@ -26,6 +29,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
+
+use crate::domain::Digest;
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -75,6 +80,20 @@ pub struct Routes {
     /// Feature flags, `on`, `off` or `N%`, sent to process backends in
     /// `X-Stella-Flags`.
     pub flags: std::collections::BTreeMap<String, String>,
+    /// The release each slot serves: requests are counted per release.
+    /// A slot without one is counted as that slot.
+    pub stable_release: Option<Digest>,
+    pub candidate_release: Option<Digest>,
+}
+
+impl Routes {
+    /// The release `slot` serves, if the routes name it.
+    pub fn release(&self, slot: Slot) -> Option<&Digest> {
+        match slot {
+            Slot::Stable => self.stable_release.as_ref(),
+            Slot::Candidate => self.candidate_release.as_ref(),
+        }
+    }
 }
 
 /// Whether flag `name` (`on`, `off` or `N%`) is on for the client at
@@ -219,11 +238,81 @@ impl Counters {
 }
 
 struct Shared {
-    routes: RwLock<Arc<Routes>>,
+    live: RwLock<Arc<Live>>,
     unforced: AtomicU64,
-    stable: Counters,
-    candidate: Counters,
+    tally: Mutex<Tally>,
     client: Client<HttpConnector, Incoming>,
+}
+
+/// The routes served now, with the counters of each slot's release: one
+/// `Arc` taken per request, as for the routes alone.
+struct Live {
+    routes: Routes,
+    counters: [Arc<Counters>; 2],
+}
+
+/// Every release's counters, and those of slots whose release is not
+/// named.
+#[derive(Default)]
+pub struct Tally {
+    releases: BTreeMap<Digest, Arc<Counters>>,
+    unnamed: [Arc<Counters>; 2],
+}
+
+/// How many releases' counters a router keeps: those it routes to, and
+/// others up to this many (past it, releases no longer routed to are
+/// dropped, in digest order), so a long-running router stays small.
+const KEPT_RELEASES: usize = 16;
+
+impl Tally {
+    /// The counters `routes` sends each slot's requests to; a release
+    /// seen before keeps its counters, a new one starts at zero.
+    pub fn counters_for(&mut self, routes: &Routes) -> [Arc<Counters>; 2] {
+        let mut pick = |slot: Slot, i: usize| match routes.release(slot) {
+            Some(d) => self.releases.entry(d.clone()).or_default().clone(),
+            None => self.unnamed[i].clone(),
+        };
+        let counters = [pick(Slot::Stable, 0), pick(Slot::Candidate, 1)];
+        if self.releases.len() > KEPT_RELEASES {
+            let routed = [
+                routes.release(Slot::Stable),
+                routes.release(Slot::Candidate),
+            ];
+            let extra = self.releases.len() - KEPT_RELEASES;
+            let gone: Vec<Digest> = self
+                .releases
+                .keys()
+                .filter(|d| !routed.contains(&Some(*d)))
+                .take(extra)
+                .cloned()
+                .collect();
+            for d in gone {
+                self.releases.remove(&d);
+            }
+        }
+        counters
+    }
+
+    /// The counters of `digest`, created at zero if it has none yet.
+    pub fn release(&mut self, digest: &Digest) -> Arc<Counters> {
+        self.releases.entry(digest.clone()).or_default().clone()
+    }
+
+    /// The counters of a slot whose release is not named.
+    pub fn unnamed(&self, slot: Slot) -> &Counters {
+        match slot {
+            Slot::Stable => &self.unnamed[0],
+            Slot::Candidate => &self.unnamed[1],
+        }
+    }
+
+    /// Every named release's counters now.
+    pub fn snapshot(&self) -> BTreeMap<Digest, SlotStats> {
+        self.releases
+            .iter()
+            .map(|(d, c)| (d.clone(), c.snapshot()))
+            .collect()
+    }
 }
 
 /// A running router; dropping it does not stop it (`stop` does).
@@ -241,11 +330,12 @@ impl Router {
         let addr = listener.local_addr()?;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        let mut tally = Tally::default();
+        let counters = tally.counters_for(&routes);
         let shared = Arc::new(Shared {
-            routes: RwLock::new(Arc::new(routes)),
+            live: RwLock::new(Arc::new(Live { routes, counters })),
             unforced: AtomicU64::new(0),
-            stable: Counters::default(),
-            candidate: Counters::default(),
+            tally: Mutex::new(tally),
             client: Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(30))
                 .build(connector),
@@ -280,25 +370,44 @@ impl Router {
         self.addr
     }
 
-    /// Replaces the routes; requests already routed keep theirs.
+    /// Replaces the routes; requests already routed keep theirs (and
+    /// are counted for the release they went to).
     pub fn set_routes(&self, routes: Routes) {
-        *self.shared.routes.write().expect("routes lock") = Arc::new(routes);
+        let counters = self
+            .shared
+            .tally
+            .lock()
+            .expect("tally lock")
+            .counters_for(&routes);
+        *self.shared.live.write().expect("routes lock") = Arc::new(Live { routes, counters });
     }
 
     pub fn routes(&self) -> Routes {
-        (**self.shared.routes.read().expect("routes lock")).clone()
+        self.shared.live.read().expect("routes lock").routes.clone()
     }
 
+    /// The counters of the release `slot` serves now (of the slot, when
+    /// its release is not named).
     pub fn stats(&self, slot: Slot) -> SlotStats {
-        match slot {
-            Slot::Stable => self.shared.stable.snapshot(),
-            Slot::Candidate => self.shared.candidate.snapshot(),
-        }
+        let live = self.shared.live.read().expect("routes lock").clone();
+        live.counters[slot_index(slot)].snapshot()
+    }
+
+    /// The counters of every release this router has served.
+    pub fn release_stats(&self) -> BTreeMap<Digest, SlotStats> {
+        self.shared.tally.lock().expect("tally lock").snapshot()
     }
 
     /// Stops accepting connections (open ones finish their requests).
     pub fn stop(&self) {
         self.stop.send_replace(true);
+    }
+}
+
+fn slot_index(slot: Slot) -> usize {
+    match slot {
+        Slot::Stable => 0,
+        Slot::Candidate => 1,
     }
 }
 
@@ -356,8 +465,9 @@ async fn handle(
     client: std::net::IpAddr,
 ) -> Response<Body> {
     let started = Instant::now();
-    let routes = s.routes.read().expect("routes lock").clone();
-    let (slot, assigned) = choose(s, &routes, &req);
+    let live = s.live.read().expect("routes lock").clone();
+    let (routes, counters) = (&live.routes, &live.counters);
+    let (slot, assigned) = choose(s, routes, &req);
     let backend = match slot {
         Slot::Stable => routes.stable.clone(),
         Slot::Candidate => routes.candidate.clone(),
@@ -381,10 +491,7 @@ async fn handle(
         }
     };
     let error = resp.status().is_server_error();
-    match slot {
-        Slot::Stable => s.stable.record(error, started.elapsed()),
-        Slot::Candidate => s.candidate.record(error, started.elapsed()),
-    }
+    counters[slot_index(slot)].record(error, started.elapsed());
     resp.headers_mut().insert(
         "x-stella-slot",
         hyper::header::HeaderValue::from_static(slot.as_str()),
@@ -557,5 +664,50 @@ mod tests {
         };
         let d = later.since(&s);
         assert_eq!((d.requests, d.errors), (1, 0));
+    }
+
+    #[test]
+    fn after_a_swap_each_release_keeps_its_own_counters() {
+        let dir = tempfile::tempdir().unwrap();
+        for r in ["a", "b"] {
+            std::fs::create_dir_all(dir.path().join(r)).unwrap();
+            std::fs::write(dir.path().join(r).join("index.html"), r).unwrap();
+        }
+        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+        let routes = |stable: (&str, &Digest), candidate: Option<(&str, &Digest)>| Routes {
+            stable: Some(Backend::Static(dir.path().join(stable.0))),
+            stable_release: Some(stable.1.clone()),
+            candidate: candidate.map(|c| Backend::Static(dir.path().join(c.0))),
+            candidate_release: candidate.map(|c| c.1.clone()),
+            ..Default::default()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let router = Router::start("127.0.0.1:0".parse().unwrap(), routes(("a", &a), None))
+                .await
+                .unwrap();
+            let url = format!("http://{}/", router.addr());
+            let get =
+                |url: String| async move { reqwest::get(url).await.unwrap().text().await.unwrap() };
+            for _ in 0..5 {
+                assert_eq!(get(url.clone()).await, "a");
+            }
+            // Blue/green: b becomes stable, a stays warm as the candidate.
+            router.set_routes(routes(("b", &b), Some(("a", &a))));
+            assert_eq!(router.stats(Slot::Stable).requests, 0, "b starts at zero");
+            assert_eq!(router.stats(Slot::Candidate).requests, 5, "a keeps its own");
+            assert_eq!(get(url.clone()).await, "b");
+            let all = router.release_stats();
+            assert_eq!((all[&a].requests, all[&b].requests), (5, 1));
+            // And back: a's counters carry on from where they were.
+            router.set_routes(routes(("a", &a), Some(("b", &b))));
+            assert_eq!(get(url).await, "a");
+            assert_eq!(router.stats(Slot::Stable).requests, 6);
+            assert_eq!(router.stats(Slot::Candidate).requests, 1);
+            router.stop();
+        });
     }
 }

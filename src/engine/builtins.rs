@@ -198,7 +198,11 @@ impl StellaBuiltins {
         }
         let read = |t: &str| {
             let s = routed::read_stats(&routed::state_dir(&self.config.root, t));
-            if candidate { s.candidate } else { s.stable }
+            s.slot(if candidate {
+                crate::deploy::router::Slot::Candidate
+            } else {
+                crate::deploy::router::Slot::Stable
+            })
         };
         let mut before: Vec<_> = targets.iter().map(|t| read(t)).collect();
         let (mut log, mut failed) = (String::new(), 0u32);

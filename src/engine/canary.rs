@@ -202,7 +202,8 @@ impl Runner<'_> {
                     if self.apply_weights {
                         self.set_weight(w).await?;
                     }
-                    self.before = routed::read_stats(self.sdir).candidate;
+                    self.before =
+                        routed::read_stats(self.sdir).slot(crate::deploy::router::Slot::Candidate);
                     let (next, more) = self.canary.clone().step(Input::WeightLive(Utc::now()));
                     self.canary = next;
                     queue.extend(more);
@@ -212,7 +213,8 @@ impl Runner<'_> {
                 // the deploy swaps the slots.
                 Effect::Promote => {}
                 Effect::TakeSample => {
-                    let now = routed::read_stats(self.sdir).candidate;
+                    let now =
+                        routed::read_stats(self.sdir).slot(crate::deploy::router::Slot::Candidate);
                     let d = now.since(&self.before);
                     self.before = now;
                     let probe = match (self.probe, self.listen) {

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::EngineError;
 use super::approve::{ApproveRequest, Approved, approve};
 use super::event::{EngineEvent, EventKind, Sink, Ticket};
+use super::flags::{FlagsOutcome, FlagsRequest, set_flags};
 use super::pin::{UnpinOutcome, UnpinRequest, unpin};
 use super::promote::{PromoteOutcome, PromoteRequest, promote};
 use super::record::{
@@ -39,6 +40,7 @@ enum Command {
     Unpin(Ticket, Box<UnpinRequest>, Reply<UnpinOutcome>),
     Rollout(Ticket, Box<RolloutRequest>, Reply<Ack>),
     Consolidate(Ticket, Box<ConsolidateRequest>, Reply<Vec<String>>),
+    SetFlags(Ticket, Box<FlagsRequest>, Reply<FlagsOutcome>),
     Pause(i64, Reply<()>),
     Resume(i64, Reply<()>),
     Abort(i64, Reply<()>),
@@ -116,6 +118,12 @@ impl EngineHandle {
     /// Ends an environment's A/B test on its winner, sealed first.
     pub fn consolidate(&self, req: ConsolidateRequest) -> Pending<Vec<String>> {
         self.ask(|t, r| Command::Consolidate(t, Box::new(req), r))
+    }
+
+    /// Changes an environment's feature flags: under its lock, sealed,
+    /// then delivered to its routed targets.
+    pub fn set_flags(&self, req: FlagsRequest) -> Pending<FlagsOutcome> {
+        self.ask(|t, r| Command::SetFlags(t, Box::new(req), r))
     }
 
     /// Holds a running promotion's next steps; running ones finish.
@@ -265,6 +273,15 @@ async fn engine_task(
                 work.spawn_blocking(move || {
                     let r =
                         super::rollout::consolidate(&ws, &config, &req.env, req.winner, &req.asker);
+                    report_failure(&sink, &r);
+                    let _ = reply.send(r);
+                });
+            }
+            Command::SetFlags(ticket, req, reply) => {
+                let (ws, config) = (ws.clone(), config.clone());
+                let sink = Sink::new(ticket, events.clone());
+                work.spawn_blocking(move || {
+                    let r = set_flags(&ws, &config, &req, &sink);
                     report_failure(&sink, &r);
                     let _ = reply.send(r);
                 });

@@ -204,6 +204,11 @@ pub fn rollouts(config: &Config) -> Vec<RolloutInfo> {
             let dir = routed::state_dir(&config.root, t.get_ref());
             let state = routed::read_state(&dir).unwrap_or_default();
             let stats = routed::read_stats(&dir);
+            // Each slot's numbers are those of the release it holds.
+            let per_slot = (
+                stats.held(&state, crate::deploy::router::Slot::Stable),
+                stats.held(&state, crate::deploy::router::Slot::Candidate),
+            );
             out.push(RolloutInfo {
                 env: env.clone(),
                 target: t.get_ref().clone(),
@@ -216,7 +221,7 @@ pub fn rollouts(config: &Config) -> Vec<RolloutInfo> {
                 weight: state.weight,
                 stable: state.stable.map(|s| s.digest),
                 candidate: state.candidate.map(|s| s.digest),
-                stats: (stats.stable, stats.candidate),
+                stats: per_slot,
                 progress: store.as_ref().map_or_else(Default::default, |s| {
                     super::canary::progress(s, env, t.get_ref())
                 }),

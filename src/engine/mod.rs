@@ -22,11 +22,13 @@ pub mod resolve;
 pub mod rollback;
 pub mod rollout;
 mod routed;
+pub mod router;
 pub mod rules;
 pub mod run;
 pub mod runs;
 pub mod seal;
 pub mod steer;
+pub mod swap;
 
 pub use builtins::StellaBuiltins;
 pub use error::{EngineError, ErrorKind};

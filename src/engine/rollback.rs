@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::domain::Clock;
 use crate::domain::approval::APPROVAL_MEDIA_TYPE;
 use crate::domain::requester::Asked;
+use crate::domain::state::PromotionOutcome;
 use crate::domain::{Decision, Digest};
 use crate::sign::Envelope;
 use crate::store::DecisionRecord;
@@ -164,8 +165,12 @@ pub fn rollback(
     };
     let env_text = effective.to_toml().into_bytes();
     let env_digest = ws.evidence().put(&env_text)?;
+    // A routed environment that keeps the release warm goes back in one
+    // swap; any other deploys it.
+    let warm = super::swap::warm(config, &req.env, env, &current, &target);
     let mut existing = None;
     let mut failure: Option<String> = None;
+    let mut swap_after_seal = None;
     if !env.targets.is_empty() {
         let id =
             ws.open_store()?
@@ -180,33 +185,44 @@ pub fn rollback(
             steps: vec![],
             critical_path: vec![],
         });
-        let deployed = block_on(async {
-            let fetched = super::deploy::fetch_if_remote(config, &req.app, &target).await?;
-            let opts = super::deploy::DeployOptions {
-                rollback: true,
-                fetched: fetched
-                    .as_ref()
-                    .map(|f| f as &(dyn crate::deploy::unpack::BlobSource + Sync)),
-                ..Default::default()
-            };
-            super::deploy::deploy_targets(config, env, &req.app, &target, opts).await
-        })?;
-        match deployed {
-            Ok(lines) => {
-                for detail in lines {
-                    sink.emit(EventKind::TargetSwitched {
-                        promotion_id: id,
-                        detail,
-                    });
+        match warm {
+            // Checked, then sealed (below), then swapped.
+            Some(warm) => match block_on(warm.check())? {
+                Ok(()) => swap_after_seal = Some(warm),
+                Err(e) => failure = Some(e),
+            },
+            None => {
+                let deployed = block_on(async {
+                    let fetched = super::deploy::fetch_if_remote(config, &req.app, &target).await?;
+                    let opts = super::deploy::DeployOptions {
+                        rollback: true,
+                        fetched: fetched
+                            .as_ref()
+                            .map(|f| f as &(dyn crate::deploy::unpack::BlobSource + Sync)),
+                        ..Default::default()
+                    };
+                    super::deploy::deploy_targets(config, env, &req.app, &target, opts).await
+                })?;
+                match deployed {
+                    Ok(lines) => {
+                        for detail in lines {
+                            sink.emit(EventKind::TargetSwitched {
+                                promotion_id: id,
+                                detail,
+                            });
+                        }
+                    }
+                    Err(e) => failure = Some(e),
                 }
             }
-            Err(e) => failure = Some(e),
         }
-        sink.emit(EventKind::RunFinished {
-            promotion_id: id,
-            ok: failure.is_none(),
-            failure: failure.clone(),
-        });
+        if swap_after_seal.is_none() {
+            sink.emit(EventKind::RunFinished {
+                promotion_id: id,
+                ok: failure.is_none(),
+                failure: failure.clone(),
+            });
+        }
     }
     let outcome = if failure.is_some() {
         crate::domain::PromotionOutcome::RollbackFailed
@@ -283,6 +299,45 @@ pub fn rollback(
         outcome,
         path: sealed.path.clone(),
     });
+    if let Some(warm) = swap_after_seal {
+        let swapped = block_on(warm.swap())?;
+        sink.emit(EventKind::RunFinished {
+            promotion_id: sealed.promotion_id,
+            ok: swapped.is_ok(),
+            failure: swapped.as_ref().err().cloned(),
+        });
+        match swapped {
+            Ok(lines) => {
+                for detail in lines {
+                    sink.emit(EventKind::TargetSwitched {
+                        promotion_id: sealed.promotion_id,
+                        detail,
+                    });
+                }
+            }
+            Err(e) => {
+                let sealed = SwapFailed {
+                    req,
+                    prover: &prover,
+                    current: &current,
+                    target: &target,
+                    error: e.clone(),
+                }
+                .seal(ws, config, sink)?;
+                return Ok(RollbackOutcome {
+                    promotion_id: sealed.promotion_id,
+                    capsule_id: sealed.capsule_id,
+                    from: current,
+                    to: target,
+                    restores_capsule: original.as_ref().map(|o| o.payload_digest.clone()),
+                    restores_capsule_id: original.as_ref().map(|o| o.id),
+                    outcome: PromotionOutcome::RollbackFailed,
+                    failure: Some(e),
+                    capsule: sealed.path,
+                });
+            }
+        }
+    }
     Ok(RollbackOutcome {
         promotion_id: sealed.promotion_id,
         capsule_id: sealed.capsule_id,
@@ -294,4 +349,74 @@ pub fn rollback(
         failure,
         capsule: sealed.path,
     })
+}
+
+/// A swap that failed after the rollback was sealed: a second capsule,
+/// `rollback-failed`, says so (what failed, what serves) and is the
+/// rollback's answer. The pin the first set stays: an operator looks
+/// before the lane moves again.
+struct SwapFailed<'a> {
+    req: &'a RollbackRequest,
+    prover: &'a super::keys::Prover,
+    current: &'a Digest,
+    target: &'a Digest,
+    error: String,
+}
+
+impl SwapFailed<'_> {
+    fn seal(
+        &self,
+        ws: &Workspace,
+        config: &Config,
+        sink: &Sink,
+    ) -> Result<super::seal::Sealed, EngineError> {
+        let req = self.req;
+        let env = config
+            .environment(&req.env)
+            .ok_or_else(|| super::unknown_environment(&req.env, config))?;
+        let outcome = PromotionOutcome::RollbackFailed;
+        let record = serde_json::to_vec_pretty(&serde_json::json!({
+            "environment": req.env, "app": req.app, "from": self.current, "to": self.target,
+            "error": self.error,
+        }))
+        .expect("serializes");
+        let requested_by = self.prover.requested_by();
+        let env_digest = super::seal::environment_digest(ws, &req.env, env)?;
+        let decision = super::seal::Gateless {
+            action: Action::Rollback,
+            app: &req.app,
+            digest: self.target,
+            tag: None,
+            environment: &req.env,
+            requested_by: &requested_by,
+            at: Clock::Real.now(),
+            record: EvidenceRef {
+                digest: ws.evidence().put(&record)?,
+                media_type: "application/json".into(),
+                kind: "swap".into(),
+            },
+            env_digest: &env_digest,
+            outcome,
+            reason: format!(
+                "the swap back to {} failed after it was sealed: {}",
+                self.target, self.error
+            ),
+            requester: None,
+        }
+        .signed_by(self.prover)?;
+        let sealed = seal_and_export(
+            ws,
+            config,
+            &decision.decision(false),
+            None,
+            |previous, id| decision.predicate(previous, id),
+        )?;
+        sink.emit(EventKind::CapsuleSealed {
+            promotion_id: sealed.promotion_id,
+            capsule_id: sealed.capsule_id,
+            outcome,
+            path: sealed.path.clone(),
+        });
+        Ok(sealed)
+    }
 }

@@ -57,7 +57,7 @@ const OWNER_ANSWERS_WITHIN: Duration = Duration::from_secs(15);
 
 /// Where each routed target's rollout of `env` is, from the store.
 pub fn progress(ws: &Workspace, env: &str, target: &str) -> routed::Progress {
-    match ws.open_store() {
+    match ws.read_store() {
         Ok(s) => super::canary::progress(&s, env, target),
         Err(_) => routed::Progress::default(),
     }
@@ -521,9 +521,15 @@ fn consolidate_target(
             "p50_ms": format!("{}", s.p50_ms), "p95_ms": format!("{}", s.p95_ms),
         })
     };
+    // Each variant's own counters, by its release: a swap does not move
+    // them between variants.
     let (a, b) = (
-        now_stats.stable.since(&test.baseline.stable),
-        now_stats.candidate.since(&test.baseline.candidate),
+        now_stats
+            .release(&test.a)
+            .since(&test.baseline.release(&test.a)),
+        now_stats
+            .release(&test.b)
+            .since(&test.baseline.release(&test.b)),
     );
     let said = |v: &str, s: &crate::deploy::router::SlotStats| {
         format!(

@@ -257,7 +257,8 @@ impl Routed<'_> {
             probe,
             taken_over: resumed.is_some(),
             canary: Canary::start(plan.clone(), chrono::Utc::now()).0,
-            before: crate::deploy::routed::read_stats(sdir).candidate,
+            before: crate::deploy::routed::read_stats(sdir)
+                .slot(crate::deploy::router::Slot::Candidate),
             apply_weights: true,
         };
         let wake = match resumed {

@@ -28,9 +28,20 @@ pub enum BeginError {
     Store(#[from] StoreError),
 }
 
-/// Whether a process is alive (on this machine).
+/// Whether a process is alive (on this machine): a zombie (dead, not yet
+/// reaped by its parent) is not.
 pub fn process_alive(pid: i64) -> bool {
-    pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
+    if pid <= 0 {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // `pid (comm) STATE …`; comm may hold spaces and parentheses.
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat.get(i + 2..i + 3))
+            .is_none_or(|state| state != "Z" && state != "X"),
+        Err(_) => std::path::Path::new(&format!("/proc/{pid}")).exists(),
+    }
 }
 
 fn lock_row(r: &rusqlite::Row<'_>) -> Result<Lock, rusqlite::Error> {

@@ -151,7 +151,10 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
             let c = ctx.clone();
             tokio::spawn(async move {
                 c.send(match pending.wait().await {
-                    Ok(o) if o.outcome == crate::domain::PromotionOutcome::RollbackFailed => {
+                    Ok(o)
+                        if o.failure.is_some()
+                            || o.outcome == crate::domain::PromotionOutcome::RollbackFailed =>
+                    {
                         Msg::Error(format!(
                             "rollback of {a} in {env} to sha256:{} FAILED ({}): {}; capsule {}",
                             o.to.short(),
