@@ -766,3 +766,54 @@ fn the_users_config_sets_theme_and_key_and_names_a_bad_line() {
     );
     assert!(e.ends_with("it takes `theme` and `key`"), "{e}");
 }
+
+/// `q` and ctrl-c with a promotion running ask before quitting (quitting
+/// aborts it); `n` and esc stay, `y` quits; with nothing in flight `q`
+/// quits at once.
+#[test]
+fn quitting_with_work_in_flight_asks_first() {
+    let mut a = app();
+    assert!(key(&mut a, KeyCode::Char('q')).is_empty());
+    assert!(a.quit, "nothing in flight: q quits at once");
+
+    let mut a = app();
+    a.asked.insert(7, "web → staging".into());
+    reduce::reduce(
+        &mut a,
+        Msg::Engine(EngineEvent {
+            ticket: 7,
+            kind: EventKind::PromotionCreated {
+                promotion_id: 77,
+                app: "web".into(),
+                digest: sample::digest(2),
+                environment: "staging".into(),
+                targets: vec!["staging-local".into()],
+                steps: vec![("a".into(), vec![])],
+            },
+        }),
+    );
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    for (open, close) in [
+        (KeyEvent::from(KeyCode::Char('q')), KeyCode::Char('n')),
+        (ctrl_c, KeyCode::Esc),
+    ] {
+        assert!(reduce::key(&mut a, open).is_empty());
+        assert!(!a.quit, "quitting with a run in flight must ask first");
+        let t = draw(&a);
+        assert!(
+            t.contains("Quit with work in flight?") && t.contains("promotion #77: web → staging"),
+            "{t}"
+        );
+        assert!(key(&mut a, close).is_empty());
+        assert!(!a.quit && a.layers.is_empty());
+        assert!(a.live[&77].finished.is_none(), "cancelling changes nothing");
+    }
+    key(&mut a, KeyCode::Char('q'));
+    assert_eq!(key(&mut a, KeyCode::Char('y')), vec![Effect::Quit]);
+    // The `:q` command line asks the same way.
+    let mut b = app();
+    b.live = a.live.clone();
+    chars(&mut b, ":q");
+    key(&mut b, KeyCode::Enter);
+    assert!(!b.quit && matches!(b.layers.last(), Some(Layer::Confirm { .. })));
+}

@@ -54,6 +54,9 @@ pub enum Effect {
     SetTheme(String),
     Reload,
     LoadRollouts,
+    /// Leave the workbench; what still runs is aborted and sealed on the
+    /// way out.
+    Quit,
     /// `pause`, `resume`, `abort` or `promote` a target's canary.
     RolloutControl {
         target: String,
