@@ -406,3 +406,59 @@ fn a_hanging_hook_is_killed_with_its_children_at_the_targets_timeout() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A failed deploy says why in `--json` (`error`: what, where, hint) and
+/// on stderr; so does a refused unpin.
+#[test]
+fn a_failed_deploy_carries_its_error_in_json_and_on_stderr() {
+    let ws = common::init_workspace();
+    let ws = ws.path();
+    image(ws, "1.0", "v1");
+    let toml = std::fs::read_to_string(ws.join("stella.toml")).unwrap();
+    let toml = toml.replace(
+        "[environments.dev]\ntargets = [\"dev-local\"]",
+        "[environments.dev]\ntargets = [\"dev-hooks\"]",
+    ) + "\n[targets.dev-hooks]\nkind = \"script\"\n\
+           deploy = \"true\"\n\
+           health = \"echo unhealthy >&2; exit 7\"\n\
+           rollback = \"true\"\n";
+    std::fs::write(ws.join("stella.toml"), toml).unwrap();
+
+    let (code, v, err) = promote(ws, &["api-gateway:1.0", "--to", "dev"]);
+    assert_eq!(code, 1);
+    assert_eq!(v["outcome"], "deploy-failed");
+    let e = &v["error"];
+    assert!(
+        e["what"]
+            .as_str()
+            .is_some_and(|w| w.contains("target `dev-hooks`: the health hook failed (exit 7)")),
+        "{v:#}"
+    );
+    assert!(
+        e["where"]
+            .as_str()
+            .is_some_and(|w| w.contains("promotion #") && w.contains("to dev")),
+        "{v:#}"
+    );
+    assert!(e["hint"].as_str().is_some_and(|h| !h.is_empty()), "{v:#}");
+    assert!(
+        err.lines().any(|l| l.starts_with("error: ")
+            && l.contains("target `dev-hooks`: the health hook failed (exit 7)"))
+            && err.contains("hint: "),
+        "stderr: {err}"
+    );
+
+    // An error before anything is sealed is an `error` object too.
+    let out = stella(ws)
+        .args(["release", "unpin", "api-gateway", "--env", "dev", "--json"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["error"]["what"].as_str().is_some_and(|w| !w.is_empty()),
+        "{v:#}"
+    );
+    assert_eq!(v["error"]["where"], "release unpin api-gateway --env dev");
+    assert!(stderr(&out).contains("error: "), "{}", stderr(&out));
+}
