@@ -817,3 +817,28 @@ fn quitting_with_work_in_flight_asks_first() {
     key(&mut b, KeyCode::Enter);
     assert!(!b.quit && matches!(b.layers.last(), Some(Layer::Confirm { .. })));
 }
+
+/// The Capsules screen shows each capsule's outcome, and `/` filters by it.
+#[test]
+fn capsules_show_and_filter_by_outcome() {
+    let mut a = app();
+    key(&mut a, KeyCode::Char('5'));
+    let t = draw(&a);
+    assert!(t.contains("OUTCOME") && t.contains("deploy-failed"), "{t}");
+    let failed = a
+        .snap
+        .capsules
+        .iter()
+        .filter(|c| c.outcome.as_deref() == Some("deploy-failed"))
+        .count();
+    assert!(failed > 0);
+    chars(&mut a, "/deploy-failed");
+    key(&mut a, KeyCode::Enter);
+    let shown = a.filtered_capsules();
+    assert_eq!(shown.len(), failed);
+    assert!(
+        shown
+            .iter()
+            .all(|c| c.outcome.as_deref() == Some("deploy-failed"))
+    );
+}

@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::{Store, StoreError, digest_from_sql, time_from_sql, time_to_sql};
-use crate::domain::Digest;
+use crate::domain::{Digest, PromotionOutcome};
 
 /// A decision about to be recorded.
 pub struct DecisionRecord {
@@ -68,6 +68,11 @@ pub struct CapsuleRow {
     pub previous: Option<Digest>,
     #[serde(serialize_with = "crate::domain::release::rfc3339")]
     pub sealed_at: DateTime<Utc>,
+    /// How the decision ended, as its signed statement says; read from
+    /// the envelope by the listings that fetch it (`None` elsewhere, or
+    /// when the envelope says none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
 }
 
 /// Filters for listing capsules.
@@ -77,6 +82,38 @@ pub struct CapsuleFilter {
     pub app: Option<String>,
     pub decision: Option<String>,
     pub digest: Option<String>,
+    /// Only capsules whose signed outcome is this one.
+    pub outcome: Option<PromotionOutcome>,
+}
+
+impl CapsuleFilter {
+    /// Does a row (with its outcome read) pass the outcome filter?
+    fn keeps(&self, r: &CapsuleRow) -> bool {
+        self.outcome.is_none_or(|want| {
+            r.outcome
+                .as_deref()
+                .and_then(|o| o.parse::<PromotionOutcome>().ok())
+                == Some(want)
+        })
+    }
+}
+
+/// The outcome a capsule's signed statement records, if its envelope
+/// decodes to one.
+pub fn signed_outcome(envelope: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct View {
+        predicate: Predicate,
+    }
+    #[derive(serde::Deserialize)]
+    struct Predicate {
+        outcome: String,
+    }
+    let env: crate::sign::Envelope = serde_json::from_slice(envelope).ok()?;
+    let payload = env.payload_bytes().ok()?;
+    serde_json::from_slice::<View>(&payload)
+        .ok()
+        .map(|v| v.predicate.outcome)
 }
 
 const COLUMNS: &str = "id, environment, app, digest, action, decision, promotion_id, payload_digest, previous, sealed_at";
@@ -97,7 +134,16 @@ fn row(r: &rusqlite::Row<'_>) -> Result<CapsuleRow, rusqlite::Error> {
         payload_digest: digest_from_sql(7, &payload)?,
         previous: previous.map(|p| digest_from_sql(8, &p)).transpose()?,
         sealed_at: time_from_sql(9, &at)?,
+        outcome: None,
     })
+}
+
+/// A row selected with its envelope (column 10), its outcome read.
+fn row_with_outcome(r: &rusqlite::Row<'_>) -> Result<(CapsuleRow, Vec<u8>), rusqlite::Error> {
+    let mut c = row(r)?;
+    let envelope: Vec<u8> = r.get(10)?;
+    c.outcome = signed_outcome(&envelope);
+    Ok((c, envelope))
 }
 
 impl Store {
@@ -164,6 +210,14 @@ impl Store {
     }
 
     pub fn capsules(&self, f: &CapsuleFilter) -> Result<Vec<CapsuleRow>, StoreError> {
+        if f.outcome.is_some() {
+            let mut out = Vec::new();
+            self.for_each_capsule_matching(f, |r, _| {
+                out.push(r);
+                Ok::<_, StoreError>(())
+            })?;
+            return Ok(out);
+        }
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM capsules
              WHERE (?1 IS NULL OR environment = ?1) AND (?2 IS NULL OR app = ?2)
@@ -174,24 +228,44 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The newest `limit` capsules matching `f`, newest first: one page of
-    /// history, however long the history is.
+    /// The newest `limit` capsules matching `f`, newest first, each with
+    /// its signed outcome: one page of history, however long the history
+    /// is.
     pub fn capsules_page(
         &self,
         f: &CapsuleFilter,
         limit: usize,
     ) -> Result<Vec<CapsuleRow>, StoreError> {
+        // The outcome is inside the signed envelope: filtering on it reads
+        // rows until the page is full instead of limiting in SQL.
+        let sql_limit = if f.outcome.is_some() {
+            -1
+        } else {
+            limit as i64
+        };
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM capsules
+            "SELECT {COLUMNS}, envelope FROM capsules
              WHERE (?1 IS NULL OR environment = ?1) AND (?2 IS NULL OR app = ?2)
                AND (?3 IS NULL OR decision = ?3) AND (?4 IS NULL OR digest LIKE ?4 || '%')
              ORDER BY id DESC LIMIT ?5"
         ))?;
-        let rows = stmt.query_map(
-            params![f.environment, f.app, f.decision, f.digest, limit as i64],
-            row,
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut rows = stmt.query(params![
+            f.environment,
+            f.app,
+            f.decision,
+            f.digest,
+            sql_limit
+        ])?;
+        let mut out = Vec::new();
+        while out.len() < limit
+            && let Some(r) = rows.next()?
+        {
+            let (c, _) = row_with_outcome(r)?;
+            if f.keeps(&c) {
+                out.push(c);
+            }
+        }
+        Ok(out)
     }
 
     pub fn capsule_count(&self) -> Result<i64, StoreError> {
@@ -280,8 +354,9 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Capsules matching `f` with their envelopes, oldest first, one at a
-    /// time (nothing is collected): for listing a long history.
+    /// Capsules matching `f` with their envelopes and signed outcomes,
+    /// oldest first, one at a time (nothing is collected): for listing a
+    /// long history.
     pub fn for_each_capsule_matching<E: From<StoreError>>(
         &self,
         f: &CapsuleFilter,
@@ -296,8 +371,11 @@ impl Store {
             ))?;
             let mut rows = stmt.query(params![f.environment, f.app, f.decision, f.digest])?;
             while let Some(r) = rows.next()? {
-                let env: Vec<u8> = r.get(10)?;
-                if let Err(e) = each(row(r)?, &env) {
+                let (c, env) = row_with_outcome(r)?;
+                if !f.keeps(&c) {
+                    continue;
+                }
+                if let Err(e) = each(c, &env) {
                     return Ok(Err(e));
                 }
             }

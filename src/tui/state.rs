@@ -392,7 +392,7 @@ impl App {
     }
 
     /// Capsules passing the `/` filter: every word must match the app,
-    /// environment, action, decision or digest of a capsule.
+    /// environment, action, decision, outcome or digest of a capsule.
     pub fn filtered_capsules(&self) -> Vec<&crate::store::CapsuleRow> {
         let words: Vec<String> = self
             .filter
@@ -409,6 +409,7 @@ impl App {
                         || c.environment.contains(w)
                         || c.action.contains(w)
                         || c.decision.contains(w)
+                        || c.outcome.as_deref().is_some_and(|o| o.contains(w))
                         || c.digest.hex().starts_with(w)
                 })
             })

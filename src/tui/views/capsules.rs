@@ -9,18 +9,28 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
 use super::{block, selected, verdict_lines};
+use crate::domain::PromotionOutcome;
 use crate::tui::state::{App, ReplayState, Verification};
+
+/// The colour of a capsule's outcome: failures stand out, successes pass.
+fn outcome_role(outcome: Option<&str>) -> &'static str {
+    match outcome.and_then(|o| o.parse::<PromotionOutcome>().ok()) {
+        Some(o) if o.failed() => "gate_blocked",
+        Some(o) if o.succeeded() => "gate_pass",
+        _ => "muted",
+    }
+}
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let [list, detail] =
-        Layout::horizontal([Constraint::Percentage(48), Constraint::Percentage(52)]).areas(area);
+        Layout::horizontal([Constraint::Percentage(58), Constraint::Percentage(42)]).areas(area);
     let rows = app.filtered_capsules();
     let height = list.height.saturating_sub(3) as usize;
     let start = app.capsule.saturating_sub(height.saturating_sub(1));
     let mut lines = vec![Line::styled(
         format!(
-            "{:>5} {:<2} {:<9} {:<12} {:<9} {:<6} DIGEST",
-            "ID", "", "ENV", "APP", "ACTION", "DEC"
+            "{:>5} {:<2} {:<9} {:<12} {:<9} {:<6} {:<15} DIGEST",
+            "ID", "", "ENV", "APP", "ACTION", "DEC", "OUTCOME"
         ),
         app.theme.get("muted"),
     )];
@@ -46,6 +56,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                     "gate_blocked"
                 }),
             ),
+            Span::styled(
+                format!("{:<15} ", c.outcome.as_deref().unwrap_or("?")),
+                app.theme.get(outcome_role(c.outcome.as_deref())),
+            ),
             Span::styled(c.digest.short().to_string(), app.theme.get("digest")),
         ]));
     }
@@ -67,6 +81,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         Line::from(vec![
             Span::styled(format!("#{} ", row.id), app.theme.get("title")),
             Span::raw(format!("{} {} in {}", row.action, row.app, row.environment)),
+        ]),
+        Line::from(vec![
+            Span::raw("outcome "),
+            Span::styled(
+                row.outcome.as_deref().unwrap_or("not recorded").to_owned(),
+                app.theme.get(outcome_role(row.outcome.as_deref())),
+            ),
         ]),
         Line::from(vec![
             Span::raw("subject "),
