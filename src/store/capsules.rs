@@ -445,6 +445,20 @@ impl Store {
     }
 }
 
+/// When a capsule joins its chain: now, inside the sealing transaction —
+/// never before its decision (`decided`, the statement's clock) and never
+/// before the capsule it follows. A decision taken earlier than the
+/// capsules sealed while it acted (a canary's promotion, decided before
+/// its steps) is sealed after them, so `sealed_at` never decreases along a
+/// chain, whatever the decision clocks say or the wall clock does.
+pub fn sealing_time(
+    decided: DateTime<Utc>,
+    now: DateTime<Utc>,
+    newest_sealed: Option<DateTime<Utc>>,
+) -> DateTime<Utc> {
+    decided.max(now).max(newest_sealed.unwrap_or(decided))
+}
+
 /// Seals `d` after the environment's newest capsule and stores it.
 fn insert_capsule<E: std::fmt::Display>(
     tx: &rusqlite::Transaction<'_>,
@@ -452,15 +466,22 @@ fn insert_capsule<E: std::fmt::Display>(
     promotion_id: i64,
     seal: impl FnOnce(Option<Digest>, Option<&[u8]>, i64) -> Result<SealedRow, E>,
 ) -> Result<(i64, SealedRow), StoreError> {
-    let at = time_to_sql(&d.at);
-    let previous: Option<String> = tx
+    let newest: Option<(String, String)> = tx
         .query_row(
-            "SELECT payload_digest FROM capsules WHERE environment = ?1 ORDER BY id DESC LIMIT 1",
+            "SELECT payload_digest, sealed_at FROM capsules WHERE environment = ?1 ORDER BY id DESC LIMIT 1",
             [&d.environment],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    let previous = previous.map(|p| digest_from_sql(0, &p)).transpose()?;
+    let previous = newest
+        .as_ref()
+        .map(|(p, _)| digest_from_sql(0, p))
+        .transpose()?;
+    let newest_sealed = newest
+        .as_ref()
+        .map(|(_, t)| time_from_sql(1, t))
+        .transpose()?;
+    let at = time_to_sql(&sealing_time(d.at, Utc::now(), newest_sealed));
     // The signed head names the chain's end as last sealed: `seal` checks
     // it against `previous` before appending, so a chain cut at its end is
     // refused here instead of being covered by the next decision.
@@ -496,4 +517,89 @@ fn insert_capsule<E: std::fmt::Display>(
         params![d.environment, sealed.payload_digest.to_string(), sealed.head],
     )?;
     Ok((capsule_id, sealed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    /// A canary's shape: step capsules sealed while the promotion runs,
+    /// then the promotion's own capsule, whose decision clock is the
+    /// earliest of all. The chain's `sealed_at` still never decreases, and
+    /// each capsule is sealed no earlier than its decision.
+    #[test]
+    fn sealed_at_never_decreases_when_decision_clocks_go_backwards() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        // Whole seconds, as decisions are taken.
+        let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 0);
+        // Decision clocks in sealing order: later, later, then one taken
+        // an hour before (the promotion's gate decision), then one in the
+        // future (a wall clock that jumps).
+        let clocks = [
+            now - chrono::TimeDelta::minutes(2),
+            now - chrono::TimeDelta::minutes(1),
+            now - chrono::TimeDelta::hours(1),
+            now + chrono::TimeDelta::minutes(10),
+            now - chrono::TimeDelta::hours(2),
+        ];
+        for (n, at) in clocks.iter().enumerate() {
+            let rec = DecisionRecord {
+                app: "web".into(),
+                digest: Digest::of(b"web 2.0"),
+                tag: None,
+                environment: "prod".into(),
+                requested_by: "canary".into(),
+                action: "canary-step".into(),
+                decision: "allow".into(),
+                outcome: "live".into(),
+                at: *at,
+                goes_live: false,
+            };
+            store
+                .record_decision(&rec, None, |_, _, _| {
+                    Ok::<_, String>(SealedRow {
+                        payload_digest: Digest::of(&[n as u8]),
+                        envelope: vec![n as u8],
+                        head: vec![n as u8],
+                    })
+                })
+                .unwrap();
+        }
+        let rows = store.capsules(&CapsuleFilter::default()).unwrap();
+        assert_eq!(rows.len(), clocks.len());
+        for (row, at) in rows.iter().zip(clocks) {
+            assert!(
+                row.sealed_at >= at,
+                "#{} sealed before its decision",
+                row.id
+            );
+        }
+        for w in rows.windows(2) {
+            assert!(
+                w[1].sealed_at >= w[0].sealed_at,
+                "sealed_at went backwards from #{} ({}) to #{} ({})",
+                w[0].id,
+                w[0].sealed_at,
+                w[1].id,
+                w[1].sealed_at
+            );
+        }
+    }
+
+    #[test]
+    fn sealing_time_is_the_latest_of_decision_now_and_chain_end() {
+        let (a, b, c) = (
+            t("2026-12-04T10:00:00Z"),
+            t("2026-12-04T11:00:00Z"),
+            t("2026-12-04T12:00:00Z"),
+        );
+        assert_eq!(sealing_time(a, b, None), b);
+        assert_eq!(sealing_time(a, b, Some(c)), c);
+        assert_eq!(sealing_time(c, a, Some(b)), c);
+    }
 }
