@@ -181,12 +181,12 @@ fn workbench_keys_and_prompts_never_panic() {
         .collect();
     for i in 0..20_000u32 {
         let r = noise.next();
-        let code = if r % 3 == 0 {
+        let code = if r.is_multiple_of(3) {
             codes[(r / 3 % codes.len() as u64) as usize]
         } else {
             KeyCode::Char(chars[(r / 3 % chars.len() as u64) as usize])
         };
-        let mods = if r % 17 == 0 {
+        let mods = if r.is_multiple_of(17) {
             KeyModifiers::CONTROL
         } else {
             KeyModifiers::NONE
@@ -196,7 +196,7 @@ fn workbench_keys_and_prompts_never_panic() {
             app.quit = false;
         }
         // Now and then type a whole time into whatever prompt is open.
-        if i % 50 == 0 {
+        if i.is_multiple_of(50) {
             for c in noise.time_text().chars() {
                 let _ = reduce::key(
                     &mut app,
