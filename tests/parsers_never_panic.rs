@@ -176,6 +176,27 @@ fn workbench_keys_and_prompts_never_panic() {
         KeyCode::Home,
         KeyCode::End,
     ];
+    let typed = |app: &mut stella::tui::state::App, text: &str| {
+        for c in text.chars() {
+            let _ = reduce::key(app, KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+        }
+        let _ = reduce::key(app, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    };
+    // The inputs that ended the workbench, at the `:at` command line and
+    // at the Gates screen's `t` prompt.
+    for seen in ["+2é", "+99999999999999d", "-9999999999h", "+9999999999h"] {
+        typed(&mut app, &format!(":at {seen}"));
+        assert!(app.status.as_ref().is_some_and(|s| s.error), "{seen}");
+        typed(&mut app, ":gates");
+        assert_eq!(app.screen, stella::tui::action::Screen::Gates);
+        let _ = reduce::key(
+            &mut app,
+            KeyEvent::new(KeyCode::Char('t'), KeyModifiers::NONE),
+        );
+        app.status = None;
+        typed(&mut app, seen);
+        assert!(app.status.as_ref().is_some_and(|s| s.error), "{seen}");
+    }
     let chars: Vec<char> = ":tT/?ghjklnpqxyrRaAuUPcC0123456789+-mhdé日 \u{301}"
         .chars()
         .collect();
