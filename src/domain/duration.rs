@@ -96,7 +96,13 @@ pub fn parse_when(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Strin
             .and_then(|s| s.checked_mul(sign))
             .ok_or_else(too_far)?;
         let d = TimeDelta::try_seconds(secs).ok_or_else(too_far)?;
-        return now.checked_add_signed(d).ok_or_else(too_far);
+        // Within the years RFC 3339 can write (1 to 9999): whatever reads
+        // the time later (a calendar, a freeze window's next period) has
+        // thousands of years of room before the end of the calendar.
+        return now
+            .checked_add_signed(d)
+            .filter(|t| (1..=9999).contains(&chrono::Datelike::year(t)))
+            .ok_or_else(too_far);
     }
     DateTime::parse_from_rfc3339(t)
         .map(|d| d.with_timezone(&Utc))
@@ -190,6 +196,8 @@ mod tests {
             "+9999999999h",
             "-9999999999h",
             "+9223372036854775807m",
+            "+94000000d",
+            "-800000d",
             "-9223372036854775808m",
             "+-5h",
             "++5h",
