@@ -99,8 +99,16 @@ impl CapsuleFilter {
 }
 
 /// The outcome a capsule's signed statement records, if its envelope
-/// decodes to one.
+/// decodes to one. Reads only what it needs: the payload is borrowed from
+/// the envelope, and everything in the statement but the outcome is
+/// skipped unparsed.
 pub fn signed_outcome(envelope: &[u8]) -> Option<String> {
+    use base64::Engine as _;
+    #[derive(serde::Deserialize)]
+    struct Env<'a> {
+        #[serde(borrow)]
+        payload: std::borrow::Cow<'a, str>,
+    }
     #[derive(serde::Deserialize)]
     struct View {
         predicate: Predicate,
@@ -109,8 +117,10 @@ pub fn signed_outcome(envelope: &[u8]) -> Option<String> {
     struct Predicate {
         outcome: String,
     }
-    let env: crate::sign::Envelope = serde_json::from_slice(envelope).ok()?;
-    let payload = env.payload_bytes().ok()?;
+    let env: Env<'_> = serde_json::from_slice(envelope).ok()?;
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(env.payload.as_bytes())
+        .ok()?;
     serde_json::from_slice::<View>(&payload)
         .ok()
         .map(|v| v.predicate.outcome)
