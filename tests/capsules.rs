@@ -622,3 +622,50 @@ fn audit_bundles_verify_offline_and_name_tampering() {
         stdout(&out)
     );
 }
+
+/// `sealed_at` is the index's record of when each capsule joined its
+/// chain. Stepping backwards along the chain is a warning (the signed
+/// links still prove the order); sealed before its own signed decision
+/// clock is a broken index.
+#[test]
+fn the_chain_audit_flags_sealed_at_going_backwards() {
+    let dir = dev_chain();
+    let ws = dir.path();
+    let (code, v) = chain(ws);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["warnings"], serde_json::json!([]), "{v:#}");
+
+    sql(
+        ws,
+        "UPDATE capsules SET sealed_at = '2099-01-01T00:00:00.000000Z' WHERE id = 2;",
+    );
+    let out = stella(ws)
+        .args(["audit", "verify-chain", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "a warning, not a break: {v:#}");
+    let w = v["warnings"].to_string();
+    assert!(
+        w.contains("capsule #3 (dev): sealed_at") && w.contains("of #2"),
+        "{v:#}"
+    );
+    assert!(
+        stderr(&out).contains("warning: capsule #3"),
+        "{}",
+        stderr(&out)
+    );
+
+    sql(
+        ws,
+        "UPDATE capsules SET sealed_at = '2000-01-01T00:00:00.000000Z' WHERE id = 4;",
+    );
+    let (code, v) = chain(ws);
+    assert_eq!(code, 1, "{v:#}");
+    assert!(
+        v["problems"]
+            .to_string()
+            .contains("before the signed decision clock"),
+        "{v:#}"
+    );
+}

@@ -406,3 +406,167 @@ fn a_hanging_hook_is_killed_with_its_children_at_the_targets_timeout() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A failed deploy says why in `--json` (`error`: what, where, hint) and
+/// on stderr; so does a refused unpin.
+#[test]
+fn a_failed_deploy_carries_its_error_in_json_and_on_stderr() {
+    let ws = common::init_workspace();
+    let ws = ws.path();
+    image(ws, "1.0", "v1");
+    let toml = std::fs::read_to_string(ws.join("stella.toml")).unwrap();
+    let toml = toml.replace(
+        "[environments.dev]\ntargets = [\"dev-local\"]",
+        "[environments.dev]\ntargets = [\"dev-hooks\"]",
+    ) + "\n[targets.dev-hooks]\nkind = \"script\"\n\
+           deploy = \"true\"\n\
+           health = \"echo unhealthy >&2; exit 7\"\n\
+           rollback = \"true\"\n";
+    std::fs::write(ws.join("stella.toml"), toml).unwrap();
+
+    let (code, v, err) = promote(ws, &["api-gateway:1.0", "--to", "dev"]);
+    assert_eq!(code, 1);
+    assert_eq!(v["outcome"], "deploy-failed");
+    let e = &v["error"];
+    assert!(
+        e["what"]
+            .as_str()
+            .is_some_and(|w| w.contains("target `dev-hooks`: the health hook failed (exit 7)")),
+        "{v:#}"
+    );
+    assert!(
+        e["where"]
+            .as_str()
+            .is_some_and(|w| w.contains("promotion #") && w.contains("to dev")),
+        "{v:#}"
+    );
+    assert!(e["hint"].as_str().is_some_and(|h| !h.is_empty()), "{v:#}");
+    assert!(
+        err.lines().any(|l| l.starts_with("error: ")
+            && l.contains("target `dev-hooks`: the health hook failed (exit 7)"))
+            && err.contains("hint: "),
+        "stderr: {err}"
+    );
+
+    // An error before anything is sealed is an `error` object too.
+    let out = stella(ws)
+        .args(["release", "unpin", "api-gateway", "--env", "dev", "--json"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["error"]["what"].as_str().is_some_and(|w| !w.is_empty()),
+        "{v:#}"
+    );
+    assert_eq!(v["error"]["where"], "release unpin api-gateway --env dev");
+    assert!(stderr(&out).contains("error: "), "{}", stderr(&out));
+}
+
+/// `capsule list` shows each capsule's outcome and filters by it;
+/// `capsule show FILE` shows an exported capsule, verified.
+#[test]
+fn capsules_list_their_outcome_and_show_reads_a_file() {
+    use base64::Engine as _;
+    let ws = common::init_workspace();
+    let ws = ws.path();
+    image(ws, "1.0", "v1");
+    image(ws, "2.0", "v2");
+    assert_eq!(promote(ws, &["api-gateway:1.0", "--to", "dev"]).0, 0);
+    let toml = std::fs::read_to_string(ws.join("stella.toml")).unwrap();
+    let toml = toml.replace(
+        "[environments.dev]\ntargets = [\"dev-local\"]",
+        "[environments.dev]\ntargets = [\"dev-hooks\"]",
+    ) + "\n[targets.dev-hooks]\nkind = \"script\"\ndeploy = \"exit 3\"\n";
+    std::fs::write(ws.join("stella.toml"), toml).unwrap();
+    assert_eq!(promote(ws, &["api-gateway:2.0", "--to", "dev"]).0, 1);
+
+    let list = |extra: &[&str]| {
+        stella(ws)
+            .args(["capsule", "list"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = list(&["--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let outcomes: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["outcome"].as_str().unwrap_or("(none)"))
+        .collect();
+    assert_eq!(outcomes.last(), Some(&"deploy-failed"), "{v:#}");
+    assert!(outcomes.len() >= 2, "{v:#}");
+    let text = stdout(&list(&[]));
+    assert!(
+        text.contains("OUTCOME") && text.contains("deploy-failed"),
+        "{text}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&list(&["--outcome", "deploy-failed", "--json"]).stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v:#}");
+    assert_eq!(v[0]["outcome"], "deploy-failed");
+    let bad = list(&["--outcome", "exploded"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("deploy-failed") && stderr(&bad).contains("rolled-back"),
+        "{}",
+        stderr(&bad)
+    );
+
+    // The failed capsule, exported, shown from its file and verified.
+    let id = v[0]["id"].as_i64().unwrap().to_string();
+    stella(ws)
+        .args([
+            "capsule",
+            "export",
+            &id,
+            "--format",
+            "json",
+            "--out",
+            "failed.json",
+        ])
+        .assert()
+        .success();
+    let out = stella(ws)
+        .args(["capsule", "show", "failed.json"])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("Capsule file failed.json")
+            && text.contains("outcome   deploy-failed")
+            && text.contains("Verified: valid"),
+        "{text}"
+    );
+    let out = stella(ws)
+        .args(["capsule", "show", "failed.json", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["predicate"]["outcome"], "deploy-failed");
+    assert_eq!(v["verification"]["valid"], true, "{v:#}");
+
+    // A file whose signature was touched is shown as INVALID, exit 1.
+    let mut f: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.join("failed.json")).unwrap()).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut sig = b64
+        .decode(f["envelope"]["signatures"][0]["sig"].as_str().unwrap())
+        .unwrap();
+    sig[10] ^= 1;
+    f["envelope"]["signatures"][0]["sig"] = b64.encode(&sig).into();
+    std::fs::write(ws.join("forged.json"), serde_json::to_vec(&f).unwrap()).unwrap();
+    let out = stella(ws)
+        .args(["capsule", "show", "forged.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("Verified: INVALID"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -835,3 +835,80 @@ fn lanes_and_promotion_draw_each_outcome_in_the_same_role() {
         assert_eq!(got.fg, want, "{outcome} on Promotion");
     }
 }
+
+/// `q` and ctrl-c with a promotion running ask before quitting (quitting
+/// aborts it); `n` and esc stay, `y` quits; with nothing in flight `q`
+/// quits at once.
+#[test]
+fn quitting_with_work_in_flight_asks_first() {
+    let mut a = app();
+    assert!(key(&mut a, KeyCode::Char('q')).is_empty());
+    assert!(a.quit, "nothing in flight: q quits at once");
+
+    let mut a = app();
+    a.asked.insert(7, "web → staging".into());
+    reduce::reduce(
+        &mut a,
+        Msg::Engine(EngineEvent {
+            ticket: 7,
+            kind: EventKind::PromotionCreated {
+                promotion_id: 77,
+                app: "web".into(),
+                digest: sample::digest(2),
+                environment: "staging".into(),
+                targets: vec!["staging-local".into()],
+                steps: vec![("a".into(), vec![])],
+                critical_path: vec!["a".into()],
+            },
+        }),
+    );
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    for (open, close) in [
+        (KeyEvent::from(KeyCode::Char('q')), KeyCode::Char('n')),
+        (ctrl_c, KeyCode::Esc),
+    ] {
+        assert!(reduce::key(&mut a, open).is_empty());
+        assert!(!a.quit, "quitting with a run in flight must ask first");
+        let t = draw(&a);
+        assert!(
+            t.contains("Quit with work in flight?") && t.contains("promotion #77: web → staging"),
+            "{t}"
+        );
+        assert!(key(&mut a, close).is_empty());
+        assert!(!a.quit && a.layers.is_empty());
+        assert!(a.live[&77].finished.is_none(), "cancelling changes nothing");
+    }
+    key(&mut a, KeyCode::Char('q'));
+    assert_eq!(key(&mut a, KeyCode::Char('y')), vec![Effect::Quit]);
+    // The `:q` command line asks the same way.
+    let mut b = app();
+    b.live = a.live.clone();
+    chars(&mut b, ":q");
+    key(&mut b, KeyCode::Enter);
+    assert!(!b.quit && matches!(b.layers.last(), Some(Layer::Confirm { .. })));
+}
+
+/// The Capsules screen shows each capsule's outcome, and `/` filters by it.
+#[test]
+fn capsules_show_and_filter_by_outcome() {
+    let mut a = app();
+    key(&mut a, KeyCode::Char('5'));
+    let t = draw(&a);
+    assert!(t.contains("OUTCOME") && t.contains("deploy-failed"), "{t}");
+    let failed = a
+        .snap
+        .capsules
+        .iter()
+        .filter(|c| c.outcome == Some(stella::domain::PromotionOutcome::DeployFailed))
+        .count();
+    assert!(failed > 0);
+    chars(&mut a, "/deploy-failed");
+    key(&mut a, KeyCode::Enter);
+    let shown = a.filtered_capsules();
+    assert_eq!(shown.len(), failed);
+    assert!(
+        shown
+            .iter()
+            .all(|c| c.outcome == Some(stella::domain::PromotionOutcome::DeployFailed))
+    );
+}

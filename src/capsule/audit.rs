@@ -71,15 +71,16 @@ pub fn index_disagreements(row: &CapsuleRow, view: &ChainPredicate) -> Vec<Strin
     );
     let show = |d: &Option<Digest>| d.as_ref().map_or("none".to_owned(), ToString::to_string);
     col("previous", &show(&row.previous), &show(&view.previous));
-    // The time a row is listed and exported by (`audit export --since`)
-    // is the decision's signed clock.
+    // `sealed_at` is when the capsule joined its chain, the signed clock
+    // when its decision was taken: never sealed before it was decided.
+    // (Stores from before the two were kept apart have them equal.)
     let signed_at =
         chrono::DateTime::parse_from_rfc3339(&view.clock).map(|t| t.with_timezone(&chrono::Utc));
     // The index may keep the fraction of a second the signed clock drops.
     let indexed_at = chrono::SubsecRound::trunc_subsecs(row.sealed_at, 0);
-    if signed_at.ok() != Some(indexed_at) {
+    if signed_at.as_ref().map_or(true, |s| indexed_at < *s) {
         out.push(format!(
-            "sealed_at is `{}` in the index, `{}` signed",
+            "sealed_at is `{}` in the index, before the signed decision clock `{}`",
             crate::gates::rfc3339(row.sealed_at),
             view.clock
         ));
@@ -232,6 +233,9 @@ pub struct ChainReport {
     pub capsules: usize,
     pub environments: BTreeMap<String, usize>,
     pub problems: Vec<String>,
+    /// What is odd but breaks nothing signed: a chain whose index times
+    /// (`sealed_at`) step backwards.
+    pub warnings: Vec<String>,
 }
 
 /// Checks capsules in store order: each one's signature, that its payload
@@ -240,6 +244,8 @@ pub struct ChainReport {
 pub struct ChainWalker<'a> {
     trusted: HashMap<&'a str, &'a PublicKey>,
     last: HashMap<String, (i64, Digest)>,
+    /// Each environment's last capsule walked and when it was sealed.
+    last_sealed: HashMap<String, (i64, chrono::DateTime<chrono::Utc>)>,
     seen: HashSet<Digest>,
     pub report: ChainReport,
 }
@@ -249,6 +255,7 @@ impl<'a> ChainWalker<'a> {
         ChainWalker {
             trusted: trusted.iter().map(|t| (t.key.keyid(), &t.key)).collect(),
             last: HashMap::new(),
+            last_sealed: HashMap::new(),
             seen: HashSet::new(),
             report: ChainReport::default(),
         }
@@ -298,6 +305,23 @@ impl<'a> ChainWalker<'a> {
         };
         for p in checked.problems {
             problem(&mut self.report, p);
+        }
+        // The chain's order is proven by its signed links; `sealed_at` is
+        // the index's unsigned record of when each joined it. Going
+        // backwards it contradicts the order without breaking a link (a
+        // store sealed before sealing times were kept monotonic, or an
+        // edited index): a warning, not a broken chain.
+        if let Some((before, at)) = self
+            .last_sealed
+            .insert(row.environment.clone(), (id, row.sealed_at))
+            && row.sealed_at < at
+        {
+            self.report.warnings.push(format!(
+                "capsule #{id} ({}): sealed_at {} is earlier than {} of #{before}, the capsule before it in the chain",
+                row.environment,
+                crate::gates::rfc3339(row.sealed_at),
+                crate::gates::rfc3339(at)
+            ));
         }
         let Some(view) = checked.view else {
             return;

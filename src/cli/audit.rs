@@ -98,6 +98,9 @@ fn verify_chain(ctx: &Context, a: ChainArgs) -> Result<u8, Failure> {
         .collect();
     walker.check_heads(&heads);
     let report = walker.finish();
+    for w in report.warnings.iter().take(20) {
+        eprintln!("warning: {w}");
+    }
     if a.json {
         print_json(&report)?;
     } else if report.valid {

@@ -10,6 +10,7 @@ use crate::capsule::file::{CapsuleFile, Format};
 use crate::capsule::replay;
 use crate::capsule::statement::Statement;
 use crate::capsule::verify::{self, Trusted};
+use crate::domain::PromotionOutcome;
 use crate::engine::seal::{capsule_file, write_atomic};
 use crate::store::{CapsuleFilter, CapsuleRow};
 
@@ -17,7 +18,8 @@ use crate::store::{CapsuleFilter, CapsuleRow};
 pub enum CapsuleCommand {
     /// List sealed decisions, oldest first
     List(ListArgs),
-    /// Show a capsule's decoded statement
+    /// Show a capsule's decoded statement: a stored one, or a capsule file
+    /// (verified first, as `capsule verify` does)
     Show(ShowArgs),
     /// Write a capsule as one self-contained file (envelope + evidence)
     Export(ExportArgs),
@@ -45,6 +47,11 @@ pub struct ListArgs {
     /// A digest or its prefix (sha256:abc…)
     #[arg(long)]
     pub digest: Option<String>,
+    /// Only capsules that ended so: live, blocked, deploy-failed,
+    /// rolled-back, rollback-failed, aborted, interrupted, paused, unpinned,
+    /// flags-set
+    #[arg(long)]
+    pub outcome: Option<String>,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
@@ -52,11 +59,16 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// A capsule id (`stella capsule list`) or `latest`
+    /// A capsule id (`stella capsule list`), `latest`, or a capsule file
+    /// (what `stella capsule export` writes)
     pub id: String,
     /// With `latest`: the latest of this environment
     #[arg(long)]
     pub env: Option<String>,
+    /// For a capsule file: also trust this sealing public key (SPKI PEM);
+    /// repeatable
+    #[arg(long = "trust", value_name = "KEY.pub")]
+    pub trust: Vec<PathBuf>,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
@@ -113,6 +125,18 @@ pub fn run(ctx: &Context, cmd: CapsuleCommand) -> Result<u8, Failure> {
 
 fn list(ctx: &Context, a: ListArgs) -> Result<u8, Failure> {
     use std::io::Write;
+    let outcome = a
+        .outcome
+        .as_deref()
+        .map(|o| {
+            o.parse::<PromotionOutcome>().map_err(|_| {
+                Failure::usage(format!("--outcome `{o}` is not an outcome")).hint(format!(
+                    "write one of: {}",
+                    PromotionOutcome::words().join(", ")
+                ))
+            })
+        })
+        .transpose()?;
     let ws = ctx.workspace()?;
     let store = ws.read_store()?;
     let filter = CapsuleFilter {
@@ -120,6 +144,7 @@ fn list(ctx: &Context, a: ListArgs) -> Result<u8, Failure> {
         app: a.app,
         decision: a.decision,
         digest: a.digest,
+        outcome,
     };
     // Streamed: one row at a time, each checked against its signed
     // payload; the newest row seen of each environment is kept to check
@@ -129,7 +154,10 @@ fn list(ctx: &Context, a: ListArgs) -> Result<u8, Failure> {
         Default::default();
     let mut count = 0usize;
     let mut marked = 0usize;
-    let whole_chains = filter.app.is_none() && filter.decision.is_none() && filter.digest.is_none();
+    let whole_chains = filter.app.is_none()
+        && filter.decision.is_none()
+        && filter.digest.is_none()
+        && filter.outcome.is_none();
     store.for_each_capsule_matching(
         &filter,
         |r: CapsuleRow, envelope: &[u8]| -> Result<(), Failure> {
@@ -144,18 +172,19 @@ fn list(ctx: &Context, a: ListArgs) -> Result<u8, Failure> {
                 if count == 0 {
                     writeln!(
                         out,
-                        "{:>5}  {:<12} {:<14} {:<12} {:<8} {:<19}  {:<20}  PAYLOAD",
-                        "ID", "ENV", "APP", "ACTION", "DECISION", "DIGEST", "SEALED"
+                        "{:>5}  {:<12} {:<14} {:<12} {:<8} {:<15} {:<19}  {:<20}  PAYLOAD",
+                        "ID", "ENV", "APP", "ACTION", "DECISION", "OUTCOME", "DIGEST", "SEALED"
                     )?;
                 }
                 writeln!(
                     out,
-                    "{:>5}  {:<12} {:<14} {:<12} {:<8} sha256:{}  {:<20}  {}…",
+                    "{:>5}  {:<12} {:<14} {:<12} {:<8} {:<15} sha256:{}  {:<20}  {}…",
                     r.id,
                     r.environment,
                     r.app,
                     r.action,
                     r.decision,
+                    r.outcome.map_or("?", |o| o.as_str()),
                     r.digest.short(),
                     r.sealed_at.to_rfc3339_opts(SecondsFormat::Secs, true),
                     &r.payload_digest.to_string()[..19]
@@ -249,8 +278,9 @@ fn find(ctx: &Context, id: &str, env: Option<&str>) -> Result<(CapsuleRow, Vec<u
         }
     } else {
         let n: i64 = id.trim_start_matches('#').parse().map_err(|_| {
-            Failure::usage(format!("`{id}` is not a capsule id"))
-                .hint("give a number from `stella capsule list`, or `latest`")
+            Failure::usage(format!("`{id}` is not a capsule id")).hint(
+                "give a number from `stella capsule list`, `latest`, or the path of a capsule file",
+            )
         })?;
         store.capsule(n)?
     };
@@ -265,13 +295,88 @@ fn statement_of(envelope: &[u8]) -> Result<Statement, Failure> {
     serde_json::from_slice(&env.payload_bytes().map_err(Failure::error)?).map_err(Failure::error)
 }
 
+/// Is `id` a capsule file rather than a stored capsule? Ids and `latest`
+/// win over a file of the same name.
+fn names_a_file(id: &str) -> bool {
+    id != "latest"
+        && id.trim_start_matches('#').parse::<i64>().is_err()
+        && std::path::Path::new(id).is_file()
+}
+
 fn show(ctx: &Context, a: ShowArgs) -> Result<u8, Failure> {
+    if names_a_file(&a.id) {
+        return show_file(ctx, a);
+    }
     let (row, envelope) = find(ctx, &a.id, a.env.as_deref())?;
     let st = statement_of(&envelope)?;
     if a.json {
         print_json(&st)?;
         return Ok(exit::OK);
     }
+    print_statement(
+        &format!("Capsule #{}", row.id),
+        &row.payload_digest.to_string(),
+        &st,
+    );
+    Ok(exit::OK)
+}
+
+/// A capsule file, read within the capsule limits and verified the way
+/// `capsule verify` does (signature, evidence, shape, chain link): its
+/// statement is shown with the verdict, and a file that does not verify
+/// exits 1.
+fn show_file(ctx: &Context, a: ShowArgs) -> Result<u8, Failure> {
+    let path = PathBuf::from(&a.id);
+    if a.env.is_some() {
+        return Err(
+            Failure::usage("--env picks among stored capsules; a file is one capsule")
+                .hint("drop --env, or use `stella capsule show latest --env ENV`"),
+        );
+    }
+    let file = read_file(&path)?;
+    let trusted_keys = trust(ctx, &a.trust)?;
+    let mut report = verify_with(ctx, &file, &trusted_keys)?;
+    check_chain(ctx, &mut report)?;
+    let Some(st) = report.statement.clone() else {
+        if a.json {
+            print_json(&serde_json::json!({"verification": report}))?;
+        } else {
+            println!("{}: INVALID", path.display());
+            for p in &report.problems {
+                println!("  {p}");
+            }
+        }
+        return Ok(exit::ERROR);
+    };
+    if a.json {
+        let mut v = serde_json::to_value(&st).map_err(Failure::error)?;
+        v["verification"] = serde_json::to_value(&report).map_err(Failure::error)?;
+        print_json(&v)?;
+    } else {
+        let payload = report
+            .payload_digest
+            .as_ref()
+            .map_or("(not known)".to_owned(), ToString::to_string);
+        print_statement(&format!("Capsule file {}", path.display()), &payload, &st);
+        if report.valid {
+            println!("Verified: valid");
+            if let (Some(s), Some(k)) = (&report.signed_by, &report.keyid) {
+                println!("  signed by key {} ({s})", crate::capsule::trust::short(k));
+            }
+            for n in &report.notes {
+                println!("  {n}");
+            }
+        } else {
+            println!("Verified: INVALID — nothing it records can be trusted:");
+            for p in &report.problems {
+                println!("  {p}");
+            }
+        }
+    }
+    Ok(if report.valid { exit::OK } else { exit::ERROR })
+}
+
+fn print_statement(label: &str, payload: &str, st: &Statement) {
     let p = &st.predicate;
     // A promotion goes into an environment; every other decision is
     // taken in one.
@@ -281,8 +386,7 @@ fn show(ctx: &Context, a: ShowArgs) -> Result<u8, Failure> {
         _ => "in",
     };
     println!(
-        "Capsule #{} — {} {} of {} {into} {}",
-        row.id,
+        "{label} — {} {} of {} {into} {}",
         p.decision_word(),
         p.action.as_str(),
         p.app,
@@ -300,7 +404,7 @@ fn show(ctx: &Context, a: ShowArgs) -> Result<u8, Failure> {
     println!("  clock     {}", p.clock);
     println!("  by        {}", p.requested_by);
     println!("  outcome   {}", p.outcome);
-    println!("  payload   {}", row.payload_digest);
+    println!("  payload   {payload}");
     println!(
         "  previous  {}",
         p.previous.as_ref().map_or(
@@ -342,7 +446,6 @@ fn show(ctx: &Context, a: ShowArgs) -> Result<u8, Failure> {
     for k in &p.inputs.keys {
         println!("  {:<9} {}  {} ({})", "key", k.digest, k.name, k.email);
     }
-    Ok(exit::OK)
 }
 
 fn export(ctx: &Context, a: ExportArgs) -> Result<u8, Failure> {
@@ -419,10 +522,8 @@ fn verify_with(
     Ok(report)
 }
 
-fn verify_file(ctx: &Context, a: VerifyArgs) -> Result<u8, Failure> {
-    let file = read_file(&a.file)?;
-    let trusted_keys = trust(ctx, &a.trust)?;
-    let mut report = verify_with(ctx, &file, &trusted_keys)?;
+/// The chain link, when the workspace holds this capsule.
+fn check_chain(ctx: &Context, report: &mut verify::Report) -> Result<(), Failure> {
     // The chain link, when the workspace holds this capsule.
     if let (Ok(ws), Some(payload)) = (ctx.workspace(), report.payload_digest.clone()) {
         let store = ws.read_store()?;
@@ -463,6 +564,14 @@ fn verify_file(ctx: &Context, a: VerifyArgs) -> Result<u8, Failure> {
         }
         report.valid = report.problems.is_empty();
     }
+    Ok(())
+}
+
+fn verify_file(ctx: &Context, a: VerifyArgs) -> Result<u8, Failure> {
+    let file = read_file(&a.file)?;
+    let trusted_keys = trust(ctx, &a.trust)?;
+    let mut report = verify_with(ctx, &file, &trusted_keys)?;
+    check_chain(ctx, &mut report)?;
     if a.json {
         print_json(
             &serde_json::json!({"valid": report.valid, "problems": report.problems, "notes": report.notes, "signed_by": report.signed_by, "keyid": report.keyid, "payload_digest": report.payload_digest}),

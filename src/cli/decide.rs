@@ -6,6 +6,7 @@
 
 use clap::Args;
 
+use super::exit::ErrorReport;
 use super::gate::{CheckArgs, decision_json, print_verdicts, what_if_requester};
 use super::{Context, Failure, acting_clock, exit, load_config, print_json};
 use crate::config::Config;
@@ -176,7 +177,79 @@ fn print_note(kind: &EventKind) {
     }
 }
 
+/// With `--json`, a command that fails still prints one JSON object on
+/// stdout, `{"error": {what, where, hint}}`; stderr says it as always.
+fn json_error(json: bool, place: String, r: Result<u8, Failure>) -> Result<u8, Failure> {
+    if let (true, Err(f)) = (json, &r)
+        && f.code != exit::BROKEN_PIPE
+    {
+        print_json(&serde_json::json!({ "error": f.report(place) }))?;
+    }
+    r
+}
+
+/// The error a sealed outcome carries when the world did not end up as
+/// asked: `failed` outcomes and `aborted`. `None` for the rest.
+fn outcome_error(
+    outcome: &PromotionOutcome,
+    failure: Option<&str>,
+    step: Option<&str>,
+    place: String,
+) -> Option<ErrorReport> {
+    use crate::domain::PromotionOutcome as O;
+    let o = Some(*outcome);
+    if failure.is_none() && !o.is_some_and(|o| o.failed() || o == O::Aborted) {
+        return None;
+    }
+    let what = failure.map(str::to_owned).unwrap_or_else(|| match o {
+        Some(O::Aborted) => "aborted by an operator".to_owned(),
+        Some(O::Interrupted) => "the process running it stopped".to_owned(),
+        _ => format!("ended {outcome}"),
+    });
+    let hint = match o {
+        Some(O::RollbackFailed) => {
+            "the earlier release may not be back: check the targets with `stella status`, then roll back again"
+        }
+        Some(O::RolledBack) => {
+            "the canary's analysis sent all traffic back to the previous release; `stella capsule show latest` has the measurements"
+        }
+        Some(O::Aborted) => "the previous release keeps serving; promote again when ready",
+        Some(O::Interrupted) => {
+            "the previous release was put back by recovery; promote again when ready"
+        }
+        _ => {
+            "the previous release keeps serving; fix the cause (`stella capsule show latest` has the sealed reason) and promote again"
+        }
+    };
+    Some(ErrorReport {
+        what,
+        place: match step {
+            Some(step) => format!("step `{step}` of {place}"),
+            None => place,
+        },
+        hint: Some(hint.to_owned()),
+    })
+}
+
+/// The failed step a run reported, if any.
+fn failed_step(kind: &EventKind, seen: &mut Option<String>) {
+    if let EventKind::StepFinished {
+        step,
+        state: StepState::Failed,
+        ..
+    } = kind
+        && seen.is_none()
+    {
+        *seen = Some(step.clone());
+    }
+}
+
 pub fn promote(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
+    let place = format!("release promote {} --to {}", a.reference, a.to);
+    json_error(a.json, place, promote_inner(ctx, a))
+}
+
+fn promote_inner(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
     let config = load_config(ctx, ws)?;
     let clock = acting_clock(a.at.as_deref(), a.dry_run, "stella release promote")?;
@@ -220,11 +293,13 @@ pub fn promote(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
         expect: None,
     };
     let json = a.json;
+    let mut step = None;
     let done = drive(
         ws,
         &config,
         |h| h.promote(req),
         |ev| {
+            failed_step(&ev.kind, &mut step);
             if json {
                 return print_note(&ev.kind);
             }
@@ -264,11 +339,23 @@ pub fn promote(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
         },
     )?;
 
+    let error = outcome_error(
+        &done.outcome,
+        done.failure.as_deref(),
+        step.as_deref(),
+        format!(
+            "promotion #{} of {} to {}",
+            done.promotion_id, a.reference, a.to
+        ),
+    );
     if a.json {
         let mut v = decision_json(done.decision, &done.subject, &done.at, &done.verdicts);
         v["promotion_id"] = done.promotion_id.into();
         v["outcome"] = done.outcome.as_str().into();
         v["capsule"] = done.capsule.display().to_string().into();
+        if let Some(e) = &error {
+            v["error"] = serde_json::to_value(e).map_err(Failure::error)?;
+        }
         print_json(&v)?;
     } else {
         let id = done.promotion_id;
@@ -294,6 +381,9 @@ pub fn promote(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
         }
         println!("Decision capsule exported: {}", done.capsule.display());
     }
+    if let Some(e) = &error {
+        e.eprint();
+    }
     Ok(match done.decision {
         Decision::Allow if done.failure.is_some() => exit::ERROR,
         Decision::Allow => exit::OK,
@@ -302,6 +392,11 @@ pub fn promote(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
 }
 
 pub fn rollback(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
+    let place = format!("release rollback {} --env {}", a.app, a.env);
+    json_error(a.json, place, rollback_inner(ctx, a))
+}
+
+fn rollback_inner(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
     let config = load_config(ctx, ws)?;
     let clock = acting_clock(a.at.as_deref(), a.dry_run, "stella release rollback")?;
@@ -343,11 +438,13 @@ pub fn rollback(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
         asker: Asker::from_key(a.key.clone()),
     };
     let json = a.json;
+    let mut step = None;
     let done = drive(
         ws,
         &config,
         |h| h.rollback(req),
         |ev| {
+            failed_step(&ev.kind, &mut step);
             if json {
                 return print_note(&ev.kind);
             }
@@ -362,34 +459,37 @@ pub fn rollback(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
             }
         },
     )?;
+    let error = outcome_error(
+        &done.outcome,
+        done.failure.as_deref(),
+        step.as_deref(),
+        format!(
+            "rollback #{} of {} in {} to {}",
+            done.promotion_id, a.app, a.env, done.to
+        ),
+    );
     if a.json {
-        print_json(&serde_json::json!({
+        let mut v = serde_json::json!({
             "app": a.app, "environment": a.env, "digest": done.to, "from": done.from,
             "restores_capsule": done.restores_capsule, "pinned": done.failure.is_none(),
             "promotion_id": done.promotion_id, "outcome": done.outcome, "capsule": done.capsule,
-            "error": done.failure,
-        }))?;
-        if let Some(e) = &done.failure {
-            eprintln!("error: the rollback of {} in {} FAILED: {e}", a.app, a.env);
+        });
+        if let Some(e) = &error {
+            v["error"] = serde_json::to_value(e).map_err(Failure::error)?;
         }
-    } else if let Some(e) = &done.failure {
-        eprintln!(
-            "error: the rollback of {} in {} to {} FAILED: {e}",
-            a.app, a.env, done.to
+        print_json(&v)?;
+    } else if error.is_some() {
+        // Nothing was pinned: the lane is where the failure left it.
+        println!(
+            "Rollback of {} in {} FAILED: {} → {} did not complete ({})",
+            a.app, a.env, done.from, done.to, done.outcome
         );
-        println!("Sealed as {}: {}", done.outcome, done.capsule.display());
+        println!("Decision capsule exported: {}", done.capsule.display());
     } else {
-        if done.outcome == PromotionOutcome::RollbackFailed {
-            println!(
-                "Rollback of {} in {} FAILED ({} → {} not done)",
-                a.app, a.env, done.from, done.to
-            );
-        } else {
-            println!(
-                "Rolled back {} in {}: {} → {}",
-                a.app, a.env, done.from, done.to
-            );
-        }
+        println!(
+            "Rolled back {} in {}: {} → {}",
+            a.app, a.env, done.from, done.to
+        );
         match (&done.restores_capsule_id, &done.restores_capsule) {
             (Some(id), Some(d)) => {
                 println!("Restores the release promoted under capsule #{id} ({d})")
@@ -409,6 +509,9 @@ pub fn rollback(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
         );
         println!("Decision capsule exported: {}", done.capsule.display());
     }
+    if let Some(e) = &error {
+        e.eprint();
+    }
     Ok(if done.failure.is_some() {
         exit::ERROR
     } else {
@@ -417,6 +520,11 @@ pub fn rollback(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
 }
 
 pub fn unpin(ctx: &Context, a: UnpinArgs) -> Result<u8, Failure> {
+    let place = format!("release unpin {} --env {}", a.app, a.env);
+    json_error(a.json, place, unpin_inner(ctx, a))
+}
+
+fn unpin_inner(ctx: &Context, a: UnpinArgs) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
     let config = load_config(ctx, ws)?;
     let clock = acting_clock(a.at.as_deref(), a.dry_run, "stella release unpin")?;

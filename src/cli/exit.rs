@@ -48,6 +48,37 @@ impl Failure {
     }
 }
 
+/// A failure as `--json` carries it (`"error": {what, where, hint}`) and
+/// as stderr says it: what failed, where, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ErrorReport {
+    pub what: String,
+    #[serde(rename = "where")]
+    pub place: String,
+    pub hint: Option<String>,
+}
+
+impl ErrorReport {
+    /// The report's lines on stderr: `error: WHAT (WHERE)`, then `hint:`.
+    pub fn eprint(&self) {
+        eprintln!("error: {} ({})", self.what, self.place);
+        if let Some(h) = &self.hint {
+            eprintln!("hint: {h}");
+        }
+    }
+}
+
+impl Failure {
+    /// The failure as an error report about `place`.
+    pub fn report(&self, place: impl Into<String>) -> ErrorReport {
+        ErrorReport {
+            what: self.message.clone(),
+            place: place.into(),
+            hint: self.hint.clone(),
+        }
+    }
+}
+
 impl From<crate::engine::EngineError> for Failure {
     fn from(e: crate::engine::EngineError) -> Failure {
         Failure {

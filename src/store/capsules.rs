@@ -68,6 +68,11 @@ pub struct CapsuleRow {
     pub previous: Option<Digest>,
     #[serde(serialize_with = "crate::domain::release::rfc3339")]
     pub sealed_at: DateTime<Utc>,
+    /// How the decision ended, as its signed statement says; read from
+    /// the envelope by the listings that fetch it (`None` elsewhere, or
+    /// when the envelope says none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<PromotionOutcome>,
 }
 
 /// Filters for listing capsules.
@@ -77,6 +82,43 @@ pub struct CapsuleFilter {
     pub app: Option<String>,
     pub decision: Option<String>,
     pub digest: Option<String>,
+    /// Only capsules whose signed outcome is this one.
+    pub outcome: Option<PromotionOutcome>,
+}
+
+impl CapsuleFilter {
+    /// Does a row (with its outcome read) pass the outcome filter?
+    fn keeps(&self, r: &CapsuleRow) -> bool {
+        self.outcome.is_none_or(|want| r.outcome == Some(want))
+    }
+}
+
+/// The outcome a capsule's signed statement records, if its envelope
+/// decodes to one. Reads only what it needs: the payload is borrowed from
+/// the envelope, and everything in the statement but the outcome is
+/// skipped unparsed.
+pub fn signed_outcome(envelope: &[u8]) -> Option<PromotionOutcome> {
+    use base64::Engine as _;
+    #[derive(serde::Deserialize)]
+    struct Env<'a> {
+        #[serde(borrow)]
+        payload: std::borrow::Cow<'a, str>,
+    }
+    #[derive(serde::Deserialize)]
+    struct View {
+        predicate: Predicate,
+    }
+    #[derive(serde::Deserialize)]
+    struct Predicate {
+        outcome: PromotionOutcome,
+    }
+    let env: Env<'_> = serde_json::from_slice(envelope).ok()?;
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(env.payload.as_bytes())
+        .ok()?;
+    serde_json::from_slice::<View>(&payload)
+        .ok()
+        .map(|v| v.predicate.outcome)
 }
 
 const COLUMNS: &str = "id, environment, app, digest, action, decision, promotion_id, payload_digest, previous, sealed_at";
@@ -97,7 +139,16 @@ fn row(r: &rusqlite::Row<'_>) -> Result<CapsuleRow, rusqlite::Error> {
         payload_digest: digest_from_sql(7, &payload)?,
         previous: previous.map(|p| digest_from_sql(8, &p)).transpose()?,
         sealed_at: time_from_sql(9, &at)?,
+        outcome: None,
     })
+}
+
+/// A row selected with its envelope (column 10), its outcome read.
+fn row_with_outcome(r: &rusqlite::Row<'_>) -> Result<(CapsuleRow, Vec<u8>), rusqlite::Error> {
+    let mut c = row(r)?;
+    let envelope: Vec<u8> = r.get(10)?;
+    c.outcome = signed_outcome(&envelope);
+    Ok((c, envelope))
 }
 
 impl Store {
@@ -164,6 +215,14 @@ impl Store {
     }
 
     pub fn capsules(&self, f: &CapsuleFilter) -> Result<Vec<CapsuleRow>, StoreError> {
+        if f.outcome.is_some() {
+            let mut out = Vec::new();
+            self.for_each_capsule_matching(f, |r, _| {
+                out.push(r);
+                Ok::<_, StoreError>(())
+            })?;
+            return Ok(out);
+        }
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM capsules
              WHERE (?1 IS NULL OR environment = ?1) AND (?2 IS NULL OR app = ?2)
@@ -174,24 +233,44 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The newest `limit` capsules matching `f`, newest first: one page of
-    /// history, however long the history is.
+    /// The newest `limit` capsules matching `f`, newest first, each with
+    /// its signed outcome: one page of history, however long the history
+    /// is.
     pub fn capsules_page(
         &self,
         f: &CapsuleFilter,
         limit: usize,
     ) -> Result<Vec<CapsuleRow>, StoreError> {
+        // The outcome is inside the signed envelope: filtering on it reads
+        // rows until the page is full instead of limiting in SQL.
+        let sql_limit = if f.outcome.is_some() {
+            -1
+        } else {
+            limit as i64
+        };
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM capsules
+            "SELECT {COLUMNS}, envelope FROM capsules
              WHERE (?1 IS NULL OR environment = ?1) AND (?2 IS NULL OR app = ?2)
                AND (?3 IS NULL OR decision = ?3) AND (?4 IS NULL OR digest LIKE ?4 || '%')
              ORDER BY id DESC LIMIT ?5"
         ))?;
-        let rows = stmt.query_map(
-            params![f.environment, f.app, f.decision, f.digest, limit as i64],
-            row,
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut rows = stmt.query(params![
+            f.environment,
+            f.app,
+            f.decision,
+            f.digest,
+            sql_limit
+        ])?;
+        let mut out = Vec::new();
+        while out.len() < limit
+            && let Some(r) = rows.next()?
+        {
+            let (c, _) = row_with_outcome(r)?;
+            if f.keeps(&c) {
+                out.push(c);
+            }
+        }
+        Ok(out)
     }
 
     pub fn capsule_count(&self) -> Result<i64, StoreError> {
@@ -280,8 +359,9 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Capsules matching `f` with their envelopes, oldest first, one at a
-    /// time (nothing is collected): for listing a long history.
+    /// Capsules matching `f` with their envelopes and signed outcomes,
+    /// oldest first, one at a time (nothing is collected): for listing a
+    /// long history.
     pub fn for_each_capsule_matching<E: From<StoreError>>(
         &self,
         f: &CapsuleFilter,
@@ -296,8 +376,11 @@ impl Store {
             ))?;
             let mut rows = stmt.query(params![f.environment, f.app, f.decision, f.digest])?;
             while let Some(r) = rows.next()? {
-                let env: Vec<u8> = r.get(10)?;
-                if let Err(e) = each(row(r)?, &env) {
+                let (c, env) = row_with_outcome(r)?;
+                if !f.keeps(&c) {
+                    continue;
+                }
+                if let Err(e) = each(c, &env) {
                     return Ok(Err(e));
                 }
             }
@@ -367,6 +450,20 @@ impl Store {
     }
 }
 
+/// When a capsule joins its chain: now, inside the sealing transaction —
+/// never before its decision (`decided`, the statement's clock) and never
+/// before the capsule it follows. A decision taken earlier than the
+/// capsules sealed while it acted (a canary's promotion, decided before
+/// its steps) is sealed after them, so `sealed_at` never decreases along a
+/// chain, whatever the decision clocks say or the wall clock does.
+pub fn sealing_time(
+    decided: DateTime<Utc>,
+    now: DateTime<Utc>,
+    newest_sealed: Option<DateTime<Utc>>,
+) -> DateTime<Utc> {
+    decided.max(now).max(newest_sealed.unwrap_or(decided))
+}
+
 /// Seals `d` after the environment's newest capsule and stores it.
 fn insert_capsule<E: std::fmt::Display>(
     tx: &rusqlite::Transaction<'_>,
@@ -374,15 +471,22 @@ fn insert_capsule<E: std::fmt::Display>(
     promotion_id: i64,
     seal: impl FnOnce(Option<Digest>, Option<&[u8]>, i64) -> Result<SealedRow, E>,
 ) -> Result<(i64, SealedRow), StoreError> {
-    let at = time_to_sql(&d.at);
-    let previous: Option<String> = tx
+    let newest: Option<(String, String)> = tx
         .query_row(
-            "SELECT payload_digest FROM capsules WHERE environment = ?1 ORDER BY id DESC LIMIT 1",
+            "SELECT payload_digest, sealed_at FROM capsules WHERE environment = ?1 ORDER BY id DESC LIMIT 1",
             [&d.environment],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    let previous = previous.map(|p| digest_from_sql(0, &p)).transpose()?;
+    let previous = newest
+        .as_ref()
+        .map(|(p, _)| digest_from_sql(0, p))
+        .transpose()?;
+    let newest_sealed = newest
+        .as_ref()
+        .map(|(_, t)| time_from_sql(1, t))
+        .transpose()?;
+    let at = time_to_sql(&sealing_time(d.at, Utc::now(), newest_sealed));
     // The signed head names the chain's end as last sealed: `seal` checks
     // it against `previous` before appending, so a chain cut at its end is
     // refused here instead of being covered by the next decision.
@@ -418,4 +522,89 @@ fn insert_capsule<E: std::fmt::Display>(
         params![d.environment, sealed.payload_digest.to_string(), sealed.head],
     )?;
     Ok((capsule_id, sealed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    /// A canary's shape: step capsules sealed while the promotion runs,
+    /// then the promotion's own capsule, whose decision clock is the
+    /// earliest of all. The chain's `sealed_at` still never decreases, and
+    /// each capsule is sealed no earlier than its decision.
+    #[test]
+    fn sealed_at_never_decreases_when_decision_clocks_go_backwards() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        // Whole seconds, as decisions are taken.
+        let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 0);
+        // Decision clocks in sealing order: later, later, then one taken
+        // an hour before (the promotion's gate decision), then one in the
+        // future (a wall clock that jumps).
+        let clocks = [
+            now - chrono::TimeDelta::minutes(2),
+            now - chrono::TimeDelta::minutes(1),
+            now - chrono::TimeDelta::hours(1),
+            now + chrono::TimeDelta::minutes(10),
+            now - chrono::TimeDelta::hours(2),
+        ];
+        for (n, at) in clocks.iter().enumerate() {
+            let rec = DecisionRecord {
+                app: "web".into(),
+                digest: Digest::of(b"web 2.0"),
+                tag: None,
+                environment: "prod".into(),
+                requested_by: "canary".into(),
+                action: "canary-step".into(),
+                decision: "allow".into(),
+                outcome: PromotionOutcome::Live,
+                at: *at,
+                goes_live: false,
+            };
+            store
+                .record_decision(&rec, None, |_, _, _| {
+                    Ok::<_, String>(SealedRow {
+                        payload_digest: Digest::of(&[n as u8]),
+                        envelope: vec![n as u8],
+                        head: vec![n as u8],
+                    })
+                })
+                .unwrap();
+        }
+        let rows = store.capsules(&CapsuleFilter::default()).unwrap();
+        assert_eq!(rows.len(), clocks.len());
+        for (row, at) in rows.iter().zip(clocks) {
+            assert!(
+                row.sealed_at >= at,
+                "#{} sealed before its decision",
+                row.id
+            );
+        }
+        for w in rows.windows(2) {
+            assert!(
+                w[1].sealed_at >= w[0].sealed_at,
+                "sealed_at went backwards from #{} ({}) to #{} ({})",
+                w[0].id,
+                w[0].sealed_at,
+                w[1].id,
+                w[1].sealed_at
+            );
+        }
+    }
+
+    #[test]
+    fn sealing_time_is_the_latest_of_decision_now_and_chain_end() {
+        let (a, b, c) = (
+            t("2026-12-04T10:00:00Z"),
+            t("2026-12-04T11:00:00Z"),
+            t("2026-12-04T12:00:00Z"),
+        );
+        assert_eq!(sealing_time(a, b, None), b);
+        assert_eq!(sealing_time(a, b, Some(c)), c);
+        assert_eq!(sealing_time(c, a, Some(b)), c);
+    }
 }

@@ -364,6 +364,7 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
             Err(e) => app.complain(e),
         },
         Effect::Reload => super::reload(ctx),
+        Effect::Quit => app.quit = true,
         Effect::LoadRollouts => {
             ctx.blocking(|ctx| Msg::Rollouts(super::data::load_rollouts(&ctx.config)))
         }

@@ -10,6 +10,7 @@ pub mod action;
 pub mod data;
 mod effects;
 pub mod keymap;
+pub mod panic;
 pub mod reduce;
 #[doc(hidden)]
 pub mod sample;
@@ -343,11 +344,10 @@ pub fn run(ws: Workspace, config: Config, opts: Options) -> Result<(), EngineErr
 
         let mut terminal = ratatui::init();
         let _ = ratatui::crossterm::execute!(std::io::stdout(), ct::EnableMouseCapture);
-        let hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let _ = ratatui::crossterm::execute!(std::io::stdout(), ct::DisableMouseCapture);
-            hook(info);
-        }));
+        let notify = tx.clone();
+        let _hook = panic::install(std::thread::current().id(), move |m| {
+            let _ = notify.send(Inbound::Msg(Msg::Error(m)));
+        });
         spawn_input(tx.clone());
 
         let frame = Duration::from_millis(16);

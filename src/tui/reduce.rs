@@ -1,7 +1,7 @@
 //! Keys and messages → state changes and effects. Keys go to the top
 //! layer first; only an unconsumed key reaches the screen.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::action::{Action, Screen};
@@ -305,26 +305,9 @@ fn complete(text: &str) -> Option<String> {
     }
 }
 
-/// `+2h`, `-1d`, `+30m`, or an RFC 3339 time.
+/// `+2h`, `-1d`, `+30m`, or an RFC 3339 time; never panics.
 pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
-    let t = text.trim();
-    if let Some(rest) = t.strip_prefix('+').or_else(|| t.strip_prefix('-')) {
-        let sign = if t.starts_with('-') { -1 } else { 1 };
-        let (n, unit) = rest.split_at(rest.len().saturating_sub(1));
-        let n: i64 = n
-            .parse()
-            .map_err(|_| format!("`{t}`: write +2h, -1d or +30m"))?;
-        let d = match unit {
-            "m" => Duration::minutes(n),
-            "h" => Duration::hours(n),
-            "d" => Duration::days(n),
-            _ => return Err(format!("`{t}`: the unit is m, h or d")),
-        };
-        return Ok(now + d * sign);
-    }
-    DateTime::parse_from_rfc3339(t)
-        .map(|d| d.with_timezone(&Utc))
-        .map_err(|_| format!("`{t}` is not a time; write 2026-12-24T18:00:00Z or +2h"))
+    crate::domain::duration::parse_when(text, now)
 }
 
 fn submit(app: &mut App, kind: InputKind, text: &str) -> Vec<Effect> {
@@ -444,10 +427,39 @@ fn log_effect(app: &App) -> Vec<Effect> {
     }
 }
 
+/// What this workbench runs that quitting would stop, one line each.
+fn work_in_flight(app: &App) -> Vec<String> {
+    let runs = app.live.values().filter(|r| r.finished.is_none()).map(|r| {
+        let paused = if r.paused { " (paused)" } else { "" };
+        format!("promotion #{}: {} → {}{paused}", r.id, r.app, r.env)
+    });
+    let asked = app
+        .asked
+        .values()
+        .map(|what| format!("promotion {what}: starting"));
+    runs.chain(asked).collect()
+}
+
 pub fn act(app: &mut App, a: Action) -> Vec<Effect> {
     match a {
         Action::Quit => {
-            app.quit = true;
+            // Quitting ends the process, and with it every promotion this
+            // workbench runs: with work in flight, it asks first.
+            let running = work_in_flight(app);
+            if running.is_empty() {
+                app.quit = true;
+                return vec![];
+            }
+            let mut lines = running;
+            lines.push(
+                "Quitting aborts them: running steps are killed, the previous release goes back, and each abort is sealed."
+                    .into(),
+            );
+            app.layers.push(Layer::Confirm {
+                title: "Quit with work in flight?".into(),
+                lines,
+                effect: Effect::Quit,
+            });
             vec![]
         }
         Action::Help => {

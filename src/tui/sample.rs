@@ -238,6 +238,12 @@ pub fn snapshot(apps: usize, steps: usize) -> Snapshot {
             payload_digest: digest(5000 + i as u64),
             previous: (i > 3).then(|| digest(5000 + i as u64 - 3)),
             sealed_at: now - Duration::hours(41 - i),
+            outcome: Some(match i {
+                _ if i % 7 == 0 => PromotionOutcome::Blocked,
+                12 => PromotionOutcome::RolledBack,
+                _ if i % 5 == 0 => PromotionOutcome::DeployFailed,
+                _ => PromotionOutcome::Live,
+            }),
         })
         .collect();
 

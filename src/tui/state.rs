@@ -54,6 +54,9 @@ pub enum Effect {
     SetTheme(String),
     Reload,
     LoadRollouts,
+    /// Leave the workbench; what still runs is aborted and sealed on the
+    /// way out.
+    Quit,
     /// `pause`, `resume`, `abort` or `promote` a target's canary, through
     /// the engine (which takes over a canary whose owner died).
     RolloutControl {
@@ -433,7 +436,7 @@ impl App {
     }
 
     /// Capsules passing the `/` filter: every word must match the app,
-    /// environment, action, decision or digest of a capsule.
+    /// environment, action, decision, outcome or digest of a capsule.
     pub fn filtered_capsules(&self) -> Vec<&crate::store::CapsuleRow> {
         let words: Vec<String> = self
             .filter
@@ -450,6 +453,7 @@ impl App {
                         || c.environment.contains(w)
                         || c.action.contains(w)
                         || c.decision.contains(w)
+                        || c.outcome.is_some_and(|o| o.as_str().contains(w))
                         || c.digest.hex().starts_with(w)
                 })
             })

@@ -9,19 +9,25 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
 use super::{block, selected, verdict_lines};
+use crate::domain::PromotionOutcome;
 use crate::tui::state::{App, ReplayState, Verification};
 use crate::tui::theme::Role;
 
+/// The colour of a capsule's outcome: the same role on every screen.
+fn outcome_role(outcome: Option<PromotionOutcome>) -> Role {
+    outcome.map_or(Role::Muted, crate::tui::theme::outcome_role)
+}
+
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let [list, detail] =
-        Layout::horizontal([Constraint::Percentage(48), Constraint::Percentage(52)]).areas(area);
+        Layout::horizontal([Constraint::Percentage(58), Constraint::Percentage(42)]).areas(area);
     let rows = app.filtered_capsules();
     let height = list.height.saturating_sub(3) as usize;
     let start = app.capsule.saturating_sub(height.saturating_sub(1));
     let mut lines = vec![Line::styled(
         format!(
-            "{:>5} {:<2} {:<9} {:<12} {:<9} {:<6} DIGEST",
-            "ID", "", "ENV", "APP", "ACTION", "DEC"
+            "{:>5} {:<2} {:<9} {:<12} {:<9} {:<6} {:<15} DIGEST",
+            "ID", "", "ENV", "APP", "ACTION", "DEC", "OUTCOME"
         ),
         app.theme.get(Role::Muted),
     )];
@@ -48,6 +54,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                         Role::GateBlocked
                     }),
             ),
+            Span::styled(
+                format!("{:<15} ", c.outcome.map_or("?", |o| o.as_str())),
+                app.theme.get(outcome_role(c.outcome)),
+            ),
             Span::styled(c.digest.short().to_string(), app.theme.get(Role::Digest)),
         ]));
     }
@@ -69,6 +79,15 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         Line::from(vec![
             Span::styled(format!("#{} ", row.id), app.theme.get(Role::Title)),
             Span::raw(format!("{} {} in {}", row.action, row.app, row.environment)),
+        ]),
+        Line::from(vec![
+            Span::raw("outcome "),
+            Span::styled(
+                row.outcome
+                    .map_or("not recorded", |o| o.as_str())
+                    .to_owned(),
+                app.theme.get(outcome_role(row.outcome)),
+            ),
         ]),
         Line::from(vec![
             Span::raw("subject "),
