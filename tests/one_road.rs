@@ -349,6 +349,8 @@ const ENGINE_ALLOWED: &[&str] = &[
     "SteerRequest",
     "Steered",
     "RolloutRequest",
+    "FlagsRequest",
+    "FlagsOutcome",
     "ConsolidateRequest",
     "Ack",
     "MarkLiveRequest",
@@ -371,6 +373,13 @@ const ENGINE_ALLOWED: &[&str] = &[
     "resolve::resolve_unrecorded",
     // The rules every front shares, pure.
     "rules",
+    "flags::parse_flag",
+    // An environment's flags as last set (a read).
+    "flags::read_flags",
+    // What a routed target's controller serves (a read), and its slots.
+    "router::status",
+    "router::RouterStatus",
+    "router::Slot",
     // What the machine offers (nginx installed, a free port).
     "probe",
     "evaluate",

@@ -156,7 +156,10 @@ fn canary(ctx: &Context, dir: &std::path::Path) -> Result<u8, Failure> {
             std::thread::sleep(std::time::Duration::from_millis(250));
         }
         // Its router stops its nginx and release processes with it.
-        let _ = crate::engine::router::stop_in(&root, "edge-web");
+        let ws = crate::workspace::Workspace::at(root);
+        if let Ok(config) = ws.load_config() {
+            let _ = super::decide::drive(&ws, &config, |h| h.router_stop("edge-web"), |_| {});
+        }
         std::process::exit(0);
     });
     let ctx = Context {

@@ -49,7 +49,7 @@ pub fn run(ctx: &Context, cmd: FlagsCommand) -> Result<u8, Failure> {
                     Failure::usage(e)
                         .hint("e.g. `stella flags set prod new-checkout=on dark-mode=25%`")
                 })?;
-            let req = crate::engine::flags::FlagsRequest {
+            let req = crate::engine::FlagsRequest {
                 env: a.env.clone(),
                 changes,
                 asker: crate::engine::keys::Asker::from_key(a.key.clone()),

@@ -12,10 +12,9 @@ use clap::{Args, Subcommand};
 
 use super::{Context, Failure, exit, load_config, print_json, unknown_environment};
 use crate::config::Config;
-use crate::deploy::routed;
 use crate::domain::CanaryPhase;
 use crate::engine::keys::Asker;
-use crate::engine::router::Slot;
+use crate::engine::lanes::{Progress, RolloutInfo, rollouts};
 
 #[derive(Debug, Subcommand)]
 pub enum RolloutCommand {
@@ -176,7 +175,7 @@ pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
         unreachable!("changes returned above")
     };
     if !a.watch {
-        return status(ws, &targets, &a);
+        return status(&config, &targets, &a);
     }
     // Redrawn every second until interrupted; with --json, one line of
     // JSON per second.
@@ -184,7 +183,7 @@ pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
         if !a.json {
             print!("\x1b[2J\x1b[H");
         }
-        status(ws, &targets, &a)?;
+        status(&config, &targets, &a)?;
         std::thread::sleep(std::time::Duration::from_secs(1));
     }
 }
@@ -198,89 +197,82 @@ fn rollback(
     config: &Config,
     a: &RollbackArgs,
 ) -> Result<u8, Failure> {
+    use crate::engine::rules::{self, RolloutRollback};
     let env = a.env.as_str();
-    let targets = router_targets(config, env)?;
-    let seen: Vec<(String, routed::Progress, routed::RouterState)> = targets
-        .iter()
-        .map(|t| {
-            let dir = routed::state_dir(ws.root(), t);
-            (
-                t.clone(),
-                crate::engine::rollout::progress(ws, env, t),
-                routed::read_state(&dir).unwrap_or_default(),
-            )
-        })
+    router_targets(config, env)?;
+    let seen: Vec<RolloutInfo> = rollouts(config)
+        .into_iter()
+        .filter(|r| r.env == env)
         .collect();
-    if seen.iter().any(|(_, p, _)| p.in_flight()) {
-        return run(
-            ctx,
-            RolloutCommand::Abort(EnvArg {
-                env: env.to_owned(),
-                key: a.key.clone(),
-            }),
-        );
-    }
-    if seen
-        .iter()
-        .any(|(_, p, _)| p.state == Some(CanaryPhase::Experiment))
-    {
-        return run(
-            ctx,
-            RolloutCommand::Consolidate(ConsolidateArgs {
-                env: env.to_owned(),
-                key: a.key.clone(),
-                winner: "a".into(),
-                json: a.json,
-            }),
-        );
-    }
-    // The app the targets serve: what the last rollout named, else the
-    // app the store has live here on the stable release.
-    let store = ws.open_store()?;
+    let store = ws.read_store()?;
     let now = chrono::Utc::now();
-    let (app, warm) = seen
-        .iter()
-        .find_map(|(_, p, st)| {
-            let stable = st.stable.as_ref()?;
-            let app = p
-                .app
-                .clone()
-                .filter(|_| p.digest.as_ref() == Some(&stable.digest))
-                .or_else(|| {
-                    config
-                        .apps
-                        .keys()
-                        .find(|app| {
-                            store
-                                .live_at(env, app, &now)
-                                .ok()
-                                .flatten()
-                                .is_some_and(|l| l.digest == stable.digest)
-                        })
-                        .cloned()
-                })?;
-            let warm = st
-                .candidate
-                .as_ref()
-                .filter(|_| st.weight == 0)
-                .map(|c| c.digest.clone());
-            Some((app, warm))
-        })
-        .ok_or_else(|| {
-            Failure::usage(format!(
+    // The rule the workbench's `r` follows, target by target: the first
+    // that says what "the release before" is decides.
+    let mut choice = RolloutRollback::Nothing;
+    for r in &seen {
+        let serving = rules::serving_app(
+            r.progress.app.as_deref(),
+            r.progress.digest.as_ref(),
+            r.stable.as_ref(),
+            |stable| {
+                config
+                    .apps
+                    .keys()
+                    .find(|app| {
+                        store
+                            .live_at(env, app, &now)
+                            .ok()
+                            .flatten()
+                            .is_some_and(|l| &l.digest == stable)
+                    })
+                    .cloned()
+            },
+        );
+        let warm = r.candidate.clone().filter(|_| r.weight == 0);
+        choice = rules::rollout_rollback(r.progress.state, serving, warm);
+        if choice != RolloutRollback::Nothing {
+            break;
+        }
+    }
+    drop(store);
+    let (app, to) = match choice {
+        RolloutRollback::AbortCanary => {
+            return run(
+                ctx,
+                RolloutCommand::Abort(EnvArg {
+                    env: env.to_owned(),
+                    key: a.key.clone(),
+                }),
+            );
+        }
+        RolloutRollback::EndAbTest => {
+            return run(
+                ctx,
+                RolloutCommand::Consolidate(ConsolidateArgs {
+                    env: env.to_owned(),
+                    key: a.key.clone(),
+                    winner: "a".into(),
+                    json: a.json,
+                }),
+            );
+        }
+        RolloutRollback::Warm { app, to } => (app, Some(to)),
+        RolloutRollback::Pick { app } => (app, None),
+        RolloutRollback::Nothing => {
+            return Err(Failure::usage(format!(
                 "nothing stella deployed is live on {env}'s router targets; nothing to roll back"
             ))
             .hint(format!(
                 "`stella rollout status {env}` shows what they serve"
-            ))
-        })?;
-    drop(store);
+            )));
+        }
+    };
     super::decide::rollback(
         ctx,
         super::decide::RollbackArgs {
             app,
             env: env.to_owned(),
-            to: warm.map(|d| d.to_string()),
+            to: to.map(|d| d.to_string()),
             reason: a.reason.clone(),
             key: a.key.clone(),
             dry_run: false,
@@ -291,42 +283,34 @@ fn rollback(
 }
 
 /// What each target serves, its counters and its canary, once.
-fn status(
-    ws: &crate::workspace::Workspace,
-    targets: &[String],
-    a: &StatusArgs,
-) -> Result<u8, Failure> {
+fn status(config: &Config, targets: &[String], a: &StatusArgs) -> Result<u8, Failure> {
     let mut out = Vec::new();
     let mut canaries = Vec::new();
-    for t in targets {
-        let dir = routed::state_dir(ws.root(), t);
-        let state = routed::read_state(&dir).map_err(Failure::error)?;
-        let stats = routed::read_stats(&dir);
-        let progress = crate::engine::rollout::progress(ws, &a.env, t);
-        let (stable, candidate) = (
-            stats.held(&state, Slot::Stable),
-            stats.held(&state, Slot::Candidate),
-        );
+    for r in rollouts(config)
+        .into_iter()
+        .filter(|r| r.env == a.env && targets.contains(&r.target))
+    {
+        let (stable, candidate) = &r.stats;
         out.push(serde_json::json!({
-            "target": t,
-            "running": routed::running_pid(&dir).is_some(),
-            "stable": state.stable.as_ref().map(|s| &s.digest),
-            "candidate": state.candidate.as_ref().map(|s| &s.digest),
-            "weight": state.weight,
-            "warm_until": state.warm_until,
+            "target": r.target,
+            "running": r.running,
+            "stable": r.stable,
+            "candidate": r.candidate,
+            "weight": r.weight,
+            "warm_until": r.warm_until,
             "slots": {
                 "stable": {"requests": stable.requests, "errors": stable.errors,
                            "error_rate": stable.error_rate(), "p95_ms": stable.p95_ms,
-                           "recent": stats.recent_slot(Slot::Stable)},
+                           "recent": r.recent.0},
                 "candidate": {"requests": candidate.requests, "errors": candidate.errors,
                               "error_rate": candidate.error_rate(), "p95_ms": candidate.p95_ms,
-                              "recent": stats.recent_slot(Slot::Candidate)},
+                              "recent": r.recent.1},
             },
-            "recent_window_s": stats.recent.as_ref().map(|r| r.window_s),
-            "next": next_step(&progress),
-            "canary": progress,
+            "recent_window_s": r.recent_window_s,
+            "next": next_step(&r.progress),
+            "canary": r.progress,
         }));
-        canaries.push(progress);
+        canaries.push(r.progress);
     }
     if a.json && a.watch {
         println!("{}", serde_json::Value::from(out));
@@ -426,7 +410,7 @@ fn status(
 /// The weight a canary under way moves to next, and when: `{"weight",
 /// "at", "in"}`, without `at` while it waits for an operator; null when
 /// no canary is under way.
-fn next_step(p: &routed::Progress) -> serde_json::Value {
+fn next_step(p: &Progress) -> serde_json::Value {
     if !p.in_flight() {
         return serde_json::Value::Null;
     }

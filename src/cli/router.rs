@@ -6,7 +6,9 @@
 use clap::{Args, Subcommand};
 
 use super::{Context, Failure, exit, load_config, print_json};
-use crate::engine::router::{self, Slot};
+use crate::engine::router::{Slot, status};
+
+use super::decide::drive;
 
 #[derive(Debug, Subcommand)]
 pub enum RouterCommand {
@@ -37,19 +39,19 @@ pub fn run(ctx: &Context, cmd: RouterCommand) -> Result<u8, Failure> {
     let config = load_config(ctx, ws)?;
     match cmd {
         RouterCommand::Serve(a) => {
-            router::serve(&config, &a.target)?;
+            drive(ws, &config, |h| h.router_serve(&a.target), |_| {})?;
             Ok(exit::OK)
         }
         RouterCommand::Stop(a) => {
             let name = &a.target;
-            match router::stop(&config, name)? {
+            match drive(ws, &config, |h| h.router_stop(name), |_| {})? {
                 Some(pid) => println!("stopped the router of `{name}` (pid {pid})"),
                 None => println!("the router of `{name}` is not running"),
             }
             Ok(exit::OK)
         }
         RouterCommand::Status(a) => {
-            let s = router::status(&config, &a.target)?;
+            let s = status(&config, &a.target)?;
             if a.json {
                 print_json(&serde_json::json!({
                     "target": s.target, "running": s.pid.is_some(), "pid": s.pid,

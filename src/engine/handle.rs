@@ -48,6 +48,9 @@ enum Command {
     // Added with the request rows and recovery as commands:
     Steer(Ticket, Box<SteerRequest>, Reply<Steered>),
     Recover(Ticket, Reply<Vec<String>>),
+    RouterServe(String, Reply<super::router::Stopped>),
+    RouterStart(String, Reply<std::net::SocketAddr>),
+    RouterStop(String, Reply<Option<i64>>),
     MarkLive(Box<MarkLiveRequest>, Reply<()>),
     Attach(Box<AttachRequest>, Reply<Attached>),
     AddKey(Box<KeyRequest>, Reply<KeyAdded>),
@@ -153,6 +156,27 @@ impl EngineHandle {
     /// lock: their promotions `interrupted`, targets back to what is live.
     pub fn recover(&self) -> Pending<Vec<String>> {
         self.ask(Command::Recover)
+    }
+
+    /// Runs a routed target's controller until it is stopped (SIGTERM,
+    /// SIGINT) or its workspace is gone.
+    pub fn router_serve(&self, target: &str) -> Pending<super::router::Stopped> {
+        let target = target.to_owned();
+        self.ask(|_, r| Command::RouterServe(target, r))
+    }
+
+    /// Starts a routed target's controller in the background unless it
+    /// runs; answers where it listens.
+    pub fn router_start(&self, target: &str) -> Pending<std::net::SocketAddr> {
+        let target = target.to_owned();
+        self.ask(|_, r| Command::RouterStart(target, r))
+    }
+
+    /// Stops a routed target's controller, and with it its nginx and
+    /// release processes; answers its pid (`None`: none ran).
+    pub fn router_stop(&self, target: &str) -> Pending<Option<i64>> {
+        let target = target.to_owned();
+        self.ask(|_, r| Command::RouterStop(target, r))
     }
 
     /// Records a release as live in an environment by hand.
@@ -338,6 +362,24 @@ async fn engine_task(
                     let r = steer_anywhere(&ws, &config, &runs, &req, &sink);
                     report_failure(&sink, &r);
                     let _ = reply.send(r);
+                });
+            }
+            Command::RouterServe(target, reply) => {
+                let config = config.clone();
+                work.spawn_blocking(move || {
+                    let _ = reply.send(super::router::serve(&config, &target));
+                });
+            }
+            Command::RouterStart(target, reply) => {
+                let config = config.clone();
+                work.spawn_blocking(move || {
+                    let _ = reply.send(super::router::start(&config, &target));
+                });
+            }
+            Command::RouterStop(target, reply) => {
+                let config = config.clone();
+                work.spawn_blocking(move || {
+                    let _ = reply.send(super::router::stop(&config, &target));
                 });
             }
             Command::Recover(ticket, reply) => {

@@ -168,6 +168,7 @@ pub fn lanes(
 
 /// What a routed target keeps, as the rollout views read it.
 pub use crate::deploy::routed::Progress;
+pub use crate::deploy::routed::RecentSlot;
 pub use crate::deploy::router::SlotStats;
 
 /// A `router` target as the Rollout screen shows it: read from the files
@@ -183,6 +184,11 @@ pub struct RolloutInfo {
     pub stable: Option<Digest>,
     pub candidate: Option<Digest>,
     pub stats: (SlotStats, SlotStats),
+    /// Each slot over the last few seconds, and how many seconds.
+    pub recent: (Option<RecentSlot>, Option<RecentSlot>),
+    pub recent_window_s: Option<f64>,
+    /// When the release kept warm leaves its slot (Unix seconds).
+    pub warm_until: Option<i64>,
     pub progress: Progress,
 }
 
@@ -219,6 +225,12 @@ pub fn rollouts(config: &Config) -> Vec<RolloutInfo> {
                 },
                 running: routed::running_pid(&dir).is_some(),
                 weight: state.weight,
+                recent: (
+                    stats.recent_slot(crate::deploy::router::Slot::Stable),
+                    stats.recent_slot(crate::deploy::router::Slot::Candidate),
+                ),
+                recent_window_s: stats.recent.as_ref().map(|r| r.window_s),
+                warm_until: state.warm_until,
                 stable: state.stable.map(|s| s.digest),
                 candidate: state.candidate.map(|s| s.digest),
                 stats: per_slot,

@@ -33,6 +33,7 @@ pub mod swap;
 pub use builtins::StellaBuiltins;
 pub use error::{EngineError, ErrorKind};
 pub use event::{EngineEvent, EventKind, Sink, Ticket};
+pub use flags::{FlagsOutcome, FlagsRequest};
 pub use handle::{EngineHandle, Pending, spawn};
 pub use pin::{UnpinOutcome, UnpinRequest};
 pub use promote::{PromoteOutcome, PromoteRequest};

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use super::EngineError;
 use crate::config::{Config, Target};
+pub use crate::deploy::controller::Stopped;
 use crate::deploy::controller::{self, Kind};
 use crate::deploy::routed::{self, RouterState, Stats};
 pub use crate::deploy::router::{Slot, SlotStats};
@@ -90,12 +91,6 @@ pub fn stop(config: &Config, name: &str) -> Result<Option<i64>, EngineError> {
     Ok(controller::stop(&routed::state_dir(&config.root, name)))
 }
 
-/// Stops the controller of target `name` in the workspace at `root`,
-/// without its config (the demo, leaving): returns its pid.
-pub fn stop_in(root: &std::path::Path, name: &str) -> Option<i64> {
-    controller::stop(&routed::state_dir(root, name))
-}
-
 /// What a routed target's controller serves: read only.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RouterStatus {
@@ -123,14 +118,4 @@ pub fn status(config: &Config, name: &str) -> Result<RouterStatus, EngineError> 
         routes: routed::read_state(&dir).map_err(EngineError::error)?,
         counters: routed::read_stats(&dir),
     })
-}
-
-/// Whether this machine has nginx (the demo picks its router by it).
-pub fn nginx_available() -> Result<(), String> {
-    crate::deploy::nginx::find_binary().map(|_| ())
-}
-
-/// A loopback port nothing listens on now.
-pub fn free_port() -> std::io::Result<u16> {
-    crate::deploy::backends::free_port()
 }

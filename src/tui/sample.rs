@@ -306,6 +306,9 @@ pub fn rollouts() -> Vec<super::data::RolloutInfo> {
         stable: Some(digest(2)),
         candidate: Some(digest(20)),
         stats: (stable, candidate),
+        recent: (None, None),
+        recent_window_s: None,
+        warm_until: None,
         progress: crate::engine::lanes::Progress {
             promotion: None,
             owner: None,
