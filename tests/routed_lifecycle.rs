@@ -400,12 +400,16 @@ fn a_rollback_whose_warm_release_fails_is_reported_as_failed() {
     assert!(!out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["outcome"], "rollback-failed");
+    // The error report every failed outcome carries: what, where, a hint.
     assert!(
-        v["error"].as_str().is_some_and(|e| e.contains("500")),
+        v["error"]["what"]
+            .as_str()
+            .is_some_and(|e| e.contains("500")),
         "{v}"
     );
+    assert!(v["error"]["hint"].is_string(), "{v}");
     assert!(
-        common::stderr(&out).contains("FAILED"),
+        common::stderr(&out).contains("error:") && common::stderr(&out).contains("500"),
         "{}",
         common::stderr(&out)
     );
@@ -419,7 +423,12 @@ fn a_rollback_whose_warm_release_fails_is_reported_as_failed() {
         "{}",
         common::stdout(&out)
     );
-    assert!(common::stderr(&out).contains("FAILED"));
+    assert!(
+        common::stdout(&out).contains("FAILED") && common::stderr(&out).contains("error:"),
+        "{}{}",
+        common::stdout(&out),
+        common::stderr(&out)
+    );
     // Nothing moved, and nothing is pinned.
     assert_eq!(routes(&ws)["stable"]["digest"], v2.as_str());
     assert_eq!(get(port).map(|r| r.1).as_deref(), Some("v2"));
