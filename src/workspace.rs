@@ -186,8 +186,10 @@ mod tests {
         let conn = rusqlite::Connection::open(ws.db_path()).unwrap();
         conn.pragma_update(None, "user_version", Store::schema_version() - 1)
             .unwrap();
-        conn.execute_batch("ALTER TABLE runs DROP COLUMN graph")
-            .unwrap();
+        conn.execute_batch(
+            "DROP TRIGGER capsules_outcome_insert; ALTER TABLE capsules DROP COLUMN outcome",
+        )
+        .unwrap();
         drop(conn);
         let store = ws.read_store().unwrap();
         let v: i64 = store

@@ -263,7 +263,7 @@ fn rewritten_index_columns_are_named_by_the_chain_audit_and_marked_by_the_list()
     let ws = dir.path();
     let conn = db(ws);
     conn.execute(
-        "UPDATE capsules SET app = 'billing', action = 'rollback', decision = 'deny' WHERE id = (SELECT max(id) FROM capsules)",
+        "UPDATE capsules SET app = 'billing', action = 'rollback', decision = 'deny', outcome = 'blocked' WHERE id = (SELECT max(id) FROM capsules)",
         [],
     )
     .unwrap();
@@ -278,7 +278,8 @@ fn rewritten_index_columns_are_named_by_the_chain_audit_and_marked_by_the_list()
     assert!(
         text.contains("app is `billing` in the index, `api` signed")
             && text.contains("action is `rollback` in the index, `promote` signed")
-            && text.contains("decision is `deny` in the index, `allow` signed"),
+            && text.contains("decision is `deny` in the index, `allow` signed")
+            && text.contains("outcome is `blocked` in the index, `live` signed"),
         "{text}"
     );
     let out = stella(ws).args(["capsule", "list"]).output().unwrap();

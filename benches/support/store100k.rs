@@ -68,7 +68,7 @@ pub fn ensure() -> (PathBuf, PrivateKey) {
     let key = PrivateKey::from_seed(&[9; 32]);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-chain");
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("store-{N}-v5.db"));
+    let path = dir.join(format!("store-{N}-v6.db"));
     if !path.exists() {
         eprintln!("building a {N}-capsule store at {} (once)…", path.display());
         build(&path, &key);

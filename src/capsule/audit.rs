@@ -34,6 +34,8 @@ pub struct ChainPredicate {
     decision: String,
     release: ChainRelease,
     clock: String,
+    #[serde(default)]
+    outcome: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +73,13 @@ pub fn index_disagreements(row: &CapsuleRow, view: &ChainPredicate) -> Vec<Strin
     );
     let show = |d: &Option<Digest>| d.as_ref().map_or("none".to_owned(), ToString::to_string);
     col("previous", &show(&row.previous), &show(&view.previous));
+    if let Some(indexed) = row.outcome {
+        col(
+            "outcome",
+            indexed.as_str(),
+            view.outcome.as_deref().unwrap_or("none"),
+        );
+    }
     // `sealed_at` is when the capsule joined its chain, the signed clock
     // when its decision was taken: never sealed before it was decided.
     // (Stores from before the two were kept apart have them equal.)

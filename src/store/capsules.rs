@@ -143,6 +143,21 @@ fn row(r: &rusqlite::Row<'_>) -> Result<CapsuleRow, rusqlite::Error> {
     })
 }
 
+/// A row selected with its stored outcome (column 10) and, only where
+/// that is empty (a capsule sealed before the column existed), its
+/// envelope (column 11) to read the outcome from.
+fn row_with_stored_outcome(r: &rusqlite::Row<'_>) -> Result<CapsuleRow, rusqlite::Error> {
+    let mut c = row(r)?;
+    let stored: Option<String> = r.get(10)?;
+    c.outcome = match stored {
+        Some(word) => Some(crate::store::word_from_sql(10, &word)?),
+        None => r
+            .get::<_, Option<Vec<u8>>>(11)?
+            .and_then(|e| signed_outcome(&e)),
+    };
+    Ok(c)
+}
+
 /// A row selected with its envelope (column 10), its outcome read.
 fn row_with_outcome(r: &rusqlite::Row<'_>) -> Result<(CapsuleRow, Vec<u8>), rusqlite::Error> {
     let mut c = row(r)?;
@@ -215,22 +230,28 @@ impl Store {
     }
 
     pub fn capsules(&self, f: &CapsuleFilter) -> Result<Vec<CapsuleRow>, StoreError> {
-        if f.outcome.is_some() {
-            let mut out = Vec::new();
-            self.for_each_capsule_matching(f, |r, _| {
-                out.push(r);
-                Ok::<_, StoreError>(())
-            })?;
-            return Ok(out);
-        }
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM capsules
+            "SELECT {COLUMNS}, outcome, CASE WHEN outcome IS NULL THEN envelope END FROM capsules
              WHERE (?1 IS NULL OR environment = ?1) AND (?2 IS NULL OR app = ?2)
                AND (?3 IS NULL OR decision = ?3) AND (?4 IS NULL OR digest LIKE ?4 || '%')
+               AND (?5 IS NULL OR outcome IS NULL OR outcome = ?5)
              ORDER BY id"
         ))?;
-        let rows = stmt.query_map(params![f.environment, f.app, f.decision, f.digest], row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut rows = stmt.query(params![
+            f.environment,
+            f.app,
+            f.decision,
+            f.digest,
+            f.outcome.map(|o| o.as_str())
+        ])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let c = row_with_stored_outcome(r)?;
+            if f.keeps(&c) {
+                out.push(c);
+            }
+        }
+        Ok(out)
     }
 
     /// The newest `limit` capsules matching `f`, newest first, each with
@@ -241,17 +262,19 @@ impl Store {
         f: &CapsuleFilter,
         limit: usize,
     ) -> Result<Vec<CapsuleRow>, StoreError> {
-        // The outcome is inside the signed envelope: filtering on it reads
-        // rows until the page is full instead of limiting in SQL.
+        // Older capsules keep their outcome only in the signed envelope:
+        // filtering on it reads rows until the page is full instead of
+        // limiting in SQL.
         let sql_limit = if f.outcome.is_some() {
             -1
         } else {
             limit as i64
         };
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {COLUMNS}, envelope FROM capsules
+            "SELECT {COLUMNS}, outcome, CASE WHEN outcome IS NULL THEN envelope END FROM capsules
              WHERE (?1 IS NULL OR environment = ?1) AND (?2 IS NULL OR app = ?2)
                AND (?3 IS NULL OR decision = ?3) AND (?4 IS NULL OR digest LIKE ?4 || '%')
+               AND (?6 IS NULL OR outcome IS NULL OR outcome = ?6)
              ORDER BY id DESC LIMIT ?5"
         ))?;
         let mut rows = stmt.query(params![
@@ -259,13 +282,14 @@ impl Store {
             f.app,
             f.decision,
             f.digest,
-            sql_limit
+            sql_limit,
+            f.outcome.map(|o| o.as_str())
         ])?;
         let mut out = Vec::new();
         while out.len() < limit
             && let Some(r) = rows.next()?
         {
-            let (c, _) = row_with_outcome(r)?;
+            let c = row_with_stored_outcome(r)?;
             if f.keeps(&c) {
                 out.push(c);
             }
@@ -396,12 +420,19 @@ impl Store {
         mut f: impl FnMut(CapsuleRow, &[u8]),
     ) -> Result<(), StoreError> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {COLUMNS}, envelope FROM capsules WHERE ?1 IS NULL OR environment = ?1 ORDER BY id"
+            "SELECT {COLUMNS}, envelope, outcome FROM capsules WHERE ?1 IS NULL OR environment = ?1 ORDER BY id"
         ))?;
         let mut rows = stmt.query([environment])?;
         while let Some(r) = rows.next()? {
             let env: Vec<u8> = r.get(10)?;
-            f(row(r)?, &env);
+            let mut c = row(r)?;
+            // The index's own outcome, for the audit to hold against the
+            // signed one (`None` for capsules sealed before it was kept).
+            c.outcome = r
+                .get::<_, Option<String>>(11)?
+                .map(|w| crate::store::word_from_sql(11, &w))
+                .transpose()?;
+            f(c, &env);
         }
         Ok(())
     }
@@ -500,8 +531,8 @@ fn insert_capsule<E: std::fmt::Display>(
     let sealed = seal(previous.clone(), head.as_deref(), promotion_id)
         .map_err(|e| StoreError::Seal(e.to_string()))?;
     tx.execute(
-        "INSERT INTO capsules (environment, app, digest, action, decision, promotion_id, payload_digest, previous, envelope, sealed_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO capsules (environment, app, digest, action, decision, promotion_id, payload_digest, previous, envelope, sealed_at, outcome)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             d.environment,
             d.app,
@@ -512,7 +543,8 @@ fn insert_capsule<E: std::fmt::Display>(
             sealed.payload_digest.to_string(),
             previous.map(|p| p.to_string()),
             sealed.envelope,
-            at
+            at,
+            d.outcome.as_str()
         ],
     )?;
     let capsule_id = tx.last_insert_rowid();

@@ -47,6 +47,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("migrations/0007_rollouts.sql")),
     M::up(include_str!("migrations/0008_state_checks.sql")),
     M::up(include_str!("migrations/0009_run_graph.sql")),
+    M::up(include_str!("migrations/0010_capsule_outcome.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
