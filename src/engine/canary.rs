@@ -282,27 +282,41 @@ impl Runner<'_> {
     }
 
     /// The candidate's weight on the target's current routes: only the
-    /// weight changes, whatever else (flags) changed meanwhile.
+    /// weight changes, whatever else (flags) changed meanwhile — read and
+    /// written under the routes file's lock, as every writer of it does.
     async fn set_weight(&self, w: u8) -> Result<(), String> {
-        let mut st = routed::read_state(self.sdir)?;
-        st.weight = w;
-        let version = routed::write_state(self.sdir, &mut st)?;
-        match self.listen {
+        let version = routed::update_state(self.sdir, |st| {
+            st.weight = w;
+            Ok(())
+        })?;
+        self.live(version).await
+    }
+
+    async fn all_to_stable(&self) -> Result<(), String> {
+        let listen = self.listen;
+        let version = routed::update_state(self.sdir, |st| {
+            st.candidate = None;
+            st.weight = 0;
+            if st.listen.is_none() {
+                st.listen = listen;
+            }
+            Ok(())
+        })?;
+        self.live(version).await
+    }
+
+    /// Waits until the target's router answers routes `version` (when its
+    /// controller runs).
+    async fn live(&self, version: u64) -> Result<(), String> {
+        match self
+            .listen
+            .filter(|_| routed::running_pid(self.sdir).is_some())
+        {
             Some(listen) => {
                 routed::wait_live(listen, version, Duration::from_secs(10), Some(self.sdir)).await
             }
             None => Ok(()),
         }
-    }
-
-    async fn all_to_stable(&self) -> Result<(), String> {
-        let mut st = routed::read_state(self.sdir)?;
-        st.candidate = None;
-        st.weight = 0;
-        if st.listen.is_none() {
-            st.listen = self.listen;
-        }
-        routed::switch(self.sdir, &mut st).await
     }
 
     /// The oldest pending request on this environment's rollout.

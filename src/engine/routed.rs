@@ -108,10 +108,12 @@ impl Routed<'_> {
                         // All traffic back to stable (the canary's abort
                         // did so already); the candidate is retired.
                         let sent = async {
-                            let mut st = routed::read_state(&sdir)?;
-                            st.candidate = None;
-                            st.weight = 0;
-                            routed::switch(&sdir, &mut st).await
+                            let version = routed::update_state(&sdir, |st| {
+                                st.candidate = None;
+                                st.weight = 0;
+                                Ok(())
+                            })?;
+                            live(version).await
                         };
                         return Err(match sent.await {
                             Ok(()) => format!(
@@ -128,15 +130,17 @@ impl Routed<'_> {
         }
         // The swap, on the routes as they are now (flags set meanwhile
         // stay).
-        let mut st = routed::read_state(&sdir)?;
-        st.listen = Some(listen);
-        st.candidate = st.stable.take().filter(|s| s.digest != *digest);
-        st.stable = Some(new);
-        st.weight = 0;
-        // The old release stays warm for an instant rollback: until a
-        // newer one takes its slot, or for `scale_down_delay`.
-        st.warm_until = warm.map(|d| chrono::Utc::now().timestamp() + d.as_secs() as i64);
-        live(routed::write_state(&sdir, &mut st)?).await?;
+        let version = routed::update_state(&sdir, |st| {
+            st.listen = Some(listen);
+            st.candidate = st.stable.take().filter(|s| s.digest != *digest);
+            st.stable = Some(new);
+            st.weight = 0;
+            // The old release stays warm for an instant rollback: until a
+            // newer one takes its slot, or for `scale_down_delay`.
+            st.warm_until = warm.map(|d| chrono::Utc::now().timestamp() + d.as_secs() as i64);
+            Ok(())
+        })?;
+        live(version).await?;
         Ok(format!(
             "{name}: {was} → sha256:{} on {listen} ({}{steps}{})",
             digest.short(),
