@@ -604,21 +604,35 @@ fn consolidate_target(
             AbEffect::ConsolidateOn(w) => {
                 // Everything to the winner; the loser's slot is retired (b
                 // winning keeps a warm, for an instant rollback).
-                let mut st = routed::read_state(&sdir).map_err(EngineError::error)?;
-                if w == AbWinner::B {
-                    let old = st.stable.take();
-                    st.stable = st.candidate.take();
-                    st.candidate = old;
-                } else {
-                    st.candidate = None;
-                }
-                st.weight = 0;
-                st.sticky = false;
-                if st.listen.is_none() {
-                    st.listen = config.targets.get(name).and_then(|t| t.listen());
-                }
-                super::resolve::block_on(routed::switch(&sdir, &mut st))?
+                // On the routes as they are (flags stay), under their lock.
+                let configured = config.targets.get(name).and_then(|t| t.listen());
+                let mut listen = None;
+                let version = routed::update_state(&sdir, |st| {
+                    if w == AbWinner::B {
+                        let old = st.stable.take();
+                        st.stable = st.candidate.take();
+                        st.candidate = old;
+                    } else {
+                        st.candidate = None;
+                    }
+                    st.weight = 0;
+                    st.sticky = false;
+                    if st.listen.is_none() {
+                        st.listen = configured;
+                    }
+                    listen = st.listen;
+                    Ok(())
+                })
+                .map_err(EngineError::error)?;
+                if let Some(listen) = listen.filter(|_| routed::running_pid(&sdir).is_some()) {
+                    super::resolve::block_on(routed::wait_live(
+                        listen,
+                        version,
+                        Duration::from_secs(10),
+                        Some(&sdir),
+                    ))?
                     .map_err(EngineError::error)?;
+                }
             }
             _ => {}
         }

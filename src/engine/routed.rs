@@ -46,8 +46,7 @@ impl Routed<'_> {
         routed::ensure_running(&self.config.root, name, listen)
             .await
             .map_err(|e| format!("target `{name}`: {e}"))?;
-        let mut st = routed::read_state(&sdir)?;
-        st.listen = Some(listen);
+        let st = routed::read_state(&sdir)?;
         let previous = st.stable.clone();
         let new = SlotState {
             digest: digest.clone(),
@@ -78,18 +77,25 @@ impl Routed<'_> {
                     && st.candidate.as_ref().is_some_and(|c| c.digest == *digest)
             });
         if previous.is_some() && resumed.is_none() {
-            st.candidate = Some(new.clone());
-            st.weight = 0;
-            st.warm_until = None;
-            let version = routed::write_state(&sdir, &mut st)?;
+            let version = routed::update_state(&sdir, |st| {
+                st.listen = Some(listen);
+                st.candidate = Some(new.clone());
+                st.weight = 0;
+                st.warm_until = None;
+                Ok(())
+            })?;
             live(version).await?;
             if let Err(e) = routed::check_candidate(listen, version).await {
-                let mut st = routed::read_state(&sdir)?;
-                st.candidate = None;
-                let _ = routed::write_state(&sdir, &mut st);
-                return Err(format!(
-                    "target `{name}`: {e}; the stable release keeps serving"
-                ));
+                let cleared = routed::update_state(&sdir, |st| {
+                    st.candidate = None;
+                    Ok(())
+                });
+                return Err(match cleared {
+                    Ok(_) => format!("target `{name}`: {e}; the stable release keeps serving"),
+                    Err(c) => format!(
+                        "target `{name}`: {e}; the stable release keeps serving, but taking the failed release out of its idle slot failed: {c}"
+                    ),
+                });
             }
         }
         let mut steps = String::new();
@@ -174,21 +180,17 @@ impl Routed<'_> {
         let (ab, effects) = AbTest::start(split, chrono::Utc::now());
         for e in effects {
             if let AbEffect::SetWeight(w) = e {
-                // On the routes as they are (flags stay).
-                let mut st = routed::read_state(sdir)?;
-                if st.candidate.as_ref().is_none_or(|c| c.digest != *digest) {
-                    return Err("the new release is not in the candidate slot".into());
-                }
-                st.weight = w;
-                st.sticky = true;
-                st.warm_until = None;
-                routed::wait_live(
-                    listen,
-                    routed::write_state(sdir, &mut st)?,
-                    Duration::from_secs(10),
-                    Some(sdir),
-                )
-                .await?;
+                // On the routes as they are (flags stay), under their lock.
+                let version = routed::update_state(sdir, |st| {
+                    if st.candidate.as_ref().is_none_or(|c| c.digest != *digest) {
+                        return Err("the new release is not in the candidate slot".into());
+                    }
+                    st.weight = w;
+                    st.sticky = true;
+                    st.warm_until = None;
+                    Ok(())
+                })?;
+                routed::wait_live(listen, version, Duration::from_secs(10), Some(sdir)).await?;
             }
         }
         routed::write_ab(
