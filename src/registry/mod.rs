@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod layout;
+pub mod referrers;
 pub mod remote;
 
 use std::path::{Path, PathBuf};
@@ -45,6 +46,12 @@ pub enum RegistryError {
     Unauthorized { reference: String, detail: String },
     #[error("{reference}: {detail}")]
     Registry { reference: String, detail: String },
+    /// The registry answered but would not store what was pushed (read-only
+    /// mode, maintenance, a rejected manifest). Worth retrying later.
+    #[error(
+        "{reference}: the registry refused the push ({detail}); it may be read-only or under maintenance, retry later"
+    )]
+    Refused { reference: String, detail: String },
 }
 
 fn list_tags(tags: &[String]) -> String {

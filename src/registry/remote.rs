@@ -13,7 +13,7 @@ use crate::domain::{Digest, Selector};
 
 /// What a tag may point at: single images and multi-arch indexes, OCI and
 /// Docker flavours alike. A multi-arch tag resolves to its index digest.
-const ACCEPTED: &[&str] = &[
+pub(super) const ACCEPTED: &[&str] = &[
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -60,7 +60,7 @@ pub async fn resolve(
     Ok(actual)
 }
 
-fn client(registry: &str, insecure: bool) -> Client {
+pub(super) fn client(registry: &str, insecure: bool) -> Client {
     let plain_http = insecure || is_loopback_registry(registry);
     Client::new(ClientConfig {
         protocol: if plain_http {
@@ -134,7 +134,7 @@ pub async fn fetch_image(
     }
 }
 
-fn classify(
+pub(super) fn classify(
     e: OciDistributionError,
     registry: &str,
     reference: &str,
@@ -221,7 +221,7 @@ fn classify(
 
 /// An error and its causes on one line: reqwest's top-level message alone
 /// ("error sending request") hides the useful part.
-fn chain(e: &dyn std::error::Error) -> String {
+pub(super) fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {
