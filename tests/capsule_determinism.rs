@@ -268,6 +268,7 @@ fn a_hundred_generated_decisions_replay_identically() {
                 })
                 .collect(),
             public_key_pem: key.public().to_pem(),
+            summary: None,
         };
         let outcome = replay(&file).unwrap();
         assert!(

@@ -311,6 +311,60 @@ fn tampering_with_any_part_is_detected_and_named() {
 }
 
 #[test]
+fn a_capsule_files_verification_summary_is_checked_against_the_capsule() {
+    let dir = workspace();
+    let ws = dir.path();
+    let file = staging_capsule(ws);
+    let original = load(&file);
+    let summary: stella::sign::Envelope =
+        serde_json::from_value(original["summary"].clone()).expect("a summary in the file");
+    let mut vsa: serde_json::Value =
+        serde_json::from_slice(&summary.payload_bytes().unwrap()).unwrap();
+    assert_eq!(
+        vsa["predicateType"],
+        "https://slsa.dev/verification_summary/v1"
+    );
+    assert_eq!(verify(ws, &file).0, 0);
+
+    // Re-signed with the sealing key itself, but saying the opposite.
+    let flipped = if vsa["predicate"]["verificationResult"] == "PASSED" {
+        "FAILED"
+    } else {
+        "PASSED"
+    };
+    vsa["predicate"]["verificationResult"] = flipped.into();
+    let key = stella::sign::PrivateKey::from_pem(
+        &std::fs::read_to_string(ws.join(".stella/keys/workspace.key")).unwrap(),
+    )
+    .unwrap();
+    let mut v = original.clone();
+    v["summary"] = serde_json::to_value(stella::sign::Envelope::sign(
+        stella::capsule::statement::PAYLOAD_TYPE,
+        &serde_json_canonicalizer::to_vec(&vsa).unwrap(),
+        &key,
+    ))
+    .unwrap();
+    save(&file, &v);
+    assert!(
+        problems(ws, &file).contains("the verification summary: it says"),
+        "{}",
+        problems(ws, &file)
+    );
+
+    // Changed after signing.
+    let mut v = original.clone();
+    v["summary"]["payload"] = STANDARD.encode(b"{}").into();
+    save(&file, &v);
+    assert!(
+        problems(ws, &file).contains("the verification summary: signature does not verify"),
+        "{}",
+        problems(ws, &file)
+    );
+    save(&file, &original);
+    assert_eq!(verify(ws, &file).0, 0);
+}
+
+#[test]
 fn replay_reports_the_exact_differences() {
     let dir = workspace();
     let ws = dir.path();
@@ -337,6 +391,9 @@ fn replay_reports_the_exact_differences() {
         &key,
     ))
     .unwrap();
+    // The file's verification summary names the original capsule; one
+    // re-signed this way no longer matches it, so it goes too.
+    v.as_object_mut().unwrap().remove("summary");
     save(&file, &v);
     let out = stella(ws)
         .args(["capsule", "replay"])

@@ -76,6 +76,8 @@ fn name(k: &EventKind) -> &'static str {
         EventKind::Resumed { .. } => "resumed",
         EventKind::Aborting { .. } => "aborting",
         EventKind::CapsuleSealed { .. } => "sealed",
+        EventKind::CapsuleAttached { .. } => "attached",
+        EventKind::CapsuleAttachFailed { .. } => "attach-failed",
         EventKind::Failed { .. } => "failed",
     }
 }

@@ -394,6 +394,10 @@ const ENGINE_ALLOWED: &[&str] = &[
     "run::seconds",
     "run::default_workflow",
     "run::step_graph",
+    // What `stella capsule push` asks for and is answered (the push is
+    // the engine's `push_capsules`).
+    "publish::PushWhich",
+    "publish::Pushed",
 ];
 
 /// Store functions that write; `open_store` hands them out.
@@ -415,6 +419,10 @@ const STORE_WRITES: &[&str] = &[
     ".finish_interrupted(",
     ".put_request(",
     ".answer_request(",
+    ".put_summary(",
+    ".request_attachment(",
+    ".attachment_failed(",
+    ".attachment_done(",
     ".write(",
 ];
 

@@ -18,6 +18,11 @@ pub struct CapsuleFile {
     pub envelope: Envelope,
     pub evidence: Vec<EmbeddedBlob>,
     pub public_key_pem: String,
+    /// The decision's verification summary (a SLSA VSA in its own DSSE
+    /// envelope), for decisions sealed with one. Verified, when present,
+    /// against the same keys and against the capsule it names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Envelope>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

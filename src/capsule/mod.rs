@@ -3,6 +3,7 @@
 //! as a DSSE envelope with ed25519; the exported file embeds every blob the
 //! statement references, so it verifies and replays offline.
 
+pub mod attached;
 pub mod audit;
 pub mod environment;
 pub mod file;
@@ -10,6 +11,7 @@ pub mod limits;
 pub mod replay;
 pub mod seal;
 pub mod statement;
+pub mod summary;
 pub mod trust;
 pub mod verify;
 

@@ -154,7 +154,43 @@ pub fn sealed_row(
         payload_digest: sealed.payload_digest,
         envelope: serde_json::to_vec(&sealed.envelope).map_err(json)?,
         head: serde_json::to_vec(&head).map_err(json)?,
+        summary: None,
+        attach: None,
     })
+}
+
+/// `sealed_row` for a decision about whether a release may run: its
+/// verification summary is signed with the same key and kept with it,
+/// and, with `attach`, both are queued to be attached to the image.
+pub fn sealed_decision(
+    statement: Statement,
+    previous: Option<&Digest>,
+    head: Option<&[u8]>,
+    key: &PrivateKey,
+    ctx: &super::summary::Context,
+    attach: Option<crate::store::AttachTarget>,
+) -> Result<crate::store::SealedRow, String> {
+    let vsa = statement.clone();
+    let mut row = sealed_row(statement, previous, head, key)?;
+    if let Some(summary) = super::summary::summarize(&vsa, &row.payload_digest, ctx) {
+        row.summary = Some(sealed_summary(&summary, key));
+        row.attach = attach;
+    }
+    Ok(row)
+}
+
+/// A summary signed for the store.
+pub fn sealed_summary(
+    summary: &super::summary::SummaryStatement,
+    key: &PrivateKey,
+) -> crate::store::SealedSummary {
+    let payload = summary.canonical();
+    let envelope = Envelope::sign(PAYLOAD_TYPE, &payload, key);
+    crate::store::SealedSummary {
+        payload_digest: Digest::of(&payload),
+        passed: summary.predicate.verification_result == super::summary::VerificationResult::Passed,
+        envelope: serde_json::to_vec(&envelope).expect("an envelope serializes"),
+    }
 }
 
 pub fn seal(statement: Statement, key: &PrivateKey) -> Sealed {

@@ -110,6 +110,14 @@ pub fn verify(file: &CapsuleFile, trusted: &[Trusted]) -> Report {
                     ));
                 }
             }
+            if let Some(summary) = &file.summary {
+                r.problems.extend(summary_problems(
+                    summary,
+                    &st,
+                    &Digest::of(&payload),
+                    trusted,
+                ));
+            }
             r.statement = Some(st);
         }
         Err(e) => r
@@ -118,6 +126,35 @@ pub fn verify(file: &CapsuleFile, trusted: &[Trusted]) -> Report {
     }
     r.valid = r.problems.is_empty();
     r
+}
+
+/// A capsule file's verification summary: signed by a trusted key, and
+/// saying what the capsule says.
+fn summary_problems(
+    summary: &crate::sign::Envelope,
+    st: &Statement,
+    capsule: &Digest,
+    trusted: &[Trusted],
+) -> Vec<String> {
+    let Some(t) = trusted
+        .iter()
+        .find(|t| summary.keyids().any(|id| id == t.key.keyid()))
+    else {
+        return vec![format!(
+            "the verification summary is signed by key {}, which is not a sealing key trusted here",
+            summary.keyids().next().map_or("(none)", short)
+        )];
+    };
+    let payload = match summary.verify(&t.key) {
+        Ok(p) => p,
+        Err(e) => return vec![format!("the verification summary: {e}")],
+    };
+    match super::summary::parse(&payload)
+        .and_then(|s| super::summary::check_against(&s, st, capsule))
+    {
+        Ok(()) => vec![],
+        Err(e) => vec![format!("the verification summary: {e}")],
+    }
 }
 
 fn short(keyid: &str) -> &str {

@@ -31,6 +31,17 @@ pub enum CapsuleCommand {
     ///
     /// Exit 0 identical, 1 different.
     Replay(ReplayArgs),
+    /// Attach a capsule and its verification summary to the image (OCI
+    /// referrers), or retry every pending attachment
+    ///
+    /// Exit 0 attached, 1 not (it stays pending, with its error).
+    Push(super::attest::PushArgs),
+    /// Fetch every capsule attached to an image, to verify and replay
+    /// offline (no workspace needed)
+    Pull(super::attest::PullArgs),
+    /// Write a capsule's DSSE envelope, or its verification summary's, as
+    /// DSSE JSON or a Sigstore bundle
+    Envelope(super::attest::EnvelopeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +131,9 @@ pub fn run(ctx: &Context, cmd: CapsuleCommand) -> Result<u8, Failure> {
         CapsuleCommand::Export(a) => export(ctx, a),
         CapsuleCommand::Verify(a) => verify_file(ctx, a),
         CapsuleCommand::Replay(a) => replay_file(ctx, a),
+        CapsuleCommand::Push(a) => super::attest::push(ctx, a),
+        CapsuleCommand::Pull(a) => super::attest::pull(ctx, a),
+        CapsuleCommand::Envelope(a) => super::attest::envelope(ctx, a),
     }
 }
 
@@ -264,7 +278,11 @@ fn list(ctx: &Context, a: ListArgs) -> Result<u8, Failure> {
 }
 
 /// Finds a capsule by id or `latest` (optionally of one environment).
-fn find(ctx: &Context, id: &str, env: Option<&str>) -> Result<(CapsuleRow, Vec<u8>), Failure> {
+pub(super) fn find(
+    ctx: &Context,
+    id: &str,
+    env: Option<&str>,
+) -> Result<(CapsuleRow, Vec<u8>), Failure> {
     let ws = ctx.workspace()?;
     let store = ws.read_store()?;
     let found = if id == "latest" {

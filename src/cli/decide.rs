@@ -170,16 +170,19 @@ fn print_step(kind: &EventKind) {
     }
 }
 
-/// Notes go to stderr, so `--json` keeps stdout clean.
-fn print_note(kind: &EventKind) {
+/// Notes go to stderr, so `--json` keeps stdout clean; so do the
+/// attachments of sealed decisions to their image.
+pub(super) fn print_note(kind: &EventKind) {
     if let EventKind::Note(n) = kind {
         eprintln!("note: {n}");
+    } else if let Some(line) = super::attest::attach_line(kind) {
+        eprintln!("{line}");
     }
 }
 
 /// With `--json`, a command that fails still prints one JSON object on
 /// stdout, `{"error": {what, where, hint}}`; stderr says it as always.
-fn json_error(json: bool, place: String, r: Result<u8, Failure>) -> Result<u8, Failure> {
+pub(super) fn json_error(json: bool, place: String, r: Result<u8, Failure>) -> Result<u8, Failure> {
     if let (true, Err(f)) = (json, &r)
         && f.code != exit::BROKEN_PIPE
     {
@@ -353,6 +356,8 @@ fn promote_inner(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
         v["promotion_id"] = done.promotion_id.into();
         v["outcome"] = done.outcome.as_str().into();
         v["capsule"] = done.capsule.display().to_string().into();
+        v["capsule_id"] = done.capsule_id.into();
+        v["attachment"] = serde_json::to_value(&done.attachment).map_err(Failure::error)?;
         if let Some(e) = &error {
             v["error"] = serde_json::to_value(e).map_err(Failure::error)?;
         }
@@ -473,6 +478,7 @@ fn rollback_inner(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
             "app": a.app, "environment": a.env, "digest": done.to, "from": done.from,
             "restores_capsule": done.restores_capsule, "pinned": done.failure.is_none(),
             "promotion_id": done.promotion_id, "outcome": done.outcome, "capsule": done.capsule,
+            "capsule_id": done.capsule_id, "attachment": done.attachment,
         });
         if let Some(e) = &error {
             v["error"] = serde_json::to_value(e).map_err(Failure::error)?;

@@ -2,6 +2,7 @@
 //! error so exit codes live in one place (`exit.rs`).
 
 mod approve;
+mod attest;
 mod audit;
 mod capsule;
 mod config_check;
@@ -107,6 +108,12 @@ pub enum Command {
     /// Feature flags of an environment: set (sealed) and list
     #[command(subcommand)]
     Flags(flags::FlagsCommand),
+    /// May this image run in this environment? Checks the decisions
+    /// attached to it with trusted keys only; no workspace needed
+    ///
+    /// Exit 0 allowed, 3 not (its newest decision failed, or none is
+    /// attached), 1 the registry could not be read.
+    Verify(attest::VerifyArgs),
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -154,6 +161,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Router(cmd) => router::run(&ctx, cmd),
         Command::Rollout(cmd) => rollout::run(&ctx, cmd),
         Command::Flags(cmd) => flags::run(&ctx, cmd),
+        Command::Verify(a) => attest::verify(&ctx, a),
     })
 }
 

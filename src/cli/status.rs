@@ -60,6 +60,16 @@ pub fn run(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
             l.promotion_id, l.environment, l.pid
         );
     }
+    let pending = store.pending_attachments(1)?;
+    if let Some(first) = pending.first() {
+        eprintln!(
+            "note: {} decision(s) not yet attached to their image (capsule #{} → {}: {}); `stella capsule push --pending` tries again",
+            store.pending_attachment_count()?,
+            first.capsule_id,
+            first.target.image,
+            first.last_error.as_deref().unwrap_or("not tried yet")
+        );
+    }
     let mut resolutions = BTreeMap::new();
     for app in config.apps.keys() {
         resolutions.insert(app.clone(), store.resolutions(Some(app))?);

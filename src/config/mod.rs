@@ -44,6 +44,8 @@ pub struct App {
     pub name: String,
     pub image: ImageRef,
     pub insecure: bool,
+    /// Capsules and summaries are attached to the image.
+    pub attach: bool,
 }
 
 impl Config {
@@ -185,6 +187,10 @@ impl Validator<'_> {
                         name.get_ref().clone(),
                         App {
                             name: name.get_ref().clone(),
+                            attach: app.attach.unwrap_or(matches!(
+                                image.repository,
+                                crate::domain::Repository::Remote { .. }
+                            )),
                             image,
                             insecure: app.insecure,
                         },

@@ -34,6 +34,10 @@ pub struct AppConfig {
     /// Plain HTTP to the registry (loopback registries use it anyway).
     #[serde(default)]
     pub insecure: bool,
+    /// Attach each decision's capsule and verification summary to the
+    /// image as OCI referrers. Default: on for a registry, off for an
+    /// image layout.
+    pub attach: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]

@@ -18,7 +18,7 @@ pub use digest::{Digest, DigestError};
 pub use reference::{ImageRef, ReferenceError, Repository, Selector};
 pub use release::{ReleaseSpec, Resolution};
 pub use state::{
-    AbWinner, AnalysisVerdict, CanaryPhase, Cause, OperatorRequest, PromotionOutcome,
+    AbWinner, AnalysisVerdict, AttachState, CanaryPhase, Cause, OperatorRequest, PromotionOutcome,
     PromotionState, RequestState, RunState, StepState,
 };
 pub use verdict::{Decision, GateKind, Outcome, Verdict};

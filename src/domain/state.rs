@@ -189,6 +189,16 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// Whether a capsule and its summary are attached to the image yet.
+    pub enum AttachState {
+        /// Sealed, not yet pushed (or every push so far failed).
+        Pending,
+        /// In the registry (or layout), as referrers of the image.
+        Attached,
+    }
+}
+
+vocabulary! {
     /// One analysis sample of a candidate's traffic.
     pub enum AnalysisVerdict {
         Pass,

@@ -25,6 +25,24 @@ pub struct EngineEvent {
 pub enum EventKind {
     /// Something worth telling the person who asked (a moved tag, …).
     Note(String),
+    /// A capsule and its verification summary are attached to the image.
+    CapsuleAttached {
+        capsule_id: i64,
+        image: String,
+        capsule_manifest: Digest,
+        summary_manifest: Digest,
+        /// `referrers API`, `referrers tag` or `image layout`.
+        via: &'static str,
+    },
+    /// A push of a capsule's attachment failed; it stays pending (with
+    /// `pending` others) and is tried again by later pushes.
+    CapsuleAttachFailed {
+        capsule_id: i64,
+        image: String,
+        error: String,
+        attempts: i64,
+        pending: i64,
+    },
     /// A change to the record that moves no traffic, committed: a release
     /// marked live, evidence attached, a key added.
     Recorded(String),

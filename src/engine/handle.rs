@@ -55,6 +55,11 @@ enum Command {
     Attach(Box<AttachRequest>, Reply<Attached>),
     AddKey(Box<KeyRequest>, Reply<KeyAdded>),
     SealingKey(Reply<String>),
+    PushCapsules(
+        Ticket,
+        super::publish::PushWhich,
+        Reply<Vec<super::publish::Pushed>>,
+    ),
     Resolve(Box<ReleaseSpec>, Reply<(Resolution, Vec<String>)>),
     AppRelease(Box<AppReleaseRequest>, Reply<(AppRelease, Vec<String>)>),
 }
@@ -203,6 +208,16 @@ impl EngineHandle {
     /// The release a deciding command is about, recorded when asked.
     pub fn app_release(&self, req: AppReleaseRequest) -> Pending<(AppRelease, Vec<String>)> {
         self.ask(|_, r| Command::AppRelease(Box::new(req), r))
+    }
+
+    /// Attaches capsules and their verification summaries to the image:
+    /// one capsule (again), or every pending one. Each is reported as an
+    /// event; a refused push stays pending.
+    pub fn push_capsules(
+        &self,
+        which: super::publish::PushWhich,
+    ) -> Pending<Vec<super::publish::Pushed>> {
+        self.ask(|t, r| Command::PushCapsules(t, which, r))
     }
 
     /// The workspace's sealing key, made if missing; its key id.
@@ -432,6 +447,15 @@ async fn engine_task(
                     if r.is_ok() {
                         recorded(&events, format!("key `{}` for {}", req.name, req.email));
                     }
+                    let _ = reply.send(r);
+                });
+            }
+            Command::PushCapsules(ticket, which, reply) => {
+                let (ws, config) = (ws.clone(), config.clone());
+                let sink = Sink::new(ticket, events.clone());
+                work.spawn_blocking(move || {
+                    let r = super::publish::push(&ws, &config, &which, &sink);
+                    report_failure(&sink, &r);
                     let _ = reply.send(r);
                 });
             }

@@ -17,6 +17,7 @@ pub mod lanes;
 pub mod pin;
 pub mod probe;
 pub mod promote;
+pub mod publish;
 pub mod record;
 pub mod resolve;
 pub mod rollback;

@@ -63,6 +63,8 @@ pub struct PromoteOutcome {
     pub failure: Option<String>,
     /// The exported capsule, relative to the workspace.
     pub capsule: PathBuf,
+    /// The capsule and its summary attached to the image (or pending).
+    pub attachment: Option<super::publish::Pushed>,
 }
 
 pub fn promote(
@@ -336,7 +338,9 @@ pub fn promote(
         outcome,
         path: sealed.path.clone(),
     });
+    let attachment = super::publish::after_seal(ws, config, sealed.capsule_id, sink);
     Ok(PromoteOutcome {
+        attachment,
         promotion_id: sealed.promotion_id,
         capsule_id: sealed.capsule_id,
         subject: inputs.subject,

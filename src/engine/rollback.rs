@@ -50,6 +50,8 @@ pub struct RollbackOutcome {
     pub outcome: crate::domain::PromotionOutcome,
     pub failure: Option<String>,
     pub capsule: PathBuf,
+    /// The capsule and its summary attached to the image (or pending).
+    pub attachment: Option<super::publish::Pushed>,
 }
 
 /// What a rollback of `app` in `env` at `now` would do: (the digest live
@@ -324,6 +326,7 @@ pub fn rollback(
                     error: e.clone(),
                 }
                 .seal(ws, config, sink)?;
+                let attachment = super::publish::after_seal(ws, config, sealed.capsule_id, sink);
                 return Ok(RollbackOutcome {
                     promotion_id: sealed.promotion_id,
                     capsule_id: sealed.capsule_id,
@@ -334,11 +337,14 @@ pub fn rollback(
                     outcome: PromotionOutcome::RollbackFailed,
                     failure: Some(e),
                     capsule: sealed.path,
+                    attachment,
                 });
             }
         }
     }
+    let attachment = super::publish::after_seal(ws, config, sealed.capsule_id, sink);
     Ok(RollbackOutcome {
+        attachment,
         promotion_id: sealed.promotion_id,
         capsule_id: sealed.capsule_id,
         from: from_digest,

@@ -9,7 +9,9 @@ use super::EngineError;
 use super::keys::sealing_key;
 use super::resolve::AppRelease;
 use crate::capsule::file::{CapsuleFile, EmbeddedBlob, Format};
-use crate::capsule::seal::{KEY_MEDIA_TYPE, NewBlob, POLICY_MEDIA_TYPE, sealed_row};
+use crate::capsule::seal::{
+    KEY_MEDIA_TYPE, NewBlob, POLICY_MEDIA_TYPE, sealed_decision, sealed_row,
+};
 use crate::capsule::statement::{Predicate, Statement};
 use crate::config::Config;
 use crate::domain::Digest;
@@ -35,12 +37,42 @@ pub fn record(
     predicate: impl FnOnce(Option<Digest>, i64) -> Predicate,
 ) -> Result<(i64, i64, Digest), EngineError> {
     let key = sealing_key(ws, &config.name)?;
+    let (ctx, attach) = summary_context(config, &rec.app, &rec.environment);
     let mut store = ws.open_store()?;
     Ok(
         store.record_decision(rec, existing, |previous, head, promotion_id| {
             let st = Statement::new(predicate(previous.clone(), promotion_id));
-            sealed_row(st, previous.as_ref(), head, &key)
+            sealed_decision(st, previous.as_ref(), head, &key, &ctx, attach)
         })?,
+    )
+}
+
+/// What a decision's verification summary needs from the config: where
+/// the app's image lives, how many approvers the environment names, and
+/// whether capsule and summary are attached to the image.
+pub fn summary_context(
+    config: &Config,
+    app: &str,
+    environment: &str,
+) -> (
+    crate::capsule::summary::Context,
+    Option<crate::store::AttachTarget>,
+) {
+    let found = config.apps.get(app);
+    let image = found.map_or_else(|| app.to_owned(), |a| a.image.repository.to_string());
+    let approvers = config
+        .environment(environment)
+        .and_then(|e| e.gates.approval.as_ref())
+        .map(|a| a.get_ref().approvers.len());
+    let attach = found
+        .filter(|a| a.attach)
+        .map(|a| crate::store::AttachTarget {
+            image: image.clone(),
+            insecure: a.insecure,
+        });
+    (
+        crate::capsule::summary::Context { image, approvers },
+        attach,
     )
 }
 
@@ -78,6 +110,14 @@ pub fn capsule_file(ws: &Workspace, envelope: &[u8]) -> Result<CapsuleFile, Engi
     }
     let store = ws.open_store()?;
     let keys = store.keys()?;
+    let summary = match store.capsule_by_payload(&Digest::of(&payload))? {
+        Some((row, _)) => store
+            .summary(row.id)?
+            .map(|s| serde_json::from_slice::<Envelope>(&s.envelope))
+            .transpose()
+            .map_err(|e| EngineError::error(format!("a stored summary is not DSSE JSON: {e}")))?,
+        None => None,
+    };
     let public_key_pem = keys
         .iter()
         .find(|k| env.keyids().any(|id| id == k.keyid))
@@ -88,6 +128,7 @@ pub fn capsule_file(ws: &Workspace, envelope: &[u8]) -> Result<CapsuleFile, Engi
         envelope: env,
         evidence,
         public_key_pem,
+        summary,
     })
 }
 

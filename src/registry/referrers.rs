@@ -114,7 +114,8 @@ pub async fn attach(
             registry,
             repository,
         } => {
-            let remote = Remote::connect(registry, repository, insecure, Some(subject), true).await?;
+            let remote =
+                Remote::connect(registry, repository, insecure, Some(subject), true).await?;
             remote.attach(subject, artifact).await
         }
     }
@@ -178,14 +179,12 @@ pub async fn fetch(
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,
 ) -> Result<T, RegistryError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| {
-            Err(RegistryError::Registry {
-                reference: "OCI layout".into(),
-                detail: format!("the layout task failed: {e}"),
-            })
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(RegistryError::Registry {
+            reference: "OCI layout".into(),
+            detail: format!("the layout task failed: {e}"),
         })
+    })
 }
 
 /// The artifact manifest for `artifact` attached to `subject` (a
@@ -271,7 +270,9 @@ fn merged(index: Option<Value>, entry: Value) -> Value {
     index["mediaType"] = json!(media::INDEX);
     let digest = entry["digest"].as_str().map(str::to_owned);
     if let Some(list) = index["manifests"].as_array_mut()
-        && !list.iter().any(|m| m["digest"].as_str() == digest.as_deref())
+        && !list
+            .iter()
+            .any(|m| m["digest"].as_str() == digest.as_deref())
     {
         list.push(entry);
     }
@@ -315,10 +316,7 @@ fn listed(index: &Value) -> Vec<Referrer> {
 
 /// Checks a fetched artifact manifest and returns what it says, and the
 /// layer descriptor (digest, size) to fetch, refused over `limit`.
-fn read_artifact_manifest(
-    bytes: &[u8],
-    limit: u64,
-) -> Result<(Fetched, Digest, u64), String> {
+fn read_artifact_manifest(bytes: &[u8], limit: u64) -> Result<(Fetched, Digest, u64), String> {
     let v: Value = serde_json::from_slice(bytes)
         .map_err(|e| format!("the artifact manifest is not JSON ({e})"))?;
     let layers = v["layers"]
@@ -355,9 +353,7 @@ fn read_artifact_manifest(
         Fetched {
             manifest: Digest::of(bytes),
             artifact_type: v["artifactType"].as_str().map(str::to_owned),
-            subject: v["subject"]["digest"]
-                .as_str()
-                .and_then(|d| d.parse().ok()),
+            subject: v["subject"]["digest"].as_str().and_then(|d| d.parse().ok()),
             annotations,
             layer_media_type: layer["mediaType"].as_str().unwrap_or_default().to_owned(),
             bytes: Vec::new(),
@@ -469,8 +465,7 @@ impl Remote {
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN
-        {
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(super::remote::classify(
                 OciDistributionError::UnauthorizedError {
                     url: resp.url().to_string(),
@@ -537,7 +532,10 @@ impl Remote {
                 if message.is_empty() {
                     format!("HTTP {code}")
                 } else {
-                    format!("HTTP {code}: {}", message.chars().take(200).collect::<String>())
+                    format!(
+                        "HTTP {code}: {}",
+                        message.chars().take(200).collect::<String>()
+                    )
                 }
             }
             OciDistributionError::RegistryError { envelope, .. } => envelope.to_string(),
@@ -591,8 +589,10 @@ impl Remote {
                 source_desc: "the image manifest served by the registry".into(),
             });
         }
-        let manifest =
-            artifact_manifest(artifact, subject_descriptor(&bytes, subject, content_type.as_deref()));
+        let manifest = artifact_manifest(
+            artifact,
+            subject_descriptor(&bytes, subject, content_type.as_deref()),
+        );
         let digest = Digest::of(&manifest);
         let at = self.at_digest(subject);
         for blob in [EMPTY_CONFIG, artifact.bytes.as_slice()] {
@@ -635,10 +635,7 @@ impl Remote {
     /// Per the distribution spec, a registry with the referrers API answers
     /// 200 on `/referrers/<digest>`; 404 means it has none.
     async fn has_referrers_api(&self, subject: &Digest) -> Result<bool, RegistryError> {
-        Ok(self
-            .referrers_api(subject)
-            .await?
-            .is_some())
+        Ok(self.referrers_api(subject).await?.is_some())
     }
 
     async fn referrers_api(&self, subject: &Digest) -> Result<Option<Value>, RegistryError> {
@@ -750,7 +747,10 @@ impl Remote {
         else {
             return Err(RegistryError::Registry {
                 reference: self.reference.clone(),
-                detail: format!("no artifact manifest {manifest} in {}/{}", self.registry, self.repository),
+                detail: format!(
+                    "no artifact manifest {manifest} in {}/{}",
+                    self.registry, self.repository
+                ),
             });
         };
         let actual = Digest::of(&bytes);
@@ -768,12 +768,7 @@ impl Remote {
                 detail,
             })?;
         let Some((body, _)) = self
-            .get(
-                &format!("blobs/{layer}"),
-                "*/*",
-                size,
-                "the attached layer",
-            )
+            .get(&format!("blobs/{layer}"), "*/*", size, "the attached layer")
             .await?
         else {
             return Err(RegistryError::Registry {
@@ -787,7 +782,12 @@ impl Remote {
     }
 }
 
-fn check_layer(body: &[u8], layer: &Digest, size: u64, reference: &str) -> Result<(), RegistryError> {
+fn check_layer(
+    body: &[u8],
+    layer: &Digest,
+    size: u64,
+    reference: &str,
+) -> Result<(), RegistryError> {
     let actual = Digest::of(body);
     if actual != *layer {
         return Err(RegistryError::DigestMismatch {
@@ -846,7 +846,12 @@ mod layout {
     }
 
     /// Reads `rel`, refusing it over `limit` bytes; `None` when absent.
-    fn read(dir: &Dir, path: &Path, rel: &str, limit: u64) -> Result<Option<Vec<u8>>, RegistryError> {
+    fn read(
+        dir: &Dir,
+        path: &Path,
+        rel: &str,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
         let file = match dir.open(rel) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -870,7 +875,12 @@ mod layout {
     }
 
     /// Reads the blob `d`, checking it hashes to `d`.
-    fn read_blob(dir: &Dir, path: &Path, d: &Digest, limit: u64) -> Result<Option<Vec<u8>>, RegistryError> {
+    fn read_blob(
+        dir: &Dir,
+        path: &Path,
+        d: &Digest,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
         let Some(bytes) = read(dir, path, &blob_rel(d), limit)? else {
             return Ok(None);
         };
@@ -930,7 +940,12 @@ mod layout {
     }
 
     /// The referrers index tagged for `subject`, if any.
-    fn tag_index(dir: &Dir, path: &Path, index_json: &Value, subject: &Digest) -> Result<Option<Value>, RegistryError> {
+    fn tag_index(
+        dir: &Dir,
+        path: &Path,
+        index_json: &Value,
+        subject: &Digest,
+    ) -> Result<Option<Value>, RegistryError> {
         let tag = tag_for(subject);
         let Some(entry) = index_json["manifests"].as_array().and_then(|ms| {
             ms.iter()
@@ -942,21 +957,36 @@ mod layout {
         let d = entry["digest"]
             .as_str()
             .and_then(|d| d.parse::<Digest>().ok())
-            .ok_or_else(|| err(path, format!("index.json names tag `{tag}` without a valid sha256 digest")))?;
+            .ok_or_else(|| {
+                err(
+                    path,
+                    format!("index.json names tag `{tag}` without a valid sha256 digest"),
+                )
+            })?;
         let bytes = read_blob(dir, path, &d, MAX_INDEX)?.ok_or_else(|| {
-            err(path, format!("index.json names tag `{tag}` but blob {d} is missing"))
+            err(
+                path,
+                format!("index.json names tag `{tag}` but blob {d} is missing"),
+            )
         })?;
         parse_index(&bytes, &format!("the referrers index `{tag}`"))
             .map(Some)
             .map_err(|r| err(path, r))
     }
 
-    pub(super) fn attach(path: &Path, subject: &Digest, artifact: &Artifact) -> Result<Attached, RegistryError> {
+    pub(super) fn attach(
+        path: &Path,
+        subject: &Digest,
+        artifact: &Artifact,
+    ) -> Result<Attached, RegistryError> {
         let dir = open(path)?;
         let image = read_blob(&dir, path, subject, MAX_SUBJECT)?.ok_or_else(|| {
             err(
                 path,
-                format!("image manifest {subject} is not in this layout (no {}); check the digest", blob_rel(subject)),
+                format!(
+                    "image manifest {subject} is not in this layout (no {}); check the digest",
+                    blob_rel(subject)
+                ),
             )
         })?;
         let manifest = artifact_manifest(artifact, subject_descriptor(&image, subject, None));
@@ -1012,10 +1042,17 @@ mod layout {
             .unwrap_or_default())
     }
 
-    pub(super) fn fetch(path: &Path, manifest: &Digest, limit: u64) -> Result<Fetched, RegistryError> {
+    pub(super) fn fetch(
+        path: &Path,
+        manifest: &Digest,
+        limit: u64,
+    ) -> Result<Fetched, RegistryError> {
         let dir = open(path)?;
         let bytes = read_blob(&dir, path, manifest, MAX_MANIFEST)?.ok_or_else(|| {
-            err(path, format!("no artifact manifest {manifest} in this layout"))
+            err(
+                path,
+                format!("no artifact manifest {manifest} in this layout"),
+            )
         })?;
         let (mut fetched, layer, size) =
             read_artifact_manifest(&bytes, limit).map_err(|r| err(path, r))?;

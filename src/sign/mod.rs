@@ -1,6 +1,7 @@
 //! ed25519 keys and DSSE envelopes: what approvals and capsules are
 //! signed with.
 
+pub mod bundle;
 pub mod dsse;
 pub mod keys;
 

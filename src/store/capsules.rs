@@ -34,6 +34,19 @@ pub struct SealedRow {
     /// The environment's new chain head (a signed statement naming this
     /// capsule as the newest), written in the same transaction.
     pub head: Vec<u8>,
+    /// The decision's verification summary, for a decision about whether
+    /// a release may run (promotions and rollbacks).
+    pub summary: Option<SealedSummary>,
+    /// Where to attach capsule and summary; the row is written pending.
+    pub attach: Option<super::AttachTarget>,
+}
+
+/// A signed verification summary, as sealed with its capsule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedSummary {
+    pub payload_digest: Digest,
+    pub passed: bool,
+    pub envelope: Vec<u8>,
 }
 
 /// A key that may seal capsules.
@@ -548,6 +561,12 @@ fn insert_capsule<E: std::fmt::Display>(
         ],
     )?;
     let capsule_id = tx.last_insert_rowid();
+    super::attachments::insert(
+        tx,
+        capsule_id,
+        sealed.summary.as_ref(),
+        sealed.attach.as_ref(),
+    )?;
     tx.execute(
         "INSERT INTO chain_heads (environment, payload_digest, envelope) VALUES (?1, ?2, ?3)
          ON CONFLICT (environment) DO UPDATE SET payload_digest = excluded.payload_digest, envelope = excluded.envelope",
@@ -603,6 +622,8 @@ mod tests {
                         payload_digest: Digest::of(&[n as u8]),
                         envelope: vec![n as u8],
                         head: vec![n as u8],
+                        summary: None,
+                        attach: None,
                     })
                 })
                 .unwrap();

@@ -4,6 +4,7 @@
 //! write in an `IMMEDIATE` transaction so two processes never interleave a
 //! read-then-write.
 
+mod attachments;
 mod capsules;
 mod evidence;
 mod evidence_index;
@@ -23,8 +24,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use rusqlite_migration::{M, Migrations};
 
+pub use attachments::{AttachTarget, AttachmentRow, SummaryRow};
 pub use capsules::{
-    CapsuleFilter, CapsuleRow, ChainHeadRow, DecisionRecord, SealedRow, SealingKey,
+    CapsuleFilter, CapsuleRow, ChainHeadRow, DecisionRecord, SealedRow, SealedSummary, SealingKey,
 };
 pub use evidence::{EvidenceError, EvidenceStore};
 pub use evidence_index::EvidenceRecord;
@@ -48,6 +50,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("migrations/0008_state_checks.sql")),
     M::up(include_str!("migrations/0009_run_graph.sql")),
     M::up(include_str!("migrations/0010_capsule_outcome.sql")),
+    M::up(include_str!("migrations/0011_summaries_attachments.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -124,6 +124,8 @@ mod tests {
                     payload_digest: Digest::of(&[n]),
                     envelope: vec![n],
                     head: vec![n],
+                    summary: None,
+                    attach: None,
                 })
             })
             .map(|(_, capsule, _)| capsule)

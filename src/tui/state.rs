@@ -743,6 +743,17 @@ pub fn reduce_engine(app: &mut App, ev: EngineEvent) -> Vec<Effect> {
             });
         }
         EventKind::Note(n) => app.say(n),
+        EventKind::CapsuleAttachFailed {
+            capsule_id,
+            image,
+            error,
+            ..
+        } => app.complain(format!(
+            "capsule #{capsule_id} not attached to {image}: {error} — the decision stands; `stella capsule push --pending` retries"
+        )),
+        EventKind::CapsuleAttached {
+            capsule_id, image, ..
+        } => app.say(format!("capsule #{capsule_id} attached to {image}")),
         _ => {}
     }
     effects

@@ -197,6 +197,49 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Stops the registry (its storage is kept): "the registry is down".
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Restarts it in read-only mode (it serves pulls and refuses every
+    /// push: "no write access"), or back in normal mode.
+    pub fn set_read_only(&mut self, read_only: bool) {
+        let config = self._dir.path().join("config.yml");
+        let yaml = std::fs::read_to_string(&config).unwrap();
+        let base = yaml.replace("  maintenance:\n    readonly:\n      enabled: true\n", "");
+        let yaml = if read_only {
+            base.replace(
+                "storage:\n",
+                "storage:\n  maintenance:\n    readonly:\n      enabled: true\n",
+            )
+        } else {
+            base
+        };
+        std::fs::write(&config, yaml).unwrap();
+        self.restart();
+    }
+
+    /// Starts it again on the same address with the same storage.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(self._dir.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(&self.addr).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not restart");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
