@@ -36,6 +36,32 @@ fn bench(c: &mut Criterion) {
         b.iter(|| seal(black_box(statement.clone()), &key))
     });
 
+    // What the store keeps per decision: the capsule and the chain head,
+    // and with a promotion or rollback its verification summary (a SLSA
+    // VSA statement, canonical JSON, a second DSSE signature).
+    c.bench_function("seal a decision row (capsule + chain head)", |b| {
+        b.iter(|| seal::sealed_row(black_box(statement.clone()), None, None, &key).unwrap())
+    });
+    let ctx = stella::capsule::summary::Context {
+        image: "registry.example.com/acme/api-gateway".into(),
+        approvers: Some(2),
+    };
+    assert!(
+        seal::sealed_decision(statement.clone(), None, None, &key, &ctx, None)
+            .unwrap()
+            .summary
+            .is_some()
+    );
+    c.bench_function(
+        "seal a decision row with its verification summary (capsule + VSA + chain head)",
+        |b| {
+            b.iter(|| {
+                seal::sealed_decision(black_box(statement.clone()), None, None, &key, &ctx, None)
+                    .unwrap()
+            })
+        },
+    );
+
     let trusted = [Trusted {
         name: "workspace".into(),
         key: public,
