@@ -541,3 +541,48 @@ fn oras_securesystemslib_and_sigstores_types_check_what_was_attached() {
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     check("FAILED", &bundle("staging"));
 }
+
+#[test]
+fn an_image_layout_holds_its_decisions_too_when_asked() {
+    let ws = init_workspace();
+    let layout = ws.path().join("images/api-gateway");
+    let v1 = add_image(&layout, "1.0", "one");
+    let path = ws.path().join("stella.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "image = \"oci-layout:images/api-gateway\"",
+        "image = \"oci-layout:images/api-gateway\"\nattach = true",
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = stella(ws.path())
+        .args(["release", "promote", "api-gateway:1.0", "--to", "dev", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["attachment"]["state"], "attached", "{v:#}");
+    assert!(stderr(&out).contains("(image layout)"), "{}", stderr(&out));
+
+    let key = ws.path().join("workspace.pub");
+    public_key(ws.path(), &key);
+    let image = format!("oci-layout:images/api-gateway@{v1}");
+    let out = verify(ws.path(), &image, "dev", &key);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json(&out)["decision"]["result"], "PASSED");
+    let out = verify(ws.path(), &image, "staging", &key);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+
+    // The layout still resolves its tags, and lists no referrers tag as
+    // one of them.
+    let out = stella(ws.path())
+        .args(["release", "resolve", "api-gateway:1.0"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out).trim(), v1);
+    let out = stella(ws.path())
+        .args(["release", "resolve", "api-gateway:nope"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("1.0") && !err.contains("sha256-"), "{err}");
+}

@@ -8,6 +8,7 @@ use clap::Args;
 
 use super::{Context, Failure, exit, print_json};
 use crate::capsule::attached::{self, ImageVerdict};
+use crate::capsule::summary::VerificationResult;
 use crate::capsule::verify::Trusted;
 use crate::domain::{Digest, ImageRef, Selector};
 use crate::engine::event::EventKind;
@@ -142,10 +143,10 @@ fn print_verdict(v: &ImageVerdict) {
             "  decided    {} by {}{}",
             d.time_verified,
             d.requested_by.as_deref().unwrap_or("?"),
-            match d.requester_proven {
-                Some(true) => " (proven by signature)",
-                Some(false) => " (unverified)",
-                None => "",
+            if d.requester_proven == Some(true) {
+                " (proven by signature)"
+            } else {
+                ""
             }
         );
         println!(
@@ -161,10 +162,10 @@ fn print_verdict(v: &ImageVerdict) {
         );
         println!(
             "  checked    {}",
-            if d.verified_levels.is_empty() {
-                "(nothing passed)".to_owned()
-            } else {
-                d.verified_levels.join(", ")
+            match (d.verified_levels.is_empty(), d.result) {
+                (false, _) => d.verified_levels.join(", "),
+                (true, VerificationResult::Passed) => "no gate: the environment has none".into(),
+                (true, VerificationResult::Failed) => "no gate held".into(),
             }
         );
         println!("  signed by  {}", d.signed_by);
