@@ -521,6 +521,29 @@ impl Remote {
             OciDistributionError::RegistryError { envelope, .. }
                 if envelope.errors.iter().any(|c| matches!(c.code, OciErrorCode::Denied | OciErrorCode::Unauthorized))
         );
+        let answered = match &e {
+            OciDistributionError::RequestError(re) => re.status(),
+            _ => None,
+        };
+        if let Some(status) = answered {
+            return if status == reqwest::StatusCode::UNAUTHORIZED
+                || status == reqwest::StatusCode::FORBIDDEN
+            {
+                super::remote::classify(
+                    OciDistributionError::UnauthorizedError {
+                        url: self.reference.clone(),
+                    },
+                    &self.registry,
+                    &self.reference,
+                    &self.source,
+                )
+            } else {
+                RegistryError::Refused {
+                    reference: self.reference.clone(),
+                    detail: format!("HTTP {status}"),
+                }
+            };
+        }
         if denied
             || matches!(
                 e,
@@ -546,6 +569,29 @@ impl Remote {
         RegistryError::Refused {
             reference: self.reference.clone(),
             detail,
+        }
+    }
+
+    /// Pushes a blob unless the registry has it. Two writers pushing the
+    /// same blob at once (the empty config is shared by every attachment)
+    /// can get a transient 5xx from docker-registry while the other links
+    /// it; that is retried a few times, a refusal (405) is not.
+    async fn push_blob(&self, at: &Reference, blob: &[u8]) -> Result<(), RegistryError> {
+        let d = Digest::of(blob).to_string();
+        let mut attempt = 0;
+        loop {
+            let result = match self.client.blob_exists(at, &d).await {
+                Ok(true) => Ok(()),
+                Ok(false) => self.client.push_blob(at, blob.to_vec(), &d).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(e) if attempt < 4 && server_error(&e) => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                other => return other.map_err(|e| self.push_error(e)),
+            }
         }
     }
 
@@ -596,18 +642,7 @@ impl Remote {
         let digest = Digest::of(&manifest);
         let at = self.at_digest(subject);
         for blob in [EMPTY_CONFIG, artifact.bytes.as_slice()] {
-            let d = Digest::of(blob).to_string();
-            let present = self
-                .client
-                .blob_exists(&at, &d)
-                .await
-                .map_err(|e| self.push_error(e))?;
-            if !present {
-                self.client
-                    .push_blob(&at, blob.to_vec(), &d)
-                    .await
-                    .map_err(|e| self.push_error(e))?;
-            }
+            self.push_blob(&at, blob).await?;
         }
         self.client
             .push_manifest_raw(
@@ -785,6 +820,16 @@ impl Remote {
         fetched.bytes = body;
         Ok(fetched)
     }
+}
+
+/// Whether the registry answered with a server error other than a refusal.
+fn server_error(e: &OciDistributionError) -> bool {
+    let code = match e {
+        OciDistributionError::RequestError(re) => re.status().map(|s| s.as_u16()),
+        OciDistributionError::ServerError { code, .. } => Some(*code),
+        _ => None,
+    };
+    code.is_some_and(|c| c >= 500 && c != 501 && c != 503)
 }
 
 fn check_layer(body: &[u8], layer: &Digest, size: u64, reference: &str) -> Result<(), RegistryError> {
