@@ -85,7 +85,7 @@ pub const MAX_MANIFEST: u64 = 256 * 1024;
 /// The image manifest (or index) an artifact is attached to.
 const MAX_SUBJECT: u64 = 4 * 1024 * 1024;
 /// Read-change-write rounds on the tag index before giving up on a race.
-const ROUNDS: u32 = 5;
+const ROUNDS: u32 = 10;
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
@@ -455,16 +455,27 @@ impl Remote {
         limit: u64,
         what: &str,
     ) -> Result<Option<(Vec<u8>, Option<String>)>, RegistryError> {
-        let mut req = self
-            .http
-            .get(format!("{}/{path}", self.base_url))
-            .header(reqwest::header::ACCEPT, accept);
-        req = match (&self.token, &self.auth) {
-            (Some(t), _) => req.bearer_auth(t),
-            (None, RegistryAuth::Basic(u, p)) => req.basic_auth(u, Some(p)),
-            _ => req,
+        // docker-registry's filesystem storage rewrites a tag's link in
+        // place, so a read racing a writer can get a transient 500: retried.
+        let mut attempt = 0;
+        let mut resp = loop {
+            let mut req = self
+                .http
+                .get(format!("{}/{path}", self.base_url))
+                .header(reqwest::header::ACCEPT, accept);
+            req = match (&self.token, &self.auth) {
+                (Some(t), _) => req.bearer_auth(t),
+                (None, RegistryAuth::Basic(u, p)) => req.basic_auth(u, Some(p)),
+                _ => req,
+            };
+            let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
+            if resp.status().is_server_error() && attempt < 4 {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                continue;
+            }
+            break resp;
         };
-        let mut resp = req.send().await.map_err(|e| self.unreachable(&e))?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
@@ -727,9 +738,10 @@ impl Remote {
             self.repository.clone(),
             tag_for(subject),
         );
-        // A per-writer pause, so racing writers fall out of step.
-        let jitter = u64::from(manifest.hex().as_bytes()[0] % 16) * 7;
         for round in 0..ROUNDS {
+            // A pause that differs per writer and per round, so racing
+            // writers fall out of step.
+            let jitter = pause(manifest, round);
             let current = self.tag_index(subject).await?;
             if current.as_ref().is_some_and(|i| index_has(i, manifest)) {
                 tokio::time::sleep(Duration::from_millis(60 + jitter)).await;
@@ -752,9 +764,7 @@ impl Remote {
                 )
                 .await
                 .map_err(|e| self.push_error(e))?;
-            if round + 1 < ROUNDS {
-                tokio::time::sleep(Duration::from_millis(jitter + 10 * u64::from(round))).await;
-            }
+            tokio::time::sleep(Duration::from_millis(jitter / 2)).await;
         }
         Err(RegistryError::Registry {
             reference: self.reference.clone(),
@@ -820,6 +830,17 @@ impl Remote {
         fetched.bytes = body;
         Ok(fetched)
     }
+}
+
+/// Milliseconds to wait in round `round` of a tag index update: 0–127,
+/// from the writer's manifest digest, the round and the clock.
+fn pause(manifest: &Digest, round: u32) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let seed = format!("{manifest}{round}{nanos}");
+    u64::from_str_radix(&Digest::of(seed.as_bytes()).hex()[..2], 16).unwrap_or(0) % 128
 }
 
 /// Whether the registry answered with a server error other than a refusal.
