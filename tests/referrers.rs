@@ -123,7 +123,12 @@ async fn registry_attach_list_filter_fetch_through_the_tag_schema() {
     let repo = remote(&reg, "acme/api");
 
     // docker-registry 2.8 has no referrers API: a 404, as the spec says.
-    let (status, _) = reg.raw("GET", &format!("/v2/acme/api/referrers/{subject}"), &[], b"");
+    let (status, _) = reg.raw(
+        "GET",
+        &format!("/v2/acme/api/referrers/{subject}"),
+        &[],
+        b"",
+    );
     assert_eq!(status, 404);
 
     attach_list_fetch(&repo, &subject, dir.path(), Via::TagSchema).await;
@@ -137,7 +142,10 @@ async fn registry_attach_list_filter_fetch_through_the_tag_schema() {
     );
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let index: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
     let entries = index["manifests"].as_array().unwrap();
     assert_eq!(entries.len(), 2);
     let mut types: Vec<&str> = entries
@@ -162,7 +170,10 @@ async fn registry_attach_list_filter_fetch_through_the_tag_schema() {
         manifest["subject"]["mediaType"],
         "application/vnd.oci.image.manifest.v1+json"
     );
-    assert_eq!(manifest["config"]["mediaType"], "application/vnd.oci.empty.v1+json");
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.oci.empty.v1+json"
+    );
     assert_eq!(manifest["config"]["size"], 2);
 
     // The image's own tag is untouched.
@@ -180,8 +191,7 @@ async fn layout_attach_list_filter_fetch_and_the_tag_still_resolves() {
     attach_list_fetch(&repo, &subject, dir.path(), Via::Layout).await;
 
     let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("img/index.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(dir.path().join("img/index.json")).unwrap()).unwrap();
     let tag = format!("sha256-{}", subject.hex());
     let tagged: Vec<_> = index["manifests"]
         .as_array()
@@ -189,7 +199,11 @@ async fn layout_attach_list_filter_fetch_and_the_tag_still_resolves() {
         .iter()
         .filter(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag.as_str())
         .collect();
-    assert_eq!(tagged.len(), 1, "one entry for the referrers index: {index}");
+    assert_eq!(
+        tagged.len(),
+        1,
+        "one entry for the referrers index: {index}"
+    );
     assert_eq!(
         tagged[0]["mediaType"],
         "application/vnd.oci.image.index.v1+json"
@@ -212,21 +226,35 @@ async fn layout_attach_list_filter_fetch_and_the_tag_still_resolves() {
 
 #[tokio::test]
 async fn a_stopped_registry_is_unreachable_never_an_empty_list() {
-    let Some(mut reg) = Registry::start() else { return };
+    let Some(mut reg) = Registry::start() else {
+        return;
+    };
     let (dir, subject) = pushed_image(&reg, "acme/api");
     let repo = remote(&reg, "acme/api");
-    let attached = referrers::attach(&repo, &subject, &artifact(CAPSULE, "{}", "dev"), false, dir.path())
-        .await
-        .unwrap();
+    let attached = referrers::attach(
+        &repo,
+        &subject,
+        &artifact(CAPSULE, "{}", "dev"),
+        false,
+        dir.path(),
+    )
+    .await
+    .unwrap();
     reg.stop();
 
     let err = referrers::referrers(&repo, &subject, None, false, dir.path())
         .await
         .unwrap_err();
     assert!(matches!(err, RegistryError::Unreachable { .. }), "{err}");
-    let err = referrers::attach(&repo, &subject, &artifact(VSA, "{}", "dev"), false, dir.path())
-        .await
-        .unwrap_err();
+    let err = referrers::attach(
+        &repo,
+        &subject,
+        &artifact(VSA, "{}", "dev"),
+        false,
+        dir.path(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, RegistryError::Unreachable { .. }), "{err}");
     let err = referrers::fetch(&repo, &attached.manifest, 1 << 20, false, dir.path())
         .await
@@ -236,20 +264,48 @@ async fn a_stopped_registry_is_unreachable_never_an_empty_list() {
 
 #[tokio::test]
 async fn a_read_only_registry_refuses_the_push_and_still_lists() {
-    let Some(mut reg) = Registry::start() else { return };
+    let Some(mut reg) = Registry::start() else {
+        return;
+    };
     let (dir, subject) = pushed_image(&reg, "acme/api");
     let repo = remote(&reg, "acme/api");
-    let first = referrers::attach(&repo, &subject, &artifact(CAPSULE, "{}", "dev"), false, dir.path())
-        .await
-        .unwrap();
+    let first = referrers::attach(
+        &repo,
+        &subject,
+        &artifact(CAPSULE, "{}", "dev"),
+        false,
+        dir.path(),
+    )
+    .await
+    .unwrap();
     reg.restart(true);
 
-    let err = referrers::attach(&repo, &subject, &artifact(VSA, "{}", "dev"), false, dir.path())
-        .await
-        .unwrap_err();
-    eprintln!("read-only registry: {err}");
+    // A new layer: the blob upload is what is refused.
+    let err = referrers::attach(
+        &repo,
+        &subject,
+        &artifact(VSA, "new bytes", "dev"),
+        false,
+        dir.path(),
+    )
+    .await
+    .unwrap_err();
+    eprintln!("read-only registry, new blob: {err}");
     assert!(matches!(err, RegistryError::Refused { .. }), "{err:?}");
     assert!(err.to_string().contains("refused the push"), "{err}");
+    // Blobs already there ("{}" is the first one's layer): the manifest PUT is.
+    let err = referrers::attach(
+        &repo,
+        &subject,
+        &artifact(VSA, "{}", "dev"),
+        false,
+        dir.path(),
+    )
+    .await
+    .unwrap_err();
+    eprintln!("read-only registry, manifest: {err}");
+    assert!(matches!(err, RegistryError::Refused { .. }), "{err:?}");
+    assert!(err.to_string().contains("405"), "{err}");
 
     // Nothing was lost: the earlier attachment is still listed.
     let all = referrers::referrers(&repo, &subject, None, false, dir.path())
@@ -259,10 +315,18 @@ async fn a_read_only_registry_refuses_the_push_and_still_lists() {
     assert_eq!(all[0].manifest, first.manifest);
 
     // A registry started read-only from the outset answers the same way.
-    let Some(ro) = Registry::start_read_only() else { return };
-    let err = referrers::attach(&remote(&ro, "acme/api"), &subject, &artifact(VSA, "{}", "dev"), false, dir.path())
-        .await
-        .unwrap_err();
+    let Some(ro) = Registry::start_read_only() else {
+        return;
+    };
+    let err = referrers::attach(
+        &remote(&ro, "acme/api"),
+        &subject,
+        &artifact(VSA, "{}", "dev"),
+        false,
+        dir.path(),
+    )
+    .await
+    .unwrap_err();
     // Its repository is empty, so the subject is what is missing.
     assert!(err.to_string().contains("push the image first"), "{err}");
 }
@@ -282,17 +346,27 @@ async fn an_unknown_subject_is_a_clear_error() {
     .await
     .unwrap_err();
     assert!(
-        err.to_string().contains(&format!("image manifest {missing} is not in this layout")),
+        err.to_string()
+            .contains(&format!("image manifest {missing} is not in this layout")),
         "{err}"
     );
 
     let Some(reg) = Registry::start() else { return };
     let (dir, _) = pushed_image(&reg, "acme/api");
-    let err = referrers::attach(&remote(&reg, "acme/api"), &missing, &artifact(CAPSULE, "{}", "dev"), false, dir.path())
-        .await
-        .unwrap_err();
+    let err = referrers::attach(
+        &remote(&reg, "acme/api"),
+        &missing,
+        &artifact(CAPSULE, "{}", "dev"),
+        false,
+        dir.path(),
+    )
+    .await
+    .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains(&missing.to_string()) && text.contains("push the image first"), "{text}");
+    assert!(
+        text.contains(&missing.to_string()) && text.contains("push the image first"),
+        "{text}"
+    );
     // Nothing was left pointing at the missing subject.
     let (status, _) = reg.raw(
         "GET",
@@ -316,7 +390,11 @@ async fn a_layer_whose_bytes_do_not_match_is_a_digest_mismatch() {
         .await
         .unwrap();
     let layer = Digest::of(&art.bytes);
-    std::fs::write(dir.path().join("img/blobs/sha256").join(layer.hex()), "tampered").unwrap();
+    std::fs::write(
+        dir.path().join("img/blobs/sha256").join(layer.hex()),
+        "tampered",
+    )
+    .unwrap();
     let err = referrers::fetch(&repo, &a.manifest, 1 << 20, false, dir.path())
         .await
         .unwrap_err();
@@ -333,7 +411,10 @@ async fn a_layer_whose_bytes_do_not_match_is_a_digest_mismatch() {
     let err = referrers::fetch(&repo, &a.manifest, 1 << 20, false, dir.path())
         .await
         .unwrap_err();
-    assert!(matches!(err, RegistryError::DigestMismatch { .. }), "{err:?}");
+    assert!(
+        matches!(err, RegistryError::DigestMismatch { .. }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -342,9 +423,15 @@ async fn a_hostile_layout_index_is_an_error_or_a_skipped_entry_never_a_panic() {
     let img = dir.path().join("img");
     let subject: Digest = add_image(&img, "1.0", "hello").parse().unwrap();
     let repo = Repository::Layout("img".into());
-    let a = referrers::attach(&repo, &subject, &artifact(CAPSULE, "{}", "dev"), false, dir.path())
-        .await
-        .unwrap();
+    let a = referrers::attach(
+        &repo,
+        &subject,
+        &artifact(CAPSULE, "{}", "dev"),
+        false,
+        dir.path(),
+    )
+    .await
+    .unwrap();
     let index_json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(img.join("index.json")).unwrap()).unwrap();
     let tag = format!("sha256-{}", subject.hex());
@@ -386,12 +473,21 @@ async fn a_hostile_layout_index_is_an_error_or_a_skipped_entry_never_a_panic() {
         .unwrap();
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(all[0].manifest, a.manifest);
-    assert_eq!(all[0].annotations, BTreeMap::from([("k".to_owned(), "v".to_owned())]));
+    assert_eq!(
+        all[0].annotations,
+        BTreeMap::from([("k".to_owned(), "v".to_owned())])
+    );
 
     // A later attach keeps entries it does not understand.
-    referrers::attach(&repo, &subject, &artifact(VSA, "{}", "dev"), false, dir.path())
-        .await
-        .unwrap();
+    referrers::attach(
+        &repo,
+        &subject,
+        &artifact(VSA, "{}", "dev"),
+        false,
+        dir.path(),
+    )
+    .await
+    .unwrap();
     let all = referrers::referrers(&repo, &subject, None, false, dir.path())
         .await
         .unwrap();
@@ -419,9 +515,15 @@ async fn a_hostile_layout_index_is_an_error_or_a_skipped_entry_never_a_panic() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not JSON"), "{err}");
-    let err = referrers::attach(&repo, &subject, &artifact(VSA, "x", "dev"), false, dir.path())
-        .await
-        .unwrap_err();
+    let err = referrers::attach(
+        &repo,
+        &subject,
+        &artifact(VSA, "x", "dev"),
+        false,
+        dir.path(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("not JSON"), "{err}");
 
     // Over 4 MiB: refused.
@@ -493,7 +595,8 @@ async fn hostile_registry_answers_are_errors_or_skipped_never_panics() {
             not_found()
         } else {
             (
-                "HTTP/1.1 200 OK\r\nContent-Length: 10737418240\r\nConnection: close\r\n\r\n".into(),
+                "HTTP/1.1 200 OK\r\nContent-Length: 10737418240\r\nConnection: close\r\n\r\n"
+                    .into(),
                 b"{".to_vec(),
             )
         }
@@ -575,7 +678,10 @@ async fn hostile_registry_answers_are_errors_or_skipped_never_panics() {
     let err = referrers::fetch(&repo, &subject, 1 << 20, false, base)
         .await
         .unwrap_err();
-    assert!(matches!(err, RegistryError::DigestMismatch { .. }), "{err:?}");
+    assert!(
+        matches!(err, RegistryError::DigestMismatch { .. }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -609,7 +715,12 @@ async fn eight_concurrent_attaches_are_all_listed() {
     let subject: Digest = add_image(&dir.path().join("img"), "1.0", "hello")
         .parse()
         .unwrap();
-    eight(Repository::Layout("img".into()), subject, dir.path().to_owned()).await;
+    eight(
+        Repository::Layout("img".into()),
+        subject,
+        dir.path().to_owned(),
+    )
+    .await;
 
     let Some(reg) = Registry::start() else { return };
     let (dir, subject) = pushed_image(&reg, "acme/api");

@@ -114,7 +114,8 @@ pub async fn attach(
             registry,
             repository,
         } => {
-            let remote = Remote::connect(registry, repository, insecure, Some(subject), true).await?;
+            let remote =
+                Remote::connect(registry, repository, insecure, Some(subject), true).await?;
             remote.attach(subject, artifact).await
         }
     }
@@ -178,14 +179,12 @@ pub async fn fetch(
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,
 ) -> Result<T, RegistryError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| {
-            Err(RegistryError::Registry {
-                reference: "OCI layout".into(),
-                detail: format!("the layout task failed: {e}"),
-            })
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(RegistryError::Registry {
+            reference: "OCI layout".into(),
+            detail: format!("the layout task failed: {e}"),
         })
+    })
 }
 
 /// The artifact manifest for `artifact` attached to `subject` (a
@@ -271,7 +270,9 @@ fn merged(index: Option<Value>, entry: Value) -> Value {
     index["mediaType"] = json!(media::INDEX);
     let digest = entry["digest"].as_str().map(str::to_owned);
     if let Some(list) = index["manifests"].as_array_mut()
-        && !list.iter().any(|m| m["digest"].as_str() == digest.as_deref())
+        && !list
+            .iter()
+            .any(|m| m["digest"].as_str() == digest.as_deref())
     {
         list.push(entry);
     }
@@ -315,10 +316,7 @@ fn listed(index: &Value) -> Vec<Referrer> {
 
 /// Checks a fetched artifact manifest and returns what it says, and the
 /// layer descriptor (digest, size) to fetch, refused over `limit`.
-fn read_artifact_manifest(
-    bytes: &[u8],
-    limit: u64,
-) -> Result<(Fetched, Digest, u64), String> {
+fn read_artifact_manifest(bytes: &[u8], limit: u64) -> Result<(Fetched, Digest, u64), String> {
     let v: Value = serde_json::from_slice(bytes)
         .map_err(|e| format!("the artifact manifest is not JSON ({e})"))?;
     let layers = v["layers"]
@@ -355,9 +353,7 @@ fn read_artifact_manifest(
         Fetched {
             manifest: Digest::of(bytes),
             artifact_type: v["artifactType"].as_str().map(str::to_owned),
-            subject: v["subject"]["digest"]
-                .as_str()
-                .and_then(|d| d.parse().ok()),
+            subject: v["subject"]["digest"].as_str().and_then(|d| d.parse().ok()),
             annotations,
             layer_media_type: layer["mediaType"].as_str().unwrap_or_default().to_owned(),
             bytes: Vec::new(),
@@ -480,8 +476,7 @@ impl Remote {
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN
-        {
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(super::remote::classify(
                 OciDistributionError::UnauthorizedError {
                     url: resp.url().to_string(),
@@ -571,7 +566,10 @@ impl Remote {
                 if message.is_empty() {
                     format!("HTTP {code}")
                 } else {
-                    format!("HTTP {code}: {}", message.chars().take(200).collect::<String>())
+                    format!(
+                        "HTTP {code}: {}",
+                        message.chars().take(200).collect::<String>()
+                    )
                 }
             }
             OciDistributionError::RegistryError { envelope, .. } => envelope.to_string(),
@@ -593,7 +591,11 @@ impl Remote {
         loop {
             let result = match self.client.blob_exists(at, &d).await {
                 Ok(true) => Ok(()),
-                Ok(false) => self.client.push_blob(at, blob.to_vec(), &d).await.map(|_| ()),
+                Ok(false) => self
+                    .client
+                    .push_blob(at, blob.to_vec(), &d)
+                    .await
+                    .map(|_| ()),
                 Err(e) => Err(e),
             };
             match result {
@@ -648,8 +650,10 @@ impl Remote {
                 source_desc: "the image manifest served by the registry".into(),
             });
         }
-        let manifest =
-            artifact_manifest(artifact, subject_descriptor(&bytes, subject, content_type.as_deref()));
+        let manifest = artifact_manifest(
+            artifact,
+            subject_descriptor(&bytes, subject, content_type.as_deref()),
+        );
         let digest = Digest::of(&manifest);
         let at = self.at_digest(subject);
         for blob in [EMPTY_CONFIG, artifact.bytes.as_slice()] {
@@ -681,10 +685,7 @@ impl Remote {
     /// Per the distribution spec, a registry with the referrers API answers
     /// 200 on `/referrers/<digest>`; 404 means it has none.
     async fn has_referrers_api(&self, subject: &Digest) -> Result<bool, RegistryError> {
-        Ok(self
-            .referrers_api(subject)
-            .await?
-            .is_some())
+        Ok(self.referrers_api(subject).await?.is_some())
     }
 
     async fn referrers_api(&self, subject: &Digest) -> Result<Option<Value>, RegistryError> {
@@ -795,7 +796,10 @@ impl Remote {
         else {
             return Err(RegistryError::Registry {
                 reference: self.reference.clone(),
-                detail: format!("no artifact manifest {manifest} in {}/{}", self.registry, self.repository),
+                detail: format!(
+                    "no artifact manifest {manifest} in {}/{}",
+                    self.registry, self.repository
+                ),
             });
         };
         let actual = Digest::of(&bytes);
@@ -813,12 +817,7 @@ impl Remote {
                 detail,
             })?;
         let Some((body, _)) = self
-            .get(
-                &format!("blobs/{layer}"),
-                "*/*",
-                size,
-                "the attached layer",
-            )
+            .get(&format!("blobs/{layer}"), "*/*", size, "the attached layer")
             .await?
         else {
             return Err(RegistryError::Registry {
@@ -853,7 +852,12 @@ fn server_error(e: &OciDistributionError) -> bool {
     code.is_some_and(|c| c >= 500 && c != 501 && c != 503)
 }
 
-fn check_layer(body: &[u8], layer: &Digest, size: u64, reference: &str) -> Result<(), RegistryError> {
+fn check_layer(
+    body: &[u8],
+    layer: &Digest,
+    size: u64,
+    reference: &str,
+) -> Result<(), RegistryError> {
     let actual = Digest::of(body);
     if actual != *layer {
         return Err(RegistryError::DigestMismatch {
@@ -885,8 +889,7 @@ mod layout {
 
     use super::*;
 
-    /// The lock taken around every read-change-write of `index.json`.
-    const LOCK: &str = ".index.json.lock";
+    use crate::registry::layout::INDEX_LOCK as LOCK;
 
     fn err(path: &Path, reason: impl Into<String>) -> RegistryError {
         RegistryError::Layout {
@@ -912,7 +915,12 @@ mod layout {
     }
 
     /// Reads `rel`, refusing it over `limit` bytes; `None` when absent.
-    fn read(dir: &Dir, path: &Path, rel: &str, limit: u64) -> Result<Option<Vec<u8>>, RegistryError> {
+    fn read(
+        dir: &Dir,
+        path: &Path,
+        rel: &str,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
         let file = match dir.open(rel) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -936,7 +944,12 @@ mod layout {
     }
 
     /// Reads the blob `d`, checking it hashes to `d`.
-    fn read_blob(dir: &Dir, path: &Path, d: &Digest, limit: u64) -> Result<Option<Vec<u8>>, RegistryError> {
+    fn read_blob(
+        dir: &Dir,
+        path: &Path,
+        d: &Digest,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
         let Some(bytes) = read(dir, path, &blob_rel(d), limit)? else {
             return Ok(None);
         };
@@ -996,7 +1009,12 @@ mod layout {
     }
 
     /// The referrers index tagged for `subject`, if any.
-    fn tag_index(dir: &Dir, path: &Path, index_json: &Value, subject: &Digest) -> Result<Option<Value>, RegistryError> {
+    fn tag_index(
+        dir: &Dir,
+        path: &Path,
+        index_json: &Value,
+        subject: &Digest,
+    ) -> Result<Option<Value>, RegistryError> {
         let tag = tag_for(subject);
         let Some(entry) = index_json["manifests"].as_array().and_then(|ms| {
             ms.iter()
@@ -1008,21 +1026,36 @@ mod layout {
         let d = entry["digest"]
             .as_str()
             .and_then(|d| d.parse::<Digest>().ok())
-            .ok_or_else(|| err(path, format!("index.json names tag `{tag}` without a valid sha256 digest")))?;
+            .ok_or_else(|| {
+                err(
+                    path,
+                    format!("index.json names tag `{tag}` without a valid sha256 digest"),
+                )
+            })?;
         let bytes = read_blob(dir, path, &d, MAX_INDEX)?.ok_or_else(|| {
-            err(path, format!("index.json names tag `{tag}` but blob {d} is missing"))
+            err(
+                path,
+                format!("index.json names tag `{tag}` but blob {d} is missing"),
+            )
         })?;
         parse_index(&bytes, &format!("the referrers index `{tag}`"))
             .map(Some)
             .map_err(|r| err(path, r))
     }
 
-    pub(super) fn attach(path: &Path, subject: &Digest, artifact: &Artifact) -> Result<Attached, RegistryError> {
+    pub(super) fn attach(
+        path: &Path,
+        subject: &Digest,
+        artifact: &Artifact,
+    ) -> Result<Attached, RegistryError> {
         let dir = open(path)?;
         let image = read_blob(&dir, path, subject, MAX_SUBJECT)?.ok_or_else(|| {
             err(
                 path,
-                format!("image manifest {subject} is not in this layout (no {}); check the digest", blob_rel(subject)),
+                format!(
+                    "image manifest {subject} is not in this layout (no {}); check the digest",
+                    blob_rel(subject)
+                ),
             )
         })?;
         let manifest = artifact_manifest(artifact, subject_descriptor(&image, subject, None));
@@ -1032,7 +1065,10 @@ mod layout {
         let entry = index_entry(artifact, &digest, manifest.len());
 
         let lock = dir
-            .open_with(LOCK, OpenOptions::new().write(true).create(true))
+            .open_with(
+                LOCK,
+                OpenOptions::new().write(true).create(true).truncate(false),
+            )
             .map_err(|e| err(path, format!("cannot open the lock {LOCK}: {e}")))?
             .into_std();
         lock.lock()
@@ -1078,10 +1114,17 @@ mod layout {
             .unwrap_or_default())
     }
 
-    pub(super) fn fetch(path: &Path, manifest: &Digest, limit: u64) -> Result<Fetched, RegistryError> {
+    pub(super) fn fetch(
+        path: &Path,
+        manifest: &Digest,
+        limit: u64,
+    ) -> Result<Fetched, RegistryError> {
         let dir = open(path)?;
         let bytes = read_blob(&dir, path, manifest, MAX_MANIFEST)?.ok_or_else(|| {
-            err(path, format!("no artifact manifest {manifest} in this layout"))
+            err(
+                path,
+                format!("no artifact manifest {manifest} in this layout"),
+            )
         })?;
         let (mut fetched, layer, size) =
             read_artifact_manifest(&bytes, limit).map_err(|r| err(path, r))?;
@@ -1091,5 +1134,70 @@ mod layout {
         check_layer(&body, &layer, size, &reference)?;
         fetched.bytes = body;
         Ok(fetched)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn art() -> Artifact {
+        Artifact {
+            artifact_type: "application/vnd.example+json".into(),
+            layer_media_type: "application/json".into(),
+            bytes: b"{\"a\":1}".to_vec(),
+            annotations: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
+        }
+    }
+
+    #[test]
+    fn the_artifact_manifest_is_deterministic_and_complete() {
+        let subject = json!({"mediaType": media::MANIFEST, "digest": Digest::of(b"s").to_string(), "size": 1});
+        let a = artifact_manifest(&art(), subject.clone());
+        assert_eq!(a, artifact_manifest(&art(), subject.clone()));
+        let v: Value = serde_json::from_slice(&a).unwrap();
+        assert_eq!(v["artifactType"], "application/vnd.example+json");
+        assert_eq!(v["config"]["digest"], Digest::of(b"{}").to_string());
+        assert_eq!(v["layers"][0]["size"], 7);
+        assert_eq!(v["subject"], subject);
+        assert_eq!(v["annotations"]["k"], "v");
+        let (fetched, layer, size) = read_artifact_manifest(&a, 7).unwrap();
+        assert_eq!((layer, size), (Digest::of(b"{\"a\":1}"), 7));
+        assert_eq!(fetched.subject, Some(Digest::of(b"s")));
+        assert!(
+            read_artifact_manifest(&a, 6)
+                .unwrap_err()
+                .contains("over the limit")
+        );
+    }
+
+    #[test]
+    fn merging_keeps_unknown_entries_and_never_duplicates() {
+        let d = Digest::of(b"m");
+        let entry = index_entry(&art(), &d, 10);
+        let odd = json!({"schemaVersion": 2, "extra": true, "manifests": ["??", {"digest": 3}]});
+        let once = merged(Some(odd), entry.clone());
+        let twice = merged(Some(once.clone()), entry);
+        assert_eq!(once, twice);
+        assert_eq!(once["extra"], true);
+        assert_eq!(once["manifests"].as_array().unwrap().len(), 3);
+        assert!(index_has(&once, &d));
+        assert_eq!(listed(&once).len(), 1);
+    }
+
+    #[test]
+    fn hostile_manifests_are_errors() {
+        for bad in [
+            &b"not json"[..],
+            br#"{"layers": "x"}"#,
+            br#"{"layers": []}"#,
+            br#"{"layers": [{"digest": "sha256:zz", "size": 1}]}"#,
+            br#"{"layers": [{"digest": "sha256:0000000000000000000000000000000000000000000000000000000000000000"}]}"#,
+            br#"{"layers": [{}, {}]}"#,
+        ] {
+            assert!(read_artifact_manifest(bad, 1 << 20).is_err());
+        }
+        assert!(parse_index(b"[]", "x").is_err());
+        assert!(parse_index(br#"{"manifests": {}}"#, "x").is_err());
     }
 }

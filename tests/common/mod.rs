@@ -171,12 +171,12 @@ impl Registry {
         std::fs::write(&self.config, yaml).unwrap();
         self.child = Some(
             Command::new("docker-registry")
-            .arg("serve")
-            .arg(&self.config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start docker-registry"),
+                .arg("serve")
+                .arg(&self.config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start docker-registry"),
         );
         let deadline = Instant::now() + Duration::from_secs(15);
         while TcpStream::connect(&self.addr).is_err() {
@@ -212,7 +212,13 @@ impl Registry {
 
     /// A plain HTTP/1.1 request written here (no client library in
     /// between): the status code and the body.
-    pub fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<u8>) {
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
         use std::io::{Read, Write};
         let mut s = TcpStream::connect(&self.addr).unwrap();
         let mut req = format!(
@@ -239,7 +245,10 @@ impl Registry {
             .and_then(|c| c.parse().ok())
             .unwrap_or_else(|| panic!("no status in {head}"));
         let mut body = resp[split + 4..].to_vec();
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
             body = dechunk(&body);
         }
         (status, body)
@@ -285,7 +294,8 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
         let Some(eol) = body.windows(2).position(|w| w == b"\r\n") else {
             return out;
         };
-        let len = usize::from_str_radix(String::from_utf8_lossy(&body[..eol]).trim(), 16).unwrap_or(0);
+        let len =
+            usize::from_str_radix(String::from_utf8_lossy(&body[..eol]).trim(), 16).unwrap_or(0);
         if len == 0 || body.len() < eol + 2 + len {
             return out;
         }
