@@ -726,3 +726,31 @@ async fn eight_concurrent_attaches_are_all_listed() {
     let (dir, subject) = pushed_image(&reg, "acme/api");
     eight(remote(&reg, "acme/api"), subject, dir.path().to_owned()).await;
 }
+
+#[tokio::test]
+async fn a_registry_that_wants_credentials_is_unauthorized() {
+    if std::env::var_os("STELLA_REGISTRY_USERNAME").is_some() {
+        eprintln!("skipped: STELLA_REGISTRY_USERNAME is set");
+        return;
+    }
+    let Some(reg) = Registry::start_with_auth() else {
+        return;
+    };
+    let subject = Digest::of(b"any image");
+    let repo = remote(&reg, "acme/api");
+    let base = Path::new(".");
+    let err = referrers::referrers(&repo, &subject, None, false, base)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err:?}");
+    let err = referrers::attach(
+        &repo,
+        &subject,
+        &artifact(CAPSULE, "{}", "dev"),
+        false,
+        base,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err:?}");
+}
