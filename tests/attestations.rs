@@ -382,7 +382,7 @@ fn a_refused_push_leaves_the_decision_sealed_and_is_retried_and_reported() {
     public_key(ws.path(), &key);
 
     // Pulls are served, pushes refused: no write access.
-    reg.set_read_only(true);
+    reg.restart(true);
     let out = stella(ws.path())
         .args([
             "release",
@@ -441,7 +441,7 @@ fn a_refused_push_leaves_the_decision_sealed_and_is_retried_and_reported() {
     );
 
     // Writable again: the push lands and the decision verifies.
-    reg.set_read_only(false);
+    reg.restart(false);
     let out = stella(ws.path())
         .args(["capsule", "push", "--pending", "--json"])
         .output()

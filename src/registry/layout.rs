@@ -275,8 +275,15 @@ impl LayoutWriter {
         self.tag(tag, desc)
     }
 
-    /// Points `tag` at `desc` in index.json, replacing an earlier entry.
+    /// Points `tag` at `desc` in index.json, replacing an earlier entry,
+    /// under the lock attachments take (`registry::referrers`).
     fn tag(&self, tag: &str, mut desc: serde_json::Value) -> std::io::Result<Digest> {
+        let lock = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.path.join(INDEX_LOCK))?;
+        lock.lock()?;
         let index_path = self.path.join("index.json");
         let current: serde_json::Value = serde_json::from_slice(&fs::read(&index_path)?)?;
         let mut entries: Vec<serde_json::Value> = current["manifests"]
@@ -298,6 +305,10 @@ impl LayoutWriter {
         Ok(digest)
     }
 }
+
+/// The advisory lock file held around every read-change-write of
+/// `index.json`.
+pub const INDEX_LOCK: &str = ".index.json.lock";
 
 fn index_json(manifests: &[serde_json::Value]) -> Vec<u8> {
     serde_json::to_vec_pretty(&serde_json::json!({

@@ -85,7 +85,7 @@ pub const MAX_MANIFEST: u64 = 256 * 1024;
 /// The image manifest (or index) an artifact is attached to.
 const MAX_SUBJECT: u64 = 4 * 1024 * 1024;
 /// Read-change-write rounds on the tag index before giving up on a race.
-const ROUNDS: u32 = 5;
+const ROUNDS: u32 = 10;
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
@@ -451,16 +451,27 @@ impl Remote {
         limit: u64,
         what: &str,
     ) -> Result<Option<(Vec<u8>, Option<String>)>, RegistryError> {
-        let mut req = self
-            .http
-            .get(format!("{}/{path}", self.base_url))
-            .header(reqwest::header::ACCEPT, accept);
-        req = match (&self.token, &self.auth) {
-            (Some(t), _) => req.bearer_auth(t),
-            (None, RegistryAuth::Basic(u, p)) => req.basic_auth(u, Some(p)),
-            _ => req,
+        // docker-registry's filesystem storage rewrites a tag's link in
+        // place, so a read racing a writer can get a transient 500: retried.
+        let mut attempt = 0;
+        let mut resp = loop {
+            let mut req = self
+                .http
+                .get(format!("{}/{path}", self.base_url))
+                .header(reqwest::header::ACCEPT, accept);
+            req = match (&self.token, &self.auth) {
+                (Some(t), _) => req.bearer_auth(t),
+                (None, RegistryAuth::Basic(u, p)) => req.basic_auth(u, Some(p)),
+                _ => req,
+            };
+            let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
+            if resp.status().is_server_error() && attempt < 4 {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                continue;
+            }
+            break resp;
         };
-        let mut resp = req.send().await.map_err(|e| self.unreachable(&e))?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
@@ -516,6 +527,29 @@ impl Remote {
             OciDistributionError::RegistryError { envelope, .. }
                 if envelope.errors.iter().any(|c| matches!(c.code, OciErrorCode::Denied | OciErrorCode::Unauthorized))
         );
+        let answered = match &e {
+            OciDistributionError::RequestError(re) => re.status(),
+            _ => None,
+        };
+        if let Some(status) = answered {
+            return if status == reqwest::StatusCode::UNAUTHORIZED
+                || status == reqwest::StatusCode::FORBIDDEN
+            {
+                super::remote::classify(
+                    OciDistributionError::UnauthorizedError {
+                        url: self.reference.clone(),
+                    },
+                    &self.registry,
+                    &self.reference,
+                    &self.source,
+                )
+            } else {
+                RegistryError::Refused {
+                    reference: self.reference.clone(),
+                    detail: format!("HTTP {status}"),
+                }
+            };
+        }
         if denied
             || matches!(
                 e,
@@ -544,6 +578,33 @@ impl Remote {
         RegistryError::Refused {
             reference: self.reference.clone(),
             detail,
+        }
+    }
+
+    /// Pushes a blob unless the registry has it. Two writers pushing the
+    /// same blob at once (the empty config is shared by every attachment)
+    /// can get a transient 5xx from docker-registry while the other links
+    /// it; that is retried a few times, a refusal (405) is not.
+    async fn push_blob(&self, at: &Reference, blob: &[u8]) -> Result<(), RegistryError> {
+        let d = Digest::of(blob).to_string();
+        let mut attempt = 0;
+        loop {
+            let result = match self.client.blob_exists(at, &d).await {
+                Ok(true) => Ok(()),
+                Ok(false) => self
+                    .client
+                    .push_blob(at, blob.to_vec(), &d)
+                    .await
+                    .map(|_| ()),
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(e) if attempt < 4 && server_error(&e) => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                other => return other.map_err(|e| self.push_error(e)),
+            }
         }
     }
 
@@ -596,18 +657,7 @@ impl Remote {
         let digest = Digest::of(&manifest);
         let at = self.at_digest(subject);
         for blob in [EMPTY_CONFIG, artifact.bytes.as_slice()] {
-            let d = Digest::of(blob).to_string();
-            let present = self
-                .client
-                .blob_exists(&at, &d)
-                .await
-                .map_err(|e| self.push_error(e))?;
-            if !present {
-                self.client
-                    .push_blob(&at, blob.to_vec(), &d)
-                    .await
-                    .map_err(|e| self.push_error(e))?;
-            }
+            self.push_blob(&at, blob).await?;
         }
         self.client
             .push_manifest_raw(
@@ -689,9 +739,10 @@ impl Remote {
             self.repository.clone(),
             tag_for(subject),
         );
-        // A per-writer pause, so racing writers fall out of step.
-        let jitter = u64::from(manifest.hex().as_bytes()[0] % 16) * 7;
         for round in 0..ROUNDS {
+            // A pause that differs per writer and per round, so racing
+            // writers fall out of step.
+            let jitter = pause(manifest, round);
             let current = self.tag_index(subject).await?;
             if current.as_ref().is_some_and(|i| index_has(i, manifest)) {
                 tokio::time::sleep(Duration::from_millis(60 + jitter)).await;
@@ -714,9 +765,7 @@ impl Remote {
                 )
                 .await
                 .map_err(|e| self.push_error(e))?;
-            if round + 1 < ROUNDS {
-                tokio::time::sleep(Duration::from_millis(jitter + 10 * u64::from(round))).await;
-            }
+            tokio::time::sleep(Duration::from_millis(jitter / 2)).await;
         }
         Err(RegistryError::Registry {
             reference: self.reference.clone(),
@@ -782,6 +831,27 @@ impl Remote {
     }
 }
 
+/// Milliseconds to wait in round `round` of a tag index update: 0–127,
+/// from the writer's manifest digest, the round and the clock.
+fn pause(manifest: &Digest, round: u32) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let seed = format!("{manifest}{round}{nanos}");
+    u64::from_str_radix(&Digest::of(seed.as_bytes()).hex()[..2], 16).unwrap_or(0) % 128
+}
+
+/// Whether the registry answered with a server error other than a refusal.
+fn server_error(e: &OciDistributionError) -> bool {
+    let code = match e {
+        OciDistributionError::RequestError(re) => re.status().map(|s| s.as_u16()),
+        OciDistributionError::ServerError { code, .. } => Some(*code),
+        _ => None,
+    };
+    code.is_some_and(|c| c >= 500 && c != 501 && c != 503)
+}
+
 fn check_layer(
     body: &[u8],
     layer: &Digest,
@@ -819,8 +889,7 @@ mod layout {
 
     use super::*;
 
-    /// The lock taken around every read-change-write of `index.json`.
-    const LOCK: &str = ".index.json.lock";
+    use crate::registry::layout::INDEX_LOCK as LOCK;
 
     fn err(path: &Path, reason: impl Into<String>) -> RegistryError {
         RegistryError::Layout {
@@ -996,7 +1065,10 @@ mod layout {
         let entry = index_entry(artifact, &digest, manifest.len());
 
         let lock = dir
-            .open_with(LOCK, OpenOptions::new().write(true).create(true))
+            .open_with(
+                LOCK,
+                OpenOptions::new().write(true).create(true).truncate(false),
+            )
             .map_err(|e| err(path, format!("cannot open the lock {LOCK}: {e}")))?
             .into_std();
         lock.lock()
@@ -1062,5 +1134,70 @@ mod layout {
         check_layer(&body, &layer, size, &reference)?;
         fetched.bytes = body;
         Ok(fetched)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn art() -> Artifact {
+        Artifact {
+            artifact_type: "application/vnd.example+json".into(),
+            layer_media_type: "application/json".into(),
+            bytes: b"{\"a\":1}".to_vec(),
+            annotations: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
+        }
+    }
+
+    #[test]
+    fn the_artifact_manifest_is_deterministic_and_complete() {
+        let subject = json!({"mediaType": media::MANIFEST, "digest": Digest::of(b"s").to_string(), "size": 1});
+        let a = artifact_manifest(&art(), subject.clone());
+        assert_eq!(a, artifact_manifest(&art(), subject.clone()));
+        let v: Value = serde_json::from_slice(&a).unwrap();
+        assert_eq!(v["artifactType"], "application/vnd.example+json");
+        assert_eq!(v["config"]["digest"], Digest::of(b"{}").to_string());
+        assert_eq!(v["layers"][0]["size"], 7);
+        assert_eq!(v["subject"], subject);
+        assert_eq!(v["annotations"]["k"], "v");
+        let (fetched, layer, size) = read_artifact_manifest(&a, 7).unwrap();
+        assert_eq!((layer, size), (Digest::of(b"{\"a\":1}"), 7));
+        assert_eq!(fetched.subject, Some(Digest::of(b"s")));
+        assert!(
+            read_artifact_manifest(&a, 6)
+                .unwrap_err()
+                .contains("over the limit")
+        );
+    }
+
+    #[test]
+    fn merging_keeps_unknown_entries_and_never_duplicates() {
+        let d = Digest::of(b"m");
+        let entry = index_entry(&art(), &d, 10);
+        let odd = json!({"schemaVersion": 2, "extra": true, "manifests": ["??", {"digest": 3}]});
+        let once = merged(Some(odd), entry.clone());
+        let twice = merged(Some(once.clone()), entry);
+        assert_eq!(once, twice);
+        assert_eq!(once["extra"], true);
+        assert_eq!(once["manifests"].as_array().unwrap().len(), 3);
+        assert!(index_has(&once, &d));
+        assert_eq!(listed(&once).len(), 1);
+    }
+
+    #[test]
+    fn hostile_manifests_are_errors() {
+        for bad in [
+            &b"not json"[..],
+            br#"{"layers": "x"}"#,
+            br#"{"layers": []}"#,
+            br#"{"layers": [{"digest": "sha256:zz", "size": 1}]}"#,
+            br#"{"layers": [{"digest": "sha256:0000000000000000000000000000000000000000000000000000000000000000"}]}"#,
+            br#"{"layers": [{}, {}]}"#,
+        ] {
+            assert!(read_artifact_manifest(bad, 1 << 20).is_err());
+        }
+        assert!(parse_index(b"[]", "x").is_err());
+        assert!(parse_index(br#"{"manifests": {}}"#, "x").is_err());
     }
 }

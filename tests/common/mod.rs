@@ -87,9 +87,11 @@ pub fn free_port() -> u16 {
 /// A real `docker-registry` on a free loopback port with its own storage,
 /// stopped when dropped.
 pub struct Registry {
-    child: Child,
+    child: Option<Child>,
     pub addr: String,
     pub storage: PathBuf,
+    config: PathBuf,
+    htpasswd: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -111,46 +113,80 @@ impl Registry {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let storage = dir.path().join("data");
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
-        let config = dir.path().join("config.yml");
-        let mut yaml = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-            storage.display()
-        );
-        if let Some(entries) = htpasswd {
+        let htpasswd = htpasswd.map(|entries| {
             let file = dir.path().join("htpasswd");
             std::fs::write(&file, entries).unwrap();
+            file
+        });
+        let mut reg = Registry {
+            child: None,
+            addr: format!("127.0.0.1:{}", free_port()),
+            storage: dir.path().join("data"),
+            config: dir.path().join("config.yml"),
+            htpasswd,
+            _dir: dir,
+        };
+        reg.run(false);
+        Some(reg)
+    }
+
+    /// A registry in read-only maintenance mode (reads work, pushes are
+    /// refused), as `storage: maintenance: readonly: enabled: true` makes it.
+    pub fn start_read_only() -> Option<Registry> {
+        let mut reg = Registry::start()?;
+        reg.restart(true);
+        Some(reg)
+    }
+
+    /// Stops the registry; its address then refuses connections.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops and starts the registry on the same address and storage,
+    /// read-only or not.
+    pub fn restart(&mut self, read_only: bool) {
+        self.stop();
+        self.run(read_only);
+    }
+
+    fn run(&mut self, read_only: bool) {
+        let mut yaml = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n",
+            self.storage.display()
+        );
+        if read_only {
+            yaml.push_str("  maintenance:\n    readonly:\n      enabled: true\n");
+        }
+        yaml.push_str(&format!("http:\n  addr: {}\n", self.addr));
+        if let Some(file) = &self.htpasswd {
             yaml.push_str(&format!(
                 "auth:\n  htpasswd:\n    realm: stella-test\n    path: {}\n",
                 file.display()
             ));
         }
-        std::fs::write(&config, yaml).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start docker-registry");
-        let reg = Registry {
-            child,
-            addr,
-            storage,
-            _dir: dir,
-        };
+        std::fs::write(&self.config, yaml).unwrap();
+        self.child = Some(
+            Command::new("docker-registry")
+                .arg("serve")
+                .arg(&self.config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start docker-registry"),
+        );
         let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(&reg.addr).is_err() {
+        while TcpStream::connect(&self.addr).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "docker-registry did not start on {}",
-                reg.addr
+                self.addr
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(reg)
     }
 
     /// `skopeo copy oci:LAYOUT:TAG docker://ADDR/REPO:DEST_TAG`.
@@ -172,6 +208,61 @@ impl Registry {
             .output()
             .expect("run skopeo");
         assert!(out.status.success(), "skopeo copy failed: {}", stderr(&out));
+    }
+
+    /// A plain HTTP/1.1 request written here (no client library in
+    /// between): the status code and the body.
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            self.addr,
+            body.len()
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).unwrap();
+        let split = resp
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("an HTTP response");
+        let head = String::from_utf8_lossy(&resp[..split]).into_owned();
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {head}"));
+        let mut body = resp[split + 4..].to_vec();
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            body = dechunk(&body);
+        }
+        (status, body)
+    }
+
+    /// Stores `bytes` as the manifest `repo:tag` with a raw PUT.
+    pub fn put_manifest(&self, repo: &str, tag: &str, media_type: &str, bytes: &[u8]) -> u16 {
+        self.raw(
+            "PUT",
+            &format!("/v2/{repo}/manifests/{tag}"),
+            &[("Content-Type", media_type)],
+            bytes,
+        )
+        .0
     }
 
     /// The registry's `Docker-Content-Digest` for `repo:tag`, read with a
@@ -197,53 +288,25 @@ impl Registry {
     }
 }
 
-impl Registry {
-    /// Stops the registry (its storage is kept): "the registry is down".
-    pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Restarts it in read-only mode (it serves pulls and refuses every
-    /// push: "no write access"), or back in normal mode.
-    pub fn set_read_only(&mut self, read_only: bool) {
-        let config = self._dir.path().join("config.yml");
-        let yaml = std::fs::read_to_string(&config).unwrap();
-        let base = yaml.replace("  maintenance:\n    readonly:\n      enabled: true\n", "");
-        let yaml = if read_only {
-            base.replace(
-                "storage:\n",
-                "storage:\n  maintenance:\n    readonly:\n      enabled: true\n",
-            )
-        } else {
-            base
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = body.windows(2).position(|w| w == b"\r\n") else {
+            return out;
         };
-        std::fs::write(&config, yaml).unwrap();
-        self.restart();
-    }
-
-    /// Starts it again on the same address with the same storage.
-    pub fn restart(&mut self) {
-        self.stop();
-        self.child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(self._dir.path().join("config.yml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start docker-registry");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(&self.addr).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not restart");
-            std::thread::sleep(Duration::from_millis(50));
+        let len =
+            usize::from_str_radix(String::from_utf8_lossy(&body[..eol]).trim(), 16).unwrap_or(0);
+        if len == 0 || body.len() < eol + 2 + len {
+            return out;
         }
+        out.extend_from_slice(&body[eol + 2..eol + 2 + len]);
+        body = &body[(eol + 4 + len).min(body.len())..];
     }
 }
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
