@@ -393,14 +393,23 @@ impl Remote {
             Some(d) => format!("{registry}/{repository}@{d}"),
             None => format!("{registry}/{repository}"),
         };
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| RegistryError::Registry {
-                reference: reference.clone(),
-                detail: format!("cannot build an HTTP client: {e}"),
-            })?;
+        // One HTTP client per process, for the same reason as
+        // `remote::client`: building one loads the root certificates.
+        static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+        let http = match HTTP.get() {
+            Some(c) => c.clone(),
+            None => {
+                let built = reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .timeout(Duration::from_secs(60))
+                    .build()
+                    .map_err(|e| RegistryError::Registry {
+                        reference: reference.clone(),
+                        detail: format!("cannot build an HTTP client: {e}"),
+                    })?;
+                HTTP.get_or_init(|| built).clone()
+            }
+        };
         let oci_ref = Reference::with_tag(registry.into(), repository.into(), "latest".into());
         let op = if push {
             RegistryOperation::Push

@@ -60,7 +60,21 @@ pub async fn resolve(
     Ok(actual)
 }
 
+/// The registry client for `registry`, made once per process: building
+/// one loads the system's root certificates, which costs more than the
+/// requests a command makes (a clone shares its pool and token cache).
 pub(super) fn client(registry: &str, insecure: bool) -> Client {
+    static CLIENTS: std::sync::LazyLock<
+        std::sync::Mutex<std::collections::HashMap<(String, bool), Client>>,
+    > = std::sync::LazyLock::new(Default::default);
+    let mut clients = CLIENTS.lock().unwrap_or_else(|p| p.into_inner());
+    clients
+        .entry((registry.to_owned(), insecure))
+        .or_insert_with(|| new_client(registry, insecure))
+        .clone()
+}
+
+fn new_client(registry: &str, insecure: bool) -> Client {
     let plain_http = insecure || is_loopback_registry(registry);
     Client::new(ClientConfig {
         protocol: if plain_http {
