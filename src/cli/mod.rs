@@ -4,6 +4,7 @@
 mod approve;
 mod audit;
 mod capsule;
+mod completions;
 mod config_check;
 mod decide;
 mod demo;
@@ -107,6 +108,10 @@ pub enum Command {
     /// Feature flags of an environment: set (sealed) and list
     #[command(subcommand)]
     Flags(flags::FlagsCommand),
+    /// Print a shell completion script: `stella completions bash > ~/.local/share/bash-completion/completions/stella`
+    Completions(completions::CompletionsArgs),
+    /// Write the manual pages, one per command and subcommand, into a folder
+    Man(completions::ManArgs),
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -114,7 +119,13 @@ pub fn run(cli: Cli) -> u8 {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let found = Workspace::find(cli.workspace.as_deref(), &cwd);
     let logs = match (&cli.command, &found) {
-        (Some(Command::Init(_) | Command::Demo(_)), _) | (_, Err(_)) => None,
+        (
+            Some(
+                Command::Init(_) | Command::Demo(_) | Command::Completions(_) | Command::Man(_),
+            ),
+            _,
+        )
+        | (_, Err(_)) => None,
         (_, Ok(ws)) => Some(ws.logs_dir()),
     };
     // The workbench owns the screen: its logs go to the file only.
@@ -154,6 +165,8 @@ pub fn run(cli: Cli) -> u8 {
         Command::Router(cmd) => router::run(&ctx, cmd),
         Command::Rollout(cmd) => rollout::run(&ctx, cmd),
         Command::Flags(cmd) => flags::run(&ctx, cmd),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(&ctx, args),
     })
 }
 
