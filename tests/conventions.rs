@@ -42,6 +42,13 @@ fn completions(shell: &str) -> String {
 // --- completions --------------------------------------------------------
 
 #[test]
+fn the_command_definitions_are_consistent() {
+    // What completions and pages are generated from: clap's own checks
+    // (duplicate flags, bad defaults, conflicts naming nothing).
+    Cli::command().debug_assert();
+}
+
+#[test]
 fn bash_completion_parses_and_completes_every_command_of_the_tree() {
     let script = completions("bash");
     let dir = here();
@@ -80,7 +87,11 @@ fn bash_completion_parses_and_completes_every_command_of_the_tree() {
     let subcommands = children(&root);
     assert!(subcommands.len() >= 20, "{}", subcommands.len());
     for sub in &subcommands {
-        assert!(top.contains(sub.get_name()), "`{}` not offered: {top:?}", sub.get_name());
+        assert!(
+            top.contains(sub.get_name()),
+            "`{}` not offered: {top:?}",
+            sub.get_name()
+        );
         let nested = children(sub);
         if nested.is_empty() {
             continue;
@@ -102,7 +113,11 @@ fn bash_completion_parses_and_completes_every_command_of_the_tree() {
 fn zsh_and_fish_completions_name_every_subcommand() {
     let zsh = completions("zsh");
     let fish = completions("fish");
-    assert!(zsh.starts_with("#compdef stella"), "{}", &zsh[..80.min(zsh.len())]);
+    assert!(
+        zsh.starts_with("#compdef stella"),
+        "{}",
+        &zsh[..80.min(zsh.len())]
+    );
     assert!(fish.contains("complete -c stella"), "{fish}");
     let root = Cli::command();
     for sub in children(&root) {
@@ -113,7 +128,11 @@ fn zsh_and_fish_completions_name_every_subcommand() {
             "fish lacks `{name}`"
         );
         for n in children(&sub) {
-            assert!(zsh.contains(&format!("'{}:", n.get_name())), "zsh lacks `{name} {}`", n.get_name());
+            assert!(
+                zsh.contains(&format!("'{}:", n.get_name())),
+                "zsh lacks `{name} {}`",
+                n.get_name()
+            );
         }
     }
     // A shell clap_complete does not know is a usage error.
@@ -155,7 +174,10 @@ fn man_writes_one_page_per_command_and_each_renders() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     let expected = expected_pages();
-    assert!(expected.contains("stella-release-promote.1"), "{expected:?}");
+    assert!(
+        expected.contains("stella-release-promote.1"),
+        "{expected:?}"
+    );
     assert_eq!(written, expected);
     assert!(
         stdout(&out).contains(&format!("Wrote {} manual pages", expected.len())),
@@ -186,7 +208,10 @@ fn man_writes_one_page_per_command_and_each_renders() {
         }
     }
     let promote = std::fs::read_to_string(mandir.join("stella-release-promote.1")).unwrap();
-    assert!(promote.contains("\\-\\-to") || promote.contains("--to"), "{promote}");
+    assert!(
+        promote.contains("\\-\\-to") || promote.contains("--to"),
+        "{promote}"
+    );
     if groff {
         let out = std::process::Command::new("groff")
             .args(["-k", "-man", "-Tutf8", "-P-c", "-P-b", "-P-u"])
@@ -194,7 +219,10 @@ fn man_writes_one_page_per_command_and_each_renders() {
             .output()
             .unwrap();
         let text = stdout(&out);
-        assert!(text.contains("NAME") && text.contains("SUBCOMMANDS"), "{text}");
+        assert!(
+            text.contains("NAME") && text.contains("SUBCOMMANDS"),
+            "{text}"
+        );
         assert!(text.contains("stella-release(1)"), "{text}");
     }
 }
@@ -208,7 +236,11 @@ fn man_into_an_unwritable_place_is_an_error_with_a_hint() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("cannot create file/man1"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot create file/man1"),
+        "{}",
+        stderr(&out)
+    );
     assert!(stderr(&out).contains("hint: "), "{}", stderr(&out));
 }
 
@@ -254,8 +286,8 @@ fn schema() -> Value {
 /// Every complete stella.toml a test writes from a constant
 /// (`const X: &str = r#"[workspace] …"#`), by file and name.
 fn test_configs() -> Vec<(String, String)> {
-    let pattern = regex::Regex::new(r#"(?s)const (\w+): &str = r#"(\s*\[workspace\].*?)"\#;"#)
-        .unwrap();
+    let pattern =
+        regex::Regex::new(r#"(?s)const (\w+): &str = r#"(\s*\[workspace\].*?)"\#;"#).unwrap();
     let mut found = Vec::new();
     for entry in std::fs::read_dir(repo().join("tests")).unwrap() {
         let path = entry.unwrap().path();
@@ -411,12 +443,21 @@ fn the_schema_refuses_unknown_keys_and_wrong_types_as_the_parser_does() {
         assert!(v.check(text).is_err(), "the schema accepts {what}:\n{text}");
         let ws = here();
         std::fs::write(ws.path().join("stella.toml"), text).unwrap();
-        let out = stella(ws.path()).args(["config", "check"]).output().unwrap();
+        let out = stella(ws.path())
+            .args(["config", "check"])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(1), "config check accepts {what}");
     }
     // The repo's invalid configs that are about shape, not meaning.
-    for file in ["unknown_key.toml", "unknown_gate_key.toml", "wrong_type.toml", "bad_strategy.toml"] {
-        let text = std::fs::read_to_string(repo().join("tests/invalid_configs").join(file)).unwrap();
+    for file in [
+        "unknown_key.toml",
+        "unknown_gate_key.toml",
+        "wrong_type.toml",
+        "bad_strategy.toml",
+    ] {
+        let text =
+            std::fs::read_to_string(repo().join("tests/invalid_configs").join(file)).unwrap();
         assert!(v.check(&text).is_err(), "the schema accepts {file}");
     }
 }
@@ -427,9 +468,16 @@ fn the_schema_refuses_unknown_keys_and_wrong_types_as_the_parser_does() {
 fn the_starter_tells_the_truth_and_its_example_workflow_runs() {
     let dir = here();
     let ws = dir.path();
-    let out = stella(ws).args(["init", "--name", "acme"]).output().unwrap();
+    let out = stella(ws)
+        .args(["init", "--name", "acme"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("workflows/standard.toml"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("workflows/standard.toml"),
+        "{}",
+        stdout(&out)
+    );
     let config = std::fs::read_to_string(ws.join("stella.toml")).unwrap();
     // A/B tests are built (docs/rollouts.md): the starter must not say
     // otherwise, and names every strategy.
@@ -450,7 +498,10 @@ fn the_starter_tells_the_truth_and_its_example_workflow_runs() {
         assert!(out.status.success(), "workflow {verb}: {}", stderr(&out));
     }
     // …and that a lane runs once it is named, as its comment says.
-    assert!(config.contains("# workflow = \"workflows/standard.toml\""), "{config}");
+    assert!(
+        config.contains("# workflow = \"workflows/standard.toml\""),
+        "{config}"
+    );
     let config = config.replace(
         "[environments.dev]\n",
         "[environments.dev]\nworkflow = \"workflows/standard.toml\"\n",
@@ -460,7 +511,14 @@ fn the_starter_tells_the_truth_and_its_example_workflow_runs() {
     assert!(out.status.success(), "{}", stderr(&out));
     add_image(&ws.join("images/api-gateway"), "1.0", "v1");
     let out = stella(ws)
-        .args(["release", "promote", "api-gateway:1.0", "--to", "dev", "--json"])
+        .args([
+            "release",
+            "promote",
+            "api-gateway:1.0",
+            "--to",
+            "dev",
+            "--json",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -473,9 +531,15 @@ fn the_starter_tells_the_truth_and_its_example_workflow_runs() {
         .unwrap();
     let shown = stdout(&out);
     for step in ["resolve", "check", "smoke", "deploy"] {
-        assert!(shown.contains(&format!("\"{step}\"")), "step {step}: {shown}");
+        assert!(
+            shown.contains(&format!("\"{step}\"")),
+            "step {step}: {shown}"
+        );
     }
-    assert!(shown.contains("smoke-testing api-gateway at sha256:"), "{shown}");
+    assert!(
+        shown.contains("smoke-testing api-gateway at sha256:"),
+        "{shown}"
+    );
 }
 
 // --- unpin with nothing to lift ------------------------------------------
@@ -509,7 +573,14 @@ fn unpin_of_an_app_that_is_not_pinned_is_a_no_op_that_says_so() {
     assert_eq!(sealed, 0);
     // A dry run says what the real one would: exit 0.
     let out = stella(ws)
-        .args(["release", "unpin", "api-gateway", "--env", "dev", "--dry-run"])
+        .args([
+            "release",
+            "unpin",
+            "api-gateway",
+            "--env",
+            "dev",
+            "--dry-run",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

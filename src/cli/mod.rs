@@ -120,9 +120,7 @@ pub fn run(cli: Cli) -> u8 {
     let found = Workspace::find(cli.workspace.as_deref(), &cwd);
     let logs = match (&cli.command, &found) {
         (
-            Some(
-                Command::Init(_) | Command::Demo(_) | Command::Completions(_) | Command::Man(_),
-            ),
+            Some(Command::Init(_) | Command::Demo(_) | Command::Completions(_) | Command::Man(_)),
             _,
         )
         | (_, Err(_)) => None,

@@ -439,7 +439,10 @@ impl Transform for NoNulls {
             }
         }
         if let Some(Value::Array(any)) = obj.get_mut("anyOf") {
-            any.retain(|s| s.as_object().is_none_or(|o| o.get("type") != Some(&"null".into())));
+            any.retain(|s| {
+                s.as_object()
+                    .is_none_or(|o| o.get("type") != Some(&"null".into()))
+            });
             if any.len() == 1
                 && let Value::Object(only) = any.remove(0)
             {
