@@ -542,6 +542,38 @@ fn the_starter_tells_the_truth_and_its_example_workflow_runs() {
     );
 }
 
+#[test]
+fn init_keeps_a_workflow_or_policy_already_there() {
+    let dir = here();
+    let ws = dir.path();
+    std::fs::create_dir_all(ws.join("workflows")).unwrap();
+    let mine = "[[steps]]\nid = \"deploy\"\nuses = \"deploy\"\n";
+    std::fs::write(ws.join("workflows/standard.toml"), mine).unwrap();
+    let out = stella(ws)
+        .args(["init", "--name", "acme"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(ws.join("workflows/standard.toml")).unwrap(),
+        mine
+    );
+    assert!(
+        stdout(&out).contains("Kept the workflows/standard.toml already there"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(ws.join("policies/staging.rego").is_file());
+    // --force is the way to take the starter's.
+    let out = stella(ws)
+        .args(["init", "--name", "acme", "--force"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let now = std::fs::read_to_string(ws.join("workflows/standard.toml")).unwrap();
+    assert!(now.contains("id = \"smoke\""), "{now}");
+}
+
 // --- unpin with nothing to lift ------------------------------------------
 
 #[test]

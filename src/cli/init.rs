@@ -56,8 +56,19 @@ pub fn run(ctx: &Context, args: InitArgs) -> Result<u8, Failure> {
             .map_err(|e| Failure::error(format!("cannot write {}: {e}", path.display())))
     };
     write(CONFIG_FILE, &STARTER_CONFIG.replace("{{name}}", &name))?;
-    write("policies/staging.rego", STARTER_POLICY)?;
-    write("workflows/standard.toml", STARTER_WORKFLOW)?;
+    // A policy or workflow of the same name that is already there is the
+    // user's: kept, unless --force.
+    let mut kept = Vec::new();
+    for (rel, body) in [
+        ("policies/staging.rego", STARTER_POLICY),
+        ("workflows/standard.toml", STARTER_WORKFLOW),
+    ] {
+        if dir.join(rel).exists() && !args.force {
+            kept.push(rel);
+        } else {
+            write(rel, body)?;
+        }
+    }
     if !dir.join(".gitignore").exists() {
         write(
             ".gitignore",
@@ -82,6 +93,12 @@ pub fn run(ctx: &Context, args: InitArgs) -> Result<u8, Failure> {
         "                           keys/workspace.key seals decision capsules",
     ] {
         println!("{line}");
+    }
+    if !kept.is_empty() {
+        println!(
+            "Kept the {} already there (--force overwrites)",
+            kept.join(" and ")
+        );
     }
     println!("Next: edit stella.toml, then `stella config check`");
     Ok(exit::OK)
