@@ -185,8 +185,14 @@ fn promotions_deploy_to_dir_targets_and_rollback_restores() {
         .args(["release", "unpin", "api-gateway", "--env", "dev"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "unpinned twice");
-    assert!(stderr(&out).contains("api-gateway is not pinned in dev"));
+    // Unpinning twice changes nothing and says so: exit 0, nothing sealed.
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "unpinned twice: {}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("api-gateway is not pinned in dev: nothing to unpin"));
 
     let (code, v, err) = promote(ws, &["api-gateway:2.0", "--to", "dev"]);
     assert_eq!(code, 0, "{err}");
@@ -450,7 +456,14 @@ fn a_failed_deploy_carries_its_error_in_json_and_on_stderr() {
 
     // An error before anything is sealed is an `error` object too.
     let out = stella(ws)
-        .args(["release", "unpin", "api-gateway", "--env", "dev", "--json"])
+        .args([
+            "release",
+            "unpin",
+            "api-gateway",
+            "--env",
+            "nowhere",
+            "--json",
+        ])
         .output()
         .unwrap();
     assert_ne!(out.status.code(), Some(0));
@@ -459,7 +472,10 @@ fn a_failed_deploy_carries_its_error_in_json_and_on_stderr() {
         v["error"]["what"].as_str().is_some_and(|w| !w.is_empty()),
         "{v:#}"
     );
-    assert_eq!(v["error"]["where"], "release unpin api-gateway --env dev");
+    assert_eq!(
+        v["error"]["where"],
+        "release unpin api-gateway --env nowhere"
+    );
     assert!(stderr(&out).contains("error: "), "{}", stderr(&out));
 }
 

@@ -1,4 +1,5 @@
-//! `stella config check`: load and validate `stella.toml`.
+//! `stella config check`: load and validate `stella.toml`; `stella config
+//! schema`: its JSON Schema, for editors.
 
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -10,6 +11,8 @@ use crate::config::{Config, ConfigError};
 pub enum ConfigCommand {
     /// Validate stella.toml: every problem with FILE:LINE:COL and what was expected
     Check(CheckArgs),
+    /// Print the JSON Schema of stella.toml, for editors (see docs/shell.md)
+    Schema,
 }
 
 #[derive(Debug, Args)]
@@ -20,7 +23,14 @@ pub struct CheckArgs {
 }
 
 pub fn run(ctx: &Context, cmd: ConfigCommand) -> Result<u8, Failure> {
-    let ConfigCommand::Check(args) = cmd;
+    let args = match cmd {
+        ConfigCommand::Check(args) => args,
+        // Needs no workspace: the schema is the types', not a file's.
+        ConfigCommand::Schema => {
+            print_json(&crate::config::model::json_schema())?;
+            return Ok(exit::OK);
+        }
+    };
     let ws = ctx.workspace()?;
     let path = ws.config_path();
     match (load_config(ctx, ws), args.json) {

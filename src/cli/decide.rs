@@ -534,10 +534,13 @@ fn unpin_inner(ctx: &Context, a: UnpinArgs) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
     let config = load_config(ctx, ws)?;
     let clock = acting_clock(a.at.as_deref(), a.dry_run, "stella release unpin")?;
+    if config.environment(&a.env).is_none() {
+        return Err(super::unknown_environment(&a.env, &config));
+    }
+    if !config.apps.contains_key(&a.app) {
+        return Err(crate::engine::resolve::unknown_app(&a.app, &config).into());
+    }
     if a.dry_run {
-        if config.environment(&a.env).is_none() {
-            return Err(super::unknown_environment(&a.env, &config));
-        }
         let requested_by = what_if_requester(ws, None, a.key.clone())?;
         let pin = ws.read_store()?.pin(&a.env, &a.app)?;
         if a.json {
@@ -559,7 +562,23 @@ fn unpin_inner(ctx: &Context, a: UnpinArgs) -> Result<u8, Failure> {
             }
             println!("Nothing was sealed or changed");
         }
-        return Ok(if pin.is_some() { exit::OK } else { exit::USAGE });
+        return Ok(exit::OK);
+    }
+    // Nothing holds the lane: what was asked is already so, and there is
+    // no decision to seal.
+    if ws.read_store()?.pin(&a.env, &a.app)?.is_none() {
+        if a.json {
+            print_json(&serde_json::json!({
+                "app": a.app, "environment": a.env, "pin": null, "changed": false,
+            }))?;
+        } else {
+            println!(
+                "{} is not pinned in {}: nothing to unpin, nothing sealed",
+                a.app, a.env
+            );
+            println!("Only a rollback pins a lane; `stella release pins` lists the pins");
+        }
+        return Ok(exit::OK);
     }
     let req = UnpinRequest {
         app: a.app.clone(),

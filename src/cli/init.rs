@@ -11,6 +11,7 @@ use crate::workspace::Workspace;
 
 const STARTER_CONFIG: &str = include_str!("../../assets/init/stella.toml");
 const STARTER_POLICY: &str = include_str!("../../assets/init/policies/staging.rego");
+const STARTER_WORKFLOW: &str = include_str!("../../assets/init/workflows/standard.toml");
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
@@ -19,7 +20,7 @@ pub struct InitArgs {
     /// The workspace name (default: the folder's name)
     #[arg(long)]
     pub name: Option<String>,
-    /// Overwrite an existing stella.toml and starter policy (the store is kept)
+    /// Overwrite an existing stella.toml, starter policy and example workflow (the store is kept)
     #[arg(long)]
     pub force: bool,
 }
@@ -36,7 +37,7 @@ pub fn run(ctx: &Context, args: InitArgs) -> Result<u8, Failure> {
             "{} already exists; not overwriting it",
             config_path.display()
         ))
-        .hint("pass --force to overwrite stella.toml and the starter policy (the store is kept)"));
+        .hint("pass --force to overwrite stella.toml, the starter policy and the example workflow (the store is kept)"));
     }
     let name = args.name.clone().unwrap_or_else(|| default_name(&dir));
     if name.trim().is_empty() || name.contains(['"', '\\', '\n']) {
@@ -55,8 +56,19 @@ pub fn run(ctx: &Context, args: InitArgs) -> Result<u8, Failure> {
             .map_err(|e| Failure::error(format!("cannot write {}: {e}", path.display())))
     };
     write(CONFIG_FILE, &STARTER_CONFIG.replace("{{name}}", &name))?;
-    write("policies/staging.rego", STARTER_POLICY)?;
-    fs::create_dir_all(dir.join("workflows"))?;
+    // A policy or workflow of the same name that is already there is the
+    // user's: kept, unless --force.
+    let mut kept = Vec::new();
+    for (rel, body) in [
+        ("policies/staging.rego", STARTER_POLICY),
+        ("workflows/standard.toml", STARTER_WORKFLOW),
+    ] {
+        if dir.join(rel).exists() && !args.force {
+            kept.push(rel);
+        } else {
+            write(rel, body)?;
+        }
+    }
     if !dir.join(".gitignore").exists() {
         write(
             ".gitignore",
@@ -73,13 +85,20 @@ pub fn run(ctx: &Context, args: InitArgs) -> Result<u8, Failure> {
 
     println!("Created workspace `{name}` in {}", dir.display());
     for line in [
-        "  stella.toml            apps, lanes dev → staging → prod, gates, freeze windows, targets",
-        "  policies/staging.rego  a custom policy gate",
-        "  workflows/             workflow templates",
-        "  .stella/               the store, evidence, keys and logs (git-ignored);",
-        "                         keys/workspace.key seals decision capsules",
+        "  stella.toml              apps, lanes dev → staging → prod, gates, freeze windows, targets",
+        "  policies/staging.rego    a custom policy gate",
+        "  workflows/standard.toml  an example workflow (resolve, a gate and a smoke test, deploy);",
+        "                           no lane runs it until you set `workflow = \"workflows/standard.toml\"`",
+        "  .stella/                 the store, evidence, keys and logs (git-ignored);",
+        "                           keys/workspace.key seals decision capsules",
     ] {
         println!("{line}");
+    }
+    if !kept.is_empty() {
+        println!(
+            "Kept the {} already there (--force overwrites)",
+            kept.join(" and ")
+        );
     }
     println!("Next: edit stella.toml, then `stella config check`");
     Ok(exit::OK)

@@ -5,6 +5,7 @@ mod approve;
 mod attest;
 mod audit;
 mod capsule;
+mod completions;
 mod config_check;
 mod decide;
 mod demo;
@@ -114,6 +115,10 @@ pub enum Command {
     /// Exit 0 allowed, 3 not (its newest decision failed, or none is
     /// attached), 1 the registry could not be read.
     Verify(attest::VerifyArgs),
+    /// Print a shell completion script: `stella completions bash > ~/.local/share/bash-completion/completions/stella`
+    Completions(completions::CompletionsArgs),
+    /// Write the manual pages, one per command and subcommand, into a folder
+    Man(completions::ManArgs),
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -121,7 +126,11 @@ pub fn run(cli: Cli) -> u8 {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let found = Workspace::find(cli.workspace.as_deref(), &cwd);
     let logs = match (&cli.command, &found) {
-        (Some(Command::Init(_) | Command::Demo(_)), _) | (_, Err(_)) => None,
+        (
+            Some(Command::Init(_) | Command::Demo(_) | Command::Completions(_) | Command::Man(_)),
+            _,
+        )
+        | (_, Err(_)) => None,
         (_, Ok(ws)) => Some(ws.logs_dir()),
     };
     // The workbench owns the screen: its logs go to the file only.
@@ -162,6 +171,8 @@ pub fn run(cli: Cli) -> u8 {
         Command::Rollout(cmd) => rollout::run(&ctx, cmd),
         Command::Flags(cmd) => flags::run(&ctx, cmd),
         Command::Verify(a) => attest::verify(&ctx, a),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(&ctx, args),
     })
 }
 

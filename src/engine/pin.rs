@@ -74,7 +74,7 @@ pub fn unpin(
     }
     let Some(pin) = ws.open_store()?.pin(&req.env, &req.app)? else {
         return Err(
-            EngineError::usage(format!("{} is not pinned in {}", req.app, req.env))
+            EngineError::error(format!("{} is not pinned in {}", req.app, req.env))
                 .hint("`stella release pins` lists what is"),
         );
     };
