@@ -156,7 +156,13 @@ fn main() {
         while promoted < n {
             stella(
                 &ws,
-                &["release", "promote", &format!("api-gateway@{digest}"), "--to", "dev"],
+                &[
+                    "release",
+                    "promote",
+                    &format!("api-gateway@{digest}"),
+                    "--to",
+                    "dev",
+                ],
             );
             promoted += 1;
         }
@@ -225,7 +231,10 @@ async fn plain_gets(addr: &str, digest: &str) -> Duration {
             continue;
         }
         let manifest: serde_json::Value = client
-            .get(format!("{base}/manifests/{}", m["digest"].as_str().unwrap()))
+            .get(format!(
+                "{base}/manifests/{}",
+                m["digest"].as_str().unwrap()
+            ))
             .header("Accept", "application/vnd.oci.image.manifest.v1+json")
             .send()
             .await

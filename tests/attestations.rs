@@ -554,7 +554,14 @@ fn an_image_layout_holds_its_decisions_too_when_asked() {
     );
     std::fs::write(&path, text).unwrap();
     let out = stella(ws.path())
-        .args(["release", "promote", "api-gateway:1.0", "--to", "dev", "--json"])
+        .args([
+            "release",
+            "promote",
+            "api-gateway:1.0",
+            "--to",
+            "dev",
+            "--json",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

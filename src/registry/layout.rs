@@ -58,6 +58,7 @@ impl Layout {
             .manifests()
             .iter()
             .filter_map(|d| d.annotations().as_ref()?.get(ANNOTATION_REF_NAME).cloned())
+            .filter(|t| !super::referrers::is_referrers_tag(t))
             .collect())
     }
 

@@ -74,6 +74,14 @@ pub async fn resolve(
         .clone()
         .unwrap_or_else(|| Selector::Tag("latest".into()));
     let reference = image.with_selector(selector.clone()).to_string();
+    if let Selector::Tag(t) = &selector
+        && referrers::is_referrers_tag(t)
+    {
+        return Err(RegistryError::Registry {
+            reference,
+            detail: "a `sha256-…` tag lists what is attached to an image (its referrers), it is not a release; give the image's own tag or digest".into(),
+        });
+    }
     match &image.repository {
         Repository::Layout(path) => {
             let path = base.join(path);

@@ -90,6 +90,13 @@ const ROUNDS: u32 = 10;
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// The referrers tag schema's tag for `subject`.
+/// Whether `tag` names a referrers index (`sha256-` and 64 hex digits):
+/// where an image's attachments are listed, never a release.
+pub fn is_referrers_tag(tag: &str) -> bool {
+    tag.strip_prefix("sha256-")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 pub fn tag_for(subject: &Digest) -> String {
     format!("sha256-{}", subject.hex())
 }
@@ -174,6 +181,12 @@ pub async fn fetch(
             remote.fetch(manifest, limit).await
         }
     }
+}
+
+/// A request that failed on a connection the other end had closed (not
+/// one that could not connect, nor a timeout).
+fn stale(e: &reqwest::Error) -> bool {
+    e.is_request() && !e.is_connect() && !e.is_timeout()
 }
 
 async fn blocking<T: Send + 'static>(
@@ -416,10 +429,15 @@ impl Remote {
         } else {
             RegistryOperation::Pull
         };
-        let token = client
-            .auth(&oci_ref, &auth, op)
-            .await
-            .map_err(|e| super::remote::classify(e, registry, &reference, &source))?;
+        let token = match client.auth(&oci_ref, &auth, op).await {
+            // The clients live for the process: a kept-alive connection
+            // the registry closed meanwhile is retried once (a GET).
+            Err(OciDistributionError::RequestError(e)) if stale(&e) => {
+                client.auth(&oci_ref, &auth, op).await
+            }
+            other => other,
+        }
+        .map_err(|e| super::remote::classify(e, registry, &reference, &source))?;
         Ok(Remote {
             registry: registry.to_owned(),
             repository: repository.to_owned(),
@@ -473,7 +491,16 @@ impl Remote {
                 (None, RegistryAuth::Basic(u, p)) => req.basic_auth(u, Some(p)),
                 _ => req,
             };
-            let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
+            let resp = match req.send().await {
+                Ok(r) => r,
+                // A kept-alive connection the registry closed meanwhile:
+                // a GET is safe to send again, once, on a new one.
+                Err(e) if stale(&e) && attempt == 0 => {
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) => return Err(self.unreachable(&e)),
+            };
             if resp.status().is_server_error() && attempt < 4 {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(50 * attempt)).await;

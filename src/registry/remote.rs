@@ -37,8 +37,7 @@ pub async fn resolve(
         }
     };
     let (auth, source) = credentials_for(registry);
-    let (bytes, advertised) = client
-        .pull_manifest_raw(&oci_ref, &auth, ACCEPTED)
+    let (bytes, advertised) = manifest_raw(&client, &oci_ref, &auth)
         .await
         .map_err(|e| classify(e, registry, reference, &source))?;
 
@@ -74,6 +73,24 @@ pub(super) fn client(registry: &str, insecure: bool) -> Client {
         .clone()
 }
 
+/// A manifest's bytes and advertised digest; a GET that met a kept-alive
+/// connection the registry had closed is sent once more.
+async fn manifest_raw(
+    client: &Client,
+    reference: &Reference,
+    auth: &oci_client::secrets::RegistryAuth,
+) -> Result<(Vec<u8>, String), OciDistributionError> {
+    match client.pull_manifest_raw(reference, auth, ACCEPTED).await {
+        Err(OciDistributionError::RequestError(e))
+            if e.is_request() && !e.is_connect() && !e.is_timeout() =>
+        {
+            client.pull_manifest_raw(reference, auth, ACCEPTED).await
+        }
+        other => other,
+    }
+    .map(|(bytes, digest)| (bytes.to_vec(), digest))
+}
+
 fn new_client(registry: &str, insecure: bool) -> Client {
     let plain_http = insecure || is_loopback_registry(registry);
     Client::new(ClientConfig {
@@ -103,8 +120,7 @@ pub async fn fetch_image(
     let mut blobs = std::collections::BTreeMap::new();
     let mut manifest_digest = digest.clone();
     loop {
-        let (bytes, _) = client
-            .pull_manifest_raw(&at(&manifest_digest), &auth, ACCEPTED)
+        let (bytes, _) = manifest_raw(&client, &at(&manifest_digest), &auth)
             .await
             .map_err(|e| classify(e, registry, &reference, &source))?;
         if Digest::of(&bytes) != manifest_digest {
