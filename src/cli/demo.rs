@@ -69,6 +69,19 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<u8, Failure> {
         println!("  {w} status                                  # what runs where");
         println!("  {w} release pins                            # what rollbacks pinned");
         println!("  {w} capsule list");
+        let live = ws
+            .read_store()?
+            .live_at("prod", "api-gateway", &chrono::Utc::now())?;
+        if let Some(live) = live {
+            let key = dir.join("workspace.pub");
+            println!("  {w} key export workspace > {}", key.display());
+            println!(
+                "  stella verify oci-layout:{}@{} --env prod --key {}   # no workspace: the decision attached to the image",
+                dir.join("images/api-gateway").display(),
+                live.digest,
+                key.display()
+            );
+        }
         println!(
             "  stella demo {}                         # opens it with a live canary in edge",
             dir.display()
