@@ -593,3 +593,103 @@ fn an_image_layout_holds_its_decisions_too_when_asked() {
     let err = stderr(&out);
     assert!(err.contains("1.0") && !err.contains("sha256-"), "{err}");
 }
+
+#[test]
+fn capsule_pull_keeps_every_file_inside_its_folder_whatever_a_capsule_says() {
+    let Some(reg) = Registry::start() else { return };
+    let (ws, v1, _) = registry_workspace(&reg);
+    let digest: Digest = v1.parse().unwrap();
+    let out = stella(ws.path())
+        .args([
+            "release",
+            "promote",
+            &format!("api-gateway@{v1}"),
+            "--to",
+            "dev",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let found = runtime()
+        .block_on(referrers::referrers(
+            &repository(&reg),
+            &digest,
+            Some(stella::capsule::summary::CAPSULE_ARTIFACT_TYPE),
+            false,
+            Path::new("."),
+        ))
+        .unwrap();
+    let fetched = runtime()
+        .block_on(referrers::fetch(
+            &repository(&reg),
+            &found[0].manifest,
+            1 << 26,
+            false,
+            Path::new("."),
+        ))
+        .unwrap();
+    // The same capsule, claiming an environment that is a path.
+    let mut file: serde_json::Value = serde_json::from_slice(&fetched.bytes).unwrap();
+    let mut st: serde_json::Value = serde_json::from_slice(
+        &STANDARD
+            .decode(file["envelope"]["payload"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    st["predicate"]["to"] = "../../escaped".into();
+    file["envelope"]["payload"] = STANDARD.encode(serde_json::to_vec(&st).unwrap()).into();
+    runtime()
+        .block_on(referrers::attach(
+            &repository(&reg),
+            &digest,
+            &Artifact {
+                artifact_type: stella::capsule::summary::CAPSULE_ARTIFACT_TYPE.into(),
+                layer_media_type: "application/vnd.stella.capsule.v1+json".into(),
+                bytes: serde_json::to_vec(&file).unwrap(),
+                annotations: BTreeMap::new(),
+            },
+            false,
+            Path::new("."),
+        ))
+        .unwrap();
+
+    let place = tempfile::tempdir().unwrap();
+    let inner = place.path().join("a/b");
+    std::fs::create_dir_all(&inner).unwrap();
+    let out = stella(&inner)
+        .args([
+            "capsule",
+            "pull",
+            &format!("{}/{REPO}@{v1}", reg.addr),
+            "--out",
+            "pulled",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let names: Vec<String> = std::fs::read_dir(inner.join("pulled"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("_.._.._escaped-promote-")),
+        "{names:?}"
+    );
+    for dir in [
+        place.path().to_owned(),
+        place.path().join("a"),
+        inner.clone(),
+    ] {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let n = e.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(
+                !n.contains("escaped"),
+                "{n} written outside the folder in {}",
+                dir.display()
+            );
+        }
+    }
+}

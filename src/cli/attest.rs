@@ -340,6 +340,20 @@ fn pull_inner(ctx: &Context, a: PullArgs) -> Result<u8, Failure> {
         Failure::error(format!("cannot create {}: {e}", out.display()))
             .hint("give a folder you can write with --out")
     })?;
+    // What the registry sent names the files: written through a handle on
+    // the folder, so no name can reach outside it, whatever it holds.
+    let folder = cap_std::fs::Dir::open_ambient_dir(&out, cap_std::ambient_authority())
+        .map_err(|e| Failure::error(format!("cannot open {}: {e}", out.display())))?;
+    let write = |name: &str, bytes: &[u8]| -> Result<PathBuf, Failure> {
+        let tmp = format!(".{name}.{}.tmp", std::process::id());
+        folder
+            .write(&tmp, bytes)
+            .and_then(|()| folder.rename(&tmp, &folder, name))
+            .map_err(|e| {
+                Failure::error(format!("cannot write {name} in {}: {e}", out.display()))
+            })?;
+        Ok(out.join(name))
+    };
     let mut files = Vec::new();
     let mut invalid = 0usize;
     for p in &pulled {
@@ -359,23 +373,21 @@ fn pull_inner(ctx: &Context, a: PullArgs) -> Result<u8, Failure> {
         let payload = Digest::of(&p.file.envelope.payload_bytes().unwrap_or_default());
         let stem = format!(
             "{}-{}-{}",
-            st.predicate.to,
+            file_word(&st.predicate.to),
             st.predicate.action.as_str(),
             &payload.hex()[..12]
         );
-        let path = out.join(format!("{stem}.capsule.json"));
-        crate::engine::seal::write_atomic(&path, &p.bytes)?;
+        let path = write(&format!("{stem}.capsule.json"), &p.bytes)?;
         let (mut summary, mut bundle) = (None, None);
         if let Some(s) = &p.file.summary {
-            let sp = out.join(format!("{stem}.summary.dsse.json"));
             let mut bytes = serde_json::to_vec_pretty(s).map_err(Failure::error)?;
             bytes.push(b'\n');
-            crate::engine::seal::write_atomic(&sp, &bytes)?;
-            summary = Some(sp);
+            summary = Some(write(&format!("{stem}.summary.dsse.json"), &bytes)?);
             if a.bundle {
-                let bp = out.join(format!("{stem}.summary.sigstore.json"));
-                crate::engine::seal::write_atomic(&bp, &Bundle::of(s).to_json())?;
-                bundle = Some(bp);
+                bundle = Some(write(
+                    &format!("{stem}.summary.sigstore.json"),
+                    &Bundle::of(s).to_json(),
+                )?);
             }
         }
         invalid += usize::from(report.as_ref().is_some_and(|r| !r.valid));
@@ -474,6 +486,27 @@ pub fn envelope(ctx: &Context, a: EnvelopeArgs) -> Result<u8, Failure> {
         v
     };
     write_out(a.out.as_deref(), &out)
+}
+
+/// An environment's name as part of a file name: what the config allows
+/// (letters, digits, `-`, `_`, `.`), anything else `_`, at most 64.
+fn file_word(name: &str) -> String {
+    let w: String = name
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if w.is_empty() || w.starts_with('.') {
+        format!("_{w}")
+    } else {
+        w
+    }
 }
 
 fn write_out(path: Option<&Path>, bytes: &[u8]) -> Result<u8, Failure> {
