@@ -644,6 +644,23 @@ fn audit_bundles_verify_offline_and_name_tampering() {
     )
     .unwrap();
     assert!(readme.contains("securesystemslib") && readme.contains("stella audit verify"));
+    // Every promotion's capsule travels with its verification summary.
+    let capsules: Vec<serde_json::Value> = files
+        .iter()
+        .filter(|(p, _)| p.starts_with("capsules/"))
+        .map(|(_, b)| serde_json::from_slice(b).unwrap())
+        .collect();
+    assert_eq!(capsules.len(), 4);
+    for c in &capsules {
+        let summary: stella::sign::Envelope =
+            serde_json::from_value(c["summary"].clone()).expect("a summary in each capsule");
+        let vsa: serde_json::Value =
+            serde_json::from_slice(&summary.payload_bytes().unwrap()).unwrap();
+        assert_eq!(
+            vsa["predicateType"],
+            "https://slsa.dev/verification_summary/v1"
+        );
+    }
     let (_, capsule) = files
         .iter_mut()
         .find(|(p, _)| p.starts_with("capsules/dev/"))

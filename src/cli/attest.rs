@@ -11,7 +11,7 @@ use crate::capsule::attached::{self, ImageVerdict};
 use crate::capsule::summary::VerificationResult;
 use crate::capsule::verify::Trusted;
 use crate::domain::{Digest, ImageRef, Selector};
-use crate::engine::event::EventKind;
+use crate::engine::EventKind;
 use crate::engine::publish::{PushWhich, Pushed};
 use crate::registry::RegistryError;
 use crate::sign::bundle::Bundle;
@@ -347,7 +347,8 @@ fn pull_inner(ctx: &Context, a: PullArgs) -> Result<u8, Failure> {
     let write = |name: &str, bytes: &[u8]| -> Result<PathBuf, Failure> {
         let tmp = format!(".{name}.{}.tmp", std::process::id());
         folder
-            .write(&tmp, bytes)
+            .create(&tmp)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
             .and_then(|()| folder.rename(&tmp, &folder, name))
             .map_err(|e| {
                 Failure::error(format!("cannot write {name} in {}: {e}", out.display()))
