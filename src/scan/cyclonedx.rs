@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::{Finding, Report, ReportMark, Severity, VexStatement, VexStatus};
+use super::{Finding, FindingKind, Report, ReportMark, Severity, VexStatement, VexStatus};
 
 #[derive(Deserialize)]
 struct Doc {
@@ -128,7 +128,9 @@ pub fn parse(bytes: &[u8]) -> Result<Report, serde_json::Error> {
     let doc: Doc = serde_json::from_slice(bytes)?;
     let mut packages = HashMap::new();
     let mut components = 0;
+    let mut roots = Vec::new();
     for c in doc.metadata.iter().filter_map(|m| m.component.as_ref()) {
+        roots.extend(c.purl.iter().chain(&c.bom_ref).cloned());
         let mut ignore = 0;
         index(c, &mut packages, &mut ignore);
     }
@@ -137,6 +139,7 @@ pub fn parse(bytes: &[u8]) -> Result<Report, serde_json::Error> {
     }
     let mut report = Report {
         components,
+        roots,
         ..Report::default()
     };
     for (i, v) in doc
@@ -183,6 +186,9 @@ pub fn parse(bytes: &[u8]) -> Result<Report, serde_json::Error> {
                 severity: sev,
                 fixed_version: None,
                 mark: ReportMark::None,
+                kind: FindingKind::Vulnerability,
+                location: None,
+                line: None,
             });
         }
         if let Some(status) = stated {

@@ -81,6 +81,18 @@ pub enum ReportMark {
     Ignored { why: String },
 }
 
+/// Whether a result is a vulnerability at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// A known vulnerability (CVE, GHSA, OSV…) or a result its tool tags
+    /// as security.
+    Vulnerability,
+    /// Anything else a report lists, e.g. a CodeQL code-quality result:
+    /// reported apart, never counted as a CVE.
+    Other,
+}
+
 /// One vulnerability in one package, as a report states it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
@@ -92,6 +104,12 @@ pub struct Finding {
     pub severity: Severity,
     pub fixed_version: Option<String>,
     pub mark: ReportMark,
+    pub kind: FindingKind,
+    /// Where in the scanned artifact: a Trivy result's `Target`, a SARIF
+    /// result's artifact URI.
+    pub location: Option<String>,
+    /// A SARIF result's region start line.
+    pub line: Option<u64>,
 }
 
 impl Finding {
@@ -103,6 +121,23 @@ impl Finding {
             .filter(|i| i.starts_with("CVE-"))
             .min()
             .unwrap_or(&self.id)
+    }
+
+    /// A finding of `id` in `package` with nothing else known.
+    pub fn new(id: impl Into<String>, package: impl Into<String>) -> Finding {
+        Finding {
+            id: id.into(),
+            aliases: Vec::new(),
+            package: package.into(),
+            purl: None,
+            version: None,
+            severity: Severity::Unknown,
+            fixed_version: None,
+            mark: ReportMark::None,
+            kind: FindingKind::Vulnerability,
+            location: None,
+            line: None,
+        }
     }
 
     /// Whether `name` is this finding's id or one of its aliases.

@@ -1,13 +1,24 @@
 //! SARIF 2.1.0: `runs[].results[]`. Severity from the rule's
 //! `properties["security-severity"]` (a CVSS score) when present, else from
-//! the result's (or rule's default) `level`. The package is the first
-//! location's artifact URI.
+//! the result's (or rule's default) `level`.
+//!
+//! The package of a result is, in this order: a `purl` (or `packageName` /
+//! `packageVersion`) in the result's properties; the `Package:` and
+//! `Installed Version:` lines of the message, as Trivy writes them; else the
+//! first location's artifact URI (what the result is about, for code
+//! scanners). The location is that URI and the region's start line.
+//!
+//! A result is a vulnerability when its rule id (or the result's) is an
+//! advisory id (CVE, GHSA, OSV-style `GO-`, `PYSEC-`, `RUSTSEC-`, `GMS-`…),
+//! or its rule is tagged `security` or `vulnerability`, or carries a
+//! `security-severity`. Anything else (CodeQL's code-quality queries,
+//! linters) is [`FindingKind::Other`].
 
 use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::{Finding, Report, ReportMark, Severity};
+use super::{Finding, FindingKind, Report, ReportMark, Severity};
 
 pub enum Error {
     Json(serde_json::Error),
@@ -67,6 +78,14 @@ struct SarifResult {
     suppressions: Option<Vec<Suppression>>,
     #[serde(default)]
     properties: Option<HashMap<String, serde_json::Value>>,
+    #[serde(default)]
+    message: Option<Message>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    #[serde(default)]
+    text: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -79,6 +98,14 @@ struct Location {
 struct Physical {
     #[serde(rename = "artifactLocation", default)]
     artifact: Option<Artifact>,
+    #[serde(default)]
+    region: Option<Region>,
+}
+
+#[derive(Deserialize)]
+struct Region {
+    #[serde(rename = "startLine", default)]
+    start_line: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +127,75 @@ struct Suppression {
 fn cvss(props: Option<&HashMap<String, serde_json::Value>>) -> Option<f64> {
     let v = props?.get("security-severity")?;
     v.as_f64().or_else(|| v.as_str()?.trim().parse().ok())
+}
+
+/// Advisory id prefixes: CVE, GitHub, OSV ecosystems, GitLab, distros.
+const ADVISORY: [&str; 14] = [
+    "CVE-", "GHSA-", "GO-", "PYSEC-", "RUSTSEC-", "GMS-", "OSV-", "DSA-", "DLA-", "RHSA-",
+    "ALAS", "USN-", "ELSA-", "SNYK-",
+];
+
+fn is_advisory(id: &str) -> bool {
+    let up = id.trim().to_ascii_uppercase();
+    ADVISORY.iter().any(|p| up.starts_with(p))
+}
+
+fn tagged_security(props: Option<&HashMap<String, serde_json::Value>>) -> bool {
+    let Some(props) = props else { return false };
+    props.contains_key("security-severity")
+        || props
+            .get("tags")
+            .and_then(|t| t.as_array())
+            .is_some_and(|tags| {
+                tags.iter().filter_map(|t| t.as_str()).any(|t| {
+                    t.eq_ignore_ascii_case("security") || t.eq_ignore_ascii_case("vulnerability")
+                })
+            })
+}
+
+fn prop_str(props: Option<&HashMap<String, serde_json::Value>>, key: &str) -> Option<String> {
+    props?
+        .get(key)?
+        .as_str()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// A line `Key: value` of a message.
+fn message_field(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix(key)?.strip_prefix(':'))
+        .map(str::trim)
+        .find(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+/// The package a result is about: (name, version, purl).
+fn package_of(r: &SarifResult) -> Option<(String, Option<String>, Option<String>)> {
+    let props = r.properties.as_ref();
+    if let Some(purl) = prop_str(props, "purl") {
+        let (name, version) = purl_name_version(&purl);
+        return Some((name, version, Some(purl)));
+    }
+    if let Some(name) = prop_str(props, "packageName") {
+        return Some((name, prop_str(props, "packageVersion"), None));
+    }
+    let text = r.message.as_ref()?.text.as_deref()?;
+    let name = message_field(text, "Package")?;
+    Some((name, message_field(text, "Installed Version"), None))
+}
+
+/// `pkg:type/ns/name@version?q` → (`ns/name`, version).
+fn purl_name_version(purl: &str) -> (String, Option<String>) {
+    let rest = purl.strip_prefix("pkg:").unwrap_or(purl);
+    let rest = rest.split(['?', '#']).next().unwrap_or(rest);
+    let (path, version) = match rest.rsplit_once('@') {
+        Some((p, v)) => (p, Some(v.to_owned())),
+        None => (rest, None),
+    };
+    let name = path.split_once('/').map_or(path, |(_, n)| n);
+    (name.replace("%40", "@"), version)
 }
 
 fn level_severity(level: &str) -> Severity {
@@ -141,11 +237,26 @@ pub fn parse(bytes: &[u8]) -> Result<Report, Error> {
                         .unwrap_or_else(|| "warning".into());
                     level_severity(&level)
                 });
-            let package = r
+            let physical = r
                 .locations
                 .as_ref()
-                .and_then(|l| l.first()?.physical.as_ref()?.artifact.as_ref()?.uri.clone())
-                .unwrap_or_default();
+                .and_then(|l| l.first()?.physical.as_ref());
+            let location = physical.and_then(|p| p.artifact.as_ref()?.uri.clone());
+            let line = physical.and_then(|p| p.region.as_ref()?.start_line);
+            let (package, version, purl) = package_of(&r)
+                .unwrap_or_else(|| (location.clone().unwrap_or_default(), None, None));
+            let fixed = r
+                .message
+                .as_ref()
+                .and_then(|m| message_field(m.text.as_deref()?, "Fixed Version"));
+            let kind = if is_advisory(&id)
+                || tagged_security(rule.and_then(|x| x.properties.as_ref()))
+                || tagged_security(r.properties.as_ref())
+            {
+                FindingKind::Vulnerability
+            } else {
+                FindingKind::Other
+            };
             // SARIF: a suppression without a status is accepted.
             let accepted = r
                 .suppressions
@@ -168,11 +279,14 @@ pub fn parse(bytes: &[u8]) -> Result<Report, Error> {
                 id,
                 aliases: Vec::new(),
                 package,
-                purl: None,
-                version: None,
+                purl,
+                version,
                 severity,
-                fixed_version: None,
+                fixed_version: fixed,
                 mark,
+                kind,
+                location,
+                line,
             });
         }
     }
