@@ -290,12 +290,9 @@ pub struct Assessment<'a> {
 /// A SARIF finding as gate semantics 1 read it: the location was the
 /// package, nothing else was known, and every result counted.
 fn v1_view(f: &Finding) -> Finding {
-    Finding {
-        package: f.location.clone().unwrap_or_default(),
-        purl: None,
-        version: None,
-        fixed_version: None,
-        ..f.clone()
+    match &f.legacy {
+        Some(l) => l.as_ref().clone(),
+        None => f.clone(),
     }
 }
 

@@ -110,6 +110,11 @@ pub struct Finding {
     pub location: Option<String>,
     /// A SARIF result's region start line.
     pub line: Option<u64>,
+    /// How gate semantics 1 read this result, where it read it otherwise
+    /// (SARIF: the rule id as written, the URI as the package, nothing
+    /// else), so capsules decided then replay the same.
+    #[serde(skip)]
+    pub legacy: Option<Box<Finding>>,
 }
 
 impl Finding {
@@ -137,6 +142,7 @@ impl Finding {
             kind: FindingKind::Vulnerability,
             location: None,
             line: None,
+            legacy: None,
         }
     }
 

@@ -35,7 +35,15 @@ struct Doc {
 struct Run {
     tool: Tool,
     #[serde(default)]
+    artifacts: Option<Vec<RunArtifact>>,
+    #[serde(default)]
     results: Option<Vec<SarifResult>>,
+}
+
+#[derive(Deserialize)]
+struct RunArtifact {
+    #[serde(default)]
+    location: Option<Artifact>,
 }
 
 #[derive(Deserialize)]
@@ -112,6 +120,8 @@ struct Region {
 struct Artifact {
     #[serde(default)]
     uri: Option<String>,
+    #[serde(default)]
+    index: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -172,9 +182,17 @@ fn message_field(text: &str, key: &str) -> Option<String> {
 }
 
 /// The package a result is about: (name, version, purl).
-fn package_of(r: &SarifResult) -> Option<(String, Option<String>, Option<String>)> {
+fn package_of(
+    r: &SarifResult,
+    rule: Option<&Rule>,
+) -> Option<(String, Option<String>, Option<String>)> {
     let props = r.properties.as_ref();
-    if let Some(purl) = prop_str(props, "purl") {
+    // Grype lists the package's PURLs on the rule (one rule per
+    // vulnerability × package).
+    let rule_purl = rule
+        .and_then(|x| x.properties.as_ref()?.get("purls")?.as_array()?.first()?.as_str())
+        .map(str::to_owned);
+    if let Some(purl) = prop_str(props, "purl").or(rule_purl) {
         let (name, version) = purl_name_version(&purl);
         return Some((name, version, Some(purl)));
     }
@@ -182,8 +200,14 @@ fn package_of(r: &SarifResult) -> Option<(String, Option<String>, Option<String>
         return Some((name, prop_str(props, "packageVersion"), None));
     }
     let text = r.message.as_ref()?.text.as_deref()?;
-    let name = message_field(text, "Package")?;
-    Some((name, message_field(text, "Installed Version"), None))
+    if let Some(name) = message_field(text, "Package") {
+        return Some((name, message_field(text, "Installed Version"), None));
+    }
+    // Grype: "A low vulnerability in rpm package: NAME, version VER was found…"
+    let rest = text.split_once(" package: ")?.1;
+    let (name, rest) = rest.split_once(", version ")?;
+    let version = rest.split_whitespace().next().map(str::to_owned);
+    Some((name.trim().to_owned(), version, None))
 }
 
 /// `pkg:type/ns/name@version?q` → (`ns/name`, version).
@@ -215,6 +239,7 @@ pub fn parse(bytes: &[u8]) -> Result<Report, Error> {
     let mut findings = Vec::new();
     for run in doc.runs {
         let rules = run.tool.driver.rules.unwrap_or_default();
+        let artifacts = run.artifacts.unwrap_or_default();
         for r in run.results.unwrap_or_default() {
             let rule = r
                 .rule_id
@@ -241,10 +266,36 @@ pub fn parse(bytes: &[u8]) -> Result<Report, Error> {
                 .locations
                 .as_ref()
                 .and_then(|l| l.first()?.physical.as_ref());
-            let location = physical.and_then(|p| p.artifact.as_ref()?.uri.clone());
+            let location = physical.and_then(|p| {
+                let a = p.artifact.as_ref()?;
+                a.uri.clone().or_else(|| {
+                    artifacts
+                        .get(a.index?)?
+                        .location
+                        .as_ref()?
+                        .uri
+                        .clone()
+                })
+            });
             let line = physical.and_then(|p| p.region.as_ref()?.start_line);
-            let (package, version, purl) = package_of(&r)
+            let (package, version, purl) = package_of(&r, rule)
                 .unwrap_or_else(|| (location.clone().unwrap_or_default(), None, None));
+            // Grype names its rules VULN-PACKAGE: the vulnerability is the id
+            // without the package.
+            let legacy = Finding {
+                id: id.clone(),
+                package: physical
+                    .and_then(|p| p.artifact.as_ref()?.uri.clone())
+                    .unwrap_or_default(),
+                severity,
+                ..Finding::new("", "")
+            };
+            let id = match id.strip_suffix(package.as_str()) {
+                Some(v) if !package.is_empty() && v.ends_with('-') && is_advisory(v) => {
+                    v.trim_end_matches('-').to_owned()
+                }
+                _ => id,
+            };
             let fixed = r
                 .message
                 .as_ref()
@@ -275,6 +326,10 @@ pub fn parse(bytes: &[u8]) -> Result<Report, Error> {
                 },
                 None => ReportMark::None,
             };
+            let legacy = Some(Box::new(Finding {
+                mark: mark.clone(),
+                ..legacy
+            }));
             findings.push(Finding {
                 id,
                 aliases: Vec::new(),
@@ -287,6 +342,7 @@ pub fn parse(bytes: &[u8]) -> Result<Report, Error> {
                 kind,
                 location,
                 line,
+                legacy,
             });
         }
     }

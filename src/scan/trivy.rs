@@ -90,6 +90,7 @@ pub fn parse(bytes: &[u8]) -> Result<Report, serde_json::Error> {
             kind: FindingKind::Vulnerability,
             location: target,
             line: None,
+            legacy: None,
         })
         .collect();
     Ok(Report {
