@@ -3,6 +3,8 @@
 //! security gate and held against the scanners' own numbers, the MANIFEST
 //! and an independent count (`count.py`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -285,4 +287,77 @@ fn codeql_results_that_are_not_vulnerabilities_are_reported_apart() {
         total(&verdict(&["codeql-fingerprinting.input.sarif"], 1)),
         2
     );
+}
+
+/// Through the real binary: the evidence attached with `evidence add`,
+/// `gate check --json` and its text both say which statement did not apply
+/// and why, and what is not a vulnerability.
+#[test]
+fn gate_check_says_why_a_statement_does_not_apply() {
+    use common::{add_image, stderr, stdout, stella};
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path();
+    std::fs::write(
+        ws.join("stella.toml"),
+        "[workspace]\nname = \"corpus\"\n[apps.gomod]\nimage = \"oci-layout:images/gomod\"\n\
+         [environments.staging]\n[environments.staging.gates.security]\nmax_reachable = { medium = 0 }\n",
+    )
+    .unwrap();
+    add_image(&ws.join("images/gomod"), "1.0", "gomod 1.0");
+    let vex = std::fs::read_to_string(dir_file("trivy-gomod.openvex.json"))
+        .unwrap()
+        .replace("opa@v0.35.0", "opa@v0.36.0");
+    std::fs::write(ws.join("vex.json"), vex).unwrap();
+    for f in [
+        dir_file("trivy-gomod.json.golden"),
+        ws.join("vex.json"),
+        dir_file("codeql-fingerprinting2.input.sarif"),
+    ] {
+        stella(ws)
+            .args(["evidence", "add", "gomod:1.0"])
+            .arg(&f)
+            .assert()
+            .success();
+    }
+    let out = stella(ws)
+        .args(["gate", "check", "gomod:1.0", "--env", "staging", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+    let sec = v["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["gate"] == "security")
+        .unwrap_or_else(|| panic!("{v:#}"));
+    let m = &sec["measured"];
+    assert_eq!(m["reachable"]["medium"], 1, "{m:#}");
+    assert_eq!(m["suppressed"], 0);
+    assert_eq!(m["not_vulnerabilities"], 1);
+    assert_eq!(m["vex_not_applied"][0]["id"], "CVE-2022-23628");
+    assert!(
+        m["vex_not_applied"][0]["why"]
+            .as_str()
+            .unwrap()
+            .contains("none of its subcomponents (pkg:golang/github.com/open-policy-agent/opa@v0.36.0)"),
+        "{m:#}"
+    );
+
+    let out = stella(ws)
+        .args(["gate", "check", "gomod:1.0", "--env", "staging"])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(
+        text.contains("CVE-2022-23628 in github.com/open-policy-agent/opa")
+            && text.contains("does not apply")
+            && text.contains("opa@v0.36.0"),
+        "{text}"
+    );
+    assert!(text.contains("1 result is not a vulnerability"), "{text}");
+}
+
+fn dir_file(name: &str) -> PathBuf {
+    dir().join(name)
 }
