@@ -71,8 +71,20 @@ const EXPECTED: &[(&str, u64, u64, u64, [u64; 5])] = &[
     ("trivy-gomod.json.golden", 5, 0, 0, [0, 0, 1, 0, 4]),
     ("trivy-gomod.openvex.json", 0, 0, 1, [0; 5]),
     ("trivy-gomod-vex.json.golden", 4, 0, 0, [0, 0, 0, 0, 4]),
-    ("grype-TestJsonImgsPresenter.golden", 2, 0, 0, [1, 0, 0, 1, 0]),
-    ("grype-TestSarifPresenter_image.golden", 2, 0, 0, [0, 2, 0, 0, 0]),
+    (
+        "grype-TestJsonImgsPresenter.golden",
+        2,
+        0,
+        0,
+        [1, 0, 0, 1, 0],
+    ),
+    (
+        "grype-TestSarifPresenter_image.golden",
+        2,
+        0,
+        0,
+        [0, 2, 0, 0, 0],
+    ),
     ("codeql-fingerprinting.input.sarif", 0, 2, 0, [0; 5]),
     ("codeql-fingerprinting2.input.sarif", 0, 1, 0, [0; 5]),
 ];
@@ -120,7 +132,11 @@ fn every_file_counts_as_the_independent_count_says() {
             .arg(dir().join(file))
             .output()
             .expect("python3 runs the independent count (tests/fixtures/scanners/count.py)");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let py: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(py["findings"], *findings, "{file}: count.py");
         assert_eq!(py["other"], *other, "{file}: count.py");
@@ -136,7 +152,11 @@ fn every_file_counts_as_the_independent_count_says() {
             continue;
         }
         let v = verdict(&[file], 2);
-        assert_eq!(v.measured["findings"], *findings, "{file}: {:#}", v.measured);
+        assert_eq!(
+            v.measured["findings"], *findings,
+            "{file}: {:#}",
+            v.measured
+        );
         assert_eq!(reachable(&v), *sev, "{file}: {:#}", v.measured);
         assert_eq!(v.measured["not_vulnerabilities"], *other, "{file}");
     }
@@ -144,7 +164,10 @@ fn every_file_counts_as_the_independent_count_says() {
 
 #[test]
 fn json_and_sarif_of_one_trivy_scan_give_trivys_number() {
-    let both = ["trivy-alpine-310.json.golden", "trivy-alpine-310.sarif.golden"];
+    let both = [
+        "trivy-alpine-310.json.golden",
+        "trivy-alpine-310.sarif.golden",
+    ];
     let v = verdict(&both, 2);
     assert_eq!(v.measured["findings"], 4, "{:#}", v.measured);
     assert_eq!(reachable(&v), [0, 0, 4, 0, 0]);
@@ -204,13 +227,14 @@ fn a_vex_statement_that_does_not_apply_says_why() {
     assert_eq!(na["by"], "OpenVEX");
     let why = na["why"].as_str().unwrap();
     assert!(
-        why.contains("opa@v0.36.0") && why.contains("pkg:golang/github.com/open-policy-agent/opa@v0.35.0"),
+        why.contains("opa@v0.36.0")
+            && why.contains("pkg:golang/github.com/open-policy-agent/opa@v0.35.0"),
         "{why}"
     );
     assert!(
-        v.reasons
-            .iter()
-            .any(|r| r.contains("CVE-2022-23628") && r.contains("does not apply") && r.contains("opa@v0.36.0")),
+        v.reasons.iter().any(|r| r.contains("CVE-2022-23628")
+            && r.contains("does not apply")
+            && r.contains("opa@v0.36.0")),
         "{:#?}",
         v.reasons
     );
@@ -222,7 +246,10 @@ fn a_vex_statement_that_does_not_apply_says_why() {
     let v = security::evaluate_with(&gate(), &scans, &subject(), 2);
     assert_eq!(v.measured["suppressed"], 0);
     let why = v.measured["vex_not_applied"][0]["why"].as_str().unwrap();
-    assert!(why.contains("pkg:oci/some-other-app is neither this release"), "{why}");
+    assert!(
+        why.contains("pkg:oci/some-other-app is neither this release"),
+        "{why}"
+    );
 }
 
 #[test]
@@ -337,10 +364,9 @@ fn gate_check_says_why_a_statement_does_not_apply() {
     assert_eq!(m["not_vulnerabilities"], 1);
     assert_eq!(m["vex_not_applied"][0]["id"], "CVE-2022-23628");
     assert!(
-        m["vex_not_applied"][0]["why"]
-            .as_str()
-            .unwrap()
-            .contains("none of its subcomponents (pkg:golang/github.com/open-policy-agent/opa@v0.36.0)"),
+        m["vex_not_applied"][0]["why"].as_str().unwrap().contains(
+            "none of its subcomponents (pkg:golang/github.com/open-policy-agent/opa@v0.36.0)"
+        ),
         "{m:#}"
     );
 

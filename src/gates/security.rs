@@ -163,9 +163,9 @@ fn purl_type(id: &str) -> Option<&str> {
 fn names_package(id: &str, f: &Finding) -> bool {
     f.purl.as_deref().is_some_and(|p| purl_matches(id, p))
         || id == f.package
-        || f.version
-            .as_deref()
-            .is_some_and(|v| id.strip_suffix(v).and_then(|r| r.strip_suffix('@')) == Some(&f.package))
+        || f.version.as_deref().is_some_and(|v| {
+            id.strip_suffix(v).and_then(|r| r.strip_suffix('@')) == Some(&f.package)
+        })
         || (f.purl.is_none()
             && id.starts_with("pkg:")
             && f.version.is_some()
@@ -441,24 +441,28 @@ pub fn assess<'a>(scans: &'a [ScanEvidence], subject: &Subject, semantics: u32) 
                 .collect();
             candidates.sort_unstable();
             candidates.dedup();
-            let last = candidates.iter().rev().map(|&i| statements[i]).find(|(ev, st)| {
-                if !v2 {
-                    return applies(st, &finding, subject);
-                }
-                match applies_v2(st, &finding, subject, &roots) {
-                    Ok(()) => true,
-                    Err(why) => {
-                        not_applied.push(NotApplied {
-                            finding: describe(&finding),
-                            id: finding.id.clone(),
-                            package: finding.package.clone(),
-                            by: source(ev, st),
-                            why,
-                        });
-                        false
+            let last = candidates
+                .iter()
+                .rev()
+                .map(|&i| statements[i])
+                .find(|(ev, st)| {
+                    if !v2 {
+                        return applies(st, &finding, subject);
                     }
-                }
-            });
+                    match applies_v2(st, &finding, subject, &roots) {
+                        Ok(()) => true,
+                        Err(why) => {
+                            not_applied.push(NotApplied {
+                                finding: describe(&finding),
+                                id: finding.id.clone(),
+                                package: finding.package.clone(),
+                                by: source(ev, st),
+                                why,
+                            });
+                            false
+                        }
+                    }
+                });
             let status = match last {
                 Some((ev, st)) => {
                     let by = source(ev, st);

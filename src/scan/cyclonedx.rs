@@ -189,7 +189,7 @@ pub fn parse(bytes: &[u8]) -> Result<Report, serde_json::Error> {
                 kind: FindingKind::Vulnerability,
                 location: None,
                 line: None,
-            legacy: None,
+                legacy: None,
             });
         }
         if let Some(status) = stated {

@@ -88,7 +88,7 @@ fn finding(m: Match, mark: ReportMark) -> Finding {
         kind: FindingKind::Vulnerability,
         location: None,
         line: None,
-            legacy: None,
+        legacy: None,
     }
 }
 

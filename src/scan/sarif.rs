@@ -141,8 +141,8 @@ fn cvss(props: Option<&HashMap<String, serde_json::Value>>) -> Option<f64> {
 
 /// Advisory id prefixes: CVE, GitHub, OSV ecosystems, GitLab, distros.
 const ADVISORY: [&str; 14] = [
-    "CVE-", "GHSA-", "GO-", "PYSEC-", "RUSTSEC-", "GMS-", "OSV-", "DSA-", "DLA-", "RHSA-",
-    "ALAS", "USN-", "ELSA-", "SNYK-",
+    "CVE-", "GHSA-", "GO-", "PYSEC-", "RUSTSEC-", "GMS-", "OSV-", "DSA-", "DLA-", "RHSA-", "ALAS",
+    "USN-", "ELSA-", "SNYK-",
 ];
 
 fn is_advisory(id: &str) -> bool {
@@ -190,7 +190,14 @@ fn package_of(
     // Grype lists the package's PURLs on the rule (one rule per
     // vulnerability × package).
     let rule_purl = rule
-        .and_then(|x| x.properties.as_ref()?.get("purls")?.as_array()?.first()?.as_str())
+        .and_then(|x| {
+            x.properties
+                .as_ref()?
+                .get("purls")?
+                .as_array()?
+                .first()?
+                .as_str()
+        })
         .map(str::to_owned);
     if let Some(purl) = prop_str(props, "purl").or(rule_purl) {
         let (name, version) = purl_name_version(&purl);
@@ -268,14 +275,9 @@ pub fn parse(bytes: &[u8]) -> Result<Report, Error> {
                 .and_then(|l| l.first()?.physical.as_ref());
             let location = physical.and_then(|p| {
                 let a = p.artifact.as_ref()?;
-                a.uri.clone().or_else(|| {
-                    artifacts
-                        .get(a.index?)?
-                        .location
-                        .as_ref()?
-                        .uri
-                        .clone()
-                })
+                a.uri
+                    .clone()
+                    .or_else(|| artifacts.get(a.index?)?.location.as_ref()?.uri.clone())
             });
             let line = physical.and_then(|p| p.region.as_ref()?.start_line);
             let (package, version, purl) = package_of(&r, rule)
