@@ -343,9 +343,11 @@ fn unique_v1(scans: &[ScanEvidence]) -> Vec<Cow<'_, Finding>> {
 /// from all of them.
 fn unique_v2(scans: &[ScanEvidence]) -> (Vec<Cow<'_, Finding>>, Vec<&Finding>) {
     type Places<'a> = BTreeMap<(Option<&'a str>, Option<u64>), &'a Finding>;
+    /// Rule, location, line and package: the same result twice is one.
+    type Other<'a> = (&'a str, Option<&'a str>, Option<u64>, &'a str);
     let mut best: BTreeMap<String, Places<'_>> = BTreeMap::new();
     let mut all: BTreeMap<String, Vec<&Finding>> = BTreeMap::new();
-    let mut others: BTreeMap<(&str, Option<&str>, Option<u64>, &str), &Finding> = BTreeMap::new();
+    let mut others: BTreeMap<Other<'_>, &Finding> = BTreeMap::new();
     for s in scans.iter().filter(|s| s.kind == EvidenceKind::Scan) {
         let mut mine: BTreeMap<String, Places<'_>> = BTreeMap::new();
         for f in &s.report.findings {
@@ -668,10 +670,16 @@ pub fn evaluate_with(
         )
     };
     if v2 {
-        for n in &not_applied {
+        for n in not_applied.iter().take(LISTED) {
             reasons.push(format!(
                 "{} counted as far as VEX {} goes: it does not apply — {}",
                 n.finding, n.by, n.why
+            ));
+        }
+        if not_applied.len() > LISTED {
+            reasons.push(format!(
+                "and {} more VEX statements that do not apply to a finding of their vulnerability",
+                not_applied.len() - LISTED
             ));
         }
         if !others.is_empty() {
