@@ -22,7 +22,11 @@ fn evidence(name: &str) -> ScanEvidence {
     let (format, report) = scan::read(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
     ScanEvidence {
         digest: Digest::of(&bytes),
-        kind: if format == Format::OpenVex {
+        kind: if format == Format::OpenVex
+            || (format == Format::CycloneDx
+                && report.components == 0
+                && !report.statements.is_empty())
+        {
             EvidenceKind::Vex
         } else {
             EvidenceKind::Scan
@@ -71,6 +75,7 @@ const EXPECTED: &[(&str, u64, u64, u64, [u64; 5])] = &[
     ("trivy-gomod.json.golden", 5, 0, 0, [0, 0, 1, 0, 4]),
     ("trivy-gomod.openvex.json", 0, 0, 1, [0; 5]),
     ("trivy-gomod-vex.json.golden", 4, 0, 0, [0, 0, 0, 0, 4]),
+    ("trivy-vex-cyclonedx.json", 0, 0, 2, [0; 5]),
     (
         "grype-TestJsonImgsPresenter.golden",
         2,
@@ -118,7 +123,11 @@ fn the_manifest_lists_every_file_with_the_expected_counts() {
             ],
             "{file}: MANIFEST.md row {row}"
         );
-        assert!(row.contains("`integration/") || row.contains("`grype/") || row.contains("`src/"));
+        assert!(
+            ["`integration/", "`pkg/", "`grype/", "`src/"]
+                .iter()
+                .any(|p| row.contains(p))
+        );
     }
 }
 
@@ -386,4 +395,65 @@ fn gate_check_says_why_a_statement_does_not_apply() {
 
 fn dir_file(name: &str) -> PathBuf {
     dir().join(name)
+}
+
+/// Trivy's CycloneDX VEX names the affected package by BOM-Link
+/// (`urn:cdx:SERIAL/1#pkg:maven/…/spring-boot@2.6.0`): it suppresses
+/// CVE-2021-44228 in spring-boot (as Trivy's own test has it) and not the
+/// same CVE in another package, saying why.
+#[test]
+fn cyclonedx_vex_bom_links_name_the_affected_package() {
+    let finding = |name: &str, purl: &str, version: &str| {
+        let mut f = stella::scan::Finding::new("CVE-2021-44228", name);
+        f.purl = Some(purl.into());
+        f.version = Some(version.into());
+        f.severity = stella::scan::Severity::Critical;
+        f
+    };
+    let report = stella::scan::Report {
+        findings: vec![
+            finding(
+                "org.springframework.boot:spring-boot",
+                "pkg:maven/org.springframework.boot/spring-boot@2.6.0",
+                "2.6.0",
+            ),
+            finding(
+                "org.apache.logging.log4j:log4j-core",
+                "pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1",
+                "2.14.1",
+            ),
+        ],
+        ..Default::default()
+    };
+    let vex = evidence("trivy-vex-cyclonedx.json");
+    assert_eq!(vex.kind, EvidenceKind::Vex);
+    let scans = [
+        ScanEvidence {
+            digest: Digest::of(b"a scan"),
+            kind: EvidenceKind::Scan,
+            format: Format::Trivy,
+            report,
+        },
+        vex,
+    ];
+    let v = security::evaluate_with(&gate(), &scans, &subject(), 2);
+    assert_eq!(v.measured["suppressed"], 1, "{:#}", v.measured);
+    assert_eq!(
+        v.measured["suppressed_by"][0]["package"],
+        "org.springframework.boot:spring-boot"
+    );
+    assert_eq!(
+        v.measured["suppressed_by"][0]["justification"],
+        "code_not_reachable"
+    );
+    assert_eq!(reachable(&v), [1, 0, 0, 0, 0]);
+    let why = v.measured["vex_not_applied"][0]["why"].as_str().unwrap();
+    assert!(
+        why.contains("spring-boot@2.6.0") && why.contains("log4j-core@2.14.1"),
+        "{why}"
+    );
+    // Semantics 1 did not read BOM-Links: the statement, left without
+    // subcomponents, suppressed the CVE in every package.
+    let old = security::evaluate_with(&gate(), &scans, &subject(), 1);
+    assert_eq!(old.measured["suppressed"], 2);
 }

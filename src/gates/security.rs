@@ -202,12 +202,17 @@ fn applies_v2(
     if !vuln {
         return Err(format!("it is about {}", st.vulnerability));
     }
-    let subs_named = st.subcomponents.iter().any(|s| names_package(s, f));
-    let subs_ok = st.subcomponents.is_empty() || subs_named;
+    let subcomponents: Vec<&String> = st.subcomponents.iter().chain(&st.linked).collect();
+    let subs_named = subcomponents.iter().any(|s| names_package(s, f));
+    let subs_ok = subcomponents.is_empty() || subs_named;
     let subs_miss = || {
         format!(
             "none of its subcomponents ({}) is {}",
-            st.subcomponents.join(", "),
+            subcomponents
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             f.purl.as_deref().unwrap_or(&f.package)
         )
     };
@@ -231,7 +236,7 @@ fn applies_v2(
                 "product {p} is neither this release ({}@{}) nor the package",
                 subject.app, subject.digest
             ));
-        } else if st.subcomponents.is_empty() {
+        } else if subcomponents.is_empty() {
             why.push(format!(
                 "product {p} is another package than {}",
                 f.purl.as_deref().unwrap_or(&f.package)

@@ -167,7 +167,20 @@ pub fn parse(bytes: &[u8]) -> Result<Report, serde_json::Error> {
             .as_ref()
             .and_then(|a| a.state.as_deref().and_then(status));
         let mut subcomponents = Vec::new();
+        let mut linked = Vec::new();
         for r in &affects {
+            if let Some((_, bom_ref)) = r
+                .strip_prefix("urn:cdx:")
+                .and_then(|l| l.split_once('#'))
+                .filter(|(_, b)| !b.is_empty())
+            {
+                linked.push(
+                    packages
+                        .get(bom_ref)
+                        .and_then(|p| p.purl.clone())
+                        .unwrap_or_else(|| bom_ref.to_owned()),
+                );
+            }
             let pkg = packages.get(r);
             let purl = pkg
                 .and_then(|p| p.purl.clone())
@@ -198,6 +211,7 @@ pub fn parse(bytes: &[u8]) -> Result<Report, serde_json::Error> {
                 aliases,
                 products: Vec::new(),
                 subcomponents,
+                linked,
                 status,
                 justification: v.analysis.and_then(|a| a.justification),
                 locator: format!("vulnerabilities[{i}]"),

@@ -173,6 +173,11 @@ pub struct VexStatement {
     /// means "whatever this is attached to".
     pub products: Vec<String>,
     pub subcomponents: Vec<String>,
+    /// Subcomponents given as CycloneDX BOM-Links
+    /// (`urn:cdx:SERIAL/VERSION#BOM-REF`), as the BOM-ref they link to
+    /// (resolved to its PURL where the document lists it). Gate semantics 1
+    /// did not read them.
+    pub linked: Vec<String>,
     pub status: VexStatus,
     /// The justification, in the document's own vocabulary.
     pub justification: Option<String>,
