@@ -457,3 +457,45 @@ fn cyclonedx_vex_bom_links_name_the_affected_package() {
     let old = security::evaluate_with(&gate(), &scans, &subject(), 1);
     assert_eq!(old.measured["suppressed"], 2);
 }
+
+/// Trivy and Grype spell a Java package differently
+/// (`org.springframework.boot:spring-boot` against `spring-boot`, the same
+/// PURL): one finding; Trivy's SARIF of it, without a PURL, is the same one.
+#[test]
+fn the_same_package_spelled_by_two_scanners_counts_once() {
+    let scan = |format: Format, name: &str, purl: Option<&str>| {
+        let mut f = stella::scan::Finding::new("CVE-2022-22965", name);
+        f.purl = purl.map(str::to_owned);
+        f.version = Some("2.6.0".into());
+        f.severity = stella::scan::Severity::Critical;
+        ScanEvidence {
+            digest: Digest::of(format!("{format:?}{name}").as_bytes()),
+            kind: EvidenceKind::Scan,
+            format,
+            report: stella::scan::Report {
+                findings: vec![f],
+                ..Default::default()
+            },
+        }
+    };
+    let purl = "pkg:maven/org.springframework.boot/spring-boot@2.6.0";
+    let scans = [
+        scan(
+            Format::Trivy,
+            "org.springframework.boot:spring-boot",
+            Some(purl),
+        ),
+        scan(Format::Grype, "spring-boot", Some(purl)),
+        scan(Format::Sarif, "org.springframework.boot:spring-boot", None),
+    ];
+    let v = security::evaluate_with(&gate(), &scans, &subject(), 2);
+    assert_eq!(v.measured["findings"], 1, "{:#}", v.measured);
+    // Another package with its own CVE entry stays apart.
+    let other = scan(
+        Format::Grype,
+        "spring-core",
+        Some("pkg:maven/org.springframework/spring-core@2.6.0"),
+    );
+    let v = security::evaluate_with(&gate(), &[scans[0].clone(), other], &subject(), 2);
+    assert_eq!(v.measured["findings"], 2);
+}

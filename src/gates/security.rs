@@ -101,17 +101,44 @@ fn identity(f: &Finding) -> String {
 }
 
 /// Gate semantics 2: the vulnerability (a CVE among its id and aliases,
-/// uppercase) and the package by name and installed version (the name
-/// lowercased). Names, not PURLs: a SARIF result carries no PURL, and the
-/// same scan's JSON and SARIF must agree.
+/// uppercase), the package's short name (lowercase) and its installed
+/// version. The short name is the PURL's name where there is a PURL, else
+/// the last `/` or `:` segment of the package name: scanners spell the same
+/// package differently (Trivy `org.springframework.boot:spring-boot`, Grype
+/// `spring-boot`), and a SARIF result carries no PURL.
 fn identity_v2(f: &Finding) -> String {
     let id = f.key_id();
-    let mut key = String::with_capacity(id.len() + f.package.len() + 24);
+    let purl = f.purl.as_deref().and_then(|p| {
+        let rest = p.strip_prefix("pkg:")?;
+        let rest = rest.split(['?', '#']).next().unwrap_or(rest);
+        let (path, version) = match rest.rsplit_once('@') {
+            Some((path, v)) => (path, Some(v)),
+            None => (rest, None),
+        };
+        Some((path.rsplit('/').next().unwrap_or(path), version))
+    });
+    let name = match purl {
+        Some((name, _)) => name,
+        None => f.package.rsplit(['/', ':']).next().unwrap_or(&f.package),
+    };
+    let version = f
+        .version
+        .clone()
+        .or_else(|| {
+            purl.and_then(|(_, v)| v)
+                .map(|v| v.replace("%2B", "+").replace("%2b", "+"))
+        })
+        .unwrap_or_default();
+    let mut key = String::with_capacity(id.len() + name.len() + version.len() + 2);
     key.extend(id.chars().map(|c| c.to_ascii_uppercase()));
     key.push('\0');
-    key.extend(f.package.chars().map(|c| c.to_ascii_lowercase()));
+    key.extend(
+        name.replace("%40", "@")
+            .chars()
+            .map(|c| c.to_ascii_lowercase()),
+    );
     key.push('@');
-    key.push_str(f.version.as_deref().unwrap_or(""));
+    key.push_str(&version);
     key
 }
 
