@@ -202,7 +202,7 @@ pub fn replay(file: &CapsuleFile) -> Result<Outcome, ReplayError> {
         (st.predicate.decision, Vec::new())
     } else {
         let inputs = inputs_from(&st, &blobs)?;
-        gates::evaluate(&inputs)
+        gates::evaluate_with(&inputs, st.predicate.engine.gate_semantics)
     };
     let mut differences = compare(&st.predicate.gates, &verdicts);
     if decision != st.predicate.decision {

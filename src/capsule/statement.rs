@@ -17,7 +17,7 @@ pub const PREDICATE_TYPE: &str = "https://stella-ops.org/decision-capsule/v1";
 pub const PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 /// The gate semantics this build evaluates. A capsule records the version
 /// it was decided with; replay refuses versions it does not know.
-pub const GATE_SEMANTICS: u32 = 1;
+pub const GATE_SEMANTICS: u32 = crate::gates::SEMANTICS;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -126,9 +126,20 @@ pub struct GateInputs {
     pub now: DateTime<Utc>,
 }
 
+/// The gate semantics this build evaluates (recorded in every capsule).
+/// 2: the security gate counts each finding once across the reports of a
+/// scan, reads SARIF packages, reports non-vulnerabilities apart and
+/// matches VEX products and subcomponents as OpenVEX and CycloneDX do.
+pub const SEMANTICS: u32 = 2;
+
 /// Evaluates every gate the environment configures, and only those, in a
 /// fixed order (security, approval, freeze, policy, upstream).
 pub fn evaluate(inputs: &GateInputs) -> (Decision, Vec<Verdict>) {
+    evaluate_with(inputs, SEMANTICS)
+}
+
+/// [`evaluate`] with the gate semantics of an earlier decision (replay).
+pub fn evaluate_with(inputs: &GateInputs, semantics: u32) -> (Decision, Vec<Verdict>) {
     let g = &inputs.gates;
     let mut verdicts = Vec::new();
     // The policy evaluator loads the modules while the other gates run.
@@ -136,7 +147,7 @@ pub fn evaluate(inputs: &GateInputs) -> (Decision, Vec<Verdict>) {
     let security = g
         .security
         .as_ref()
-        .map(|cfg| security::evaluate(cfg, &inputs.scans, &inputs.subject));
+        .map(|cfg| security::evaluate_with(cfg, &inputs.scans, &inputs.subject, semantics));
     let approvals = approval::check(inputs, crate::domain::approval::Purpose::Promote);
     let approval = g
         .approval

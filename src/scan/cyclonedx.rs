@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::{Finding, Report, ReportMark, Severity, VexStatement, VexStatus};
+use super::{Finding, FindingKind, Report, ReportMark, Severity, VexStatement, VexStatus};
 
 #[derive(Deserialize)]
 struct Doc {
@@ -128,7 +128,9 @@ pub fn parse(bytes: &[u8]) -> Result<Report, serde_json::Error> {
     let doc: Doc = serde_json::from_slice(bytes)?;
     let mut packages = HashMap::new();
     let mut components = 0;
+    let mut roots = Vec::new();
     for c in doc.metadata.iter().filter_map(|m| m.component.as_ref()) {
+        roots.extend(c.purl.iter().chain(&c.bom_ref).cloned());
         let mut ignore = 0;
         index(c, &mut packages, &mut ignore);
     }
@@ -137,6 +139,7 @@ pub fn parse(bytes: &[u8]) -> Result<Report, serde_json::Error> {
     }
     let mut report = Report {
         components,
+        roots,
         ..Report::default()
     };
     for (i, v) in doc
@@ -164,7 +167,20 @@ pub fn parse(bytes: &[u8]) -> Result<Report, serde_json::Error> {
             .as_ref()
             .and_then(|a| a.state.as_deref().and_then(status));
         let mut subcomponents = Vec::new();
+        let mut linked = Vec::new();
         for r in &affects {
+            if let Some((_, bom_ref)) = r
+                .strip_prefix("urn:cdx:")
+                .and_then(|l| l.split_once('#'))
+                .filter(|(_, b)| !b.is_empty())
+            {
+                linked.push(
+                    packages
+                        .get(bom_ref)
+                        .and_then(|p| p.purl.clone())
+                        .unwrap_or_else(|| bom_ref.to_owned()),
+                );
+            }
             let pkg = packages.get(r);
             let purl = pkg
                 .and_then(|p| p.purl.clone())
@@ -183,6 +199,10 @@ pub fn parse(bytes: &[u8]) -> Result<Report, serde_json::Error> {
                 severity: sev,
                 fixed_version: None,
                 mark: ReportMark::None,
+                kind: FindingKind::Vulnerability,
+                location: None,
+                line: None,
+                legacy: None,
             });
         }
         if let Some(status) = stated {
@@ -191,6 +211,7 @@ pub fn parse(bytes: &[u8]) -> Result<Report, serde_json::Error> {
                 aliases,
                 products: Vec::new(),
                 subcomponents,
+                linked,
                 status,
                 justification: v.analysis.and_then(|a| a.justification),
                 locator: format!("vulnerabilities[{i}]"),

@@ -81,6 +81,18 @@ pub enum ReportMark {
     Ignored { why: String },
 }
 
+/// Whether a result is a vulnerability at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// A known vulnerability (CVE, GHSA, OSV…) or a result its tool tags
+    /// as security.
+    Vulnerability,
+    /// Anything else a report lists, e.g. a CodeQL code-quality result:
+    /// reported apart, never counted as a CVE.
+    Other,
+}
+
 /// One vulnerability in one package, as a report states it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
@@ -92,6 +104,17 @@ pub struct Finding {
     pub severity: Severity,
     pub fixed_version: Option<String>,
     pub mark: ReportMark,
+    pub kind: FindingKind,
+    /// Where in the scanned artifact: a Trivy result's `Target`, a SARIF
+    /// result's artifact URI.
+    pub location: Option<String>,
+    /// A SARIF result's region start line.
+    pub line: Option<u64>,
+    /// How gate semantics 1 read this result, where it read it otherwise
+    /// (SARIF: the rule id as written, the URI as the package, nothing
+    /// else), so capsules decided then replay the same.
+    #[serde(skip)]
+    pub legacy: Option<Box<Finding>>,
 }
 
 impl Finding {
@@ -103,6 +126,24 @@ impl Finding {
             .filter(|i| i.starts_with("CVE-"))
             .min()
             .unwrap_or(&self.id)
+    }
+
+    /// A finding of `id` in `package` with nothing else known.
+    pub fn new(id: impl Into<String>, package: impl Into<String>) -> Finding {
+        Finding {
+            id: id.into(),
+            aliases: Vec::new(),
+            package: package.into(),
+            purl: None,
+            version: None,
+            severity: Severity::Unknown,
+            fixed_version: None,
+            mark: ReportMark::None,
+            kind: FindingKind::Vulnerability,
+            location: None,
+            line: None,
+            legacy: None,
+        }
     }
 
     /// Whether `name` is this finding's id or one of its aliases.
@@ -132,6 +173,11 @@ pub struct VexStatement {
     /// means "whatever this is attached to".
     pub products: Vec<String>,
     pub subcomponents: Vec<String>,
+    /// Subcomponents given as CycloneDX BOM-Links
+    /// (`urn:cdx:SERIAL/VERSION#BOM-REF`), as the BOM-ref they link to
+    /// (resolved to its PURL where the document lists it). Gate semantics 1
+    /// did not read them.
+    pub linked: Vec<String>,
     pub status: VexStatus,
     /// The justification, in the document's own vocabulary.
     pub justification: Option<String>,

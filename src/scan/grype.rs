@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use super::{Finding, Report, ReportMark, Severity};
+use super::{Finding, FindingKind, Report, ReportMark, Severity};
 
 #[derive(Deserialize)]
 struct Doc {
@@ -85,6 +85,10 @@ fn finding(m: Match, mark: ReportMark) -> Finding {
             .fix
             .and_then(|f| f.versions.into_iter().next()),
         mark,
+        kind: FindingKind::Vulnerability,
+        location: None,
+        line: None,
+        legacy: None,
     }
 }
 

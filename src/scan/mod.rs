@@ -14,7 +14,7 @@ mod trivy;
 
 use serde::Serialize;
 
-pub use finding::{Finding, ReportMark, Severity, VexStatement, VexStatus};
+pub use finding::{Finding, FindingKind, ReportMark, Severity, VexStatement, VexStatus};
 pub use purl::purl_matches;
 
 /// A format stella can read.
@@ -69,6 +69,11 @@ pub struct Report {
     pub statements: Vec<VexStatement>,
     /// Components listed (an SBOM's size), where the format has them.
     pub components: usize,
+    /// What the report says it scanned, where it says it: Trivy's
+    /// `ArtifactName` and root packages, a CycloneDX BOM's
+    /// `metadata.component`, Grype's source. A VEX product naming one of
+    /// these is the scanned project.
+    pub roots: Vec<String>,
 }
 
 /// The largest report, VEX or SBOM stella reads (attached, collected for

@@ -112,6 +112,7 @@ pub fn parse(bytes: &[u8]) -> Result<Report, Error> {
             aliases,
             products,
             subcomponents,
+            linked: Vec::new(),
             status,
             justification: s.justification,
             locator: format!("statements[{i}]"),
