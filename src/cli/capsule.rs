@@ -1,4 +1,4 @@
-//! `stella capsule list|show|export|verify|replay`.
+//! `stella capsule list|show|export|verify|replay`; push, pull and envelope are in `attest.rs`.
 
 use std::path::PathBuf;
 

@@ -86,7 +86,7 @@ pub enum Command {
     /// Manage ed25519 keys (approvers', and the workspace's)
     #[command(subcommand)]
     Key(key::KeyCommand),
-    /// Decision capsules: list, show, export, verify, replay
+    /// Decision capsules: list, show, export, verify, replay; push to and pull from images
     #[command(subcommand)]
     Capsule(capsule::CapsuleCommand),
     /// Audit: verify chains, export and verify bundles
