@@ -661,6 +661,37 @@ fn audit_bundles_verify_offline_and_name_tampering() {
             "https://slsa.dev/verification_summary/v1"
         );
     }
+    // Unpacked and packed again by hand (`./`-prefixed names, folder
+    // entries): the same bundle, and it verifies.
+    let unpacked = ws.join("unpacked");
+    for (p, b) in &files {
+        let path = unpacked.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b).unwrap();
+    }
+    let repacked = ws.join("repacked.tgz");
+    let tar = std::process::Command::new("tar")
+        .arg("czf")
+        .arg(&repacked)
+        .arg("-C")
+        .arg(&unpacked)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let out = stella(elsewhere.path())
+        .args(["audit", "verify", "--trust", "ws.pub"])
+        .arg(&repacked)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+
     let (_, capsule) = files
         .iter_mut()
         .find(|(p, _)| p.starts_with("capsules/dev/"))

@@ -669,8 +669,25 @@ pub fn verify_bundle(reader: impl Read, trusted: &[Trusted]) -> Result<BundleRep
             ));
         }
         let raw = entry.path_bytes().into_owned();
-        let name = safe_name(&raw)?.to_owned();
         let kind = entry.header().entry_type();
+        // A bundle unpacked and packed again (`tar czf b.tgz -C dir .`)
+        // names its members `./…` and lists its folders: the same
+        // members, so the prefix is dropped and folders are skipped.
+        let mut rel: &[u8] = &raw;
+        while let Some(rest) = rel.strip_prefix(b"./") {
+            rel = rest;
+        }
+        if kind == tar::EntryType::Directory {
+            safe_name(rel.strip_suffix(b"/").unwrap_or(rel)).or_else(|e| {
+                if rel.is_empty() || rel == b"." {
+                    Ok("")
+                } else {
+                    Err(e)
+                }
+            })?;
+            continue;
+        }
+        let name = safe_name(rel)?.to_owned();
         if kind != tar::EntryType::Regular {
             return Err(format!(
                 "member `{name}` is not a regular file ({kind:?}); a bundle holds only files, never links or devices"
