@@ -446,6 +446,40 @@ fn dev_chain() -> tempfile::TempDir {
 }
 
 #[test]
+fn capsule_list_pages_with_limit_after_and_since() {
+    let dir = dev_chain();
+    let ws = dir.path();
+    let list = |args: &[&str]| -> Vec<i64> {
+        let out = stella(ws)
+            .args(["capsule", "list", "--json"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        rows.iter().map(|r| r["id"].as_i64().unwrap()).collect()
+    };
+    let all = list(&[]);
+    assert_eq!(all.len(), 4);
+    let first = list(&["--limit", "3"]);
+    assert_eq!(first, all[..3]);
+    let next = list(&["--after", &first[2].to_string(), "--limit", "3"]);
+    assert_eq!(next, all[3..]);
+    assert!(list(&["--since", "2999-01-01"]).is_empty());
+    assert_eq!(
+        list(&["--since", "2000-01-01T00:00:00Z", "--limit", "1"]),
+        all[..1]
+    );
+
+    let out = stella(ws)
+        .args(["capsule", "list", "--since", "yesterday"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("YYYY-MM-DD"), "{}", stderr(&out));
+}
+
+#[test]
 fn the_chain_detects_a_swap_and_a_deletion() {
     let dir = dev_chain();
     let ws = dir.path();

@@ -134,7 +134,7 @@ fn verify_chain(ctx: &Context, a: ChainArgs) -> Result<u8, Failure> {
     Ok(if report.valid { exit::OK } else { exit::ERROR })
 }
 
-fn date(s: &str, flag: &str) -> Result<DateTime<Utc>, Failure> {
+pub(super) fn date(s: &str, flag: &str) -> Result<DateTime<Utc>, Failure> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }

@@ -63,6 +63,16 @@ pub struct ListArgs {
     /// flags-set
     #[arg(long)]
     pub outcome: Option<String>,
+    /// Only capsules sealed at or after this date (YYYY-MM-DD) or time
+    /// (RFC 3339)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only capsules after this id: the next page after the last one shown
+    #[arg(long, value_name = "ID")]
+    pub after: Option<i64>,
+    /// At most this many, oldest first; page on with --after
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
@@ -153,12 +163,20 @@ fn list(ctx: &Context, a: ListArgs) -> Result<u8, Failure> {
         .transpose()?;
     let ws = ctx.workspace()?;
     let store = ws.read_store()?;
+    let since = a
+        .since
+        .as_deref()
+        .map(|s| super::audit::date(s, "--since"))
+        .transpose()?;
     let filter = CapsuleFilter {
         environment: a.env,
         app: a.app,
         decision: a.decision,
         digest: a.digest,
         outcome,
+        since,
+        after: a.after,
+        limit: a.limit,
     };
     // Streamed: one row at a time, each checked against its signed
     // payload; the newest row seen of each environment is kept to check
@@ -171,7 +189,10 @@ fn list(ctx: &Context, a: ListArgs) -> Result<u8, Failure> {
     let whole_chains = filter.app.is_none()
         && filter.decision.is_none()
         && filter.digest.is_none()
-        && filter.outcome.is_none();
+        && filter.outcome.is_none()
+        && filter.since.is_none()
+        && filter.after.is_none()
+        && filter.limit.is_none();
     store.for_each_capsule_matching(
         &filter,
         |r: CapsuleRow, envelope: &[u8]| -> Result<(), Failure> {

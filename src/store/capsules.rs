@@ -97,12 +97,25 @@ pub struct CapsuleFilter {
     pub digest: Option<String>,
     /// Only capsules whose signed outcome is this one.
     pub outcome: Option<PromotionOutcome>,
+    /// Only capsules sealed at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only capsules with a greater id (the next page after that one).
+    pub after: Option<i64>,
+    /// At most this many (the oldest of those that match).
+    pub limit: Option<usize>,
 }
 
 impl CapsuleFilter {
-    /// Does a row (with its outcome read) pass the outcome filter?
+    /// Does a row (with its outcome read) pass the outcome, time and id
+    /// filters?
     fn keeps(&self, r: &CapsuleRow) -> bool {
         self.outcome.is_none_or(|want| r.outcome == Some(want))
+            && self.since.is_none_or(|s| r.sealed_at >= s)
+            && self.after.is_none_or(|a| r.id > a)
+    }
+
+    fn full(&self, n: usize) -> bool {
+        self.limit.is_some_and(|l| n >= l)
     }
 }
 
@@ -258,7 +271,9 @@ impl Store {
             f.outcome.map(|o| o.as_str())
         ])?;
         let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
+        while !f.full(out.len())
+            && let Some(r) = rows.next()?
+        {
             let c = row_with_stored_outcome(r)?;
             if f.keeps(&c) {
                 out.push(c);
@@ -278,7 +293,7 @@ impl Store {
         // Older capsules keep their outcome only in the signed envelope:
         // filtering on it reads rows until the page is full instead of
         // limiting in SQL.
-        let sql_limit = if f.outcome.is_some() {
+        let sql_limit = if f.outcome.is_some() || f.since.is_some() || f.after.is_some() {
             -1
         } else {
             limit as i64
@@ -298,6 +313,7 @@ impl Store {
             sql_limit,
             f.outcome.map(|o| o.as_str())
         ])?;
+        let limit = f.limit.map_or(limit, |l| l.min(limit));
         let mut out = Vec::new();
         while out.len() < limit
             && let Some(r) = rows.next()?
@@ -409,14 +425,21 @@ impl Store {
                 "SELECT {COLUMNS}, envelope FROM capsules
                  WHERE (?1 IS NULL OR environment = ?1) AND (?2 IS NULL OR app = ?2)
                    AND (?3 IS NULL OR decision = ?3) AND (?4 IS NULL OR digest LIKE ?4 || '%')
+                   AND (?5 IS NULL OR id > ?5)
                  ORDER BY id"
             ))?;
-            let mut rows = stmt.query(params![f.environment, f.app, f.decision, f.digest])?;
+            let mut rows =
+                stmt.query(params![f.environment, f.app, f.decision, f.digest, f.after])?;
+            let mut kept = 0usize;
             while let Some(r) = rows.next()? {
+                if f.full(kept) {
+                    break;
+                }
                 let (c, env) = row_with_outcome(r)?;
                 if !f.keeps(&c) {
                     continue;
                 }
+                kept += 1;
                 if let Err(e) = each(c, &env) {
                     return Ok(Err(e));
                 }
