@@ -307,11 +307,15 @@ pub(super) fn find(
     let ws = ctx.workspace()?;
     let store = ws.read_store()?;
     let found = if id == "latest" {
-        let rows = store.capsules(&CapsuleFilter {
-            environment: env.map(str::to_owned),
-            ..Default::default()
-        })?;
-        match rows.last() {
+        // The newest row only, however long the history.
+        let rows = store.capsules_page(
+            &CapsuleFilter {
+                environment: env.map(str::to_owned),
+                ..Default::default()
+            },
+            1,
+        )?;
+        match rows.first() {
             Some(r) => store.capsule(r.id)?,
             None => None,
         }
