@@ -667,6 +667,8 @@ fn capsule_pull_keeps_every_file_inside_its_folder_whatever_a_capsule_says() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("unverified"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("NOT verified"), "{}", stdout(&out));
     let names: Vec<String> = std::fs::read_dir(inner.join("pulled"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -692,4 +694,146 @@ fn capsule_pull_keeps_every_file_inside_its_folder_whatever_a_capsule_says() {
             );
         }
     }
+
+    // With the sealing key, the altered capsule is named and not written.
+    let key = place.path().join("workspace.pub");
+    public_key(ws.path(), &key);
+    let out = stella(&inner)
+        .args([
+            "capsule",
+            "pull",
+            &format!("{}/{REPO}@{v1}", reg.addr),
+            "--out",
+            "checked",
+            "--key",
+        ])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not written"), "{}", stderr(&out));
+    let names: Vec<String> = std::fs::read_dir(inner.join("checked"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names.len(),
+        2,
+        "only the genuine capsule and its summary: {names:?}"
+    );
+    assert!(
+        names.iter().all(|n| n.starts_with("dev-promote-")),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn verify_bounds_what_it_reads_and_how_long_it_waits() {
+    // A layout with more summaries attached than one check reads: refused
+    // unread, never hours of fetching.
+    let ws = init_workspace();
+    let layout = ws.path().join("images/api-gateway");
+    let v1 = add_image(&layout, "1.0", "one");
+    let digest: Digest = v1.parse().unwrap();
+    let repo = Repository::Layout("images/api-gateway".into());
+    let rt = runtime();
+    for n in 0..=stella::capsule::attached::MAX_REFERRERS {
+        rt.block_on(referrers::attach(
+            &repo,
+            &digest,
+            &Artifact {
+                artifact_type: SUMMARY_ARTIFACT_TYPE.into(),
+                layer_media_type: DSSE_MEDIA_TYPE.into(),
+                bytes: format!("{{\"n\":{n}}}").into_bytes(),
+                annotations: BTreeMap::new(),
+            },
+            false,
+            ws.path(),
+        ))
+        .unwrap();
+    }
+    let key = ws.path().join("workspace.pub");
+    public_key(ws.path(), &key);
+    let image = format!("oci-layout:images/api-gateway@{v1}");
+    let out = verify(ws.path(), &image, "dev", &key);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("over the limit of 256"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A FIFO where index.json should be: refused, not waited on.
+    let fifo = tempfile::tempdir().unwrap();
+    let lay = fifo.path().join("lay");
+    add_image(&lay, "1.0", "one");
+    std::fs::remove_file(lay.join("index.json")).unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(lay.join("index.json"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = std::time::Instant::now();
+    let out = stella(fifo.path())
+        .args([
+            "verify",
+            &format!("oci-layout:lay@{v1}"),
+            "--env",
+            "dev",
+            "--timeout",
+            "20",
+            "--key",
+        ])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+
+    // A registry that accepts and never answers: given up at --timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in silent.incoming() {
+            held.push(c);
+        }
+    });
+    let started = std::time::Instant::now();
+    let out = stella(fifo.path())
+        .args([
+            "verify",
+            &format!("{addr}/acme/api@{v1}"),
+            "--env",
+            "dev",
+            "--timeout",
+            "2",
+            "--key",
+        ])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("within 2 s"), "{}", stderr(&out));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+
+    // A private key where the public one goes.
+    let out = stella(fifo.path())
+        .args(["verify", &image, "--env", "dev", "--key"])
+        .arg(ws.path().join(".stella/keys/workspace.key"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is a private key"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -23,8 +23,15 @@ use crate::sign::Envelope;
 
 /// The largest summary envelope read (a summary is a few KiB).
 pub const MAX_SUMMARY_BYTES: u64 = 1024 * 1024;
-/// The most attached artifacts of one kind looked at for one image.
-pub const MAX_REFERRERS: usize = 4096;
+/// The most attached artifacts of one kind read for one image: a
+/// decision per environment and promotion comes to a few dozen; more is
+/// refused (not truncated, which could hide the newest), so a registry
+/// stuffed with entries cannot keep a check busy for hours.
+pub const MAX_REFERRERS: usize = 256;
+/// How many summaries are fetched at once.
+pub const IN_FLIGHT: usize = 8;
+/// The most bytes of attached artifacts held at once.
+pub const MAX_PULL_BYTES: u64 = 512 * 1024 * 1024;
 
 /// A summary that passed every check.
 #[derive(Debug, Clone, Serialize)]
@@ -175,10 +182,75 @@ pub fn newest(decisions: &[Decided]) -> Option<&Decided> {
     })
 }
 
-fn listed(found: Vec<Referrer>) -> Vec<Referrer> {
-    let mut found = found;
-    found.truncate(MAX_REFERRERS);
-    found
+/// The referrers of one kind, refused when there are more than
+/// `MAX_REFERRERS`.
+fn listed(found: Vec<Referrer>, what: &str, at: &str) -> Result<Vec<Referrer>, RegistryError> {
+    if found.len() > MAX_REFERRERS {
+        return Err(RegistryError::Registry {
+            reference: at.to_owned(),
+            detail: format!(
+                "{} {what} are attached, over the limit of {MAX_REFERRERS} read for one image; refused unread (remove stale ones from the registry)",
+                found.len()
+            ),
+        });
+    }
+    Ok(found)
+}
+
+/// Fetches every referrer, `IN_FLIGHT` at a time; each answer in the
+/// order listed. A registry that went down stops it all.
+async fn fetch_all(
+    repository: &Repository,
+    found: &[Referrer],
+    (limit, in_flight): (u64, usize),
+    insecure: bool,
+    base: &Path,
+) -> Result<Vec<Result<referrers::Fetched, RegistryError>>, RegistryError> {
+    let mut answers: Vec<Option<Result<referrers::Fetched, RegistryError>>> =
+        (0..found.len()).map(|_| None).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut next = 0;
+    let mut held = 0u64;
+    loop {
+        while tasks.len() < in_flight && next < found.len() {
+            let (repository, manifest, base) = (
+                repository.clone(),
+                found[next].manifest.clone(),
+                base.to_owned(),
+            );
+            let n = next;
+            tasks.spawn(async move {
+                (
+                    n,
+                    referrers::fetch(&repository, &manifest, limit, insecure, &base).await,
+                )
+            });
+            next += 1;
+        }
+        let Some(done) = tasks.join_next().await else {
+            break;
+        };
+        let (n, answer) = done.map_err(|e| RegistryError::Registry {
+            reference: repository.to_string(),
+            detail: format!("a fetch failed: {e}"),
+        })?;
+        if let Err(e @ (RegistryError::Unreachable { .. } | RegistryError::TooSlow { .. })) = answer
+        {
+            return Err(e);
+        }
+        held += answer.as_ref().map_or(0, |f| f.bytes.len() as u64);
+        if held > MAX_PULL_BYTES {
+            return Err(RegistryError::Registry {
+                reference: repository.to_string(),
+                detail: format!(
+                    "what is attached comes to over {}, the most read at once; refused",
+                    super::limits::human(MAX_PULL_BYTES)
+                ),
+            });
+        }
+        answers[n] = Some(answer);
+    }
+    Ok(answers.into_iter().flatten().collect())
 }
 
 /// `stella verify`: every summary attached to `digest` in `repository`,
@@ -191,6 +263,7 @@ pub async fn verify_image(
     insecure: bool,
     base: &Path,
 ) -> Result<ImageVerdict, RegistryError> {
+    let at = format!("{repository}@{digest}");
     let found = listed(
         referrers::referrers(
             repository,
@@ -200,21 +273,22 @@ pub async fn verify_image(
             base,
         )
         .await?,
-    );
+        "verification summaries",
+        &at,
+    )?;
+    let answers = fetch_all(
+        repository,
+        &found,
+        (MAX_SUMMARY_BYTES, IN_FLIGHT),
+        insecure,
+        base,
+    )
+    .await?;
     let mut valid = Vec::new();
     let mut rejected = Vec::new();
-    for r in found {
-        let fetched = match referrers::fetch(
-            repository,
-            &r.manifest,
-            MAX_SUMMARY_BYTES,
-            insecure,
-            base,
-        )
-        .await
-        {
+    for (r, answer) in found.into_iter().zip(answers) {
+        let fetched = match answer {
             Ok(f) => f,
-            Err(e @ RegistryError::Unreachable { .. }) => return Err(e),
             Err(e) => {
                 rejected.push(Rejected {
                     manifest: r.manifest.clone(),
@@ -278,6 +352,7 @@ pub async fn pull(
     insecure: bool,
     base: &Path,
 ) -> Result<(Vec<Pulled>, Vec<Rejected>), RegistryError> {
+    let at = format!("{repository}@{digest}");
     let found = listed(
         referrers::referrers(
             repository,
@@ -287,25 +362,28 @@ pub async fn pull(
             base,
         )
         .await?,
-    );
+        "capsules",
+        &at,
+    )?;
+    // Capsules can be large: two at a time, each bounded, and all of
+    // them together too.
+    let answers = fetch_all(
+        repository,
+        &found,
+        (super::limits::MAX_CAPSULE_BYTES, 2),
+        insecure,
+        base,
+    )
+    .await?;
     let mut pulled = Vec::new();
     let mut rejected = Vec::new();
-    for r in found {
+    for (r, answer) in found.into_iter().zip(answers) {
         let reject = |problem: String| Rejected {
             manifest: r.manifest.clone(),
             problem,
         };
-        let fetched = match referrers::fetch(
-            repository,
-            &r.manifest,
-            super::limits::MAX_CAPSULE_BYTES,
-            insecure,
-            base,
-        )
-        .await
-        {
+        let fetched = match answer {
             Ok(f) => f,
-            Err(e @ RegistryError::Unreachable { .. }) => return Err(e),
             Err(e) => {
                 rejected.push(reject(e.to_string()));
                 continue;

@@ -32,9 +32,32 @@ pub struct VerifyArgs {
     /// Plain HTTP to the registry (loopback registries use it anyway)
     #[arg(long)]
     pub insecure: bool,
+    /// Give up (exit 1) when the whole check takes longer, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub timeout: u64,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+/// Runs `fut` on a fresh runtime, giving up after `seconds`: a registry
+/// (or layout) that answers too slowly, or lists too much, never holds a
+/// deploy script for longer.
+fn within<T>(
+    seconds: u64,
+    fut: impl std::future::Future<Output = Result<T, RegistryError>>,
+) -> Result<T, Failure> {
+    super::runtime()?
+        .block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(seconds.max(1)), fut).await
+        })
+        .map_err(|_| {
+            Failure::error(format!(
+                "no complete answer within {seconds} s (--timeout); nothing was verified"
+            ))
+            .hint("the registry or layout is slow or lists a great deal; try again, or raise --timeout")
+        })?
+        .map_err(registry_failure)
 }
 
 /// An image given by digest; a tag is refused, since what is verified is
@@ -69,8 +92,25 @@ fn registry_failure(e: RegistryError) -> Failure {
 }
 
 fn trusted_keys(files: &[PathBuf]) -> Result<Vec<Trusted>, Failure> {
-    let mut keys = crate::capsule::trust::from_files(files)
-        .map_err(|e| Failure::usage(e).hint("--key takes a public key file (SPKI PEM)"))?;
+    let mut keys = crate::capsule::trust::from_files(files).map_err(|e| {
+        // A private key given by mistake is said so, not parsed at.
+        let private = files.iter().find(|f| {
+            std::fs::File::open(f).is_ok_and(|h| {
+                let mut head = String::new();
+                std::io::Read::read_to_string(&mut std::io::Read::take(h, 4096), &mut head).is_ok()
+                    && head.contains("PRIVATE KEY")
+            })
+        });
+        match private {
+            Some(f) => Failure::usage(format!(
+                "{} is a private key; --key takes the public half",
+                f.display()
+            ))
+            .hint("`stella key export workspace` prints the sealing key's public half (SPKI PEM)"),
+            None => Failure::usage(e)
+                .hint("--key takes a public key file (SPKI PEM), as `stella key export workspace` prints it"),
+        }
+    })?;
     for k in &mut keys {
         k.name = k.name.replace("trusted by --trust", "trusted by --key");
     }
@@ -89,16 +129,17 @@ fn verify_inner(ctx: &Context, a: VerifyArgs) -> Result<u8, Failure> {
     let (image, digest) = image_by_digest(&a.image)?;
     let trusted = trusted_keys(&a.keys)?;
     let base = ctx.cwd.clone();
-    let verdict = super::runtime()?
-        .block_on(attached::verify_image(
+    let verdict = within(
+        a.timeout,
+        attached::verify_image(
             &image.repository,
             &digest,
             &a.env,
             &trusted,
             a.insecure,
             &base,
-        ))
-        .map_err(registry_failure)?;
+        ),
+    )?;
     for r in &verdict.rejected {
         eprintln!(
             "warning: ignored attestation {}: {}",
@@ -280,6 +321,9 @@ pub struct PullArgs {
     /// Plain HTTP to the registry (loopback registries use it anyway)
     #[arg(long)]
     pub insecure: bool,
+    /// Give up (exit 1) when fetching takes longer, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub timeout: u64,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
@@ -314,14 +358,10 @@ fn pull_inner(ctx: &Context, a: PullArgs) -> Result<u8, Failure> {
     } else {
         trusted_keys(&a.keys)?
     };
-    let (pulled, rejected) = super::runtime()?
-        .block_on(attached::pull(
-            &image.repository,
-            &digest,
-            a.insecure,
-            &ctx.cwd,
-        ))
-        .map_err(registry_failure)?;
+    let (pulled, rejected) = within(
+        a.timeout,
+        attached::pull(&image.repository, &digest, a.insecure, &ctx.cwd),
+    )?;
     for r in &rejected {
         eprintln!("warning: skipped {}: {}", r.manifest.short(), r.problem);
     }
@@ -372,6 +412,17 @@ fn pull_inner(ctx: &Context, a: PullArgs) -> Result<u8, Failure> {
             });
         let Some(st) = st else { continue };
         let payload = Digest::of(&p.file.envelope.payload_bytes().unwrap_or_default());
+        // With --key, a capsule that does not verify is named, not kept.
+        if let Some(r) = report.as_ref().filter(|r| !r.valid) {
+            invalid += 1;
+            eprintln!(
+                "warning: not written: capsule {} (manifest {}) does not verify: {}",
+                payload.short(),
+                p.manifest.short(),
+                r.problems.join("; ")
+            );
+            continue;
+        }
         let stem = format!(
             "{}-{}-{}",
             file_word(&st.predicate.to),
@@ -391,7 +442,6 @@ fn pull_inner(ctx: &Context, a: PullArgs) -> Result<u8, Failure> {
                 )?);
             }
         }
-        invalid += usize::from(report.as_ref().is_some_and(|r| !r.valid));
         files.push(PulledFile {
             path,
             environment: st.predicate.to.clone(),
@@ -407,6 +457,8 @@ fn pull_inner(ctx: &Context, a: PullArgs) -> Result<u8, Failure> {
     }
     if a.json {
         print_json(&serde_json::json!({
+            "verified": !trusted.is_empty(),
+            "not_written": invalid,
             "image": image.repository.to_string(),
             "digest": digest,
             "capsules": files,
@@ -415,9 +467,9 @@ fn pull_inner(ctx: &Context, a: PullArgs) -> Result<u8, Failure> {
     } else {
         for f in &files {
             let mark = match f.valid {
-                Some(true) => "✓",
-                Some(false) => "✗",
-                None => "·",
+                Some(true) => "✓ verified  ",
+                Some(false) => "✗ invalid   ",
+                None => "· unverified",
             };
             println!(
                 "{mark} {}  {} {} {} ({})",
@@ -432,9 +484,14 @@ fn pull_inner(ctx: &Context, a: PullArgs) -> Result<u8, Failure> {
             }
         }
         println!(
-            "{} capsule(s) in {}; `stella capsule verify FILE --trust KEY.pub` and `stella capsule replay FILE --trust KEY.pub` check one offline",
+            "{} capsule(s) in {}{}; `stella capsule verify FILE --trust KEY.pub` and `stella capsule replay FILE --trust KEY.pub` check one offline",
             files.len(),
-            out.display()
+            out.display(),
+            if trusted.is_empty() {
+                " — NOT verified: what they say is unchecked until verified with the sealing key (--key)"
+            } else {
+                ""
+            }
         );
     }
     Ok(if invalid > 0 { exit::ERROR } else { exit::OK })

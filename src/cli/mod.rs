@@ -113,7 +113,9 @@ pub enum Command {
     /// attached to it with trusted keys only; no workspace needed
     ///
     /// Exit 0 allowed, 3 not (its newest decision failed, or none is
-    /// attached), 1 the registry could not be read.
+    /// attached), 1 the registry could not be read (or answered too
+    /// slowly), 2 usage (a tag instead of a digest, a key that is not a
+    /// public key). `--workspace` plays no part.
     Verify(attest::VerifyArgs),
     /// Print a shell completion script: `stella completions bash > ~/.local/share/bash-completion/completions/stella`
     Completions(completions::CompletionsArgs),

@@ -45,6 +45,17 @@ impl Layout {
     }
 
     fn index(&self) -> Result<ImageIndex, RegistryError> {
+        // Reading a FIFO would wait forever: only a regular file is read.
+        let index = self.path.join("index.json");
+        if let Ok(m) = fs::metadata(&index)
+            && !m.is_file()
+        {
+            return Err(RegistryError::Layout {
+                path: self.path.clone(),
+                reason: "`index.json` is not a regular file (a FIFO, device or folder); refused"
+                    .into(),
+            });
+        }
         ImageIndex::from_file(self.path.join("index.json")).map_err(|e| RegistryError::Layout {
             path: self.path.clone(),
             reason: format!("`index.json` is not a valid OCI image index: {e}"),
@@ -91,6 +102,14 @@ impl Layout {
             }
         };
         let blob = self.blob_path(&digest);
+        if let Ok(m) = fs::metadata(&blob)
+            && !m.is_file()
+        {
+            return Err(RegistryError::Layout {
+                path: self.path.clone(),
+                reason: format!("blob {digest} is not a regular file; refused"),
+            });
+        }
         let bytes = match fs::read(&blob) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

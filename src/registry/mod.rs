@@ -41,6 +41,10 @@ pub enum RegistryError {
     )]
     Unreachable { registry: String, detail: String },
     #[error(
+        "registry {registry} is up but did not answer in time ({detail}); it may be overloaded or the network slow — try again"
+    )]
+    TooSlow { registry: String, detail: String },
+    #[error(
         "{reference}: access denied ({detail}); set STELLA_REGISTRY_USERNAME and STELLA_REGISTRY_PASSWORD, or log in with `docker login`"
     )]
     Unauthorized { reference: String, detail: String },

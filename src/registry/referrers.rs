@@ -463,6 +463,12 @@ impl Remote {
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> RegistryError {
+        if e.is_timeout() && !e.is_connect() {
+            return RegistryError::TooSlow {
+                registry: self.registry.clone(),
+                detail: super::remote::chain(e),
+            };
+        }
         RegistryError::Unreachable {
             registry: self.registry.clone(),
             detail: super::remote::chain(e),
@@ -957,6 +963,19 @@ mod layout {
         rel: &str,
         limit: u64,
     ) -> Result<Option<Vec<u8>>, RegistryError> {
+        // A FIFO or device would block the open or never end: only
+        // regular files are read (links resolve inside the layout).
+        match dir.metadata(rel) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => {
+                return Err(err(
+                    path,
+                    format!("{rel} is not a regular file (a FIFO, device or folder); refused"),
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(err(path, format!("cannot read {rel}: {e}"))),
+        }
         let file = match dir.open(rel) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

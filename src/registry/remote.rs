@@ -185,12 +185,16 @@ pub(super) fn classify(
         },
     };
     match e {
-        OciDistributionError::RequestError(re) if re.is_connect() || re.is_timeout() => {
-            RegistryError::Unreachable {
+        OciDistributionError::RequestError(re) if re.is_timeout() && !re.is_connect() => {
+            RegistryError::TooSlow {
                 registry: registry.to_owned(),
                 detail: chain(&re),
             }
         }
+        OciDistributionError::RequestError(re) if re.is_connect() => RegistryError::Unreachable {
+            registry: registry.to_owned(),
+            detail: chain(&re),
+        },
         OciDistributionError::RequestError(re) => RegistryError::Unreachable {
             registry: registry.to_owned(),
             detail: chain(&re),
