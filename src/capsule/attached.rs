@@ -101,20 +101,9 @@ pub fn check_summary(
         ));
     }
     let payload = env.payload_bytes().map_err(|e| e.to_string())?;
-    let Some(t) = trusted
-        .iter()
-        .find(|t| env.keyids().any(|id| id == t.key.keyid()))
-    else {
-        let ids: Vec<&str> = env.keyids().map(super::trust::short).collect();
-        return Err(format!(
-            "signed by key {}, which is not a key trusted here (foreign or unknown signer)",
-            if ids.is_empty() {
-                "(none)".to_owned()
-            } else {
-                ids.join(", ")
-            }
-        ));
-    };
+    let t = super::trust::signer(&env, trusted).map_err(|ids| {
+        format!("signed by key {ids}, which is not a key trusted here (foreign or unknown signer)")
+    })?;
     env.verify_payload(&t.key, &payload).map_err(|e| {
         format!("{e}: the summary was changed after it was signed (tampered), or the signature is forged")
     })?;

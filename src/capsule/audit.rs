@@ -927,20 +927,11 @@ fn manifest_signer(sig: &[u8], manifest: &[u8], trusted: &[Trusted]) -> Result<S
             "{MANIFEST_SIG} signs another manifest: manifest.json was changed after it was signed"
         ));
     }
-    let Some(t) = trusted
-        .iter()
-        .find(|t| env.keyids().any(|id| id == t.key.keyid()))
-    else {
-        let ids: Vec<&str> = env.keyids().map(super::trust::short).collect();
-        return Err(format!(
-            "the bundle is signed only by key(s) {}, not trusted here: not a sealing key of this workspace, nor given with --trust KEY.pub",
-            if ids.is_empty() {
-                "(none)".into()
-            } else {
-                ids.join(", ")
-            }
-        ));
-    };
+    let t = super::trust::signer(&env, trusted).map_err(|ids| {
+        format!(
+            "the bundle is signed only by key(s) {ids}, not trusted here: not a sealing key of this workspace, nor given with --trust KEY.pub"
+        )
+    })?;
     env.verify_payload(&t.key, manifest)
         .map_err(|e| format!("{MANIFEST_SIG}: {e}"))?;
     Ok(format!(

@@ -54,17 +54,9 @@ impl ChainHead {
             ));
         }
         let payload = env.payload_bytes().map_err(|e| e.to_string())?;
-        let Some(t) = trusted
-            .iter()
-            .find(|t| env.keyids().any(|id| id == t.key.keyid()))
-        else {
-            return Err(format!(
-                "the chain head is signed by key {}, not a sealing key trusted here",
-                env.keyids()
-                    .next()
-                    .map_or("(none)", |k| &k[..k.len().min(16)])
-            ));
-        };
+        let t = super::trust::signer(&env, trusted).map_err(|ids| {
+            format!("the chain head is signed by key {ids}, not a sealing key trusted here")
+        })?;
         env.verify_payload(&t.key, &payload)
             .map_err(|e| format!("the chain head: {e}"))?;
         let head: ChainHead = serde_json::from_slice(&payload)

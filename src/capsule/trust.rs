@@ -77,6 +77,25 @@ pub enum TrustError {
     Key { path: PathBuf, detail: String },
 }
 
+/// The trusted key among `envelope`'s signers, or, when none is, the
+/// signers' short key ids as a report names them (`(none)` for none).
+pub fn signer<'a>(
+    envelope: &crate::sign::Envelope,
+    trusted: &'a [Trusted],
+) -> Result<&'a Trusted, String> {
+    trusted
+        .iter()
+        .find(|t| envelope.keyids().any(|id| id == t.key.keyid()))
+        .ok_or_else(|| {
+            let ids: Vec<&str> = envelope.keyids().map(short).collect();
+            if ids.is_empty() {
+                "(none)".to_owned()
+            } else {
+                ids.join(", ")
+            }
+        })
+}
+
 /// The first 16 hex digits of a key id, as reports show it.
 pub fn short(keyid: &str) -> &str {
     &keyid[..keyid.len().min(16)]

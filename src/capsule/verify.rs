@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::file::CapsuleFile;
 use super::statement::{PAYLOAD_TYPE, Statement};
+use super::trust::short;
 use crate::domain::Digest;
 use crate::sign::{PublicKey, dsse::DsseError};
 
@@ -136,14 +137,13 @@ fn summary_problems(
     capsule: &Digest,
     trusted: &[Trusted],
 ) -> Vec<String> {
-    let Some(t) = trusted
-        .iter()
-        .find(|t| summary.keyids().any(|id| id == t.key.keyid()))
-    else {
-        return vec![format!(
-            "the verification summary is signed by key {}, which is not a sealing key trusted here",
-            summary.keyids().next().map_or("(none)", short)
-        )];
+    let t = match super::trust::signer(summary, trusted) {
+        Ok(t) => t,
+        Err(ids) => {
+            return vec![format!(
+                "the verification summary is signed by key {ids}, which is not a sealing key trusted here"
+            )];
+        }
     };
     let payload = match summary.verify(&t.key) {
         Ok(p) => p,
@@ -155,8 +155,4 @@ fn summary_problems(
         Ok(()) => vec![],
         Err(e) => vec![format!("the verification summary: {e}")],
     }
-}
-
-fn short(keyid: &str) -> &str {
-    &keyid[..keyid.len().min(16)]
 }
