@@ -600,7 +600,7 @@ pub fn attach_line(kind: &EventKind) -> Option<String> {
             pending,
         } => Some(format!(
             "warning: capsule #{capsule_id} is not attached to {image} ({attempts} tries): {error}\n\
-             hint: the decision stands, sealed; {pending} attachment(s) pending — `stella capsule push --pending` tries again, as does the next decision attached"
+             hint: the decision stands, sealed; {pending} attachment(s) pending — `stella capsule push --pending` tries again, as does the next decision attached to the same image"
         )),
         _ => None,
     }

@@ -76,12 +76,15 @@ pub fn after_seal(ws: &Workspace, config: &Config, capsule_id: i64, sink: &Sink)
         return Some(Pushed::of(&row));
     }
     let mine = push_row(ws, config, &row, TRIES, sink);
-    // Earlier decisions a registry refused: one more try each, now that
-    // this one's registry answered.
+    // Earlier decisions the same registry (or layout) refused: one more
+    // try each, now that it answered. Others wait for their own.
     if mine.state == AttachState::Attached
         && let Ok(rows) = ws.open_store().and_then(|s| s.pending_attachments(20))
     {
-        for other in rows.iter().filter(|r| r.capsule_id != capsule_id) {
+        for other in rows
+            .iter()
+            .filter(|r| r.capsule_id != capsule_id && r.target == row.target)
+        {
             push_row(ws, config, other, 1, sink);
         }
     }
