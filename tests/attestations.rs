@@ -14,7 +14,9 @@ use std::path::Path;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use common::{Registry, add_image, init_workspace, stderr, stdout, stella};
-use stella::capsule::summary::{DSSE_MEDIA_TYPE, SUMMARY_ARTIFACT_TYPE};
+use stella::capsule::summary::{
+    CAPSULE_ARTIFACT_TYPE, CAPSULE_FILE_MEDIA_TYPE, DSSE_MEDIA_TYPE, SUMMARY_ARTIFACT_TYPE,
+};
 use stella::domain::{Digest, Repository};
 use stella::registry::referrers::{self, Artifact};
 use stella::sign::{Envelope, PrivateKey};
@@ -116,15 +118,7 @@ fn promotions_attach_their_decisions_and_verify_answers_from_them_alone() {
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
 
     // Both are referrers of the image, found from its digest alone.
-    let found = runtime()
-        .block_on(referrers::referrers(
-            &repository(&reg),
-            &v1.parse().unwrap(),
-            None,
-            false,
-            Path::new("."),
-        ))
-        .unwrap();
+    let found = attached(&reg, &v1.parse().unwrap(), None);
     let types: Vec<&str> = found
         .iter()
         .filter_map(|r| r.artifact_type.as_deref())
@@ -140,7 +134,7 @@ fn promotions_attach_their_decisions_and_verify_answers_from_them_alone() {
     assert_eq!(
         types
             .iter()
-            .filter(|t| **t == stella::capsule::summary::CAPSULE_ARTIFACT_TYPE)
+            .filter(|t| **t == CAPSULE_ARTIFACT_TYPE)
             .count(),
         2,
         "{types:?}"
@@ -229,23 +223,55 @@ fn promotions_attach_their_decisions_and_verify_answers_from_them_alone() {
     }
 }
 
-/// Attaches `envelope` to `digest` as a summary, the way a registry
-/// writer other than stella could.
-fn inject(reg: &Registry, digest: &Digest, envelope: &Envelope) {
+/// Attaches `bytes` to `digest`, the way a registry writer other than
+/// stella could.
+fn inject(reg: &Registry, digest: &Digest, artifact_type: &str, layer: &str, bytes: Vec<u8>) {
     runtime()
         .block_on(referrers::attach(
             &repository(reg),
             digest,
             &Artifact {
-                artifact_type: SUMMARY_ARTIFACT_TYPE.into(),
-                layer_media_type: DSSE_MEDIA_TYPE.into(),
-                bytes: serde_json::to_vec(envelope).unwrap(),
+                artifact_type: artifact_type.into(),
+                layer_media_type: layer.into(),
+                bytes,
                 annotations: BTreeMap::new(),
             },
             false,
             Path::new("."),
         ))
         .unwrap();
+}
+
+/// Attaches `envelope` to `digest` as a summary.
+fn inject_summary(reg: &Registry, digest: &Digest, envelope: &Envelope) {
+    let bytes = serde_json::to_vec(envelope).unwrap();
+    inject(reg, digest, SUMMARY_ARTIFACT_TYPE, DSSE_MEDIA_TYPE, bytes);
+}
+
+/// What is attached to `digest` (of one artifact type, or all).
+fn attached(reg: &Registry, digest: &Digest, kind: Option<&str>) -> Vec<referrers::Referrer> {
+    runtime()
+        .block_on(referrers::referrers(
+            &repository(reg),
+            digest,
+            kind,
+            false,
+            Path::new("."),
+        ))
+        .unwrap()
+}
+
+/// One attached artifact, fetched.
+fn fetched(reg: &Registry, manifest: &Digest) -> referrers::Fetched {
+    runtime()
+        .block_on(referrers::fetch(
+            &repository(reg),
+            manifest,
+            1 << 26,
+            false,
+            Path::new("."),
+        ))
+        .unwrap()
 }
 
 #[test]
@@ -270,26 +296,10 @@ fn tampered_and_foreign_signed_summaries_are_named_and_ignored() {
     public_key(ws.path(), &key);
 
     // The genuine FAILED summary, as attached.
-    let found = runtime()
-        .block_on(referrers::referrers(
-            &repository(&reg),
-            &digest,
-            Some(SUMMARY_ARTIFACT_TYPE),
-            false,
-            Path::new("."),
-        ))
-        .unwrap();
+    let found = attached(&reg, &digest, Some(SUMMARY_ARTIFACT_TYPE));
     assert_eq!(found.len(), 1);
-    let fetched = runtime()
-        .block_on(referrers::fetch(
-            &repository(&reg),
-            &found[0].manifest,
-            1 << 20,
-            false,
-            Path::new("."),
-        ))
-        .unwrap();
-    let genuine: Envelope = serde_json::from_slice(&fetched.bytes).unwrap();
+    let genuine: Envelope =
+        serde_json::from_slice(&fetched(&reg, &found[0].manifest).bytes).unwrap();
     let payload = String::from_utf8(genuine.payload_bytes().unwrap()).unwrap();
     assert!(payload.contains("\"FAILED\""));
     // Later, and PASSED: the same signature over changed bytes.
@@ -300,10 +310,10 @@ fn tampered_and_foreign_signed_summaries_are_named_and_ignored() {
     );
     let mut tampered = genuine.clone();
     tampered.payload = STANDARD.encode(forged.as_bytes());
-    inject(&reg, &digest, &tampered);
+    inject_summary(&reg, &digest, &tampered);
     // A PASSED summary signed by a key nobody trusts.
     let foreign = PrivateKey::from_seed(&[9; 32]);
-    inject(
+    inject_summary(
         &reg,
         &digest,
         &Envelope::sign("application/vnd.in-toto+json", forged.as_bytes(), &foreign),
@@ -610,26 +620,10 @@ fn capsule_pull_keeps_every_file_inside_its_folder_whatever_a_capsule_says() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let found = runtime()
-        .block_on(referrers::referrers(
-            &repository(&reg),
-            &digest,
-            Some(stella::capsule::summary::CAPSULE_ARTIFACT_TYPE),
-            false,
-            Path::new("."),
-        ))
-        .unwrap();
-    let fetched = runtime()
-        .block_on(referrers::fetch(
-            &repository(&reg),
-            &found[0].manifest,
-            1 << 26,
-            false,
-            Path::new("."),
-        ))
-        .unwrap();
+    let found = attached(&reg, &digest, Some(CAPSULE_ARTIFACT_TYPE));
     // The same capsule, claiming an environment that is a path.
-    let mut file: serde_json::Value = serde_json::from_slice(&fetched.bytes).unwrap();
+    let mut file: serde_json::Value =
+        serde_json::from_slice(&fetched(&reg, &found[0].manifest).bytes).unwrap();
     let mut st: serde_json::Value = serde_json::from_slice(
         &STANDARD
             .decode(file["envelope"]["payload"].as_str().unwrap())
@@ -638,20 +632,13 @@ fn capsule_pull_keeps_every_file_inside_its_folder_whatever_a_capsule_says() {
     .unwrap();
     st["predicate"]["to"] = "../../escaped".into();
     file["envelope"]["payload"] = STANDARD.encode(serde_json::to_vec(&st).unwrap()).into();
-    runtime()
-        .block_on(referrers::attach(
-            &repository(&reg),
-            &digest,
-            &Artifact {
-                artifact_type: stella::capsule::summary::CAPSULE_ARTIFACT_TYPE.into(),
-                layer_media_type: "application/vnd.stella.capsule.v1+json".into(),
-                bytes: serde_json::to_vec(&file).unwrap(),
-                annotations: BTreeMap::new(),
-            },
-            false,
-            Path::new("."),
-        ))
-        .unwrap();
+    inject(
+        &reg,
+        &digest,
+        CAPSULE_ARTIFACT_TYPE,
+        CAPSULE_FILE_MEDIA_TYPE,
+        serde_json::to_vec(&file).unwrap(),
+    );
 
     let place = tempfile::tempdir().unwrap();
     let inner = place.path().join("a/b");

@@ -661,37 +661,54 @@ impl Remote {
             .await
     }
 
-    async fn attach(
+    /// The manifest `digest` (a `what`), which must be there and hash to
+    /// its name; `hint` follows the error when it is missing.
+    async fn checked_manifest(
         &self,
-        subject: &Digest,
-        artifact: &Artifact,
-    ) -> Result<Attached, RegistryError> {
+        digest: &Digest,
+        accept: &str,
+        limit: u64,
+        what: &str,
+        hint: &str,
+    ) -> Result<(Vec<u8>, Option<String>), RegistryError> {
         let Some((bytes, content_type)) = self
-            .manifest(
-                &subject.to_string(),
-                &super::remote::ACCEPTED.join(", "),
-                MAX_SUBJECT,
-                "the image manifest",
-            )
+            .manifest(&digest.to_string(), accept, limit, &format!("the {what}"))
             .await?
         else {
             return Err(RegistryError::Registry {
                 reference: self.reference.clone(),
                 detail: format!(
-                    "no image manifest {subject} in {}/{}; push the image first or check the digest",
+                    "no {what} {digest} in {}/{}{hint}",
                     self.registry, self.repository
                 ),
             });
         };
         let actual = Digest::of(&bytes);
-        if actual != *subject {
+        if actual != *digest {
             return Err(RegistryError::DigestMismatch {
                 reference: self.reference.clone(),
-                expected: subject.clone(),
+                expected: digest.clone(),
                 actual,
-                source_desc: "the image manifest served by the registry".into(),
+                source_desc: format!("the {what} served by the registry"),
             });
         }
+        Ok((bytes, content_type))
+    }
+
+    async fn attach(
+        &self,
+        subject: &Digest,
+        artifact: &Artifact,
+    ) -> Result<Attached, RegistryError> {
+        let (bytes, content_type) = self
+            .checked_manifest(
+                subject,
+                &super::remote::ACCEPTED.join(", "),
+                MAX_SUBJECT,
+                "image manifest",
+                "; push the image first or check the digest",
+            )
+            .await?;
         let manifest = artifact_manifest(
             artifact,
             subject_descriptor(&bytes, subject, content_type.as_deref()),
@@ -827,32 +844,15 @@ impl Remote {
     }
 
     async fn fetch(&self, manifest: &Digest, limit: u64) -> Result<Fetched, RegistryError> {
-        let Some((bytes, _)) = self
-            .manifest(
-                &manifest.to_string(),
+        let (bytes, _) = self
+            .checked_manifest(
+                manifest,
                 media::MANIFEST,
                 MAX_MANIFEST,
-                "the artifact manifest",
+                "artifact manifest",
+                "",
             )
-            .await?
-        else {
-            return Err(RegistryError::Registry {
-                reference: self.reference.clone(),
-                detail: format!(
-                    "no artifact manifest {manifest} in {}/{}",
-                    self.registry, self.repository
-                ),
-            });
-        };
-        let actual = Digest::of(&bytes);
-        if actual != *manifest {
-            return Err(RegistryError::DigestMismatch {
-                reference: self.reference.clone(),
-                expected: manifest.clone(),
-                actual,
-                source_desc: "the artifact manifest served by the registry".into(),
-            });
-        }
+            .await?;
         let (mut fetched, layer, size) =
             read_artifact_manifest(&bytes, limit).map_err(|detail| RegistryError::Registry {
                 reference: self.reference.clone(),
