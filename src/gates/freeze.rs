@@ -171,6 +171,27 @@ impl Window {
         }
     }
 
+    /// The first period of this window that starts after `t`. A period
+    /// already active at `t` is not "next": the answer is the one after it.
+    pub fn next_start(&self, t: DateTime<Utc>) -> Option<Period> {
+        match &self.kind {
+            Kind::OneOff { from, until } => (*from > t).then_some(Period {
+                start: *from,
+                end: Some(*until),
+            }),
+            Kind::Recurring { start, end, tz } => {
+                let s = start
+                    .find_next_occurrence(&t.with_timezone(tz), false)
+                    .ok()?;
+                let e = end.find_next_occurrence(&s, false).ok();
+                Some(Period {
+                    start: s.with_timezone(&Utc),
+                    end: e.map(|e| e.with_timezone(&Utc)),
+                })
+            }
+        }
+    }
+
     /// The window's own zone (UTC for one-off windows).
     pub fn zone(&self) -> Tz {
         match &self.kind {
@@ -178,6 +199,15 @@ impl Window {
             Kind::OneOff { .. } => chrono_tz::UTC,
         }
     }
+}
+
+/// The freeze that starts soonest after `t` among `windows`, with its
+/// period: what "the next freeze starts …" lines show beside a freeze.
+pub fn next_freeze(windows: &[Window], t: DateTime<Utc>) -> Option<(&Window, Period)> {
+    windows
+        .iter()
+        .filter_map(|w| w.next_start(t).map(|p| (w, p)))
+        .min_by_key(|(w, p)| (p.start, w.name.clone()))
 }
 
 /// `Mon 2026-11-30 08:00 CET (07:00 UTC)`
@@ -360,6 +390,34 @@ mod tests {
             when(p.end.unwrap(), w.zone()),
             "Mon 2026-11-30 08:00 CET (07:00 UTC)"
         );
+    }
+
+    #[test]
+    fn the_next_freeze_is_the_soonest_start_after_now_not_the_active_one() {
+        let w = weekend();
+        // Inside this weekend's freeze, the next one is the following Friday.
+        let p = w.next_start(t("2026-11-28T12:00:00Z")).unwrap();
+        assert_eq!(p.start, t("2026-12-04T17:00:00Z"));
+        assert_eq!(p.end, Some(t("2026-12-07T07:00:00Z")));
+        let bf = Window {
+            name: "bf".into(),
+            described: String::new(),
+            kind: Kind::OneOff {
+                from: t("2026-12-01T00:00:00Z"),
+                until: t("2026-12-02T00:00:00Z"),
+            },
+            exceptions: vec![],
+            break_glass_approvals: 1,
+        };
+        let both = [w, bf];
+        let (n, p) = next_freeze(&both, t("2026-11-28T12:00:00Z")).unwrap();
+        assert_eq!(
+            (n.name.as_str(), p.start),
+            ("bf", t("2026-12-01T00:00:00Z"))
+        );
+        // Once the one-off has started it is no longer "next".
+        let (n, _) = next_freeze(&both, t("2026-12-01T06:00:00Z")).unwrap();
+        assert_eq!(n.name, "weekend");
     }
 
     #[test]
