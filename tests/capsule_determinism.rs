@@ -213,6 +213,7 @@ fn statement(
         previous,
         restores: None,
         reason: None,
+        members: Vec::new(),
     };
     (
         Statement::new(predicate),

@@ -476,6 +476,7 @@ fn replay_checks_the_request_signature_again() {
         digest: &digest,
         environment: p["to"].as_str().unwrap(),
         clock: p["clock"].as_str().unwrap(),
+        also: &[],
     };
     let nonce = p["requester"]["nonce"].as_str().unwrap().to_owned();
     let message =

@@ -22,6 +22,7 @@ fn setup(workflow: &str) -> (tempfile::TempDir, Workspace, stella::config::Confi
 fn request(reference: &str) -> PromoteRequest {
     PromoteRequest {
         reference: reference.into(),
+        also: Vec::new(),
         to: "dev".into(),
         approve_with: None,
         asker: stella::engine::keys::Asker::Account,

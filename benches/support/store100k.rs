@@ -37,6 +37,7 @@ fn build(path: &Path, key: &PrivateKey) {
             outcome: stella::domain::PromotionOutcome::Blocked,
             at,
             goes_live: false,
+            also: Vec::new(),
         };
         store
             .record_decision(&rec, None, |previous, head, id| {

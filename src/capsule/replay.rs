@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::environment::EffectiveEnvironment;
 use super::file::CapsuleFile;
 use super::statement::{Action, GATE_SEMANTICS, Statement};
-use crate::domain::{Digest, Verdict};
+use crate::domain::{Decision, Digest, Verdict};
 use crate::gates::{
     self, ApprovalEvidence, EvidenceKind, GateInputs, LiveState, PolicyModule, ScanEvidence,
     Subject, TrustedKey,
@@ -198,13 +198,44 @@ pub fn replay(file: &CapsuleFile) -> Result<Outcome, ReplayError> {
             | Action::Flags
             | Action::Unpin
     );
-    let (decision, verdicts) = if stepwise && st.predicate.gates.is_empty() {
-        (st.predicate.decision, Vec::new())
+    let mut differences = Vec::new();
+    let mut all_allow = true;
+    let each = st.predicate.each();
+    for (i, p) in each.iter().enumerate() {
+        let (decision, verdicts) = if stepwise && p.gates.is_empty() {
+            (p.decision, Vec::new())
+        } else {
+            let one = Statement {
+                predicate: p.clone(),
+                ..st.clone()
+            };
+            let inputs = inputs_from(&one, &blobs)?;
+            gates::evaluate_with(&inputs, st.predicate.engine.gate_semantics)
+        };
+        all_allow &= decision == Decision::Allow;
+        let mut found = compare(&p.gates, &verdicts);
+        // A set member's decision is recorded apart from the set's; the
+        // first member's is the set's own unless it is a set.
+        if i > 0 && decision != p.decision {
+            found.push(Difference {
+                gate: "decision".into(),
+                field: "decision".into(),
+                recorded: serde_json::to_value(p.decision).unwrap_or_default(),
+                replayed: serde_json::to_value(decision).unwrap_or_default(),
+            });
+        }
+        if st.predicate.is_set() {
+            for d in &mut found {
+                d.gate = format!("{}: {}", p.app, d.gate);
+            }
+        }
+        differences.extend(found);
+    }
+    let decision = if all_allow {
+        Decision::Allow
     } else {
-        let inputs = inputs_from(&st, &blobs)?;
-        gates::evaluate_with(&inputs, st.predicate.engine.gate_semantics)
+        Decision::Deny
     };
-    let mut differences = compare(&st.predicate.gates, &verdicts);
     if decision != st.predicate.decision {
         differences.push(Difference {
             gate: "decision".into(),
@@ -225,12 +256,18 @@ pub fn replay(file: &CapsuleFile) -> Result<Outcome, ReplayError> {
 fn requester_difference(st: &Statement) -> Option<Difference> {
     let p = &st.predicate;
     let r = p.requester.as_ref()?;
+    let also: Vec<(String, Digest)> = p
+        .members
+        .iter()
+        .map(|m| (m.app.clone(), m.release.digest.clone()))
+        .collect();
     let asked = crate::domain::requester::Asked {
         action: p.action.as_str(),
         app: &p.app,
         digest: &p.release.digest,
         environment: &p.to,
         clock: &p.clock,
+        also: &also,
     };
     // A decision that looked at the workspace's keys records them: the
     // requester's key must be one of them, and its owner the identity.

@@ -104,6 +104,29 @@ pub struct Predicate {
     /// originally promoted under.
     pub restores: Option<Restores>,
     pub reason: Option<String>,
+    /// A release set: the other apps decided with this one, as one
+    /// decision. The top-level `app`, `release`, `inputs` and `gates` are
+    /// the set's first member; `decision` and `outcome` are the set's
+    /// (allowed only when every member is). Absent for one app, so
+    /// capsules sealed before sets existed verify unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<Member>,
+}
+
+/// One more app of a release set: its release, the inputs its gates read
+/// and their verdicts, and its own decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub app: String,
+    pub release: ReleaseRef,
+    pub inputs: Inputs,
+    pub gates: Vec<Verdict>,
+    pub decision: Decision,
+    /// For a set's rollback: the release restored and the capsule it was
+    /// promoted under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restores: Option<Restores>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,13 +216,10 @@ impl Statement {
     pub fn new(predicate: Predicate) -> Statement {
         Statement {
             type_: STATEMENT_TYPE.into(),
-            subject: vec![Subject {
-                name: predicate.app.clone(),
-                digest: BTreeMap::from([(
-                    "sha256".to_owned(),
-                    predicate.release.digest.hex().to_owned(),
-                )]),
-            }],
+            subject: predicate
+                .apps()
+                .map(|(app, release)| subject_of(app, &release.digest))
+                .collect(),
             predicate_type: PREDICATE_TYPE.into(),
             predicate,
         }
@@ -212,11 +232,15 @@ impl Statement {
 
     /// Every blob the statement references.
     pub fn referenced(&self) -> Vec<&Digest> {
-        let i = &self.predicate.inputs;
-        let mut out: Vec<&Digest> = i.evidence.iter().map(|e| &e.digest).collect();
-        out.extend(i.policies.iter().map(|p| &p.digest));
-        out.push(&i.environment.digest);
-        out.extend(i.keys.iter().map(|k| &k.digest));
+        let mut out: Vec<&Digest> = Vec::new();
+        let all = std::iter::once(&self.predicate.inputs)
+            .chain(self.predicate.members.iter().map(|m| &m.inputs));
+        for i in all {
+            out.extend(i.evidence.iter().map(|e| &e.digest));
+            out.extend(i.policies.iter().map(|p| &p.digest));
+            out.push(&i.environment.digest);
+            out.extend(i.keys.iter().map(|k| &k.digest));
+        }
         out.sort();
         out.dedup();
         out
@@ -237,38 +261,198 @@ impl Statement {
                 self.predicate_type
             ));
         }
-        match self.subject.as_slice() {
-            [s] => {
-                if s.name != self.predicate.app {
+        let expected: Vec<Subject> = self
+            .predicate
+            .apps()
+            .map(|(app, release)| subject_of(app, &release.digest))
+            .collect();
+        if self.subject.len() != expected.len() {
+            p.push(format!(
+                "statement has {} subjects, expected {} (one per app it decides)",
+                self.subject.len(),
+                expected.len()
+            ));
+        } else {
+            for (s, e) in self.subject.iter().zip(&expected) {
+                if s.name != e.name {
                     p.push(format!(
                         "subject name `{}` is not the predicate's app `{}`",
-                        s.name, self.predicate.app
+                        s.name, e.name
                     ));
-                }
-                if s.digest.get("sha256").map(String::as_str)
-                    != Some(self.predicate.release.digest.hex())
-                {
+                } else if s.digest != e.digest {
                     p.push(format!(
-                        "subject digest does not match the predicate's release {}",
-                        self.predicate.release.digest
+                        "subject digest of `{}` does not match the predicate's release",
+                        s.name
                     ));
                 }
             }
-            _ => p.push(format!(
-                "statement has {} subjects, expected 1",
-                self.subject.len()
-            )),
+        }
+        let mut names: Vec<&str> = self.predicate.apps().map(|(a, _)| a).collect();
+        names.sort_unstable();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            p.push("a release set names the same app twice".into());
         }
         p
     }
 }
 
+fn subject_of(app: &str, digest: &Digest) -> Subject {
+    Subject {
+        name: app.to_owned(),
+        digest: BTreeMap::from([("sha256".to_owned(), digest.hex().to_owned())]),
+    }
+}
+
 impl Predicate {
+    /// Every app the decision is about with its release: the first, then
+    /// a set's other members.
+    pub fn apps(&self) -> impl Iterator<Item = (&str, &ReleaseRef)> {
+        std::iter::once((self.app.as_str(), &self.release))
+            .chain(self.members.iter().map(|m| (m.app.as_str(), &m.release)))
+    }
+
+    /// Whether it decides a release set (several apps as one).
+    pub fn is_set(&self) -> bool {
+        !self.members.is_empty()
+    }
+
+    /// Each app's own decision as a predicate of its own: the first
+    /// member's, then the others' (same action, clock, environment and
+    /// requester), so gates replay one app at a time.
+    pub fn each(&self) -> Vec<Predicate> {
+        let mut first = self.clone();
+        first.members = Vec::new();
+        let mut out = Vec::with_capacity(1 + self.members.len());
+        for m in &self.members {
+            let mut p = first.clone();
+            p.app = m.app.clone();
+            p.release = m.release.clone();
+            p.inputs = m.inputs.clone();
+            p.gates = m.gates.clone();
+            p.decision = m.decision;
+            p.restores = m.restores.clone();
+            out.push(p);
+        }
+        if self.is_set() {
+            // The first member's own decision is what its gates say; the
+            // top level holds the set's.
+            first.decision = Decision::of(&first.gates);
+        }
+        out.insert(0, first);
+        out
+    }
+
     /// `allowed` or `denied`.
     pub fn decision_word(&self) -> &'static str {
         match self.decision {
             Decision::Allow => "allowed",
             Decision::Deny => "denied",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs() -> Inputs {
+        Inputs {
+            evidence: vec![],
+            policies: vec![],
+            environment: EvidenceRef {
+                digest: Digest::of(b"env"),
+                media_type: "application/toml".into(),
+                kind: "config".into(),
+            },
+            keys: vec![],
+            upstream: None,
+            break_glass: None,
+        }
+    }
+
+    fn release(body: &[u8]) -> ReleaseRef {
+        ReleaseRef {
+            digest: Digest::of(body),
+            tag: None,
+            resolved_at: None,
+        }
+    }
+
+    fn set() -> Statement {
+        Statement::new(Predicate {
+            action: Action::Promote,
+            app: "api".into(),
+            release: release(b"api"),
+            from: None,
+            to: "dev".into(),
+            requested_by: "a@example.com".into(),
+            requester: None,
+            clock: "2026-12-04T12:00:00Z".into(),
+            promotion_id: Some(1),
+            inputs: inputs(),
+            gates: vec![],
+            decision: Decision::Allow,
+            outcome: crate::domain::PromotionOutcome::Live,
+            engine: Engine::current(),
+            previous: None,
+            restores: None,
+            reason: None,
+            members: vec![Member {
+                app: "web".into(),
+                release: release(b"web"),
+                inputs: inputs(),
+                gates: vec![],
+                decision: Decision::Allow,
+                restores: None,
+            }],
+        })
+    }
+
+    #[test]
+    fn a_set_has_a_subject_per_app_and_each_is_checked() {
+        let st = set();
+        let names: Vec<&str> = st.subject.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["api", "web"]);
+        assert!(st.shape_problems().is_empty(), "{:?}", st.shape_problems());
+
+        let mut dropped = st.clone();
+        dropped.subject.pop();
+        assert!(
+            dropped.shape_problems()[0].contains("expected 2"),
+            "{:?}",
+            dropped.shape_problems()
+        );
+
+        let mut swapped = st.clone();
+        swapped.subject[1].digest = swapped.subject[0].digest.clone();
+        assert!(
+            swapped.shape_problems()[0].contains("subject digest of `web`"),
+            "{:?}",
+            swapped.shape_problems()
+        );
+
+        let mut twice = st.clone();
+        twice.predicate.members[0].app = "api".into();
+        twice.subject[1].name = "api".into();
+        assert!(
+            twice
+                .shape_problems()
+                .iter()
+                .any(|p| p.contains("same app twice"))
+        );
+    }
+
+    #[test]
+    fn each_member_is_its_own_predicate_and_one_app_serializes_as_before() {
+        let st = set();
+        let each = st.predicate.each();
+        assert_eq!(each.len(), 2);
+        assert_eq!(each[1].app, "web");
+        assert_eq!(each[1].release.digest, Digest::of(b"web"));
+        assert!(each.iter().all(|p| p.members.is_empty()));
+        let mut one = st.predicate.clone();
+        one.members.clear();
+        let json = serde_json::to_value(&one).unwrap();
+        assert!(json.get("members").is_none(), "absent for one app");
     }
 }

@@ -197,7 +197,9 @@ pub fn resource_uri(image: &str, digest: &Digest) -> String {
 /// or `None` for an action that decides nothing about an image.
 pub fn summarize(st: &Statement, capsule: &Digest, ctx: &Context) -> Option<SummaryStatement> {
     let p = &st.predicate;
-    if !summarized(p.action) {
+    // A summary is about one image; a release set's decision is in its
+    // capsule, one subject per app.
+    if !summarized(p.action) || p.is_set() {
         return None;
     }
     let mut annotations = BTreeMap::from([

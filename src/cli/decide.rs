@@ -24,6 +24,10 @@ use crate::workspace::Workspace;
 pub struct PromoteArgs {
     /// APP:TAG or APP@sha256:HEX (`APP` alone: what is live upstream of ENV)
     pub reference: String,
+    /// More apps, each at a reference: a release set, promoted with the
+    /// first as one decision — deployed all or none, one capsule
+    #[arg(value_name = "REFERENCE")]
+    pub also: Vec<String>,
     /// The environment to promote into
     #[arg(long)]
     pub to: String,
@@ -71,6 +75,10 @@ pub struct RollbackArgs {
     /// The digest to return to (default: the last known-good one before the current)
     #[arg(long, value_name = "sha256:HEX")]
     pub to: Option<String>,
+    /// Only this app, even if it went live with others as one release set
+    /// (a set is otherwise rolled back whole)
+    #[arg(long)]
+    pub alone: bool,
     /// Why, for the record
     #[arg(long)]
     pub reason: Option<String>,
@@ -266,6 +274,12 @@ fn promote_inner(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
                     .hint("`stella approve REF --env ENV --key NAME` signs one"),
             );
         }
+        if !a.also.is_empty() {
+            return Err(
+                Failure::usage("a dry run checks one app; this names a release set")
+                    .hint("`stella gate check REF --env ENV` each app: the set goes in only if every app may"),
+            );
+        }
         let now = clock.now();
         let header = format!(
             "Dry run: promoting {} to {} at {}",
@@ -286,6 +300,7 @@ fn promote_inner(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
     }
     let req = PromoteRequest {
         reference: a.reference.clone(),
+        also: a.also.clone(),
         to: a.to.clone(),
         approve_with: a.approve.then(|| a.key.clone()).flatten(),
         asker: Asker::from_key(a.key.clone()),
@@ -358,6 +373,14 @@ fn promote_inner(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
         v["capsule"] = done.capsule.display().to_string().into();
         v["capsule_id"] = done.capsule_id.into();
         v["attachment"] = serde_json::to_value(&done.attachment).map_err(Failure::error)?;
+        if !done.members.is_empty() {
+            v["members"] = done
+                .members
+                .iter()
+                .map(|m| decision_json(m.decision, &m.subject, &done.at, &m.verdicts))
+                .collect::<Vec<_>>()
+                .into();
+        }
         if let Some(e) = &error {
             v["error"] = serde_json::to_value(e).map_err(Failure::error)?;
         }
@@ -380,7 +403,23 @@ fn promote_inner(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
             }
             Decision::Allow => println!("Live in {} (promotion #{id})", a.to),
             Decision::Deny => {
-                super::gate::print_explanation(done.decision, &done.verdicts);
+                if done.members.is_empty() {
+                    super::gate::print_explanation(done.decision, &done.verdicts);
+                } else {
+                    // A set: what blocks each app that may not go in.
+                    let first = (&done.subject, Decision::of(&done.verdicts), &done.verdicts);
+                    let others = done
+                        .members
+                        .iter()
+                        .map(|m| (&m.subject, m.decision, &m.verdicts));
+                    for (subject, decision, verdicts) in std::iter::once(first).chain(others) {
+                        if decision == Decision::Deny {
+                            println!("{} is blocked:", subject.app);
+                            super::gate::print_explanation(decision, verdicts);
+                        }
+                    }
+                    println!("The release set goes in only if every app may; none was deployed");
+                }
                 println!("Not promoted (promotion #{id} blocked)");
             }
         }
@@ -420,17 +459,33 @@ fn rollback_inner(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
         let store = ws.read_store()?;
         let (from, to) = crate::engine::rollback::plan(&store, &a.app, &a.env, to.as_ref(), now)?;
         let requested_by = what_if_requester(ws, None, a.key.clone())?;
+        // A release set goes back whole unless --alone.
+        let mut with = Vec::new();
+        if !a.alone {
+            for app in store.released_with(&a.env, &a.app, &now)? {
+                let (f, t) = crate::engine::rollback::plan(&store, &app, &a.env, None, now)?;
+                with.push(serde_json::json!({"app": app, "from": f, "digest": t}));
+            }
+        }
         if a.json {
             print_json(&serde_json::json!({
                 "app": a.app, "environment": a.env, "digest": to, "from": from,
                 "evaluated_at": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                "requested_by": requested_by, "dry_run": true,
+                "requested_by": requested_by, "dry_run": true, "members": with,
             }))?;
         } else {
             println!(
                 "Dry run as {requested_by}: {} in {} would roll back {from} → {to}, and be pinned there",
                 a.app, a.env
             );
+            for m in &with {
+                println!(
+                    "  with {} (one release set): {} → {}",
+                    m["app"].as_str().unwrap_or_default(),
+                    m["from"].as_str().unwrap_or_default(),
+                    m["digest"].as_str().unwrap_or_default()
+                );
+            }
             println!("Nothing was sealed, deployed or changed");
         }
         return Ok(exit::OK);
@@ -441,6 +496,7 @@ fn rollback_inner(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
         to,
         reason: a.reason.clone(),
         asker: Asker::from_key(a.key.clone()),
+        alone: a.alone,
     };
     let json = a.json;
     let mut step = None;
@@ -480,6 +536,9 @@ fn rollback_inner(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
             "promotion_id": done.promotion_id, "outcome": done.outcome, "capsule": done.capsule,
             "capsule_id": done.capsule_id, "attachment": done.attachment,
         });
+        if !done.members.is_empty() {
+            v["members"] = serde_json::to_value(&done.members).map_err(Failure::error)?;
+        }
         if let Some(e) = &error {
             v["error"] = serde_json::to_value(e).map_err(Failure::error)?;
         }
@@ -496,6 +555,12 @@ fn rollback_inner(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
             "Rolled back {} in {}: {} → {}",
             a.app, a.env, done.from, done.to
         );
+        for m in &done.members {
+            println!(
+                "Rolled back {} in {} with it (one release set): {} → {}",
+                m.app, a.env, m.from, m.to
+            );
+        }
         match (&done.restores_capsule_id, &done.restores_capsule) {
             (Some(id), Some(d)) => {
                 println!("Restores the release promoted under capsule #{id} ({d})")
@@ -513,6 +578,16 @@ fn rollback_inner(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
             a.app,
             a.env
         );
+        for m in &done.members {
+            println!(
+                "Pinned: {} stays on {} in {} until `stella release unpin {} --env {}`",
+                m.app,
+                m.to.short(),
+                a.env,
+                m.app,
+                a.env
+            );
+        }
         println!("Decision capsule exported: {}", done.capsule.display());
     }
     if let Some(e) = &error {

@@ -184,6 +184,7 @@ fn canary(ctx: &Context, dir: &std::path::Path) -> Result<u8, Failure> {
             &ctx,
             super::decide::PromoteArgs {
                 reference: format!("web:{tag}"),
+                also: Vec::new(),
                 to: "edge".into(),
                 approve: false,
                 key: Some(crate::demo::ONCALL_KEY.into()),

@@ -273,6 +273,7 @@ fn rollback(
             app,
             env: env.to_owned(),
             to: to.map(|d| d.to_string()),
+            alone: false,
             reason: a.reason.clone(),
             key: a.key.clone(),
             dry_run: false,

@@ -394,6 +394,7 @@ pub fn build(
             } => {
                 let req = PromoteRequest {
                     reference: format!("{app}:{tag}"),
+                    also: Vec::new(),
                     to: to.to_owned(),
                     approve_with: None,
                     asker: oncall.clone(),
@@ -413,6 +414,7 @@ pub fn build(
                     to: None,
                     reason: Some(reason.into()),
                     asker: oncall.clone(),
+                    alone: false,
                 };
                 let got = road.wait(road.handle.rollback(req))?;
                 (

@@ -58,6 +58,14 @@ struct Request<'a> {
     clock: &'a str,
     nonce: &'a str,
     identity: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    also: Vec<AlsoApp<'a>>,
+}
+
+#[derive(Serialize)]
+struct AlsoApp<'a> {
+    app: &'a str,
+    digest: &'a Digest,
 }
 
 /// What one decision's requester signs.
@@ -69,6 +77,10 @@ pub struct Asked<'a> {
     pub environment: &'a str,
     /// RFC 3339, as the capsule records it.
     pub clock: &'a str,
+    /// A release set's other apps with their digests, signed too, so a set
+    /// cannot be widened or swapped after it was asked for. Empty for one
+    /// app: its request is signed as before sets existed.
+    pub also: &'a [(String, Digest)],
 }
 
 impl Requester {
@@ -83,6 +95,11 @@ impl Requester {
             clock: asked.clock,
             nonce,
             identity,
+            also: asked
+                .also
+                .iter()
+                .map(|(app, digest)| AlsoApp { app, digest })
+                .collect(),
         })
         .unwrap_or_default()
     }

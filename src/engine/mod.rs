@@ -37,7 +37,7 @@ pub use event::{EngineEvent, EventKind, Sink, Ticket};
 pub use flags::{FlagsOutcome, FlagsRequest};
 pub use handle::{EngineHandle, Pending, spawn};
 pub use pin::{UnpinOutcome, UnpinRequest};
-pub use promote::{PromoteOutcome, PromoteRequest};
+pub use promote::{MemberOutcome, PromoteOutcome, PromoteRequest};
 pub use record::{
     AppReleaseRequest, AttachRequest, Attached, KeyAdded, KeyRequest, MarkLiveRequest,
 };

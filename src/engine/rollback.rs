@@ -34,6 +34,9 @@ pub struct RollbackRequest {
     pub reason: Option<String>,
     /// Who asks; a rollback is decided at the real clock.
     pub asker: Asker,
+    /// Only this app, even when it went live with others as one release
+    /// set (which is otherwise rolled back whole).
+    pub alone: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +55,17 @@ pub struct RollbackOutcome {
     pub capsule: PathBuf,
     /// The capsule and its summary attached to the image (or pending).
     pub attachment: Option<super::publish::Pushed>,
+    /// A release set's other apps, rolled back with it.
+    pub members: Vec<RolledBack>,
+}
+
+/// One more app of a release set rolled back together.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RolledBack {
+    pub app: String,
+    pub from: Digest,
+    pub to: Digest,
+    pub restores_capsule: Option<Digest>,
 }
 
 /// What a rollback of `app` in `env` at `now` would do: (the digest live
@@ -132,6 +146,27 @@ pub fn rollback(
     }
     let store = ws.open_store()?;
     let (current, target) = plan(&store, &req.app, &req.env, req.to.as_ref(), now)?;
+    let together = if req.alone {
+        Vec::new()
+    } else {
+        store.released_with(&req.env, &req.app, &now)?
+    };
+    if !together.is_empty() {
+        if req.to.is_some() {
+            return Err(EngineError::usage(format!(
+                "{} went live in {} with {} as one release set; --to names one app's release",
+                req.app,
+                req.env,
+                together.join(", ")
+            ))
+            .hint(format!(
+                "drop --to to roll the set back to what ran before it, or add --alone to move only {}",
+                req.app
+            )));
+        }
+        drop(store);
+        return rollback_set(ws, config, req, &prover, together, now, sink);
+    }
     sink.emit(EventKind::Resolved {
         app: req.app.clone(),
         digest: target.clone(),
@@ -139,26 +174,7 @@ pub fn rollback(
         environment: req.env.clone(),
     });
 
-    // The capsule it was promoted under, kept as evidence with the evidence
-    // it used: preserved, not fetched again.
-    let original = store.promoted_under(&req.env, &target)?;
-    let mut evidence = Vec::new();
-    if let Some(o) = &original {
-        let (_, env_bytes) = store
-            .capsule(o.id)?
-            .ok_or_else(|| EngineError::error(format!("capsule #{} is listed but absent", o.id)))?;
-        let digest = ws.evidence().put(&env_bytes)?;
-        evidence.push(EvidenceRef {
-            digest,
-            media_type: APPROVAL_MEDIA_TYPE.into(),
-            kind: "capsule".into(),
-        });
-        let envelope: Envelope = serde_json::from_slice(&env_bytes).map_err(EngineError::error)?;
-        let st: Statement =
-            serde_json::from_slice(&envelope.payload_bytes().map_err(EngineError::error)?)
-                .map_err(EngineError::error)?;
-        evidence.extend(st.predicate.inputs.evidence);
-    }
+    let (original, evidence) = restored_evidence(ws, &store, &req.env, &target)?;
     let effective = EffectiveEnvironment {
         name: req.env.clone(),
         from: env.from.as_ref().map(|f| f.get_ref().clone()),
@@ -242,6 +258,7 @@ pub fn rollback(
         outcome,
         at: now,
         goes_live: failure.is_none(),
+        also: Vec::new(),
     };
     let from_digest = current.clone();
     let clock = now.to_rfc3339_opts(SecondsFormat::Secs, true);
@@ -251,6 +268,7 @@ pub fn rollback(
         digest: &target,
         environment: &req.env,
         clock: &clock,
+        also: &[],
     })?;
     let sealed = seal_and_export(ws, config, &rec, existing, |previous, promotion_id| {
         Predicate {
@@ -293,6 +311,7 @@ pub fn rollback(
                     .clone()
                     .unwrap_or_else(|| format!("roll back from {from_digest}")),
             )),
+            members: Vec::new(),
         }
     })?;
     sink.emit(EventKind::CapsuleSealed {
@@ -338,6 +357,7 @@ pub fn rollback(
                     failure: Some(e),
                     capsule: sealed.path,
                     attachment,
+                    members: Vec::new(),
                 });
             }
         }
@@ -354,6 +374,304 @@ pub fn rollback(
         outcome,
         failure,
         capsule: sealed.path,
+        members: Vec::new(),
+    })
+}
+
+/// The capsule `target` was promoted under in `env`, kept as evidence
+/// with the evidence it used: preserved, not fetched again.
+#[allow(clippy::type_complexity)]
+fn restored_evidence(
+    ws: &Workspace,
+    store: &crate::store::Store,
+    env: &str,
+    target: &Digest,
+) -> Result<(Option<crate::store::CapsuleRow>, Vec<EvidenceRef>), EngineError> {
+    let original = store.promoted_under(env, target)?;
+    let mut evidence = Vec::new();
+    if let Some(o) = &original {
+        let (_, env_bytes) = store
+            .capsule(o.id)?
+            .ok_or_else(|| EngineError::error(format!("capsule #{} is listed but absent", o.id)))?;
+        let digest = ws.evidence().put(&env_bytes)?;
+        evidence.push(EvidenceRef {
+            digest,
+            media_type: APPROVAL_MEDIA_TYPE.into(),
+            kind: "capsule".into(),
+        });
+        let envelope: Envelope = serde_json::from_slice(&env_bytes).map_err(EngineError::error)?;
+        let st: Statement =
+            serde_json::from_slice(&envelope.payload_bytes().map_err(EngineError::error)?)
+                .map_err(EngineError::error)?;
+        // The app's own evidence: a set's capsule holds every member's.
+        let each = st.predicate.each();
+        let own = each
+            .iter()
+            .find(|p| p.release.digest == *target)
+            .unwrap_or(&each[0]);
+        evidence.extend(own.inputs.evidence.clone());
+    }
+    Ok((original, evidence))
+}
+
+/// Rolls back a release set together: every app to what ran before it,
+/// all or none, sealed in one capsule with a subject per app.
+fn rollback_set(
+    ws: &Workspace,
+    config: &Config,
+    req: &RollbackRequest,
+    prover: &super::keys::Prover,
+    together: Vec<String>,
+    now: chrono::DateTime<chrono::Utc>,
+    sink: &Sink,
+) -> Result<RollbackOutcome, EngineError> {
+    let env = config
+        .environment(&req.env)
+        .ok_or_else(|| super::unknown_environment(&req.env, config))?;
+    let requested_by = prover.requested_by();
+    sink.emit(EventKind::Note(format!(
+        "{} went live in {} with {} as one release set: rolling back all of them (--alone for only {})",
+        req.app,
+        req.env,
+        together.join(", "),
+        req.app
+    )));
+    struct Plan {
+        app: String,
+        current: Digest,
+        target: Digest,
+        original: Option<crate::store::CapsuleRow>,
+        evidence: Vec<EvidenceRef>,
+    }
+    let store = ws.open_store()?;
+    let mut plans = Vec::new();
+    for app in std::iter::once(&req.app).chain(&together) {
+        let (current, target) = plan(&store, app, &req.env, None, now).map_err(|e| {
+            e.hint(format!(
+                "{app} is in the release set; `--alone` rolls back only {}",
+                req.app
+            ))
+        })?;
+        let (original, evidence) = restored_evidence(ws, &store, &req.env, &target)?;
+        sink.emit(EventKind::Resolved {
+            app: app.clone(),
+            digest: target.clone(),
+            tag: None,
+            environment: req.env.clone(),
+        });
+        plans.push(Plan {
+            app: app.clone(),
+            current,
+            target,
+            original,
+            evidence,
+        });
+    }
+    drop(store);
+    let effective = EffectiveEnvironment {
+        name: req.env.clone(),
+        from: env.from.as_ref().map(|f| f.get_ref().clone()),
+        gates: env.gates.clone(),
+        freeze: Default::default(),
+    };
+    let env_digest = ws.evidence().put(effective.to_toml().as_bytes())?;
+    let mut existing = None;
+    let mut failure: Option<String> = None;
+    if !env.targets.is_empty() {
+        let lead = &plans[0];
+        let id = ws.open_store()?.begin_promotion(
+            &lead.app,
+            &lead.target,
+            None,
+            &req.env,
+            &requested_by,
+        )?;
+        existing = Some(id);
+        let before: Vec<_> = plans
+            .iter()
+            .map(|p| super::deploy::snapshot(config, env, &p.app))
+            .collect();
+        let mut ran = 0;
+        for p in &plans {
+            sink.emit(EventKind::PromotionCreated {
+                promotion_id: id,
+                app: p.app.clone(),
+                digest: p.target.clone(),
+                environment: req.env.clone(),
+                targets: env.targets.iter().map(|t| t.get_ref().clone()).collect(),
+                steps: vec![],
+                critical_path: vec![],
+            });
+            ran += 1;
+            let deployed = block_on(async {
+                let fetched = super::deploy::fetch_if_remote(config, &p.app, &p.target).await?;
+                let opts = super::deploy::DeployOptions {
+                    rollback: true,
+                    fetched: fetched
+                        .as_ref()
+                        .map(|f| f as &(dyn crate::deploy::unpack::BlobSource + Sync)),
+                    ..Default::default()
+                };
+                super::deploy::deploy_targets(config, env, &p.app, &p.target, opts).await
+            })?;
+            match deployed {
+                Ok(lines) => {
+                    for detail in lines {
+                        sink.emit(EventKind::TargetSwitched {
+                            promotion_id: id,
+                            detail,
+                        });
+                    }
+                }
+                Err(e) => {
+                    failure = Some(format!(
+                        "{}: {e} (the release set is put back whole)",
+                        p.app
+                    ));
+                    break;
+                }
+            }
+        }
+        if failure.is_some() {
+            // All or none: every app moved so far goes back.
+            for (p, before) in plans.iter().zip(&before).take(ran) {
+                let lines = super::deploy::restore(config, &p.app, before);
+                sink.emit(EventKind::TargetsRestored {
+                    promotion_id: id,
+                    lines,
+                });
+            }
+        }
+        sink.emit(EventKind::RunFinished {
+            promotion_id: id,
+            ok: failure.is_none(),
+            failure: failure.clone(),
+        });
+    }
+    let outcome = if failure.is_some() {
+        PromotionOutcome::RollbackFailed
+    } else {
+        PromotionOutcome::RolledBack
+    };
+    let also: Vec<(String, Digest)> = plans[1..]
+        .iter()
+        .map(|p| (p.app.clone(), p.target.clone()))
+        .collect();
+    let lead = &plans[0];
+    let rec = DecisionRecord {
+        app: lead.app.clone(),
+        digest: lead.target.clone(),
+        tag: None,
+        environment: req.env.clone(),
+        requested_by: requested_by.clone(),
+        action: Action::Rollback.as_str().into(),
+        decision: "allow".into(),
+        outcome,
+        at: now,
+        goes_live: failure.is_none(),
+        also: also.clone(),
+    };
+    let clock = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let requester = prover.sign(&Asked {
+        action: Action::Rollback.as_str(),
+        app: &lead.app,
+        digest: &lead.target,
+        environment: &req.env,
+        clock: &clock,
+        also: &also,
+    })?;
+    let inputs = |evidence: &Vec<EvidenceRef>| Inputs {
+        evidence: evidence.clone(),
+        policies: vec![],
+        environment: EvidenceRef {
+            digest: env_digest.clone(),
+            media_type: environment::MEDIA_TYPE.into(),
+            kind: "config".into(),
+        },
+        keys: vec![],
+        upstream: None,
+        break_glass: None,
+    };
+    let restores = |p: &Plan| Restores {
+        digest: p.target.clone(),
+        capsule: p.original.as_ref().map(|o| o.payload_digest.clone()),
+    };
+    let members: Vec<crate::capsule::statement::Member> = plans[1..]
+        .iter()
+        .map(|p| crate::capsule::statement::Member {
+            app: p.app.clone(),
+            release: ReleaseRef {
+                digest: p.target.clone(),
+                tag: None,
+                resolved_at: None,
+            },
+            inputs: inputs(&p.evidence),
+            gates: vec![],
+            decision: Decision::Allow,
+            restores: Some(restores(p)),
+        })
+        .collect();
+    let froms: Vec<String> = plans
+        .iter()
+        .map(|p| format!("{} {}", p.app, p.current))
+        .collect();
+    let sealed = seal_and_export(ws, config, &rec, existing, |previous, promotion_id| {
+        Predicate {
+            action: Action::Rollback,
+            app: lead.app.clone(),
+            release: ReleaseRef {
+                digest: lead.target.clone(),
+                tag: None,
+                resolved_at: None,
+            },
+            from: None,
+            to: req.env.clone(),
+            requested_by: requested_by.clone(),
+            requester: Some(requester),
+            clock,
+            promotion_id: Some(promotion_id),
+            inputs: inputs(&lead.evidence),
+            gates: vec![],
+            decision: Decision::Allow,
+            outcome,
+            engine: Engine::current(),
+            previous,
+            restores: Some(restores(lead)),
+            reason: failure
+                .clone()
+                .or(Some(req.reason.clone().unwrap_or_else(|| {
+                    format!("roll back the release set from {}", froms.join(", "))
+                }))),
+            members,
+        }
+    })?;
+    sink.emit(EventKind::CapsuleSealed {
+        promotion_id: sealed.promotion_id,
+        capsule_id: sealed.capsule_id,
+        outcome,
+        path: sealed.path.clone(),
+    });
+    let attachment = super::publish::after_seal(ws, config, sealed.capsule_id, sink);
+    Ok(RollbackOutcome {
+        attachment,
+        promotion_id: sealed.promotion_id,
+        capsule_id: sealed.capsule_id,
+        from: lead.current.clone(),
+        to: lead.target.clone(),
+        restores_capsule: lead.original.as_ref().map(|o| o.payload_digest.clone()),
+        restores_capsule_id: lead.original.as_ref().map(|o| o.id),
+        outcome,
+        failure,
+        capsule: sealed.path,
+        members: plans[1..]
+            .iter()
+            .map(|p| RolledBack {
+                app: p.app.clone(),
+                from: p.current.clone(),
+                to: p.target.clone(),
+                restores_capsule: p.original.as_ref().map(|o| o.payload_digest.clone()),
+            })
+            .collect(),
     })
 }
 

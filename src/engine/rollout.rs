@@ -116,6 +116,7 @@ pub(super) fn request_with(
         digest: &row.digest,
         environment: env_name,
         clock: &clock,
+        also: &[],
     })?;
     let envelope = serde_json::to_vec(&signed).expect("a requester serializes");
     let subject = RequestSubject::Rollout {
@@ -330,6 +331,7 @@ fn take_over(
             config,
             &super::promote::PromoteRequest {
                 reference: format!("{}@{}", row.app, row.digest),
+                also: Vec::new(),
                 to: env_name.to_owned(),
                 approve_with: None,
                 asker: asker.clone(),

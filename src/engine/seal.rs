@@ -263,6 +263,7 @@ impl Gateless<'_> {
             digest: self.digest,
             environment: self.environment,
             clock: &clock,
+            also: &[],
         })?);
         Ok(self)
     }
@@ -280,6 +281,7 @@ impl Gateless<'_> {
             outcome: self.outcome,
             at: self.at,
             goes_live,
+            also: Vec::new(),
         }
     }
 
@@ -319,6 +321,7 @@ impl Gateless<'_> {
             previous,
             restores: None,
             reason: Some(self.reason.clone()),
+            members: Vec::new(),
         }
     }
 }

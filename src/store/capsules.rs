@@ -25,6 +25,9 @@ pub struct DecisionRecord {
     /// Make the release live in the environment (an allowed promotion or a
     /// rollback).
     pub goes_live: bool,
+    /// A release set's other apps with their digests: they go live (or
+    /// are pinned by a rollback) with the first, under the same promotion.
+    pub also: Vec<(String, Digest)>,
 }
 
 /// What `seal` hands back for the store to keep.
@@ -227,12 +230,28 @@ impl Store {
             }
         };
         let (capsule_id, sealed) = insert_capsule(&tx, d, promotion_id, seal)?;
-        super::pins::follow(&tx, d, capsule_id)?;
-        if d.goes_live {
-            tx.execute(
-                "INSERT INTO live (environment, app, digest, since, promotion_id, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![d.environment, d.app, d.digest.to_string(), at, promotion_id, d.action],
-            )?;
+        let apps = std::iter::once((&d.app, &d.digest)).chain(d.also.iter().map(|(a, g)| (a, g)));
+        for (app, digest) in apps {
+            let member = DecisionRecord {
+                app: app.clone(),
+                digest: digest.clone(),
+                tag: None,
+                environment: d.environment.clone(),
+                requested_by: d.requested_by.clone(),
+                action: d.action.clone(),
+                decision: d.decision.clone(),
+                outcome: d.outcome,
+                at: d.at,
+                goes_live: d.goes_live,
+                also: Vec::new(),
+            };
+            super::pins::follow(&tx, &member, capsule_id)?;
+            if d.goes_live {
+                tx.execute(
+                    "INSERT INTO live (environment, app, digest, since, promotion_id, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![d.environment, app, digest.to_string(), at, promotion_id, d.action],
+                )?;
+            }
         }
         tx.commit()?;
         Ok((promotion_id, capsule_id, sealed.payload_digest))
@@ -473,7 +492,8 @@ impl Store {
         Ok(())
     }
 
-    /// The latest capsule under which `digest` was allowed into `environment`.
+    /// The latest capsule under which `digest` was allowed into
+    /// `environment`: alone, or as one app of a release set.
     pub fn promoted_under(
         &self,
         environment: &str,
@@ -483,8 +503,12 @@ impl Store {
             .conn
             .query_row(
                 &format!(
-                    "SELECT {COLUMNS} FROM capsules WHERE environment = ?1 AND digest = ?2
-                     AND action = 'promote' AND decision = 'allow' ORDER BY id DESC LIMIT 1"
+                    "SELECT {COLUMNS} FROM capsules WHERE environment = ?1
+                     AND action = 'promote' AND decision = 'allow'
+                     AND (digest = ?2 OR promotion_id IN (
+                         SELECT promotion_id FROM live
+                         WHERE environment = ?1 AND digest = ?2 AND promotion_id IS NOT NULL))
+                     ORDER BY id DESC LIMIT 1"
                 ),
                 params![environment, digest.to_string()],
                 row,
@@ -638,6 +662,7 @@ mod tests {
                 outcome: PromotionOutcome::Live,
                 at: *at,
                 goes_live: false,
+                also: Vec::new(),
             };
             store
                 .record_decision(&rec, None, |_, _, _| {

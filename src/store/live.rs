@@ -32,6 +32,29 @@ impl Store {
         })
     }
 
+    /// The other apps that went live in `environment` by the same
+    /// decision as `app`'s release live at `at` — a release set — and are
+    /// still live from it then. Empty for a release decided alone.
+    pub fn released_with(
+        &self,
+        environment: &str,
+        app: &str,
+        at: &DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "WITH cur AS (
+                 SELECT app, promotion_id,
+                        ROW_NUMBER() OVER (PARTITION BY app ORDER BY since DESC, id DESC) AS rn
+                 FROM live WHERE environment = ?1 AND since <= ?2)
+             SELECT app FROM cur
+             WHERE rn = 1 AND app != ?3 AND promotion_id IS NOT NULL
+               AND promotion_id = (SELECT promotion_id FROM cur WHERE app = ?3 AND rn = 1)
+             ORDER BY app",
+        )?;
+        let rows = stmt.query_map(params![environment, time_to_sql(at), app], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// What was live for `app` in `environment` at `at`.
     pub fn live_at(
         &self,

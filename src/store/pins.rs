@@ -117,6 +117,7 @@ mod tests {
             outcome: crate::domain::PromotionOutcome::Live,
             at: Utc::now(),
             goes_live: action == "rollback",
+            also: Vec::new(),
         };
         store
             .record_decision(&rec, None, |_, _, _| {

@@ -128,6 +128,7 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
             };
             let pending = ctx.engine.promote(PromoteRequest {
                 reference,
+                also: Vec::new(),
                 expect: Some(digest.clone()),
                 to: to.clone(),
                 approve_with: None,
@@ -147,6 +148,7 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
                 to: Some(to),
                 reason: Some("rolled back from the workbench".into()),
                 asker: ctx.asker.clone(),
+                alone: false,
             });
             let c = ctx.clone();
             tokio::spawn(async move {
