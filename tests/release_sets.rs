@@ -152,6 +152,16 @@ fn a_release_set_goes_through_two_lanes_all_or_none_and_rolls_back_together() {
     assert_eq!(subjects, ["api-gateway", "web"], "one subject per app");
     assert_eq!(st["predicate"]["members"][0]["app"], "web");
     verify_and_replay(ws, v["capsule"].as_str().unwrap());
+    let out = stella(ws)
+        .args(["capsule", "push", &v["capsule_id"].to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("decides a release set"),
+        "{}",
+        stderr(&out)
+    );
 
     // A set whose second app fails to deploy puts the first back too.
     hostile_image(ws, "web", "evil");

@@ -144,6 +144,12 @@ fn prepare(ws: &Workspace, config: &Config, id: i64) -> Result<AttachmentRow, En
         })?;
         let Some(summary) = crate::capsule::summary::summarize(&st, &Digest::of(&payload), &ctx)
         else {
+            if st.predicate.is_set() {
+                return Err(EngineError::error(format!(
+                    "capsule #{id} decides a release set; summaries are made per image, so a set's decision stays in its capsule"
+                ))
+                .hint("`stella capsule export ID` writes the capsule for others to verify and replay"));
+            }
             return Err(EngineError::error(format!(
                 "capsule #{id} is a {} decision, which verifies nothing about an image; \
                  only promotions and rollbacks are attached",
