@@ -586,3 +586,49 @@ fn capsules_list_their_outcome_and_show_reads_a_file() {
         stdout(&out)
     );
 }
+
+#[test]
+fn promotion_and_release_lists_page_oldest_first() {
+    let ws = common::init_workspace();
+    let ws = ws.path();
+    for (tag, body) in [("1.0", "v1"), ("2.0", "v2"), ("3.0", "v3")] {
+        image(ws, tag, body);
+        assert_eq!(
+            promote(ws, &[&format!("api-gateway:{tag}"), "--to", "dev"]).0,
+            0
+        );
+    }
+    let list = |args: &[&str]| -> Vec<serde_json::Value> {
+        let out = stella(ws).args(args).arg("--json").output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+    };
+    let all = list(&["promotion", "list"]);
+    assert_eq!(all.len(), 3);
+    let page = list(&["promotion", "list", "--limit", "2"]);
+    assert_eq!(page, all[..2], "the oldest two");
+    let last = page[1]["id"].as_i64().unwrap().to_string();
+    assert_eq!(list(&["promotion", "list", "--after", &last]), all[2..]);
+    assert!(list(&["promotion", "list", "--since", "2999-01-01"]).is_empty());
+    assert_eq!(
+        list(&["promotion", "list", "--env", "staging"]),
+        Vec::<serde_json::Value>::new()
+    );
+
+    let releases = list(&["release", "list"]);
+    assert_eq!(releases.len(), 3);
+    assert_eq!(list(&["release", "list", "--limit", "1"]), releases[..1]);
+    assert!(list(&["release", "list", "--since", "2999-01-01"]).is_empty());
+
+    let out = stella(ws)
+        .args(["promotion", "list", "--since", "yesterday"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let id = all[0]["id"].as_i64().unwrap().to_string();
+    let out = stella(ws)
+        .args(["promotion", "show", &id])
+        .output()
+        .unwrap();
+    assert!(stdout(&out).contains("api-gateway"), "{}", stdout(&out));
+}

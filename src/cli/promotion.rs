@@ -3,6 +3,8 @@
 //! pause|resume|abort ID`: an operator's hand on a run from any process;
 //! `stella recover`: what dead processes left, put back under their locks.
 
+use std::io::Write as _;
+
 use chrono::SecondsFormat;
 use clap::{Args, Subcommand};
 
@@ -135,6 +137,16 @@ pub struct ListArgs {
     /// Only this environment
     #[arg(long)]
     pub env: Option<String>,
+    /// Only promotions created at or after this date (YYYY-MM-DD) or time
+    /// (RFC 3339)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only promotions after this id: the next page after the last one shown
+    #[arg(long, value_name = "ID")]
+    pub after: Option<i64>,
+    /// At most this many, oldest first; page on with --after
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
@@ -163,35 +175,56 @@ pub fn run(ctx: &Context, cmd: PromotionCommand) -> Result<u8, Failure> {
     note_dead(&store)?;
     match cmd {
         Read::List(a) => {
-            let rows = store.promotions(a.env.as_deref())?;
+            let filter = crate::store::PromotionFilter {
+                environment: a.env,
+                since: a
+                    .since
+                    .as_deref()
+                    .map(|s| super::audit::date(s, "--since"))
+                    .transpose()?,
+                after: a.after,
+                limit: a.limit,
+            };
+            // Streamed: one row at a time, whatever the store's size.
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut count = 0usize;
+            store.for_each_promotion(&filter, |r| -> Result<(), Failure> {
+                if a.json {
+                    let v = serde_json::to_string(&r).map_err(Failure::error)?;
+                    writeln!(out, "{}{v}", if count == 0 { "[" } else { "," })?;
+                } else {
+                    if count == 0 {
+                        writeln!(
+                            out,
+                            "{:>5}  {:<12} {:<14} {:<19} {:<12} {:<16} CREATED",
+                            "ID", "ENV", "APP", "DIGEST", "STATE", "OUTCOME"
+                        )?;
+                    }
+                    writeln!(
+                        out,
+                        "{:>5}  {:<12} {:<14} {:<19} {:<12} {:<16} {}",
+                        r.id,
+                        r.environment,
+                        r.app,
+                        &r.digest[..r.digest.len().min(19)],
+                        r.state.as_str(),
+                        r.outcome.map_or("-", |o| o.as_str()),
+                        r.created_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+                    )?;
+                }
+                count += 1;
+                Ok(())
+            })?;
             if a.json {
-                print_json(&rows)?;
-                return Ok(exit::OK);
+                writeln!(out, "{}", if count == 0 { "[]" } else { "]" })?;
+            } else if count == 0 {
+                eprintln!("no promotions match");
             }
-            if rows.is_empty() {
-                eprintln!("no promotions yet");
-                return Ok(exit::OK);
-            }
-            println!(
-                "{:>5}  {:<12} {:<14} {:<19} {:<12} {:<16} CREATED",
-                "ID", "ENV", "APP", "DIGEST", "STATE", "OUTCOME"
-            );
-            for r in rows {
-                println!(
-                    "{:>5}  {:<12} {:<14} {:<19} {:<12} {:<16} {}",
-                    r.id,
-                    r.environment,
-                    r.app,
-                    &r.digest[..r.digest.len().min(19)],
-                    r.state.as_str(),
-                    r.outcome.map_or("-", |o| o.as_str()),
-                    r.created_at.to_rfc3339_opts(SecondsFormat::Secs, true)
-                );
-            }
+            out.flush()?;
             Ok(exit::OK)
         }
         Read::Show(a) => {
-            let Some(p) = store.promotions(None)?.into_iter().find(|p| p.id == a.id) else {
+            let Some(p) = store.promotion(a.id)? else {
                 return Err(Failure::error(format!("no promotion #{}", a.id))
                     .hint("`stella promotion list` shows them"));
             };

@@ -77,6 +77,12 @@ pub struct ResolveArgs {
 pub struct ListArgs {
     /// Only this app
     pub app: Option<String>,
+    /// Only resolutions at or after this date (YYYY-MM-DD) or time (RFC 3339)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// At most this many, oldest first
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
     /// Print a JSON array of resolutions
     #[arg(long)]
     pub json: bool,
@@ -215,36 +221,53 @@ fn engine_app_release(
 }
 
 fn list(ctx: &Context, args: ListArgs) -> Result<u8, Failure> {
+    use std::io::Write as _;
     let ws = ctx.workspace()?;
     let store = ws.read_store()?;
-    let rows = store.resolutions(args.app.as_deref())?;
+    let since = args
+        .since
+        .as_deref()
+        .map(|s| super::audit::date(s, "--since"))
+        .transpose()?;
+    // Streamed: one row at a time, whatever the store's size.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut count = 0usize;
+    store.for_each_resolution(
+        args.app.as_deref(),
+        since.as_ref(),
+        args.limit,
+        |r: Resolution| -> Result<(), Failure> {
+            if args.json {
+                let v = serde_json::to_string(&r).map_err(Failure::error)?;
+                writeln!(out, "{}{v}", if count == 0 { "[" } else { "," })?;
+            } else {
+                if count == 0 {
+                    writeln!(
+                        out,
+                        "{:<14}  {:<12}  {:<19}  {:<20}  REFERENCE",
+                        "APP", "TAG", "DIGEST", "RESOLVED"
+                    )?;
+                }
+                writeln!(
+                    out,
+                    "{:<14}  {:<12}  sha256:{}  {:<20}  {}",
+                    r.app.as_deref().unwrap_or("-"),
+                    r.tag.as_deref().unwrap_or("-"),
+                    r.digest.short(),
+                    r.resolved_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    r.reference
+                )?;
+            }
+            count += 1;
+            Ok(())
+        },
+    )?;
     if args.json {
-        print_json(&rows)?;
-        return Ok(exit::OK);
+        writeln!(out, "{}", if count == 0 { "[]" } else { "]" })?;
+    } else if count == 0 {
+        eprintln!("no releases resolved match; try `stella release resolve APP:TAG`");
     }
-    if rows.is_empty() {
-        eprintln!("no releases resolved yet; try `stella release resolve APP:TAG`");
-        return Ok(exit::OK);
-    }
-    let width = |f: &dyn Fn(&Resolution) -> usize, min: usize| {
-        rows.iter().map(f).max().unwrap_or(0).max(min)
-    };
-    let wa = width(&|r| r.app.as_deref().unwrap_or("-").len(), 3);
-    let wt = width(&|r| r.tag.as_deref().unwrap_or("-").len(), 3);
-    println!(
-        "{:<wa$}  {:<wt$}  {:<19}  {:<20}  REFERENCE",
-        "APP", "TAG", "DIGEST", "RESOLVED"
-    );
-    for r in &rows {
-        println!(
-            "{:<wa$}  {:<wt$}  sha256:{}  {:<20}  {}",
-            r.app.as_deref().unwrap_or("-"),
-            r.tag.as_deref().unwrap_or("-"),
-            r.digest.short(),
-            r.resolved_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-            r.reference
-        );
-    }
+    out.flush()?;
     Ok(exit::OK)
 }
 

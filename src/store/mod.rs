@@ -36,7 +36,7 @@ pub use locks::{BeginError, Lock, process_alive};
 pub use pins::Pin;
 pub use requests::{Answer, RequestRow, RequestSubject};
 pub use rollouts::{RolloutKind, RolloutRow};
-pub use runs::{PromotionRow, StepRow};
+pub use runs::{PromotionFilter, PromotionRow, StepRow};
 
 /// The schema, one migration per step; never edit a released one.
 const MIGRATIONS: &[M<'static>] = &[

@@ -42,6 +42,41 @@ impl Store {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+
+    /// Resolutions oldest first, one at a time (memory does not grow with
+    /// the store): of `app`, resolved at or after `since`, at most `limit`.
+    pub fn for_each_resolution<E: From<StoreError>>(
+        &self,
+        app: Option<&str>,
+        since: Option<&chrono::DateTime<chrono::Utc>>,
+        limit: Option<usize>,
+        mut each: impl FnMut(Resolution) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT app, reference, tag, digest, resolved_at FROM releases
+                 WHERE (?1 IS NULL OR app = ?1) AND (?2 IS NULL OR resolved_at >= ?2)
+                 ORDER BY id LIMIT ?3",
+            )
+            .map_err(StoreError::from)?;
+        let limit = limit.map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let mut rows = stmt
+            .query(rusqlite::params![app, since.map(super::time_to_sql), limit])
+            .map_err(StoreError::from)?;
+        while let Some(row) = rows.next().map_err(StoreError::from)? {
+            let digest: String = row.get(3).map_err(StoreError::from)?;
+            let at: String = row.get(4).map_err(StoreError::from)?;
+            each(Resolution {
+                app: row.get(0).map_err(StoreError::from)?,
+                reference: row.get(1).map_err(StoreError::from)?,
+                tag: row.get(2).map_err(StoreError::from)?,
+                digest: super::digest_from_sql(3, &digest).map_err(StoreError::from)?,
+                resolved_at: super::time_from_sql(4, &at).map_err(StoreError::from)?,
+            })?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -144,33 +144,60 @@ impl Store {
         newest_first: bool,
     ) -> Result<Vec<PromotionRow>, StoreError> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT p.id, p.app, p.digest, p.tag, p.environment, p.requested_by, p.state, p.outcome, p.created_at,
-                    (SELECT r.id FROM runs r WHERE r.promotion_id = p.id ORDER BY r.id DESC LIMIT 1),
-                    (SELECT r.state FROM runs r WHERE r.promotion_id = p.id ORDER BY r.id DESC LIMIT 1)
+            "SELECT {PROMOTION_COLUMNS}
              FROM promotions p WHERE (?1 IS NULL OR p.environment = ?1) AND (?2 IS NULL OR p.app = ?2)
              ORDER BY p.id {} LIMIT ?3",
             if newest_first { "DESC" } else { "ASC" }
         ))?;
-        let rows = stmt.query_map(params![environment, app, limit], |r| {
-            let at: String = r.get(8)?;
-            let state: String = r.get(6)?;
-            let outcome: Option<String> = r.get(7)?;
-            let run_state: Option<String> = r.get(10)?;
-            Ok(PromotionRow {
-                id: r.get(0)?,
-                app: r.get(1)?,
-                digest: r.get(2)?,
-                tag: r.get(3)?,
-                environment: r.get(4)?,
-                requested_by: r.get(5)?,
-                state: word_from_sql(6, &state)?,
-                outcome: outcome.map(|o| word_from_sql(7, &o)).transpose()?,
-                created_at: time_from_sql(8, &at)?,
-                run_id: r.get(9)?,
-                run_state: run_state.map(|s| word_from_sql(10, &s)).transpose()?,
-            })
-        })?;
+        let rows = stmt.query_map(params![environment, app, limit], promotion_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Promotion `id`, if there is one.
+    pub fn promotion(&self, id: i64) -> Result<Option<PromotionRow>, StoreError> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {PROMOTION_COLUMNS} FROM promotions p WHERE p.id = ?1"),
+                [id],
+                promotion_row,
+            )
+            .optional()?)
+    }
+
+    /// Promotions oldest first, one row at a time (memory does not grow
+    /// with the store): of one environment, created at or after `since`,
+    /// with an id above `after`, at most `limit`.
+    pub fn for_each_promotion<E: From<StoreError>>(
+        &self,
+        filter: &PromotionFilter,
+        mut each: impl FnMut(PromotionRow) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {PROMOTION_COLUMNS}
+                 FROM promotions p WHERE (?1 IS NULL OR p.environment = ?1)
+                   AND (?2 IS NULL OR p.created_at >= ?2) AND p.id > ?3
+                 ORDER BY p.id ASC LIMIT ?4"
+            ))
+            .map_err(StoreError::from)?;
+        let limit = filter
+            .limit
+            .map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let mut rows = stmt
+            .query(params![
+                filter.environment,
+                filter.since.as_ref().map(time_to_sql),
+                filter.after.unwrap_or(i64::MIN),
+                limit
+            ])
+            .map_err(StoreError::from)?;
+        while let Some(r) = rows.next().map_err(StoreError::from)? {
+            each(promotion_row(r).map_err(StoreError::from)?)?;
+        }
+        Ok(())
     }
 
     pub fn steps(&self, run_id: i64) -> Result<Vec<StepRow>, StoreError> {
@@ -192,4 +219,41 @@ impl Store {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// Which promotions `for_each_promotion` walks.
+#[derive(Debug, Clone, Default)]
+pub struct PromotionFilter {
+    pub environment: Option<String>,
+    /// Only those created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only those with a greater id (the next page after that one).
+    pub after: Option<i64>,
+    /// At most this many (the oldest of those that match).
+    pub limit: Option<usize>,
+}
+
+const PROMOTION_COLUMNS: &str =
+    "p.id, p.app, p.digest, p.tag, p.environment, p.requested_by, p.state, p.outcome, p.created_at,
+     (SELECT r.id FROM runs r WHERE r.promotion_id = p.id ORDER BY r.id DESC LIMIT 1),
+     (SELECT r.state FROM runs r WHERE r.promotion_id = p.id ORDER BY r.id DESC LIMIT 1)";
+
+fn promotion_row(r: &rusqlite::Row<'_>) -> Result<PromotionRow, rusqlite::Error> {
+    let at: String = r.get(8)?;
+    let state: String = r.get(6)?;
+    let outcome: Option<String> = r.get(7)?;
+    let run_state: Option<String> = r.get(10)?;
+    Ok(PromotionRow {
+        id: r.get(0)?,
+        app: r.get(1)?,
+        digest: r.get(2)?,
+        tag: r.get(3)?,
+        environment: r.get(4)?,
+        requested_by: r.get(5)?,
+        state: word_from_sql(6, &state)?,
+        outcome: outcome.map(|o| word_from_sql(7, &o)).transpose()?,
+        created_at: time_from_sql(8, &at)?,
+        run_id: r.get(9)?,
+        run_state: run_state.map(|s| word_from_sql(10, &s)).transpose()?,
+    })
 }
