@@ -34,6 +34,10 @@ pub struct Cell {
     /// Every digest that was live here, newest first (for rollback).
     #[serde(serialize_with = "history_json")]
     pub history: Vec<(Digest, DateTime<Utc>)>,
+    /// The releases a rollback took out of this lane, with when
+    /// (`rules::taken_out`): a rollback picker marks them.
+    #[serde(skip)]
+    pub taken_out: Vec<(Digest, DateTime<Utc>)>,
     pub health: Health,
     /// The pin a rollback holds here, if any.
     pub pin: Option<crate::store::Pin>,
@@ -111,11 +115,14 @@ pub fn lanes(
                 digest: l.digest,
                 since: l.since,
             });
-            let history = store
-                .live_history(env, app)?
-                .into_iter()
-                .map(|l| (l.digest, l.since))
-                .collect();
+            let records = store.live_history(env, app)?;
+            let taken_out = super::rules::taken_out(
+                &records
+                    .iter()
+                    .map(|l| (l.digest.clone(), l.since, l.source == "rollback"))
+                    .collect::<Vec<_>>(),
+            );
+            let history = records.into_iter().map(|l| (l.digest, l.since)).collect();
             let last = store.recent_promotions(Some(env), Some(app), 1)?.pop();
             let health = match &live {
                 None => Health::Unknown,
@@ -144,6 +151,7 @@ pub fn lanes(
                 live,
                 last,
                 history,
+                taken_out,
                 health,
                 pin: pins.remove(&(env.clone(), app.clone())),
             });

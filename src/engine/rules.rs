@@ -27,6 +27,30 @@ pub fn rollback_choices(
     out
 }
 
+/// The releases a rollback took out of a lane, each with when: walking
+/// `history` (newest first, each record with whether a rollback wrote it),
+/// a rollback takes out the release live just before it; a later
+/// promotion of that release (not a rollback) clears it. What a rollback
+/// picker marks, so the release an earlier rollback removed is never
+/// offered as if it were a plain earlier one.
+pub fn taken_out(history: &[(Digest, DateTime<Utc>, bool)]) -> Vec<(Digest, DateTime<Utc>)> {
+    let mut out: Vec<(Digest, DateTime<Utc>)> = Vec::new();
+    let mut previous: Option<&Digest> = None;
+    for (d, since, by_rollback) in history.iter().rev() {
+        if *by_rollback {
+            if let Some(p) = previous.filter(|p| *p != d) {
+                out.retain(|(x, _)| x != p);
+                out.push((p.clone(), *since));
+            }
+        } else {
+            out.retain(|(x, _)| x != d);
+        }
+        previous = Some(d);
+    }
+    out.reverse();
+    out
+}
+
 /// A rollback's pin holds the lane whatever the gates say: the decision a
 /// promotion (and a gate check) gets.
 pub fn held(decision: Decision, pin: Option<&Pin>) -> Decision {
@@ -138,6 +162,23 @@ mod tests {
         let got = rollback_choices(Some(&d(3)), &history, t(5));
         assert_eq!(got, vec![(d(2), t(2)), (d(1), t(0))]);
         assert!(rollback_choices(Some(&d(1)), &[(d(1), t(0))], t(5)).is_empty());
+    }
+
+    #[test]
+    fn a_rollback_takes_out_the_release_before_it_until_it_is_promoted_again() {
+        // 1 promoted, 2 promoted, rolled back to 1: 2 is taken out.
+        let h = vec![(d(1), t(2), true), (d(2), t(1), false), (d(1), t(0), false)];
+        assert_eq!(taken_out(&h), vec![(d(2), t(2))]);
+        // 2 promoted again on purpose: no longer taken out.
+        let mut again = vec![(d(2), t(3), false)];
+        again.extend(h.clone());
+        assert!(taken_out(&again).is_empty());
+        // Back and forth: each rollback takes out the one before it.
+        let mut twice = vec![(d(2), t(3), true)];
+        twice.extend(h);
+        assert_eq!(taken_out(&twice), vec![(d(1), t(3)), (d(2), t(2))]);
+        // No rollback, nothing taken out.
+        assert!(taken_out(&[(d(2), t(1), false), (d(1), t(0), false)]).is_empty());
     }
 
     #[test]

@@ -218,7 +218,7 @@ fn term_event(app: &mut App, ev: TermEvent, width: u16) -> Vec<state::Effect> {
             MouseEventKind::ScrollDown => reduce::act(app, Action::Down),
             MouseEventKind::ScrollUp => reduce::act(app, Action::Up),
             MouseEventKind::Down(ct::MouseButton::Left) if m.row == 0 => {
-                match views::tab_spans(app)
+                match views::tab_spans(app, width)
                     .into_iter()
                     .find(|(_, x, w)| m.column >= *x && m.column < x + w)
                 {

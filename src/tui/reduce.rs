@@ -6,7 +6,9 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::action::{Action, Screen};
 use super::keymap::Key;
-use super::state::{App, Effect, GateRequest, InputKind, Layer, Msg, ReplayState, reduce_engine};
+use super::state::{
+    App, Effect, GateRequest, InputKind, Layer, Msg, ReplayState, RollbackChoice, reduce_engine,
+};
 use crate::domain::{CanaryPhase, OperatorRequest, PromotionState, RunState};
 use crate::engine::rules::{self, CanaryChange, RolloutRollback};
 
@@ -35,6 +37,7 @@ pub fn reduce(app: &mut App, msg: Msg) -> Vec<Effect> {
         Msg::Snapshot(s) => {
             app.snap = *s;
             clamp(app);
+            app.refresh_status();
             let mut fx = Vec::new();
             if app.screen == Screen::Capsules {
                 fx.extend(capsule_effects(app));
@@ -247,23 +250,44 @@ pub fn key(app: &mut App, ev: KeyEvent) -> Vec<Effect> {
                 env,
                 choices,
                 sel,
+                armed,
             } => {
                 match ev.code {
                     KeyCode::Char('j') | KeyCode::Down => {
-                        *sel = (*sel + 1).min(choices.len().saturating_sub(1))
+                        *sel = (*sel + 1).min(choices.len().saturating_sub(1));
+                        *armed = false;
                     }
-                    KeyCode::Char('k') | KeyCode::Up => *sel = sel.saturating_sub(1),
+                    KeyCode::Char('k') | KeyCode::Up => {
+                        *sel = sel.saturating_sub(1);
+                        *armed = false;
+                    }
                     KeyCode::Enter => {
-                        if let Some((d, _)) = choices.get(*sel) {
-                            let (a, env, d) = (a.clone(), env.clone(), d.clone());
+                        if let Some(c) = choices.get(*sel) {
+                            // A release a rollback took out is asked for
+                            // twice: here, then in the confirmation.
+                            if c.taken_out.is_some() && !*armed {
+                                *armed = true;
+                                return vec![];
+                            }
+                            let (a, env, c) = (a.clone(), env.clone(), c.clone());
                             app.layers.pop();
+                            let mut lines = vec![format!("to {}", c.digest)];
+                            if let Some(t) = c.taken_out {
+                                lines.push(format!(
+                                    "WARNING: a rollback took this release out of {env} on {} ({} ago).",
+                                    t.format("%Y-%m-%d %H:%M UTC"),
+                                    crate::tui::views::age(app.now, t)
+                                ));
+                            }
+                            lines.push("The current release stops serving; the rollback is sealed in a capsule and pins the lane.".into());
                             app.layers.push(Layer::Confirm {
                                 title: format!("Roll back {a} in {env}?"),
-                                lines: vec![
-                                    format!("to {d}"),
-                                    "The current release stops serving; the rollback is sealed in a capsule and pins the lane.".into(),
-                                ],
-                                effect: Effect::Rollback { app: a, env, to: d },
+                                lines,
+                                effect: Effect::Rollback {
+                                    app: a,
+                                    env,
+                                    to: c.digest,
+                                },
                             });
                         }
                     }
@@ -477,9 +501,12 @@ pub fn act(app: &mut App, a: Action) -> Vec<Effect> {
             if app.screen != Screen::Capsules {
                 app.screen = Screen::Capsules;
             }
+            // A fresh filter each time: typing never appends to the last.
+            app.filter.clear();
+            app.capsule = 0;
             app.layers.push(Layer::Input {
                 kind: InputKind::Filter,
-                text: app.filter.clone(),
+                text: String::new(),
             });
             vec![]
         }
@@ -851,7 +878,21 @@ fn pick_rollback(app: &mut App, a: &str, env: &str) {
         return;
     };
     let current = cell.live.as_ref().map(|l| l.digest.clone());
-    let choices = rules::rollback_choices(current.as_ref(), &cell.history, app.now);
+    // Releases a rollback took out come last, marked (as of `now`).
+    let mut choices: Vec<RollbackChoice> =
+        rules::rollback_choices(current.as_ref(), &cell.history, app.now)
+            .into_iter()
+            .map(|(digest, since)| RollbackChoice {
+                taken_out: cell
+                    .taken_out
+                    .iter()
+                    .find(|(d, at)| *d == digest && *at <= app.now)
+                    .map(|(_, at)| *at),
+                digest,
+                since,
+            })
+            .collect();
+    choices.sort_by_key(|c| c.taken_out.is_some());
     if choices.is_empty() {
         app.complain(format!(
             "{a} has had no other release in {env}; nothing to roll back to"
@@ -863,6 +904,7 @@ fn pick_rollback(app: &mut App, a: &str, env: &str) {
         env: env.to_owned(),
         choices,
         sel: 0,
+        armed: false,
     });
 }
 

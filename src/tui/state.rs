@@ -167,13 +167,27 @@ pub enum Layer {
     Rollback {
         app: String,
         env: String,
-        choices: Vec<(Digest, DateTime<Utc>)>,
+        choices: Vec<RollbackChoice>,
         sel: usize,
+        /// `enter` was pressed once on a release a rollback took out: the
+        /// next `enter` goes on to the confirmation.
+        armed: bool,
     },
     Input {
         kind: InputKind,
         text: String,
     },
+}
+
+/// A release the rollback picker offers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollbackChoice {
+    pub digest: Digest,
+    /// When it went live in the lane (its latest time).
+    pub since: DateTime<Utc>,
+    /// When a rollback took it out of the lane, if one did: it is offered
+    /// last, marked, and asked for twice.
+    pub taken_out: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -287,6 +301,10 @@ impl std::fmt::Display for RunStatus {
 pub struct Status {
     pub text: String,
     pub error: bool,
+    /// The run and the pause state the text speaks of: a snapshot that
+    /// shows the run otherwise (resumed or ended from another process)
+    /// replaces the text, so it never goes stale.
+    pub run: Option<(i64, bool)>,
 }
 
 pub struct App {
@@ -341,6 +359,7 @@ impl App {
         let status = (!theme.warnings.is_empty()).then(|| Status {
             text: format!("theme: {}", theme.warnings.join("; ")),
             error: true,
+            run: None,
         });
         // The calendar opens on the first lane that can be frozen.
         let freeze_env = snap
@@ -401,6 +420,7 @@ impl App {
         self.status = Some(Status {
             text: text.into(),
             error: false,
+            run: None,
         });
     }
 
@@ -408,7 +428,56 @@ impl App {
         self.status = Some(Status {
             text: text.into(),
             error: true,
+            run: None,
         });
+    }
+
+    /// A word about run `id` being paused (or running): kept only while
+    /// the run stays so (see `refresh_status`).
+    pub fn say_run(&mut self, id: i64, paused: bool, text: impl Into<String>) {
+        self.status = Some(Status {
+            text: text.into(),
+            error: false,
+            run: Some((id, paused)),
+        });
+    }
+
+    /// After a new snapshot: a status line about a run's pause that the
+    /// store now contradicts (resumed, paused or ended by another
+    /// process) is replaced by what the store says.
+    pub fn refresh_status(&mut self) {
+        let Some((id, paused)) = self.status.as_ref().and_then(|s| s.run) else {
+            return;
+        };
+        // A run this process drives says so by its own events.
+        if self.live.get(&id).is_some_and(|r| r.finished.is_none()) {
+            return;
+        }
+        let Some(p) = self
+            .snap
+            .promotions
+            .iter()
+            .map(|r| &r.promotion)
+            .find(|p| p.id == id)
+        else {
+            return;
+        };
+        let status = RunStatus::of(p);
+        if p.state != PromotionState::Running {
+            self.say(format!("promotion #{id} ended: {status}"));
+            return;
+        }
+        let now_paused = p.run_state == Some(RunState::Paused);
+        if now_paused != paused {
+            self.say_run(
+                id,
+                now_paused,
+                format!(
+                    "promotion #{id} {} (by another process)",
+                    if now_paused { "paused" } else { "resumed" }
+                ),
+            );
+        }
     }
 
     /// The lane that promotes from lane `i`, if any.
@@ -698,10 +767,14 @@ pub fn reduce_engine(app: &mut App, ev: EngineEvent) -> Vec<Effect> {
             if let Some(r) = app.live.get_mut(&promotion_id) {
                 r.paused = paused;
             }
-            app.say(format!(
-                "promotion #{promotion_id} {}",
-                if paused { "paused" } else { "resumed" }
-            ));
+            app.say_run(
+                promotion_id,
+                paused,
+                format!(
+                    "promotion #{promotion_id} {}",
+                    if paused { "paused" } else { "resumed" }
+                ),
+            );
         }
         EventKind::Aborting { promotion_id } => {
             app.say(format!(
