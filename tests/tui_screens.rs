@@ -1157,3 +1157,143 @@ fn hints_are_cut_whole_and_cancelled_steps_have_no_duration() {
     let below: String = lines[row + 1].iter().skip(col).take(12).collect();
     assert_eq!(below.trim(), "cancelled", "{t}");
 }
+
+#[test]
+fn the_promotion_screen_says_why_a_run_was_blocked_or_failed() {
+    use stella::domain::PromotionOutcome;
+    let mut a = app();
+    // #999, sealed in capsule #40: blocked by its gates.
+    a.snap.promotions[1].promotion.outcome = Some(PromotionOutcome::Blocked);
+    a.screen = Screen::Promotion;
+    a.run = Some(999);
+    let fx = key(&mut a, KeyCode::Char('j'));
+    assert!(fx.contains(&Effect::LoadCapsule(40)), "{fx:?}");
+    let t = text(&terminal(&a, 120, 40));
+    assert!(t.contains("reading capsule #40"), "{t}");
+    let mut st = golden_statement();
+    st.predicate.decision = Decision::Deny;
+    st.predicate.gates = verdicts();
+    reduce::reduce(
+        &mut a,
+        Msg::Capsule(Box::new(CapsuleDetail {
+            id: 40,
+            statement: Ok(st.clone()),
+        })),
+    );
+    let t = text(&terminal(&a, 120, 40));
+    assert!(t.contains("blocked by approval, freeze (capsule #40)"), "{t}");
+    assert!(t.contains("approval: FAIL — 0 of 1 required approvals"), "{t}");
+    assert!(t.contains("unblock: 1 more approval from: alice@example.com"), "{t}");
+    assert!(!t.contains("no output") || t.contains("blocked by"), "{t}");
+
+    // Failed while deploying: the error the engine sealed.
+    a.snap.promotions[1].promotion.outcome = Some(PromotionOutcome::DeployFailed);
+    st.predicate.decision = Decision::Allow;
+    st.predicate.gates = vec![];
+    st.predicate.reason = Some("deploy: prod-local: unpacking layer 2: disk full".into());
+    reduce::reduce(
+        &mut a,
+        Msg::Capsule(Box::new(CapsuleDetail {
+            id: 40,
+            statement: Ok(st),
+        })),
+    );
+    let t = text(&terminal(&a, 120, 40));
+    assert!(
+        t.contains("deploy-failed: deploy: prod-local: unpacking layer 2: disk full"),
+        "{t}"
+    );
+    // A run that went as asked says nothing more, and reads nothing.
+    a.snap.promotions[1].promotion.outcome = Some(PromotionOutcome::Deployed);
+    let t = text(&terminal(&a, 120, 40));
+    assert!(!t.contains("disk full"), "{t}");
+}
+
+#[test]
+fn keys_on_the_too_small_screen_do_nothing_but_quit() {
+    let mut a = app();
+    a.size = Some((60, 20));
+    for c in ['2', 'p', 'r', '/', ':', 'j', 'l'] {
+        assert!(key(&mut a, KeyCode::Char(c)).is_empty(), "{c}");
+    }
+    key(&mut a, KeyCode::Tab);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Lanes);
+    assert!(a.layers.is_empty() && (a.lane, a.cell) == (0, 0));
+    // Quitting still works; with work in flight, its question is shown
+    // and answered.
+    key(&mut a, KeyCode::Char('q'));
+    assert!(a.quit);
+    let mut b = app();
+    b.size = Some((60, 20));
+    reduce::reduce(
+        &mut b,
+        Msg::Engine(EngineEvent {
+            ticket: 0,
+            kind: EventKind::PromotionCreated {
+                promotion_id: 5,
+                app: "web".into(),
+                digest: sample::digest(7),
+                environment: "staging".into(),
+                steps: sample::graph(3),
+                critical_path: vec![],
+                targets: vec![],
+            },
+        }),
+    );
+    key(&mut b, KeyCode::Char('q'));
+    assert!(!b.quit);
+    let t = text(&terminal(&b, 60, 20));
+    assert!(t.contains("Quit with work in flight?"), "{t}");
+    key(&mut b, KeyCode::Char('y'));
+    assert_eq!(b.layers.len(), 0);
+    // Big enough again: keys act.
+    let mut c = app();
+    c.size = Some((80, 24));
+    key(&mut c, KeyCode::Char('2'));
+    assert_eq!(c.screen, Screen::Promotion);
+}
+
+#[test]
+fn sparklines_say_their_scale_and_time_and_capsule_columns_fit_their_words() {
+    let mut a = app();
+    key(&mut a, KeyCode::Char('7'));
+    let mut r = sample::rollouts();
+    reduce::reduce(&mut a, Msg::Rollouts(r.clone()));
+    for i in 1..=4 {
+        reduce::reduce(&mut a, Msg::Tick(sample::now() + chrono::Duration::seconds(i)));
+        r[0].stats.1.requests += 100;
+        r[0].stats.1.errors += i as u64;
+        reduce::reduce(&mut a, Msg::Rollouts(r.clone()));
+    }
+    let t = text(&terminal(&a, 120, 40));
+    assert!(t.contains(", last 4s"), "{t}");
+    assert!(t.contains("0.000–0.040"), "{t}");
+    assert!(t.contains(" ms, last 4s"), "{t}");
+
+    let mut a = app();
+    a.screen = Screen::Capsules;
+    a.snap.capsules[0].action = "canary-step".into();
+    let t = text(&terminal(&a, 200, 60));
+    let row = t.lines().find(|l| l.starts_with("│   40")).unwrap();
+    assert!(row.contains("canary-step "), "{row}");
+    let header = t.lines().find(|l| l.contains("ACTION")).unwrap();
+    let (header, row) = (header.split("││").next().unwrap(), row.split("││").next().unwrap());
+    let col = |s: &str, w: &str| s.find(w).unwrap();
+    assert_eq!(col(header, "DEC"), col(row, "canary-step") + "canary-step".len() + 1, "{header}\n{row}");
+}
+
+#[test]
+fn releases_say_where_each_digest_is_live() {
+    let mut a = app();
+    a.screen = Screen::Releases;
+    // api-gateway: digest 0 is live in dev, 1 in staging, 2 in prod.
+    let t = text(&terminal(&a, 120, 40));
+    assert!(t.contains("● live in dev"), "{t}");
+    assert!(t.contains("● live in staging"), "{t}");
+    assert!(t.contains("live in dev since"), "{t}");
+    // billing's 1.1 is not live (the sample leaves one cell empty).
+    a.rel_app = 1;
+    let t = text(&terminal(&a, 120, 40));
+    assert!(t.contains("not live anywhere"), "{t}");
+}

@@ -42,6 +42,9 @@ pub fn reduce(app: &mut App, msg: Msg) -> Vec<Effect> {
             if app.screen == Screen::Capsules {
                 fx.extend(capsule_effects(app));
             }
+            if app.screen == Screen::Promotion {
+                fx.extend(log_effect(app));
+            }
             fx
         }
         Msg::Gates(g) => {
@@ -59,6 +62,10 @@ pub fn reduce(app: &mut App, msg: Msg) -> Vec<Effect> {
             if app.loading_capsule == Some(d.id) {
                 app.loading_capsule = None;
             }
+            if app.statements.len() >= 64 {
+                app.statements.clear();
+            }
+            app.statements.insert(d.id, d.statement.clone());
             app.detail = Some(*d);
             vec![]
         }
@@ -109,10 +116,13 @@ pub fn reduce(app: &mut App, msg: Msg) -> Vec<Effect> {
                     None => [0.0; 4],
                 };
                 let h = app.rollout_history.entry(r.target.clone()).or_default();
+                let times = app.rollout_times.entry(r.target.clone()).or_default();
                 if h.len() >= 60 {
                     h.pop_front();
+                    times.pop_front();
                 }
                 h.push_back(point);
+                times.push_back(app.now);
             }
             app.rollouts = list;
             app.rollout = app.rollout.min(app.rollouts.len().saturating_sub(1));
@@ -138,6 +148,24 @@ fn clamp(app: &mut App) {
 /// A key, to the top layer or the screen. A key press also dismisses the
 /// last status message, so the hint line comes back.
 pub fn key(app: &mut App, ev: KeyEvent) -> Vec<Effect> {
+    // On the "too small" screen nothing is seen, so nothing acts but
+    // quitting: its key, and the answer to its question (work in flight).
+    if app.too_small() {
+        let quitting = matches!(
+            app.layers.last(),
+            Some(Layer::Confirm {
+                effect: Effect::Quit,
+                ..
+            })
+        );
+        if !quitting {
+            let k = Key::of(&ev);
+            return match app.keymap.lookup(app.screen.name(), k) {
+                Some(Action::Quit) => act(app, Action::Quit),
+                _ => vec![],
+            };
+        }
+    }
     app.status = None;
     if let Some(top) = app.layers.last_mut() {
         match top {
@@ -442,13 +470,20 @@ fn log_effect(app: &App) -> Vec<Effect> {
     let Some(view) = selected_run(app).and_then(|id| app.run_view(id)) else {
         return vec![];
     };
-    match view.nodes.get(app.step).and_then(|n| n.log_digest.as_ref()) {
+    let mut fx = match view.nodes.get(app.step).and_then(|n| n.log_digest.as_ref()) {
         Some(d) => match d.parse::<crate::domain::Digest>() {
             Ok(d) if !app.logs.contains_key(&d) => vec![Effect::LoadLog(d)],
             _ => vec![],
         },
         None => vec![],
+    };
+    // A run that was blocked or failed says why: its capsule is read.
+    if crate::tui::state::why(app, &view).is_none()
+        && let Some(c) = view.capsule
+    {
+        fx.push(Effect::LoadCapsule(c));
     }
+    fx
 }
 
 /// What this workbench runs that quitting would stop, one line each.

@@ -241,6 +241,8 @@ pub struct RunView {
     pub critical: Vec<String>,
     pub live: bool,
     pub paused: bool,
+    /// The capsule that sealed how it ended, once sealed.
+    pub capsule: Option<i64>,
 }
 
 /// Where a promotion stands, as every screen shows it: its outcome once
@@ -346,6 +348,14 @@ pub struct App {
     /// Per target: the last minute of (stable, candidate) error rate and
     /// p95, one point per refresh, for the sparklines.
     pub rollout_history: HashMap<String, std::collections::VecDeque<[f64; 4]>>,
+    /// When each target's history points were taken, oldest first.
+    pub rollout_times: HashMap<String, std::collections::VecDeque<DateTime<Utc>>>,
+    /// The terminal's size as last seen (columns, rows); `None` until the
+    /// loop has looked.
+    pub size: Option<(u16, u16)>,
+    /// Capsules' statements read for the Promotion screen (why a run was
+    /// blocked or failed), by capsule id; a few dozen at most.
+    pub statements: HashMap<i64, Result<Statement, String>>,
 }
 
 impl App {
@@ -400,7 +410,18 @@ impl App {
             rollouts: vec![],
             rollout: 0,
             rollout_history: HashMap::new(),
+            rollout_times: HashMap::new(),
+            size: None,
+            statements: HashMap::new(),
         }
+    }
+
+    /// Whether the terminal is smaller than the workbench draws in: then
+    /// only quitting (and answering its question) acts.
+    pub fn too_small(&self) -> bool {
+        self.size.is_some_and(|(w, h)| {
+            w < super::views::MIN_WIDTH || h < super::views::MIN_HEIGHT
+        })
     }
 
     /// The pin a rollback holds on `app` in `env`, if any.
@@ -578,6 +599,7 @@ impl App {
                 critical,
                 live: l.finished.is_none(),
                 paused: l.paused,
+                capsule: l.capsule.as_ref().map(|c| c.0).or(stored.and_then(|s| s.capsule)),
             });
         }
         stored.map(run_view_of)
@@ -620,7 +642,65 @@ fn run_view_of(r: &RunInfo) -> RunView {
         critical: r.critical_path.clone(),
         live: false,
         paused: p.run_state == Some(RunState::Paused),
+        capsule: r.capsule,
     }
+}
+
+/// Why a run ended as it did, from its sealed capsule: the blocking
+/// gates' summaries, reasons and what unblocks them, or the failure the
+/// engine recorded. Empty for a run that went as asked, or whose capsule
+/// is not read yet (`None`: ask for it).
+pub fn why(app: &App, v: &RunView) -> Option<Vec<(String, Role)>> {
+    let RunStatus::Ended(outcome) = v.state else {
+        return Some(vec![]);
+    };
+    if outcome.succeeded() {
+        return Some(vec![]);
+    }
+    let Some(id) = v.capsule else {
+        return Some(vec![]);
+    };
+    let st = match app.statements.get(&id)? {
+        Ok(st) => st,
+        Err(e) => return Some(vec![(format!("capsule #{id} cannot be read: {e}"), Role::StatusError)]),
+    };
+    let p = &st.predicate;
+    let mut out = Vec::new();
+    let blocking: Vec<&Verdict> = p.gates.iter().filter(|g| g.blocks()).collect();
+    if p.decision == Decision::Deny {
+        out.push((
+            format!(
+                "blocked by {} (capsule #{id}); no step ran",
+                blocking
+                    .iter()
+                    .map(|g| g.gate.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Role::GateBlocked,
+        ));
+        for g in &blocking {
+            out.push((format!("  {}: {}", g.gate.as_str(), g.summary), Role::GateBlocked));
+            for r in g.reasons.iter().take(3) {
+                out.push((format!("    {r}"), Role::Text));
+            }
+            for u in &g.unblock {
+                out.push((format!("    unblock: {u}"), Role::GateWarn));
+            }
+        }
+    }
+    if let Some(reason) = &p.reason
+        && p.decision != Decision::Deny
+    {
+        out.push((format!("{outcome}: {reason}"), outcome_role(outcome)));
+    }
+    if out.is_empty() {
+        out.push((
+            format!("{outcome}; capsule #{id} says no more"),
+            outcome_role(outcome),
+        ));
+    }
+    Some(out)
 }
 
 /// Layers of a DAG: each step one column after the deepest step it needs.

@@ -24,9 +24,32 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let rows = app.filtered_capsules();
     let height = list.height.saturating_sub(3) as usize;
     let start = app.capsule.saturating_sub(height.saturating_sub(1));
+    // Columns as wide as what they hold in view (`canary-step` too),
+    // within bounds, so no word runs into the next column.
+    let fit = |f: &dyn Fn(&crate::store::CapsuleRow) -> usize, min: usize, max: usize| {
+        rows.iter()
+            .skip(start)
+            .take(height)
+            .map(|c| f(c))
+            .max()
+            .unwrap_or(0)
+            .clamp(min, max)
+    };
+    let env_w = fit(&|c| c.environment.chars().count(), 7, 16);
+    let app_w = fit(&|c| c.app.chars().count(), 8, 24);
+    let act_w = fit(&|c| c.action.chars().count(), 6, 16);
+    let cut = |s: &str, w: usize| -> String {
+        if s.chars().count() > w {
+            let mut t: String = s.chars().take(w.saturating_sub(1)).collect();
+            t.push('…');
+            t
+        } else {
+            s.to_owned()
+        }
+    };
     let mut lines = vec![Line::styled(
         format!(
-            "{:>5} {:<2} {:<9} {:<12} {:<9} {:<6} {:<15} DIGEST",
+            "{:>5} {:<2} {:<env_w$} {:<app_w$} {:<act_w$} {:<6} {:<15} DIGEST",
             "ID", "", "ENV", "APP", "ACTION", "DEC", "OUTCOME"
         ),
         app.theme.get(Role::Muted),
@@ -42,7 +65,12 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             Span::styled(format!("{:>5} ", c.id), selected(app, sel)),
             Span::styled(format!("{mark:<2} "), app.theme.get(role)),
             Span::styled(
-                format!("{:<9} {:<12} {:<9} ", c.environment, c.app, c.action),
+                format!(
+                    "{:<env_w$} {:<app_w$} {:<act_w$} ",
+                    cut(&c.environment, env_w),
+                    cut(&c.app, app_w),
+                    cut(&c.action, act_w)
+                ),
                 selected(app, sel),
             ),
             Span::styled(

@@ -39,6 +39,19 @@ pub fn render(frame: &mut Frame, app: &App) {
             )),
             Line::from("Enlarge the window, or press q to quit."),
         ];
+        let mut msg = msg;
+        if let Some(super::state::Layer::Confirm {
+            title,
+            effect: super::state::Effect::Quit,
+            ..
+        }) = app.layers.last()
+        {
+            msg.push(Line::from(""));
+            msg.push(Line::styled(
+                format!("{title} y quits and aborts it, n stays."),
+                app.theme.get(Role::StatusError),
+            ));
+        }
         frame.render_widget(
             Paragraph::new(msg).wrap(ratatui::widgets::Wrap { trim: true }),
             area,

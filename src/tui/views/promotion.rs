@@ -200,6 +200,26 @@ fn render_log(frame: &mut Frame, area: Rect, app: &App, v: &RunView) {
         return;
     };
     let mut lines: Vec<Line> = Vec::new();
+    // Why the run ended as it did (blocked, failed), before any step's log.
+    match crate::tui::state::why(app, v) {
+        Some(why) => {
+            let any = !why.is_empty();
+            for (text, role) in why {
+                lines.push(Line::styled(text, app.theme.get(role)));
+            }
+            if any {
+                lines.push(Line::raw(""));
+            }
+        }
+        None => lines.push(Line::styled(
+            format!(
+                "reading capsule #{} for why it ended {}…",
+                v.capsule.unwrap_or_default(),
+                v.state
+            ),
+            app.theme.get(Role::Muted),
+        )),
+    }
     let needs = if node.needs.is_empty() {
         "needs nothing".to_owned()
     } else {

@@ -41,8 +41,12 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         );
         return;
     };
-    for (i, r) in group.releases.iter().enumerate() {
+    // Two lines a release; scrolled to keep the selected one in view.
+    let fit = (left.height.saturating_sub(6) as usize / 2).max(1);
+    let skip = app.rel.saturating_sub(fit - 1);
+    for (i, r) in group.releases.iter().enumerate().skip(skip).take(fit) {
         let sel = i == app.rel;
+        let live = live_in(app, &group.app, &r.digest);
         lines.push(Line::from(vec![
             Span::styled(format!("{:<8}", r.tags.join(",")), selected(app, sel)),
             Span::styled(
@@ -54,6 +58,18 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 app.theme.get(Role::Muted),
             ),
         ]));
+        // Where it is live, on its own line so a narrow list never cuts it.
+        lines.push(if live.is_empty() {
+            Line::styled("         not live anywhere", app.theme.get(Role::Muted))
+        } else {
+            Line::styled(
+                format!(
+                    "         ● live in {}",
+                    live.iter().map(|(e, _)| e.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+                app.theme.get(Role::GatePass),
+            )
+        });
     }
     if group.releases.is_empty() {
         lines.push(Line::styled(
@@ -78,6 +94,23 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             "first resolved {}",
             r.resolved_at.to_rfc3339_opts(SecondsFormat::Secs, true)
         )));
+        let live = live_in(app, &group.app, &r.digest);
+        if live.is_empty() {
+            out.push(Line::styled(
+                "live in no lane",
+                app.theme.get(Role::Muted),
+            ));
+        }
+        for (env, since) in live {
+            out.push(Line::styled(
+                format!(
+                    "live in {env} since {} ({} ago)",
+                    since.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    super::age(app.now, since)
+                ),
+                app.theme.get(Role::GatePass),
+            ));
+        }
         out.push(Line::raw(""));
         out.push(Line::styled("evidence", app.theme.get(Role::Title)));
         for (kind, media, d) in &r.evidence {
@@ -148,4 +181,21 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             .block(block(app, " Release ")),
         right,
     );
+}
+
+/// The lanes where `digest` of `app` is live now, in lane order, with
+/// since when.
+fn live_in(
+    app: &App,
+    name: &str,
+    digest: &crate::domain::Digest,
+) -> Vec<(String, chrono::DateTime<chrono::Utc>)> {
+    app.snap
+        .lanes
+        .iter()
+        .filter_map(|l| {
+            let live = l.cells.iter().find(|c| c.app == name)?.live.as_ref()?;
+            (live.digest == *digest).then(|| (l.env.clone(), live.since))
+        })
+        .collect()
 }
