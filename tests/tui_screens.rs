@@ -1279,7 +1279,7 @@ fn sparklines_say_their_scale_and_time_and_capsule_columns_fit_their_words() {
     assert!(row.contains("canary-step "), "{row}");
     let header = t.lines().find(|l| l.contains("ACTION")).unwrap();
     let (header, row) = (header.split("││").next().unwrap(), row.split("││").next().unwrap());
-    let col = |s: &str, w: &str| s.find(w).unwrap();
+    let col = |s: &str, w: &str| s[..s.find(w).unwrap()].chars().count();
     assert_eq!(col(header, "DEC"), col(row, "canary-step") + "canary-step".len() + 1, "{header}\n{row}");
 }
 
