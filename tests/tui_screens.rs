@@ -1297,3 +1297,74 @@ fn releases_say_where_each_digest_is_live() {
     let t = text(&terminal(&a, 120, 40));
     assert!(t.contains("not live anywhere"), "{t}");
 }
+
+/// The sample with every screen's data loaded: gate verdicts, a capsule's
+/// detail, the rollouts with a few seconds of history.
+fn full_app() -> App {
+    let mut a = app();
+    a.gates = Some(gates());
+    let id = a.filtered_capsules()[0].id;
+    for c in a.snap.capsules.clone() {
+        a.verified.insert(c.id, Verification::Valid);
+    }
+    a.detail = Some(CapsuleDetail {
+        id,
+        statement: Ok(golden_statement()),
+    });
+    let mut r = sample::rollouts();
+    reduce::reduce(&mut a, Msg::Rollouts(r.clone()));
+    for i in 1..=3 {
+        reduce::reduce(&mut a, Msg::Tick(sample::now() + chrono::Duration::seconds(i)));
+        r[0].stats.1.requests += 100;
+        r[0].stats.1.errors += i as u64;
+        reduce::reduce(&mut a, Msg::Rollouts(r.clone()));
+    }
+    a.now = sample::now();
+    a.run = Some(1000);
+    a.step = 3;
+    a
+}
+
+#[test]
+fn every_screen_at_80x24_and_200x60() {
+    // The screens of this file (a screen added elsewhere brings its own).
+    let screens = [
+        Screen::Lanes,
+        Screen::Promotion,
+        Screen::Gates,
+        Screen::Freeze,
+        Screen::Capsules,
+        Screen::Releases,
+        Screen::Rollout,
+    ];
+    for (w, h) in [(80, 24), (200, 60)] {
+        for s in screens {
+            let mut a = full_app();
+            a.screen = s;
+            let t = text(&terminal(&a, w, h));
+            // The tab bar names every screen's number, the footer its way out.
+            let first = t.lines().next().unwrap();
+            assert!(first.contains(&format!("{} {}", s.index() + 1, s.title())), "{first}");
+            assert!(t.lines().last().unwrap().contains("q quit"), "{t}");
+            insta::assert_snapshot!(format!("{}_{w}x{h}", s.name()), t);
+        }
+        // The layers, over the Lanes screen.
+        let mut a = full_app();
+        key(&mut a, KeyCode::Char('p'));
+        let mut g = gates();
+        g.request = match a.layers.last() {
+            Some(Layer::Promote { request, .. }) => request.clone(),
+            _ => panic!("no promote dialog"),
+        };
+        reduce::reduce(&mut a, Msg::Gates(Box::new(g)));
+        insta::assert_snapshot!(format!("promote_{w}x{h}"), text(&terminal(&a, w, h)));
+        let mut a = full_app();
+        key(&mut a, KeyCode::Char('r'));
+        insta::assert_snapshot!(format!("rollback_picker_{w}x{h}"), text(&terminal(&a, w, h)));
+        key(&mut a, KeyCode::Enter);
+        insta::assert_snapshot!(format!("confirm_{w}x{h}"), text(&terminal(&a, w, h)));
+        let mut a = full_app();
+        key(&mut a, KeyCode::Char('?'));
+        insta::assert_snapshot!(format!("help_{w}x{h}"), text(&terminal(&a, w, h)));
+    }
+}

@@ -596,7 +596,13 @@ pub fn act(app: &mut App, a: Action) -> Vec<Effect> {
                     return release_effects(app);
                 }
                 Screen::Rollout => move_sel(&mut app.rollout, app.rollouts.len(), down),
-                Screen::Gates | Screen::Freeze => {}
+                Screen::Gates | Screen::Freeze => {
+                    app.scroll = if down {
+                        app.scroll.saturating_add(1).min(500)
+                    } else {
+                        app.scroll.saturating_sub(1)
+                    };
+                }
             }
             vec![]
         }
@@ -884,6 +890,7 @@ fn no_request_reason(app: &App) -> String {
 
 /// What a screen loads when it opens.
 fn on_enter(app: &mut App) -> Vec<Effect> {
+    app.scroll = 0;
     match app.screen {
         Screen::Capsules => capsule_effects(app),
         Screen::Gates => match app.selected_request() {

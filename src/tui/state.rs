@@ -356,6 +356,9 @@ pub struct App {
     /// Capsules' statements read for the Promotion screen (why a run was
     /// blocked or failed), by capsule id; a few dozen at most.
     pub statements: HashMap<i64, Result<Statement, String>>,
+    /// How far the Gates screen and the Freeze screen's windows are
+    /// scrolled (j/k); back to the top on another screen.
+    pub scroll: u16,
 }
 
 impl App {
@@ -413,6 +416,7 @@ impl App {
             rollout_times: HashMap::new(),
             size: None,
             statements: HashMap::new(),
+            scroll: 0,
         }
     }
 

@@ -61,9 +61,11 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     lines.push(Line::raw(""));
     lines.push(Line::from(vec![
         Span::styled(" 27*", app.theme.get(Role::Frozen)),
-        Span::raw(" frozen all day  "),
+        Span::raw(" frozen all day"),
+    ]));
+    lines.push(Line::from(vec![
         Span::styled(" 27+", app.theme.get(Role::FrozenPartial)),
-        Span::raw(" part of it"),
+        Span::raw(" frozen part of it"),
     ]));
     lines.push(Line::styled(
         "n/N month · h/l environment",
@@ -120,11 +122,14 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     for next in next_lines(app, &windows, app.now) {
         out.push(Line::styled(next, app.theme.get(Role::GateWarn)));
     }
-    let width = list.width.saturating_sub(2) as usize;
-    let out: Vec<Line> = out
-        .into_iter()
-        .flat_map(|l| super::wrap_line(l, width))
-        .collect();
+    let out = super::fitted(
+        out,
+        list.width.saturating_sub(2) as usize,
+        list.height.saturating_sub(2) as usize,
+        app.scroll as usize,
+        "(j/k scroll)",
+        app.theme.get(Role::Muted),
+    );
     frame.render_widget(Paragraph::new(out).block(block(app, " Windows ")), list);
 }
 

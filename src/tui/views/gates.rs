@@ -104,11 +104,15 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         "t evaluate at another time (+2h, -1d, RFC 3339) · n now",
         app.theme.get(Role::Muted),
     ));
-    // Wrapped here, so a reason's continuation stays under its start.
-    let width = area.width.saturating_sub(2) as usize;
-    let lines: Vec<Line> = lines
-        .into_iter()
-        .flat_map(|l| super::wrap_line(l, width))
-        .collect();
+    // Wrapped here, so a reason's continuation stays under its start;
+    // what does not fit says so, and j/k scroll to it.
+    let lines = super::fitted(
+        lines,
+        area.width.saturating_sub(2) as usize,
+        area.height.saturating_sub(2) as usize,
+        app.scroll as usize,
+        "(j/k scroll)",
+        app.theme.get(Role::Muted),
+    );
     frame.render_widget(Paragraph::new(lines).block(block(app, " Gates ")), area);
 }

@@ -453,6 +453,38 @@ pub fn wrap_line(line: Line<'_>, width: usize) -> Vec<Line<'static>> {
     out
 }
 
+/// `lines` wrapped to `width` (continuations indented), from line
+/// `scroll` on, fitting `height` rows: what does not fit is announced on
+/// the last row (`↓ 12 more lines`, with `hint` saying how to reach it),
+/// never silently cut.
+pub fn fitted(
+    lines: Vec<Line<'_>>,
+    width: usize,
+    height: usize,
+    scroll: usize,
+    hint: &str,
+    style: Style,
+) -> Vec<Line<'static>> {
+    let mut all: Vec<Line<'static>> = lines
+        .into_iter()
+        .flat_map(|l| wrap_line(l, width))
+        .collect();
+    let scroll = scroll.min(all.len().saturating_sub(1));
+    all.drain(..scroll);
+    if all.len() > height && height > 0 {
+        let more = all.len() - (height - 1);
+        all.truncate(height - 1);
+        all.push(Line::styled(
+            format!("↓ {more} more line{} {hint}", if more == 1 { "" } else { "s" }),
+            style,
+        ));
+    } else if scroll > 0 && height > 0 && all.len() < height {
+        // Scrolled: say there is more above.
+        all.insert(0, Line::styled(format!("↑ {scroll} more {hint}"), style));
+    }
+    all
+}
+
 /// A dialog over the screen: its body wrapped (continuation lines
 /// indented), and its key hints on the last line, which is always drawn
 /// whatever the body's length — the body is cut first, with a `…` line.

@@ -7,7 +7,7 @@ use chrono::SecondsFormat;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Wrap};
+use ratatui::widgets::Paragraph;
 
 use super::{block, selected};
 use crate::domain::GateKind;
@@ -53,23 +53,34 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 format!(" sha256:{}", r.digest.short()),
                 app.theme.get(Role::Digest),
             ),
-            Span::styled(
-                format!("  {} evidence", r.evidence.len()),
-                app.theme.get(Role::Muted),
-            ),
         ]));
-        // Where it is live, on its own line so a narrow list never cuts it.
-        lines.push(if live.is_empty() {
-            Line::styled("         not live anywhere", app.theme.get(Role::Muted))
-        } else {
-            Line::styled(
-                format!(
-                    "         ● live in {}",
-                    live.iter().map(|(e, _)| e.as_str()).collect::<Vec<_>>().join(", ")
-                ),
-                app.theme.get(Role::GatePass),
-            )
-        });
+        // Where it is live and its evidence, on a line of their own so a
+        // narrow list never cuts them.
+        lines.push(Line::from(vec![
+            if live.is_empty() {
+                Span::styled("         not live anywhere", app.theme.get(Role::Muted))
+            } else {
+                Span::styled(
+                    format!(
+                        "         ● live in {}",
+                        live.iter()
+                            .map(|(e, _)| e.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    app.theme.get(Role::GatePass),
+                )
+            },
+        ]));
+        // Its evidence, where the line has room for it whole.
+        let room = left.width.saturating_sub(2) as usize;
+        let more = format!(" · {} evidence", r.evidence.len());
+        if let Some(l) = lines.last_mut()
+            && l.width() + more.chars().count() <= room
+        {
+            l.spans
+                .push(Span::styled(more, app.theme.get(Role::Muted)));
+        }
     }
     if group.releases.is_empty() {
         lines.push(Line::styled(
@@ -175,12 +186,15 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             )),
         }
     }
-    frame.render_widget(
-        Paragraph::new(out)
-            .wrap(Wrap { trim: false })
-            .block(block(app, " Release ")),
-        right,
+    let out = super::fitted(
+        out,
+        right.width.saturating_sub(2) as usize,
+        right.height.saturating_sub(2) as usize,
+        0,
+        "",
+        app.theme.get(Role::Muted),
     );
+    frame.render_widget(Paragraph::new(out).block(block(app, " Release ")), right);
 }
 
 /// The lanes where `digest` of `app` is live now, in lane order, with

@@ -288,14 +288,32 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         }
     }
     out.push(Line::raw(""));
+    let hints = [
+        "space pause/resume",
+        "p promote now",
+        "x abort",
+        "r roll back",
+        "j/k target",
+    ]
+    .map(String::from);
+    // The hints on the last row, whole; the rest wrapped above them, with
+    // what does not fit announced.
+    let inner_w = detail.width.saturating_sub(2) as usize;
+    let inner_h = detail.height.saturating_sub(2) as usize;
+    let mut out = super::fitted(
+        out,
+        inner_w,
+        inner_h.saturating_sub(1),
+        0,
+        "",
+        app.theme.get(Role::Muted),
+    );
+    while out.len() < inner_h.saturating_sub(1) {
+        out.push(Line::raw(""));
+    }
     out.push(Line::styled(
-        "space pause/resume · p promote now · x abort · r roll back · j/k target",
+        super::whole(&hints, " · ", inner_w),
         app.theme.get(Role::Muted),
     ));
-    frame.render_widget(
-        Paragraph::new(out)
-            .wrap(Wrap { trim: false })
-            .block(block(app, " Rollout ")),
-        detail,
-    );
+    frame.render_widget(Paragraph::new(out).block(block(app, " Rollout ")), detail);
 }
