@@ -79,16 +79,25 @@ fn an_nginx_lane_is_healthy_when_its_stable_slot_serves_the_live_release() {
     routes(&v1);
     // Its controller runs (this process stands in for it).
     std::fs::write(state.join("pid"), std::process::id().to_string()).unwrap();
-    assert_eq!(cell(&snapshot(ws), "dev", "api-gateway").health, Health::Serving);
+    assert_eq!(
+        cell(&snapshot(ws), "dev", "api-gateway").health,
+        Health::Serving
+    );
     assert_eq!(status_health(ws), "serving");
     // The stable slot holds another release: drift.
     routes(&v2);
-    assert_eq!(cell(&snapshot(ws), "dev", "api-gateway").health, Health::Drift);
+    assert_eq!(
+        cell(&snapshot(ws), "dev", "api-gateway").health,
+        Health::Drift
+    );
     assert_eq!(status_health(ws), "drift");
     // No controller: nothing serves.
     routes(&v1);
     std::fs::remove_file(state.join("pid")).unwrap();
-    assert_eq!(cell(&snapshot(ws), "dev", "api-gateway").health, Health::Drift);
+    assert_eq!(
+        cell(&snapshot(ws), "dev", "api-gateway").health,
+        Health::Drift
+    );
 }
 
 #[test]
@@ -99,7 +108,13 @@ fn the_release_a_rollback_took_out_is_marked_in_the_workbench_picker() {
     let v2 = app_image(ws, "2.0", "v2");
     for tag in ["1.0", "2.0"] {
         let out = stella(ws)
-            .args(["release", "promote", &format!("api-gateway:{tag}"), "--to", "dev"])
+            .args([
+                "release",
+                "promote",
+                &format!("api-gateway:{tag}"),
+                "--to",
+                "dev",
+            ])
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", common::stderr(&out));
@@ -137,5 +152,8 @@ fn the_release_a_rollback_took_out_is_marked_in_the_workbench_picker() {
     assert_eq!(choices[0].digest.to_string(), v2);
     assert!(choices[0].taken_out.is_some());
     press(&mut app, KeyCode::Enter);
-    assert!(matches!(app.layers.last(), Some(Layer::Rollback { armed: true, .. })));
+    assert!(matches!(
+        app.layers.last(),
+        Some(Layer::Rollback { armed: true, .. })
+    ));
 }

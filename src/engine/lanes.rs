@@ -140,8 +140,7 @@ pub fn lanes(
                             crate::config::Target::Dir(u) => {
                                 Some(crate::engine::deploy::dir_target(config, u, app).current())
                             }
-                            crate::config::Target::Router(_)
-                            | crate::config::Target::Nginx(..) => {
+                            crate::config::Target::Router(_) | crate::config::Target::Nginx(..) => {
                                 Some(routed_serves(config, name, t))
                             }
                             crate::config::Target::Script(_) => None,

@@ -362,7 +362,12 @@ pub fn run(ws: Workspace, config: Config, opts: Options) -> Result<(), EngineErr
                 tokio::time::sleep(wait).await;
             }
             while let Ok(ev) = rx.try_recv() {
-                handle(&ctx, &mut app, ev, terminal.size().ok().map(|s| (s.width, s.height)));
+                handle(
+                    &ctx,
+                    &mut app,
+                    ev,
+                    terminal.size().ok().map(|s| (s.width, s.height)),
+                );
             }
             if app.quit {
                 break Ok(());
@@ -374,9 +379,19 @@ pub fn run(ws: Workspace, config: Config, opts: Options) -> Result<(), EngineErr
             let Some(ev) = rx.recv().await else {
                 break Ok(());
             };
-            handle(&ctx, &mut app, ev, terminal.size().ok().map(|s| (s.width, s.height)));
+            handle(
+                &ctx,
+                &mut app,
+                ev,
+                terminal.size().ok().map(|s| (s.width, s.height)),
+            );
             while let Ok(ev) = rx.try_recv() {
-                handle(&ctx, &mut app, ev, terminal.size().ok().map(|s| (s.width, s.height)));
+                handle(
+                    &ctx,
+                    &mut app,
+                    ev,
+                    terminal.size().ok().map(|s| (s.width, s.height)),
+                );
             }
             if app.quit {
                 break Ok(());

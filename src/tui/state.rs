@@ -423,9 +423,8 @@ impl App {
     /// Whether the terminal is smaller than the workbench draws in: then
     /// only quitting (and answering its question) acts.
     pub fn too_small(&self) -> bool {
-        self.size.is_some_and(|(w, h)| {
-            w < super::views::MIN_WIDTH || h < super::views::MIN_HEIGHT
-        })
+        self.size
+            .is_some_and(|(w, h)| w < super::views::MIN_WIDTH || h < super::views::MIN_HEIGHT)
     }
 
     /// The pin a rollback holds on `app` in `env`, if any.
@@ -603,7 +602,11 @@ impl App {
                 critical,
                 live: l.finished.is_none(),
                 paused: l.paused,
-                capsule: l.capsule.as_ref().map(|c| c.0).or(stored.and_then(|s| s.capsule)),
+                capsule: l
+                    .capsule
+                    .as_ref()
+                    .map(|c| c.0)
+                    .or(stored.and_then(|s| s.capsule)),
             });
         }
         stored.map(run_view_of)
@@ -666,7 +669,12 @@ pub fn why(app: &App, v: &RunView) -> Option<Vec<(String, Role)>> {
     };
     let st = match app.statements.get(&id)? {
         Ok(st) => st,
-        Err(e) => return Some(vec![(format!("capsule #{id} cannot be read: {e}"), Role::StatusError)]),
+        Err(e) => {
+            return Some(vec![(
+                format!("capsule #{id} cannot be read: {e}"),
+                Role::StatusError,
+            )]);
+        }
     };
     let p = &st.predicate;
     let mut out = Vec::new();
@@ -684,7 +692,10 @@ pub fn why(app: &App, v: &RunView) -> Option<Vec<(String, Role)>> {
             Role::GateBlocked,
         ));
         for g in &blocking {
-            out.push((format!("  {}: {}", g.gate.as_str(), g.summary), Role::GateBlocked));
+            out.push((
+                format!("  {}: {}", g.gate.as_str(), g.summary),
+                Role::GateBlocked,
+            ));
             for r in g.reasons.iter().take(3) {
                 out.push((format!("    {r}"), Role::Text));
             }

@@ -221,7 +221,11 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                     line.split(" · ").count()
                 };
                 out.push(Line::styled(
-                    if line.is_empty() { hints[0].clone() } else { line },
+                    if line.is_empty() {
+                        hints[0].clone()
+                    } else {
+                        line
+                    },
                     app.theme.get(Role::Muted),
                 ));
                 hints.drain(..n.min(hints.len()));

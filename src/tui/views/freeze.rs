@@ -159,11 +159,7 @@ pub fn windows_of<'a>(app: &'a App, env: &str) -> Vec<&'a Window> {
 
 /// `next freeze: weekend from …`, when one of `windows` starts after
 /// `at`: its start in its zone, then the user's, then its end.
-pub fn next_lines(
-    app: &App,
-    windows: &[Window],
-    at: chrono::DateTime<chrono::Utc>,
-) -> Vec<String> {
+pub fn next_lines(app: &App, windows: &[Window], at: chrono::DateTime<chrono::Utc>) -> Vec<String> {
     let Some((w, p)) = crate::gates::freeze::next_freeze(windows, at) else {
         return vec![];
     };
@@ -171,7 +167,9 @@ pub fn next_lines(
         format!("next freeze: {} from {}", w.name, when(p.start, w.zone())),
         format!(
             "  (your time {}){}",
-            p.start.with_timezone(&app.local).format("%a %Y-%m-%d %H:%M %:z"),
+            p.start
+                .with_timezone(&app.local)
+                .format("%a %Y-%m-%d %H:%M %:z"),
             p.end
                 .map_or_else(String::new, |e| format!(" until {}", when(e, w.zone())))
         ),
@@ -203,11 +201,7 @@ pub fn notes(app: &App, env: &str, at: chrono::DateTime<chrono::Utc>) -> Vec<Str
 }
 
 /// `notes` as lines under a freeze verdict, indented like its reasons.
-pub fn note_lines(
-    app: &App,
-    env: &str,
-    at: chrono::DateTime<chrono::Utc>,
-) -> Vec<Line<'static>> {
+pub fn note_lines(app: &App, env: &str, at: chrono::DateTime<chrono::Utc>) -> Vec<Line<'static>> {
     notes(app, env, at)
         .into_iter()
         .map(|n| Line::styled(format!("          {n}"), app.theme.get(Role::GateWarn)))

@@ -22,8 +22,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 super::dialog(
                     frame,
                     area,
-                    block(app, format!(" {title} "))
-                        .border_style(app.theme.get(Role::GateBlocked)),
+                    block(app, format!(" {title} ")).border_style(app.theme.get(Role::GateBlocked)),
                     body,
                     Line::from(vec![
                         Span::styled(" y ", app.theme.get(Role::TabActive)),

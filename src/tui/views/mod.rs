@@ -83,27 +83,20 @@ pub fn render(frame: &mut Frame, app: &App) {
 /// their numbers. The current tab is always named in full, and every tab
 /// keeps its number (the key that opens it).
 fn tab_labels(app: &App, width: u16) -> (String, Vec<(Screen, String)>) {
-    let full = |s: &Screen, i: usize| format!(" {} {} ", i + 1, s.title());
-    let tiers: [&dyn Fn(&Screen, usize) -> String; 3] = [
-        &full,
-        &|s: &Screen, i: usize| {
-            if *s == app.screen {
-                full(s, i)
-            } else {
-                format!(" {} {} ", i + 1, s.title().chars().take(4).collect::<String>())
-            }
-        },
-        &|s: &Screen, i: usize| {
-            if *s == app.screen {
-                full(s, i)
-            } else {
-                format!(" {} ", i + 1)
-            }
-        },
-    ];
+    // Tier 0: every title in full; 1: the others' first four letters;
+    // 2: the others' numbers only.
+    let label = |tier: usize, s: &Screen, i: usize| -> String {
+        let title: String = match tier {
+            _ if *s == app.screen => s.title().to_owned(),
+            0 => s.title().to_owned(),
+            1 => s.title().chars().take(4).collect(),
+            _ => return format!(" {} ", i + 1),
+        };
+        format!(" {} {title} ", i + 1)
+    };
     let head = format!(" {} ", app.snap.workspace);
     let mut last = (head.clone(), vec![]);
-    for (t, label) in tiers.iter().enumerate() {
+    for t in 0..3 {
         let head = if t == 0 {
             format!("{head}  ")
         } else {
@@ -112,7 +105,7 @@ fn tab_labels(app: &App, width: u16) -> (String, Vec<(Screen, String)>) {
         let tabs: Vec<(Screen, String)> = Screen::ALL
             .iter()
             .enumerate()
-            .map(|(i, s)| (*s, label(s, i)))
+            .map(|(i, s)| (*s, label(t, s, i)))
             .collect();
         let w = head.chars().count()
             + tabs
@@ -219,7 +212,12 @@ pub fn whole(parts: &[String], sep: &str, width: usize) -> String {
 /// (up to a `:`, `,` or `(`), else the action's own name — a whole
 /// phrase either way (`r roll back`, never `r Roll back the`).
 fn short(b: &crate::tui::keymap::Bound) -> String {
-    let head = b.desc.split([':', ',', '(']).next().unwrap_or(&b.desc).trim();
+    let head = b
+        .desc
+        .split([':', ',', '('])
+        .next()
+        .unwrap_or(&b.desc)
+        .trim();
     if head.split_whitespace().count() <= 3 {
         return head.to_lowercase();
     }
@@ -391,12 +389,14 @@ pub fn wrap_line(line: Line<'_>, width: usize) -> Vec<Line<'static>> {
         .collect();
     let total: usize = own.iter().map(|(t, _)| cols(t)).sum();
     if width == 0 || total <= width {
-        return vec![Line::from(
-            own.into_iter()
-                .map(|(t, st)| Span::styled(t, st))
-                .collect::<Vec<_>>(),
-        )
-        .style(style)];
+        return vec![
+            Line::from(
+                own.into_iter()
+                    .map(|(t, st)| Span::styled(t, st))
+                    .collect::<Vec<_>>(),
+            )
+            .style(style),
+        ];
     }
     let lead = own
         .iter()
@@ -475,7 +475,10 @@ pub fn fitted(
         let more = all.len() - (height - 1);
         all.truncate(height - 1);
         all.push(Line::styled(
-            format!("↓ {more} more line{} {hint}", if more == 1 { "" } else { "s" }),
+            format!(
+                "↓ {more} more line{} {hint}",
+                if more == 1 { "" } else { "s" }
+            ),
             style,
         ));
     } else if scroll > 0 && height > 0 && all.len() < height {
@@ -505,10 +508,7 @@ pub fn dialog(
     let hint_lines: Vec<Line<'static>> = wrap_line(hints, inner_w);
     let want = lines.len() as u16 + 1 + hint_lines.len() as u16 + 2;
     let r = centered(area, width, want);
-    let room = r
-        .height
-        .saturating_sub(2 + 1 + hint_lines.len() as u16)
-        .max(0) as usize;
+    let room = r.height.saturating_sub(2 + 1 + hint_lines.len() as u16) as usize;
     if lines.len() > room {
         lines.truncate(room.saturating_sub(1));
         lines.push(Line::raw("…"));

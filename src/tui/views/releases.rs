@@ -56,30 +56,27 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         ]));
         // Where it is live and its evidence, on a line of their own so a
         // narrow list never cuts them.
-        lines.push(Line::from(vec![
-            if live.is_empty() {
-                Span::styled("         not live anywhere", app.theme.get(Role::Muted))
-            } else {
-                Span::styled(
-                    format!(
-                        "         ● live in {}",
-                        live.iter()
-                            .map(|(e, _)| e.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                    app.theme.get(Role::GatePass),
-                )
-            },
-        ]));
+        lines.push(Line::from(vec![if live.is_empty() {
+            Span::styled("         not live anywhere", app.theme.get(Role::Muted))
+        } else {
+            Span::styled(
+                format!(
+                    "         ● live in {}",
+                    live.iter()
+                        .map(|(e, _)| e.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                app.theme.get(Role::GatePass),
+            )
+        }]));
         // Its evidence, where the line has room for it whole.
         let room = left.width.saturating_sub(2) as usize;
         let more = format!(" · {} evidence", r.evidence.len());
         if let Some(l) = lines.last_mut()
             && l.width() + more.chars().count() <= room
         {
-            l.spans
-                .push(Span::styled(more, app.theme.get(Role::Muted)));
+            l.spans.push(Span::styled(more, app.theme.get(Role::Muted)));
         }
     }
     if group.releases.is_empty() {
@@ -107,10 +104,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         )));
         let live = live_in(app, &group.app, &r.digest);
         if live.is_empty() {
-            out.push(Line::styled(
-                "live in no lane",
-                app.theme.get(Role::Muted),
-            ));
+            out.push(Line::styled("live in no lane", app.theme.get(Role::Muted)));
         }
         for (env, since) in live {
             out.push(Line::styled(

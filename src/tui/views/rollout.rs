@@ -160,7 +160,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 .get(&r.target)
                 .and_then(|t| Some(*t.back()? - *t.get(t.len().checked_sub(shown)?)?))
                 .map_or(String::new(), |d| {
-                    format!(", last {}", crate::domain::duration::format_duration(d.to_std().unwrap_or_default()))
+                    format!(
+                        ", last {}",
+                        crate::domain::duration::format_duration(d.to_std().unwrap_or_default())
+                    )
                 });
             for (label, i, floor, unit, digits) in [
                 ("  errors  ", err_i, 0.01, "", 3usize),
