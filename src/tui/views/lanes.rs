@@ -83,13 +83,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             format!(" {} ", lane.env),
             app.theme.get(Role::Title),
         ));
-        let after = lanes.len() - (first + fit).min(lanes.len());
-        if k + 1 == fit.min(lanes.len() - first) && after > 0 {
-            title.push(Span::styled(
-                format!(" {after} more ▶ "),
-                app.theme.get(Role::Badge),
-            ));
-        }
+
         let frozen: Vec<&String> = lane
             .freeze_windows
             .iter()
@@ -103,6 +97,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         if !frozen.is_empty() {
             title.push(Span::styled(" FROZEN ", app.theme.get(Role::Badge)));
             title.push(Span::raw(" "));
+        }
+        let after = lanes.len() - (first + fit).min(lanes.len());
+        if k + 1 == fit.min(lanes.len() - first) && after > 0 {
+            title.push(Span::styled(
+                format!(" {after} more ▶ "),
+                app.theme.get(Role::Badge),
+            ));
         }
         let mut lines = Vec::new();
         if let Some(from) = &lane.from {

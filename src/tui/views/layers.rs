@@ -158,7 +158,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 ));
                 let hints = if *armed {
                     Line::styled(
-                        "A rollback took this release out: enter again to go on · j/k choose · esc cancel",
+                        "Taken out by a rollback: enter again to roll back to it · esc cancel",
                         app.theme.get(Role::GateBlocked),
                     )
                 } else {

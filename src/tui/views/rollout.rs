@@ -159,6 +159,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 .rollout_times
                 .get(&r.target)
                 .and_then(|t| Some(*t.back()? - *t.get(t.len().checked_sub(shown)?)?))
+                .filter(|d| d.num_seconds() > 0)
                 .map_or(String::new(), |d| {
                     format!(
                         ", last {}",
