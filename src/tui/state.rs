@@ -680,17 +680,22 @@ pub fn why(app: &App, v: &RunView) -> Option<Vec<(String, Role)>> {
     let mut out = Vec::new();
     let blocking: Vec<&Verdict> = p.gates.iter().filter(|g| g.blocks()).collect();
     if p.decision == Decision::Deny {
+        let by = blocking
+            .iter()
+            .map(|g| g.gate.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         out.push((
-            format!(
-                "blocked by {} (capsule #{id}); no step ran",
-                blocking
-                    .iter()
-                    .map(|g| g.gate.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            if by.is_empty() {
+                format!("blocked (capsule #{id}); no step ran")
+            } else {
+                format!("blocked by {by} (capsule #{id}); no step ran")
+            },
             Role::GateBlocked,
         ));
+        if let Some(reason) = &p.reason {
+            out.push((format!("  {reason}"), Role::Text));
+        }
         for g in &blocking {
             out.push((
                 format!("  {}: {}", g.gate.as_str(), g.summary),
