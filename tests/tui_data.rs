@@ -157,3 +157,77 @@ fn the_release_a_rollback_took_out_is_marked_in_the_workbench_picker() {
         Some(Layer::Rollback { armed: true, .. })
     ));
 }
+
+#[test]
+fn a_rollback_without_to_passes_over_what_an_earlier_rollback_took_out_as_the_picker_does() {
+    let dir = init_workspace();
+    let ws = dir.path();
+    let v1 = app_image(ws, "1.0", "v1");
+    let v2 = app_image(ws, "2.0", "v2");
+    let v3 = app_image(ws, "3.0", "v3");
+    for tag in ["1.0", "2.0", "3.0"] {
+        let out = stella(ws)
+            .args([
+                "release",
+                "promote",
+                &format!("api-gateway:{tag}"),
+                "--to",
+                "dev",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", common::stderr(&out));
+    }
+    let live = |ws: &Path| {
+        cell(&snapshot(ws), "dev", "api-gateway")
+            .live
+            .as_ref()
+            .unwrap()
+            .digest
+            .to_string()
+    };
+    // 3.0 is bad: back to 2.0.
+    stella(ws)
+        .args(["release", "rollback", "api-gateway", "--env", "dev"])
+        .assert()
+        .success();
+    assert_eq!(live(ws), v2);
+    // 2.0 is bad too: the next rollback goes on back to 1.0, not to 3.0,
+    // which the first rollback took out — the picker's first choice too.
+    let snap = snapshot(ws);
+    let mut app = App::new(
+        snap,
+        Utc::now(),
+        FixedOffset::east_opt(0).unwrap(),
+        Keymap::default_keys(),
+        Theme::builtin("dark", true).unwrap(),
+    );
+    stella::tui::reduce::key(
+        &mut app,
+        KeyEvent::new(KeyCode::Char('r'), KeyModifiers::NONE),
+    );
+    let Some(Layer::Rollback { choices, .. }) = app.layers.last() else {
+        panic!("no picker")
+    };
+    let offered: Vec<String> = choices.iter().map(|c| c.digest.to_string()).collect();
+    assert_eq!(offered, vec![v1.clone(), v3.clone()]);
+    stella(ws)
+        .args(["release", "rollback", "api-gateway", "--env", "dev"])
+        .assert()
+        .success();
+    assert_eq!(live(ws), v1);
+    // Named with --to, it is still reachable.
+    stella(ws)
+        .args([
+            "release",
+            "rollback",
+            "api-gateway",
+            "--env",
+            "dev",
+            "--to",
+            &v3,
+        ])
+        .assert()
+        .success();
+    assert_eq!(live(ws), v3);
+}

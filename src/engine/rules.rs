@@ -51,6 +51,31 @@ pub fn taken_out(history: &[(Digest, DateTime<Utc>, bool)]) -> Vec<(Digest, Date
     out
 }
 
+/// The rollback choices (`rollback_choices`) in the order a picker offers
+/// them and a rollback without `--to` takes the first: releases a
+/// rollback took out of the lane (`taken_out`, as of `now`) after every
+/// other, each with when it was taken out. The workbench's picker marks
+/// those; `stella release rollback` returns to one only when nothing else
+/// is left (or when `--to` names it).
+pub fn rollback_order(
+    choices: Vec<(Digest, DateTime<Utc>)>,
+    taken_out: &[(Digest, DateTime<Utc>)],
+    now: DateTime<Utc>,
+) -> Vec<(Digest, DateTime<Utc>, Option<DateTime<Utc>>)> {
+    let mut out: Vec<(Digest, DateTime<Utc>, Option<DateTime<Utc>>)> = choices
+        .into_iter()
+        .map(|(d, since)| {
+            let out = taken_out
+                .iter()
+                .find(|(x, at)| *x == d && *at <= now)
+                .map(|(_, at)| *at);
+            (d, since, out)
+        })
+        .collect();
+    out.sort_by_key(|c| c.2.is_some());
+    out
+}
+
 /// A rollback's pin holds the lane whatever the gates say: the decision a
 /// promotion (and a gate check) gets.
 pub fn held(decision: Decision, pin: Option<&Pin>) -> Decision {
@@ -179,6 +204,18 @@ mod tests {
         assert_eq!(taken_out(&twice), vec![(d(1), t(3)), (d(2), t(2))]);
         // No rollback, nothing taken out.
         assert!(taken_out(&[(d(2), t(1), false), (d(1), t(0), false)]).is_empty());
+    }
+
+    #[test]
+    fn a_release_a_rollback_took_out_comes_last_unless_it_is_all_there_is() {
+        let choices = vec![(d(3), t(3)), (d(1), t(1))];
+        let got = rollback_order(choices.clone(), &[(d(3), t(4))], t(5));
+        assert_eq!(got, vec![(d(1), t(1), None), (d(3), t(3), Some(t(4)))]);
+        // Taken out later than `now` (a what-if): not yet.
+        let got = rollback_order(choices, &[(d(3), t(4))], t(3));
+        assert_eq!(got[0], (d(3), t(3), None));
+        let only = rollback_order(vec![(d(3), t(3))], &[(d(3), t(4))], t(5));
+        assert_eq!(only, vec![(d(3), t(3), Some(t(4)))]);
     }
 
     #[test]

@@ -920,21 +920,20 @@ fn pick_rollback(app: &mut App, a: &str, env: &str) {
         return;
     };
     let current = cell.live.as_ref().map(|l| l.digest.clone());
-    // Releases a rollback took out come last, marked (as of `now`).
-    let mut choices: Vec<RollbackChoice> =
-        rules::rollback_choices(current.as_ref(), &cell.history, app.now)
-            .into_iter()
-            .map(|(digest, since)| RollbackChoice {
-                taken_out: cell
-                    .taken_out
-                    .iter()
-                    .find(|(d, at)| *d == digest && *at <= app.now)
-                    .map(|(_, at)| *at),
-                digest,
-                since,
-            })
-            .collect();
-    choices.sort_by_key(|c| c.taken_out.is_some());
+    // Releases a rollback took out come last, marked (as of `now`): the
+    // order `stella release rollback` takes its default from.
+    let choices: Vec<RollbackChoice> = rules::rollback_order(
+        rules::rollback_choices(current.as_ref(), &cell.history, app.now),
+        &cell.taken_out,
+        app.now,
+    )
+    .into_iter()
+    .map(|(digest, since, taken_out)| RollbackChoice {
+        digest,
+        since,
+        taken_out,
+    })
+    .collect();
     if choices.is_empty() {
         app.complain(format!(
             "{a} has had no other release in {env}; nothing to roll back to"
