@@ -912,3 +912,515 @@ fn capsules_show_and_filter_by_outcome() {
             .all(|c| c.outcome == Some(stella::domain::PromotionOutcome::DeployFailed))
     );
 }
+
+/// The prod lane's first app, rolled back: 1.0 promoted, 2.0 promoted, a
+/// rollback to 1.0 an hour ago took 2.0 out; an older 0.9 before both.
+fn rolled_back_lane(a: &mut App) -> (stella::domain::Digest, stella::domain::Digest) {
+    let now = sample::now();
+    let (good, bad, older) = (sample::digest(0), sample::digest(66), sample::digest(65));
+    let lane = a.snap.lanes.iter_mut().find(|l| l.env == "prod").unwrap();
+    let cell = &mut lane.cells[0];
+    cell.live = Some(stella::tui::data::Live {
+        digest: good.clone(),
+        tag: Some("1.0".into()),
+        since: now - chrono::Duration::hours(1),
+    });
+    cell.history = vec![
+        (good.clone(), now - chrono::Duration::hours(1)),
+        (bad.clone(), now - chrono::Duration::hours(3)),
+        (good.clone(), now - chrono::Duration::days(2)),
+        (older.clone(), now - chrono::Duration::days(5)),
+    ];
+    cell.taken_out = vec![(bad.clone(), now - chrono::Duration::hours(1))];
+    a.lane = 2;
+    a.cell = 0;
+    (bad, older)
+}
+
+#[test]
+fn the_rollback_picker_marks_what_a_rollback_took_out_offers_it_last_and_asks_twice() {
+    let mut a = app();
+    let (bad, older) = rolled_back_lane(&mut a);
+    key(&mut a, KeyCode::Char('r'));
+    let Some(Layer::Rollback { choices, .. }) = a.layers.last() else {
+        panic!("no picker")
+    };
+    // The release the rollback removed comes last, marked.
+    let order: Vec<_> = choices.iter().map(|c| c.digest.clone()).collect();
+    assert_eq!(order, vec![older.clone(), bad.clone()]);
+    assert!(choices[1].taken_out.is_some() && choices[0].taken_out.is_none());
+    let t = text(&terminal(&a, 80, 24));
+    assert!(t.contains("TAKEN OUT by a rollback"), "{t}");
+    assert!(t.contains("enter roll back"), "{t}");
+    // A plain earlier release: one enter, then the confirmation.
+    key(&mut a, KeyCode::Enter);
+    assert!(matches!(a.layers.last(), Some(Layer::Confirm { .. })));
+    key(&mut a, KeyCode::Esc);
+    // The removed one: the first enter only warns…
+    key(&mut a, KeyCode::Char('r'));
+    key(&mut a, KeyCode::Char('j'));
+    assert_eq!(key(&mut a, KeyCode::Enter), vec![]);
+    assert!(matches!(
+        a.layers.last(),
+        Some(Layer::Rollback { armed: true, .. })
+    ));
+    let t = text(&terminal(&a, 80, 24));
+    assert!(t.contains("enter again"), "{t}");
+    // …the second goes on to a confirmation that says so, and `y` acts.
+    key(&mut a, KeyCode::Enter);
+    let Some(Layer::Confirm { lines, .. }) = a.layers.last() else {
+        panic!("no confirmation")
+    };
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("WARNING: a rollback took this release out"))
+    );
+    assert_eq!(
+        key(&mut a, KeyCode::Char('y')),
+        vec![Effect::Rollback {
+            app: "api-gateway".into(),
+            env: "prod".into(),
+            to: bad,
+        }]
+    );
+}
+
+#[test]
+fn dialog_key_hints_stay_visible_at_80x24() {
+    // The first blocked promote dialog: every verdict, a pin, the hints.
+    let mut a = app();
+    key(&mut a, KeyCode::Char('p'));
+    let mut g = gates();
+    g.request = match a.layers.last() {
+        Some(Layer::Promote { request, .. }) => request.clone(),
+        _ => panic!("no promote dialog"),
+    };
+    let mut vs = verdicts();
+    vs[0].reasons = (0..12)
+        .map(|i| format!("CVE-2024-{i:05} in package-{i} 1.0.{i} reachable and counted"))
+        .collect();
+    g.outcome = Ok((Decision::Deny, vs));
+    reduce::reduce(&mut a, Msg::Gates(Box::new(g)));
+    let t = text(&terminal(&a, 80, 24));
+    assert!(
+        t.contains("enter  promote") && t.contains("a  approve") && t.contains("esc  cancel"),
+        "{t}"
+    );
+    // The lanes' rollback confirmation, whose digest wraps.
+    let mut a = app();
+    key(&mut a, KeyCode::Char('r'));
+    key(&mut a, KeyCode::Enter);
+    let t = text(&terminal(&a, 80, 24));
+    assert!(t.contains("y  confirm") && t.contains("n  cancel"), "{t}");
+    // A wrapped line goes on indented under its start.
+    let digest_line = t.lines().position(|l| l.contains("to sha256:")).unwrap();
+    let next = t.lines().nth(digest_line + 1).unwrap();
+    let line = t.lines().nth(digest_line).unwrap();
+    let col = line[..line.find("to sha256:").unwrap()].chars().count();
+    let cont: Vec<char> = next.chars().skip(col).take(3).collect();
+    assert!(
+        cont[..2] == [' ', ' '] && cont[2].is_ascii_hexdigit(),
+        "{t}"
+    );
+}
+
+#[test]
+fn a_status_about_a_pause_gives_way_when_another_process_resumes_the_run() {
+    use stella::domain::RunState;
+    let mut a = app();
+    reduce::reduce(
+        &mut a,
+        Msg::Engine(EngineEvent {
+            ticket: 0,
+            kind: EventKind::Paused { promotion_id: 1000 },
+        }),
+    );
+    assert!(a.status.as_ref().unwrap().text.contains("#1000 paused"));
+    // The store says paused: the word stands.
+    let mut snap = a.snap.clone();
+    snap.promotions[0].promotion.run_state = Some(RunState::Paused);
+    reduce::reduce(&mut a, Msg::Snapshot(Box::new(snap.clone())));
+    assert!(a.status.as_ref().unwrap().text.contains("#1000 paused"));
+    // `stella promotion resume` from a shell: the store says running.
+    snap.promotions[0].promotion.run_state = Some(RunState::Running);
+    reduce::reduce(&mut a, Msg::Snapshot(Box::new(snap.clone())));
+    let s = &a.status.as_ref().unwrap().text;
+    assert!(!s.contains("paused") && s.contains("#1000 resumed"), "{s}");
+    let t = draw(&a);
+    assert!(!t.contains("#1000 paused"), "{t}");
+    // And once it ends, the line says how.
+    snap.promotions[0].promotion.state = stella::domain::PromotionState::Decided;
+    snap.promotions[0].promotion.outcome = Some(stella::domain::PromotionOutcome::Aborted);
+    reduce::reduce(&mut a, Msg::Snapshot(Box::new(snap)));
+    assert!(
+        a.status
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("#1000 ended: aborted")
+    );
+}
+
+#[test]
+fn reopening_the_filter_starts_empty() {
+    let mut a = app();
+    key(&mut a, KeyCode::Char('/'));
+    chars(&mut a, "web");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.filter, "web");
+    key(&mut a, KeyCode::Char('/'));
+    chars(&mut a, "prod");
+    assert_eq!(a.filter, "prod");
+    let Some(Layer::Input { text, .. }) = a.layers.last() else {
+        panic!("no input line")
+    };
+    assert_eq!(text, "prod");
+}
+
+#[test]
+fn freezes_end_in_both_zones_and_the_next_one_is_named_on_gates_and_in_the_promote_dialog() {
+    let local = FixedOffset::east_opt(9 * 3600).unwrap();
+    let mut a = app();
+    a.local = local;
+    // staging → prod, during the sample's one-off freeze.
+    a.lane = 1;
+    key(&mut a, KeyCode::Char('p'));
+    let mut g = gates();
+    g.request = match a.layers.last() {
+        Some(Layer::Promote { request, .. }) => request.clone(),
+        _ => panic!("no promote dialog"),
+    };
+    assert_eq!(g.request.env, "prod");
+    reduce::reduce(&mut a, Msg::Gates(Box::new(g.clone())));
+    for t in [text(&terminal(&a, 200, 60)), {
+        let mut b = app();
+        b.local = local;
+        b.screen = Screen::Gates;
+        b.gates = Some(g.clone());
+        text(&terminal(&b, 200, 60))
+    }] {
+        // The end in the window's zone and the user's (+09:00).
+        assert!(
+            t.contains("frozen by incident until Wed 2026-11-25 18:00 UTC")
+                && t.contains("(your time Thu 2026-11-26 03:00 +09:00)"),
+            "{t}"
+        );
+        // The next freeze: the Madrid weekend, in both zones.
+        assert!(
+            t.contains("next freeze: weekend from Fri 2026-11-27 18:00 CET (17:00 UTC)")
+                && t.contains("(your time Sat 2026-11-28 02:00 +09:00) until Mon 2026-11-30"),
+            "{t}"
+        );
+    }
+}
+
+#[test]
+fn at_80_columns_every_tab_and_a_sign_of_every_lane() {
+    let mut a = app();
+    let t = text(&terminal(&a, 80, 24));
+    let tabs = t.lines().next().unwrap();
+    for n in 1..=Screen::ALL.len() {
+        assert!(tabs.contains(&format!(" {n} ")), "tab {n} missing: {tabs}");
+    }
+    assert!(tabs.contains("1 Lanes"), "{tabs}");
+    // Two lanes fit; the third is named at the edge, and reached with l.
+    assert!(t.contains("1 more ▶"), "{t}");
+    key(&mut a, KeyCode::Char('l'));
+    key(&mut a, KeyCode::Char('l'));
+    let t = text(&terminal(&a, 80, 24));
+    assert!(t.contains("◀ 1 more") && t.contains(" prod "), "{t}");
+    // The current screen's tab is named in full.
+    a.screen = Screen::Rollout;
+    let t = text(&terminal(&a, 80, 24));
+    assert!(t.lines().next().unwrap().contains("7 Rollout"), "{t}");
+    // The tabs sit where a click finds them.
+    for (s, x, w) in views::tab_spans(&a, 80) {
+        let label: String = t
+            .lines()
+            .next()
+            .unwrap()
+            .chars()
+            .skip(x as usize)
+            .take(w as usize)
+            .collect();
+        assert!(
+            label.contains(&(s.index() + 1).to_string()),
+            "{s:?} at {x}: {label:?}"
+        );
+    }
+}
+
+#[test]
+fn hints_are_cut_whole_and_cancelled_steps_have_no_duration() {
+    for screen in Screen::ALL {
+        let mut a = app();
+        a.screen = screen;
+        let t = text(&terminal(&a, 80, 24));
+        let footer = t.lines().last().unwrap();
+        for cut in ["Roll back the", "Gates of the", "Promote the selected"] {
+            assert!(!footer.contains(cut), "{screen:?}: {footer}");
+        }
+        assert!(footer.starts_with("? help  ·  q quit"), "{footer}");
+        // Every part of the footer is a whole hint: a key, then words.
+        for part in footer.split("  ·  ") {
+            assert!(part.split_whitespace().count() >= 2, "{screen:?}: {footer}");
+        }
+    }
+    let mut a = app();
+    a.screen = Screen::Promotion;
+    a.run = Some(999);
+    a.snap.promotions[1].steps[2].state = StepState::Cancelled;
+    a.step = 2;
+    let t = text(&terminal(&a, 200, 60));
+    let lines: Vec<Vec<char>> = t.lines().map(|l| l.chars().collect()).collect();
+    let (row, col) = lines
+        .iter()
+        .enumerate()
+        .find_map(|(r, l)| {
+            let s: String = l.iter().collect();
+            s.find("⊘ step-002").map(|b| (r, s[..b].chars().count()))
+        })
+        .expect("the cancelled step is drawn");
+    let below: String = lines[row + 1].iter().skip(col).take(12).collect();
+    assert_eq!(below.trim(), "cancelled", "{t}");
+}
+
+#[test]
+fn the_promotion_screen_says_why_a_run_was_blocked_or_failed() {
+    use stella::domain::PromotionOutcome;
+    let mut a = app();
+    // #999, sealed in capsule #40: blocked by its gates.
+    a.snap.promotions[1].promotion.outcome = Some(PromotionOutcome::Blocked);
+    a.screen = Screen::Promotion;
+    a.run = Some(999);
+    let fx = key(&mut a, KeyCode::Char('j'));
+    assert!(fx.contains(&Effect::LoadCapsule(40)), "{fx:?}");
+    let t = text(&terminal(&a, 120, 40));
+    assert!(t.contains("reading capsule #40"), "{t}");
+    let mut st = golden_statement();
+    st.predicate.decision = Decision::Deny;
+    st.predicate.gates = verdicts();
+    reduce::reduce(
+        &mut a,
+        Msg::Capsule(Box::new(CapsuleDetail {
+            id: 40,
+            statement: Ok(st.clone()),
+        })),
+    );
+    let t = text(&terminal(&a, 120, 40));
+    assert!(
+        t.contains("blocked by approval, freeze (capsule #40)"),
+        "{t}"
+    );
+    assert!(
+        t.contains("approval: FAIL — 0 of 1 required approvals"),
+        "{t}"
+    );
+    assert!(
+        t.contains("unblock: 1 more approval from: alice@example.com"),
+        "{t}"
+    );
+    assert!(!t.contains("no output") || t.contains("blocked by"), "{t}");
+
+    // Failed while deploying: the error the engine sealed.
+    a.snap.promotions[1].promotion.outcome = Some(PromotionOutcome::DeployFailed);
+    st.predicate.decision = Decision::Allow;
+    st.predicate.gates = vec![];
+    st.predicate.reason = Some("deploy: prod-local: unpacking layer 2: disk full".into());
+    reduce::reduce(
+        &mut a,
+        Msg::Capsule(Box::new(CapsuleDetail {
+            id: 40,
+            statement: Ok(st),
+        })),
+    );
+    let t = text(&terminal(&a, 120, 40));
+    assert!(
+        t.contains("deploy-failed: deploy: prod-local: unpacking layer 2: disk full"),
+        "{t}"
+    );
+    // A run that went as asked says nothing more, and reads nothing.
+    a.snap.promotions[1].promotion.outcome = Some(PromotionOutcome::Deployed);
+    let t = text(&terminal(&a, 120, 40));
+    assert!(!t.contains("disk full"), "{t}");
+}
+
+#[test]
+fn keys_on_the_too_small_screen_do_nothing_but_quit() {
+    let mut a = app();
+    a.size = Some((60, 20));
+    for c in ['2', 'p', 'r', '/', ':', 'j', 'l'] {
+        assert!(key(&mut a, KeyCode::Char(c)).is_empty(), "{c}");
+    }
+    key(&mut a, KeyCode::Tab);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Lanes);
+    assert!(a.layers.is_empty() && (a.lane, a.cell) == (0, 0));
+    // Quitting still works; with work in flight, its question is shown
+    // and answered.
+    key(&mut a, KeyCode::Char('q'));
+    assert!(a.quit);
+    let mut b = app();
+    b.size = Some((60, 20));
+    reduce::reduce(
+        &mut b,
+        Msg::Engine(EngineEvent {
+            ticket: 0,
+            kind: EventKind::PromotionCreated {
+                promotion_id: 5,
+                app: "web".into(),
+                digest: sample::digest(7),
+                environment: "staging".into(),
+                steps: sample::graph(3),
+                critical_path: vec![],
+                targets: vec![],
+            },
+        }),
+    );
+    key(&mut b, KeyCode::Char('q'));
+    assert!(!b.quit);
+    let t = text(&terminal(&b, 60, 20));
+    assert!(t.contains("Quit with work in flight?"), "{t}");
+    key(&mut b, KeyCode::Char('y'));
+    assert_eq!(b.layers.len(), 0);
+    // Big enough again: keys act.
+    let mut c = app();
+    c.size = Some((80, 24));
+    key(&mut c, KeyCode::Char('2'));
+    assert_eq!(c.screen, Screen::Promotion);
+}
+
+#[test]
+fn sparklines_say_their_scale_and_time_and_capsule_columns_fit_their_words() {
+    let mut a = app();
+    key(&mut a, KeyCode::Char('7'));
+    let mut r = sample::rollouts();
+    reduce::reduce(&mut a, Msg::Rollouts(r.clone()));
+    for i in 1..=4 {
+        reduce::reduce(
+            &mut a,
+            Msg::Tick(sample::now() + chrono::Duration::seconds(i)),
+        );
+        r[0].stats.1.requests += 100;
+        r[0].stats.1.errors += i as u64;
+        reduce::reduce(&mut a, Msg::Rollouts(r.clone()));
+    }
+    let t = text(&terminal(&a, 120, 40));
+    assert!(t.contains(", last 4s"), "{t}");
+    assert!(t.contains("0.000–0.040"), "{t}");
+    assert!(t.contains(" ms, last 4s"), "{t}");
+
+    let mut a = app();
+    a.screen = Screen::Capsules;
+    a.snap.capsules[0].action = "canary-step".into();
+    let t = text(&terminal(&a, 200, 60));
+    let row = t.lines().find(|l| l.starts_with("│   40")).unwrap();
+    assert!(row.contains("canary-step "), "{row}");
+    let header = t.lines().find(|l| l.contains("ACTION")).unwrap();
+    let (header, row) = (
+        header.split("││").next().unwrap(),
+        row.split("││").next().unwrap(),
+    );
+    let col = |s: &str, w: &str| s[..s.find(w).unwrap()].chars().count();
+    assert_eq!(
+        col(header, "DEC"),
+        col(row, "canary-step") + "canary-step".len() + 1,
+        "{header}\n{row}"
+    );
+}
+
+#[test]
+fn releases_say_where_each_digest_is_live() {
+    let mut a = app();
+    a.screen = Screen::Releases;
+    // api-gateway: digest 0 is live in dev, 1 in staging, 2 in prod.
+    let t = text(&terminal(&a, 120, 40));
+    assert!(t.contains("● live in dev"), "{t}");
+    assert!(t.contains("● live in staging"), "{t}");
+    assert!(t.contains("live in dev since"), "{t}");
+    // billing's 1.1 is not live (the sample leaves one cell empty).
+    a.rel_app = 1;
+    let t = text(&terminal(&a, 120, 40));
+    assert!(t.contains("not live anywhere"), "{t}");
+}
+
+/// The sample with every screen's data loaded: gate verdicts, a capsule's
+/// detail, the rollouts with a few seconds of history.
+fn full_app() -> App {
+    let mut a = app();
+    a.gates = Some(gates());
+    let id = a.filtered_capsules()[0].id;
+    for c in a.snap.capsules.clone() {
+        a.verified.insert(c.id, Verification::Valid);
+    }
+    a.detail = Some(CapsuleDetail {
+        id,
+        statement: Ok(golden_statement()),
+    });
+    let mut r = sample::rollouts();
+    reduce::reduce(&mut a, Msg::Rollouts(r.clone()));
+    for i in 1..=3 {
+        reduce::reduce(
+            &mut a,
+            Msg::Tick(sample::now() + chrono::Duration::seconds(i)),
+        );
+        r[0].stats.1.requests += 100;
+        r[0].stats.1.errors += i as u64;
+        reduce::reduce(&mut a, Msg::Rollouts(r.clone()));
+    }
+    a.now = sample::now();
+    a.run = Some(1000);
+    a.step = 3;
+    a
+}
+
+#[test]
+fn every_screen_at_80x24_and_200x60() {
+    // The screens of this file (a screen added elsewhere brings its own).
+    let screens = [
+        Screen::Lanes,
+        Screen::Promotion,
+        Screen::Gates,
+        Screen::Freeze,
+        Screen::Capsules,
+        Screen::Releases,
+        Screen::Rollout,
+    ];
+    for (w, h) in [(80, 24), (200, 60)] {
+        for s in screens {
+            let mut a = full_app();
+            a.screen = s;
+            let t = text(&terminal(&a, w, h));
+            // The tab bar names every screen's number, the footer its way out.
+            let first = t.lines().next().unwrap();
+            assert!(
+                first.contains(&format!("{} {}", s.index() + 1, s.title())),
+                "{first}"
+            );
+            assert!(t.lines().last().unwrap().contains("q quit"), "{t}");
+            insta::assert_snapshot!(format!("{}_{w}x{h}", s.name()), t);
+        }
+        // The layers, over the Lanes screen.
+        let mut a = full_app();
+        key(&mut a, KeyCode::Char('p'));
+        let mut g = gates();
+        g.request = match a.layers.last() {
+            Some(Layer::Promote { request, .. }) => request.clone(),
+            _ => panic!("no promote dialog"),
+        };
+        reduce::reduce(&mut a, Msg::Gates(Box::new(g)));
+        insta::assert_snapshot!(format!("promote_{w}x{h}"), text(&terminal(&a, w, h)));
+        let mut a = full_app();
+        key(&mut a, KeyCode::Char('r'));
+        insta::assert_snapshot!(
+            format!("rollback_picker_{w}x{h}"),
+            text(&terminal(&a, w, h))
+        );
+        key(&mut a, KeyCode::Enter);
+        insta::assert_snapshot!(format!("confirm_{w}x{h}"), text(&terminal(&a, w, h)));
+        let mut a = full_app();
+        key(&mut a, KeyCode::Char('?'));
+        insta::assert_snapshot!(format!("help_{w}x{h}"), text(&terminal(&a, w, h)));
+    }
+}

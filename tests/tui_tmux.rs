@@ -243,3 +243,48 @@ fn a_promotion_from_another_process_shows_up_in_a_running_workbench() {
     assert!(screen.contains("staging"), "{screen}");
     s.keys(&["q"]);
 }
+
+#[test]
+fn keys_on_the_too_small_screen_do_nothing_but_quit() {
+    if !common::require(&["tmux"]) {
+        return;
+    }
+    let parent = tempfile::tempdir().unwrap();
+    let ws = parent.path().join("demo");
+    common::stella(parent.path())
+        .args(["demo", "demo", "--no-open"])
+        .assert()
+        .success();
+    let s = Session::start("stella-small", &ws, &format!("{} tui; sleep 5", binary()));
+    s.wait_for("1 Lanes");
+    let resize = |w: &str, h: &str| {
+        assert!(
+            Command::new("tmux")
+                .args(["resize-window", "-t", &s.name, "-x", w, "-y", h])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    resize("60", "20");
+    s.wait_for("Terminal too small");
+    // Keys that would open the Promotion screen, the promote dialog and
+    // the command line: none of them acts unseen.
+    s.keys(&["2", "p", ":"]);
+    resize("120", "40");
+    let screen = s.wait_for("In flight");
+    assert!(
+        !screen.contains(" Promote ") && !screen.contains("log (j/k"),
+        "{screen}"
+    );
+    // Quitting works from the small screen.
+    resize("60", "20");
+    s.wait_for("Terminal too small");
+    s.keys(&["q"]);
+    // The workbench leaves: its screen goes.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.screen().contains("Terminal too small") {
+        assert!(Instant::now() < deadline, "q did not quit: {}", s.screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -34,6 +34,10 @@ pub struct Cell {
     /// Every digest that was live here, newest first (for rollback).
     #[serde(serialize_with = "history_json")]
     pub history: Vec<(Digest, DateTime<Utc>)>,
+    /// The releases a rollback took out of this lane, with when
+    /// (`rules::taken_out`): a rollback picker marks them.
+    #[serde(skip)]
+    pub taken_out: Vec<(Digest, DateTime<Utc>)>,
     pub health: Health,
     /// The pin a rollback holds here, if any.
     pub pin: Option<crate::store::Pin>,
@@ -50,7 +54,8 @@ pub struct Live {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
-    /// Every `dir` target serves the live digest.
+    /// Every `dir` target serves the live digest, and every routed one
+    /// (router, nginx) holds it in its stable slot.
     Serving,
     /// A target serves something else (or nothing).
     Drift,
@@ -111,24 +116,35 @@ pub fn lanes(
                 digest: l.digest,
                 since: l.since,
             });
-            let history = store
-                .live_history(env, app)?
-                .into_iter()
-                .map(|l| (l.digest, l.since))
-                .collect();
+            let records = store.live_history(env, app)?;
+            let taken_out = super::rules::taken_out(
+                &records
+                    .iter()
+                    .map(|l| (l.digest.clone(), l.since, l.source == "rollback"))
+                    .collect::<Vec<_>>(),
+            );
+            let history = records.into_iter().map(|l| (l.digest, l.since)).collect();
             let last = store.recent_promotions(Some(env), Some(app), 1)?.pop();
             let health = match &live {
                 None => Health::Unknown,
                 Some(l) => {
+                    // What each target serves: a `dir` target its
+                    // `current` release; a routed one (router, nginx) the
+                    // release in its stable slot, while its controller
+                    // runs (an nginx stella does not run has none).
                     let dirs: Vec<Option<Digest>> = cfg
                         .targets
                         .iter()
-                        .filter_map(|t| config.targets.get(t.get_ref()))
-                        .filter_map(|t| match t {
-                            crate::config::Target::Dir(u) => Some(u),
-                            _ => None,
+                        .filter_map(|t| Some((t.get_ref(), config.targets.get(t.get_ref())?)))
+                        .filter_map(|(name, t)| match t {
+                            crate::config::Target::Dir(u) => {
+                                Some(crate::engine::deploy::dir_target(config, u, app).current())
+                            }
+                            crate::config::Target::Router(_) | crate::config::Target::Nginx(..) => {
+                                Some(routed_serves(config, name, t))
+                            }
+                            crate::config::Target::Script(_) => None,
                         })
-                        .map(|u| crate::engine::deploy::dir_target(config, u, app).current())
                         .collect();
                     if dirs.is_empty() {
                         Health::Unknown
@@ -144,6 +160,7 @@ pub fn lanes(
                 live,
                 last,
                 history,
+                taken_out,
                 health,
                 pin: pins.remove(&(env.clone(), app.clone())),
             });
@@ -164,6 +181,19 @@ pub fn lanes(
     }
 
     Ok(lanes)
+}
+
+/// The release a routed target serves in its stable slot, read from the
+/// routes file its controller keeps; `None` when its controller is not
+/// running (an nginx stella does not run needs none).
+fn routed_serves(config: &Config, name: &str, target: &crate::config::Target) -> Option<Digest> {
+    use crate::deploy::routed;
+    let dir = routed::state_dir(&config.root, name);
+    let existing = matches!(target, crate::config::Target::Nginx(_, Some(_)));
+    if !existing && routed::running_pid(&dir).is_none() {
+        return None;
+    }
+    routed::read_state(&dir).ok()?.stable.map(|s| s.digest)
 }
 
 /// What a routed target keeps, as the rollout views read it.

@@ -98,17 +98,29 @@ pub fn plan(
             }
             d.clone()
         }
-        None => super::rules::rollback_choices(
-            Some(&current.digest),
-            &history
-                .iter()
-                .map(|l| (l.digest.clone(), l.since))
-                .collect::<Vec<_>>(),
+        // The newest earlier release, passing over those an earlier
+        // rollback took out while any other is left (as the workbench's
+        // picker orders them).
+        None => super::rules::rollback_order(
+            super::rules::rollback_choices(
+                Some(&current.digest),
+                &history
+                    .iter()
+                    .map(|l| (l.digest.clone(), l.since))
+                    .collect::<Vec<_>>(),
+                now,
+            ),
+            &super::rules::taken_out(
+                &history
+                    .iter()
+                    .map(|l| (l.digest.clone(), l.since, l.source == "rollback"))
+                    .collect::<Vec<_>>(),
+            ),
             now,
         )
         .into_iter()
         .next()
-        .map(|(d, _)| d)
+        .map(|(d, _, _)| d)
         .ok_or_else(|| {
             EngineError::error(format!(
                 "{} has had only one release in {}; there is no earlier one",

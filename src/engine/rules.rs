@@ -27,6 +27,55 @@ pub fn rollback_choices(
     out
 }
 
+/// The releases a rollback took out of a lane, each with when: walking
+/// `history` (newest first, each record with whether a rollback wrote it),
+/// a rollback takes out the release live just before it; a later
+/// promotion of that release (not a rollback) clears it. What a rollback
+/// picker marks, so the release an earlier rollback removed is never
+/// offered as if it were a plain earlier one.
+pub fn taken_out(history: &[(Digest, DateTime<Utc>, bool)]) -> Vec<(Digest, DateTime<Utc>)> {
+    let mut out: Vec<(Digest, DateTime<Utc>)> = Vec::new();
+    let mut previous: Option<&Digest> = None;
+    for (d, since, by_rollback) in history.iter().rev() {
+        if *by_rollback {
+            if let Some(p) = previous.filter(|p| *p != d) {
+                out.retain(|(x, _)| x != p);
+                out.push((p.clone(), *since));
+            }
+        } else {
+            out.retain(|(x, _)| x != d);
+        }
+        previous = Some(d);
+    }
+    out.reverse();
+    out
+}
+
+/// The rollback choices (`rollback_choices`) in the order a picker offers
+/// them and a rollback without `--to` takes the first: releases a
+/// rollback took out of the lane (`taken_out`, as of `now`) after every
+/// other, each with when it was taken out. The workbench's picker marks
+/// those; `stella release rollback` returns to one only when nothing else
+/// is left (or when `--to` names it).
+pub fn rollback_order(
+    choices: Vec<(Digest, DateTime<Utc>)>,
+    taken_out: &[(Digest, DateTime<Utc>)],
+    now: DateTime<Utc>,
+) -> Vec<(Digest, DateTime<Utc>, Option<DateTime<Utc>>)> {
+    let mut out: Vec<(Digest, DateTime<Utc>, Option<DateTime<Utc>>)> = choices
+        .into_iter()
+        .map(|(d, since)| {
+            let out = taken_out
+                .iter()
+                .find(|(x, at)| *x == d && *at <= now)
+                .map(|(_, at)| *at);
+            (d, since, out)
+        })
+        .collect();
+    out.sort_by_key(|c| c.2.is_some());
+    out
+}
+
 /// A rollback's pin holds the lane whatever the gates say: the decision a
 /// promotion (and a gate check) gets.
 pub fn held(decision: Decision, pin: Option<&Pin>) -> Decision {
@@ -138,6 +187,35 @@ mod tests {
         let got = rollback_choices(Some(&d(3)), &history, t(5));
         assert_eq!(got, vec![(d(2), t(2)), (d(1), t(0))]);
         assert!(rollback_choices(Some(&d(1)), &[(d(1), t(0))], t(5)).is_empty());
+    }
+
+    #[test]
+    fn a_rollback_takes_out_the_release_before_it_until_it_is_promoted_again() {
+        // 1 promoted, 2 promoted, rolled back to 1: 2 is taken out.
+        let h = vec![(d(1), t(2), true), (d(2), t(1), false), (d(1), t(0), false)];
+        assert_eq!(taken_out(&h), vec![(d(2), t(2))]);
+        // 2 promoted again on purpose: no longer taken out.
+        let mut again = vec![(d(2), t(3), false)];
+        again.extend(h.clone());
+        assert!(taken_out(&again).is_empty());
+        // Back and forth: each rollback takes out the one before it.
+        let mut twice = vec![(d(2), t(3), true)];
+        twice.extend(h);
+        assert_eq!(taken_out(&twice), vec![(d(1), t(3)), (d(2), t(2))]);
+        // No rollback, nothing taken out.
+        assert!(taken_out(&[(d(2), t(1), false), (d(1), t(0), false)]).is_empty());
+    }
+
+    #[test]
+    fn a_release_a_rollback_took_out_comes_last_unless_it_is_all_there_is() {
+        let choices = vec![(d(3), t(3)), (d(1), t(1))];
+        let got = rollback_order(choices.clone(), &[(d(3), t(4))], t(5));
+        assert_eq!(got, vec![(d(1), t(1), None), (d(3), t(3), Some(t(4)))]);
+        // Taken out later than `now` (a what-if): not yet.
+        let got = rollback_order(choices, &[(d(3), t(4))], t(3));
+        assert_eq!(got[0], (d(3), t(3), None));
+        let only = rollback_order(vec![(d(3), t(3))], &[(d(3), t(4))], t(5));
+        assert_eq!(only, vec![(d(3), t(3), Some(t(4)))]);
     }
 
     #[test]

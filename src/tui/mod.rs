@@ -214,11 +214,13 @@ fn spawn_watcher(ctx: effects::Context) {
 fn term_event(app: &mut App, ev: TermEvent, width: u16) -> Vec<state::Effect> {
     match ev {
         TermEvent::Key(k) if k.kind != KeyEventKind::Release => reduce::key(app, k),
+        // The "too small" screen shows nothing to click.
+        TermEvent::Mouse(_) if app.too_small() => vec![],
         TermEvent::Mouse(m) => match m.kind {
             MouseEventKind::ScrollDown => reduce::act(app, Action::Down),
             MouseEventKind::ScrollUp => reduce::act(app, Action::Up),
             MouseEventKind::Down(ct::MouseButton::Left) if m.row == 0 => {
-                match views::tab_spans(app)
+                match views::tab_spans(app, width)
                     .into_iter()
                     .find(|(_, x, w)| m.column >= *x && m.column < x + w)
                 {
@@ -360,7 +362,12 @@ pub fn run(ws: Workspace, config: Config, opts: Options) -> Result<(), EngineErr
                 tokio::time::sleep(wait).await;
             }
             while let Ok(ev) = rx.try_recv() {
-                handle(&ctx, &mut app, ev, terminal.size().map_or(0, |s| s.width));
+                handle(
+                    &ctx,
+                    &mut app,
+                    ev,
+                    terminal.size().ok().map(|s| (s.width, s.height)),
+                );
             }
             if app.quit {
                 break Ok(());
@@ -372,9 +379,19 @@ pub fn run(ws: Workspace, config: Config, opts: Options) -> Result<(), EngineErr
             let Some(ev) = rx.recv().await else {
                 break Ok(());
             };
-            handle(&ctx, &mut app, ev, terminal.size().map_or(0, |s| s.width));
+            handle(
+                &ctx,
+                &mut app,
+                ev,
+                terminal.size().ok().map(|s| (s.width, s.height)),
+            );
             while let Ok(ev) = rx.try_recv() {
-                handle(&ctx, &mut app, ev, terminal.size().map_or(0, |s| s.width));
+                handle(
+                    &ctx,
+                    &mut app,
+                    ev,
+                    terminal.size().ok().map(|s| (s.width, s.height)),
+                );
             }
             if app.quit {
                 break Ok(());
@@ -393,7 +410,12 @@ pub fn run(ws: Workspace, config: Config, opts: Options) -> Result<(), EngineErr
     })
 }
 
-fn handle(ctx: &effects::Context, app: &mut App, ev: Inbound, width: u16) {
+fn handle(ctx: &effects::Context, app: &mut App, ev: Inbound, size: Option<(u16, u16)>) {
+    // A resize lands here too: the size is read before every event.
+    if size.is_some() {
+        app.size = size;
+    }
+    let width = size.map_or(0, |s| s.0);
     let effects = match ev {
         Inbound::Term(t) => term_event(app, t, width),
         Inbound::Msg(m) => reduce::reduce(app, m),

@@ -6,7 +6,9 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::action::{Action, Screen};
 use super::keymap::Key;
-use super::state::{App, Effect, GateRequest, InputKind, Layer, Msg, ReplayState, reduce_engine};
+use super::state::{
+    App, Effect, GateRequest, InputKind, Layer, Msg, ReplayState, RollbackChoice, reduce_engine,
+};
 use crate::domain::{CanaryPhase, OperatorRequest, PromotionState, RunState};
 use crate::engine::rules::{self, CanaryChange, RolloutRollback};
 
@@ -35,9 +37,13 @@ pub fn reduce(app: &mut App, msg: Msg) -> Vec<Effect> {
         Msg::Snapshot(s) => {
             app.snap = *s;
             clamp(app);
+            app.refresh_status();
             let mut fx = Vec::new();
             if app.screen == Screen::Capsules {
                 fx.extend(capsule_effects(app));
+            }
+            if app.screen == Screen::Promotion {
+                fx.extend(log_effect(app));
             }
             fx
         }
@@ -56,6 +62,10 @@ pub fn reduce(app: &mut App, msg: Msg) -> Vec<Effect> {
             if app.loading_capsule == Some(d.id) {
                 app.loading_capsule = None;
             }
+            if app.statements.len() >= 64 {
+                app.statements.clear();
+            }
+            app.statements.insert(d.id, d.statement.clone());
             app.detail = Some(*d);
             vec![]
         }
@@ -106,10 +116,13 @@ pub fn reduce(app: &mut App, msg: Msg) -> Vec<Effect> {
                     None => [0.0; 4],
                 };
                 let h = app.rollout_history.entry(r.target.clone()).or_default();
+                let times = app.rollout_times.entry(r.target.clone()).or_default();
                 if h.len() >= 60 {
                     h.pop_front();
+                    times.pop_front();
                 }
                 h.push_back(point);
+                times.push_back(app.now);
             }
             app.rollouts = list;
             app.rollout = app.rollout.min(app.rollouts.len().saturating_sub(1));
@@ -135,6 +148,24 @@ fn clamp(app: &mut App) {
 /// A key, to the top layer or the screen. A key press also dismisses the
 /// last status message, so the hint line comes back.
 pub fn key(app: &mut App, ev: KeyEvent) -> Vec<Effect> {
+    // On the "too small" screen nothing is seen, so nothing acts but
+    // quitting: its key, and the answer to its question (work in flight).
+    if app.too_small() {
+        let quitting = matches!(
+            app.layers.last(),
+            Some(Layer::Confirm {
+                effect: Effect::Quit,
+                ..
+            })
+        );
+        if !quitting {
+            let k = Key::of(&ev);
+            return match app.keymap.lookup(app.screen.name(), k) {
+                Some(Action::Quit) => act(app, Action::Quit),
+                _ => vec![],
+            };
+        }
+    }
     app.status = None;
     if let Some(top) = app.layers.last_mut() {
         match top {
@@ -247,23 +278,44 @@ pub fn key(app: &mut App, ev: KeyEvent) -> Vec<Effect> {
                 env,
                 choices,
                 sel,
+                armed,
             } => {
                 match ev.code {
                     KeyCode::Char('j') | KeyCode::Down => {
-                        *sel = (*sel + 1).min(choices.len().saturating_sub(1))
+                        *sel = (*sel + 1).min(choices.len().saturating_sub(1));
+                        *armed = false;
                     }
-                    KeyCode::Char('k') | KeyCode::Up => *sel = sel.saturating_sub(1),
+                    KeyCode::Char('k') | KeyCode::Up => {
+                        *sel = sel.saturating_sub(1);
+                        *armed = false;
+                    }
                     KeyCode::Enter => {
-                        if let Some((d, _)) = choices.get(*sel) {
-                            let (a, env, d) = (a.clone(), env.clone(), d.clone());
+                        if let Some(c) = choices.get(*sel) {
+                            // A release a rollback took out is asked for
+                            // twice: here, then in the confirmation.
+                            if c.taken_out.is_some() && !*armed {
+                                *armed = true;
+                                return vec![];
+                            }
+                            let (a, env, c) = (a.clone(), env.clone(), c.clone());
                             app.layers.pop();
+                            let mut lines = vec![format!("to {}", c.digest)];
+                            if let Some(t) = c.taken_out {
+                                lines.push(format!(
+                                    "WARNING: a rollback took this release out of {env} on {} ({} ago).",
+                                    t.format("%Y-%m-%d %H:%M UTC"),
+                                    crate::tui::views::age(app.now, t)
+                                ));
+                            }
+                            lines.push("The current release stops serving; the rollback is sealed in a capsule and pins the lane.".into());
                             app.layers.push(Layer::Confirm {
                                 title: format!("Roll back {a} in {env}?"),
-                                lines: vec![
-                                    format!("to {d}"),
-                                    "The current release stops serving; the rollback is sealed in a capsule and pins the lane.".into(),
-                                ],
-                                effect: Effect::Rollback { app: a, env, to: d },
+                                lines,
+                                effect: Effect::Rollback {
+                                    app: a,
+                                    env,
+                                    to: c.digest,
+                                },
                             });
                         }
                     }
@@ -418,13 +470,20 @@ fn log_effect(app: &App) -> Vec<Effect> {
     let Some(view) = selected_run(app).and_then(|id| app.run_view(id)) else {
         return vec![];
     };
-    match view.nodes.get(app.step).and_then(|n| n.log_digest.as_ref()) {
+    let mut fx = match view.nodes.get(app.step).and_then(|n| n.log_digest.as_ref()) {
         Some(d) => match d.parse::<crate::domain::Digest>() {
             Ok(d) if !app.logs.contains_key(&d) => vec![Effect::LoadLog(d)],
             _ => vec![],
         },
         None => vec![],
+    };
+    // A run that was blocked or failed says why: its capsule is read.
+    if crate::tui::state::why(app, &view).is_none()
+        && let Some(c) = view.capsule
+    {
+        fx.push(Effect::LoadCapsule(c));
     }
+    fx
 }
 
 /// What this workbench runs that quitting would stop, one line each.
@@ -477,9 +536,12 @@ pub fn act(app: &mut App, a: Action) -> Vec<Effect> {
             if app.screen != Screen::Capsules {
                 app.screen = Screen::Capsules;
             }
+            // A fresh filter each time: typing never appends to the last.
+            app.filter.clear();
+            app.capsule = 0;
             app.layers.push(Layer::Input {
                 kind: InputKind::Filter,
-                text: app.filter.clone(),
+                text: String::new(),
             });
             vec![]
         }
@@ -534,7 +596,13 @@ pub fn act(app: &mut App, a: Action) -> Vec<Effect> {
                     return release_effects(app);
                 }
                 Screen::Rollout => move_sel(&mut app.rollout, app.rollouts.len(), down),
-                Screen::Gates | Screen::Freeze => {}
+                Screen::Gates | Screen::Freeze => {
+                    app.scroll = if down {
+                        app.scroll.saturating_add(1).min(500)
+                    } else {
+                        app.scroll.saturating_sub(1)
+                    };
+                }
             }
             vec![]
         }
@@ -822,6 +890,7 @@ fn no_request_reason(app: &App) -> String {
 
 /// What a screen loads when it opens.
 fn on_enter(app: &mut App) -> Vec<Effect> {
+    app.scroll = 0;
     match app.screen {
         Screen::Capsules => capsule_effects(app),
         Screen::Gates => match app.selected_request() {
@@ -851,7 +920,20 @@ fn pick_rollback(app: &mut App, a: &str, env: &str) {
         return;
     };
     let current = cell.live.as_ref().map(|l| l.digest.clone());
-    let choices = rules::rollback_choices(current.as_ref(), &cell.history, app.now);
+    // Releases a rollback took out come last, marked (as of `now`): the
+    // order `stella release rollback` takes its default from.
+    let choices: Vec<RollbackChoice> = rules::rollback_order(
+        rules::rollback_choices(current.as_ref(), &cell.history, app.now),
+        &cell.taken_out,
+        app.now,
+    )
+    .into_iter()
+    .map(|(digest, since, taken_out)| RollbackChoice {
+        digest,
+        since,
+        taken_out,
+    })
+    .collect();
     if choices.is_empty() {
         app.complain(format!(
             "{a} has had no other release in {env}; nothing to roll back to"
@@ -863,6 +945,7 @@ fn pick_rollback(app: &mut App, a: &str, env: &str) {
         env: env.to_owned(),
         choices,
         sel: 0,
+        armed: false,
     });
 }
 

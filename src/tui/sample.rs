@@ -149,6 +149,7 @@ pub fn snapshot(apps: usize, steps: usize) -> Snapshot {
                     (d.clone(), now - Duration::hours(3)),
                     (digest(900 + a as u64), now - Duration::days(3)),
                 ],
+                taken_out: vec![],
                 health: if a == 2 && e == 2 {
                     Health::Drift
                 } else {

@@ -167,13 +167,27 @@ pub enum Layer {
     Rollback {
         app: String,
         env: String,
-        choices: Vec<(Digest, DateTime<Utc>)>,
+        choices: Vec<RollbackChoice>,
         sel: usize,
+        /// `enter` was pressed once on a release a rollback took out: the
+        /// next `enter` goes on to the confirmation.
+        armed: bool,
     },
     Input {
         kind: InputKind,
         text: String,
     },
+}
+
+/// A release the rollback picker offers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollbackChoice {
+    pub digest: Digest,
+    /// When it went live in the lane (its latest time).
+    pub since: DateTime<Utc>,
+    /// When a rollback took it out of the lane, if one did: it is offered
+    /// last, marked, and asked for twice.
+    pub taken_out: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -227,6 +241,8 @@ pub struct RunView {
     pub critical: Vec<String>,
     pub live: bool,
     pub paused: bool,
+    /// The capsule that sealed how it ended, once sealed.
+    pub capsule: Option<i64>,
 }
 
 /// Where a promotion stands, as every screen shows it: its outcome once
@@ -287,6 +303,10 @@ impl std::fmt::Display for RunStatus {
 pub struct Status {
     pub text: String,
     pub error: bool,
+    /// The run and the pause state the text speaks of: a snapshot that
+    /// shows the run otherwise (resumed or ended from another process)
+    /// replaces the text, so it never goes stale.
+    pub run: Option<(i64, bool)>,
 }
 
 pub struct App {
@@ -328,6 +348,17 @@ pub struct App {
     /// Per target: the last minute of (stable, candidate) error rate and
     /// p95, one point per refresh, for the sparklines.
     pub rollout_history: HashMap<String, std::collections::VecDeque<[f64; 4]>>,
+    /// When each target's history points were taken, oldest first.
+    pub rollout_times: HashMap<String, std::collections::VecDeque<DateTime<Utc>>>,
+    /// The terminal's size as last seen (columns, rows); `None` until the
+    /// loop has looked.
+    pub size: Option<(u16, u16)>,
+    /// Capsules' statements read for the Promotion screen (why a run was
+    /// blocked or failed), by capsule id; a few dozen at most.
+    pub statements: HashMap<i64, Result<Statement, String>>,
+    /// How far the Gates screen and the Freeze screen's windows are
+    /// scrolled (j/k); back to the top on another screen.
+    pub scroll: u16,
 }
 
 impl App {
@@ -341,6 +372,7 @@ impl App {
         let status = (!theme.warnings.is_empty()).then(|| Status {
             text: format!("theme: {}", theme.warnings.join("; ")),
             error: true,
+            run: None,
         });
         // The calendar opens on the first lane that can be frozen.
         let freeze_env = snap
@@ -381,7 +413,18 @@ impl App {
             rollouts: vec![],
             rollout: 0,
             rollout_history: HashMap::new(),
+            rollout_times: HashMap::new(),
+            size: None,
+            statements: HashMap::new(),
+            scroll: 0,
         }
+    }
+
+    /// Whether the terminal is smaller than the workbench draws in: then
+    /// only quitting (and answering its question) acts.
+    pub fn too_small(&self) -> bool {
+        self.size
+            .is_some_and(|(w, h)| w < super::views::MIN_WIDTH || h < super::views::MIN_HEIGHT)
     }
 
     /// The pin a rollback holds on `app` in `env`, if any.
@@ -401,6 +444,7 @@ impl App {
         self.status = Some(Status {
             text: text.into(),
             error: false,
+            run: None,
         });
     }
 
@@ -408,7 +452,56 @@ impl App {
         self.status = Some(Status {
             text: text.into(),
             error: true,
+            run: None,
         });
+    }
+
+    /// A word about run `id` being paused (or running): kept only while
+    /// the run stays so (see `refresh_status`).
+    pub fn say_run(&mut self, id: i64, paused: bool, text: impl Into<String>) {
+        self.status = Some(Status {
+            text: text.into(),
+            error: false,
+            run: Some((id, paused)),
+        });
+    }
+
+    /// After a new snapshot: a status line about a run's pause that the
+    /// store now contradicts (resumed, paused or ended by another
+    /// process) is replaced by what the store says.
+    pub fn refresh_status(&mut self) {
+        let Some((id, paused)) = self.status.as_ref().and_then(|s| s.run) else {
+            return;
+        };
+        // A run this process drives says so by its own events.
+        if self.live.get(&id).is_some_and(|r| r.finished.is_none()) {
+            return;
+        }
+        let Some(p) = self
+            .snap
+            .promotions
+            .iter()
+            .map(|r| &r.promotion)
+            .find(|p| p.id == id)
+        else {
+            return;
+        };
+        let status = RunStatus::of(p);
+        if p.state != PromotionState::Running {
+            self.say(format!("promotion #{id} ended: {status}"));
+            return;
+        }
+        let now_paused = p.run_state == Some(RunState::Paused);
+        if now_paused != paused {
+            self.say_run(
+                id,
+                now_paused,
+                format!(
+                    "promotion #{id} {} (by another process)",
+                    if now_paused { "paused" } else { "resumed" }
+                ),
+            );
+        }
     }
 
     /// The lane that promotes from lane `i`, if any.
@@ -509,6 +602,11 @@ impl App {
                 critical,
                 live: l.finished.is_none(),
                 paused: l.paused,
+                capsule: l
+                    .capsule
+                    .as_ref()
+                    .map(|c| c.0)
+                    .or(stored.and_then(|s| s.capsule)),
             });
         }
         stored.map(run_view_of)
@@ -551,7 +649,78 @@ fn run_view_of(r: &RunInfo) -> RunView {
         critical: r.critical_path.clone(),
         live: false,
         paused: p.run_state == Some(RunState::Paused),
+        capsule: r.capsule,
     }
+}
+
+/// Why a run ended as it did, from its sealed capsule: the blocking
+/// gates' summaries, reasons and what unblocks them, or the failure the
+/// engine recorded. Empty for a run that went as asked, or whose capsule
+/// is not read yet (`None`: ask for it).
+pub fn why(app: &App, v: &RunView) -> Option<Vec<(String, Role)>> {
+    let RunStatus::Ended(outcome) = v.state else {
+        return Some(vec![]);
+    };
+    if outcome.succeeded() {
+        return Some(vec![]);
+    }
+    let Some(id) = v.capsule else {
+        return Some(vec![]);
+    };
+    let st = match app.statements.get(&id)? {
+        Ok(st) => st,
+        Err(e) => {
+            return Some(vec![(
+                format!("capsule #{id} cannot be read: {e}"),
+                Role::StatusError,
+            )]);
+        }
+    };
+    let p = &st.predicate;
+    let mut out = Vec::new();
+    let blocking: Vec<&Verdict> = p.gates.iter().filter(|g| g.blocks()).collect();
+    if p.decision == Decision::Deny {
+        let by = blocking
+            .iter()
+            .map(|g| g.gate.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.push((
+            if by.is_empty() {
+                format!("blocked (capsule #{id}); no step ran")
+            } else {
+                format!("blocked by {by} (capsule #{id}); no step ran")
+            },
+            Role::GateBlocked,
+        ));
+        if let Some(reason) = &p.reason {
+            out.push((format!("  {reason}"), Role::Text));
+        }
+        for g in &blocking {
+            out.push((
+                format!("  {}: {}", g.gate.as_str(), g.summary),
+                Role::GateBlocked,
+            ));
+            for r in g.reasons.iter().take(3) {
+                out.push((format!("    {r}"), Role::Text));
+            }
+            for u in &g.unblock {
+                out.push((format!("    unblock: {u}"), Role::GateWarn));
+            }
+        }
+    }
+    if let Some(reason) = &p.reason
+        && p.decision != Decision::Deny
+    {
+        out.push((format!("{outcome}: {reason}"), outcome_role(outcome)));
+    }
+    if out.is_empty() {
+        out.push((
+            format!("{outcome}; capsule #{id} says no more"),
+            outcome_role(outcome),
+        ));
+    }
+    Some(out)
 }
 
 /// Layers of a DAG: each step one column after the deepest step it needs.
@@ -698,10 +867,14 @@ pub fn reduce_engine(app: &mut App, ev: EngineEvent) -> Vec<Effect> {
             if let Some(r) = app.live.get_mut(&promotion_id) {
                 r.paused = paused;
             }
-            app.say(format!(
-                "promotion #{promotion_id} {}",
-                if paused { "paused" } else { "resumed" }
-            ));
+            app.say_run(
+                promotion_id,
+                paused,
+                format!(
+                    "promotion #{promotion_id} {}",
+                    if paused { "paused" } else { "resumed" }
+                ),
+            );
         }
         EventKind::Aborting { promotion_id } => {
             app.say(format!(

@@ -6,7 +6,7 @@ use chrono::SecondsFormat;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Wrap};
+use ratatui::widgets::Paragraph;
 
 use super::{block, selected, verdict_lines};
 use crate::domain::PromotionOutcome;
@@ -24,13 +24,63 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let rows = app.filtered_capsules();
     let height = list.height.saturating_sub(3) as usize;
     let start = app.capsule.saturating_sub(height.saturating_sub(1));
-    let mut lines = vec![Line::styled(
-        format!(
-            "{:>5} {:<2} {:<9} {:<12} {:<9} {:<6} {:<15} DIGEST",
-            "ID", "", "ENV", "APP", "ACTION", "DEC", "OUTCOME"
-        ),
-        app.theme.get(Role::Muted),
-    )];
+    // Columns as wide as what they hold in view (`canary-step` too),
+    // within bounds, so no word runs into the next column.
+    let fit = |f: &dyn Fn(&crate::store::CapsuleRow) -> usize, min: usize, max: usize| {
+        rows.iter()
+            .skip(start)
+            .take(height)
+            .map(|c| f(c))
+            .max()
+            .unwrap_or(0)
+            .clamp(min, max)
+    };
+    let env_w = fit(&|c| c.environment.chars().count(), 7, 16);
+    let app_w = fit(&|c| c.app.chars().count(), 8, 24);
+    let act_w = fit(&|c| c.action.chars().count(), 6, 16);
+    let cut = |s: &str, w: usize| -> String {
+        if s.chars().count() > w {
+            let mut t: String = s.chars().take(w.saturating_sub(1)).collect();
+            t.push('…');
+            t
+        } else {
+            s.to_owned()
+        }
+    };
+    let out_w = fit(
+        &|c| c.outcome.map_or(1, |o| o.as_str().chars().count()),
+        7,
+        15,
+    );
+    // Whole columns only: where the list is narrow, the least needed go
+    // first (the digest, the decision, the environment: the detail on the
+    // right says them), never a column cut in half.
+    let inner = list.width.saturating_sub(2) as usize;
+    let base = 5 + 1 + 3 + (app_w + 1) + (act_w + 1) + (out_w + 1);
+    let mut room = inner.saturating_sub(base);
+    let mut take = |w: usize| {
+        let yes = room >= w;
+        if yes {
+            room -= w;
+        }
+        yes
+    };
+    let show_env = take(env_w + 1);
+    let show_dec = take(7);
+    let show_digest = take(12);
+    let mut head = format!("{:>5} {:<2} ", "ID", "");
+    if show_env {
+        head.push_str(&format!("{:<env_w$} ", "ENV"));
+    }
+    head.push_str(&format!("{:<app_w$} {:<act_w$} ", "APP", "ACTION"));
+    if show_dec {
+        head.push_str(&format!("{:<6} ", "DEC"));
+    }
+    head.push_str(&format!("{:<out_w$} ", "OUTCOME"));
+    if show_digest {
+        head.push_str("DIGEST");
+    }
+    let mut lines = vec![Line::styled(head, app.theme.get(Role::Muted))];
     for (i, c) in rows.iter().enumerate().skip(start).take(height) {
         let (mark, role) = match app.verified.get(&c.id) {
             Some(Verification::Valid) => ("✓", Role::GatePass),
@@ -38,14 +88,26 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             None => ("…", Role::Muted),
         };
         let sel = i == app.capsule;
-        lines.push(Line::from(vec![
+        let mut spans = vec![
             Span::styled(format!("{:>5} ", c.id), selected(app, sel)),
             Span::styled(format!("{mark:<2} "), app.theme.get(role)),
-            Span::styled(
-                format!("{:<9} {:<12} {:<9} ", c.environment, c.app, c.action),
+        ];
+        if show_env {
+            spans.push(Span::styled(
+                format!("{:<env_w$} ", cut(&c.environment, env_w)),
                 selected(app, sel),
+            ));
+        }
+        spans.push(Span::styled(
+            format!(
+                "{:<app_w$} {:<act_w$} ",
+                cut(&c.app, app_w),
+                cut(&c.action, act_w)
             ),
-            Span::styled(
+            selected(app, sel),
+        ));
+        if show_dec {
+            spans.push(Span::styled(
                 format!("{:<6} ", c.decision),
                 app.theme
                     .get(if c.decision == crate::domain::Decision::Allow.as_str() {
@@ -53,13 +115,19 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                     } else {
                         Role::GateBlocked
                     }),
-            ),
-            Span::styled(
-                format!("{:<15} ", c.outcome.map_or("?", |o| o.as_str())),
-                app.theme.get(outcome_role(c.outcome)),
-            ),
-            Span::styled(c.digest.short().to_string(), app.theme.get(Role::Digest)),
-        ]));
+            ));
+        }
+        spans.push(Span::styled(
+            format!("{:<out_w$} ", c.outcome.map_or("?", |o| o.as_str())),
+            app.theme.get(outcome_role(c.outcome)),
+        ));
+        if show_digest {
+            spans.push(Span::styled(
+                c.digest.short().to_string(),
+                app.theme.get(Role::Digest),
+            ));
+        }
+        lines.push(Line::from(spans));
     }
     let title = if app.filter.is_empty() {
         format!(" Capsules — {} of {} ", rows.len(), app.snap.capsule_count)
@@ -139,10 +207,30 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             format!("replay failed: {e}"),
             app.theme.get(Role::GateBlocked),
         )),
-        None => out.push(Line::styled(
-            "R replay · e export · / filter · ←/→ scroll",
-            app.theme.get(Role::Muted),
-        )),
+        None => {
+            // Whole hints a line, as many as fit.
+            let mut hints: Vec<String> = ["R replay", "e export", "/ filter", "←/→ scroll"]
+                .map(String::from)
+                .to_vec();
+            let width = detail.width.saturating_sub(2) as usize;
+            while !hints.is_empty() {
+                let line = super::whole(&hints, " · ", width);
+                let n = if line.is_empty() {
+                    1
+                } else {
+                    line.split(" · ").count()
+                };
+                out.push(Line::styled(
+                    if line.is_empty() {
+                        hints[0].clone()
+                    } else {
+                        line
+                    },
+                    app.theme.get(Role::Muted),
+                ));
+                hints.drain(..n.min(hints.len()));
+            }
+        }
     }
     out.push(Line::raw(""));
     match app.detail.as_ref().filter(|d| d.id == row.id) {
@@ -224,9 +312,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             }
         },
     }
+    let width = detail.width.saturating_sub(2) as usize;
+    let out: Vec<Line> = out
+        .into_iter()
+        .flat_map(|l| super::wrap_line(l, width))
+        .collect();
     frame.render_widget(
         Paragraph::new(out)
-            .wrap(Wrap { trim: false })
             .scroll((app.detail_scroll, 0))
             .block(block(app, " Capsule ")),
         detail,

@@ -56,6 +56,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         Ok((decision, verdicts)) => {
             for v in verdicts {
                 lines.extend(verdict_lines(app, v, true));
+                if v.gate == crate::domain::GateKind::Freeze {
+                    lines.extend(super::freeze::note_lines(
+                        app,
+                        &r.env,
+                        r.at.unwrap_or(g.evaluated_at),
+                    ));
+                }
                 lines.push(Line::raw(""));
             }
             lines.push(match decision {
@@ -97,10 +104,15 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         "t evaluate at another time (+2h, -1d, RFC 3339) · n now",
         app.theme.get(Role::Muted),
     ));
-    frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(block(app, " Gates ")),
-        area,
+    // Wrapped here, so a reason's continuation stays under its start;
+    // what does not fit says so, and j/k scroll to it.
+    let lines = super::fitted(
+        lines,
+        area.width.saturating_sub(2) as usize,
+        area.height.saturating_sub(2) as usize,
+        app.scroll as usize,
+        "(j/k scroll)",
+        app.theme.get(Role::Muted),
     );
+    frame.render_widget(Paragraph::new(lines).block(block(app, " Gates ")), area);
 }

@@ -71,10 +71,19 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             }
             frame.render_widget(Paragraph::new(arrows), gutter);
         }
-        let mut title = vec![Span::styled(
+        let mut title = Vec::new();
+        // Lanes that do not fit are named at the edges: h/l reach them.
+        if k == 0 && first > 0 {
+            title.push(Span::styled(
+                format!(" ◀ {first} more "),
+                app.theme.get(Role::Badge),
+            ));
+        }
+        title.push(Span::styled(
             format!(" {} ", lane.env),
             app.theme.get(Role::Title),
-        )];
+        ));
+
         let frozen: Vec<&String> = lane
             .freeze_windows
             .iter()
@@ -88,6 +97,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         if !frozen.is_empty() {
             title.push(Span::styled(" FROZEN ", app.theme.get(Role::Badge)));
             title.push(Span::raw(" "));
+        }
+        let after = lanes.len() - (first + fit).min(lanes.len());
+        if k + 1 == fit.min(lanes.len() - first) && after > 0 {
+            title.push(Span::styled(
+                format!(" {after} more ▶ "),
+                app.theme.get(Role::Badge),
+            ));
         }
         let mut lines = Vec::new();
         if let Some(from) = &lane.from {
@@ -104,7 +120,8 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 app.theme.get(Role::Muted),
             ));
         }
-        for (j, cell) in lane.cells.iter().enumerate().skip(skip) {
+        let below = lane.cells.len().saturating_sub(skip + rows);
+        for (j, cell) in lane.cells.iter().enumerate().skip(skip).take(rows) {
             let sel = i == app.lane && j == app.cell;
             let mark = if sel { "▌" } else { " " };
             let mut head = match &cell.live {
@@ -176,6 +193,14 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 None => lines.push(Line::raw("")),
             }
             lines.push(Line::raw(""));
+        }
+        if below > 0 {
+            // In place of the last cell's blank line, so it always shows.
+            lines.pop();
+            lines.push(Line::styled(
+                format!("  ↓ {below} more (j)"),
+                app.theme.get(Role::Muted),
+            ));
         }
         let focus = if i == app.lane {
             Role::BorderFocus

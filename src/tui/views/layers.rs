@@ -5,7 +5,7 @@
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Clear, Paragraph, Wrap};
+use ratatui::widgets::{Clear, Paragraph};
 
 use super::{block, centered, selected, verdict_lines};
 use crate::domain::Decision;
@@ -18,26 +18,22 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         match layer {
             Layer::Help { scroll } => help(frame, area, app, *scroll),
             Layer::Confirm { title, lines, .. } => {
-                let r = centered(area, 64, lines.len() as u16 + 6);
-                let mut body: Vec<Line> = lines.iter().map(|l| Line::raw(l.clone())).collect();
-                body.push(Line::raw(""));
-                body.push(Line::from(vec![
-                    Span::styled(" y ", app.theme.get(Role::TabActive)),
-                    Span::raw(" confirm    "),
-                    Span::styled(" n ", app.theme.get(Role::Tab)),
-                    Span::raw(" cancel"),
-                ]));
-                frame.render_widget(Clear, r);
-                frame.render_widget(
-                    Paragraph::new(body).wrap(Wrap { trim: true }).block(
-                        block(app, format!(" {title} "))
-                            .border_style(app.theme.get(Role::GateBlocked)),
-                    ),
-                    r,
+                let body: Vec<Line> = lines.iter().map(|l| Line::raw(l.clone())).collect();
+                super::dialog(
+                    frame,
+                    area,
+                    block(app, format!(" {title} ")).border_style(app.theme.get(Role::GateBlocked)),
+                    body,
+                    Line::from(vec![
+                        Span::styled(" y ", app.theme.get(Role::TabActive)),
+                        Span::raw(" confirm    "),
+                        Span::styled(" n ", app.theme.get(Role::Tab)),
+                        Span::raw(" cancel"),
+                    ]),
+                    64,
                 );
             }
             Layer::Promote { request, preview } => {
-                let r = centered(area, 90, 24);
                 let mut body = vec![
                     Line::from(vec![
                         Span::styled(format!("{} ", request.app), app.theme.get(Role::Title)),
@@ -60,6 +56,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                         Ok((decision, verdicts)) => {
                             for v in verdicts {
                                 body.extend(verdict_lines(app, v, false));
+                                if v.gate == crate::domain::GateKind::Freeze {
+                                    body.extend(super::freeze::note_lines(
+                                        app,
+                                        &request.env,
+                                        request.at.unwrap_or(p.evaluated_at),
+                                    ));
+                                }
                             }
                             body.push(Line::raw(""));
                             body.push(match decision {
@@ -88,21 +91,20 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                         app.theme.get(Role::GateBlocked),
                     ));
                 }
-                body.push(Line::raw(""));
-                body.push(Line::from(vec![
-                    Span::styled(" enter ", app.theme.get(Role::TabActive)),
-                    Span::raw(" promote   "),
-                    Span::styled(" a ", app.theme.get(Role::Tab)),
-                    Span::raw(" approve with your key   "),
-                    Span::styled(" esc ", app.theme.get(Role::Tab)),
-                    Span::raw(" cancel"),
-                ]));
-                frame.render_widget(Clear, r);
-                frame.render_widget(
-                    Paragraph::new(body).wrap(Wrap { trim: false }).block(
-                        block(app, " Promote ").border_style(app.theme.get(Role::BorderFocus)),
-                    ),
-                    r,
+                super::dialog(
+                    frame,
+                    area,
+                    block(app, " Promote ").border_style(app.theme.get(Role::BorderFocus)),
+                    body,
+                    Line::from(vec![
+                        Span::styled(" enter ", app.theme.get(Role::TabActive)),
+                        Span::raw(" promote   "),
+                        Span::styled(" a ", app.theme.get(Role::Tab)),
+                        Span::raw(" approve with your key   "),
+                        Span::styled(" esc ", app.theme.get(Role::Tab)),
+                        Span::raw(" cancel"),
+                    ]),
+                    90,
                 );
             }
             Layer::Rollback {
@@ -110,46 +112,62 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 env,
                 choices,
                 sel,
+                armed,
             } => {
-                let r = centered(area, 80, choices.len() as u16 + 7);
                 let mut body = vec![Line::raw(format!(
                     "Roll {a} in {env} back to (live there before):"
                 ))];
-                for (i, (d, since)) in choices.iter().enumerate() {
+                for (i, c) in choices.iter().enumerate() {
                     let tags = app
                         .snap
                         .releases
                         .iter()
                         .find(|r| r.app == *a)
-                        .and_then(|r| r.releases.iter().find(|x| x.digest == *d))
+                        .and_then(|r| r.releases.iter().find(|x| x.digest == c.digest))
                         .map(|x| x.tags.join(", "))
                         .unwrap_or_default();
                     body.push(Line::from(vec![
                         Span::styled(
-                            format!(" sha256:{} ", d.short()),
+                            format!(" sha256:{} ", c.digest.short()),
                             selected(app, i == *sel).patch(app.theme.get(Role::Digest)),
                         ),
                         Span::styled(format!(" {tags:<10}"), app.theme.get(Role::Text)),
                         Span::styled(
                             format!(
                                 " live from {} ({} ago)",
-                                since.format("%Y-%m-%d %H:%M UTC"),
-                                super::age(app.now, *since)
+                                c.since.format("%Y-%m-%d %H:%M UTC"),
+                                super::age(app.now, c.since)
                             ),
                             app.theme.get(Role::Muted),
                         ),
                     ]));
+                    if let Some(t) = c.taken_out {
+                        body.push(Line::styled(
+                            format!(
+                                "   ⚠ TAKEN OUT by a rollback on {} ({} ago)",
+                                t.format("%Y-%m-%d %H:%M UTC"),
+                                super::age(app.now, t)
+                            ),
+                            app.theme.get(Role::GateBlocked),
+                        ));
+                    }
                 }
                 body.push(Line::styled(
                     format!("The rollback is sealed and pins {a} in {env} until unpinned (u)."),
                     app.theme.get(Role::Muted),
                 ));
-                body.push(Line::styled(
-                    "j/k choose · enter roll back · esc cancel",
-                    app.theme.get(Role::Muted),
-                ));
-                frame.render_widget(Clear, r);
-                frame.render_widget(Paragraph::new(body).block(block(app, " Roll back ")), r);
+                let hints = if *armed {
+                    Line::styled(
+                        "Taken out by a rollback: enter again to roll back to it · esc cancel",
+                        app.theme.get(Role::GateBlocked),
+                    )
+                } else {
+                    Line::styled(
+                        "j/k choose · enter roll back · esc cancel",
+                        app.theme.get(Role::Muted),
+                    )
+                };
+                super::dialog(frame, area, block(app, " Roll back "), body, hints, 80);
             }
             Layer::Input { kind, text } => {
                 let prompt = match kind {

@@ -10,6 +10,7 @@ use ratatui::widgets::{Paragraph, Wrap};
 use super::{block, selected, step_glyph, step_role};
 use crate::tui::state::{App, RunView, layers};
 use crate::tui::theme::Role;
+use crate::workflow::executor::StepState;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let id = app.run.or_else(|| app.run_ids().first().copied());
@@ -116,7 +117,12 @@ fn render_graph(frame: &mut Frame, area: Rect, app: &App, v: &RunView) {
                 spans.push(Span::styled(" ◆", app.theme.get(Role::CriticalPath)));
             }
             lines.push(Line::from(spans));
-            let mut detail = fmt_duration(n.duration);
+            // A step that never ran to its end has no duration to show.
+            let mut detail = match n.state {
+                StepState::Cancelled => "cancelled".to_owned(),
+                StepState::Skipped => "skipped".to_owned(),
+                _ => fmt_duration(n.duration),
+            };
             if n.attempts > 1 {
                 detail.push_str(&format!(" ×{}", n.attempts));
             }
@@ -156,28 +162,36 @@ fn render_graph(frame: &mut Frame, area: Rect, app: &App, v: &RunView) {
     } else {
         String::new()
     };
-    frame.render_widget(
-        Paragraph::new(Line::from(vec![
-            Span::styled(
-                format!("{done}/{} steps{scrolled}", v.nodes.len()),
-                app.theme.get(Role::Text),
-            ),
-            Span::styled("   ◆ critical path   ", app.theme.get(Role::CriticalPath)),
-            Span::styled(
-                if v.live {
-                    if v.paused {
-                        "space resume · x abort · enter capsule"
-                    } else {
-                        "space pause · x abort · enter capsule"
-                    }
-                } else {
-                    "[ ] other promotions · enter its capsule"
-                },
-                app.theme.get(Role::Muted),
-            ),
-        ])),
-        legend,
-    );
+    // Whole parts only: what does not fit is left out, never cut.
+    let hints: &[&str] = if v.live {
+        if v.paused {
+            &["space resume", "x abort", "enter capsule"]
+        } else {
+            &["space pause", "x abort", "enter capsule"]
+        }
+    } else {
+        &["[ ] other promotions", "enter its capsule"]
+    };
+    let head = format!("{done}/{} steps{scrolled}", v.nodes.len());
+    let mut spans = vec![Span::styled(head.clone(), app.theme.get(Role::Text))];
+    let mut used = head.chars().count();
+    let room = legend.width as usize;
+    if used + 19 <= room {
+        spans.push(Span::styled(
+            "   ◆ critical path",
+            app.theme.get(Role::CriticalPath),
+        ));
+        used += 18;
+    }
+    let hints: Vec<String> = hints.iter().map(|h| h.to_string()).collect();
+    let tail = super::whole(&hints, " · ", room.saturating_sub(used + 3));
+    if !tail.is_empty() {
+        spans.push(Span::styled(
+            format!("   {tail}"),
+            app.theme.get(Role::Muted),
+        ));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), legend);
 }
 
 fn render_log(frame: &mut Frame, area: Rect, app: &App, v: &RunView) {
@@ -186,6 +200,26 @@ fn render_log(frame: &mut Frame, area: Rect, app: &App, v: &RunView) {
         return;
     };
     let mut lines: Vec<Line> = Vec::new();
+    // Why the run ended as it did (blocked, failed), before any step's log.
+    match crate::tui::state::why(app, v) {
+        Some(why) => {
+            let any = !why.is_empty();
+            for (text, role) in why {
+                lines.push(Line::styled(text, app.theme.get(role)));
+            }
+            if any {
+                lines.push(Line::raw(""));
+            }
+        }
+        None => lines.push(Line::styled(
+            format!(
+                "reading capsule #{} for why it ended {}…",
+                v.capsule.unwrap_or_default(),
+                v.state
+            ),
+            app.theme.get(Role::Muted),
+        )),
+    }
     let needs = if node.needs.is_empty() {
         "needs nothing".to_owned()
     } else {

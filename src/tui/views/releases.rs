@@ -7,7 +7,7 @@ use chrono::SecondsFormat;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Wrap};
+use ratatui::widgets::Paragraph;
 
 use super::{block, selected};
 use crate::domain::GateKind;
@@ -41,19 +41,43 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         );
         return;
     };
-    for (i, r) in group.releases.iter().enumerate() {
+    // Two lines a release; scrolled to keep the selected one in view.
+    let fit = (left.height.saturating_sub(6) as usize / 2).max(1);
+    let skip = app.rel.saturating_sub(fit - 1);
+    for (i, r) in group.releases.iter().enumerate().skip(skip).take(fit) {
         let sel = i == app.rel;
+        let live = live_in(app, &group.app, &r.digest);
         lines.push(Line::from(vec![
             Span::styled(format!("{:<8}", r.tags.join(",")), selected(app, sel)),
             Span::styled(
                 format!(" sha256:{}", r.digest.short()),
                 app.theme.get(Role::Digest),
             ),
-            Span::styled(
-                format!("  {} evidence", r.evidence.len()),
-                app.theme.get(Role::Muted),
-            ),
         ]));
+        // Where it is live and its evidence, on a line of their own so a
+        // narrow list never cuts them.
+        lines.push(Line::from(vec![if live.is_empty() {
+            Span::styled("         not live anywhere", app.theme.get(Role::Muted))
+        } else {
+            Span::styled(
+                format!(
+                    "         ● live in {}",
+                    live.iter()
+                        .map(|(e, _)| e.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                app.theme.get(Role::GatePass),
+            )
+        }]));
+        // Its evidence, where the line has room for it whole.
+        let room = left.width.saturating_sub(2) as usize;
+        let more = format!(" · {} evidence", r.evidence.len());
+        if let Some(l) = lines.last_mut()
+            && l.width() + more.chars().count() <= room
+        {
+            l.spans.push(Span::styled(more, app.theme.get(Role::Muted)));
+        }
     }
     if group.releases.is_empty() {
         lines.push(Line::styled(
@@ -78,6 +102,20 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             "first resolved {}",
             r.resolved_at.to_rfc3339_opts(SecondsFormat::Secs, true)
         )));
+        let live = live_in(app, &group.app, &r.digest);
+        if live.is_empty() {
+            out.push(Line::styled("live in no lane", app.theme.get(Role::Muted)));
+        }
+        for (env, since) in live {
+            out.push(Line::styled(
+                format!(
+                    "live in {env} since {} ({} ago)",
+                    since.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    super::age(app.now, since)
+                ),
+                app.theme.get(Role::GatePass),
+            ));
+        }
         out.push(Line::raw(""));
         out.push(Line::styled("evidence", app.theme.get(Role::Title)));
         for (kind, media, d) in &r.evidence {
@@ -142,10 +180,30 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             )),
         }
     }
-    frame.render_widget(
-        Paragraph::new(out)
-            .wrap(Wrap { trim: false })
-            .block(block(app, " Release ")),
-        right,
+    let out = super::fitted(
+        out,
+        right.width.saturating_sub(2) as usize,
+        right.height.saturating_sub(2) as usize,
+        0,
+        "",
+        app.theme.get(Role::Muted),
     );
+    frame.render_widget(Paragraph::new(out).block(block(app, " Release ")), right);
+}
+
+/// The lanes where `digest` of `app` is live now, in lane order, with
+/// since when.
+fn live_in(
+    app: &App,
+    name: &str,
+    digest: &crate::domain::Digest,
+) -> Vec<(String, chrono::DateTime<chrono::Utc>)> {
+    app.snap
+        .lanes
+        .iter()
+        .filter_map(|l| {
+            let live = l.cells.iter().find(|c| c.app == name)?.live.as_ref()?;
+            (live.digest == *digest).then(|| (l.env.clone(), live.since))
+        })
+        .collect()
 }

@@ -151,20 +151,47 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             } else {
                 Role::StepRunning
             };
-            out.push(Line::from(vec![
-                Span::styled("  errors  ", app.theme.get(Role::Muted)),
-                Span::styled(
-                    spark(h.iter().map(|p| p[err_i]), 0.01, width.saturating_sub(12)),
-                    app.theme.get(role),
-                ),
-            ]));
-            out.push(Line::from(vec![
-                Span::styled("  p95     ", app.theme.get(Role::Muted)),
-                Span::styled(
-                    spark(h.iter().map(|p| p[p95_i]), 1.0, width.saturating_sub(12)),
-                    app.theme.get(role),
-                ),
-            ]));
+            // Each line says its scale (the lowest and highest point
+            // drawn) and the time it covers, so a bar reads as a number.
+            let spark_w = width.saturating_sub(12 + 34).max(8);
+            let shown = h.len().min(spark_w);
+            let span = app
+                .rollout_times
+                .get(&r.target)
+                .and_then(|t| Some(*t.back()? - *t.get(t.len().checked_sub(shown)?)?))
+                .filter(|d| d.num_seconds() > 0)
+                .map_or(String::new(), |d| {
+                    format!(
+                        ", last {}",
+                        crate::domain::duration::format_duration(d.to_std().unwrap_or_default())
+                    )
+                });
+            for (label, i, floor, unit, digits) in [
+                ("  errors  ", err_i, 0.01, "", 3usize),
+                ("  p95     ", p95_i, 1.0, " ms", 1),
+            ] {
+                let points = || h.iter().rev().take(shown).map(move |p| p[i]);
+                let max = points().fold(f64::MIN, f64::max);
+                let min = points().fold(f64::MAX, f64::min);
+                out.push(Line::from(vec![
+                    Span::styled(label, app.theme.get(Role::Muted)),
+                    Span::styled(
+                        spark(h.iter().map(|p| p[i]), floor, spark_w),
+                        app.theme.get(role),
+                    ),
+                    Span::styled(
+                        if shown == 0 {
+                            String::new()
+                        } else {
+                            format!(
+                                "  {min:.digits$}–{max:.digits$}{unit}{span}",
+                                max = max.max(min)
+                            )
+                        },
+                        app.theme.get(Role::Muted),
+                    ),
+                ]));
+            }
         }
     }
     out.push(Line::raw(""));
@@ -265,14 +292,32 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         }
     }
     out.push(Line::raw(""));
+    let hints = [
+        "space pause/resume",
+        "p promote now",
+        "x abort",
+        "r roll back",
+        "j/k target",
+    ]
+    .map(String::from);
+    // The hints on the last row, whole; the rest wrapped above them, with
+    // what does not fit announced.
+    let inner_w = detail.width.saturating_sub(2) as usize;
+    let inner_h = detail.height.saturating_sub(2) as usize;
+    let mut out = super::fitted(
+        out,
+        inner_w,
+        inner_h.saturating_sub(1),
+        0,
+        "",
+        app.theme.get(Role::Muted),
+    );
+    while out.len() < inner_h.saturating_sub(1) {
+        out.push(Line::raw(""));
+    }
     out.push(Line::styled(
-        "space pause/resume · p promote now · x abort · r roll back · j/k target",
+        super::whole(&hints, " · ", inner_w),
         app.theme.get(Role::Muted),
     ));
-    frame.render_widget(
-        Paragraph::new(out)
-            .wrap(Wrap { trim: false })
-            .block(block(app, " Rollout ")),
-        detail,
-    );
+    frame.render_widget(Paragraph::new(out).block(block(app, " Rollout ")), detail);
 }
