@@ -189,6 +189,33 @@ fn a_release_walks_from_blocked_to_allowed_one_input_at_a_time() {
         ])
     );
     assert_eq!(v["gates"][1]["summary"], "PASS — signed by bob@example.com");
+    // The text says who signed and which approval did not count, and why,
+    // though the gate passed.
+    let out = stella(ws)
+        .args([
+            "gate",
+            "check",
+            "api:1.0",
+            "--env",
+            "staging",
+            "--at",
+            FROZEN,
+            "--as",
+            "alice@example.com",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Approval gate: PASS — signed by bob@example.com\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "    not counted: alice@example.com requested this promotion; with four eyes their own approval does not count\n"
+        ),
+        "{text}"
+    );
 
     // 3. After the freeze.
     let (code, v, _) = check(ws, AFTER);

@@ -368,6 +368,7 @@ const ENGINE_ALLOWED: &[&str] = &[
     "keys::os_account",
     // Read-side queries: they read the store, the CAS and the config.
     "lanes",
+    "waiting",
     "resolve::AppRelease",
     "resolve::unknown_app",
     "resolve::resolve_unrecorded",

@@ -1424,3 +1424,41 @@ fn every_screen_at_80x24_and_200x60() {
         insta::assert_snapshot!(format!("help_{w}x{h}"), text(&terminal(&a, w, h)));
     }
 }
+
+#[test]
+fn the_waiting_screen_at_80x24_and_200x60() {
+    for (w, h) in [(80, 24), (200, 60)] {
+        let mut a = full_app();
+        key(&mut a, KeyCode::Char('8'));
+        assert_eq!(a.screen, Screen::Waiting, "8 opens it");
+        let loading = text(&terminal(&a, w, h));
+        assert!(loading.contains("Evaluating what waits"), "{loading}");
+        reduce::reduce(&mut a, Msg::Waiting(Ok(sample::waiting())));
+        let t = text(&terminal(&a, w, h));
+        let first = t.lines().next().unwrap();
+        assert!(first.contains("8 Waiting"), "{first}");
+        assert!(t.lines().last().unwrap().contains("q quit"), "{t}");
+        assert!(t.contains("staging ← dev"), "{t}");
+        insta::assert_snapshot!(format!("waiting_{w}x{h}"), t);
+    }
+    // Everything is there at 200x60: blockers, clear times in the rule's
+    // zone and the user's, the approvers by name, the next freeze.
+    let mut a = full_app();
+    key(&mut a, KeyCode::Char('8'));
+    reduce::reduce(&mut a, Msg::Waiting(Ok(sample::waiting())));
+    let t = text(&terminal(&a, 200, 60));
+    for want in [
+        "app-1 sha256:",
+        "ready",
+        "blocked by approval, upstream",
+        "1 more from: alice@example.com, bob@example.com",
+        "clears Wed 2026-11-25 14:00 CET (13:00 UTC) — yours Wed 2026-11-25 13:00 +00:00",
+        "FROZEN by weekend until",
+        "next freeze: weekend from",
+    ] {
+        assert!(t.contains(want), "{want} missing:\n{t}");
+    }
+    // An evaluation that failed says so, in place of the picture.
+    reduce::reduce(&mut a, Msg::Waiting(Err("the store is gone".into())));
+    assert!(text(&terminal(&a, 120, 30)).contains("cannot evaluate what waits: the store is gone"));
+}

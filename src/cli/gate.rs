@@ -14,21 +14,31 @@ use crate::gates;
 
 #[derive(Debug, Subcommand)]
 pub enum GateCommand {
-    /// Evaluate every gate of an environment for a release, without deciding
-    Check(CheckArgs),
+    /// Evaluate every gate of an environment for a release, without
+    /// deciding; or, with --all, every release waiting to come into each
+    /// lane from upstream, what blocks it and when each blocker clears
+    Check(CheckCommand),
 }
 
 #[derive(Debug, Args, Clone)]
-pub struct CheckArgs {
+pub struct CheckCommand {
     /// APP:TAG or APP@sha256:HEX (`APP` alone: what is live upstream of ENV)
-    pub reference: String,
-    /// The environment to check against
-    #[arg(long)]
-    pub env: String,
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub reference: Option<String>,
+    /// The environment to check against (with --all: only this lane)
+    #[arg(long, required_unless_present = "all")]
+    pub env: Option<String>,
+    /// Every lane: each release live upstream and not here, with its
+    /// blockers and when each clears (freeze end, soak end, missing
+    /// approvers by name) and the next freeze start
+    #[arg(long, conflicts_with = "break_glass")]
+    pub all: bool,
     /// Evaluate at this clock (RFC 3339) instead of now: what-if, and replay
     #[arg(long)]
     pub at: Option<String>,
-    /// Ask as this identity, for the what-if (four-eyes discards their own approval)
+    /// Ask as this identity, for the what-if (four-eyes discards their own
+    /// approval; with --all the default is a proven requester who is not an
+    /// approver)
     #[arg(long = "as", value_name = "EMAIL", conflicts_with = "key")]
     pub requester: Option<String>,
     /// Ask as this key's owner (default: your operating-system account, unverified)
@@ -42,11 +52,40 @@ pub struct CheckArgs {
     pub json: bool,
 }
 
+/// One release's check, as `gate check REF --env ENV` and a promotion's
+/// `--dry-run` ask it.
+#[derive(Debug, Clone)]
+pub struct CheckArgs {
+    pub reference: String,
+    pub env: String,
+    pub at: Option<String>,
+    pub requester: Option<String>,
+    pub key: Option<String>,
+    pub break_glass: Option<String>,
+    pub json: bool,
+}
+
 pub fn run(ctx: &Context, cmd: GateCommand) -> Result<u8, Failure> {
-    let GateCommand::Check(a) = cmd;
+    let GateCommand::Check(c) = cmd;
     let ws = ctx.workspace()?;
     let config = load_config(ctx, ws)?;
-    let now = parse_at(a.at.as_deref())?;
+    let now = parse_at(c.at.as_deref())?;
+    if c.all {
+        return super::waiting::print(ctx, &config, &c, now);
+    }
+    let (Some(reference), Some(env)) = (c.reference, c.env) else {
+        return Err(Failure::usage("name a release and --env, or ask --all")
+            .hint("`stella gate check APP:TAG --env ENV`, or `stella gate check --all`"));
+    };
+    let a = CheckArgs {
+        reference,
+        env,
+        at: c.at,
+        requester: c.requester,
+        key: c.key,
+        break_glass: c.break_glass,
+        json: c.json,
+    };
     check(ctx, &config, &a, now, None)
 }
 
@@ -166,6 +205,21 @@ const MAX_REASONS: usize = 6;
 pub fn print_verdicts(verdicts: &[Verdict]) {
     for v in verdicts {
         println!("{}: {}", v.gate.title(), v.summary);
+        if v.gate == crate::domain::GateKind::Approval {
+            // Who signed, and every approval that did not count and why,
+            // whether the gate passed or not.
+            let signed: Vec<&str> = v.measured["approvers"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                .unwrap_or_default();
+            if v.verdict != Outcome::Pass && !signed.is_empty() {
+                println!("    signed by {}", signed.join(", "));
+            }
+            for r in &v.reasons {
+                println!("    not counted: {r}");
+            }
+            continue;
+        }
         if v.verdict == Outcome::Pass {
             continue;
         }

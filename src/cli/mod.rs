@@ -23,6 +23,7 @@ mod rollout;
 mod router;
 mod status;
 mod tui;
+mod waiting;
 mod workflow;
 
 use std::path::PathBuf;

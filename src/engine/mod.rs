@@ -30,6 +30,7 @@ pub mod runs;
 pub mod seal;
 pub mod steer;
 pub mod swap;
+pub mod waiting;
 
 pub use builtins::StellaBuiltins;
 pub use error::{EngineError, ErrorKind};

@@ -9,10 +9,11 @@ pub enum Screen {
     Capsules,
     Releases,
     Rollout,
+    Waiting,
 }
 
 impl Screen {
-    pub const ALL: [Screen; 7] = [
+    pub const ALL: [Screen; 8] = [
         Screen::Lanes,
         Screen::Promotion,
         Screen::Gates,
@@ -20,6 +21,7 @@ impl Screen {
         Screen::Capsules,
         Screen::Releases,
         Screen::Rollout,
+        Screen::Waiting,
     ];
 
     pub fn name(self) -> &'static str {
@@ -31,6 +33,7 @@ impl Screen {
             Screen::Capsules => "capsules",
             Screen::Releases => "releases",
             Screen::Rollout => "rollout",
+            Screen::Waiting => "waiting",
         }
     }
 
@@ -43,6 +46,7 @@ impl Screen {
             Screen::Capsules => "Capsules",
             Screen::Releases => "Releases",
             Screen::Rollout => "Rollout",
+            Screen::Waiting => "Waiting",
         }
     }
 

@@ -370,6 +370,24 @@ pub fn run(ctx: &Context, app: &mut App, effect: Effect) {
         Effect::LoadRollouts => {
             ctx.blocking(|ctx| Msg::Rollouts(super::data::load_rollouts(&ctx.config)))
         }
+        Effect::LoadWaiting => ctx.blocking(|ctx| {
+            Msg::Waiting(
+                ctx.ws
+                    .read_store()
+                    .map_err(crate::engine::EngineError::from)
+                    .and_then(|store| {
+                        crate::engine::waiting::overview(
+                            &ctx.ws,
+                            &store,
+                            &ctx.config,
+                            None,
+                            None,
+                            Utc::now(),
+                        )
+                    })
+                    .map_err(|e| e.to_string()),
+            )
+        }),
         Effect::Consolidate { env, winner_b } => {
             let pending = ctx.engine.consolidate(crate::engine::ConsolidateRequest {
                 env: env.clone(),

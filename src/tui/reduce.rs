@@ -12,6 +12,9 @@ use super::state::{
 use crate::domain::{CanaryPhase, OperatorRequest, PromotionState, RunState};
 use crate::engine::rules::{self, CanaryChange, RolloutRollback};
 
+/// How often the Waiting screen is evaluated again while open, in seconds.
+const WAITING_EVERY: i64 = 15;
+
 /// Commands the `:` line knows, for completion.
 pub const COMMANDS: &[&str] = &[
     "lanes",
@@ -101,9 +104,22 @@ pub fn reduce(app: &mut App, msg: Msg) -> Vec<Effect> {
             app.now = now;
             if app.screen == Screen::Rollout {
                 vec![Effect::LoadRollouts]
+            } else if app.screen == Screen::Waiting
+                && app
+                    .waiting_at
+                    .is_none_or(|t| now - t >= chrono::TimeDelta::seconds(WAITING_EVERY))
+            {
+                // Soaks end and freezes lift by themselves: evaluated
+                // again now and then while the screen is open.
+                app.waiting_at = Some(now);
+                vec![Effect::LoadWaiting]
             } else {
                 vec![]
             }
+        }
+        Msg::Waiting(w) => {
+            app.waiting = Some(w);
+            vec![]
         }
         Msg::Rollouts(list) => {
             for r in &list {
@@ -596,7 +612,7 @@ pub fn act(app: &mut App, a: Action) -> Vec<Effect> {
                     return release_effects(app);
                 }
                 Screen::Rollout => move_sel(&mut app.rollout, app.rollouts.len(), down),
-                Screen::Gates | Screen::Freeze => {
+                Screen::Gates | Screen::Freeze | Screen::Waiting => {
                     app.scroll = if down {
                         app.scroll.saturating_add(1).min(500)
                     } else {
@@ -633,7 +649,7 @@ pub fn act(app: &mut App, a: Action) -> Vec<Effect> {
                         app.detail_scroll.saturating_sub(5)
                     };
                 }
-                Screen::Gates | Screen::Rollout => {}
+                Screen::Gates | Screen::Rollout | Screen::Waiting => {}
             }
             vec![]
         }
@@ -900,6 +916,10 @@ fn on_enter(app: &mut App) -> Vec<Effect> {
         Screen::Promotion => log_effect(app),
         Screen::Releases => release_effects(app),
         Screen::Rollout => vec![Effect::LoadRollouts],
+        Screen::Waiting => {
+            app.waiting_at = Some(app.now);
+            vec![Effect::LoadWaiting]
+        }
         _ => vec![],
     }
 }

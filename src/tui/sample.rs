@@ -329,3 +329,94 @@ pub fn rollouts() -> Vec<super::data::RolloutInfo> {
         },
     }]
 }
+
+/// What waits to come into two lanes: one release ready, one held by an
+/// approval and a soak, one by a freeze; the next freeze named.
+pub fn waiting() -> crate::engine::waiting::Overview {
+    use crate::engine::waiting::{
+        Blocker, FreezeTime, Freezes, LaneWaiting, Overview, Waiting, When,
+    };
+    let at = |h: i64| {
+        let t = now() + chrono::TimeDelta::hours(h);
+        When {
+            at: t,
+            written: crate::gates::freeze::when(t, chrono_tz::Europe::Madrid),
+            yours: t.format("%a %Y-%m-%d %H:%M +00:00").to_string(),
+        }
+    };
+    let blocker = |gate: &str, summary: &str, clears: Option<When>| Blocker {
+        gate: gate.into(),
+        summary: format!("FAIL — {summary}"),
+        clears,
+        missing_approvers: vec![],
+        approvals_needed: None,
+        unblock: vec![format!("what unblocks the {gate} gate")],
+    };
+    let mut approval = blocker("approval", "0 of 1 required approvals", None);
+    approval.missing_approvers = vec!["alice@example.com".into(), "bob@example.com".into()];
+    approval.approvals_needed = Some(1);
+    Overview {
+        now: now(),
+        requested_as: crate::engine::waiting::ANY_REQUESTER.into(),
+        lanes: vec![
+            LaneWaiting {
+                environment: "staging".into(),
+                from: "dev".into(),
+                waiting: vec![
+                    Waiting {
+                        app: "app-0".into(),
+                        digest: digest(7),
+                        live_here: Some(digest(6)),
+                        upstream_since: now() - chrono::TimeDelta::minutes(20),
+                        ready: false,
+                        blockers: vec![
+                            approval,
+                            blocker(
+                                "upstream",
+                                "live in dev for 20m, soak needs 1h",
+                                Some(at(1)),
+                            ),
+                        ],
+                    },
+                    Waiting {
+                        app: "app-1".into(),
+                        digest: digest(8),
+                        live_here: None,
+                        upstream_since: now() - chrono::TimeDelta::hours(3),
+                        ready: true,
+                        blockers: vec![],
+                    },
+                ],
+                freeze: Freezes::default(),
+            },
+            LaneWaiting {
+                environment: "prod".into(),
+                from: "staging".into(),
+                waiting: vec![Waiting {
+                    app: "app-2".into(),
+                    digest: digest(9),
+                    live_here: Some(digest(5)),
+                    upstream_since: now() - chrono::TimeDelta::days(1),
+                    ready: false,
+                    blockers: vec![blocker(
+                        "freeze",
+                        "frozen: weekend until Mon 08:00 CET",
+                        Some(at(40)),
+                    )],
+                }],
+                freeze: Freezes {
+                    active: vec![FreezeTime {
+                        window: "weekend".into(),
+                        starts: at(-6),
+                        ends: Some(at(40)),
+                    }],
+                    next: Some(FreezeTime {
+                        window: "weekend".into(),
+                        starts: at(160),
+                        ends: Some(at(206)),
+                    }),
+                },
+            },
+        ],
+    }
+}

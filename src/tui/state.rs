@@ -54,6 +54,8 @@ pub enum Effect {
     SetTheme(String),
     Reload,
     LoadRollouts,
+    /// Evaluate what waits to come into each lane (the Waiting screen).
+    LoadWaiting,
     /// Leave the workbench; what still runs is aborted and sealed on the
     /// way out.
     Quit,
@@ -135,6 +137,7 @@ pub enum Msg {
     Replayed(i64, ReplayState),
     Log(Digest, String),
     Rollouts(Vec<super::data::RolloutInfo>),
+    Waiting(Result<crate::engine::waiting::Overview, String>),
     /// An effect finished: what to say in the status line.
     Status(String),
     Error(String),
@@ -344,6 +347,9 @@ pub struct App {
     /// Where the last history request is: don't ask twice.
     pub loading_capsule: Option<i64>,
     pub rollouts: Vec<super::data::RolloutInfo>,
+    /// What waits to come into each lane, as last evaluated (and when).
+    pub waiting: Option<Result<crate::engine::waiting::Overview, String>>,
+    pub waiting_at: Option<DateTime<Utc>>,
     pub rollout: usize,
     /// Per target: the last minute of (stable, candidate) error rate and
     /// p95, one point per refresh, for the sparklines.
@@ -411,6 +417,8 @@ impl App {
             rel: 0,
             loading_capsule: None,
             rollouts: vec![],
+            waiting: None,
+            waiting_at: None,
             rollout: 0,
             rollout_history: HashMap::new(),
             rollout_times: HashMap::new(),

@@ -8,6 +8,7 @@ mod layers;
 mod promotion;
 mod releases;
 mod rollout;
+pub mod waiting;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -73,6 +74,7 @@ pub fn render(frame: &mut Frame, app: &App) {
         Screen::Capsules => capsules::render(frame, body, app),
         Screen::Releases => releases::render(frame, body, app),
         Screen::Rollout => rollout::render(frame, body, app),
+        Screen::Waiting => waiting::render(frame, body, app),
     }
     frame.render_widget(status_line(app, area.width), status);
     layers::render(frame, area, app);
