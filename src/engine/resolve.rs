@@ -117,11 +117,15 @@ pub fn app_release(
     env: Option<&str>,
     now: &DateTime<Utc>,
 ) -> Result<(AppRelease, Vec<String>), EngineError> {
-    app_release_with(ws, config, reference, env, now, true)
+    app_release_inner(ws, config, reference, env, now, true, true)
 }
 
-/// `app_release`, recording the tag's resolution only when `record`: a
-/// `--dry-run` resolves and writes nothing.
+/// `app_release` for commands that read or ask what-if (`gate check`,
+/// `approve`, `--dry-run`s): the tag's resolution is recorded only when
+/// `record`, and `APP@sha256:…` is taken as it is, without the registry (a
+/// digest names the image already; a registry that is down cannot keep a
+/// gate check from answering). `app_release`, for a promotion about to
+/// pull the image, still asks the registry that the digest is there.
 pub fn app_release_with(
     ws: &Workspace,
     config: &Config,
@@ -129,6 +133,18 @@ pub fn app_release_with(
     env: Option<&str>,
     now: &DateTime<Utc>,
     record: bool,
+) -> Result<(AppRelease, Vec<String>), EngineError> {
+    app_release_inner(ws, config, reference, env, now, record, false)
+}
+
+fn app_release_inner(
+    ws: &Workspace,
+    config: &Config,
+    reference: &str,
+    env: Option<&str>,
+    now: &DateTime<Utc>,
+    record: bool,
+    confirm_digest: bool,
 ) -> Result<(AppRelease, Vec<String>), EngineError> {
     let spec = ReleaseSpec::parse(reference).map_err(EngineError::usage)?;
     if let ReleaseSpec::App {
@@ -162,6 +178,22 @@ pub fn app_release_with(
             "`{reference}` is not an app: gates, approvals and promotions are about apps in stella.toml"
         ))
         .hint("name it APP:TAG or APP@sha256:HEX, with the app defined under [apps]"));
+    }
+    if let ReleaseSpec::App {
+        app,
+        selector: Some(Selector::Digest(digest)),
+    } = &spec
+        && !confirm_digest
+        && config.apps.contains_key(app)
+    {
+        return Ok((
+            AppRelease {
+                app: app.clone(),
+                digest: digest.clone(),
+                tag: None,
+            },
+            Vec::new(),
+        ));
     }
     let (r, mut notes) = resolve_and_record(record.then_some(ws), Some(config), ws.root(), spec)?;
     if !record {
