@@ -163,11 +163,13 @@ where
             .trim_start_matches("error: ")
             .to_owned();
         let f = Failure::usage(message)
-            .hint("`stella help COMMAND` lists its arguments")
-            .at(args
-                .iter()
-                .skip(1)
-                .map(|a| a.to_string_lossy().into_owned())
+            .hint("`stella COMMAND --help` lists its arguments")
+            .at(std::iter::once("stella".to_owned())
+                .chain(
+                    args.iter()
+                        .skip(1)
+                        .map(|a| a.to_string_lossy().into_owned()),
+                )
                 .collect::<Vec<_>>()
                 .join(" "));
         let f = Failure { code, ..f };
