@@ -145,3 +145,197 @@ fn every_command_with_json_fails_as_one_error_document() {
     }
     assert!(with_json >= 40, "{with_json}");
 }
+
+#[test]
+fn commands_without_json_and_lines_that_do_not_parse_fail_as_usage_in_json() {
+    let here = tempfile::tempdir().unwrap();
+    for words in [
+        vec!["key", "gen", "me", "--json"],
+        vec!["gate", "check", "--no-such-flag", "--json"],
+        vec!["no-such-command", "--json"],
+        vec!["status", "--json", "--json"],
+    ] {
+        let out = stella(here.path()).args(&words).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{words:?}: {}", stderr(&out));
+        let v = error_doc(&format!("{words:?}"), &out);
+        assert!(
+            v["error"]["where"]
+                .as_str()
+                .is_some_and(|w| w.starts_with("stella ")),
+            "{v}"
+        );
+    }
+    // Without --json, a line that does not parse says so on stderr only.
+    let out = stella(here.path())
+        .args(["gate", "check", "--no-such-flag"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "{}", stdout(&out));
+    // A value that is `--json` is not the flag.
+    let out = stella(here.path())
+        .args(["completions", "--", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "{}", stdout(&out));
+    // --help with --json is still help.
+    let out = stella(here.path())
+        .args(["status", "--help", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("Usage"), "{}", stdout(&out));
+}
+
+/// Runs `stella ARGS` in `ws` and returns the error document.
+fn fails(ws: &Path, args: &[&str], code: i32) -> Value {
+    let out = stella(ws).args(args).output().unwrap();
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+    error_doc(&format!("{args:?}"), &out)
+}
+
+#[test]
+fn failures_in_a_workspace_print_their_error_document() {
+    let dir = init_workspace();
+    let ws = dir.path();
+    common::app_image(ws, "1.0", "v1");
+    common::app_image(ws, "2.0", "v2");
+
+    // Unknown environment: usage, the environments in the hint.
+    let v = fails(
+        ws,
+        &[
+            "gate",
+            "check",
+            "api-gateway:1.0",
+            "--env",
+            "nope",
+            "--json",
+        ],
+        2,
+    );
+    assert!(
+        v["error"]["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("dev")),
+        "{v}"
+    );
+    // A reference that is not one.
+    fails(
+        ws,
+        &["gate", "check", "api-gateway@@x", "--env", "dev", "--json"],
+        2,
+    );
+    // An app that does not exist.
+    fails(ws, &["release", "resolve", "nope:1.0", "--json"], 2);
+    // A tag that does not exist.
+    fails(ws, &["release", "resolve", "api-gateway:9.9", "--json"], 1);
+
+    // A promotion refused by a rollback's pin: exit 3, and its JSON.
+    for tag in ["1.0", "2.0"] {
+        stella(ws)
+            .args([
+                "release",
+                "promote",
+                &format!("api-gateway:{tag}"),
+                "--to",
+                "dev",
+            ])
+            .assert()
+            .success();
+    }
+    stella(ws)
+        .args(["release", "rollback", "api-gateway", "--env", "dev"])
+        .assert()
+        .success();
+    let v = fails(
+        ws,
+        &[
+            "release",
+            "promote",
+            "api-gateway:2.0",
+            "--to",
+            "dev",
+            "--json",
+        ],
+        3,
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("pinned")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["where"]
+            .as_str()
+            .is_some_and(|w| w.contains("release promote")),
+        "{v}"
+    );
+
+    // A broken stella.toml: every command says so in JSON.
+    std::fs::write(ws.join("stella.toml"), "[workspace\nname = 1").unwrap();
+    for args in [
+        &["status", "--json"][..],
+        &["gate", "check", "api-gateway:1.0", "--env", "dev", "--json"],
+        &["config", "check", "--json"],
+    ] {
+        let out = stella(ws).args(args).output().unwrap();
+        assert_ne!(out.status.code(), Some(0), "{args:?}");
+        error_doc(&format!("{args:?}"), &out);
+    }
+}
+
+/// `gate check APP@sha256:…` reads no registry: the registry that holds
+/// the image is stopped, and the check still answers.
+#[test]
+fn a_digest_needs_no_registry_for_reading_commands() {
+    let Some(mut reg) = Registry::start() else {
+        return;
+    };
+    let dir = init_workspace();
+    let ws = dir.path();
+    let layout = ws.join("build");
+    let digest = add_image(&layout, "1.0", "first");
+    reg.push(&layout, "1.0", "acme/api-gateway", "1.0");
+    let path = ws.join("stella.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "image = \"oci-layout:images/api-gateway\"",
+        &format!("image = \"{}/acme/api-gateway\"", reg.addr),
+    );
+    std::fs::write(&path, text).unwrap();
+    let reference = format!("api-gateway@{digest}");
+    reg.stop();
+
+    let out = stella(ws)
+        .args(["gate", "check", &reference, "--env", "dev", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["digest"], digest.as_str(), "{v}");
+    assert_eq!(v["decision"], "allow", "{v}");
+
+    // A what-if promotion reads no registry either.
+    let out = stella(ws)
+        .args(["release", "promote", &reference, "--to", "dev", "--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // A promotion, about to pull the image, asks the registry first: down,
+    // it is an error (exit 1) and nothing is deployed.
+    let v = fails(
+        ws,
+        &["release", "promote", &reference, "--to", "dev", "--json"],
+        1,
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&reg.addr)),
+        "{v}"
+    );
+    assert!(!ws.join("deploy/dev/current").exists());
+}
