@@ -164,3 +164,24 @@ impl From<std::io::Error> for Failure {
         crate::engine::EngineError::from(e).into()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_of_a_failure_names_its_kind_code_and_place() {
+        let f = Failure::from(crate::engine::EngineError::usage("bad")).hint("fix it");
+        let v = f.to_json();
+        assert_eq!(v["error"]["kind"], "usage");
+        assert_eq!(v["error"]["exit"], USAGE);
+        assert_eq!(v["error"]["message"], "bad");
+        assert_eq!(v["error"]["hint"], "fix it");
+        assert_eq!(v["error"]["where"], "stella");
+        let v = Failure::error("down").at("stella status").to_json();
+        assert_eq!(v["error"]["kind"], "failed");
+        assert_eq!(v["error"]["hint"], serde_json::Value::Null);
+        assert_eq!(v["error"]["where"], "stella status");
+        assert_eq!(kind_of(BLOCKED), "blocked");
+    }
+}
