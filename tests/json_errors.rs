@@ -279,12 +279,19 @@ fn failures_in_a_workspace_print_their_error_document() {
     for args in [
         &["status", "--json"][..],
         &["gate", "check", "api-gateway:1.0", "--env", "dev", "--json"],
-        &["config", "check", "--json"],
     ] {
         let out = stella(ws).args(args).output().unwrap();
         assert_ne!(out.status.code(), Some(0), "{args:?}");
         error_doc(&format!("{args:?}"), &out);
     }
+    // `config check` answers with its own report: a verdict, not a failure.
+    let out = stella(ws)
+        .args(["config", "check", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], false, "{v}");
 }
 
 /// `gate check APP@sha256:…` reads no registry: the registry that holds
@@ -316,6 +323,17 @@ fn a_digest_needs_no_registry_for_reading_commands() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["digest"], digest.as_str(), "{v}");
     assert_eq!(v["decision"], "allow", "{v}");
+
+    // Nor does listing its evidence.
+    let out = stella(ws)
+        .args(["evidence", "list", &reference, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        serde_json::json!([])
+    );
 
     // A what-if promotion reads no registry either.
     let out = stella(ws)

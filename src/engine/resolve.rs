@@ -179,17 +179,14 @@ fn app_release_inner(
         ))
         .hint("name it APP:TAG or APP@sha256:HEX, with the app defined under [apps]"));
     }
-    if let ReleaseSpec::App {
-        app,
-        selector: Some(Selector::Digest(digest)),
-    } = &spec
-        && !confirm_digest
-        && config.apps.contains_key(app)
-    {
+    if !confirm_digest && let Some(digest) = named_digest(config, &spec) {
+        let ReleaseSpec::App { app, .. } = spec else {
+            unreachable!("only an app's spec names a digest here")
+        };
         return Ok((
             AppRelease {
-                app: app.clone(),
-                digest: digest.clone(),
+                app,
+                digest,
                 tag: None,
             },
             Vec::new(),
@@ -208,6 +205,19 @@ fn app_release_inner(
         },
         notes,
     ))
+}
+
+/// The digest `APP@sha256:…` names, for an app of `config`: what a reading
+/// command takes as it is, with no registry asked. `None` for a tag, a
+/// direct reference or an unknown app (which resolving reports).
+pub fn named_digest(config: &Config, spec: &ReleaseSpec) -> Option<Digest> {
+    match spec {
+        ReleaseSpec::App {
+            app,
+            selector: Some(Selector::Digest(digest)),
+        } if config.apps.contains_key(app) => Some(digest.clone()),
+        _ => None,
+    }
 }
 
 /// A tag-less reference resolves `latest`; record it as such.
