@@ -1,7 +1,5 @@
 #![forbid(unsafe_code)]
 
-use clap::Parser;
-
 /// Whether a panic is `println!` finding stdout closed (`stella … | head`).
 fn is_broken_pipe(payload: &(dyn std::any::Any + Send)) -> bool {
     let message = payload
@@ -31,8 +29,13 @@ fn main() -> std::process::ExitCode {
             default_hook(info);
         }
     }));
-    let cli = stella::cli::Cli::parse();
-    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stella::cli::run(cli)));
+    let (cli, json) = match stella::cli::parse(std::env::args_os()) {
+        Ok(parsed) => parsed,
+        Err(code) => return std::process::ExitCode::from(code),
+    };
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        stella::cli::run_with(cli, json)
+    }));
     // Policy workers are stopped and reaped, not left to notice stdin close.
     stella::gates::policy::shutdown();
     match ran {

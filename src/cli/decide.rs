@@ -188,15 +188,14 @@ pub(super) fn print_note(kind: &EventKind) {
     }
 }
 
-/// With `--json`, a command that fails still prints one JSON object on
-/// stdout, `{"error": {what, where, hint}}`; stderr says it as always.
-pub(super) fn json_error(json: bool, place: String, r: Result<u8, Failure>) -> Result<u8, Failure> {
-    if let (true, Err(f)) = (json, &r)
-        && f.code != exit::BROKEN_PIPE
-    {
-        print_json(&serde_json::json!({ "error": f.report(place) }))?;
-    }
-    r
+/// Names the command a failure happened in, for its `--json` error's
+/// `where` (printed once, by `cli::finish`).
+pub(super) fn json_error(
+    _json: bool,
+    place: String,
+    r: Result<u8, Failure>,
+) -> Result<u8, Failure> {
+    r.map_err(|f| f.at(place))
 }
 
 /// The error a sealed outcome carries when the world did not end up as

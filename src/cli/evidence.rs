@@ -167,17 +167,21 @@ fn list(ctx: &Context, args: ListArgs) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
     let config = load_config(ctx, ws)?;
     let spec = ReleaseSpec::parse(&args.reference).map_err(Failure::usage)?;
-    let release = resolve_and_record(ctx, Some(&config), spec, true)?;
-    let rows = ws.read_store()?.evidence_for(&release.digest)?;
+    // A digest is read as it is: listing needs no registry.
+    let digest = match crate::engine::resolve::named_digest(&config, &spec) {
+        Some(d) => d,
+        None => resolve_and_record(ctx, Some(&config), spec, true)?.digest,
+    };
+    let rows = ws.read_store()?.evidence_for(&digest)?;
     if args.json {
         print_json(&rows)?;
         return Ok(exit::OK);
     }
     if rows.is_empty() {
-        eprintln!("no evidence attached to {}", release.digest);
+        eprintln!("no evidence attached to {}", digest);
         return Ok(exit::OK);
     }
-    println!("Evidence for {}", release.digest);
+    println!("Evidence for {}", digest);
     println!(
         "{:<9} {:<19} {:>9}  {:<20}  MEDIA TYPE",
         "KIND", "DIGEST", "SIZE", "ADDED"

@@ -7,8 +7,23 @@
 //! | 2 | usage (bad arguments, malformed reference or digest) |
 //! | 3 | blocked by a gate, or by a rollback's pin |
 //! | 141 | standard output closed before the command finished (`stella … \| head`): the code a shell gives a command ended by SIGPIPE, so a pipeline under `pipefail` never takes a verdict cut short for success |
+//!
+//! With `--json` anywhere on the command line, a failure prints exactly one
+//! document on stdout, `Failure::to_json` (`{"error": {"kind", "message",
+//! "hint", "exit", "what", "where"}}`), from one place (`cli::finish`), and
+//! says it on stderr as always; the exit code is the same as without.
 
 use std::fmt;
+
+/// The `kind` of a `--json` error for an exit code.
+pub fn kind_of(code: u8) -> &'static str {
+    match code {
+        USAGE => "usage",
+        BLOCKED => "blocked",
+        BROKEN_PIPE => "broken_pipe",
+        _ => "failed",
+    }
+}
 
 pub const OK: u8 = 0;
 pub const ERROR: u8 = 1;
@@ -23,23 +38,53 @@ pub struct Failure {
     pub code: u8,
     pub message: String,
     pub hint: Option<String>,
+    /// The command the failure happened in (`release promote app --env
+    /// prod`), when it said: `--json` carries it as `where`.
+    pub place: Option<String>,
 }
 
 impl Failure {
-    pub fn error(message: impl fmt::Display) -> Failure {
+    fn new(code: u8, message: String, hint: Option<String>) -> Failure {
         Failure {
-            code: ERROR,
-            message: message.to_string(),
-            hint: None,
+            code,
+            message,
+            hint,
+            place: None,
         }
     }
 
+    pub fn error(message: impl fmt::Display) -> Failure {
+        Failure::new(ERROR, message.to_string(), None)
+    }
+
     pub fn usage(message: impl fmt::Display) -> Failure {
-        Failure {
-            code: USAGE,
-            message: message.to_string(),
-            hint: None,
-        }
+        Failure::new(USAGE, message.to_string(), None)
+    }
+
+    /// Names the command the failure happened in.
+    pub fn at(mut self, place: impl Into<String>) -> Failure {
+        self.place = Some(place.into());
+        self
+    }
+
+    /// The word `--json` gives the exit code: `failed`, `usage`, `blocked`.
+    pub fn kind(&self) -> &'static str {
+        kind_of(self.code)
+    }
+
+    /// The failure as the one document `--json` prints on stdout:
+    /// `{"error": {kind, message, hint, exit, what, where}}`. `what` and
+    /// `where` say it as the failures of `release promote|rollback|unpin`,
+    /// `verify` and `capsule push|pull` always have.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({ "error": {
+            "kind": self.kind(),
+            "message": self.message,
+            "hint": self.hint,
+            "exit": self.code,
+            "what": self.message,
+            "where": self.place.as_deref().unwrap_or("stella"),
+        }})
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Failure {
@@ -81,15 +126,15 @@ impl Failure {
 
 impl From<crate::engine::EngineError> for Failure {
     fn from(e: crate::engine::EngineError) -> Failure {
-        Failure {
-            code: match e.kind {
+        Failure::new(
+            match e.kind {
                 crate::engine::ErrorKind::Failed => ERROR,
                 crate::engine::ErrorKind::Usage => USAGE,
                 crate::engine::ErrorKind::Blocked => BLOCKED,
             },
-            message: e.message,
-            hint: e.hint,
-        }
+            e.message,
+            e.hint,
+        )
     }
 }
 
@@ -114,12 +159,29 @@ via_engine_error!(
 impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Failure {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
-            return Failure {
-                code: BROKEN_PIPE,
-                message: "standard output was closed".into(),
-                hint: None,
-            };
+            return Failure::new(BROKEN_PIPE, "standard output was closed".into(), None);
         }
         crate::engine::EngineError::from(e).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_of_a_failure_names_its_kind_code_and_place() {
+        let f = Failure::from(crate::engine::EngineError::usage("bad")).hint("fix it");
+        let v = f.to_json();
+        assert_eq!(v["error"]["kind"], "usage");
+        assert_eq!(v["error"]["exit"], USAGE);
+        assert_eq!(v["error"]["message"], "bad");
+        assert_eq!(v["error"]["hint"], "fix it");
+        assert_eq!(v["error"]["where"], "stella");
+        let v = Failure::error("down").at("stella status").to_json();
+        assert_eq!(v["error"]["kind"], "failed");
+        assert_eq!(v["error"]["hint"], serde_json::Value::Null);
+        assert_eq!(v["error"]["where"], "stella status");
+        assert_eq!(kind_of(BLOCKED), "blocked");
     }
 }

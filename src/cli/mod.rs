@@ -124,8 +124,84 @@ pub enum Command {
     Man(completions::ManArgs),
 }
 
+/// Parses the command line `args` (the program's name first). `Err` is
+/// the exit code of a line that does not parse, already reported: clap's
+/// message on stderr and, when `--json` is among the arguments (before any
+/// `--`), also `{"error": {"kind": "usage", …, "exit": 2}}` on stdout, so a
+/// script asking for JSON always gets one document. `--help` and
+/// `--version` print as always. `Ok` carries, when the parsed command
+/// asked for `--json`, its name (`stella release promote`).
+pub fn parse<I, T>(args: I) -> Result<(Cli, Option<String>), u8>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::{CommandFactory, FromArgMatches};
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    let matches = Cli::command().try_get_matches_from(&args).and_then(|m| {
+        let json = json_asked(&m);
+        Cli::from_arg_matches(&m).map(|cli| (cli, json))
+    });
+    let err = match matches {
+        Ok(parsed) => return Ok(parsed),
+        Err(e) => e,
+    };
+    let code = u8::try_from(err.exit_code()).unwrap_or(exit::USAGE);
+    let _ = err.print();
+    let wants_json = args
+        .iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--json");
+    use clap::error::ErrorKind as K;
+    if wants_json && !matches!(err.kind(), K::DisplayHelp | K::DisplayVersion) {
+        // clap's first line, without its `error: ` (and its colours).
+        let rendered = err.render().to_string();
+        let message = rendered
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ")
+            .to_owned();
+        let f = Failure::usage(message)
+            .hint("`stella COMMAND --help` lists its arguments")
+            .at(std::iter::once("stella".to_owned())
+                .chain(
+                    args.iter()
+                        .skip(1)
+                        .map(|a| a.to_string_lossy().into_owned()),
+                )
+                .collect::<Vec<_>>()
+                .join(" "));
+        let f = Failure { code, ..f };
+        use std::io::Write;
+        // Nobody reading is no reason to panic: the code says it all.
+        let _ = writeln!(std::io::stdout(), "{:#}", f.to_json());
+    }
+    Err(code)
+}
+
+/// The name of the subcommand that runs, if it was given `--json`.
+fn json_asked(m: &clap::ArgMatches) -> Option<String> {
+    let mut m = m;
+    let mut name = String::from("stella");
+    while let Some((sub_name, sub)) = m.subcommand() {
+        name.push(' ');
+        name.push_str(sub_name);
+        m = sub;
+    }
+    matches!(m.try_get_one::<bool>("json"), Ok(Some(true))).then_some(name)
+}
+
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> u8 {
+    run_with(cli, None)
+}
+
+/// `run`; with `json` (the command's name) every failure is also one
+/// `{"error": …}` document on stdout (`Failure::to_json`), its `where` the
+/// command unless the command named a finer place.
+pub fn run_with(cli: Cli, json: Option<String>) -> u8 {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let found = Workspace::find(cli.workspace.as_deref(), &cwd);
     let logs = match (&cli.command, &found) {
@@ -151,35 +227,40 @@ pub fn run(cli: Cli) -> u8 {
             let _ = Cli::command().print_help();
             return exit::USAGE;
         }
-        return finish(tui::run(&ctx, tui::TuiArgs::default()));
+        return finish(tui::run(&ctx, tui::TuiArgs::default()), None);
     };
-    finish(match command {
-        Command::Init(args) => init::run(&ctx, args),
-        Command::Demo(args) => demo::run(&ctx, args),
-        Command::Tui(args) => tui::run(&ctx, args),
-        Command::Config(cmd) => config_check::run(&ctx, cmd),
-        Command::Status(args) => status::run(&ctx, args),
-        Command::Release(cmd) => release::run(&ctx, cmd),
-        Command::Evidence(cmd) => evidence::run(&ctx, cmd),
-        Command::Approve(args) => approve::run(&ctx, args),
-        Command::Gate(cmd) => gate::run(&ctx, cmd),
-        Command::Freeze(cmd) => freeze::run(&ctx, cmd),
-        Command::Key(cmd) => key::run(&ctx, cmd),
-        Command::Capsule(cmd) => capsule::run(&ctx, cmd),
-        Command::Audit(cmd) => audit::run(&ctx, cmd),
-        Command::Workflow(cmd) => workflow::run(&ctx, cmd),
-        Command::Promotion(cmd) => promotion::run(&ctx, cmd),
-        Command::Recover(args) => promotion::recover(&ctx, args),
-        Command::Router(cmd) => router::run(&ctx, cmd),
-        Command::Rollout(cmd) => rollout::run(&ctx, cmd),
-        Command::Flags(cmd) => flags::run(&ctx, cmd),
-        Command::Verify(a) => attest::verify(&ctx, a),
-        Command::Completions(args) => completions::completions(args),
-        Command::Man(args) => completions::man(&ctx, args),
-    })
+    finish(
+        match command {
+            Command::Init(args) => init::run(&ctx, args),
+            Command::Demo(args) => demo::run(&ctx, args),
+            Command::Tui(args) => tui::run(&ctx, args),
+            Command::Config(cmd) => config_check::run(&ctx, cmd),
+            Command::Status(args) => status::run(&ctx, args),
+            Command::Release(cmd) => release::run(&ctx, cmd),
+            Command::Evidence(cmd) => evidence::run(&ctx, cmd),
+            Command::Approve(args) => approve::run(&ctx, args),
+            Command::Gate(cmd) => gate::run(&ctx, cmd),
+            Command::Freeze(cmd) => freeze::run(&ctx, cmd),
+            Command::Key(cmd) => key::run(&ctx, cmd),
+            Command::Capsule(cmd) => capsule::run(&ctx, cmd),
+            Command::Audit(cmd) => audit::run(&ctx, cmd),
+            Command::Workflow(cmd) => workflow::run(&ctx, cmd),
+            Command::Promotion(cmd) => promotion::run(&ctx, cmd),
+            Command::Recover(args) => promotion::recover(&ctx, args),
+            Command::Router(cmd) => router::run(&ctx, cmd),
+            Command::Rollout(cmd) => rollout::run(&ctx, cmd),
+            Command::Flags(cmd) => flags::run(&ctx, cmd),
+            Command::Verify(a) => attest::verify(&ctx, a),
+            Command::Completions(args) => completions::completions(args),
+            Command::Man(args) => completions::man(&ctx, args),
+        },
+        json,
+    )
 }
 
-fn finish(result: Result<u8, Failure>) -> u8 {
+/// The one place a failure is reported: stderr always, and with `--json`
+/// one `{"error": …}` document on stdout.
+fn finish(result: Result<u8, Failure>, json: Option<String>) -> u8 {
     match result {
         Ok(code) => code,
         // Nobody is reading any more: nothing to say, and no verdict.
@@ -189,6 +270,16 @@ fn finish(result: Result<u8, Failure>) -> u8 {
             eprintln!("error: {}", f.message);
             if let Some(h) = &f.hint {
                 eprintln!("hint: {h}");
+            }
+            if let Some(command) = json {
+                let f = match f.place {
+                    Some(_) => f,
+                    None => f.at(command),
+                };
+                use std::io::Write;
+                // stdout may be closed: the code says what happened.
+                let _ = writeln!(std::io::stdout(), "{:#}", f.to_json());
+                return f.code;
             }
             f.code
         }

@@ -62,6 +62,9 @@ pub struct MarkLiveArgs {
     /// live from now: a made-up past would count as soak it never had
     #[arg(long)]
     pub at: Option<String>,
+    /// Print what was (or would be) recorded as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -271,6 +274,19 @@ fn list(ctx: &Context, args: ListArgs) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
+/// `release mark-live --json`: what is (or would be) recorded live.
+fn mark_live_json(
+    rel: &AppRelease,
+    env: &str,
+    at: &DateTime<Utc>,
+    dry_run: bool,
+) -> serde_json::Value {
+    serde_json::json!({
+        "app": rel.app, "digest": rel.digest.to_string(), "environment": env,
+        "since": at.to_rfc3339_opts(SecondsFormat::Secs, true), "dry_run": dry_run,
+    })
+}
+
 fn mark_live(ctx: &Context, args: MarkLiveArgs) -> Result<u8, Failure> {
     let ws = ctx.workspace()?;
     let config = load_config(ctx, ws)?;
@@ -281,6 +297,10 @@ fn mark_live(ctx: &Context, args: MarkLiveArgs) -> Result<u8, Failure> {
     }
     if args.dry_run {
         let rel = app_release_unrecorded(ws, &config, &args.reference, None, &at)?;
+        if args.json {
+            print_json(&mark_live_json(&rel, &args.env, &at, true))?;
+            return Ok(exit::OK);
+        }
         println!(
             "Dry run: would record {}@{} live in {} since {}; nothing was changed",
             rel.app,
@@ -298,6 +318,10 @@ fn mark_live(ctx: &Context, args: MarkLiveArgs) -> Result<u8, Failure> {
         since: at,
     };
     super::decide::drive(ws, &config, |h| h.mark_release_live(req), |_| {})?;
+    if args.json {
+        print_json(&mark_live_json(&rel, &args.env, &at, false))?;
+        return Ok(exit::OK);
+    }
     println!(
         "{}@{} is live in {} since {}",
         rel.app,

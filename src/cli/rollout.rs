@@ -71,6 +71,9 @@ pub struct EnvArg {
     /// unverified); a running canary seals its steps as its promotion's requester
     #[arg(long, value_name = "NAME")]
     pub key: Option<String>,
+    /// Print what was sealed as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -137,12 +140,17 @@ pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
         return rollback(ctx, ws, &config, a);
     }
     use crate::domain::OperatorRequest;
-    let (env, change, key) = match &cmd {
-        RolloutCommand::Status(a) => (&a.env, None, None),
-        RolloutCommand::Pause(a) => (&a.env, Some(OperatorRequest::Pause), a.key.clone()),
-        RolloutCommand::Resume(a) => (&a.env, Some(OperatorRequest::Resume), a.key.clone()),
-        RolloutCommand::Abort(a) => (&a.env, Some(OperatorRequest::Abort), a.key.clone()),
-        RolloutCommand::Promote(a) => (&a.env, Some(OperatorRequest::PromoteNow), a.key.clone()),
+    let (env, change, key, json) = match &cmd {
+        RolloutCommand::Status(a) => (&a.env, None, None, a.json),
+        RolloutCommand::Pause(a) => (&a.env, Some(OperatorRequest::Pause), a.key.clone(), a.json),
+        RolloutCommand::Resume(a) => (&a.env, Some(OperatorRequest::Resume), a.key.clone(), a.json),
+        RolloutCommand::Abort(a) => (&a.env, Some(OperatorRequest::Abort), a.key.clone(), a.json),
+        RolloutCommand::Promote(a) => (
+            &a.env,
+            Some(OperatorRequest::PromoteNow),
+            a.key.clone(),
+            a.json,
+        ),
         RolloutCommand::Consolidate(_) | RolloutCommand::Rollback(_) => {
             unreachable!("handled above")
         }
@@ -155,6 +163,14 @@ pub fn run(ctx: &Context, cmd: RolloutCommand) -> Result<u8, Failure> {
             asker: Asker::from_key(key),
         };
         let ack = super::decide::drive(ws, &config, |h| h.rollout(req), |_| {})?;
+        if json {
+            print_json(&serde_json::json!({
+                "env": env, "target": ack.target, "request": request.to_string(),
+                "request_id": ack.request_id, "capsule_id": ack.capsule_id, "capsule": ack.capsule_path,
+                "taken_over": ack.taken_over,
+            }))?;
+            return Ok(exit::OK);
+        }
         println!(
             "{}: {request} sealed{}{} (request #{})",
             ack.target,
@@ -242,6 +258,7 @@ fn rollback(
                 RolloutCommand::Abort(EnvArg {
                     env: env.to_owned(),
                     key: a.key.clone(),
+                    json: a.json,
                 }),
             );
         }

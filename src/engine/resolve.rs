@@ -117,11 +117,15 @@ pub fn app_release(
     env: Option<&str>,
     now: &DateTime<Utc>,
 ) -> Result<(AppRelease, Vec<String>), EngineError> {
-    app_release_with(ws, config, reference, env, now, true)
+    app_release_inner(ws, config, reference, env, now, true, true)
 }
 
-/// `app_release`, recording the tag's resolution only when `record`: a
-/// `--dry-run` resolves and writes nothing.
+/// `app_release` for commands that read or ask what-if (`gate check`,
+/// `approve`, `--dry-run`s): the tag's resolution is recorded only when
+/// `record`, and `APP@sha256:…` is taken as it is, without the registry (a
+/// digest names the image already; a registry that is down cannot keep a
+/// gate check from answering). `app_release`, for a promotion about to
+/// pull the image, still asks the registry that the digest is there.
 pub fn app_release_with(
     ws: &Workspace,
     config: &Config,
@@ -129,6 +133,18 @@ pub fn app_release_with(
     env: Option<&str>,
     now: &DateTime<Utc>,
     record: bool,
+) -> Result<(AppRelease, Vec<String>), EngineError> {
+    app_release_inner(ws, config, reference, env, now, record, false)
+}
+
+fn app_release_inner(
+    ws: &Workspace,
+    config: &Config,
+    reference: &str,
+    env: Option<&str>,
+    now: &DateTime<Utc>,
+    record: bool,
+    confirm_digest: bool,
 ) -> Result<(AppRelease, Vec<String>), EngineError> {
     let spec = ReleaseSpec::parse(reference).map_err(EngineError::usage)?;
     if let ReleaseSpec::App {
@@ -163,6 +179,19 @@ pub fn app_release_with(
         ))
         .hint("name it APP:TAG or APP@sha256:HEX, with the app defined under [apps]"));
     }
+    if !confirm_digest && let Some(digest) = named_digest(config, &spec) {
+        let ReleaseSpec::App { app, .. } = spec else {
+            unreachable!("only an app's spec names a digest here")
+        };
+        return Ok((
+            AppRelease {
+                app,
+                digest,
+                tag: None,
+            },
+            Vec::new(),
+        ));
+    }
     let (r, mut notes) = resolve_and_record(record.then_some(ws), Some(config), ws.root(), spec)?;
     if !record {
         // Not "outside a workspace": a what-if, which records nothing.
@@ -176,6 +205,19 @@ pub fn app_release_with(
         },
         notes,
     ))
+}
+
+/// The digest `APP@sha256:…` names, for an app of `config`: what a reading
+/// command takes as it is, with no registry asked. `None` for a tag, a
+/// direct reference or an unknown app (which resolving reports).
+pub fn named_digest(config: &Config, spec: &ReleaseSpec) -> Option<Digest> {
+    match spec {
+        ReleaseSpec::App {
+            app,
+            selector: Some(Selector::Digest(digest)),
+        } if config.apps.contains_key(app) => Some(digest.clone()),
+        _ => None,
+    }
 }
 
 /// A tag-less reference resolves `latest`; record it as such.
