@@ -372,6 +372,7 @@ const ENGINE_ALLOWED: &[&str] = &[
     "resolve::AppRelease",
     "resolve::unknown_app",
     "resolve::resolve_unrecorded",
+    "resolve::named_digest",
     // The rules every front shares, pure.
     "rules",
     "flags::parse_flag",
