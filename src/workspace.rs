@@ -186,9 +186,8 @@ mod tests {
         let conn = rusqlite::Connection::open(ws.db_path()).unwrap();
         conn.pragma_update(None, "user_version", Store::schema_version() - 1)
             .unwrap();
-        // The newest migration undone: 0011's tables.
-        conn.execute_batch("DROP TABLE summaries; DROP TABLE attachments")
-            .unwrap();
+        // The newest migration undone: 0012's table.
+        conn.execute_batch("DROP TABLE promotion_members").unwrap();
         drop(conn);
         let store = ws.read_store().unwrap();
         let v: i64 = store

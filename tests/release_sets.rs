@@ -312,6 +312,97 @@ fn a_release_set_goes_through_two_lanes_all_or_none_and_rolls_back_together() {
 
     let out = stella(ws).args(["audit", "verify-chain"]).output().unwrap();
     assert!(out.status.success(), "{}", stdout(&out));
+
+    // A set's process dies after switching both apps in dev: recovery puts
+    // every app of the set back, not only the one its promotion row names.
+    let mut digests = Vec::new();
+    for app in ["api-gateway", "web"] {
+        let out = stella(ws)
+            .args(["release", "resolve", &format!("{app}:2.0")])
+            .output()
+            .unwrap();
+        let d = stdout(&out).trim().to_owned();
+        let current = ws.join(format!("deploy/dev/{app}/current"));
+        std::fs::remove_file(&current).unwrap();
+        std::os::unix::fs::symlink(Path::new("releases").join(&d["sha256:".len()..]), &current)
+            .unwrap();
+        digests.push(d);
+    }
+    assert_eq!(serving(ws, "dev", "web"), "web 2");
+    let db = rusqlite::Connection::open(ws.join(".stella/stella.db")).unwrap();
+    db.execute_batch(&format!(
+        "INSERT INTO promotions (id, app, digest, environment, requested_by, state, created_at)
+           VALUES (900, 'api-gateway', '{a}', 'dev', 'x@example.com', 'running', '2026-01-01T00:00:00Z');
+         INSERT INTO promotion_members (promotion_id, app, digest) VALUES (900, 'web', '{w}');
+         INSERT INTO locks (environment, promotion_id, holder, pid, acquired_at)
+           VALUES ('dev', 900, 'x@example.com', 999999999, '2026-01-01T00:00:00Z');",
+        a = digests[0],
+        w = digests[1]
+    ))
+    .unwrap();
+    let out = stella(ws).arg("recover").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(serving(ws, "dev", "api-gateway"), "api-gateway 1");
+    assert_eq!(serving(ws, "dev", "web"), "web 1", "{}", stdout(&out));
+}
+
+#[test]
+fn a_failed_set_runs_script_targets_hooks_again_with_the_release_live_before() {
+    let dir = workspace();
+    let ws = dir.path();
+    std::fs::write(
+        ws.join("stella.toml"),
+        r#"
+[workspace]
+name = "acme"
+
+[apps.api-gateway]
+image = "oci-layout:images/api-gateway"
+
+[apps.web]
+image = "oci-layout:images/web"
+
+[environments.dev]
+targets = ["dev-script"]
+
+[targets.dev-script]
+kind = "script"
+deploy = 'if [ "$STELLA_RELEASE_APP" = web ] && [ -e fail-web ]; then exit 7; fi; echo "$STELLA_RELEASE_DIGEST" > "served-$STELLA_RELEASE_APP"'
+"#,
+    )
+    .unwrap();
+    let (code, _, out) = run(
+        ws,
+        &[
+            "release",
+            "promote",
+            "api-gateway:1.0",
+            "web:1.0",
+            "--to",
+            "dev",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let first = std::fs::read_to_string(ws.join("served-api-gateway")).unwrap();
+    std::fs::write(ws.join("fail-web"), "").unwrap();
+    let (code, v, out) = run(
+        ws,
+        &[
+            "release",
+            "promote",
+            "api-gateway:2.0",
+            "web:2.0",
+            "--to",
+            "dev",
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(v["outcome"], "deploy-failed");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("served-api-gateway")).unwrap(),
+        first,
+        "api-gateway's hook ran again with the release live before: {out}"
+    );
 }
 
 #[test]

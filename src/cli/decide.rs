@@ -310,6 +310,7 @@ fn promote_inner(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
         expect: None,
     };
     let json = a.json;
+    let set = !a.also.is_empty();
     let mut step = None;
     let done = drive(
         ws,
@@ -328,12 +329,25 @@ fn promote_inner(ctx: &Context, a: PromoteArgs) -> Result<u8, Failure> {
                     ..
                 } => println!("Promoting {app} ({digest}) to {environment}"),
                 EventKind::Approved { signer, .. } => println!("Approved as {signer}"),
-                EventKind::GatesEvaluated { verdicts, .. } => print_verdicts(verdicts),
-                EventKind::PromotionCreated { targets, .. } if targets.is_empty() => {
-                    println!("Running the workflow…")
+                EventKind::GatesEvaluated { verdicts, app, .. } => {
+                    if set {
+                        println!("{app}:");
+                    }
+                    print_verdicts(verdicts)
                 }
-                EventKind::PromotionCreated { targets, .. } => {
-                    println!("Deploying to {}…", targets.join(", "))
+                EventKind::PromotionCreated { targets, app, .. } if targets.is_empty() => {
+                    if set {
+                        println!("Running the workflow for {app}…")
+                    } else {
+                        println!("Running the workflow…")
+                    }
+                }
+                EventKind::PromotionCreated { targets, app, .. } => {
+                    if set {
+                        println!("Deploying {app} to {}…", targets.join(", "))
+                    } else {
+                        println!("Deploying to {}…", targets.join(", "))
+                    }
                 }
                 EventKind::TargetSwitched { detail, .. } => println!("    {detail}"),
                 EventKind::RunFinished { ok: true, .. } => println!("Deployed"),
@@ -462,7 +476,13 @@ fn rollback_inner(ctx: &Context, a: RollbackArgs) -> Result<u8, Failure> {
         let mut with = Vec::new();
         if !a.alone {
             for app in store.released_with(&a.env, &a.app, &now)? {
-                let (f, t) = crate::engine::rollback::plan(&store, &app, &a.env, None, now)?;
+                let (f, t) = crate::engine::rollback::plan(&store, &app, &a.env, None, now)
+                    .map_err(|e| {
+                        e.hint(format!(
+                            "{app} is in the release set; `--alone` rolls back only {}",
+                            a.app
+                        ))
+                    })?;
                 with.push(serde_json::json!({"app": app, "from": f, "digest": t}));
             }
         }

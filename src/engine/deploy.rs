@@ -328,10 +328,68 @@ pub fn recover(
                 p.app, p.environment
             ));
             lines.extend(put_back(&store, config, &p, false)?);
+            // A release set: every app of it goes back, not only the first.
+            for app in store.promotion_members(id)? {
+                let member = crate::store::PromotionRow { app, ..p.clone() };
+                lines.extend(put_back(&store, config, &member, false)?);
+            }
         }
         store.finish_interrupted(id)?;
     }
     Ok(lines)
+}
+
+/// Runs `app`'s `script` targets in `env` again with the release the store
+/// holds live there (their `rollback` hook, else `deploy`): what a failed
+/// release set does for the apps it had deployed, since a script target
+/// keeps no state stella can switch back. Returns a line per target.
+pub fn restore_scripts(
+    ws: &crate::workspace::Workspace,
+    config: &Config,
+    env_name: &str,
+    app: &str,
+) -> Vec<String> {
+    let Some(env) = config.environment(env_name) else {
+        return vec![];
+    };
+    let scripts: Vec<&String> = env
+        .targets
+        .iter()
+        .map(|t| t.get_ref())
+        .filter(|t| matches!(config.targets.get(*t), Some(Target::Script(_))))
+        .collect();
+    if scripts.is_empty() {
+        return vec![];
+    }
+    let live = ws
+        .read_store()
+        .ok()
+        .and_then(|s| s.live_at(env_name, app, &chrono::Utc::now()).ok().flatten());
+    let Some(live) = live else {
+        return scripts
+            .iter()
+            .map(|t| format!("{t}: nothing of {app} was live before; its hooks cannot be undone"))
+            .collect();
+    };
+    let mut lines = Vec::new();
+    for t in scripts {
+        let opts = DeployOptions {
+            only: Some(t),
+            rollback: true,
+            ..Default::default()
+        };
+        let done = super::resolve::block_on(deploy_targets(config, env, app, &live.digest, opts));
+        match done {
+            Ok(Ok(l)) => lines.extend(
+                l.into_iter()
+                    .map(|l| format!("{l} (back to the release live before)")),
+            ),
+            Ok(Err(e)) | Err(super::EngineError { message: e, .. }) => {
+                lines.push(format!("{t}: could not put {app} back: {e}"))
+            }
+        }
+    }
+    lines
 }
 
 /// Puts an environment's targets back to the release the store holds

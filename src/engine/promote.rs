@@ -228,12 +228,17 @@ pub fn promote(
                 None => default_workflow(),
             };
             let lead = &members[0].release;
-            let id = ws.open_store()?.begin_promotion(
+            let others: Vec<(String, crate::domain::Digest)> = members[1..]
+                .iter()
+                .map(|m| (m.release.app.clone(), m.release.digest.clone()))
+                .collect();
+            let id = ws.open_store()?.begin_set_promotion(
                 &lead.app,
                 &lead.digest,
                 lead.tag.as_deref(),
                 &req.to,
                 &requested_by,
+                &others,
             )?;
             existing = Some(id);
             // What every app's targets serve now: all of them go back if
@@ -340,7 +345,17 @@ pub fn promote(
                 // A step after the switch failed: the previous releases
                 // serve again — of every app of a set that ran.
                 for (m, before) in members.iter().zip(&before).take(ran) {
-                    let lines = super::deploy::restore(config, &m.release.app, before);
+                    let mut lines = super::deploy::restore(config, &m.release.app, before);
+                    if set {
+                        // Script targets keep no state to switch back: their
+                        // hooks run again with the release live before.
+                        lines.extend(super::deploy::restore_scripts(
+                            ws,
+                            config,
+                            &req.to,
+                            &m.release.app,
+                        ));
+                    }
                     sink.emit(EventKind::TargetsRestored {
                         promotion_id: id,
                         lines,

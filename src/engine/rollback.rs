@@ -491,12 +491,17 @@ fn rollback_set(
     let mut failure: Option<String> = None;
     if !env.targets.is_empty() {
         let lead = &plans[0];
-        let id = ws.open_store()?.begin_promotion(
+        let others: Vec<(String, Digest)> = plans[1..]
+            .iter()
+            .map(|p| (p.app.clone(), p.target.clone()))
+            .collect();
+        let id = ws.open_store()?.begin_set_promotion(
             &lead.app,
             &lead.target,
             None,
             &req.env,
             &requested_by,
+            &others,
         )?;
         existing = Some(id);
         let before: Vec<_> = plans
@@ -547,7 +552,8 @@ fn rollback_set(
         if failure.is_some() {
             // All or none: every app moved so far goes back.
             for (p, before) in plans.iter().zip(&before).take(ran) {
-                let lines = super::deploy::restore(config, &p.app, before);
+                let mut lines = super::deploy::restore(config, &p.app, before);
+                lines.extend(super::deploy::restore_scripts(ws, config, &req.env, &p.app));
                 sink.emit(EventKind::TargetsRestored {
                     promotion_id: id,
                     lines,

@@ -160,6 +160,20 @@ impl Store {
         environment: &str,
         requested_by: &str,
     ) -> Result<i64, BeginError> {
+        self.begin_set_promotion(app, digest, tag, environment, requested_by, &[])
+    }
+
+    /// [`Store::begin_promotion`] of a release set: `also` are its other
+    /// apps, recorded with it so recovery puts every one back.
+    pub fn begin_set_promotion(
+        &mut self,
+        app: &str,
+        digest: &Digest,
+        tag: Option<&str>,
+        environment: &str,
+        requested_by: &str,
+        also: &[(String, Digest)],
+    ) -> Result<i64, BeginError> {
         // A dead holder's lock is not cleared here: recovery takes it over
         // and puts its targets back first (`engine::deploy::recover`, run
         // by every command that acts before it begins).
@@ -186,6 +200,13 @@ impl Store {
         )
         .map_err(StoreError::from)?;
         let id = tx.last_insert_rowid();
+        for (app, digest) in also {
+            tx.execute(
+                "INSERT INTO promotion_members (promotion_id, app, digest) VALUES (?1, ?2, ?3)",
+                params![id, app, digest.to_string()],
+            )
+            .map_err(StoreError::from)?;
+        }
         tx.execute(
             "INSERT INTO locks (environment, promotion_id, holder, pid, acquired_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![environment, id, requested_by, std::process::id() as i64, now],
@@ -193,6 +214,15 @@ impl Store {
         .map_err(StoreError::from)?;
         tx.commit().map_err(StoreError::from)?;
         Ok(id)
+    }
+
+    /// A release set's other apps, recorded when its promotion began.
+    pub fn promotion_members(&self, id: i64) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT app FROM promotion_members WHERE promotion_id = ?1 ORDER BY app",
+        )?;
+        let rows = stmt.query_map([id], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The state of a promotion and its outcome, once decided.

@@ -51,6 +51,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("migrations/0009_run_graph.sql")),
     M::up(include_str!("migrations/0010_capsule_outcome.sql")),
     M::up(include_str!("migrations/0011_summaries_attachments.sql")),
+    M::up(include_str!("migrations/0012_promotion_members.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
