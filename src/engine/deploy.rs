@@ -322,7 +322,7 @@ pub fn recover(
             continue;
         }
         let id = dead.promotion_id;
-        if let Some(p) = store.promotions(None)?.into_iter().find(|p| p.id == id) {
+        if let Some(p) = store.promotion(id)? {
             lines.push(format!(
                 "promotion #{id} ({} into {}) was interrupted",
                 p.app, p.environment

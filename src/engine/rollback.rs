@@ -11,7 +11,7 @@ use super::event::{EventKind, Sink};
 use super::keys::{Asker, prove};
 use super::resolve::block_on;
 use super::seal::seal_and_export;
-use crate::capsule::environment::{self, EffectiveEnvironment};
+use crate::capsule::environment;
 use crate::capsule::statement::{
     Action, Engine, EvidenceRef, Inputs, Predicate, ReleaseRef, Restores, Statement,
 };
@@ -187,14 +187,7 @@ pub fn rollback(
     });
 
     let (original, evidence) = restored_evidence(ws, &store, &req.env, &target)?;
-    let effective = EffectiveEnvironment {
-        name: req.env.clone(),
-        from: env.from.as_ref().map(|f| f.get_ref().clone()),
-        gates: env.gates.clone(),
-        freeze: Default::default(),
-    };
-    let env_text = effective.to_toml().into_bytes();
-    let env_digest = ws.evidence().put(&env_text)?;
+    let env_digest = super::seal::environment_digest(ws, &req.env, env)?;
     // A routed environment that keeps the release warm goes back in one
     // swap; any other deploys it.
     let warm = super::swap::warm(config, &req.env, env, &current, &target);
@@ -222,17 +215,7 @@ pub fn rollback(
                 Err(e) => failure = Some(e),
             },
             None => {
-                let deployed = block_on(async {
-                    let fetched = super::deploy::fetch_if_remote(config, &req.app, &target).await?;
-                    let opts = super::deploy::DeployOptions {
-                        rollback: true,
-                        fetched: fetched
-                            .as_ref()
-                            .map(|f| f as &(dyn crate::deploy::unpack::BlobSource + Sync)),
-                        ..Default::default()
-                    };
-                    super::deploy::deploy_targets(config, env, &req.app, &target, opts).await
-                })?;
+                let deployed = deploy_back(config, env, &req.app, &target)?;
                 match deployed {
                     Ok(lines) => {
                         for detail in lines {
@@ -297,18 +280,7 @@ pub fn rollback(
             requester: Some(requester),
             clock,
             promotion_id: Some(promotion_id),
-            inputs: Inputs {
-                evidence,
-                policies: vec![],
-                environment: EvidenceRef {
-                    digest: env_digest,
-                    media_type: environment::MEDIA_TYPE.into(),
-                    kind: "config".into(),
-                },
-                keys: vec![],
-                upstream: None,
-                break_glass: None,
-            },
+            inputs: rollback_inputs(evidence, &env_digest),
             gates: vec![],
             decision: Decision::Allow,
             outcome,
@@ -388,6 +360,44 @@ pub fn rollback(
         capsule: sealed.path,
         members: Vec::new(),
     })
+}
+
+/// Deploys `target` of `app` back to `env`'s targets, as a rollback (a
+/// script target's `rollback` hook), fetching it first from a registry.
+fn deploy_back(
+    config: &Config,
+    env: &crate::config::Environment,
+    app: &str,
+    target: &Digest,
+) -> Result<Result<Vec<String>, String>, EngineError> {
+    block_on(async {
+        let fetched = super::deploy::fetch_if_remote(config, app, target).await?;
+        let opts = super::deploy::DeployOptions {
+            rollback: true,
+            fetched: fetched
+                .as_ref()
+                .map(|f| f as &(dyn crate::deploy::unpack::BlobSource + Sync)),
+            ..Default::default()
+        };
+        super::deploy::deploy_targets(config, env, app, target, opts).await
+    })
+}
+
+/// A rollback's inputs: the evidence its release was promoted under and
+/// the effective environment; it records no gates.
+fn rollback_inputs(evidence: Vec<EvidenceRef>, env_digest: &Digest) -> Inputs {
+    Inputs {
+        evidence,
+        policies: vec![],
+        environment: EvidenceRef {
+            digest: env_digest.clone(),
+            media_type: environment::MEDIA_TYPE.into(),
+            kind: "config".into(),
+        },
+        keys: vec![],
+        upstream: None,
+        break_glass: None,
+    }
 }
 
 /// The capsule `target` was promoted under in `env`, kept as evidence
@@ -480,13 +490,7 @@ fn rollback_set(
         });
     }
     drop(store);
-    let effective = EffectiveEnvironment {
-        name: req.env.clone(),
-        from: env.from.as_ref().map(|f| f.get_ref().clone()),
-        gates: env.gates.clone(),
-        freeze: Default::default(),
-    };
-    let env_digest = ws.evidence().put(effective.to_toml().as_bytes())?;
+    let env_digest = super::seal::environment_digest(ws, &req.env, env)?;
     let mut existing = None;
     let mut failure: Option<String> = None;
     if !env.targets.is_empty() {
@@ -520,17 +524,7 @@ fn rollback_set(
                 critical_path: vec![],
             });
             ran += 1;
-            let deployed = block_on(async {
-                let fetched = super::deploy::fetch_if_remote(config, &p.app, &p.target).await?;
-                let opts = super::deploy::DeployOptions {
-                    rollback: true,
-                    fetched: fetched
-                        .as_ref()
-                        .map(|f| f as &(dyn crate::deploy::unpack::BlobSource + Sync)),
-                    ..Default::default()
-                };
-                super::deploy::deploy_targets(config, env, &p.app, &p.target, opts).await
-            })?;
+            let deployed = deploy_back(config, env, &p.app, &p.target)?;
             match deployed {
                 Ok(lines) => {
                     for detail in lines {
@@ -598,18 +592,6 @@ fn rollback_set(
         clock: &clock,
         also: &also,
     })?;
-    let inputs = |evidence: &Vec<EvidenceRef>| Inputs {
-        evidence: evidence.clone(),
-        policies: vec![],
-        environment: EvidenceRef {
-            digest: env_digest.clone(),
-            media_type: environment::MEDIA_TYPE.into(),
-            kind: "config".into(),
-        },
-        keys: vec![],
-        upstream: None,
-        break_glass: None,
-    };
     let restores = |p: &Plan| Restores {
         digest: p.target.clone(),
         capsule: p.original.as_ref().map(|o| o.payload_digest.clone()),
@@ -623,7 +605,7 @@ fn rollback_set(
                 tag: None,
                 resolved_at: None,
             },
-            inputs: inputs(&p.evidence),
+            inputs: rollback_inputs(p.evidence.clone(), &env_digest),
             gates: vec![],
             decision: Decision::Allow,
             restores: Some(restores(p)),
@@ -648,7 +630,7 @@ fn rollback_set(
             requester: Some(requester),
             clock,
             promotion_id: Some(promotion_id),
-            inputs: inputs(&lead.evidence),
+            inputs: rollback_inputs(lead.evidence.clone(), &env_digest),
             gates: vec![],
             decision: Decision::Allow,
             outcome,

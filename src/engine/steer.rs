@@ -68,7 +68,7 @@ fn check_request(r: OperatorRequest) -> Result<(), EngineError> {
 }
 
 fn running_promotion(store: &Store, id: i64) -> Result<PromotionRow, EngineError> {
-    let Some(p) = store.promotions(None)?.into_iter().find(|p| p.id == id) else {
+    let Some(p) = store.promotion(id)? else {
         return Err(EngineError::usage(format!("no promotion #{id}"))
             .hint("`stella promotion list` shows them"));
     };
@@ -167,9 +167,8 @@ pub fn steer(
         if !lock.as_ref().is_some_and(|l| process_alive(l.pid)) {
             // The owner died (or finished) while we waited.
             let running = store
-                .promotions(None)?
-                .into_iter()
-                .find(|p| p.id == id && p.state == PromotionState::Running);
+                .promotion(id)?
+                .filter(|p| p.state == PromotionState::Running);
             match (req.request, lock, running) {
                 (OperatorRequest::Abort, Some(lock), Some(p)) => {
                     return take_over_abort(ws, config, &mut store, p, &lock, rid, &prover, sink);
